@@ -1,0 +1,1 @@
+//! Empty library; see benches/aead.rs.

@@ -1,0 +1,108 @@
+//! The sealed format, version 1: `e1.` base64(nonce ‖ ciphertext ‖ tag),
+//! with AES-256-GCM-SIV (RFC 8452). The plaintext is header ‖ payload.
+
+use aes_gcm_siv::{
+    Nonce, Tag,
+    aead::{AeadInOut as _, array::typenum::Unsigned as _},
+};
+
+use super::{DecodeError, EncodeError, HEADER_LEN, b64_append, b64_decode_into, b64_len, name_prefix};
+use crate::key::{KeyRing, Namespace};
+
+/// Format and version marker, also the start of the associated data.
+const MARKER: &[u8] = b"e1";
+const NONCE_LEN: usize = <aes_gcm_siv::Aes256GcmSiv as aes_gcm_siv::aead::AeadCore>::NonceSize::USIZE;
+const TAG_LEN: usize = <aes_gcm_siv::Aes256GcmSiv as aes_gcm_siv::aead::AeadCore>::TagSize::USIZE;
+const _: () = assert!(NONCE_LEN == 12 && TAG_LEN == 16);
+
+/// The associated data: marker, length-prefixed name, namespace.
+fn associated_data(namespace: Namespace, name: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(MARKER.len() + 2 + name.len() + 1);
+    aad.extend_from_slice(MARKER);
+    aad.extend_from_slice(&name_prefix(name));
+    aad.extend_from_slice(name.as_bytes());
+    aad.push(namespace.tag());
+    aad
+}
+
+pub(super) fn encode(
+    ring: &KeyRing,
+    namespace: Namespace,
+    name: &str,
+    header: &[u8; HEADER_LEN],
+    payload: &[u8],
+) -> Result<String, EncodeError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::fill(&mut nonce);
+    encode_with_nonce(ring, namespace, name, header, payload, nonce)
+}
+
+/// [`encode`] with a given nonce: for known-answer tests only; real values
+/// always use a fresh random nonce.
+pub(super) fn encode_with_nonce(
+    ring: &KeyRing,
+    namespace: Namespace,
+    name: &str,
+    header: &[u8; HEADER_LEN],
+    payload: &[u8],
+    nonce: [u8; NONCE_LEN],
+) -> Result<String, EncodeError> {
+    let mut buf = Vec::with_capacity(NONCE_LEN + HEADER_LEN + payload.len() + TAG_LEN);
+    buf.extend_from_slice(&nonce);
+    buf.extend_from_slice(header);
+    buf.extend_from_slice(payload);
+    let tag = ring
+        .current_subkeys()
+        .sealer(namespace)
+        .encrypt_inout_detached(
+            &Nonce::from(nonce),
+            &associated_data(namespace, name),
+            (&mut buf[NONCE_LEN..]).into(),
+        )
+        .map_err(|_| EncodeError::Cipher)?;
+    buf.extend_from_slice(&tag);
+
+    let mut out = String::with_capacity(3 + b64_len(buf.len()));
+    out.push_str("e1.");
+    b64_append(&buf, &mut out);
+    Ok(out)
+}
+
+/// Decodes the part after `e1.`; returns the payload, the header and the
+/// position in the ring of the key that opened it.
+pub(super) fn decode(
+    ring: &KeyRing,
+    namespace: Namespace,
+    name: &str,
+    body: &str,
+) -> Result<(Vec<u8>, [u8; HEADER_LEN], usize), DecodeError> {
+    let mut buf = Vec::with_capacity(body.len() / 4 * 3 + 3);
+    b64_decode_into(body, &mut buf)?;
+    if buf.len() < NONCE_LEN + HEADER_LEN + TAG_LEN {
+        return Err(DecodeError::Malformed);
+    }
+    let (nonce, rest) = buf.split_at_mut(NONCE_LEN);
+    let nonce = Nonce::try_from(&*nonce).map_err(|_| DecodeError::Malformed)?;
+    let (ciphertext, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
+    let tag = Tag::try_from(&*tag).map_err(|_| DecodeError::Malformed)?;
+    let aad = associated_data(namespace, name);
+
+    // On failure the cipher restores the ciphertext, so the next key sees it
+    // unchanged.
+    let position = ring
+        .all_subkeys()
+        .position(|subkeys| {
+            subkeys
+                .sealer(namespace)
+                .decrypt_inout_detached(&nonce, &aad, (&mut *ciphertext).into(), &tag)
+                .is_ok()
+        })
+        .ok_or(DecodeError::BadSignature)?;
+
+    let header: [u8; HEADER_LEN] = ciphertext[..HEADER_LEN]
+        .try_into()
+        .map_err(|_| DecodeError::Malformed)?;
+    buf.truncate(buf.len() - TAG_LEN);
+    buf.drain(..NONCE_LEN + HEADER_LEN);
+    Ok((buf, header, position))
+}

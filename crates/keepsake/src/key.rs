@@ -1,0 +1,761 @@
+//! Secrets, derived subkeys and key rotation.
+//!
+//! keepsake starts from one *master secret* per key ([`Key`]): at least
+//! [`MIN_SECRET_LEN`] random bytes, normally made with `keepsake keygen` or
+//! [`Key::generate`] and kept outside the code (an environment variable or a
+//! file). The master secret is never used directly. Every purpose gets its own
+//! subkey, derived with HKDF-SHA256 (RFC 5869) from the master secret and a
+//! fixed info string that names the purpose, the algorithm and the
+//! [`Namespace`]:
+//!
+//! | purpose | algorithm | one subkey per |
+//! |---|---|---|
+//! | signed values ([`Format::Signed`](crate::codec::Format::Signed)) | HMAC-SHA256 | namespace |
+//! | sealed values ([`Format::Sealed`](crate::codec::Format::Sealed)) | AES-256-GCM-SIV | namespace |
+//!
+//! So a signed value can never be opened as a sealed one, and an app-local
+//! value never verifies as a shared one, even under the same master secret.
+//!
+//! A [`KeyRing`] holds one *current* key, used to sign and seal, and any number
+//! of verify-only *fallback* keys. To rotate: make a new key, make it current,
+//! and move the old one to the fallbacks until every value it protected has
+//! expired. A value that only a fallback opened reports
+//! [`KeyUsed::Fallback`](crate::codec::KeyUsed::Fallback), so the caller can
+//! issue it again under the current key.
+//!
+//! # Example
+//!
+//! ```
+//! use keepsake::key::{Key, KeyRing};
+//!
+//! let old = Key::generate();
+//! let new = Key::generate();
+//! let ring = KeyRing::new(new.clone()).with_fallback(old.clone());
+//! assert_eq!(ring.current(), &new);
+//! assert_eq!(ring.fallbacks().collect::<Vec<_>>(), vec![&old]);
+//! ```
+
+use std::{fmt, str::FromStr, sync::Arc};
+
+use aes_gcm_siv::{Aes256GcmSiv, KeyInit};
+use base64::Engine as _;
+use hkdf::Hkdf;
+use hmac::Hmac;
+use rand::TryRng as _;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+/// The smallest master secret keepsake accepts, in bytes (256 bits).
+///
+/// # Example
+///
+/// ```
+/// assert_eq!(keepsake::key::MIN_SECRET_LEN, 32);
+/// ```
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// The largest master secret keepsake accepts, in bytes.
+///
+/// Longer secrets add nothing to HKDF's security; the bound keeps a wrong file
+/// (a log, a database) from being taken for a key.
+///
+/// # Example
+///
+/// ```
+/// assert_eq!(keepsake::key::MAX_SECRET_LEN, 1024);
+/// ```
+pub const MAX_SECRET_LEN: usize = 1024;
+
+/// Length in bytes of the secrets [`Key::generate`] makes.
+const GENERATED_LEN: usize = 32;
+
+/// HKDF salt: fixed, so the same master secret gives the same subkeys in
+/// every process. It only separates keepsake's derivations from other uses of
+/// the same secret.
+const HKDF_SALT: &[u8] = b"keepsake key derivation v1";
+
+/// Why a master secret was refused.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The secret is shorter than [`MIN_SECRET_LEN`].
+    #[error(
+        "the secret is {len} bytes; keepsake needs at least {MIN_SECRET_LEN} \
+         (make one with `keepsake keygen`)"
+    )]
+    TooShort {
+        /// Length of the secret that was given.
+        len: usize,
+    },
+    /// The secret is longer than [`MAX_SECRET_LEN`].
+    #[error("the secret is {len} bytes; keepsake takes at most {MAX_SECRET_LEN}")]
+    TooLong {
+        /// Length of the secret that was given.
+        len: usize,
+    },
+    /// The text is not base64 (standard or URL-safe, padded or not).
+    #[error("the secret is not valid base64 (standard or URL-safe alphabet)")]
+    NotBase64,
+    /// The environment variable that should hold the secret is not set.
+    #[error(
+        "the environment variable {var} is not set; make a secret with \
+         `keepsake keygen` and export it as {var}"
+    )]
+    MissingEnv {
+        /// Name of the variable.
+        var: String,
+    },
+    /// The environment variable is set but is not valid Unicode.
+    #[error("the environment variable {var} is not valid UTF-8")]
+    EnvNotUnicode {
+        /// Name of the variable.
+        var: String,
+    },
+    /// The operating system's random number generator failed.
+    #[error("the operating system's random number generator failed: {0}")]
+    Rng(String),
+}
+
+/// Which family of values a subkey protects.
+///
+/// *Local* values belong to one application: their subkeys also depend on the
+/// ring's application label ([`KeyRing::with_app`]). *Shared* values are meant
+/// for every application configured with the same master secret, whatever its
+/// label. A value made in one namespace never verifies in the other.
+///
+/// # Example
+///
+/// ```
+/// use keepsake::key::Namespace;
+///
+/// assert_eq!("shared".parse::<Namespace>(), Ok(Namespace::Shared));
+/// assert_eq!(Namespace::default(), Namespace::Local);
+/// assert_eq!(Namespace::Local.as_str(), "local");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Namespace {
+    /// Values for this application only (the default).
+    #[default]
+    Local,
+    /// Values shared by all applications that use the same master secret.
+    Shared,
+}
+
+impl Namespace {
+    /// The namespace's name as used on the command line and in docs.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert_eq!(keepsake::key::Namespace::Shared.as_str(), "shared");
+    /// ```
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Shared => "shared",
+        }
+    }
+
+    /// The one byte that stands for the namespace inside MAC inputs and
+    /// associated data.
+    pub(crate) const fn tag(self) -> u8 {
+        match self {
+            Self::Local => b'L',
+            Self::Shared => b'S',
+        }
+    }
+
+    const fn index(self) -> usize {
+        match self {
+            Self::Local => 0,
+            Self::Shared => 1,
+        }
+    }
+}
+
+impl fmt::Display for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of parsing a [`Namespace`] from text.
+///
+/// # Example
+///
+/// ```
+/// let err = "global".parse::<keepsake::key::Namespace>().unwrap_err();
+/// assert_eq!(err.to_string(), "unknown namespace \"global\" (expected `local` or `shared`)");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown namespace {0:?} (expected `local` or `shared`)")]
+pub struct ParseNamespaceError(String);
+
+impl FromStr for Namespace {
+    type Err = ParseNamespaceError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "local" => Ok(Self::Local),
+            "shared" => Ok(Self::Shared),
+            other => Err(ParseNamespaceError(other.to_owned())),
+        }
+    }
+}
+
+/// A master secret.
+///
+/// Cheap to clone (the bytes are shared). Equality is constant-time, and
+/// `Debug` shows only a [fingerprint](Key::fingerprint), never the bytes.
+///
+/// # Example
+///
+/// ```
+/// use keepsake::key::Key;
+///
+/// let key = Key::generate();
+/// let again = Key::from_base64(&key.to_base64()).unwrap();
+/// assert_eq!(key, again);
+/// assert!(!format!("{key:?}").contains(&key.to_base64()));
+/// ```
+#[derive(Clone)]
+pub struct Key {
+    secret: Arc<[u8]>,
+}
+
+impl Key {
+    /// Makes a new random 256-bit secret with the operating system's CSPRNG.
+    ///
+    /// # Panics
+    ///
+    /// If the operating system's random number generator fails; see
+    /// [`Key::try_generate`] for the non-panicking twin.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::key::Key;
+    ///
+    /// assert_ne!(Key::generate(), Key::generate());
+    /// ```
+    pub fn generate() -> Self {
+        match Self::try_generate() {
+            Ok(key) => key,
+            Err(err) => panic!("{err}"),
+        }
+    }
+
+    /// Makes a new random 256-bit secret, or says why the operating system's
+    /// random number generator failed.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::Rng`] if no random bytes could be had.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let key = keepsake::key::Key::try_generate()?;
+    /// assert_eq!(key.len(), 32);
+    /// # Ok::<(), keepsake::key::KeyError>(())
+    /// ```
+    pub fn try_generate() -> Result<Self, KeyError> {
+        let mut bytes = [0u8; GENERATED_LEN];
+        rand::rngs::SysRng
+            .try_fill_bytes(&mut bytes)
+            .map_err(|err| KeyError::Rng(err.to_string()))?;
+        Self::from_bytes(&bytes)
+    }
+
+    /// Takes a master secret from raw bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::TooShort`] below [`MIN_SECRET_LEN`] bytes,
+    /// [`KeyError::TooLong`] above [`MAX_SECRET_LEN`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::key::{Key, KeyError};
+    ///
+    /// assert!(Key::from_bytes(&[7; 32]).is_ok());
+    /// assert_eq!(Key::from_bytes(b"hunter2"), Err(KeyError::TooShort { len: 7 }));
+    /// ```
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
+        match bytes.len() {
+            len if len < MIN_SECRET_LEN => Err(KeyError::TooShort { len }),
+            len if len > MAX_SECRET_LEN => Err(KeyError::TooLong { len }),
+            _ => Ok(Self {
+                secret: Arc::from(bytes),
+            }),
+        }
+    }
+
+    /// Takes a master secret written in base64: the standard or the URL-safe
+    /// alphabet, with or without padding. Surrounding whitespace (such as the
+    /// newline at the end of a file) is ignored.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::NotBase64`], or the length errors of [`Key::from_bytes`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::key::{Key, KeyError};
+    ///
+    /// let standard = "+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/8=";
+    /// let url_safe = "-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_8";
+    /// assert_eq!(Key::from_base64(standard)?, Key::from_base64(url_safe)?);
+    /// assert_eq!(Key::from_base64("not base64!"), Err(KeyError::NotBase64));
+    /// # Ok::<(), KeyError>(())
+    /// ```
+    pub fn from_base64(text: &str) -> Result<Self, KeyError> {
+        let bytes = decode_any_base64(text.trim()).ok_or(KeyError::NotBase64)?;
+        Self::from_bytes(&bytes)
+    }
+
+    /// Reads a base64 master secret from the environment variable `var`.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::MissingEnv`] when the variable is unset (the message says how
+    /// to make a secret), [`KeyError::EnvNotUnicode`], and the errors of
+    /// [`Key::from_base64`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::key::{Key, KeyError};
+    ///
+    /// let err = Key::from_env("KEEPSAKE_DOC_EXAMPLE_UNSET").unwrap_err();
+    /// assert!(matches!(err, KeyError::MissingEnv { .. }));
+    /// assert!(err.to_string().contains("keepsake keygen"));
+    /// ```
+    pub fn from_env(var: &str) -> Result<Self, KeyError> {
+        match std::env::var(var) {
+            Ok(text) => Self::from_base64(&text),
+            Err(std::env::VarError::NotPresent) => Err(KeyError::MissingEnv {
+                var: var.to_owned(),
+            }),
+            Err(std::env::VarError::NotUnicode(_)) => Err(KeyError::EnvNotUnicode {
+                var: var.to_owned(),
+            }),
+        }
+    }
+
+    /// The secret in standard, padded base64, the form `keepsake keygen`
+    /// prints and [`Key::from_base64`] reads.
+    ///
+    /// This reveals the secret: write it only where the secret belongs.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let key = keepsake::key::Key::from_bytes(&[0; 32]).unwrap();
+    /// assert_eq!(key.to_base64(), "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+    /// ```
+    pub fn to_base64(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(&self.secret)
+    }
+
+    /// Length of the secret in bytes.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert_eq!(keepsake::key::Key::from_bytes(&[1; 48]).unwrap().len(), 48);
+    /// ```
+    #[allow(clippy::len_without_is_empty)] // a key is never empty
+    pub fn len(&self) -> usize {
+        self.secret.len()
+    }
+
+    /// A short, non-secret name for the key: 8 hex digits derived with HKDF
+    /// under their own label, so they reveal nothing about the subkeys. Use it
+    /// to tell keys apart in logs and on the command line.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::key::Key;
+    ///
+    /// let key = Key::from_bytes(&[0; 32]).unwrap();
+    /// assert_eq!(key.fingerprint().len(), 8);
+    /// assert_eq!(key.fingerprint(), Key::from_bytes(&[0; 32]).unwrap().fingerprint());
+    /// assert_ne!(key.fingerprint(), Key::from_bytes(&[1; 32]).unwrap().fingerprint());
+    /// ```
+    pub fn fingerprint(&self) -> String {
+        let mut out = [0u8; 4];
+        self.expand(b"keepsake v1 key fingerprint", &mut out);
+        out.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// HKDF-SHA256 expansion of this secret under `info`.
+    fn expand(&self, info: &[u8], out: &mut [u8]) {
+        let hkdf = Hkdf::<Sha256>::new(Some(HKDF_SALT), &self.secret);
+        // Only fails for outputs over 255 * 32 bytes; ours are 32 or fewer.
+        if hkdf.expand(info, out).is_err() {
+            unreachable!("HKDF output length is a small constant");
+        }
+    }
+}
+
+impl PartialEq for Key {
+    /// Constant-time in the contents of the secrets (their lengths are not
+    /// secret).
+    fn eq(&self, other: &Self) -> bool {
+        self.secret.ct_eq(&other.secret).into()
+    }
+}
+
+impl Eq for Key {}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Key")
+            .field("fingerprint", &self.fingerprint())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TryFrom<&[u8]> for Key {
+    type Error = KeyError;
+
+    fn try_from(bytes: &[u8]) -> Result<Self, Self::Error> {
+        Self::from_bytes(bytes)
+    }
+}
+
+/// Decodes base64 in any of the four common spellings.
+fn decode_any_base64(text: &str) -> Option<Vec<u8>> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+
+    let url_safe = text.contains(['-', '_']);
+    let padded = text.ends_with('=');
+    let engine = match (url_safe, padded) {
+        (false, true) => &STANDARD,
+        (false, false) => &STANDARD_NO_PAD,
+        (true, true) => &URL_SAFE,
+        (true, false) => &URL_SAFE_NO_PAD,
+    };
+    engine.decode(text).ok()
+}
+
+/// The subkeys of one master secret, ready for use: the HMAC state already
+/// holds its key, the AEAD already has its key schedule.
+#[derive(Clone)]
+pub(crate) struct Subkeys {
+    /// One pre-keyed HMAC-SHA256 per namespace.
+    sign: [Hmac<Sha256>; 2],
+    /// One AES-256-GCM-SIV cipher per namespace.
+    seal: [Aes256GcmSiv; 2],
+}
+
+impl Subkeys {
+    fn derive(key: &Key, app: &str) -> Self {
+        let derive = |purpose: &str, namespace: Namespace| -> [u8; 32] {
+            // Only local subkeys depend on the application label.
+            let app = match namespace {
+                Namespace::Local => app,
+                Namespace::Shared => "",
+            };
+            let info = format!(
+                "keepsake v1 {purpose} namespace={namespace} app={}:{app}",
+                app.len()
+            );
+            let mut out = [0u8; 32];
+            key.expand(info.as_bytes(), &mut out);
+            out
+        };
+        let hmac = |namespace| {
+            <Hmac<Sha256> as KeyInit>::new_from_slice(&derive("HMAC-SHA256 sign", namespace))
+                .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
+        };
+        let aead = |namespace| {
+            Aes256GcmSiv::new_from_slice(&derive("AES-256-GCM-SIV seal", namespace))
+                .unwrap_or_else(|_| unreachable!("the derived key is 32 bytes"))
+        };
+        Self {
+            sign: [hmac(Namespace::Local), hmac(Namespace::Shared)],
+            seal: [aead(Namespace::Local), aead(Namespace::Shared)],
+        }
+    }
+
+    /// The pre-keyed HMAC for `namespace`; clone it to use it.
+    pub(crate) fn signer(&self, namespace: Namespace) -> &Hmac<Sha256> {
+        &self.sign[namespace.index()]
+    }
+
+    /// The AEAD for `namespace`.
+    pub(crate) fn sealer(&self, namespace: Namespace) -> &Aes256GcmSiv {
+        &self.seal[namespace.index()]
+    }
+}
+
+/// One current key and any number of verify-only fallback keys.
+///
+/// The current key signs and seals; verifying tries the current key first,
+/// then each fallback in the order they were added. Cheap to clone.
+///
+/// # Example
+///
+/// ```
+/// use keepsake::{codec::{Claims, Codec, KeyUsed}, key::{Key, KeyRing}};
+///
+/// let old = KeyRing::new(Key::generate());
+/// let value = Codec::signed(old.clone()).encode("theme", b"dark", Claims::new(1_700_000_000))?;
+///
+/// // Rotate: a new current key, the old one kept for verifying only.
+/// let rotated = KeyRing::new(Key::generate()).with_fallback(old.current().clone());
+/// let opened = Codec::signed(rotated).decode("theme", &value, 1_700_000_001)?;
+/// assert_eq!(opened.payload(), b"dark");
+/// assert_eq!(opened.key_used(), KeyUsed::Fallback { index: 0 });
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct KeyRing {
+    inner: Arc<RingInner>,
+}
+
+struct RingInner {
+    app: String,
+    /// `keys[0]` is the current key, the rest are fallbacks in order.
+    keys: Vec<(Key, Subkeys)>,
+}
+
+impl KeyRing {
+    /// A ring with `current` as its only key and an empty application label.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::key::{Key, KeyRing};
+    ///
+    /// let key = Key::generate();
+    /// let ring = KeyRing::new(key.clone());
+    /// assert_eq!(ring.current(), &key);
+    /// assert_eq!(ring.fallbacks().count(), 0);
+    /// ```
+    pub fn new(current: Key) -> Self {
+        let subkeys = Subkeys::derive(&current, "");
+        Self {
+            inner: Arc::new(RingInner {
+                app: String::new(),
+                keys: vec![(current, subkeys)],
+            }),
+        }
+    }
+
+    /// Adds a verify-only fallback key, tried after the current key and the
+    /// fallbacks added before it.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::key::{Key, KeyRing};
+    ///
+    /// let ring = KeyRing::new(Key::generate())
+    ///     .with_fallback(Key::generate())
+    ///     .with_fallback(Key::generate());
+    /// assert_eq!(ring.fallbacks().count(), 2);
+    /// ```
+    #[must_use]
+    pub fn with_fallback(self, fallback: Key) -> Self {
+        let mut inner = self.into_inner();
+        let subkeys = Subkeys::derive(&fallback, &inner.app);
+        inner.keys.push((fallback, subkeys));
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Adds several fallback keys, in order.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::key::{Key, KeyRing};
+    ///
+    /// let ring = KeyRing::new(Key::generate()).with_fallbacks([Key::generate(), Key::generate()]);
+    /// assert_eq!(ring.fallbacks().count(), 2);
+    /// ```
+    #[must_use]
+    pub fn with_fallbacks(self, fallbacks: impl IntoIterator<Item = Key>) -> Self {
+        fallbacks.into_iter().fold(self, Self::with_fallback)
+    }
+
+    /// Sets the application label that [local](Namespace::Local) subkeys
+    /// depend on (default: empty).
+    ///
+    /// Two applications that share a master secret but have different labels
+    /// can read each other's [shared](Namespace::Shared) values, and not each
+    /// other's local ones.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::{codec::{Claims, Codec}, key::{Key, KeyRing, Namespace}};
+    ///
+    /// let key = Key::generate();
+    /// let billing = KeyRing::new(key.clone()).with_app("billing");
+    /// let shop = KeyRing::new(key).with_app("shop");
+    ///
+    /// let local = Codec::signed(billing.clone()).encode("c", b"x", Claims::new(0))?;
+    /// assert!(Codec::signed(shop.clone()).decode("c", &local, 1).is_err());
+    ///
+    /// let shared = Codec::signed(billing).with_namespace(Namespace::Shared);
+    /// let value = shared.encode("c", b"x", Claims::new(0))?;
+    /// assert!(Codec::signed(shop).with_namespace(Namespace::Shared).decode("c", &value, 1).is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn with_app(self, app: impl Into<String>) -> Self {
+        let mut inner = self.into_inner();
+        inner.app = app.into();
+        for (key, subkeys) in &mut inner.keys {
+            *subkeys = Subkeys::derive(key, &inner.app);
+        }
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The application label.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::key::{Key, KeyRing};
+    ///
+    /// assert_eq!(KeyRing::new(Key::generate()).with_app("shop").app(), "shop");
+    /// ```
+    pub fn app(&self) -> &str {
+        &self.inner.app
+    }
+
+    /// The key that signs and seals.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::key::{Key, KeyRing};
+    ///
+    /// let key = Key::generate();
+    /// assert_eq!(KeyRing::new(key.clone()).current(), &key);
+    /// ```
+    pub fn current(&self) -> &Key {
+        &self.inner.keys[0].0
+    }
+
+    /// The verify-only keys, in the order they are tried.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::key::{Key, KeyRing};
+    ///
+    /// let old = Key::generate();
+    /// let ring = KeyRing::new(Key::generate()).with_fallback(old.clone());
+    /// assert_eq!(ring.fallbacks().next(), Some(&old));
+    /// ```
+    pub fn fallbacks(&self) -> impl ExactSizeIterator<Item = &Key> + '_ {
+        self.inner.keys[1..].iter().map(|(key, _)| key)
+    }
+
+    /// The current key's subkeys.
+    pub(crate) fn current_subkeys(&self) -> &Subkeys {
+        &self.inner.keys[0].1
+    }
+
+    /// All subkeys in the order to try them: current first.
+    pub(crate) fn all_subkeys(&self) -> impl Iterator<Item = &Subkeys> + '_ {
+        self.inner.keys.iter().map(|(_, subkeys)| subkeys)
+    }
+
+    fn into_inner(self) -> RingInner {
+        Arc::try_unwrap(self.inner).unwrap_or_else(|shared| RingInner {
+            app: shared.app.clone(),
+            keys: shared.keys.clone(),
+        })
+    }
+}
+
+impl fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyRing")
+            .field("app", &self.inner.app)
+            .field("current", self.current())
+            .field("fallbacks", &self.fallbacks().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_secret_bytes() {
+        let key = Key::from_bytes(&[0xAB; 32]).unwrap();
+        let ring = KeyRing::new(key.clone()).with_fallback(key.clone());
+        for text in [format!("{key:?}"), format!("{ring:?}"), format!("{ring:#?}")] {
+            assert!(!text.contains(&key.to_base64()), "{text}");
+            assert!(!text.to_lowercase().contains("abab"), "{text}");
+            assert!(!text.contains("171"), "{text}"); // 0xAB as decimal
+        }
+    }
+
+    #[test]
+    fn length_limits() {
+        assert_eq!(Key::from_bytes(&[0; 31]), Err(KeyError::TooShort { len: 31 }));
+        assert!(Key::from_bytes(&[0; 32]).is_ok());
+        assert!(Key::from_bytes(&[0; MAX_SECRET_LEN]).is_ok());
+        assert_eq!(
+            Key::from_bytes(&[0; MAX_SECRET_LEN + 1]),
+            Err(KeyError::TooLong {
+                len: MAX_SECRET_LEN + 1
+            })
+        );
+    }
+
+    #[test]
+    fn base64_spellings() {
+        let key = Key::from_bytes(&(0u8..40).collect::<Vec<_>>()).unwrap();
+        let bytes: Vec<u8> = (0u8..40).collect();
+        use base64::engine::general_purpose::{
+            STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
+        };
+        for text in [
+            STANDARD.encode(&bytes),
+            STANDARD_NO_PAD.encode(&bytes),
+            URL_SAFE.encode(&bytes),
+            URL_SAFE_NO_PAD.encode(&bytes),
+            format!("  {}\n", STANDARD.encode(&bytes)),
+        ] {
+            assert_eq!(Key::from_base64(&text).as_ref(), Ok(&key), "{text}");
+        }
+        assert_eq!(Key::from_base64(""), Err(KeyError::TooShort { len: 0 }));
+        assert_eq!(Key::from_base64("a+b_c"), Err(KeyError::NotBase64));
+    }
+
+    #[test]
+    fn subkeys_differ_by_purpose_namespace_and_app() {
+        let key = Key::from_bytes(&[3; 32]).unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for app in ["", "a", "b"] {
+            for purpose in ["HMAC-SHA256 sign", "AES-256-GCM-SIV seal"] {
+                for namespace in [Namespace::Local, Namespace::Shared] {
+                    let app = if namespace == Namespace::Shared { "" } else { app };
+                    let info = format!("keepsake v1 {purpose} namespace={namespace} app={}:{app}", app.len());
+                    let mut out = [0u8; 32];
+                    key.expand(info.as_bytes(), &mut out);
+                    seen.insert(out);
+                }
+            }
+        }
+        // 3 apps x 2 purposes local + 2 purposes shared (shared ignores the app).
+        assert_eq!(seen.len(), 3 * 2 + 2);
+    }
+}
