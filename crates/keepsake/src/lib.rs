@@ -4,4 +4,5 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod codec;
+pub mod cookies;
 pub mod key;

@@ -66,7 +66,10 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use base64::{
+    Engine as _,
+    engine::{DecodePaddingMode, GeneralPurposeConfig, Simd},
+};
 
 pub use crate::key::{KeyRing, Namespace};
 
@@ -782,14 +785,27 @@ fn name_prefix(name: &str) -> [u8; 2] {
     u16::try_from(name.len()).unwrap_or(u16::MAX).to_be_bytes()
 }
 
+/// URL-safe base64 without padding, strict: padding and non-zero trailing
+/// bits are refused, so every byte string has exactly one spelling. The SIMD
+/// engine (AVX2 or NEON, detected once) keeps base64 a small part of the cost
+/// next to the MAC or cipher; see BENCHMARKS.md.
+static BASE64: std::sync::LazyLock<Simd> = std::sync::LazyLock::new(|| {
+    Simd::url_safe(
+        GeneralPurposeConfig::new()
+            .with_encode_padding(false)
+            .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+            .with_decode_allow_trailing_bits(false),
+    )
+});
+
 /// Appends the unpadded URL-safe base64 of `bytes` to `out`.
 fn b64_append(bytes: &[u8], out: &mut String) {
-    URL_SAFE_NO_PAD.encode_string(bytes, out);
+    BASE64.encode_string(bytes, out);
 }
 
 /// Strict unpadded URL-safe base64 decoding into `out` (appending).
 fn b64_decode_into(text: impl AsRef<[u8]>, out: &mut Vec<u8>) -> Result<(), DecodeError> {
-    URL_SAFE_NO_PAD
+    BASE64
         .decode_vec(text, out)
         .map_err(|_| DecodeError::Malformed)
 }

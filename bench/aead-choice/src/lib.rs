@@ -1,1 +1,0 @@
-//! Empty library; see benches/aead.rs.
