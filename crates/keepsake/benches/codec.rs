@@ -11,10 +11,7 @@
 
 use std::hint::black_box;
 
-use aes_gcm_siv::{
-    Aes256GcmSiv, KeyInit, Nonce, Tag,
-    aead::AeadInOut,
-};
+use aes_gcm_siv::{Aes256GcmSiv, KeyInit, Nonce, Tag, aead::AeadInOut};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use hmac::{Hmac, Mac};
 use keepsake::{
@@ -41,15 +38,37 @@ fn signed(c: &mut Criterion) {
         let value = codec.encode(NAME, &data, Claims::new(NOW)).unwrap();
         let tag = hmac.clone().chain_update(&data).finalize().into_bytes();
         group.throughput(Throughput::Bytes(size as u64));
-        group.bench_with_input(BenchmarkId::new("hmac_sha256_bare", size), &data, |b, data| {
-            b.iter(|| hmac.clone().chain_update(black_box(data)).finalize().into_bytes())
-        });
+        group.bench_with_input(
+            BenchmarkId::new("hmac_sha256_bare", size),
+            &data,
+            |b, data| {
+                b.iter(|| {
+                    hmac.clone()
+                        .chain_update(black_box(data))
+                        .finalize()
+                        .into_bytes()
+                })
+            },
+        );
         group.bench_with_input(BenchmarkId::new("sign", size), &data, |b, data| {
-            b.iter(|| codec.encode(NAME, black_box(data), Claims::new(NOW)).unwrap())
+            b.iter(|| {
+                codec
+                    .encode(NAME, black_box(data), Claims::new(NOW))
+                    .unwrap()
+            })
         });
-        group.bench_with_input(BenchmarkId::new("hmac_sha256_verify_bare", size), &data, |b, data| {
-            b.iter(|| hmac.clone().chain_update(black_box(data)).verify_slice(&tag).unwrap())
-        });
+        group.bench_with_input(
+            BenchmarkId::new("hmac_sha256_verify_bare", size),
+            &data,
+            |b, data| {
+                b.iter(|| {
+                    hmac.clone()
+                        .chain_update(black_box(data))
+                        .verify_slice(&tag)
+                        .unwrap()
+                })
+            },
+        );
         group.bench_with_input(BenchmarkId::new("verify", size), &value, |b, value| {
             b.iter(|| codec.decode(NAME, black_box(value), NOW).unwrap())
         });
@@ -70,28 +89,40 @@ fn sealed(c: &mut Criterion) {
             .encrypt_inout_detached(&nonce, b"", ciphertext.as_mut_slice().into())
             .unwrap();
         group.throughput(Throughput::Bytes(size as u64));
-        group.bench_with_input(BenchmarkId::new("aes256gcmsiv_seal_bare", size), &data, |b, data| {
-            b.iter(|| {
-                let mut buf = black_box(data).clone();
-                let mut nonce = [0u8; 12];
-                rand::fill(&mut nonce);
-                let tag = aead
-                    .encrypt_inout_detached(&Nonce::from(nonce), b"", buf.as_mut_slice().into())
-                    .unwrap();
-                (buf, tag)
-            })
-        });
+        group.bench_with_input(
+            BenchmarkId::new("aes256gcmsiv_seal_bare", size),
+            &data,
+            |b, data| {
+                b.iter(|| {
+                    let mut buf = black_box(data).clone();
+                    let mut nonce = [0u8; 12];
+                    rand::fill(&mut nonce);
+                    let tag = aead
+                        .encrypt_inout_detached(&Nonce::from(nonce), b"", buf.as_mut_slice().into())
+                        .unwrap();
+                    (buf, tag)
+                })
+            },
+        );
         group.bench_with_input(BenchmarkId::new("seal", size), &data, |b, data| {
-            b.iter(|| codec.encode(NAME, black_box(data), Claims::new(NOW)).unwrap())
-        });
-        group.bench_with_input(BenchmarkId::new("aes256gcmsiv_open_bare", size), &ciphertext, |b, ct| {
             b.iter(|| {
-                let mut buf = black_box(ct).clone();
-                aead.decrypt_inout_detached(&nonce, b"", buf.as_mut_slice().into(), &tag)
-                    .unwrap();
-                buf
+                codec
+                    .encode(NAME, black_box(data), Claims::new(NOW))
+                    .unwrap()
             })
         });
+        group.bench_with_input(
+            BenchmarkId::new("aes256gcmsiv_open_bare", size),
+            &ciphertext,
+            |b, ct| {
+                b.iter(|| {
+                    let mut buf = black_box(ct).clone();
+                    aead.decrypt_inout_detached(&nonce, b"", buf.as_mut_slice().into(), &tag)
+                        .unwrap();
+                    buf
+                })
+            },
+        );
         group.bench_with_input(BenchmarkId::new("open", size), &value, |b, value| {
             b.iter(|| codec.decode(NAME, black_box(value), NOW).unwrap())
         });

@@ -700,7 +700,11 @@ mod tests {
     fn debug_never_shows_secret_bytes() {
         let key = Key::from_bytes(&[0xAB; 32]).unwrap();
         let ring = KeyRing::new(key.clone()).with_fallback(key.clone());
-        for text in [format!("{key:?}"), format!("{ring:?}"), format!("{ring:#?}")] {
+        for text in [
+            format!("{key:?}"),
+            format!("{ring:?}"),
+            format!("{ring:#?}"),
+        ] {
             assert!(!text.contains(&key.to_base64()), "{text}");
             assert!(!text.to_lowercase().contains("abab"), "{text}");
             assert!(!text.contains("171"), "{text}"); // 0xAB as decimal
@@ -709,7 +713,10 @@ mod tests {
 
     #[test]
     fn length_limits() {
-        assert_eq!(Key::from_bytes(&[0; 31]), Err(KeyError::TooShort { len: 31 }));
+        assert_eq!(
+            Key::from_bytes(&[0; 31]),
+            Err(KeyError::TooShort { len: 31 })
+        );
         assert!(Key::from_bytes(&[0; 32]).is_ok());
         assert!(Key::from_bytes(&[0; MAX_SECRET_LEN]).is_ok());
         assert_eq!(
@@ -747,8 +754,15 @@ mod tests {
         for app in ["", "a", "b"] {
             for purpose in ["HMAC-SHA256 sign", "AES-256-GCM-SIV seal"] {
                 for namespace in [Namespace::Local, Namespace::Shared] {
-                    let app = if namespace == Namespace::Shared { "" } else { app };
-                    let info = format!("keepsake v1 {purpose} namespace={namespace} app={}:{app}", app.len());
+                    let app = if namespace == Namespace::Shared {
+                        ""
+                    } else {
+                        app
+                    };
+                    let info = format!(
+                        "keepsake v1 {purpose} namespace={namespace} app={}:{app}",
+                        app.len()
+                    );
                     let mut out = [0u8; 32];
                     key.expand(info.as_bytes(), &mut out);
                     seen.insert(out);

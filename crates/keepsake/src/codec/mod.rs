@@ -525,7 +525,9 @@ pub enum DecodeError {
     Malformed,
     /// A keepsake value of this format, but of a version this build does not
     /// know.
-    #[error("the value uses format version {version}, which this version of keepsake does not know")]
+    #[error(
+        "the value uses format version {version}, which this version of keepsake does not know"
+    )]
     UnknownVersion {
         /// The version number found in the value.
         version: u32,
@@ -693,7 +695,12 @@ impl Codec {
     /// assert!(value.starts_with("s1."));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn encode(&self, name: &str, payload: &[u8], claims: Claims) -> Result<String, EncodeError> {
+    pub fn encode(
+        &self,
+        name: &str,
+        payload: &[u8],
+        claims: Claims,
+    ) -> Result<String, EncodeError> {
         let header = claims.to_header()?;
         let value = match self.format {
             Format::Signed => signed::encode(&self.ring, self.namespace, name, &header, payload),

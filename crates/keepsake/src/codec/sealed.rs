@@ -6,12 +6,15 @@ use aes_gcm_siv::{
     aead::{AeadInOut as _, array::typenum::Unsigned as _},
 };
 
-use super::{DecodeError, EncodeError, HEADER_LEN, b64_append, b64_decode_into, b64_len, name_prefix};
+use super::{
+    DecodeError, EncodeError, HEADER_LEN, b64_append, b64_decode_into, b64_len, name_prefix,
+};
 use crate::key::{KeyRing, Namespace};
 
 /// Format and version marker, also the start of the associated data.
 const MARKER: &[u8] = b"e1";
-const NONCE_LEN: usize = <aes_gcm_siv::Aes256GcmSiv as aes_gcm_siv::aead::AeadCore>::NonceSize::USIZE;
+const NONCE_LEN: usize =
+    <aes_gcm_siv::Aes256GcmSiv as aes_gcm_siv::aead::AeadCore>::NonceSize::USIZE;
 const TAG_LEN: usize = <aes_gcm_siv::Aes256GcmSiv as aes_gcm_siv::aead::AeadCore>::TagSize::USIZE;
 const _: () = assert!(NONCE_LEN == 12 && TAG_LEN == 16);
 

@@ -45,9 +45,8 @@ pub(super) fn encode(
     payload: &[u8],
 ) -> String {
     let tag = mac(ring.current_subkeys(), namespace, name, header, payload).finalize();
-    let mut out = String::with_capacity(
-        3 + HEADER_B64_LEN + b64_len(payload.len()) + 1 + TAG_B64_LEN,
-    );
+    let mut out =
+        String::with_capacity(3 + HEADER_B64_LEN + b64_len(payload.len()) + 1 + TAG_B64_LEN);
     out.push_str("s1.");
     b64_append(header, &mut out);
     b64_append(payload, &mut out);

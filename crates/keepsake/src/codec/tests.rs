@@ -25,9 +25,9 @@ fn codecs(ring: &KeyRing) -> [Codec; 2] {
 mod known_answers {
     use super::*;
 
-    const SIGNED_THEME: &str = "s1.AABlU_EAAABlU_8QZGFyaw.dOd89s43haQF03Kf1sTCx6K8vB1ty9JemB2aVilsfqM";
-    const SIGNED_SHARED_JSON: &str =
-        "s1.AABlU_EAAAAAAAAAeyJ1c2VyIjoiYWRhIiwibiI6MX0.odB7nxBCcNuJ5u-2WY0E0HaRSpiKch1iAxrFqrE1Rtw";
+    const SIGNED_THEME: &str =
+        "s1.AABlU_EAAABlU_8QZGFyaw.dOd89s43haQF03Kf1sTCx6K8vB1ty9JemB2aVilsfqM";
+    const SIGNED_SHARED_JSON: &str = "s1.AABlU_EAAAAAAAAAeyJ1c2VyIjoiYWRhIiwibiI6MX0.odB7nxBCcNuJ5u-2WY0E0HaRSpiKch1iAxrFqrE1Rtw";
     const SEALED_THEME: &str = "e1.AAECAwQFBgcICQoLiHO8OetpVYf6zkiuG5L2vlThEue7CN5a0w9GzzO4W-0";
     const SEALED_SHARED_JSON: &str =
         "e1.AAECAwQFBgcICQoLfo5G7DOL7CHZqIkJA_SmsXfKMuKmy33fdlyCrgq6Wg2Kz2k3OG2GYUPK_NuiGtp2";
@@ -43,7 +43,7 @@ mod known_answers {
             .encode("theme", b"dark", Claims::new(NOW).with_ttl(3600))
             .unwrap();
         assert_eq!(value, SIGNED_THEME);
-        let shared = codec.clone().with_namespace(Namespace::Shared);
+        let shared = codec.with_namespace(Namespace::Shared);
         let value = shared
             .encode("session", br#"{"user":"ada","n":1}"#, Claims::new(NOW))
             .unwrap();
@@ -79,10 +79,38 @@ mod known_answers {
     fn pinned_values_still_open() {
         let ring = ring();
         let cases = [
-            (Format::Signed, Namespace::Local, "theme", SIGNED_THEME, &b"dark"[..], Some(NOW + 3600)),
-            (Format::Sealed, Namespace::Local, "theme", SEALED_THEME, b"dark", Some(NOW + 3600)),
-            (Format::Signed, Namespace::Shared, "session", SIGNED_SHARED_JSON, br#"{"user":"ada","n":1}"#, None),
-            (Format::Sealed, Namespace::Shared, "session", SEALED_SHARED_JSON, br#"{"user":"ada","n":1}"#, None),
+            (
+                Format::Signed,
+                Namespace::Local,
+                "theme",
+                SIGNED_THEME,
+                &b"dark"[..],
+                Some(NOW + 3600),
+            ),
+            (
+                Format::Sealed,
+                Namespace::Local,
+                "theme",
+                SEALED_THEME,
+                b"dark",
+                Some(NOW + 3600),
+            ),
+            (
+                Format::Signed,
+                Namespace::Shared,
+                "session",
+                SIGNED_SHARED_JSON,
+                br#"{"user":"ada","n":1}"#,
+                None,
+            ),
+            (
+                Format::Sealed,
+                Namespace::Shared,
+                "session",
+                SEALED_SHARED_JSON,
+                br#"{"user":"ada","n":1}"#,
+                None,
+            ),
         ];
         for (format, namespace, name, value, payload, expires_at) in cases {
             let codec = Codec::new(format, ring.clone()).with_namespace(namespace);
@@ -101,7 +129,10 @@ fn both_formats_round_trip_empty_and_large_payloads() {
         for len in [0, 1, 2, 3, 4, 63, 64, 65, 512, 2900] {
             let payload: Vec<u8> = (0..len).map(|i| (i * 7 % 256) as u8).collect();
             let value = codec.encode("c", &payload, Claims::new(NOW)).unwrap();
-            assert_eq!(codec.decode("c", &value, NOW).unwrap().payload(), &payload[..]);
+            assert_eq!(
+                codec.decode("c", &value, NOW).unwrap().payload(),
+                &payload[..]
+            );
         }
     }
 }
@@ -110,11 +141,21 @@ fn both_formats_round_trip_empty_and_large_payloads() {
 fn too_large_is_refused_both_ways() {
     for codec in codecs(&ring()) {
         let err = codec.encode("c", &[0; 3100], Claims::new(NOW)).unwrap_err();
-        assert!(matches!(err, EncodeError::TooLarge { size, limit: 4096, .. } if size > 4096), "{err}");
-        let huge = format!("{}.{}", &codec.encode("c", b"", Claims::new(NOW)).unwrap()[..2], "A".repeat(5000));
+        assert!(
+            matches!(err, EncodeError::TooLarge { size, limit: 4096, .. } if size > 4096),
+            "{err}"
+        );
+        let huge = format!(
+            "{}.{}",
+            &codec.encode("c", b"", Claims::new(NOW)).unwrap()[..2],
+            "A".repeat(5000)
+        );
         assert_eq!(
             codec.decode("c", &huge, NOW),
-            Err(DecodeError::TooLarge { size: huge.len(), limit: 4096 })
+            Err(DecodeError::TooLarge {
+                size: huge.len(),
+                limit: 4096
+            })
         );
     }
     // Exactly at the limit is fine: name + value == 4096.
@@ -132,11 +173,15 @@ fn too_large_is_refused_both_ways() {
 #[test]
 fn expiry_is_enforced_at_the_second() {
     for codec in codecs(&ring()) {
-        let value = codec.encode("c", b"x", Claims::new(NOW).with_ttl(10)).unwrap();
+        let value = codec
+            .encode("c", b"x", Claims::new(NOW).with_ttl(10))
+            .unwrap();
         assert!(codec.decode("c", &value, NOW + 9).is_ok());
         assert_eq!(
             codec.decode("c", &value, NOW + 10),
-            Err(DecodeError::Expired { expires_at: NOW + 10 })
+            Err(DecodeError::Expired {
+                expires_at: NOW + 10
+            })
         );
         // No expiry means no expiry.
         let value = codec.encode("c", b"x", Claims::new(NOW)).unwrap();
@@ -155,7 +200,11 @@ fn times_out_of_range_are_refused() {
             codec.encode("c", b"", Claims::new(0).with_expiry(Some(u64::MAX))),
             Err(EncodeError::TimeOutOfRange)
         );
-        assert!(codec.encode("c", b"", Claims::new(MAX_TIME).with_expiry(Some(MAX_TIME))).is_ok());
+        assert!(
+            codec
+                .encode("c", b"", Claims::new(MAX_TIME).with_expiry(Some(MAX_TIME)))
+                .is_ok()
+        );
     }
 }
 
@@ -172,11 +221,28 @@ fn versions_and_prefixes() {
     // Other versions are recognised as such.
     for (codec, value) in [(&signed, &s), (&sealed, &e)] {
         let v2 = format!("{}2{}", &value[..1], &value[2..]);
-        assert_eq!(codec.decode("c", &v2, NOW), Err(DecodeError::UnknownVersion { version: 2 }));
+        assert_eq!(
+            codec.decode("c", &v2, NOW),
+            Err(DecodeError::UnknownVersion { version: 2 })
+        );
         let v0 = format!("{}01{}", &value[..1], &value[2..]);
         assert_eq!(codec.decode("c", &v0, NOW), Err(DecodeError::Malformed));
     }
-    for junk in ["", ".", "s", "s1", "s1.", "s1..", "e1.", "x1.abc", "s1234567890.a.b", "S1.a.b", "s-1.a.b", "é1.a.b", "s1.é.b"] {
+    for junk in [
+        "",
+        ".",
+        "s",
+        "s1",
+        "s1.",
+        "s1..",
+        "e1.",
+        "x1.abc",
+        "s1234567890.a.b",
+        "S1.a.b",
+        "s-1.a.b",
+        "é1.a.b",
+        "s1.é.b",
+    ] {
         for codec in [&signed, &sealed] {
             assert!(codec.decode("c", junk, NOW).is_err(), "{junk}");
         }
@@ -188,15 +254,33 @@ fn wrong_name_namespace_or_key_is_rejected() {
     let ring = ring();
     for codec in codecs(&ring) {
         let value = codec.encode("theme", b"dark", Claims::new(NOW)).unwrap();
-        assert_eq!(codec.decode("Theme", &value, NOW), Err(DecodeError::BadSignature));
-        assert_eq!(codec.decode("theme2", &value, NOW), Err(DecodeError::BadSignature));
-        assert_eq!(codec.decode("", &value, NOW), Err(DecodeError::BadSignature));
+        assert_eq!(
+            codec.decode("Theme", &value, NOW),
+            Err(DecodeError::BadSignature)
+        );
+        assert_eq!(
+            codec.decode("theme2", &value, NOW),
+            Err(DecodeError::BadSignature)
+        );
+        assert_eq!(
+            codec.decode("", &value, NOW),
+            Err(DecodeError::BadSignature)
+        );
         let shared = codec.clone().with_namespace(Namespace::Shared);
-        assert_eq!(shared.decode("theme", &value, NOW), Err(DecodeError::BadSignature));
+        assert_eq!(
+            shared.decode("theme", &value, NOW),
+            Err(DecodeError::BadSignature)
+        );
         let other = Codec::new(codec.format(), KeyRing::new(key(1)));
-        assert_eq!(other.decode("theme", &value, NOW), Err(DecodeError::BadSignature));
+        assert_eq!(
+            other.decode("theme", &value, NOW),
+            Err(DecodeError::BadSignature)
+        );
         let other_app = Codec::new(codec.format(), ring.clone().with_app("other"));
-        assert_eq!(other_app.decode("theme", &value, NOW), Err(DecodeError::BadSignature));
+        assert_eq!(
+            other_app.decode("theme", &value, NOW),
+            Err(DecodeError::BadSignature)
+        );
     }
 }
 
@@ -207,25 +291,52 @@ fn fallback_keys_verify_and_say_so() {
     let rotated = KeyRing::new(key(0)).with_fallbacks([key(1), key(2)]);
     for format in [Format::Signed, Format::Sealed] {
         let rotated = Codec::new(format, rotated.clone());
-        let from_old = Codec::new(format, old.clone()).encode("c", b"v", Claims::new(NOW)).unwrap();
-        let from_older = Codec::new(format, older.clone()).encode("c", b"v", Claims::new(NOW)).unwrap();
+        let from_old = Codec::new(format, old.clone())
+            .encode("c", b"v", Claims::new(NOW))
+            .unwrap();
+        let from_older = Codec::new(format, older.clone())
+            .encode("c", b"v", Claims::new(NOW))
+            .unwrap();
         let fresh = rotated.encode("c", b"v", Claims::new(NOW)).unwrap();
-        assert_eq!(rotated.decode("c", &fresh, NOW).unwrap().key_used(), KeyUsed::Current);
-        assert_eq!(rotated.decode("c", &from_old, NOW).unwrap().key_used(), KeyUsed::Fallback { index: 0 });
-        assert_eq!(rotated.decode("c", &from_older, NOW).unwrap().key_used(), KeyUsed::Fallback { index: 1 });
+        assert_eq!(
+            rotated.decode("c", &fresh, NOW).unwrap().key_used(),
+            KeyUsed::Current
+        );
+        assert_eq!(
+            rotated.decode("c", &from_old, NOW).unwrap().key_used(),
+            KeyUsed::Fallback { index: 0 }
+        );
+        assert_eq!(
+            rotated.decode("c", &from_older, NOW).unwrap().key_used(),
+            KeyUsed::Fallback { index: 1 }
+        );
         // A value from the new key does not verify with the old ring alone.
-        assert_eq!(Codec::new(format, old.clone()).decode("c", &fresh, NOW), Err(DecodeError::BadSignature));
+        assert_eq!(
+            Codec::new(format, old.clone()).decode("c", &fresh, NOW),
+            Err(DecodeError::BadSignature)
+        );
         // A fallback still checks expiry.
-        let expiring = Codec::new(format, old.clone()).encode("c", b"v", Claims::new(NOW).with_ttl(1)).unwrap();
-        assert_eq!(rotated.decode("c", &expiring, NOW + 1), Err(DecodeError::Expired { expires_at: NOW + 1 }));
+        let expiring = Codec::new(format, old.clone())
+            .encode("c", b"v", Claims::new(NOW).with_ttl(1))
+            .unwrap();
+        assert_eq!(
+            rotated.decode("c", &expiring, NOW + 1),
+            Err(DecodeError::Expired {
+                expires_at: NOW + 1
+            })
+        );
     }
 }
 
 #[test]
 fn sealed_values_hide_the_payload_and_never_repeat() {
     let codec = Codec::sealed(ring());
-    let a = codec.encode("c", b"secret secret secret", Claims::new(NOW)).unwrap();
-    let b = codec.encode("c", b"secret secret secret", Claims::new(NOW)).unwrap();
+    let a = codec
+        .encode("c", b"secret secret secret", Claims::new(NOW))
+        .unwrap();
+    let b = codec
+        .encode("c", b"secret secret secret", Claims::new(NOW))
+        .unwrap();
     assert_ne!(a, b);
     let mut raw = Vec::new();
     b64_decode_into(&a[3..], &mut raw).unwrap();
@@ -236,24 +347,33 @@ fn sealed_values_hide_the_payload_and_never_repeat() {
 /// must be rejected. Counts the mutants so the sweep cannot shrink silently.
 #[test]
 fn every_single_byte_change_or_truncation_is_rejected() {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.+/= %";
+    const ALPHABET: &[u8] =
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.+/= %";
     let ring = ring();
     let mut mutants = 0usize;
     for codec in codecs(&ring) {
         for len in [0, 1, 2, 3, 5, 16, 31, 64, 100, 160, 250] {
             let payload: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
-            let value = codec.encode("session", &payload, Claims::new(NOW).with_ttl(60)).unwrap();
+            let value = codec
+                .encode("session", &payload, Claims::new(NOW).with_ttl(60))
+                .unwrap();
             let bytes = value.as_bytes();
             for i in 0..bytes.len() {
                 for &c in ALPHABET.iter().filter(|&&c| c != bytes[i]) {
                     let mut mutant = bytes.to_vec();
                     mutant[i] = c;
                     let mutant = String::from_utf8(mutant).unwrap();
-                    assert!(codec.decode("session", &mutant, NOW).is_err(), "accepted {mutant} (from {value})");
+                    assert!(
+                        codec.decode("session", &mutant, NOW).is_err(),
+                        "accepted {mutant} (from {value})"
+                    );
                     mutants += 1;
                 }
                 let truncated = &value[..i];
-                assert!(codec.decode("session", truncated, NOW).is_err(), "accepted truncation {truncated}");
+                assert!(
+                    codec.decode("session", truncated, NOW).is_err(),
+                    "accepted truncation {truncated}"
+                );
                 mutants += 1;
             }
         }

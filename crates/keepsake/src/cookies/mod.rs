@@ -83,7 +83,9 @@ pub enum CookieError {
         name: String,
     },
     /// The path does not start with `/` or has `;` or control characters.
-    #[error("the cookie path {path:?} must start with `/` and hold only printable ASCII without `;`")]
+    #[error(
+        "the cookie path {path:?} must start with `/` and hold only printable ASCII without `;`"
+    )]
     InvalidPath {
         /// The path given.
         path: String,

@@ -330,7 +330,10 @@ impl<J: Borrow<CookieJar>> ProtectedJar<J> {
     /// assert!(jar.signed(&ring).try_get::<u8>("b")?.is_none());
     /// # Ok::<(), CookieError>(())
     /// ```
-    pub fn try_get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<Verified<T>>, CookieError> {
+    pub fn try_get<T: DeserializeOwned>(
+        &self,
+        name: &str,
+    ) -> Result<Option<Verified<T>>, CookieError> {
         let full = self.full_name(name);
         let Some(opened) = self.open(&full)? else {
             return Ok(None);
@@ -411,14 +414,19 @@ impl<J: BorrowMut<CookieJar>> ProtectedJar<J> {
     /// assert_eq!(jar.private(&ring).get::<String>("note").as_deref(), Some("short"));
     /// # Ok::<(), CookieError>(())
     /// ```
-    pub fn insert<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) -> Result<(), CookieError> {
+    pub fn insert<T: Serialize + ?Sized>(
+        &mut self,
+        name: &str,
+        value: &T,
+    ) -> Result<(), CookieError> {
         let full = self.full_name(name);
         let payload = serde_json::to_vec(value).map_err(|source| CookieError::Json {
             name: full.clone(),
             source,
         })?;
         let now = self.now();
-        let claims = Claims::new(now).with_expiry(self.ttl.map(|ttl| now.saturating_add(ttl.as_secs())));
+        let claims =
+            Claims::new(now).with_expiry(self.ttl.map(|ttl| now.saturating_add(ttl.as_secs())));
         self.set_protected(name, &full, &payload, claims, self.ttl)
     }
 
@@ -480,11 +488,16 @@ impl<J: BorrowMut<CookieJar>> ProtectedJar<J> {
         }
         let now = self.now();
         let claims = opened.claims();
-        let max_age = match claims.expires_at() {
-            Some(expires_at) => Some(Duration::from_secs(expires_at.saturating_sub(now))),
-            None => None,
-        };
-        self.set_protected(name, &full, opened.payload(), Claims::new(now).with_expiry(claims.expires_at()), max_age)?;
+        let max_age = claims
+            .expires_at()
+            .map(|expires_at| Duration::from_secs(expires_at.saturating_sub(now)));
+        self.set_protected(
+            name,
+            &full,
+            opened.payload(),
+            Claims::new(now).with_expiry(claims.expires_at()),
+            max_age,
+        )?;
         Ok(true)
     }
 
@@ -500,7 +513,9 @@ impl<J: BorrowMut<CookieJar>> ProtectedJar<J> {
             .codec
             .encode(full, payload, claims)
             .map_err(|err| match err {
-                EncodeError::TooLarge { name, size, limit } => CookieError::TooLarge { name, size, limit },
+                EncodeError::TooLarge { name, size, limit } => {
+                    CookieError::TooLarge { name, size, limit }
+                }
                 source => CookieError::Encode {
                     name: full.to_owned(),
                     source,

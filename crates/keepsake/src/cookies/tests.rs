@@ -18,9 +18,17 @@ fn builder_rules() {
     let err = |b: CookieBuilder| b.build().unwrap_err();
     let base = || Cookie::build("n", "v");
 
-    assert_eq!(ok(base()).unwrap(), "n=v; HttpOnly; SameSite=Lax; Secure; Path=/");
     assert_eq!(
-        ok(base().secure(false).http_only(false).same_site(None).path(None)).unwrap(),
+        ok(base()).unwrap(),
+        "n=v; HttpOnly; SameSite=Lax; Secure; Path=/"
+    );
+    assert_eq!(
+        ok(base()
+            .secure(false)
+            .http_only(false)
+            .same_site(None)
+            .path(None))
+        .unwrap(),
         "n=v"
     );
     assert_eq!(
@@ -31,32 +39,72 @@ fn builder_rules() {
     assert!(ok(base().value("")).is_ok());
 
     for name in ["", "a b", "a;b", "a=b", "é", "a\"", "(x)", "a\tb"] {
-        assert!(matches!(err(base().name(name)), CookieError::InvalidName { .. }), "{name:?}");
+        assert!(
+            matches!(err(base().name(name)), CookieError::InvalidName { .. }),
+            "{name:?}"
+        );
     }
     for value in ["a b", "a;b", "a,b", "a\\b", "é", "\"a", "a\"b", "\u{7f}"] {
-        assert!(matches!(err(base().value(value)), CookieError::InvalidValue { .. }), "{value:?}");
+        assert!(
+            matches!(err(base().value(value)), CookieError::InvalidValue { .. }),
+            "{value:?}"
+        );
     }
     for path in ["app", "/a;b", "/a\nb"] {
-        assert!(matches!(err(base().path_owned(path.to_owned())), CookieError::InvalidPath { .. }), "{path:?}");
+        assert!(
+            matches!(
+                err(base().path_owned(path.to_owned())),
+                CookieError::InvalidPath { .. }
+            ),
+            "{path:?}"
+        );
     }
     for domain in ["", ".", "a b", "a;b", "exämple.com"] {
-        assert!(matches!(err(base().domain(domain)), CookieError::InvalidDomain { .. }), "{domain:?}");
+        assert!(
+            matches!(
+                err(base().domain(domain)),
+                CookieError::InvalidDomain { .. }
+            ),
+            "{domain:?}"
+        );
     }
     assert!(ok(base().domain(".example.com")).is_ok());
 
     // Prefixes, whether set with `prefix` or written into the name, in any case.
-    for builder in [base().prefix(Prefix::Host), base().name("__Host-n"), base().name("__host-n")] {
+    for builder in [
+        base().prefix(Prefix::Host),
+        base().name("__Host-n"),
+        base().name("__host-n"),
+    ] {
         assert!(ok(builder.clone()).is_ok());
-        assert!(matches!(err(builder.clone().secure(false)), CookieError::RequiresSecure { .. }));
-        assert!(matches!(err(builder.clone().domain("example.com")), CookieError::HostPrefixDomain { .. }));
-        assert!(matches!(err(builder.clone().path("/app")), CookieError::HostPrefixPath { .. }));
-        assert!(matches!(err(builder.path(None)), CookieError::HostPrefixPath { .. }));
+        assert!(matches!(
+            err(builder.clone().secure(false)),
+            CookieError::RequiresSecure { .. }
+        ));
+        assert!(matches!(
+            err(builder.clone().domain("example.com")),
+            CookieError::HostPrefixDomain { .. }
+        ));
+        assert!(matches!(
+            err(builder.clone().path("/app")),
+            CookieError::HostPrefixPath { .. }
+        ));
+        assert!(matches!(
+            err(builder.path(None)),
+            CookieError::HostPrefixPath { .. }
+        ));
     }
     for builder in [base().prefix(Prefix::Secure), base().name("__SECURE-n")] {
         assert!(ok(builder.clone().domain("example.com").path("/x")).is_ok());
-        assert!(matches!(err(builder.secure(false)), CookieError::RequiresSecure { .. }));
+        assert!(matches!(
+            err(builder.secure(false)),
+            CookieError::RequiresSecure { .. }
+        ));
     }
-    assert!(matches!(err(base().partitioned(true).secure(false)), CookieError::RequiresSecure { .. }));
+    assert!(matches!(
+        err(base().partitioned(true).secure(false)),
+        CookieError::RequiresSecure { .. }
+    ));
     assert!(matches!(
         err(base().same_site(Some(SameSite::None)).secure(false)),
         CookieError::RequiresSecure { .. }
@@ -64,9 +112,15 @@ fn builder_rules() {
 
     // Size: name plus value, prefix included.
     assert!(ok(base().name("a").value("b".repeat(4095))).is_ok());
-    assert!(matches!(err(base().name("ab").value("b".repeat(4095))), CookieError::TooLarge { size: 4097, .. }));
     assert!(matches!(
-        err(base().name("a").value("b".repeat(4095)).prefix(Prefix::Secure)),
+        err(base().name("ab").value("b".repeat(4095))),
+        CookieError::TooLarge { size: 4097, .. }
+    ));
+    assert!(matches!(
+        err(base()
+            .name("a")
+            .value("b".repeat(4095))
+            .prefix(Prefix::Secure)),
         CookieError::TooLarge { .. }
     ));
 }
@@ -74,11 +128,26 @@ fn builder_rules() {
 #[test]
 fn expires_and_max_age_render() {
     let at = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-    let cookie = Cookie::build("n", "v").max_age(Duration::from_secs(90)).expires(at).build().unwrap();
-    assert!(cookie.to_string().ends_with("Max-Age=90; Expires=Tue, 14 Nov 2023 22:13:20 GMT"));
+    let cookie = Cookie::build("n", "v")
+        .max_age(Duration::from_secs(90))
+        .expires(at)
+        .build()
+        .unwrap();
+    assert!(
+        cookie
+            .to_string()
+            .ends_with("Max-Age=90; Expires=Tue, 14 Nov 2023 22:13:20 GMT")
+    );
     // Dates beyond what the format holds are clamped, never a panic.
     let far = std::time::UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX) * 100);
-    assert!(Cookie::build("n", "v").expires(far).build().unwrap().to_string().contains("9999"));
+    assert!(
+        Cookie::build("n", "v")
+            .expires(far)
+            .build()
+            .unwrap()
+            .to_string()
+            .contains("9999")
+    );
 }
 
 #[test]
@@ -86,12 +155,24 @@ fn parsing_keeps_duplicates_and_skips_junk() {
     let jar = CookieJar::parse(" a=1 ;b=2;;c;=d; a=3; e==x; f=\"q\"");
     assert_eq!(
         jar.iter().collect::<Vec<_>>(),
-        [("a", "1"), ("b", "2"), ("a", "3"), ("e", "=x"), ("f", "\"q\"")]
+        [
+            ("a", "1"),
+            ("b", "2"),
+            ("a", "3"),
+            ("e", "=x"),
+            ("f", "\"q\"")
+        ]
     );
     let mut headers = HeaderMap::new();
-    headers.append(header::COOKIE, http::HeaderValue::from_bytes(b"a=\xff").unwrap());
+    headers.append(
+        header::COOKIE,
+        http::HeaderValue::from_bytes(b"a=\xff").unwrap(),
+    );
     headers.append(header::COOKIE, http::HeaderValue::from_static("b=1"));
-    assert_eq!(CookieJar::from_headers(&headers).iter().collect::<Vec<_>>(), [("b", "1")]);
+    assert_eq!(
+        CookieJar::from_headers(&headers).iter().collect::<Vec<_>>(),
+        [("b", "1")]
+    );
 }
 
 #[test]
@@ -100,7 +181,10 @@ fn outgoing_cookies_replace_by_name_path_domain() {
     jar.add(Cookie::build("a", "1").build().unwrap());
     jar.add(Cookie::build("a", "2").path("/x").build().unwrap());
     jar.add(Cookie::build("a", "3").build().unwrap());
-    assert_eq!(jar.delta().map(Cookie::value).collect::<Vec<_>>(), ["2", "3"]);
+    assert_eq!(
+        jar.delta().map(Cookie::value).collect::<Vec<_>>(),
+        ["2", "3"]
+    );
     assert_eq!(jar.get("a"), Some("3"));
     jar.remove(Cookie::build("a", "").build().unwrap());
     assert_eq!(jar.get("a"), None);
@@ -124,10 +208,19 @@ fn views_round_trip_through_a_request() {
     let ring = ring();
     let mut jar = CookieJar::new();
     jar.signed_mut(&ring).insert("theme", "dark").unwrap();
-    jar.private_mut(&ring).shared().insert("cart", &vec![1, 2, 3]).unwrap();
+    jar.private_mut(&ring)
+        .shared()
+        .insert("cart", &vec![1, 2, 3])
+        .unwrap();
     let next = round_trip(&jar);
-    assert_eq!(next.signed(&ring).get::<String>("theme").as_deref(), Some("dark"));
-    assert_eq!(next.private(&ring).shared().get::<Vec<u8>>("cart"), Some(vec![1, 2, 3]));
+    assert_eq!(
+        next.signed(&ring).get::<String>("theme").as_deref(),
+        Some("dark")
+    );
+    assert_eq!(
+        next.private(&ring).shared().get::<Vec<u8>>("cart"),
+        Some(vec![1, 2, 3])
+    );
     // Wrong format, wrong namespace, wrong key: nothing.
     assert_eq!(next.private(&ring).get::<String>("theme"), None);
     assert_eq!(next.private(&ring).get::<Vec<u8>>("cart"), None);
@@ -143,28 +236,57 @@ fn a_value_copied_to_another_name_does_not_verify() {
     let value = jar.delta().next().unwrap().value().to_owned();
     let next = CookieJar::parse(&format!("other={value}"));
     let err = next.signed(&ring).try_get::<String>("other").unwrap_err();
-    assert!(matches!(err, CookieError::Decode { source: DecodeError::BadSignature, .. }));
+    assert!(matches!(
+        err,
+        CookieError::Decode {
+            source: DecodeError::BadSignature,
+            ..
+        }
+    ));
 }
 
 #[test]
 fn per_value_expiry_is_enforced_inside_the_value() {
     let ring = ring();
     let mut jar = CookieJar::new();
-    jar.signed_mut(&ring).at(1_000).ttl(Some(Duration::from_secs(3 * 86_400))).insert("a", &1).unwrap();
+    jar.signed_mut(&ring)
+        .at(1_000)
+        .ttl(Some(Duration::from_secs(3 * 86_400)))
+        .insert("a", &1)
+        .unwrap();
     let sent = jar.delta().next().unwrap();
     assert_eq!(sent.max_age(), Some(Duration::from_secs(3 * 86_400)));
     let next = round_trip(&jar);
-    assert_eq!(next.signed(&ring).at(1_000 + 3 * 86_400 - 1).get::<u8>("a"), Some(1));
+    assert_eq!(
+        next.signed(&ring).at(1_000 + 3 * 86_400 - 1).get::<u8>("a"),
+        Some(1)
+    );
     // A browser that ignores Max-Age still gets nothing after the expiry.
-    let err = next.signed(&ring).at(1_000 + 3 * 86_400).try_get::<u8>("a").unwrap_err();
-    assert!(matches!(err, CookieError::Decode { source: DecodeError::Expired { .. }, .. }));
+    let err = next
+        .signed(&ring)
+        .at(1_000 + 3 * 86_400)
+        .try_get::<u8>("a")
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        CookieError::Decode {
+            source: DecodeError::Expired { .. },
+            ..
+        }
+    ));
     // Default TTL is 30 days; None makes a browser-session cookie.
     let mut jar = CookieJar::new();
     jar.signed_mut(&ring).insert("d", &1).unwrap();
     jar.signed_mut(&ring).ttl(None).insert("s", &1).unwrap();
     let ages: Vec<_> = jar.delta().map(Cookie::max_age).collect();
     assert_eq!(ages, [Some(DEFAULT_TTL), None]);
-    assert_eq!(round_trip(&jar).signed(&ring).at(u64::from(u32::MAX)).get::<u8>("s"), Some(1));
+    assert_eq!(
+        round_trip(&jar)
+            .signed(&ring)
+            .at(u64::from(u32::MAX))
+            .get::<u8>("s"),
+        Some(1)
+    );
 }
 
 #[test]
@@ -174,11 +296,25 @@ fn duplicate_names_only_one_may_verify() {
     let good = codec.encode("sid", b"\"a\"", Claims::now()).unwrap();
     let other = codec.encode("sid", b"\"b\"", Claims::now()).unwrap();
     // Junk beside a good value: the good one is used, whatever the order.
-    for header in [format!("sid=junk; sid={good}"), format!("sid={good}; sid=junk")] {
-        assert_eq!(CookieJar::parse(&header).signed(&ring).get::<String>("sid").as_deref(), Some("a"));
+    for header in [
+        format!("sid=junk; sid={good}"),
+        format!("sid={good}; sid=junk"),
+    ] {
+        assert_eq!(
+            CookieJar::parse(&header)
+                .signed(&ring)
+                .get::<String>("sid")
+                .as_deref(),
+            Some("a")
+        );
     }
     // The same value twice is one value.
-    assert!(CookieJar::parse(&format!("sid={good}; sid={good}")).signed(&ring).get::<String>("sid").is_some());
+    assert!(
+        CookieJar::parse(&format!("sid={good}; sid={good}"))
+            .signed(&ring)
+            .get::<String>("sid")
+            .is_some()
+    );
     // Two different values that both verify: none is trusted.
     let err = CookieJar::parse(&format!("sid={good}; sid={other}"))
         .signed(&ring)
@@ -194,7 +330,10 @@ fn too_large_is_an_error_at_the_call_and_changes_nothing() {
     for view in [Format::Signed, Format::Sealed] {
         let mut v = ProtectedJar::new(&mut jar, view, &ring);
         let err = v.insert("big", &"x".repeat(3500)).unwrap_err();
-        assert!(matches!(err, CookieError::TooLarge { size, limit: 4096, .. } if size > 4096), "{err}");
+        assert!(
+            matches!(err, CookieError::TooLarge { size, limit: 4096, .. } if size > 4096),
+            "{err}"
+        );
     }
     assert_eq!(jar.delta().count(), 0);
 }
@@ -203,16 +342,32 @@ fn too_large_is_an_error_at_the_call_and_changes_nothing() {
 fn renew_reissues_fallback_values_under_the_current_key() {
     let old = Key::from_bytes(&[1; 32]).unwrap();
     let mut jar = CookieJar::new();
-    jar.private_mut(&KeyRing::new(old.clone())).at(100).insert("a", "v").unwrap();
+    jar.private_mut(&KeyRing::new(old.clone()))
+        .at(100)
+        .insert("a", "v")
+        .unwrap();
     let rotated = ring().with_fallback(old);
     let mut next = round_trip(&jar);
-    let before = next.private(&rotated).at(200).try_get::<String>("a").unwrap().unwrap();
+    let before = next
+        .private(&rotated)
+        .at(200)
+        .try_get::<String>("a")
+        .unwrap()
+        .unwrap();
     assert!(before.key_used().is_fallback());
     assert!(next.private_mut(&rotated).at(200).renew("a").unwrap());
-    let after = round_trip(&next).private(&ring()).at(200).try_get::<String>("a").unwrap().unwrap();
+    let after = round_trip(&next)
+        .private(&ring())
+        .at(200)
+        .try_get::<String>("a")
+        .unwrap()
+        .unwrap();
     assert_eq!(after.value(), "v");
     assert_eq!(after.claims().expires_at(), before.claims().expires_at());
-    assert_eq!(next.delta().next().unwrap().max_age(), Some(DEFAULT_TTL - Duration::from_secs(100)));
+    assert_eq!(
+        next.delta().next().unwrap().max_age(),
+        Some(DEFAULT_TTL - Duration::from_secs(100))
+    );
 }
 
 #[test]
@@ -221,8 +376,14 @@ fn namespaces_need_matching_apps_only_when_local() {
     let a = KeyRing::new(key.clone()).with_app("a");
     let b = KeyRing::new(key).with_app("b");
     let mut jar = CookieJar::new();
-    jar.signed_mut(&a).namespace(Namespace::Local).insert("l", &1).unwrap();
-    jar.signed_mut(&a).namespace(Namespace::Shared).insert("s", &2).unwrap();
+    jar.signed_mut(&a)
+        .namespace(Namespace::Local)
+        .insert("l", &1)
+        .unwrap();
+    jar.signed_mut(&a)
+        .namespace(Namespace::Shared)
+        .insert("s", &2)
+        .unwrap();
     let next = round_trip(&jar);
     assert_eq!(next.signed(&b).get::<u8>("l"), None);
     assert_eq!(next.signed(&b).shared().get::<u8>("s"), Some(2));
