@@ -1,4 +1,82 @@
 //! keepsake: web sessions and cookies for Rust.
+//!
+//! HTTP is stateless; a web app remembers its visitors between requests with
+//! cookies. keepsake gives a Rust web app the pieces to do that safely:
+//!
+//! - [`key`]: master secrets, per-purpose subkeys derived with HKDF-SHA256,
+//!   and a [`KeyRing`](key::KeyRing) for rotation (one current key, any
+//!   number of verify-only fallbacks; a value that a fallback verified says
+//!   so, so it can be re-issued).
+//! - [`codec`]: protected cookie values, *signed* (HMAC-SHA256, readable,
+//!   tamper-proof) or *sealed* (AES-256-GCM-SIV, encrypted and
+//!   authenticated). Each value is bound to its cookie name and namespace and
+//!   carries its issue time and expiry inside the protected part. Formats are
+//!   versioned and pinned by known-answer tests.
+//! - [`cookies`]: the request's cookies and the response's `Set-Cookie`s, a
+//!   builder with secure defaults that refuses invalid attribute combinations
+//!   and cookies over 4096 bytes, and signed/private views that store any
+//!   serde value with its own expiry (30 days by default).
+//!
+//! Sessions (a dict-like handle in every request, tower/axum middleware,
+//! memory/SQLite/Redis/Postgres stores), Flask/Starlette/Django interop and
+//! the demo app build on these; see the README for where the project stands.
+//!
+//! # Getting started
+//!
+//! Make a secret once (`keepsake keygen`), keep it out of the code, and load
+//! it at start-up. A missing secret is an error that says how to make one:
+//!
+//! ```
+//! use keepsake::key::{Key, KeyError, KeyRing};
+//!
+//! let err = Key::from_env("MY_APP_SECRET_UNSET").unwrap_err();
+//! assert_eq!(
+//!     err.to_string(),
+//!     "the environment variable MY_APP_SECRET_UNSET is not set; make a secret \
+//!      with `keepsake keygen` and export it as MY_APP_SECRET_UNSET"
+//! );
+//! # let _: KeyError = err;
+//! ```
+//!
+//! Then read and write cookies through a jar:
+//!
+//! ```
+//! use keepsake::{cookies::{Cookie, CookieJar}, key::{Key, KeyRing}};
+//!
+//! let ring = KeyRing::new(Key::generate());
+//! let mut jar = CookieJar::parse("lang=en");
+//! assert_eq!(jar.get("lang"), Some("en"));
+//!
+//! // A signed value: readable by the browser, but any change is detected.
+//! jar.signed_mut(&ring).insert("theme", "dark")?;
+//! // A private value: encrypted too.
+//! jar.private_mut(&ring).insert("cart", &[3, 1, 4])?;
+//!
+//! let set_cookie: Vec<String> = jar.delta().map(|c| c.to_string()).collect();
+//! assert!(set_cookie[0].starts_with("theme=s1."));
+//! assert!(set_cookie[0].ends_with("; HttpOnly; SameSite=Lax; Secure; Path=/; Max-Age=2592000"));
+//! # Ok::<(), keepsake::cookies::CookieError>(())
+//! ```
+//!
+//! # Security model
+//!
+//! - **Secrets.** At least 256 bits, from a CSPRNG. The master secret never
+//!   keys anything directly; `Debug` shows only a fingerprint; equality is
+//!   constant-time.
+//! - **Binding.** A value verifies only under the cookie name and namespace
+//!   it was made for, so it cannot be moved to another cookie.
+//! - **Expiry on the server.** The expiry is inside the protected payload and
+//!   checked on every read, whatever the browser does with `Max-Age`.
+//! - **No oracle.** Verification compares tags in constant time, and all
+//!   errors for bad values depend only on public data.
+//! - **Never a panic on input.** Every decoder returns a typed error for any
+//!   input; the property tests feed them arbitrary text and every single-byte
+//!   mutation of valid values.
+//!
+//! # Crate features
+//!
+//! None yet: everything above is always available. Stores and framework
+//! glue will each get their own feature.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -6,3 +84,8 @@
 pub mod codec;
 pub mod cookies;
 pub mod key;
+
+/// The README's examples, run as doc tests so they cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
