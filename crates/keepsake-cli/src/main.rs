@@ -1,3 +1,501 @@
-fn main() {
-    println!("Hello, world!");
+//! `keepsake`: make keys for, sign, verify and inspect keepsake cookie values.
+//!
+//! # Commands
+//!
+//! | command | what it does |
+//! |---|---|
+//! | `keepsake keygen` | prints a new random 32-byte secret, in standard padded base64 |
+//! | `keepsake sign --name NAME --secret-env VAR --json JSON` | prints a cookie value holding the JSON |
+//! | `keepsake verify --name NAME --secret-env VAR VALUE` | checks a value and prints its JSON payload |
+//! | `keepsake decode VALUE` | shows what a value holds without any key (nothing is verified) |
+//!
+//! `sign` and `verify` also take `--format signed|sealed` (default `signed`),
+//! `--namespace local|shared` (default `local`), `--app LABEL` (default empty)
+//! and `--now UNIX` (default: the system clock); `sign` takes `--ttl SECS`.
+//!
+//! # Secrets
+//!
+//! Secrets never come from the command line, where other users can see them:
+//! the current key comes from an environment variable (`--secret-env VAR`) or a
+//! file (`--secret-file PATH`), exactly one of the two, holding the secret in
+//! base64 (standard or URL-safe, padded or not; surrounding whitespace is
+//! ignored). `verify` also takes verify-only fallback keys from
+//! `--fallback-env VAR` and `--fallback-file PATH`, both repeatable; they are
+//! tried after the current key, first every `--fallback-env` in the order
+//! given, then every `--fallback-file` in the order given.
+//!
+//! # Exit status
+//!
+//! | status | meaning |
+//! |---|---|
+//! | 0 | success (also `--help`, `--version`, and a closed stdout pipe) |
+//! | 1 | the value did not verify (`verify`) or could not be decoded (`decode`) |
+//! | 2 | usage or configuration error: bad arguments, a missing or invalid secret, or any other failure |
+//!
+//! Errors are one line on stderr, starting with `keepsake: `. When `verify`
+//! succeeds only thanks to a fallback key it prints the line `stale-key` on
+//! stderr and still exits 0: the value should be issued again.
+#![forbid(unsafe_code)]
+
+use std::{
+    fmt,
+    fs::File,
+    io::{self, Read as _, Write},
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use keepsake::{
+    codec::{self, Claims, Codec, DecodeError, Format, unix_now},
+    key::{Key, KeyError, KeyRing, MAX_SECRET_LEN, Namespace},
+};
+use serde::Serialize;
+use serde_json::Value;
+
+/// Exit status for a value that did not verify or could not be decoded.
+const EXIT_REJECTED: u8 = 1;
+/// Exit status for usage and configuration errors.
+const EXIT_USAGE: u8 = 2;
+
+/// Largest secret file read, in bytes: base64 of [`MAX_SECRET_LEN`] bytes
+/// with room for whitespace. Anything bigger is not a keepsake secret.
+const MAX_SECRET_FILE_LEN: u64 = (MAX_SECRET_LEN as u64).div_ceil(3) * 4 + 64;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            // Nothing sensible is left to do if stderr is gone too.
+            let _ = writeln!(io::stderr(), "keepsake: {err:#}");
+            if err.downcast_ref::<Rejected>().is_some() {
+                ExitCode::from(EXIT_REJECTED)
+            } else {
+                ExitCode::from(EXIT_USAGE)
+            }
+        }
+    }
+}
+
+/// Parses the arguments (no I/O), builds the configuration (environment,
+/// files, key ring), then runs the command.
+fn run() -> Result<ExitCode> {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // Help and version go to stdout with status 0, usage errors to
+            // stderr with status 2; a closed pipe changes neither.
+            let _ = err.print();
+            return Ok(ExitCode::from(
+                u8::try_from(err.exit_code()).unwrap_or(EXIT_USAGE),
+            ));
+        }
+    };
+    let task = Task::configure(cli.command)?;
+    task.execute(&mut io::stdout().lock())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `err` comes from writing to a closed pipe.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|io_err| io_err.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// A value that did not verify or could not be decoded: exit status 1.
+#[derive(Debug)]
+struct Rejected(String);
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Rejected {}
+
+impl From<DecodeError> for Rejected {
+    fn from(err: DecodeError) -> Self {
+        Self(err.to_string())
+    }
+}
+
+/// Make keys for, sign, verify and inspect keepsake cookie values.
+///
+/// Exit status: 0 success, 1 the value did not verify or could not be
+/// decoded, 2 usage or configuration error.
+#[derive(Debug, Parser)]
+#[command(name = "keepsake", version, about, long_about)]
+struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a new random 32-byte secret in standard base64.
+    ///
+    /// Store it in an environment variable or a file and pass it to `sign`
+    /// and `verify` with --secret-env or --secret-file.
+    Keygen,
+    /// Protect a JSON payload and print the cookie value.
+    Sign(SignArgs),
+    /// Verify a cookie value and print its JSON payload.
+    ///
+    /// Exits 1 with the reason on stderr if the value does not verify. When
+    /// only a fallback key verified it, prints `stale-key` on stderr and exits
+    /// 0: issue the value again under the current key.
+    Verify(VerifyArgs),
+    /// Show what a value holds, without a key and without verifying it.
+    ///
+    /// Prints a JSON object with "verified": false. Signed values show their
+    /// times and payload; sealed values are encrypted, so only their size
+    /// (in bytes, nonce and tag included) is shown.
+    Decode(DecodeArgs),
+}
+
+/// How values are protected: shared by `sign` and `verify`.
+#[derive(Debug, Args)]
+struct CodecArgs {
+    /// The cookie name the value is bound to.
+    #[arg(long, value_name = "NAME")]
+    name: String,
+    /// How the value is protected.
+    #[arg(long, value_enum, default_value_t = FormatArg::Signed)]
+    format: FormatArg,
+    /// Which family of values: this application's own, or shared by every
+    /// application with the same secret.
+    #[arg(long, value_enum, default_value_t = NamespaceArg::Local)]
+    namespace: NamespaceArg,
+    /// The application label that local values depend on.
+    #[arg(long, value_name = "LABEL", default_value = "")]
+    app: String,
+}
+
+/// Where the current secret comes from: exactly one of the two.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct SecretArgs {
+    /// Read the secret (base64) from this environment variable.
+    #[arg(long, value_name = "VAR")]
+    secret_env: Option<String>,
+    /// Read the secret (base64) from this file.
+    #[arg(long, value_name = "PATH")]
+    secret_file: Option<PathBuf>,
+}
+
+/// Arguments of `keepsake sign`.
+#[derive(Debug, Args)]
+struct SignArgs {
+    #[command(flatten)]
+    codec: CodecArgs,
+    #[command(flatten)]
+    secret: SecretArgs,
+    /// Seconds until the value expires (default: never).
+    #[arg(long, value_name = "SECS")]
+    ttl: Option<u64>,
+    /// Issue time in Unix seconds (default: now, by the system clock).
+    #[arg(long, value_name = "UNIX")]
+    now: Option<u64>,
+    /// The payload, as JSON; its compact form is what gets signed.
+    #[arg(long, value_name = "JSON", value_parser = parse_json)]
+    json: Value,
+}
+
+/// Arguments of `keepsake verify`.
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    #[command(flatten)]
+    codec: CodecArgs,
+    #[command(flatten)]
+    secret: SecretArgs,
+    /// Also accept values made with the secret in this environment variable
+    /// (repeatable; tried in order, before any --fallback-file).
+    #[arg(long, value_name = "VAR")]
+    fallback_env: Vec<String>,
+    /// Also accept values made with the secret in this file (repeatable;
+    /// tried in order, after every --fallback-env).
+    #[arg(long, value_name = "PATH")]
+    fallback_file: Vec<PathBuf>,
+    /// Check expiry at this time, in Unix seconds (default: now).
+    #[arg(long, value_name = "UNIX")]
+    now: Option<u64>,
+    /// The cookie value.
+    value: String,
+}
+
+/// Arguments of `keepsake decode`.
+#[derive(Debug, Args)]
+struct DecodeArgs {
+    /// The cookie value.
+    value: String,
+}
+
+/// `--format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FormatArg {
+    /// Readable by anyone, changeable by nobody without the key (HMAC-SHA256).
+    Signed,
+    /// Neither readable nor changeable without the key (AES-256-GCM-SIV).
+    Sealed,
+}
+
+impl From<FormatArg> for Format {
+    fn from(arg: FormatArg) -> Self {
+        match arg {
+            FormatArg::Signed => Self::Signed,
+            FormatArg::Sealed => Self::Sealed,
+        }
+    }
+}
+
+/// `--namespace` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum NamespaceArg {
+    /// This application's values only (depends on --app).
+    Local,
+    /// Values shared by every application with the same secret.
+    Shared,
+}
+
+impl From<NamespaceArg> for Namespace {
+    fn from(arg: NamespaceArg) -> Self {
+        match arg {
+            NamespaceArg::Local => Self::Local,
+            NamespaceArg::Shared => Self::Shared,
+        }
+    }
+}
+
+/// Parses `--json`, so that invalid JSON is a usage error.
+fn parse_json(text: &str) -> Result<Value, String> {
+    serde_json::from_str(text).map_err(|err| format!("not valid JSON: {err}"))
+}
+
+/// A command with its configuration loaded, ready to run.
+enum Task {
+    /// Print a new secret.
+    Keygen,
+    /// Protect `payload` for cookie `name`.
+    Sign {
+        /// Current key, format and namespace.
+        codec: Codec,
+        /// The cookie name.
+        name: String,
+        /// The compact JSON to protect.
+        payload: Vec<u8>,
+        /// Issue time and expiry.
+        claims: Claims,
+    },
+    /// Verify `value` as cookie `name` at time `now`.
+    Verify {
+        /// Keys, format and namespace.
+        codec: Codec,
+        /// The cookie name.
+        name: String,
+        /// The cookie value.
+        value: String,
+        /// The time to check expiry at, in Unix seconds.
+        now: u64,
+    },
+    /// Show what `value` holds.
+    Decode {
+        /// The cookie value.
+        value: String,
+    },
+}
+
+impl Task {
+    /// Second phase: reads secrets from the environment and files, and the
+    /// clock, and builds the key ring.
+    fn configure(command: Command) -> Result<Self> {
+        Ok(match command {
+            Command::Keygen => Self::Keygen,
+            Command::Sign(args) => {
+                let ring = KeyRing::new(load_current(&args.secret)?);
+                let issued_at = args.now.unwrap_or_else(unix_now);
+                let claims = match args.ttl {
+                    Some(ttl) => Claims::new(issued_at).with_ttl(ttl),
+                    None => Claims::new(issued_at),
+                };
+                Self::Sign {
+                    codec: make_codec(&args.codec, ring),
+                    name: args.codec.name,
+                    payload: serde_json::to_vec(&args.json)
+                        .context("cannot serialize the --json payload")?,
+                    claims,
+                }
+            }
+            Command::Verify(args) => {
+                let mut fallbacks = Vec::new();
+                for var in &args.fallback_env {
+                    fallbacks.push(key_from_env(var, "--fallback-env")?);
+                }
+                for path in &args.fallback_file {
+                    fallbacks.push(key_from_file(path, "--fallback-file")?);
+                }
+                let ring = KeyRing::new(load_current(&args.secret)?).with_fallbacks(fallbacks);
+                Self::Verify {
+                    codec: make_codec(&args.codec, ring),
+                    name: args.codec.name,
+                    value: args.value,
+                    now: args.now.unwrap_or_else(unix_now),
+                }
+            }
+            Command::Decode(args) => Self::Decode { value: args.value },
+        })
+    }
+
+    /// Runs the command, writing its result to `out`.
+    fn execute(self, out: &mut impl Write) -> Result<()> {
+        match self {
+            Self::Keygen => {
+                let key = Key::try_generate()?;
+                writeln!(out, "{}", key.to_base64())?;
+            }
+            Self::Sign {
+                codec,
+                name,
+                payload,
+                claims,
+            } => {
+                let value = codec.encode(&name, &payload, claims)?;
+                writeln!(out, "{value}")?;
+            }
+            Self::Verify {
+                codec,
+                name,
+                value,
+                now,
+            } => {
+                let opened = codec.decode(&name, &value, now).map_err(Rejected::from)?;
+                let payload: Value = serde_json::from_slice(opened.payload())
+                    .map_err(|err| Rejected(format!("the payload is not JSON: {err}")))?;
+                serde_json::to_writer(&mut *out, &payload)?;
+                writeln!(out)?;
+                out.flush()?;
+                if opened.key_used().is_fallback() {
+                    let _ = writeln!(io::stderr(), "stale-key");
+                }
+            }
+            Self::Decode { value } => {
+                let inspection = inspect(&value)?;
+                serde_json::to_writer(&mut *out, &inspection)?;
+                writeln!(out)?;
+            }
+        }
+        out.flush()?;
+        Ok(())
+    }
+}
+
+/// A codec for the format and namespace in `args`, with the ring labelled
+/// with `--app`.
+fn make_codec(args: &CodecArgs, ring: KeyRing) -> Codec {
+    Codec::new(args.format.into(), ring.with_app(args.app.as_str()))
+        .with_namespace(args.namespace.into())
+}
+
+/// The current key, from `--secret-env` or `--secret-file`.
+fn load_current(secret: &SecretArgs) -> Result<Key> {
+    match (&secret.secret_env, &secret.secret_file) {
+        (Some(var), None) => key_from_env(var, "--secret-env"),
+        (None, Some(path)) => key_from_file(path, "--secret-file"),
+        // clap's argument group makes these unreachable; say so plainly anyway.
+        _ => bail!("give exactly one of --secret-env VAR and --secret-file PATH"),
+    }
+}
+
+/// Reads a base64 secret from the environment variable `var`.
+fn key_from_env(var: &str, flag: &str) -> Result<Key> {
+    Key::from_env(var).map_err(|err| key_error(&err, &format!("{flag} {var}")))
+}
+
+/// Reads a base64 secret from the file at `path`.
+fn key_from_file(path: &Path, flag: &str) -> Result<Key> {
+    let origin = format!("{flag} {}", path.display());
+    let mut text = String::new();
+    File::open(path)
+        .and_then(|file| file.take(MAX_SECRET_FILE_LEN + 1).read_to_string(&mut text))
+        .with_context(|| format!("{origin}: cannot read the secret file"))?;
+    if text.len() as u64 > MAX_SECRET_FILE_LEN {
+        bail!(
+            "{origin}: the file is over {MAX_SECRET_FILE_LEN} bytes, too big for a secret; \
+             make one with `keepsake keygen` and store it alone in the file"
+        );
+    }
+    Key::from_base64(&text).map_err(|err| key_error(&err, &origin))
+}
+
+/// A one-line error for a refused secret that says where it came from and,
+/// if the library's message does not already, how to make a good one.
+fn key_error(err: &KeyError, origin: &str) -> anyhow::Error {
+    let message = err.to_string();
+    if message.contains("keepsake keygen") {
+        anyhow!("{origin}: {message}")
+    } else {
+        anyhow!("{origin}: {message}; make a new secret with `keepsake keygen`")
+    }
+}
+
+/// What `keepsake decode` prints.
+#[derive(Debug, Serialize)]
+#[serde(tag = "format", rename_all = "lowercase")]
+enum Inspection {
+    /// A signed value: readable, so everything is shown.
+    Signed {
+        /// Format version.
+        version: u32,
+        /// Issue time, Unix seconds.
+        issued_at: u64,
+        /// Expiry, Unix seconds, if any.
+        expires_at: Option<u64>,
+        /// The payload as JSON, or as a string if it is not JSON.
+        payload: Value,
+        /// Always false: decoding checks no signature.
+        verified: bool,
+    },
+    /// A sealed value: encrypted, so only its size is shown.
+    Sealed {
+        /// Format version.
+        version: u32,
+        /// Length of the decoded body (nonce, ciphertext and tag), in bytes.
+        bytes: usize,
+        /// Always false: decoding checks nothing.
+        verified: bool,
+    },
+}
+
+/// Takes a value apart without a key. Only the layout is checked.
+fn inspect(value: &str) -> Result<Inspection, Rejected> {
+    let seen = codec::inspect(value).map_err(|err| match err {
+        DecodeError::Malformed if Format::detect(value).is_none() => Rejected(
+            "the value is not a keepsake value (signed values start with `s1.`, \
+             sealed ones with `e1.`)"
+                .to_owned(),
+        ),
+        err => err.into(),
+    })?;
+    Ok(match (seen.claims(), seen.payload()) {
+        (Some(claims), Some(payload)) => Inspection::Signed {
+            version: seen.version(),
+            issued_at: claims.issued_at(),
+            expires_at: claims.expires_at(),
+            payload: serde_json::from_slice(payload)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(payload).into_owned())),
+            verified: false,
+        },
+        _ => Inspection::Sealed {
+            version: seen.version(),
+            bytes: seen.sealed_len(),
+            verified: false,
+        },
+    })
 }

@@ -38,7 +38,6 @@
 use std::{fmt, str::FromStr, sync::Arc};
 
 use aes_gcm_siv::{Aes256GcmSiv, KeyInit};
-use base64::Engine as _;
 use hkdf::Hkdf;
 use hmac::Hmac;
 use rand::TryRng as _;
@@ -88,13 +87,19 @@ pub enum KeyError {
         len: usize,
     },
     /// The secret is longer than [`MAX_SECRET_LEN`].
-    #[error("the secret is {len} bytes; keepsake takes at most {MAX_SECRET_LEN}")]
+    #[error(
+        "the secret is {len} bytes; keepsake takes at most {MAX_SECRET_LEN} \
+         (make one with `keepsake keygen`)"
+    )]
     TooLong {
         /// Length of the secret that was given.
         len: usize,
     },
     /// The text is not base64 (standard or URL-safe, padded or not).
-    #[error("the secret is not valid base64 (standard or URL-safe alphabet)")]
+    #[error(
+        "the secret is not valid base64 (standard or URL-safe alphabet); make \
+         one with `keepsake keygen`"
+    )]
     NotBase64,
     /// The environment variable that should hold the secret is not set.
     #[error(
@@ -357,7 +362,7 @@ impl Key {
     /// assert_eq!(key.to_base64(), "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
     /// ```
     pub fn to_base64(&self) -> String {
-        base64::engine::general_purpose::STANDARD.encode(&self.secret)
+        base64_simd::STANDARD.encode_to_string(&self.secret)
     }
 
     /// Length of the secret in bytes.
@@ -430,7 +435,7 @@ impl TryFrom<&[u8]> for Key {
 
 /// Decodes base64 in any of the four common spellings.
 fn decode_any_base64(text: &str) -> Option<Vec<u8>> {
-    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    use base64_simd::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 
     let url_safe = text.contains(['-', '_']);
     let padded = text.ends_with('=');
@@ -440,7 +445,7 @@ fn decode_any_base64(text: &str) -> Option<Vec<u8>> {
         (true, true) => &URL_SAFE,
         (true, false) => &URL_SAFE_NO_PAD,
     };
-    engine.decode(text).ok()
+    engine.decode_to_vec(text).ok()
 }
 
 /// The subkeys of one master secret, ready for use: the HMAC state already
@@ -731,15 +736,13 @@ mod tests {
     fn base64_spellings() {
         let key = Key::from_bytes(&(0u8..40).collect::<Vec<_>>()).unwrap();
         let bytes: Vec<u8> = (0u8..40).collect();
-        use base64::engine::general_purpose::{
-            STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
-        };
+        use base64_simd::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
         for text in [
-            STANDARD.encode(&bytes),
-            STANDARD_NO_PAD.encode(&bytes),
-            URL_SAFE.encode(&bytes),
-            URL_SAFE_NO_PAD.encode(&bytes),
-            format!("  {}\n", STANDARD.encode(&bytes)),
+            STANDARD.encode_to_string(&bytes),
+            STANDARD_NO_PAD.encode_to_string(&bytes),
+            URL_SAFE.encode_to_string(&bytes),
+            URL_SAFE_NO_PAD.encode_to_string(&bytes),
+            format!("  {}\n", STANDARD.encode_to_string(&bytes)),
         ] {
             assert_eq!(Key::from_base64(&text).as_ref(), Ok(&key), "{text}");
         }

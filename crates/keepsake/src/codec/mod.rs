@@ -66,10 +66,7 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use base64::{
-    Engine as _,
-    engine::{DecodePaddingMode, GeneralPurposeConfig, Simd},
-};
+use base64_simd::{Out, URL_SAFE_NO_PAD};
 
 pub use crate::key::{KeyRing, Namespace};
 
@@ -757,6 +754,159 @@ impl Codec {
     }
 }
 
+/// What a value shows without a key: its format and version, and for a signed
+/// value its claims and payload. Nothing here is verified.
+///
+/// # Example
+///
+/// ```
+/// use keepsake::{codec::{self, Claims, Codec, Format}, key::{Key, KeyRing}};
+///
+/// let ring = KeyRing::new(Key::generate());
+/// let value = Codec::signed(ring.clone()).encode("n", b"{}", Claims::new(5).with_ttl(5))?;
+/// let seen = codec::inspect(&value)?;
+/// assert_eq!((seen.format(), seen.version()), (Format::Signed, 1));
+/// assert_eq!(seen.claims(), Some(Claims::new(5).with_ttl(5)));
+/// assert_eq!(seen.payload(), Some(&b"{}"[..]));
+///
+/// let sealed = codec::inspect(&Codec::sealed(ring).encode("n", b"{}", Claims::new(5))?)?;
+/// assert_eq!((sealed.format(), sealed.claims(), sealed.payload()), (Format::Sealed, None, None));
+/// assert_eq!(sealed.sealed_len(), 12 + 12 + 2 + 16);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspected {
+    format: Format,
+    version: u32,
+    signed: Option<(Claims, Vec<u8>)>,
+    sealed_len: usize,
+}
+
+impl Inspected {
+    /// The format.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use keepsake::codec::{self, Format};
+    /// let seen = codec::inspect("e1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")?;
+    /// assert_eq!(seen.format(), Format::Sealed);
+    /// # Ok::<(), codec::DecodeError>(())
+    /// ```
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// The format version.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use keepsake::codec;
+    /// let seen = codec::inspect("e1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")?;
+    /// assert_eq!(seen.version(), 1);
+    /// # Ok::<(), codec::DecodeError>(())
+    /// ```
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// The claims of a signed value (unverified); `None` for a sealed one.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use keepsake::codec::{self, Claims};
+    /// let seen = codec::inspect("s1.AAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")?;
+    /// assert_eq!(seen.claims(), Some(Claims::new(0)));
+    /// # Ok::<(), codec::DecodeError>(())
+    /// ```
+    pub fn claims(&self) -> Option<Claims> {
+        self.signed.as_ref().map(|(claims, _)| *claims)
+    }
+
+    /// The payload of a signed value (unverified); `None` for a sealed one.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use keepsake::codec;
+    /// let seen = codec::inspect("s1.AAAAAAAAAAAAAAAAaGk.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")?;
+    /// assert_eq!(seen.payload(), Some(&b"hi"[..]));
+    /// # Ok::<(), codec::DecodeError>(())
+    /// ```
+    pub fn payload(&self) -> Option<&[u8]> {
+        self.signed.as_ref().map(|(_, payload)| payload.as_slice())
+    }
+
+    /// For a sealed value, the length of nonce, ciphertext and tag in bytes
+    /// (the payload is this minus 40); 0 for a signed one.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use keepsake::codec;
+    /// let seen = codec::inspect("e1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")?;
+    /// assert_eq!(seen.sealed_len(), 40);
+    /// # Ok::<(), codec::DecodeError>(())
+    /// ```
+    pub fn sealed_len(&self) -> usize {
+        self.sealed_len
+    }
+}
+
+/// Reads what a value shows without a key (see [`Inspected`]).
+///
+/// # Errors
+///
+/// [`DecodeError::Malformed`] for anything that is not a keepsake value of a
+/// known layout, [`DecodeError::UnknownVersion`], [`DecodeError::TooLarge`].
+///
+/// # Example
+///
+/// ```
+/// use keepsake::codec::{self, DecodeError};
+///
+/// assert_eq!(codec::inspect("hello"), Err(DecodeError::Malformed));
+/// assert_eq!(codec::inspect("s2.x.y"), Err(DecodeError::UnknownVersion { version: 2 }));
+/// ```
+pub fn inspect(value: &str) -> Result<Inspected, DecodeError> {
+    if value.len() > MAX_COOKIE_SIZE {
+        return Err(DecodeError::TooLarge {
+            size: value.len(),
+            limit: MAX_COOKIE_SIZE,
+        });
+    }
+    let format = Format::detect(value).ok_or(DecodeError::Malformed)?;
+    let (_, version, body) = split_version(value).ok_or(DecodeError::Malformed)?;
+    if version != 1 {
+        return Err(DecodeError::UnknownVersion { version });
+    }
+    let mut seen = Inspected {
+        format,
+        version,
+        signed: None,
+        sealed_len: 0,
+    };
+    match format {
+        Format::Signed => {
+            let (data, tag) = body.split_once('.').ok_or(DecodeError::Malformed)?;
+            b64_decode_exact::<32>(tag.as_bytes())?;
+            let (header, payload) = signed::split(data)?;
+            seen.signed = Some((Claims::from_header(&header), payload));
+        }
+        Format::Sealed => {
+            let mut bytes = Vec::new();
+            b64_decode_into(body, &mut bytes)?;
+            if bytes.len() < sealed::MIN_LEN {
+                return Err(DecodeError::Malformed);
+            }
+            seen.sealed_len = bytes.len();
+        }
+    }
+    Ok(seen)
+}
+
 /// Splits `s1.rest` into (`b's'`, 1, `rest`). Versions are decimal without
 /// leading zeros, at most 9 digits, so each version has one spelling.
 fn split_version(value: &str) -> Option<(u8, u32, &str)> {
@@ -792,29 +942,36 @@ fn name_prefix(name: &str) -> [u8; 2] {
     u16::try_from(name.len()).unwrap_or(u16::MAX).to_be_bytes()
 }
 
-/// URL-safe base64 without padding, strict: padding and non-zero trailing
-/// bits are refused, so every byte string has exactly one spelling. The SIMD
-/// engine (AVX2 or NEON, detected once) keeps base64 a small part of the cost
-/// next to the MAC or cipher; see BENCHMARKS.md.
-static BASE64: std::sync::LazyLock<Simd> = std::sync::LazyLock::new(|| {
-    Simd::url_safe(
-        GeneralPurposeConfig::new()
-            .with_encode_padding(false)
-            .with_decode_padding_mode(DecodePaddingMode::RequireNone)
-            .with_decode_allow_trailing_bits(false),
-    )
-});
+// Base64 is URL-safe without padding and strict: padding and non-zero
+// trailing bits are refused, so every byte string has exactly one spelling.
+// `base64-simd` (AVX2/SSE4.1/NEON, detected at run time) keeps base64 a small
+// part of the cost next to the MAC or cipher; see BENCHMARKS.md.
 
-/// Appends the unpadded URL-safe base64 of `bytes` to `out`.
+/// Appends the base64 of `bytes` to `out`.
 fn b64_append(bytes: &[u8], out: &mut String) {
-    BASE64.encode_string(bytes, out);
+    URL_SAFE_NO_PAD.encode_append(bytes, out);
 }
 
-/// Strict unpadded URL-safe base64 decoding into `out` (appending).
+/// Decodes base64 `text`, appending to `out`.
 fn b64_decode_into(text: impl AsRef<[u8]>, out: &mut Vec<u8>) -> Result<(), DecodeError> {
-    BASE64
-        .decode_vec(text, out)
+    URL_SAFE_NO_PAD
+        .decode_append(text, out)
         .map_err(|_| DecodeError::Malformed)
+}
+
+/// Decodes base64 `text` that must hold exactly `N` bytes.
+fn b64_decode_exact<const N: usize>(text: &[u8]) -> Result<[u8; N], DecodeError> {
+    let mut out = [0u8; N];
+    if text.len() != b64_len(N) {
+        return Err(DecodeError::Malformed);
+    }
+    let decoded = URL_SAFE_NO_PAD
+        .decode(text, Out::from_slice(&mut out))
+        .map_err(|_| DecodeError::Malformed)?;
+    if decoded.len() != N {
+        return Err(DecodeError::Malformed);
+    }
+    Ok(out)
 }
 
 /// Base64 length of `n` bytes, unpadded.

@@ -17,6 +17,8 @@ const NONCE_LEN: usize =
     <aes_gcm_siv::Aes256GcmSiv as aes_gcm_siv::aead::AeadCore>::NonceSize::USIZE;
 const TAG_LEN: usize = <aes_gcm_siv::Aes256GcmSiv as aes_gcm_siv::aead::AeadCore>::TagSize::USIZE;
 const _: () = assert!(NONCE_LEN == 12 && TAG_LEN == 16);
+/// The shortest sealed body: nonce, header and tag around an empty payload.
+pub(super) const MIN_LEN: usize = NONCE_LEN + HEADER_LEN + TAG_LEN;
 
 /// The associated data: marker, length-prefixed name, namespace.
 fn associated_data(namespace: Namespace, name: &str) -> Vec<u8> {
@@ -81,7 +83,7 @@ pub(super) fn decode(
 ) -> Result<(Vec<u8>, [u8; HEADER_LEN], usize), DecodeError> {
     let mut buf = Vec::with_capacity(body.len() / 4 * 3 + 3);
     b64_decode_into(body, &mut buf)?;
-    if buf.len() < NONCE_LEN + HEADER_LEN + TAG_LEN {
+    if buf.len() < MIN_LEN {
         return Err(DecodeError::Malformed);
     }
     let (nonce, rest) = buf.split_at_mut(NONCE_LEN);

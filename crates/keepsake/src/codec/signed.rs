@@ -7,7 +7,9 @@
 use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
 
-use super::{DecodeError, HEADER_LEN, b64_append, b64_decode_into, b64_len, name_prefix};
+use super::{
+    DecodeError, HEADER_LEN, b64_append, b64_decode_exact, b64_decode_into, b64_len, name_prefix,
+};
 use crate::key::{KeyRing, Namespace, Subkeys};
 
 /// Format and version marker, also the first input to the MAC.
@@ -64,21 +66,9 @@ pub(super) fn decode(
     body: &str,
 ) -> Result<(Vec<u8>, [u8; HEADER_LEN], usize), DecodeError> {
     let (data, tag_text) = body.split_once('.').ok_or(DecodeError::Malformed)?;
-    let data = data.as_bytes();
-    if tag_text.len() != TAG_B64_LEN || data.len() < HEADER_B64_LEN {
-        return Err(DecodeError::Malformed);
-    }
 
-    let mut tag = Vec::with_capacity(TAG_LEN + 3);
-    b64_decode_into(tag_text, &mut tag)?;
-    let mut header_bytes = Vec::with_capacity(HEADER_LEN + 3);
-    b64_decode_into(&data[..HEADER_B64_LEN], &mut header_bytes)?;
-    let header: [u8; HEADER_LEN] = header_bytes
-        .try_into()
-        .map_err(|_| DecodeError::Malformed)?;
-    let payload_b64 = &data[HEADER_B64_LEN..];
-    let mut payload = Vec::with_capacity(payload_b64.len() / 4 * 3 + 3);
-    b64_decode_into(payload_b64, &mut payload)?;
+    let tag: [u8; TAG_LEN] = b64_decode_exact(tag_text.as_bytes())?;
+    let (header, payload) = split(data)?;
 
     // `verify_slice` compares in constant time.
     ring.all_subkeys()
@@ -89,4 +79,18 @@ pub(super) fn decode(
         })
         .map(|position| (payload, header, position))
         .ok_or(DecodeError::BadSignature)
+}
+
+/// Decodes the middle part of a signed value, `base64(header ‖ payload)`,
+/// without verifying anything.
+pub(super) fn split(data: &str) -> Result<([u8; HEADER_LEN], Vec<u8>), DecodeError> {
+    let data = data.as_bytes();
+    if data.len() < HEADER_B64_LEN {
+        return Err(DecodeError::Malformed);
+    }
+    let (header_b64, payload_b64) = data.split_at(HEADER_B64_LEN);
+    let header = b64_decode_exact(header_b64)?;
+    let mut payload = Vec::with_capacity(payload_b64.len() / 4 * 3 + 3);
+    b64_decode_into(payload_b64, &mut payload)?;
+    Ok((header, payload))
 }

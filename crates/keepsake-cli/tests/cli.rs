@@ -1,0 +1,781 @@
+//! End-to-end tests of the `keepsake` binary: exit statuses, stdout and
+//! stderr, run as a separate process.
+
+use std::{
+    io::Write as _,
+    process::{Command, Output},
+};
+
+use keepsake::{
+    codec::{Claims, Codec},
+    key::{Key, KeyRing},
+};
+
+/// Base64 of the bytes 0, 1, …, 31.
+const SECRET: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+/// The same bytes in unpadded URL-safe base64.
+const SECRET_URL_SAFE: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+/// Another valid secret (32 bytes of 0xff).
+const OTHER_SECRET: &str = "//////////////////////////////////////////8=";
+/// Variable that holds [`SECRET`] in these tests.
+const VAR: &str = "KEEPSAKE_TEST_SECRET";
+/// Variable that holds [`OTHER_SECRET`] in these tests.
+const OTHER_VAR: &str = "KEEPSAKE_TEST_OTHER";
+/// An issue time for the tests.
+const NOW: &str = "1700000000";
+
+/// What `sign --name theme --now 1700000000 --ttl 3600 --json '"dark"'`
+/// prints with [`SECRET`]; checked against an independent HMAC computation.
+const KNOWN_VALUE: &str = "s1.AABlU_EAAABlU_8QImRhcmsi.VnHTJviwpCGqta3LAL_fm-saygmyj4_0kro3UGybVtk";
+
+/// Runs the binary with `args`, with [`VAR`] and [`OTHER_VAR`] set and
+/// nothing else keepsake-specific in the environment.
+fn keepsake(args: &[&str]) -> Output {
+    keepsake_with_env(args, &[])
+}
+
+/// Runs the binary with `args` and extra environment variables.
+fn keepsake_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keepsake"));
+    command
+        .args(args)
+        .env(VAR, SECRET)
+        .env(OTHER_VAR, OTHER_SECRET)
+        .env_remove("KEEPSAKE_TEST_UNSET");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("the binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).expect("stdout is UTF-8")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).expect("stderr is UTF-8")
+}
+
+/// The single line of stdout, checking the command succeeded quietly.
+fn ok_line(output: &Output) -> String {
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(output));
+    assert_eq!(stderr(output), "", "no stderr expected");
+    let out = stdout(output);
+    assert!(out.ends_with('\n'), "{out:?}");
+    assert_eq!(out.lines().count(), 1, "{out:?}");
+    out.trim_end().to_owned()
+}
+
+/// Checks the command failed with `code`, nothing on stdout, and exactly one
+/// `keepsake: ` line on stderr; returns that line.
+fn failure(output: &Output, code: i32) -> String {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout: {} stderr: {}",
+        stdout(output),
+        stderr(output)
+    );
+    assert_eq!(stdout(output), "", "no stdout expected");
+    let err = stderr(output);
+    assert_eq!(err.lines().count(), 1, "one stderr line expected: {err:?}");
+    assert!(err.starts_with("keepsake: "), "{err:?}");
+    err.trim_end().to_owned()
+}
+
+/// Checks a clap usage error: status 2, nothing on stdout, something on stderr.
+fn usage_error(output: &Output) -> String {
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "stdout: {} stderr: {}",
+        stdout(output),
+        stderr(output)
+    );
+    assert_eq!(stdout(output), "");
+    let err = stderr(output);
+    assert!(!err.is_empty());
+    err
+}
+
+/// Signs `json` for cookie `name` with [`VAR`] and extra arguments.
+fn sign(name: &str, json: &str, extra: &[&str]) -> String {
+    let mut args = vec!["sign", "--name", name, "--secret-env", VAR, "--json", json];
+    args.extend_from_slice(extra);
+    ok_line(&keepsake(&args))
+}
+
+/// Runs `verify` of `value` for cookie `name` with [`VAR`] and extra arguments.
+fn verify(name: &str, value: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["verify", "--name", name, "--secret-env", VAR];
+    args.extend_from_slice(extra);
+    args.push(value);
+    keepsake(&args)
+}
+
+#[test]
+fn keygen_prints_32_random_bytes() {
+    let first = ok_line(&keepsake(&["keygen"]));
+    let second = ok_line(&keepsake(&["keygen"]));
+    for line in [&first, &second] {
+        // 32 bytes in standard padded base64 are 44 characters ending in `=`.
+        assert_eq!(line.len(), 44, "{line}");
+        assert!(line.ends_with('=') && !line.contains(['-', '_']), "{line}");
+        assert_eq!(Key::from_base64(line).unwrap().len(), 32, "{line}");
+    }
+    assert_ne!(first, second);
+}
+
+#[test]
+fn keygen_output_is_a_usable_secret() {
+    let secret = ok_line(&keepsake(&["keygen"]));
+    let env = [("KEEPSAKE_TEST_FRESH", secret.as_str())];
+    let signed = keepsake_with_env(
+        &[
+            "sign",
+            "--name",
+            "n",
+            "--secret-env",
+            "KEEPSAKE_TEST_FRESH",
+            "--json",
+            "1",
+        ],
+        &env,
+    );
+    let value = ok_line(&signed);
+    let verified = keepsake_with_env(
+        &[
+            "verify",
+            "--name",
+            "n",
+            "--secret-env",
+            "KEEPSAKE_TEST_FRESH",
+            &value,
+        ],
+        &env,
+    );
+    assert_eq!(ok_line(&verified), "1");
+}
+
+#[test]
+fn known_answer() {
+    let value = sign("theme", r#""dark""#, &["--now", NOW, "--ttl", "3600"]);
+    assert_eq!(value, KNOWN_VALUE);
+    // Signing is deterministic.
+    assert_eq!(
+        sign("theme", r#""dark""#, &["--now", NOW, "--ttl", "3600"]),
+        KNOWN_VALUE
+    );
+    let out = verify("theme", KNOWN_VALUE, &["--now", "1700000001"]);
+    assert_eq!(ok_line(&out), r#""dark""#);
+}
+
+#[test]
+fn round_trips_in_every_format_and_namespace() {
+    let json = r#"{"user":"ada","roles":["admin"],"n":3,"ok":true,"none":null}"#;
+    let expected: serde_json::Value = serde_json::from_str(json).unwrap();
+    for format in ["signed", "sealed"] {
+        for namespace in ["local", "shared"] {
+            let flags = ["--format", format, "--namespace", namespace];
+            let value = sign("session", json, &flags);
+            let prefix = if format == "signed" { "s1." } else { "e1." };
+            assert!(value.starts_with(prefix), "{value}");
+            let printed = ok_line(&verify("session", &value, &flags));
+            let printed: serde_json::Value = serde_json::from_str(&printed).unwrap();
+            assert_eq!(printed, expected, "{format} {namespace}");
+        }
+    }
+}
+
+#[test]
+fn defaults_are_signed_and_local() {
+    let value = sign("n", "[1,2]", &[]);
+    assert!(value.starts_with("s1."));
+    let explicit = ["--format", "signed", "--namespace", "local"];
+    assert_eq!(ok_line(&verify("n", &value, &explicit)), "[1,2]");
+    failure(&verify("n", &value, &["--namespace", "shared"]), 1);
+}
+
+#[test]
+fn payload_is_printed_compact() {
+    let value = sign("n", "{ \"a\" : [ 1 , 2 ] ,\n \"b\" : \"x y\" }", &[]);
+    assert_eq!(
+        ok_line(&verify("n", &value, &[])),
+        r#"{"a":[1,2],"b":"x y"}"#
+    );
+}
+
+#[test]
+fn sealed_values_differ_each_time_and_hide_the_payload() {
+    let first = sign("n", r#""secret-text""#, &["--format", "sealed"]);
+    let second = sign("n", r#""secret-text""#, &["--format", "sealed"]);
+    assert_ne!(first, second);
+    let decoded = ok_line(&keepsake(&["decode", &first]));
+    assert!(!decoded.contains("secret-text"), "{decoded}");
+}
+
+#[test]
+fn wrong_name_namespace_format_key_or_app_is_refused() {
+    for format in ["signed", "sealed"] {
+        let value = sign("theme", r#""dark""#, &["--format", format]);
+        let f = ["--format", format];
+
+        let err = failure(&verify("other", &value, &f), 1);
+        assert!(err.contains("does not verify"), "{err}");
+
+        let shared = ["--format", format, "--namespace", "shared"];
+        failure(&verify("theme", &value, &shared), 1);
+
+        let app = ["--format", format, "--app", "shop"];
+        failure(&verify("theme", &value, &app), 1);
+
+        let other_key = keepsake(&[
+            "verify",
+            "--name",
+            "theme",
+            "--secret-env",
+            OTHER_VAR,
+            "--format",
+            format,
+            &value,
+        ]);
+        let err = failure(&other_key, 1);
+        assert!(err.contains("does not verify"), "{err}");
+
+        // Read as the other format, the value is simply malformed.
+        let wrong_format = if format == "signed" {
+            "sealed"
+        } else {
+            "signed"
+        };
+        let err = failure(&verify("theme", &value, &["--format", wrong_format]), 1);
+        assert!(err.contains("malformed"), "{err}");
+    }
+}
+
+#[test]
+fn tampered_values_are_refused() {
+    let value = sign("n", r#"{"admin":false}"#, &[]);
+    let (data, tag) = value.rsplit_once('.').unwrap();
+    // Flip one character of the tag.
+    let mut tag = tag.to_owned();
+    let first = if tag.starts_with('A') { "Q" } else { "A" };
+    tag.replace_range(0..1, first);
+    failure(&verify("n", &format!("{data}.{tag}"), &[]), 1);
+    for junk in ["", "hello", "s1.", "s1.AAAA.AAAA", &format!("{value}x")] {
+        failure(&verify("n", junk, &[]), 1);
+    }
+    let err = failure(&verify("n", "s7.AAAA.AAAA", &[]), 1);
+    assert!(err.contains("version 7"), "{err}");
+    let huge = format!("s1.{}", "A".repeat(5000));
+    let err = failure(&verify("n", &huge, &[]), 1);
+    assert!(err.contains("longer than any cookie"), "{err}");
+}
+
+#[test]
+fn app_label_separates_local_values_only() {
+    let local = sign("n", "1", &["--app", "billing"]);
+    assert_eq!(ok_line(&verify("n", &local, &["--app", "billing"])), "1");
+    failure(&verify("n", &local, &["--app", "shop"]), 1);
+    failure(&verify("n", &local, &[]), 1);
+
+    let shared = sign("n", "2", &["--app", "billing", "--namespace", "shared"]);
+    let shop = ["--app", "shop", "--namespace", "shared"];
+    assert_eq!(ok_line(&verify("n", &shared, &shop)), "2");
+}
+
+#[test]
+fn fallback_key_verifies_and_reports_stale_key() {
+    for format in ["signed", "sealed"] {
+        // Made with the old key (SECRET)...
+        let value = sign("n", r#""old""#, &["--format", format]);
+        // ...read with a new current key and the old one as a fallback.
+        let out = keepsake(&[
+            "verify",
+            "--name",
+            "n",
+            "--secret-env",
+            OTHER_VAR,
+            "--fallback-env",
+            VAR,
+            "--format",
+            format,
+            &value,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert_eq!(stdout(&out), "\"old\"\n");
+        assert_eq!(stderr(&out), "stale-key\n");
+
+        // Under the current key: no stale-key line.
+        assert_eq!(
+            ok_line(&verify("n", &value, &["--format", format])),
+            r#""old""#
+        );
+    }
+}
+
+#[test]
+fn fallbacks_from_env_and_files_in_any_number() {
+    let value = sign("n", "7", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let other_file = dir.path().join("other");
+    std::fs::write(&other_file, format!("{OTHER_SECRET}\n")).unwrap();
+    let old_file = dir.path().join("old");
+    std::fs::write(&old_file, format!("{SECRET}\n")).unwrap();
+
+    let fresh = ok_line(&keepsake(&["keygen"]));
+    let env = [("KEEPSAKE_TEST_FRESH", fresh.as_str())];
+    let out = keepsake_with_env(
+        &[
+            "verify",
+            "--name",
+            "n",
+            "--secret-env",
+            "KEEPSAKE_TEST_FRESH",
+            "--fallback-env",
+            OTHER_VAR,
+            "--fallback-file",
+            other_file.to_str().unwrap(),
+            "--fallback-file",
+            old_file.to_str().unwrap(),
+            &value,
+        ],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "7\n");
+    assert_eq!(stderr(&out), "stale-key\n");
+
+    // Without the right fallback, it does not verify.
+    let out = keepsake_with_env(
+        &[
+            "verify",
+            "--name",
+            "n",
+            "--secret-env",
+            "KEEPSAKE_TEST_FRESH",
+            "--fallback-env",
+            OTHER_VAR,
+            &value,
+        ],
+        &env,
+    );
+    failure(&out, 1);
+}
+
+#[test]
+fn expiry_from_now_and_ttl() {
+    for format in ["signed", "sealed"] {
+        let value = sign(
+            "n",
+            "true",
+            &["--format", format, "--now", NOW, "--ttl", "60"],
+        );
+        let at = |time: &str| verify("n", &value, &["--format", format, "--now", time]);
+        assert_eq!(ok_line(&at("1700000000")), "true");
+        assert_eq!(ok_line(&at("1700000059")), "true");
+        let err = failure(&at("1700000060"), 1);
+        assert_eq!(
+            err,
+            "keepsake: the value expired at 1700000060 (Unix seconds)"
+        );
+        failure(&at("1800000000"), 1);
+        // Checked against the system clock by default: long expired.
+        failure(&verify("n", &value, &["--format", format]), 1);
+    }
+}
+
+#[test]
+fn no_ttl_means_no_expiry() {
+    let value = sign("n", "1", &["--now", "1"]);
+    assert_eq!(ok_line(&verify("n", &value, &[])), "1");
+    assert_eq!(
+        ok_line(&verify("n", &value, &["--now", "281474976710655"])),
+        "1"
+    );
+}
+
+#[test]
+fn default_issue_time_is_the_system_clock() {
+    let before = keepsake::codec::unix_now();
+    let value = sign("n", "1", &["--ttl", "100"]);
+    let after = keepsake::codec::unix_now();
+    let decoded: serde_json::Value =
+        serde_json::from_str(&ok_line(&keepsake(&["decode", &value]))).unwrap();
+    let issued_at = decoded["issued_at"].as_u64().unwrap();
+    assert!((before..=after).contains(&issued_at), "{decoded}");
+    assert_eq!(decoded["expires_at"].as_u64(), Some(issued_at + 100));
+}
+
+#[test]
+fn secret_file_with_newline_and_url_safe_alphabet() {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, text) in [
+        format!("{SECRET}\n"),
+        format!("{SECRET_URL_SAFE}\n"),
+        format!("  {SECRET_URL_SAFE}\r\n\n"),
+        SECRET.to_owned(),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let path = dir.path().join(format!("secret{i}"));
+        let mut file = std::fs::File::create(&path).unwrap();
+        file.write_all(text.as_bytes()).unwrap();
+        drop(file);
+        let path = path.to_str().unwrap();
+
+        // The same key as SECRET: the known answer comes out.
+        let out = keepsake(&[
+            "sign",
+            "--name",
+            "theme",
+            "--secret-file",
+            path,
+            "--now",
+            NOW,
+            "--ttl",
+            "3600",
+            "--json",
+            r#""dark""#,
+        ]);
+        assert_eq!(ok_line(&out), KNOWN_VALUE, "{text:?}");
+        let out = keepsake(&[
+            "verify",
+            "--name",
+            "theme",
+            "--secret-file",
+            path,
+            "--now",
+            NOW,
+            KNOWN_VALUE,
+        ]);
+        assert_eq!(ok_line(&out), r#""dark""#);
+    }
+}
+
+#[test]
+fn url_safe_secret_in_env() {
+    let env = [("KEEPSAKE_TEST_URL", SECRET_URL_SAFE)];
+    let out = keepsake_with_env(
+        &[
+            "sign",
+            "--name",
+            "theme",
+            "--secret-env",
+            "KEEPSAKE_TEST_URL",
+            "--now",
+            NOW,
+            "--ttl",
+            "3600",
+            "--json",
+            r#""dark""#,
+        ],
+        &env,
+    );
+    assert_eq!(ok_line(&out), KNOWN_VALUE);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    // Missing --name.
+    let err = usage_error(&keepsake(&["sign", "--secret-env", VAR, "--json", "1"]));
+    assert!(err.contains("--name"), "{err}");
+    usage_error(&keepsake(&["verify", "--secret-env", VAR, KNOWN_VALUE]));
+    // Missing value.
+    usage_error(&keepsake(&["verify", "--name", "n", "--secret-env", VAR]));
+    // Neither or both secret sources.
+    usage_error(&keepsake(&["sign", "--name", "n", "--json", "1"]));
+    let err = usage_error(&keepsake(&[
+        "sign",
+        "--name",
+        "n",
+        "--secret-env",
+        VAR,
+        "--secret-file",
+        "/dev/null",
+        "--json",
+        "1",
+    ]));
+    assert!(err.contains("--secret-file"), "{err}");
+    // Invalid JSON, missing JSON.
+    for json in ["{", "dark", "{'a':1}", "", "1 2"] {
+        let err = usage_error(&keepsake(&[
+            "sign",
+            "--name",
+            "n",
+            "--secret-env",
+            VAR,
+            "--json",
+            json,
+        ]));
+        assert!(err.contains("JSON"), "{json:?}: {err}");
+    }
+    usage_error(&keepsake(&["sign", "--name", "n", "--secret-env", VAR]));
+    // Unknown format or namespace.
+    let err = usage_error(&keepsake(&[
+        "sign",
+        "--name",
+        "n",
+        "--secret-env",
+        VAR,
+        "--format",
+        "plain",
+        "--json",
+        "1",
+    ]));
+    assert!(err.contains("plain"), "{err}");
+    usage_error(&keepsake(&[
+        "verify",
+        "--name",
+        "n",
+        "--secret-env",
+        VAR,
+        "--namespace",
+        "global",
+        KNOWN_VALUE,
+    ]));
+    // Bad numbers.
+    usage_error(&keepsake(&[
+        "sign",
+        "--name",
+        "n",
+        "--secret-env",
+        VAR,
+        "--ttl",
+        "-1",
+        "--json",
+        "1",
+    ]));
+    usage_error(&keepsake(&[
+        "verify",
+        "--name",
+        "n",
+        "--secret-env",
+        VAR,
+        "--now",
+        "soon",
+        KNOWN_VALUE,
+    ]));
+    // No or unknown command, unknown flag, secret on the command line.
+    usage_error(&keepsake(&[]));
+    usage_error(&keepsake(&["frobnicate"]));
+    usage_error(&keepsake(&["keygen", "--bits", "128"]));
+    usage_error(&keepsake(&[
+        "sign", "--name", "n", "--secret", SECRET, "--json", "1",
+    ]));
+    // sign takes no fallbacks.
+    usage_error(&keepsake(&[
+        "sign",
+        "--name",
+        "n",
+        "--secret-env",
+        VAR,
+        "--fallback-env",
+        OTHER_VAR,
+        "--json",
+        "1",
+    ]));
+}
+
+#[test]
+fn bad_secrets_are_configuration_errors() {
+    let cases: [(&str, Option<&str>, &str); 5] = [
+        ("KEEPSAKE_TEST_UNSET", None, "is not set"),
+        (
+            "KEEPSAKE_TEST_SHORT",
+            Some("AAECAwQFBgcICQoLDA0ODw=="),
+            "16 bytes",
+        ),
+        ("KEEPSAKE_TEST_EMPTY", Some(""), "0 bytes"),
+        ("KEEPSAKE_TEST_BAD", Some("not base64!"), "not valid base64"),
+        (
+            "KEEPSAKE_TEST_MIXED",
+            Some("+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+_8"),
+            "not valid base64",
+        ),
+    ];
+    for (var, value, reason) in cases {
+        let env: Vec<(&str, &str)> = value.map(|v| (var, v)).into_iter().collect();
+        for args in [
+            vec!["sign", "--name", "n", "--secret-env", var, "--json", "1"],
+            vec!["verify", "--name", "n", "--secret-env", var, KNOWN_VALUE],
+            vec![
+                "verify",
+                "--name",
+                "n",
+                "--secret-env",
+                VAR,
+                "--fallback-env",
+                var,
+                KNOWN_VALUE,
+            ],
+        ] {
+            let err = failure(&keepsake_with_env(&args, &env), 2);
+            assert!(err.contains(var), "{err}");
+            assert!(err.contains(reason), "{err}");
+            assert!(err.contains("keepsake keygen"), "says how to fix it: {err}");
+        }
+    }
+}
+
+#[test]
+fn bad_secret_files_are_configuration_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let short = dir.path().join("short");
+    std::fs::write(&short, "AAECAwQFBgcICQoLDA0ODw==\n").unwrap();
+    let big = dir.path().join("big");
+    std::fs::write(&big, "A".repeat(100_000)).unwrap();
+    for path in [&missing, &short, &big, &dir.path().to_path_buf()] {
+        let path = path.to_str().unwrap();
+        for flag in ["--secret-file", "--fallback-file"] {
+            let mut args = vec!["verify", "--name", "n"];
+            if flag == "--fallback-file" {
+                args.extend(["--secret-env", VAR]);
+            }
+            args.extend([flag, path, KNOWN_VALUE]);
+            let err = failure(&keepsake(&args), 2);
+            assert!(err.contains(path), "{err}");
+            assert!(err.contains(flag), "{err}");
+        }
+    }
+}
+
+#[test]
+fn oversized_payload_is_refused() {
+    let json = format!("\"{}\"", "x".repeat(4000));
+    let out = keepsake(&["sign", "--name", "n", "--secret-env", VAR, "--json", &json]);
+    let err = failure(&out, 2);
+    assert!(err.contains("4096"), "{err}");
+}
+
+#[test]
+fn payload_that_is_not_json_does_not_verify() {
+    let key = Key::from_base64(SECRET).unwrap();
+    let value = Codec::signed(KeyRing::new(key))
+        .encode("n", b"not json", Claims::new(1))
+        .unwrap();
+    let err = failure(&verify("n", &value, &[]), 1);
+    assert!(err.contains("not JSON"), "{err}");
+
+    // decode shows it as a string.
+    let decoded = ok_line(&keepsake(&["decode", &value]));
+    assert_eq!(
+        decoded,
+        r#"{"format":"signed","version":1,"issued_at":1,"expires_at":null,"payload":"not json","verified":false}"#
+    );
+}
+
+#[test]
+fn decode_signed() {
+    let out = ok_line(&keepsake(&["decode", KNOWN_VALUE]));
+    assert_eq!(
+        out,
+        r#"{"format":"signed","version":1,"issued_at":1700000000,"expires_at":1700003600,"payload":"dark","verified":false}"#
+    );
+    let value = sign("n", r#"{"user":{"id":7}}"#, &["--now", "5"]);
+    let out = ok_line(&keepsake(&["decode", &value]));
+    assert_eq!(
+        out,
+        r#"{"format":"signed","version":1,"issued_at":5,"expires_at":null,"payload":{"user":{"id":7}},"verified":false}"#
+    );
+    // Decoding does not check the signature, the name or the expiry.
+    let (data, _) = KNOWN_VALUE.rsplit_once('.').unwrap();
+    let forged = format!("{data}.{}", "A".repeat(43));
+    let out = ok_line(&keepsake(&["decode", &forged]));
+    assert!(out.contains(r#""verified":false"#), "{out}");
+}
+
+#[test]
+fn decode_sealed() {
+    let value = sign("n", r#""dark""#, &["--format", "sealed", "--now", NOW]);
+    let out = ok_line(&keepsake(&["decode", &value]));
+    // 12-byte nonce, 12-byte header, 6-byte payload, 16-byte tag.
+    assert_eq!(
+        out,
+        r#"{"format":"sealed","version":1,"bytes":46,"verified":false}"#
+    );
+}
+
+#[test]
+fn decode_refuses_junk() {
+    let too_big = format!("s1.{}", "A".repeat(5000));
+    for junk in [
+        "",
+        "hello",
+        "eyJ1c2VyIjoxfQ.ZVPZwA.sig",
+        "s1",
+        "s1.",
+        "s1.AAAA.AAAA",
+        "s1.AABlU_EAAABlU_8QImRhcmsi",
+        "s1.AABlU_EAAABlU_8QImRhcmsi.short",
+        "s1.AABlU_EAAABl.VnHTJviwpCGqta3LAL_fm-saygmyj4_0kro3UGybVtk",
+        "s1.AABlU_EAAABlU_8QImRhcmsi!.VnHTJviwpCGqta3LAL_fm-saygmyj4_0kro3UGybVtk",
+        "e1.",
+        "e1.AAAA",
+        "e1.not*base64",
+        "s01.AAAA.AAAA",
+        &too_big,
+    ] {
+        failure(&keepsake(&["decode", junk]), 1);
+    }
+    let err = failure(&keepsake(&["decode", "e2.AAAA"]), 1);
+    assert!(err.contains("version 2"), "{err}");
+    let err = failure(&keepsake(&["decode", "hello"]), 1);
+    assert!(err.contains("not a keepsake value"), "{err}");
+}
+
+#[test]
+fn help_and_version_exit_0() {
+    for args in [
+        &["--help"][..],
+        &["-h"],
+        &["--version"],
+        &["-V"],
+        &["help"],
+        &["sign", "--help"],
+        &["verify", "--help"],
+        &["decode", "--help"],
+        &["keygen", "--help"],
+        &["help", "verify"],
+    ] {
+        let out = keepsake(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(!stdout(&out).is_empty(), "{args:?}");
+    }
+    let version = stdout(&keepsake(&["--version"]));
+    assert_eq!(version, format!("keepsake {}\n", env!("CARGO_PKG_VERSION")));
+}
+
+#[cfg(unix)]
+#[test]
+fn broken_pipe_exits_0_quietly() {
+    // The reader (`true`) is gone before keepsake writes.
+    let script = r#"{ sleep 0.3; "$0" "$@"; echo "status=$?" >&2; } | true"#;
+    for args in [
+        &["keygen"][..],
+        &["decode", KNOWN_VALUE],
+        &[
+            "verify",
+            "--name",
+            "theme",
+            "--secret-env",
+            VAR,
+            "--now",
+            NOW,
+            KNOWN_VALUE,
+        ],
+        &["--help"],
+    ] {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg(env!("CARGO_BIN_EXE_keepsake"))
+            .args(args)
+            .env(VAR, SECRET)
+            .output()
+            .expect("sh runs");
+        assert_eq!(stderr(&out), "status=0\n", "{args:?}");
+    }
+}
