@@ -890,9 +890,7 @@ pub fn inspect(value: &str) -> Result<Inspected, DecodeError> {
     };
     match format {
         Format::Signed => {
-            let (data, tag) = body.split_once('.').ok_or(DecodeError::Malformed)?;
-            b64_decode_exact::<32>(tag.as_bytes())?;
-            let (header, payload) = signed::split(data)?;
+            let (header, payload) = signed::split(body)?;
             seen.signed = Some((Claims::from_header(&header), payload));
         }
         Format::Sealed => {
@@ -910,6 +908,11 @@ pub fn inspect(value: &str) -> Result<Inspected, DecodeError> {
 /// Splits `s1.rest` into (`b's'`, 1, `rest`). Versions are decimal without
 /// leading zeros, at most 9 digits, so each version has one spelling.
 fn split_version(value: &str) -> Option<(u8, u32, &str)> {
+    // Fast path for the versions in use.
+    match value.as_bytes() {
+        [letter @ (b's' | b'e'), b'1', b'.', ..] => return Some((*letter, 1, &value[3..])),
+        _ => {}
+    }
     let (prefix, body) = value.split_once('.')?;
     let (&letter, digits) = prefix.as_bytes().split_first()?;
     if !letter.is_ascii_lowercase()
@@ -938,8 +941,8 @@ fn check_size(name: &str, value: String) -> Result<String, EncodeError> {
 /// The name, length-prefixed, so that no two (name, rest) pairs give the same
 /// bytes. Names longer than a cookie cannot be are clamped; they can never
 /// verify anyway because the value would be too large.
-fn name_prefix(name: &str) -> [u8; 2] {
-    u16::try_from(name.len()).unwrap_or(u16::MAX).to_be_bytes()
+fn name_prefix(name_len: usize) -> [u8; 2] {
+    u16::try_from(name_len).unwrap_or(u16::MAX).to_be_bytes()
 }
 
 // Base64 is URL-safe without padding and strict: padding and non-zero

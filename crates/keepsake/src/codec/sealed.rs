@@ -24,7 +24,7 @@ pub(super) const MIN_LEN: usize = NONCE_LEN + HEADER_LEN + TAG_LEN;
 fn associated_data(namespace: Namespace, name: &str) -> Vec<u8> {
     let mut aad = Vec::with_capacity(MARKER.len() + 2 + name.len() + 1);
     aad.extend_from_slice(MARKER);
-    aad.extend_from_slice(&name_prefix(name));
+    aad.extend_from_slice(&name_prefix(name.len()));
     aad.extend_from_slice(name.as_bytes());
     aad.push(namespace.tag());
     aad
