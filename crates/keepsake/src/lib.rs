@@ -84,6 +84,7 @@
 pub mod codec;
 pub mod cookies;
 pub mod key;
+pub mod store;
 
 /// The README's examples, run as doc tests so they cannot go stale.
 #[cfg(doctest)]

@@ -1,0 +1,514 @@
+//! Server-side session stores: the [`SessionStore`] trait, the [`Record`] a
+//! store keeps, session [`Id`]s, and the in-memory store.
+//!
+//! A store keeps one [`Record`] per session. Every operation says what
+//! happened in its return type, so the middleware never has to guess:
+//!
+//! | operation | outcomes |
+//! |---|---|
+//! | [`create`](SessionStore::create) (if absent) | [`Created::Created`], [`Created::Collision`] |
+//! | [`load`](SessionStore::load) | the record, or `None` (absent or expired) |
+//! | [`save`](SessionStore::save) (if the version matches) | [`Saved::Saved`], [`Saved::Conflict`], [`Saved::Gone`] |
+//! | [`touch`](SessionStore::touch) (idle deadline only) | [`Touched::Touched`], [`Touched::Gone`] |
+//! | [`delete`](SessionStore::delete), [`delete_user`](SessionStore::delete_user) | how many were deleted |
+//! | [`list_user`](SessionStore::list_user), [`purge_expired`](SessionStore::purge_expired) | records, a count |
+//!
+//! Any operation can also fail with a [`StoreError`] (unreachable, timed out,
+//! full, corrupt): the middleware answers 503 and leaves the visitor's cookie
+//! alone, so an outage never silently replaces a session with a fresh one.
+//!
+//! # Example
+//!
+//! ```
+//! use keepsake::store::{Created, Id, MemoryStore, Record, Saved, SessionStore};
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let store = MemoryStore::new();
+//! let mut record = Record::new(Id::random(), 1_000, Some(1_800), 14 * 86_400);
+//! assert_eq!(store.create(&record).await?, Created::Created);
+//! assert_eq!(store.create(&record).await?, Created::Collision);
+//!
+//! record.data.insert("user".into(), "ada".into());
+//! assert_eq!(store.save(&record, 1_001).await?, Saved::Saved { version: 1 });
+//! // The same write again carries a stale version.
+//! assert_eq!(store.save(&record, 1_002).await?, Saved::Conflict);
+//!
+//! let loaded = store.load(&record.id, 1_003).await?.unwrap();
+//! assert_eq!((loaded.version, &loaded.data["user"]), (1, &"ada".into()));
+//! assert!(store.delete(&record.id).await?);
+//! assert_eq!(store.save(&loaded, 1_004).await?, Saved::Gone);
+//! # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+//! ```
+
+mod memory;
+
+use std::{fmt, future::Future, sync::LazyLock};
+
+use hmac::{Hmac, KeyInit, Mac as _};
+use serde_json::{Map, Value};
+use sha2::Sha256;
+
+pub use self::memory::{MemoryStore, MemoryStoreBuilder};
+
+/// A session's data: string keys, JSON values.
+pub type Data = Map<String, Value>;
+
+/// Length of a session id in bytes (128 bits).
+pub const ID_LEN: usize = 16;
+
+/// A session id: 128 random bits from a CSPRNG.
+///
+/// `Display` gives its 22-character URL-safe base64 form, which stores use as
+/// a key. `Debug` gives only a short keyed hash ([`Id::log_tag`]), so an id
+/// printed by accident in a log cannot be used to hijack the session.
+///
+/// # Example
+///
+/// ```
+/// use keepsake::store::Id;
+///
+/// let id = Id::random();
+/// let text = id.to_string();
+/// assert_eq!(text.len(), 22);
+/// assert_eq!(text.parse::<Id>().unwrap(), id);
+/// assert!(!format!("{id:?}").contains(&text));
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Id([u8; ID_LEN]);
+
+impl Id {
+    /// A new random id.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert_ne!(keepsake::store::Id::random(), keepsake::store::Id::random());
+    /// ```
+    pub fn random() -> Self {
+        let mut bytes = [0u8; ID_LEN];
+        rand::fill(&mut bytes);
+        Self(bytes)
+    }
+
+    /// The id from its 16 bytes.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let id = keepsake::store::Id::from_bytes([7; 16]);
+    /// assert_eq!(id.as_bytes(), &[7; 16]);
+    /// ```
+    pub const fn from_bytes(bytes: [u8; ID_LEN]) -> Self {
+        Self(bytes)
+    }
+
+    /// The id's 16 bytes.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert_eq!(keepsake::store::Id::from_bytes([0; 16]).as_bytes().len(), 16);
+    /// ```
+    pub const fn as_bytes(&self) -> &[u8; ID_LEN] {
+        &self.0
+    }
+
+    /// A short tag for logs: 8 hex digits of an HMAC of the id under a key
+    /// drawn at random when the process starts. The same id gives the same
+    /// tag within one process, so log lines can be correlated, but the tag
+    /// reveals nothing usable about the id.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::store::Id;
+    ///
+    /// let id = Id::random();
+    /// assert_eq!(id.log_tag().len(), 8);
+    /// assert_eq!(id.log_tag(), id.log_tag());
+    /// ```
+    pub fn log_tag(&self) -> String {
+        static LOG_KEY: LazyLock<Hmac<Sha256>> = LazyLock::new(|| {
+            let mut key = [0u8; 32];
+            rand::fill(&mut key);
+            <Hmac<Sha256> as KeyInit>::new_from_slice(&key)
+                .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
+        });
+        let tag = LOG_KEY.clone().chain_update(self.0).finalize().into_bytes();
+        tag[..4].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&base64_simd::URL_SAFE_NO_PAD.encode_to_string(self.0))
+    }
+}
+
+impl fmt::Debug for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Id({})", self.log_tag())
+    }
+}
+
+impl serde::Serialize for Id {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Id {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The error of parsing an [`Id`] from text.
+///
+/// # Example
+///
+/// ```
+/// let err = "short".parse::<keepsake::store::Id>().unwrap_err();
+/// assert_eq!(err.to_string(), "a session id is 22 characters of URL-safe base64");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a session id is 22 characters of URL-safe base64")]
+pub struct ParseIdError;
+
+impl std::str::FromStr for Id {
+    type Err = ParseIdError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let mut bytes = [0u8; ID_LEN];
+        if text.len() != 22 {
+            return Err(ParseIdError);
+        }
+        let decoded = base64_simd::URL_SAFE_NO_PAD
+            .decode(text.as_bytes(), base64_simd::Out::from_slice(&mut bytes))
+            .map_err(|_| ParseIdError)?;
+        if decoded.len() != ID_LEN {
+            return Err(ParseIdError);
+        }
+        Ok(Self(bytes))
+    }
+}
+
+/// One session as a store keeps it. Times are Unix seconds.
+///
+/// The session ends at the earlier of its two deadlines: the *idle* deadline,
+/// which moves forward as the visitor comes back ([`SessionStore::touch`]),
+/// and the *absolute* deadline, which never moves. The idle deadline never
+/// passes the absolute one.
+///
+/// # Example
+///
+/// ```
+/// use keepsake::store::{Id, Record};
+///
+/// let record = Record::new(Id::random(), 1_000, Some(60), 3_600);
+/// assert_eq!(record.idle_deadline, Some(1_060));
+/// assert_eq!(record.absolute_deadline, 4_600);
+/// assert_eq!(record.deadline(), 1_060);
+/// assert!(!record.is_expired_at(1_059));
+/// assert!(record.is_expired_at(1_060));
+/// ```
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct Record {
+    /// The session id.
+    pub id: Id,
+    /// The session data.
+    pub data: Data,
+    /// When the session was created.
+    pub created_at: u64,
+    /// Seconds of inactivity after which the session ends (`None`: no idle
+    /// limit).
+    pub idle_timeout: Option<u64>,
+    /// When the session ends if the visitor does not come back.
+    pub idle_deadline: Option<u64>,
+    /// When the session ends regardless of activity.
+    pub absolute_deadline: u64,
+    /// Whether the cookie outlives the browser session (`Max-Age` set).
+    pub persistent: bool,
+    /// Incremented by every successful [`SessionStore::save`].
+    pub version: u64,
+    /// The user the session belongs to, for "log out everywhere".
+    pub user: Option<String>,
+}
+
+impl Record {
+    /// A new, empty record created at `now`, version 0.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::store::{Id, Record};
+    ///
+    /// let record = Record::new(Id::random(), 10, None, 100);
+    /// assert_eq!((record.version, record.idle_deadline, record.deadline()), (0, None, 110));
+    /// ```
+    pub fn new(id: Id, now: u64, idle_timeout: Option<u64>, absolute_lifetime: u64) -> Self {
+        let absolute_deadline = now.saturating_add(absolute_lifetime);
+        Self {
+            id,
+            data: Data::new(),
+            created_at: now,
+            idle_timeout,
+            idle_deadline: idle_timeout
+                .map(|idle| now.saturating_add(idle).min(absolute_deadline)),
+            absolute_deadline,
+            persistent: false,
+            version: 0,
+            user: None,
+        }
+    }
+
+    /// When the session ends: the earlier deadline.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::store::{Id, Record};
+    ///
+    /// assert_eq!(Record::new(Id::random(), 0, Some(500), 100).deadline(), 100);
+    /// ```
+    pub fn deadline(&self) -> u64 {
+        self.idle_deadline
+            .map_or(self.absolute_deadline, |idle| idle.min(self.absolute_deadline))
+    }
+
+    /// Whether the session has ended at `now`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::store::{Id, Record};
+    ///
+    /// assert!(Record::new(Id::random(), 0, None, 100).is_expired_at(100));
+    /// ```
+    pub fn is_expired_at(&self, now: u64) -> bool {
+        now >= self.deadline()
+    }
+
+    /// The idle deadline a visit at `now` moves the session to (never past
+    /// the absolute deadline), or `None` without an idle limit.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::store::{Id, Record};
+    ///
+    /// let record = Record::new(Id::random(), 0, Some(60), 100);
+    /// assert_eq!(record.refreshed_idle_deadline(30), Some(90));
+    /// assert_eq!(record.refreshed_idle_deadline(70), Some(100));
+    /// ```
+    pub fn refreshed_idle_deadline(&self, now: u64) -> Option<u64> {
+        self.idle_timeout
+            .map(|idle| now.saturating_add(idle).min(self.absolute_deadline))
+    }
+}
+
+/// The outcome of [`SessionStore::create`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    /// The record was stored.
+    Created,
+    /// A record with this id exists; nothing was changed.
+    Collision,
+}
+
+/// The outcome of [`SessionStore::save`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Saved {
+    /// The record was written; this is its new version.
+    Saved {
+        /// The version the store now holds.
+        version: u64,
+    },
+    /// The stored version differs from the record's: someone else saved in
+    /// between. Nothing was changed.
+    Conflict,
+    /// The record no longer exists (deleted or expired). Nothing was
+    /// changed, and nothing was brought back.
+    Gone,
+}
+
+/// The outcome of [`SessionStore::touch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Touched {
+    /// The idle deadline moved.
+    Touched,
+    /// The record no longer exists (deleted or expired).
+    Gone,
+}
+
+/// What kind of failure a [`StoreError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    /// The store cannot be reached or refused the operation.
+    Unavailable,
+    /// The store did not answer within the configured timeout.
+    Timeout,
+    /// The store is at its configured capacity.
+    Full,
+    /// A stored record could not be decoded.
+    Corrupt,
+}
+
+/// A store operation that failed. The middleware turns it into a 503.
+///
+/// # Example
+///
+/// ```
+/// use keepsake::store::{StoreError, StoreErrorKind};
+///
+/// let err = StoreError::new(StoreErrorKind::Unavailable, "connection refused");
+/// assert_eq!(err.kind(), StoreErrorKind::Unavailable);
+/// assert_eq!(err.to_string(), "session store unavailable: connection refused");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {message}", kind_text(*.kind))]
+pub struct StoreError {
+    kind: StoreErrorKind,
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+fn kind_text(kind: StoreErrorKind) -> &'static str {
+    match kind {
+        StoreErrorKind::Unavailable => "session store unavailable",
+        StoreErrorKind::Timeout => "session store timed out",
+        StoreErrorKind::Full => "session store full",
+        StoreErrorKind::Corrupt => "corrupt session record",
+    }
+}
+
+impl StoreError {
+    /// An error of `kind` with a message.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::store::{StoreError, StoreErrorKind};
+    ///
+    /// assert_eq!(StoreError::new(StoreErrorKind::Full, "100 sessions").kind(), StoreErrorKind::Full);
+    /// ```
+    pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An error of `kind` caused by `source`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::error::Error as _;
+    /// use keepsake::store::{StoreError, StoreErrorKind};
+    ///
+    /// let io = std::io::Error::other("reset");
+    /// let err = StoreError::with_source(StoreErrorKind::Unavailable, "read failed", io);
+    /// assert_eq!(err.source().unwrap().to_string(), "reset");
+    /// ```
+    pub fn with_source(
+        kind: StoreErrorKind,
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// What kind of failure this is.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::store::{StoreError, StoreErrorKind};
+    ///
+    /// assert_eq!(StoreError::new(StoreErrorKind::Timeout, "1 s").kind(), StoreErrorKind::Timeout);
+    /// ```
+    pub fn kind(&self) -> StoreErrorKind {
+        self.kind
+    }
+}
+
+/// A server-side session store.
+///
+/// Implementations must make each operation atomic with respect to the
+/// others on the same id: in particular [`save`](SessionStore::save) writes
+/// only if the stored version equals `record.version` *and* the record still
+/// exists, so a slow request can never overwrite a newer write or bring back
+/// a deleted session. Times passed in are Unix seconds from the app's clock;
+/// a store must treat a record as absent once `now` reaches
+/// [`Record::deadline`].
+///
+/// # Example
+///
+/// A store is used through the middleware, but can be driven directly:
+///
+/// ```
+/// use keepsake::store::{Id, MemoryStore, Record, SessionStore, Touched};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = MemoryStore::new();
+/// let record = Record::new(Id::random(), 0, Some(60), 1_000);
+/// store.create(&record).await?;
+/// assert_eq!(store.touch(&record.id, 100, 50).await?, Touched::Touched);
+/// assert_eq!(store.load(&record.id, 99).await?.unwrap().idle_deadline, Some(100));
+/// assert!(store.load(&record.id, 100).await?.is_none()); // idle deadline reached
+/// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+/// ```
+pub trait SessionStore: Send + Sync + 'static {
+    /// Stores `record` if no record with its id exists.
+    fn create(&self, record: &Record) -> impl Future<Output = Result<Created, StoreError>> + Send;
+
+    /// The record with `id`, or `None` if there is none or it has expired at
+    /// `now`.
+    fn load(
+        &self,
+        id: &Id,
+        now: u64,
+    ) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send;
+
+    /// Replaces the stored record with `record` if the stored version equals
+    /// `record.version` and the record has not expired at `now`; the stored
+    /// copy gets version `record.version + 1`.
+    fn save(&self, record: &Record, now: u64)
+    -> impl Future<Output = Result<Saved, StoreError>> + Send;
+
+    /// Moves only the idle deadline of the record with `id` to
+    /// `idle_deadline`, if it exists and has not expired at `now`. The data
+    /// and version do not change.
+    fn touch(
+        &self,
+        id: &Id,
+        idle_deadline: u64,
+        now: u64,
+    ) -> impl Future<Output = Result<Touched, StoreError>> + Send;
+
+    /// Deletes the record with `id`; `true` if there was one.
+    fn delete(&self, id: &Id) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Deletes every record of `user` ("log out everywhere"); how many.
+    fn delete_user(&self, user: &str) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// The unexpired records of `user`.
+    fn list_user(
+        &self,
+        user: &str,
+        now: u64,
+    ) -> impl Future<Output = Result<Vec<Record>, StoreError>> + Send;
+
+    /// Deletes every record that has expired at `now`; how many.
+    fn purge_expired(&self, now: u64) -> impl Future<Output = Result<usize, StoreError>> + Send;
+}
