@@ -81,9 +81,14 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 pub mod codec;
 pub mod cookies;
 pub mod key;
+pub mod middleware;
+pub mod session;
 pub mod store;
 
 /// The README's examples, run as doc tests so they cannot go stale.

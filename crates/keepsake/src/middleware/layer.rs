@@ -1,0 +1,657 @@
+//! [`SessionLayer`] and its builder.
+
+use std::{sync::Arc, time::Duration};
+
+use http::{Response, StatusCode, header};
+use tower_layer::Layer;
+
+use super::{ConfigError, SessionService};
+use crate::{
+    codec::{Codec, Format},
+    cookies::{Cookie, CookieBuilder, Prefix, SameSite},
+    key::{Key, KeyRing},
+    session::{
+        BadCookie, Clock, SystemClock,
+        context::{Backend, Context},
+    },
+    store::{SessionStore, StoreError},
+};
+
+/// Renders the response for a store failure.
+pub(crate) type UnavailableHook = Arc<dyn Fn(&StoreError) -> Response<String> + Send + Sync>;
+
+/// The tower [`Layer`] that gives every request a
+/// [`Session`](crate::session::Session).
+///
+/// Made with [`SessionLayer::with_store`] (server-side sessions: the cookie
+/// holds only a signed id) or [`SessionLayer::with_cookies`] (client-side
+/// sessions: the whole session, signed or sealed, in the cookie), configured
+/// with its builder methods, and finished with
+/// [`build`](SessionLayerBuilder::build). Cheap to clone.
+///
+/// # Example
+///
+/// ```
+/// use keepsake::{key::{Key, KeyRing}, middleware::SessionLayer, store::MemoryStore};
+///
+/// let ring = KeyRing::new(Key::generate());
+/// let layer = SessionLayer::with_store(MemoryStore::new(), ring)
+///     .cookie_name("sid")
+///     .build()?;
+/// assert_eq!(layer.cookie_name(), "sid");
+/// # Ok::<(), keepsake::middleware::ConfigError>(())
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct SessionLayer {
+    ctx: Arc<Context>,
+    unavailable: Option<UnavailableHook>,
+}
+
+impl std::fmt::Debug for SessionLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionLayer")
+            .field("cookie_name", &self.ctx.cookie_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionLayer {
+    /// Server-side sessions in `store`; the cookie holds the session id,
+    /// signed with `ring`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::{key::{Key, KeyRing}, middleware::SessionLayer, store::MemoryStore};
+    ///
+    /// let layer = SessionLayer::with_store(MemoryStore::new(), KeyRing::new(Key::generate())).build()?;
+    /// assert_eq!(layer.cookie_name(), "session");
+    /// # Ok::<(), keepsake::middleware::ConfigError>(())
+    /// ```
+    pub fn with_store(store: impl SessionStore, ring: KeyRing) -> SessionLayerBuilder {
+        SessionLayerBuilder::new(Backend::Store(Arc::new(store)), Codec::signed(ring))
+    }
+
+    /// Client-side sessions: the whole session in the cookie, signed
+    /// (readable by the visitor) or sealed (encrypted), with its expiry
+    /// inside the protected part. Nothing is kept on the server, so a
+    /// session cannot be ended from the server before it expires, and the
+    /// session must fit in a 4096-byte cookie.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::{codec::Format, key::{Key, KeyRing}, middleware::SessionLayer};
+    ///
+    /// let layer = SessionLayer::with_cookies(Format::Sealed, KeyRing::new(Key::generate())).build()?;
+    /// assert_eq!(layer.cookie_name(), "session");
+    /// # Ok::<(), keepsake::middleware::ConfigError>(())
+    /// ```
+    pub fn with_cookies(format: Format, ring: KeyRing) -> SessionLayerBuilder {
+        SessionLayerBuilder::new(Backend::Cookie, Codec::new(format, ring))
+    }
+
+    /// Server-side sessions in `store`, configured from the environment: the
+    /// secret from `KEEPSAKE_SECRET` (base64; required), optional fallback
+    /// keys from `KEEPSAKE_SECRET_FALLBACKS` (comma-separated), and the
+    /// settings read by [`SessionLayerBuilder::from_env`].
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Key`] when `KEEPSAKE_SECRET` is missing or not a valid
+    /// secret (the message says how to make one), and the errors of
+    /// [`SessionLayerBuilder::from_env`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::{middleware::SessionLayer, store::MemoryStore};
+    ///
+    /// // Without KEEPSAKE_SECRET in the environment:
+    /// if std::env::var_os("KEEPSAKE_SECRET").is_none() {
+    ///     let err = SessionLayer::from_env(MemoryStore::new()).unwrap_err();
+    ///     assert!(err.to_string().contains("keepsake keygen"));
+    /// }
+    /// ```
+    pub fn from_env(store: impl SessionStore) -> Result<SessionLayerBuilder, ConfigError> {
+        let ring = ring_from_env()?;
+        Self::with_store(store, ring).from_env()
+    }
+
+    /// The session cookie's full name (prefix included).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::{codec::Format, key::{Key, KeyRing}, middleware::SessionLayer};
+    ///
+    /// let layer = SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate()))
+    ///     .host_prefix(true)
+    ///     .build()?;
+    /// assert_eq!(layer.cookie_name(), "__Host-session");
+    /// # Ok::<(), keepsake::middleware::ConfigError>(())
+    /// ```
+    pub fn cookie_name(&self) -> &str {
+        &self.ctx.cookie_name
+    }
+}
+
+impl<S> Layer<S> for SessionLayer {
+    type Service = SessionService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionService::new(inner, self.ctx.clone(), self.unavailable.clone())
+    }
+}
+
+/// Reads the key ring from `KEEPSAKE_SECRET` and `KEEPSAKE_SECRET_FALLBACKS`.
+fn ring_from_env() -> Result<KeyRing, ConfigError> {
+    let mut ring = KeyRing::new(Key::from_env("KEEPSAKE_SECRET")?);
+    if let Ok(fallbacks) = std::env::var("KEEPSAKE_SECRET_FALLBACKS") {
+        for text in fallbacks.split(',').filter(|text| !text.trim().is_empty()) {
+            ring = ring.with_fallback(Key::from_base64(text)?);
+        }
+    }
+    Ok(ring)
+}
+
+/// Configures a [`SessionLayer`]. Every setting has a secure default, named
+/// on its method.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use keepsake::{
+///     key::{Key, KeyRing}, middleware::SessionLayer, session::BadCookie, store::MemoryStore,
+/// };
+///
+/// let layer = SessionLayer::with_store(MemoryStore::new(), KeyRing::new(Key::generate()))
+///     .idle_timeout(Some(Duration::from_secs(15 * 60)))
+///     .absolute_lifetime(Duration::from_secs(7 * 86_400))
+///     .bad_cookie(BadCookie::Reject)
+///     .build()?;
+/// # let _ = layer;
+/// # Ok::<(), keepsake::middleware::ConfigError>(())
+/// ```
+#[must_use]
+pub struct SessionLayerBuilder {
+    backend: Backend,
+    codec: Codec,
+    name: String,
+    path: String,
+    domain: Option<String>,
+    secure: bool,
+    http_only: bool,
+    same_site: Option<SameSite>,
+    host_prefix: bool,
+    idle_timeout: Option<Duration>,
+    absolute_lifetime: Duration,
+    persistent: bool,
+    bad_cookie: BadCookie,
+    store_timeout: Duration,
+    clock: Arc<dyn Clock>,
+    unavailable: Option<UnavailableHook>,
+}
+
+impl std::fmt::Debug for SessionLayerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionLayerBuilder")
+            .field("name", &self.name)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("absolute_lifetime", &self.absolute_lifetime)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionLayerBuilder {
+    fn new(backend: Backend, codec: Codec) -> Self {
+        Self {
+            backend,
+            codec,
+            name: "session".to_owned(),
+            path: "/".to_owned(),
+            domain: None,
+            secure: true,
+            http_only: true,
+            same_site: Some(SameSite::Lax),
+            host_prefix: false,
+            idle_timeout: Some(Duration::from_secs(30 * 60)),
+            absolute_lifetime: Duration::from_secs(14 * 86_400),
+            persistent: false,
+            bad_cookie: BadCookie::Ignore,
+            store_timeout: Duration::from_secs(1),
+            clock: Arc::new(SystemClock),
+            unavailable: None,
+        }
+    }
+
+    /// The cookie name (default `session`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use keepsake::{codec::Format, key::{Key, KeyRing}, middleware::SessionLayer};
+    /// let layer = SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate()))
+    ///     .cookie_name("app")
+    ///     .build()?;
+    /// assert_eq!(layer.cookie_name(), "app");
+    /// # Ok::<(), keepsake::middleware::ConfigError>(())
+    /// ```
+    pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The cookie's `Path` (default `/`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use keepsake::{codec::Format, key::{Key, KeyRing}, middleware::SessionLayer};
+    /// let built = SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate())).path("/app").build();
+    /// assert!(built.is_ok());
+    /// ```
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// The cookie's `Domain` (default: none, a host-only cookie).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use keepsake::{codec::Format, key::{Key, KeyRing}, middleware::SessionLayer};
+    /// let built = SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate()))
+    ///     .domain("example.com")
+    ///     .build();
+    /// assert!(built.is_ok());
+    /// ```
+    pub fn domain(mut self, domain: impl Into<String>) -> Self {
+        self.domain = Some(domain.into());
+        self
+    }
+
+    /// `Secure` (default `true`).
+    ///
+    /// # ⚠️ Warning
+    ///
+    /// Without `Secure` the session cookie also travels over plain HTTP,
+    /// where anyone on the path can steal the session. Turn it off only for
+    /// local development over `http://`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use keepsake::{codec::Format, key::{Key, KeyRing}, middleware::SessionLayer};
+    /// let built = SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate())).secure(false).build();
+    /// assert!(built.is_ok());
+    /// ```
+    pub fn secure(mut self, secure: bool) -> Self {
+        self.secure = secure;
+        self
+    }
+
+    /// `HttpOnly` (default `true`).
+    ///
+    /// # ⚠️ Warning
+    ///
+    /// Without it, any script on the page (one XSS bug) can read the session
+    /// cookie.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use keepsake::{codec::Format, key::{Key, KeyRing}, middleware::SessionLayer};
+    /// let built = SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate())).http_only(false).build();
+    /// assert!(built.is_ok());
+    /// ```
+    pub fn http_only(mut self, http_only: bool) -> Self {
+        self.http_only = http_only;
+        self
+    }
+
+    /// `SameSite` (default `Lax`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use keepsake::{codec::Format, cookies::SameSite, key::{Key, KeyRing}, middleware::SessionLayer};
+    /// let built = SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate()))
+    ///     .same_site(Some(SameSite::Strict))
+    ///     .build();
+    /// assert!(built.is_ok());
+    /// ```
+    pub fn same_site(mut self, same_site: Option<SameSite>) -> Self {
+        self.same_site = same_site;
+        self
+    }
+
+    /// Names the cookie with the `__Host-` prefix (default `false`), so no
+    /// subdomain can set or overwrite it. Needs `Secure`, `Path=/` and no
+    /// `Domain`; [`build`](Self::build) checks.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use keepsake::{codec::Format, key::{Key, KeyRing}, middleware::SessionLayer};
+    /// let err = SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate()))
+    ///     .host_prefix(true)
+    ///     .path("/app")
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(err.to_string().contains("__Host-"));
+    /// ```
+    pub fn host_prefix(mut self, host_prefix: bool) -> Self {
+        self.host_prefix = host_prefix;
+        self
+    }
+
+    /// Inactivity after which a session ends (default 30 minutes, as Anvil);
+    /// `None` for no idle limit.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use keepsake::{codec::Format, key::{Key, KeyRing}, middleware::SessionLayer};
+    /// let built = SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate()))
+    ///     .idle_timeout(Some(Duration::from_secs(600)))
+    ///     .build();
+    /// assert!(built.is_ok());
+    /// ```
+    pub fn idle_timeout(mut self, idle: Option<Duration>) -> Self {
+        self.idle_timeout = idle;
+        self
+    }
+
+    /// Lifetime after which a session ends however active it is (default 14
+    /// days).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use keepsake::{codec::Format, key::{Key, KeyRing}, middleware::SessionLayer};
+    /// let built = SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate()))
+    ///     .absolute_lifetime(Duration::from_secs(86_400))
+    ///     .build();
+    /// assert!(built.is_ok());
+    /// ```
+    pub fn absolute_lifetime(mut self, lifetime: Duration) -> Self {
+        self.absolute_lifetime = lifetime;
+        self
+    }
+
+    /// Persistent cookies with `Max-Age` (default `false`: browser-session
+    /// cookies, forgotten when the browser closes). One session can change
+    /// this with [`Session::set_expiry`](crate::session::Session::set_expiry).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use keepsake::{codec::Format, key::{Key, KeyRing}, middleware::SessionLayer};
+    /// let built = SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate())).persistent(true).build();
+    /// assert!(built.is_ok());
+    /// ```
+    pub fn persistent(mut self, persistent: bool) -> Self {
+        self.persistent = persistent;
+        self
+    }
+
+    /// What to do with a session cookie that does not verify (default
+    /// [`BadCookie::Ignore`]).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use keepsake::{codec::Format, key::{Key, KeyRing}, middleware::SessionLayer, session::BadCookie};
+    /// let built = SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate()))
+    ///     .bad_cookie(BadCookie::Reject)
+    ///     .build();
+    /// assert!(built.is_ok());
+    /// ```
+    pub fn bad_cookie(mut self, policy: BadCookie) -> Self {
+        self.bad_cookie = policy;
+        self
+    }
+
+    /// How long one store call may take before the request gets a 503
+    /// (default 1 second).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use keepsake::{key::{Key, KeyRing}, middleware::SessionLayer, store::MemoryStore};
+    /// let built = SessionLayer::with_store(MemoryStore::new(), KeyRing::new(Key::generate()))
+    ///     .store_timeout(Duration::from_millis(250))
+    ///     .build();
+    /// assert!(built.is_ok());
+    /// ```
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.store_timeout = timeout;
+        self
+    }
+
+    /// The clock for every expiry decision (default: the system clock).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use keepsake::{codec::Format, key::{Key, KeyRing}, middleware::SessionLayer, session::ManualClock};
+    /// let clock = ManualClock::new(1_700_000_000);
+    /// let built = SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate())).clock(clock.clone()).build();
+    /// assert!(built.is_ok());
+    /// ```
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Renders the 503 response when the store fails (default: an empty
+    /// body). The middleware adds `Retry-After` if the hook's response has
+    /// none; the status the hook sets is kept.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use keepsake::{key::{Key, KeyRing}, middleware::SessionLayer, store::MemoryStore};
+    /// let built = SessionLayer::with_store(MemoryStore::new(), KeyRing::new(Key::generate()))
+    ///     .on_unavailable(|_err| {
+    ///         http::Response::builder()
+    ///             .status(503)
+    ///             .body("<h1>Back in a moment</h1>".to_owned())
+    ///             .unwrap()
+    ///     })
+    ///     .build();
+    /// assert!(built.is_ok());
+    /// ```
+    pub fn on_unavailable(
+        mut self,
+        render: impl Fn(&StoreError) -> Response<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.unavailable = Some(Arc::new(render));
+        self
+    }
+
+    /// Applies settings from the environment, where set:
+    ///
+    /// | variable | setting | example |
+    /// |---|---|---|
+    /// | `KEEPSAKE_COOKIE_NAME` | [`cookie_name`](Self::cookie_name) | `sid` |
+    /// | `KEEPSAKE_COOKIE_PATH` | [`path`](Self::path) | `/app` |
+    /// | `KEEPSAKE_COOKIE_DOMAIN` | [`domain`](Self::domain) | `example.com` |
+    /// | `KEEPSAKE_COOKIE_SECURE` | [`secure`](Self::secure) | `true` / `false` |
+    /// | `KEEPSAKE_HOST_PREFIX` | [`host_prefix`](Self::host_prefix) | `true` |
+    /// | `KEEPSAKE_IDLE_TIMEOUT` | [`idle_timeout`](Self::idle_timeout), seconds, `0` = none | `1800` |
+    /// | `KEEPSAKE_ABSOLUTE_LIFETIME` | [`absolute_lifetime`](Self::absolute_lifetime), seconds | `1209600` |
+    /// | `KEEPSAKE_PERSISTENT` | [`persistent`](Self::persistent) | `false` |
+    /// | `KEEPSAKE_BAD_COOKIE` | [`bad_cookie`](Self::bad_cookie) | `ignore` / `reject` |
+    /// | `KEEPSAKE_STORE_TIMEOUT_MS` | [`store_timeout`](Self::store_timeout) | `1000` |
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Env`] naming the variable whose value is invalid.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use keepsake::{codec::Format, key::{Key, KeyRing}, middleware::SessionLayer};
+    /// // With none of the variables set, nothing changes.
+    /// let builder = SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate())).from_env()?;
+    /// # let _ = builder;
+    /// # Ok::<(), keepsake::middleware::ConfigError>(())
+    /// ```
+    pub fn from_env(mut self) -> Result<Self, ConfigError> {
+        fn var(name: &'static str) -> Option<String> {
+            std::env::var(name).ok().filter(|value| !value.is_empty())
+        }
+        fn parse<T: std::str::FromStr>(name: &'static str, value: &str) -> Result<T, ConfigError> {
+            value.trim().parse().map_err(|_| ConfigError::Env {
+                var: name,
+                value: value.to_owned(),
+            })
+        }
+        if let Some(value) = var("KEEPSAKE_COOKIE_NAME") {
+            self.name = value;
+        }
+        if let Some(value) = var("KEEPSAKE_COOKIE_PATH") {
+            self.path = value;
+        }
+        if let Some(value) = var("KEEPSAKE_COOKIE_DOMAIN") {
+            self.domain = Some(value);
+        }
+        if let Some(value) = var("KEEPSAKE_COOKIE_SECURE") {
+            self.secure = parse("KEEPSAKE_COOKIE_SECURE", &value)?;
+        }
+        if let Some(value) = var("KEEPSAKE_HOST_PREFIX") {
+            self.host_prefix = parse("KEEPSAKE_HOST_PREFIX", &value)?;
+        }
+        if let Some(value) = var("KEEPSAKE_IDLE_TIMEOUT") {
+            let secs: u64 = parse("KEEPSAKE_IDLE_TIMEOUT", &value)?;
+            self.idle_timeout = (secs > 0).then(|| Duration::from_secs(secs));
+        }
+        if let Some(value) = var("KEEPSAKE_ABSOLUTE_LIFETIME") {
+            self.absolute_lifetime = Duration::from_secs(parse("KEEPSAKE_ABSOLUTE_LIFETIME", &value)?);
+        }
+        if let Some(value) = var("KEEPSAKE_PERSISTENT") {
+            self.persistent = parse("KEEPSAKE_PERSISTENT", &value)?;
+        }
+        if let Some(value) = var("KEEPSAKE_BAD_COOKIE") {
+            self.bad_cookie = match value.trim() {
+                "ignore" => BadCookie::Ignore,
+                "reject" => BadCookie::Reject,
+                _ => {
+                    return Err(ConfigError::Env {
+                        var: "KEEPSAKE_BAD_COOKIE",
+                        value,
+                    });
+                }
+            };
+        }
+        if let Some(value) = var("KEEPSAKE_STORE_TIMEOUT_MS") {
+            self.store_timeout = Duration::from_millis(parse("KEEPSAKE_STORE_TIMEOUT_MS", &value)?);
+        }
+        Ok(self)
+    }
+
+    /// Checks the settings and makes the layer.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Cookie`] for a cookie name, path or domain that is not
+    /// valid, or attributes browsers would reject (such as `__Host-` with a
+    /// `Domain`); [`ConfigError::Lifetime`] for a zero lifetime, an idle
+    /// timeout longer than the lifetime, or a zero store timeout.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use keepsake::{codec::Format, key::{Key, KeyRing}, middleware::{ConfigError, SessionLayer}};
+    /// let err = SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate()))
+    ///     .cookie_name("bad name")
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(matches!(err, ConfigError::Cookie(_)));
+    /// ```
+    pub fn build(self) -> Result<SessionLayer, ConfigError> {
+        let idle = self.idle_timeout.map(|idle| idle.as_secs());
+        let absolute = self.absolute_lifetime.as_secs();
+        if absolute == 0 || idle == Some(0) || self.store_timeout.is_zero() {
+            return Err(ConfigError::Lifetime("lifetimes and the store timeout must be at least one second"));
+        }
+        if idle.is_some_and(|idle| idle > absolute) {
+            return Err(ConfigError::Lifetime("the idle timeout cannot be longer than the absolute lifetime"));
+        }
+        let mut cookie: CookieBuilder = Cookie::build(self.name.clone(), "")
+            .path_owned(self.path.clone())
+            .secure(self.secure)
+            .http_only(self.http_only)
+            .same_site(self.same_site)
+            .prefix(self.host_prefix.then_some(Prefix::Host));
+        if let Some(domain) = &self.domain {
+            cookie = cookie.domain(domain.clone());
+        }
+        // Check the attributes once, with a value as long as an id cookie.
+        let probe = cookie.clone().value("x".repeat(100)).build()?;
+        let cookie_name = probe.name().to_owned();
+        let unavailable = self.unavailable.clone();
+        Ok(SessionLayer {
+            ctx: Arc::new(self.into_context_with(cookie, cookie_name, idle, absolute)),
+            unavailable,
+        })
+    }
+
+    /// The context without validation: for [`Session::detached`](crate::session::Session::detached).
+    pub(crate) fn into_context(self) -> Arc<Context> {
+        let cookie = Cookie::build(self.name.clone(), "");
+        let name = self.name.clone();
+        let idle = self.idle_timeout.map(|idle| idle.as_secs());
+        let absolute = self.absolute_lifetime.as_secs();
+        Arc::new(self.into_context_with(cookie, name, idle, absolute))
+    }
+
+    fn into_context_with(
+        self,
+        cookie: CookieBuilder,
+        cookie_name: String,
+        idle_timeout: Option<u64>,
+        absolute_lifetime: u64,
+    ) -> Context {
+        Context {
+            backend: self.backend,
+            codec: self.codec,
+            cookie,
+            cookie_name,
+            idle_timeout,
+            absolute_lifetime,
+            persistent: self.persistent,
+            bad_cookie: self.bad_cookie,
+            store_timeout: self.store_timeout,
+            clock: self.clock,
+            max_replays: 8,
+        }
+    }
+}
+
+/// The response for a store failure: the hook's, or an empty 503; always
+/// with `Retry-After`.
+pub(crate) fn unavailable_response(hook: Option<&UnavailableHook>, err: &StoreError) -> Response<String> {
+    let mut response = match hook {
+        Some(render) => render(err),
+        None => {
+            let mut response = Response::new(String::new());
+            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            response
+        }
+    };
+    response
+        .headers_mut()
+        .entry(header::RETRY_AFTER)
+        .or_insert(http::HeaderValue::from_static("1"));
+    response
+}

@@ -1,0 +1,79 @@
+//! Tower middleware that gives every request a
+//! [`Session`](crate::session::Session).
+//!
+//! [`SessionLayer`] works with any tower stack (axum, hyper, tonic). For each
+//! request it:
+//!
+//! 1. parses the `Cookie` header and verifies the session cookie (a signed
+//!    id, or a signed or sealed session) with no store call; a cookie that
+//!    does not verify is ignored with a `tracing` event, or answered with 400
+//!    under [`BadCookie::Reject`](crate::session::BadCookie::Reject);
+//! 2. puts a `Session` in the request's extensions and calls the handler;
+//!    the session is loaded from the store only if the handler uses it;
+//! 3. after the handler: unless it answered 5xx, saves what changed (at most
+//!    one write: create, compare-and-set save, or a throttled touch), and
+//!    adds `Set-Cookie` only when the cookie must change, with
+//!    `Vary: Cookie` and `Cache-Control: private`;
+//! 4. if the store failed or timed out at any point: 503 with
+//!    `Retry-After`, and the visitor's cookie is left as it was.
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use keepsake::{key::{Key, KeyRing}, middleware::SessionLayer, session::Session, store::MemoryStore};
+//!
+//! async fn count(session: Session) -> Result<String, keepsake::session::SessionError> {
+//!     let n: u64 = session.get("n").await?.unwrap_or(0) + 1;
+//!     session.insert("n", n).await?;
+//!     Ok(n.to_string())
+//! }
+//!
+//! let layer = SessionLayer::with_store(MemoryStore::new(), KeyRing::new(Key::generate())).build()?;
+//! let app: Router = Router::new().route("/", get(count)).layer(layer);
+//! # let _ = app;
+//! # Ok::<(), keepsake::middleware::ConfigError>(())
+//! ```
+
+mod layer;
+mod service;
+
+pub use self::{
+    layer::{SessionLayer, SessionLayerBuilder},
+    service::{ResponseFuture, SessionService},
+};
+
+/// Why a [`SessionLayer`] could not be built.
+///
+/// # Example
+///
+/// ```
+/// use keepsake::{codec::Format, key::{Key, KeyRing}, middleware::{ConfigError, SessionLayer}};
+///
+/// let err = SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate()))
+///     .cookie_name("")
+///     .build()
+///     .unwrap_err();
+/// assert!(matches!(err, ConfigError::Cookie(_)));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The secret is missing or invalid; the message says how to make one.
+    #[error(transparent)]
+    Key(#[from] crate::key::KeyError),
+    /// The cookie settings are not valid or would be rejected by browsers.
+    #[error("session cookie settings: {0}")]
+    Cookie(#[from] crate::cookies::CookieError),
+    /// The lifetimes or the timeout do not make sense together.
+    #[error("session lifetimes: {0}")]
+    Lifetime(&'static str),
+    /// An environment variable has a value that cannot be used.
+    #[error("the environment variable {var} has an invalid value {value:?}")]
+    Env {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+    },
+}

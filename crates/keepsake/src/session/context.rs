@@ -1,0 +1,215 @@
+//! What every session of one layer shares: the backend, the cookie settings,
+//! the expiry policy and the clock. Built by the middleware's builder.
+
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use super::Clock;
+use crate::{
+    codec::{Claims, Codec, DecodeError},
+    cookies::{CookieBuilder, CookieJar},
+    store::{Created, Id, Record, Saved, SessionStore, StoreError, StoreErrorKind, Touched},
+};
+
+/// What to do with a session cookie that does not verify.
+///
+/// # Example
+///
+/// ```
+/// use keepsake::session::BadCookie;
+///
+/// assert_eq!(BadCookie::default(), BadCookie::Ignore);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BadCookie {
+    /// Treat the request as having no session (the default), and log a
+    /// `tracing` event.
+    #[default]
+    Ignore,
+    /// Answer 400 "bad cookie" without calling the handler, as JustPy does.
+    Reject,
+}
+
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// [`SessionStore`] made object-safe, so `Session` need not carry the
+/// store's type.
+pub(crate) trait DynStore: Send + Sync {
+    fn create<'a>(&'a self, record: &'a Record) -> BoxFuture<'a, Result<Created, StoreError>>;
+    fn load<'a>(&'a self, id: &'a Id, now: u64) -> BoxFuture<'a, Result<Option<Record>, StoreError>>;
+    fn save<'a>(&'a self, record: &'a Record, now: u64) -> BoxFuture<'a, Result<Saved, StoreError>>;
+    fn touch<'a>(&'a self, id: &'a Id, deadline: u64, now: u64) -> BoxFuture<'a, Result<Touched, StoreError>>;
+    fn delete<'a>(&'a self, id: &'a Id) -> BoxFuture<'a, Result<bool, StoreError>>;
+}
+
+impl<S: SessionStore> DynStore for S {
+    fn create<'a>(&'a self, record: &'a Record) -> BoxFuture<'a, Result<Created, StoreError>> {
+        Box::pin(SessionStore::create(self, record))
+    }
+    fn load<'a>(&'a self, id: &'a Id, now: u64) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
+        Box::pin(SessionStore::load(self, id, now))
+    }
+    fn save<'a>(&'a self, record: &'a Record, now: u64) -> BoxFuture<'a, Result<Saved, StoreError>> {
+        Box::pin(SessionStore::save(self, record, now))
+    }
+    fn touch<'a>(&'a self, id: &'a Id, deadline: u64, now: u64) -> BoxFuture<'a, Result<Touched, StoreError>> {
+        Box::pin(SessionStore::touch(self, id, deadline, now))
+    }
+    fn delete<'a>(&'a self, id: &'a Id) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(SessionStore::delete(self, id))
+    }
+}
+
+/// Where session data lives.
+#[derive(Clone)]
+pub(crate) enum Backend {
+    /// In a server-side store; the cookie holds the signed id.
+    Store(Arc<dyn DynStore>),
+    /// In the cookie itself, signed or sealed.
+    Cookie,
+}
+
+/// What the request's session cookie said, after verification.
+#[derive(Debug, Clone)]
+pub(crate) enum Incoming {
+    /// No session cookie (or an ignored bad one).
+    Nothing,
+    /// A verified session id (server-side sessions).
+    Id(Id),
+    /// A verified record (client-side sessions).
+    Record(Box<Record>),
+    /// A verified cookie whose session had expired.
+    Expired,
+}
+
+/// The result of reading the session cookie.
+pub(crate) enum CookieRead {
+    Ok(Incoming),
+    /// A cookie was there but did not verify; the reason is for logs only.
+    Bad(&'static str),
+}
+
+pub(crate) struct Context {
+    pub(crate) backend: Backend,
+    /// Signs ids (server-side) or protects records (client-side).
+    pub(crate) codec: Codec,
+    /// Attributes of the session cookie; its name is the configured name.
+    pub(crate) cookie: CookieBuilder,
+    /// The full cookie name, prefix included.
+    pub(crate) cookie_name: String,
+    pub(crate) idle_timeout: Option<u64>,
+    pub(crate) absolute_lifetime: u64,
+    pub(crate) persistent: bool,
+    pub(crate) bad_cookie: BadCookie,
+    pub(crate) store_timeout: Duration,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// How many times a save that met a conflict is replayed.
+    pub(crate) max_replays: usize,
+}
+
+impl Context {
+    pub(crate) fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    /// Runs a store call under the configured timeout.
+    pub(crate) async fn timed<T>(
+        &self,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.store_timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::new(
+                StoreErrorKind::Timeout,
+                format!("no answer within {:?}", self.store_timeout),
+            )),
+        }
+    }
+
+    /// Finds and verifies the session cookie in `jar`. Several cookies with
+    /// the session name: exactly one may verify (cookie tossing otherwise).
+    pub(crate) fn read_cookie(&self, jar: &CookieJar) -> CookieRead {
+        let now = self.now();
+        let mut found: Option<Incoming> = None;
+        let mut bad = None;
+        let mut seen: Vec<&str> = Vec::new();
+        for value in jar.get_all(&self.cookie_name) {
+            if seen.contains(&value) {
+                continue;
+            }
+            seen.push(value);
+            match self.verify(value, now) {
+                Ok(incoming) if found.is_none() => found = Some(incoming),
+                Ok(_) => return CookieRead::Bad("several session cookies verified"),
+                Err(reason) => bad = Some(reason),
+            }
+        }
+        match (found, bad) {
+            (Some(incoming), _) => CookieRead::Ok(incoming),
+            (None, Some(reason)) => CookieRead::Bad(reason),
+            (None, None) => CookieRead::Ok(Incoming::Nothing),
+        }
+    }
+
+    fn verify(&self, value: &str, now: u64) -> Result<Incoming, &'static str> {
+        let opened = match self.codec.decode(&self.cookie_name, value, now) {
+            Ok(opened) => opened,
+            Err(DecodeError::Expired { .. }) => return Ok(Incoming::Expired),
+            Err(DecodeError::BadSignature) => return Err("bad signature"),
+            Err(DecodeError::UnknownVersion { .. }) => return Err("unknown format version"),
+            Err(DecodeError::TooLarge { .. }) => return Err("too large"),
+            Err(_) => return Err("malformed"),
+        };
+        match self.backend {
+            Backend::Store(_) => {
+                let bytes: [u8; 16] = opened.payload().try_into().map_err(|_| "malformed id")?;
+                Ok(Incoming::Id(Id::from_bytes(bytes)))
+            }
+            Backend::Cookie => {
+                let record: Record =
+                    serde_json::from_slice(opened.payload()).map_err(|_| "malformed record")?;
+                if record.is_expired_at(now) {
+                    return Ok(Incoming::Expired);
+                }
+                Ok(Incoming::Record(Box::new(record)))
+            }
+        }
+    }
+
+    /// The cookie value for `record`: its signed id, or the whole record.
+    pub(crate) fn cookie_value(&self, record: &Record, now: u64) -> Result<String, crate::codec::EncodeError> {
+        match self.backend {
+            Backend::Store(_) => {
+                let claims = Claims::new(now).with_expiry(Some(record.absolute_deadline));
+                self.codec.encode(&self.cookie_name, record.id.as_bytes(), claims)
+            }
+            Backend::Cookie => {
+                let payload = serde_json::to_vec(record).unwrap_or_default();
+                let claims = Claims::new(now).with_expiry(Some(record.deadline()));
+                self.codec.encode(&self.cookie_name, &payload, claims)
+            }
+        }
+    }
+
+    /// The Set-Cookie for `record`.
+    pub(crate) fn cookie_for(&self, record: &Record, now: u64) -> Option<crate::cookies::Cookie> {
+        let value = self.cookie_value(record, now).ok()?;
+        let max_age = record.persistent.then(|| {
+            let until = match self.backend {
+                Backend::Store(_) => record.absolute_deadline,
+                Backend::Cookie => record.deadline(),
+            };
+            Duration::from_secs(until.saturating_sub(now))
+        });
+        self.cookie.clone().value(value).max_age(max_age).build().ok()
+    }
+
+    /// The Set-Cookie that removes the session cookie.
+    pub(crate) fn removal_cookie(&self) -> Option<crate::cookies::Cookie> {
+        self.cookie
+            .clone()
+            .value("")
+            .build()
+            .ok()
+            .map(crate::cookies::Cookie::into_removal)
+    }
+}

@@ -1,0 +1,940 @@
+//! The [`Session`] handle a request handler sees, its errors, its expiry
+//! settings and the clock.
+//!
+//! A `Session` is a cheap, cloneable, `Send + Sync` handle to one visitor's
+//! session, placed in every request by the
+//! [`SessionLayer`](crate::middleware::SessionLayer). It works like a
+//! dictionary of JSON values with typed access through serde. Nothing is read
+//! from the store until the handler first uses the session, and nothing is
+//! written unless the handler changed something (or the idle deadline needs
+//! moving).
+//!
+//! Every change is recorded as a change (set a key, remove a key, clear) as
+//! well as applied, so that when another request saved the same session in
+//! the meantime, the middleware reloads the session and replays this
+//! request's changes on top instead of overwriting the other request's.
+//!
+//! # Example
+//!
+//! ```
+//! use keepsake::session::Session;
+//!
+//! async fn handler(session: Session) -> Result<String, keepsake::session::SessionError> {
+//!     let visits: u64 = session.get("visits").await?.unwrap_or(0);
+//!     session.insert("visits", visits + 1).await?;
+//!     Ok(format!("visit number {}", visits + 1))
+//! }
+//! # let _ = handler;
+//! ```
+
+mod clock;
+pub(crate) mod context;
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::Value;
+use tokio::sync::{Mutex, MutexGuard};
+
+pub use self::{
+    clock::{Clock, ManualClock, SystemClock},
+    context::BadCookie,
+};
+use self::context::{Backend, Context, Incoming};
+use crate::{
+    codec::EncodeError,
+    cookies::Cookie,
+    store::{Created, Id, Record, Saved, StoreError, StoreErrorKind, Touched},
+};
+
+/// Why a session operation failed.
+///
+/// # Example
+///
+/// ```
+/// use keepsake::session::SessionError;
+///
+/// let err = SessionError::TooLarge { size: 5000, limit: 4096 };
+/// assert!(err.to_string().contains("4096"));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The session store failed or timed out; the middleware answers 503.
+    #[error("the session store is unavailable: {0}")]
+    Unavailable(#[source] StoreError),
+    /// A value could not be turned into JSON, or a stored value is not of
+    /// the type asked for.
+    #[error("session value `{key}`: {source}")]
+    Json {
+        /// The key.
+        key: String,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// With client-side sessions: the change would make the session cookie
+    /// larger than browsers keep. The change was not made.
+    #[error(
+        "the session cookie would be {size} bytes, over the {limit}-byte limit \
+         browsers keep; store less in the session, or use a server-side store"
+    )]
+    TooLarge {
+        /// The cookie's size with the change, name plus value.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// How long a session lasts; set for all sessions on the layer, or for one
+/// session with [`Session::set_expiry`] ("remember me").
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use keepsake::session::Expiry;
+///
+/// let remember_me = Expiry::persistent(Duration::from_secs(30 * 86_400)).with_idle(None);
+/// assert!(remember_me.is_persistent());
+/// assert_eq!(remember_me.idle(), None);
+/// assert_eq!(Expiry::browser_session(Duration::from_secs(60)).absolute(), Duration::from_secs(60));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expiry {
+    idle: Option<Duration>,
+    absolute: Duration,
+    persistent: bool,
+}
+
+impl Expiry {
+    /// A cookie that the browser forgets when it closes (no `Max-Age`), ending
+    /// on the server after `absolute`, with a 30-minute idle timeout.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let expiry = keepsake::session::Expiry::browser_session(Duration::from_secs(3_600));
+    /// assert!(!expiry.is_persistent());
+    /// assert_eq!(expiry.idle(), Some(Duration::from_secs(1_800)));
+    /// ```
+    pub const fn browser_session(absolute: Duration) -> Self {
+        Self {
+            idle: Some(Duration::from_secs(30 * 60)),
+            absolute,
+            persistent: false,
+        }
+    }
+
+    /// A cookie kept across browser restarts until the session's absolute
+    /// deadline, with a 30-minute idle timeout.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// assert!(keepsake::session::Expiry::persistent(Duration::from_secs(60)).is_persistent());
+    /// ```
+    pub const fn persistent(absolute: Duration) -> Self {
+        Self {
+            idle: Some(Duration::from_secs(30 * 60)),
+            absolute,
+            persistent: true,
+        }
+    }
+
+    /// Sets the idle timeout (`None`: none).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let expiry = keepsake::session::Expiry::persistent(Duration::from_secs(60))
+    ///     .with_idle(Some(Duration::from_secs(10)));
+    /// assert_eq!(expiry.idle(), Some(Duration::from_secs(10)));
+    /// ```
+    #[must_use]
+    pub const fn with_idle(mut self, idle: Option<Duration>) -> Self {
+        self.idle = idle;
+        self
+    }
+
+    /// The idle timeout.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// assert!(keepsake::session::Expiry::persistent(Duration::ZERO).idle().is_some());
+    /// ```
+    pub const fn idle(&self) -> Option<Duration> {
+        self.idle
+    }
+
+    /// The absolute lifetime.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// assert_eq!(keepsake::session::Expiry::persistent(Duration::from_secs(9)).absolute().as_secs(), 9);
+    /// ```
+    pub const fn absolute(&self) -> Duration {
+        self.absolute
+    }
+
+    /// Whether the cookie has a `Max-Age`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// assert!(!keepsake::session::Expiry::browser_session(Duration::ZERO).is_persistent());
+    /// ```
+    pub const fn is_persistent(&self) -> bool {
+        self.persistent
+    }
+}
+
+/// One change a request made, kept so it can be replayed on a newer copy of
+/// the session.
+#[derive(Debug, Clone)]
+pub(crate) enum Change {
+    Set(String, Value),
+    Remove(String),
+    Clear,
+}
+
+impl Change {
+    fn apply(&self, record: &mut Record) {
+        match self {
+            Self::Set(key, value) => {
+                record.data.insert(key.clone(), value.clone());
+            }
+            Self::Remove(key) => {
+                record.data.remove(key);
+            }
+            Self::Clear => record.data.clear(),
+        }
+    }
+}
+
+/// The session's state during one request.
+#[derive(Debug)]
+struct State {
+    incoming: Incoming,
+    /// The working copy once loaded (or made new).
+    record: Option<Record>,
+    /// The request came with no live session (nothing, bad, expired, gone).
+    is_new: bool,
+    /// The request came with a session that had expired.
+    expired: bool,
+    changes: Vec<Change>,
+    /// Data changed, or the user or expiry did.
+    modified: bool,
+    /// Ids to delete from the store when the request succeeds (flush, cycle).
+    delete: Vec<Id>,
+    /// The cookie that came in must go (flush, or an expired one).
+    remove_cookie: bool,
+    /// A new id was given to a stored session (cycle, or a new session).
+    new_id: bool,
+    /// A store call failed during the request.
+    failure: Option<StoreErrorKind>,
+}
+
+/// A visitor's session: a dictionary of JSON values, typed through serde.
+///
+/// Cheap to clone; `Send + Sync`, so it can be held across awaits and moved
+/// into tasks. Obtain it from the request (with the `axum` feature, as a
+/// handler argument); see the [module docs](self).
+///
+/// # Example
+///
+/// A session outside any request, for tests:
+///
+/// ```
+/// use keepsake::session::Session;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let session = Session::detached();
+/// session.insert("user", "ada").await?;
+/// assert_eq!(session.get::<String>("user").await?.as_deref(), Some("ada"));
+/// assert_eq!(session.keys().await?, ["user"]);
+/// # Ok::<(), keepsake::session::SessionError>(()) }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Session {
+    ctx: Arc<Context>,
+    state: Arc<Mutex<State>>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session").finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    pub(crate) fn new(ctx: Arc<Context>, incoming: Incoming, remove_cookie: bool) -> Self {
+        Self {
+            ctx,
+            state: Arc::new(Mutex::new(State {
+                incoming,
+                record: None,
+                is_new: true,
+                expired: false,
+                changes: Vec::new(),
+                modified: false,
+                delete: Vec::new(),
+                remove_cookie,
+                new_id: false,
+                failure: None,
+            })),
+        }
+    }
+
+    /// A new session that belongs to no request and no store: for unit tests
+    /// of code that takes a `Session`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let session = keepsake::session::Session::detached();
+    /// assert!(session.is_new().await?);
+    /// # Ok::<(), keepsake::session::SessionError>(()) }).unwrap();
+    /// ```
+    pub fn detached() -> Self {
+        let ring = crate::key::KeyRing::new(crate::key::Key::generate());
+        let ctx = crate::middleware::SessionLayer::with_cookies(crate::codec::Format::Sealed, ring)
+            .into_context();
+        Self::new(ctx, Incoming::Nothing, false)
+    }
+
+    /// Locks the state, loading the session first if needed.
+    async fn loaded(&self) -> Result<MutexGuard<'_, State>, SessionError> {
+        let mut state = self.state.lock().await;
+        if state.record.is_none() {
+            self.load(&mut state).await?;
+        }
+        Ok(state)
+    }
+
+    async fn load(&self, state: &mut State) -> Result<(), SessionError> {
+        let now = self.ctx.now();
+        let existing = match (&state.incoming, &self.ctx.backend) {
+            (Incoming::Id(id), Backend::Store(store)) => {
+                let id = *id;
+                match self.ctx.timed(store.load(&id, now)).await {
+                    Ok(Some(record)) => Some(record),
+                    Ok(None) => {
+                        tracing::debug!(session = %id.log_tag(), "session gone or expired in the store");
+                        state.expired = true;
+                        state.remove_cookie = true;
+                        None
+                    }
+                    Err(err) => {
+                        tracing::error!(session = %id.log_tag(), error = %err, "session store load failed");
+                        state.failure = Some(err.kind());
+                        return Err(SessionError::Unavailable(err));
+                    }
+                }
+            }
+            (Incoming::Record(record), _) => Some((**record).clone()),
+            (Incoming::Expired, _) => {
+                state.expired = true;
+                state.remove_cookie = true;
+                None
+            }
+            _ => None,
+        };
+        state.is_new = existing.is_none();
+        state.record = Some(existing.unwrap_or_else(|| self.fresh_record(now)));
+        Ok(())
+    }
+
+    fn fresh_record(&self, now: u64) -> Record {
+        let mut record = Record::new(
+            Id::random(),
+            now,
+            self.ctx.idle_timeout,
+            self.ctx.absolute_lifetime,
+        );
+        record.persistent = self.ctx.persistent;
+        record
+    }
+
+    /// Applies `change` to the working copy and records it. With client-side
+    /// sessions a change that would make the cookie too large is undone.
+    fn change(&self, state: &mut State, change: Change) -> Result<(), SessionError> {
+        let record = state.record.as_mut().unwrap_or_else(|| unreachable!("loaded"));
+        let before = record.data.clone();
+        change.apply(record);
+        if matches!(self.ctx.backend, Backend::Cookie)
+            && let Err(EncodeError::TooLarge { size, limit, .. }) =
+                self.ctx.cookie_value(record, self.ctx.now())
+        {
+            record.data = before;
+            return Err(SessionError::TooLarge { size, limit });
+        }
+        state.changes.push(change);
+        state.modified = true;
+        Ok(())
+    }
+
+    /// The value under `key`, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Unavailable`] if the session could not be loaded,
+    /// [`SessionError::Json`] if the value is not a `T`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let session = keepsake::session::Session::detached();
+    /// assert_eq!(session.get::<u32>("n").await?, None);
+    /// session.insert("n", 3).await?;
+    /// assert_eq!(session.get::<u32>("n").await?, Some(3));
+    /// assert!(session.get::<String>("n").await.is_err());
+    /// # Ok::<(), keepsake::session::SessionError>(()) }).unwrap();
+    /// ```
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        let state = self.loaded().await?;
+        let data = &state.record.as_ref().unwrap_or_else(|| unreachable!("loaded")).data;
+        data.get(key)
+            .map(|value| T::deserialize(value))
+            .transpose()
+            .map_err(|source| SessionError::Json {
+                key: key.to_owned(),
+                source,
+            })
+    }
+
+    /// Sets `key` to `value`.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Unavailable`], [`SessionError::Json`] if `value` cannot
+    /// be serialized, and with client-side sessions
+    /// [`SessionError::TooLarge`] (the session is left unchanged).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let session = keepsake::session::Session::detached();
+    /// session.insert("cart", vec!["apple"]).await?;
+    /// assert!(session.insert("big", "x".repeat(5000)).await.is_err()); // client-side: too large
+    /// assert_eq!(session.len().await?, 1);
+    /// # Ok::<(), keepsake::session::SessionError>(()) }).unwrap();
+    /// ```
+    pub async fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionError> {
+        let value = serde_json::to_value(value).map_err(|source| SessionError::Json {
+            key: key.to_owned(),
+            source,
+        })?;
+        let mut state = self.loaded().await?;
+        self.change(&mut state, Change::Set(key.to_owned(), value))
+    }
+
+    /// Removes `key`; `true` if it was there.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Unavailable`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let session = keepsake::session::Session::detached();
+    /// session.insert("a", 1).await?;
+    /// assert!(session.remove("a").await?);
+    /// assert!(!session.remove("a").await?);
+    /// # Ok::<(), keepsake::session::SessionError>(()) }).unwrap();
+    /// ```
+    pub async fn remove(&self, key: &str) -> Result<bool, SessionError> {
+        let mut state = self.loaded().await?;
+        let present = state.record.as_ref().is_some_and(|r| r.data.contains_key(key));
+        if present {
+            self.change(&mut state, Change::Remove(key.to_owned()))?;
+        }
+        Ok(present)
+    }
+
+    /// Removes `key` and returns its value.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Unavailable`]; [`SessionError::Json`] if the value is
+    /// not a `T` (it is then left in place).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let session = keepsake::session::Session::detached();
+    /// session.insert("flash", "saved").await?;
+    /// assert_eq!(session.pop::<String>("flash").await?.as_deref(), Some("saved"));
+    /// assert_eq!(session.pop::<String>("flash").await?, None);
+    /// # Ok::<(), keepsake::session::SessionError>(()) }).unwrap();
+    /// ```
+    pub async fn pop<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        let mut state = self.loaded().await?;
+        let Some(value) = state.record.as_ref().and_then(|r| r.data.get(key)).cloned() else {
+            return Ok(None);
+        };
+        let value = T::deserialize(value).map_err(|source| SessionError::Json {
+            key: key.to_owned(),
+            source,
+        })?;
+        self.change(&mut state, Change::Remove(key.to_owned()))?;
+        Ok(Some(value))
+    }
+
+    /// Removes every key (the session itself goes on; see
+    /// [`flush`](Session::flush) to end it).
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Unavailable`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let session = keepsake::session::Session::detached();
+    /// session.insert("a", 1).await?;
+    /// session.clear().await?;
+    /// assert!(session.is_empty().await?);
+    /// # Ok::<(), keepsake::session::SessionError>(()) }).unwrap();
+    /// ```
+    pub async fn clear(&self) -> Result<(), SessionError> {
+        let mut state = self.loaded().await?;
+        self.change(&mut state, Change::Clear)
+    }
+
+    /// Whether `key` is set.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Unavailable`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let session = keepsake::session::Session::detached();
+    /// session.insert("a", 1).await?;
+    /// assert!(session.contains_key("a").await? && !session.contains_key("b").await?);
+    /// # Ok::<(), keepsake::session::SessionError>(()) }).unwrap();
+    /// ```
+    pub async fn contains_key(&self, key: &str) -> Result<bool, SessionError> {
+        let state = self.loaded().await?;
+        Ok(state.record.as_ref().is_some_and(|r| r.data.contains_key(key)))
+    }
+
+    /// The keys, in sorted order.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Unavailable`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let session = keepsake::session::Session::detached();
+    /// session.insert("b", 1).await?;
+    /// session.insert("a", 2).await?;
+    /// assert_eq!(session.keys().await?, ["a", "b"]);
+    /// # Ok::<(), keepsake::session::SessionError>(()) }).unwrap();
+    /// ```
+    pub async fn keys(&self) -> Result<Vec<String>, SessionError> {
+        let state = self.loaded().await?;
+        Ok(state.record.as_ref().map(|r| r.data.keys().cloned().collect()).unwrap_or_default())
+    }
+
+    /// How many keys are set.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Unavailable`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let session = keepsake::session::Session::detached();
+    /// session.insert("a", 1).await?;
+    /// assert_eq!(session.len().await?, 1);
+    /// # Ok::<(), keepsake::session::SessionError>(()) }).unwrap();
+    /// ```
+    pub async fn len(&self) -> Result<usize, SessionError> {
+        let state = self.loaded().await?;
+        Ok(state.record.as_ref().map_or(0, |r| r.data.len()))
+    }
+
+    /// Whether no key is set.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Unavailable`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// assert!(keepsake::session::Session::detached().is_empty().await?);
+    /// # Ok::<(), keepsake::session::SessionError>(()) }).unwrap();
+    /// ```
+    pub async fn is_empty(&self) -> Result<bool, SessionError> {
+        Ok(self.len().await? == 0)
+    }
+
+    /// The session id. A new session has one from the moment it is first
+    /// used; [`cycle_id`](Session::cycle_id) changes it.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Unavailable`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let session = keepsake::session::Session::detached();
+    /// let id = session.id().await?;
+    /// session.cycle_id().await?;
+    /// assert_ne!(session.id().await?, id);
+    /// # Ok::<(), keepsake::session::SessionError>(()) }).unwrap();
+    /// ```
+    pub async fn id(&self) -> Result<Id, SessionError> {
+        let state = self.loaded().await?;
+        Ok(state.record.as_ref().map(|r| r.id).unwrap_or_else(|| unreachable!("loaded")))
+    }
+
+    /// Whether the request came without a live session (none, a bad cookie,
+    /// or an expired one), so this one is new.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Unavailable`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// assert!(keepsake::session::Session::detached().is_new().await?);
+    /// # Ok::<(), keepsake::session::SessionError>(()) }).unwrap();
+    /// ```
+    pub async fn is_new(&self) -> Result<bool, SessionError> {
+        Ok(self.loaded().await?.is_new)
+    }
+
+    /// Whether the request came with a session that had expired (idle or
+    /// absolute deadline passed, or ended elsewhere): "your session
+    /// expired", as opposed to a first visit. The handle itself is a fresh
+    /// session.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Unavailable`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// assert!(!keepsake::session::Session::detached().expired().await?);
+    /// # Ok::<(), keepsake::session::SessionError>(()) }).unwrap();
+    /// ```
+    pub async fn expired(&self) -> Result<bool, SessionError> {
+        Ok(self.loaded().await?.expired)
+    }
+
+    /// Gives the session a new id and keeps its data: call it when the user
+    /// logs in, so an id planted before login (session fixation) is worth
+    /// nothing. The old id stops working when the response is sent.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Unavailable`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let session = keepsake::session::Session::detached();
+    /// session.insert("user", "ada").await?;
+    /// let before = session.id().await?;
+    /// session.cycle_id().await?;
+    /// assert_ne!(session.id().await?, before);
+    /// assert_eq!(session.get::<String>("user").await?.as_deref(), Some("ada"));
+    /// # Ok::<(), keepsake::session::SessionError>(()) }).unwrap();
+    /// ```
+    pub async fn cycle_id(&self) -> Result<(), SessionError> {
+        let mut state = self.loaded().await?;
+        let record = state.record.as_mut().unwrap_or_else(|| unreachable!("loaded"));
+        let old = std::mem::replace(&mut record.id, Id::random());
+        if !state.is_new && !state.delete.contains(&old) {
+            state.delete.push(old);
+        }
+        state.new_id = true;
+        state.modified = true;
+        Ok(())
+    }
+
+    /// Ends the session: its record is deleted and its cookie removed when
+    /// the response is sent (log out). The handle is then a fresh, empty
+    /// session; anything inserted afterwards starts a new session.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Unavailable`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let session = keepsake::session::Session::detached();
+    /// session.insert("user", "ada").await?;
+    /// session.flush().await?;
+    /// assert!(session.is_empty().await?);
+    /// # Ok::<(), keepsake::session::SessionError>(()) }).unwrap();
+    /// ```
+    pub async fn flush(&self) -> Result<(), SessionError> {
+        let mut state = self.loaded().await?;
+        let now = self.ctx.now();
+        let old = std::mem::replace(&mut state.record, Some(self.fresh_record(now)));
+        if let Some(old) = old
+            && !state.is_new
+            && !state.delete.contains(&old.id)
+        {
+            state.delete.push(old.id);
+        }
+        state.remove_cookie = true;
+        state.changes.clear();
+        state.modified = false;
+        state.new_id = false;
+        state.is_new = true;
+        Ok(())
+    }
+
+    /// Starts over with a fresh, empty session, as Anvil's `reset_session`:
+    /// like [`flush`](Session::flush), and the handle no longer reports the
+    /// incoming session as [expired](Session::expired).
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Unavailable`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let session = keepsake::session::Session::detached();
+    /// session.insert("a", 1).await?;
+    /// session.reset().await?;
+    /// assert!(session.is_new().await? && !session.expired().await? && session.is_empty().await?);
+    /// # Ok::<(), keepsake::session::SessionError>(()) }).unwrap();
+    /// ```
+    pub async fn reset(&self) -> Result<(), SessionError> {
+        self.flush().await?;
+        self.state.lock().await.expired = false;
+        Ok(())
+    }
+
+    /// Changes how long this session lasts, from now on: for example a
+    /// persistent cookie with a long lifetime when the user ticks "remember
+    /// me".
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Unavailable`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use keepsake::session::Expiry;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let session = keepsake::session::Session::detached();
+    /// session.set_expiry(Expiry::persistent(Duration::from_secs(30 * 86_400))).await?;
+    /// # Ok::<(), keepsake::session::SessionError>(()) }).unwrap();
+    /// ```
+    pub async fn set_expiry(&self, expiry: Expiry) -> Result<(), SessionError> {
+        let mut state = self.loaded().await?;
+        let now = self.ctx.now();
+        let record = state.record.as_mut().unwrap_or_else(|| unreachable!("loaded"));
+        record.absolute_deadline = now.saturating_add(expiry.absolute.as_secs());
+        record.idle_timeout = expiry.idle.map(|idle| idle.as_secs());
+        record.idle_deadline = record.refreshed_idle_deadline(now);
+        record.persistent = expiry.persistent;
+        state.modified = true;
+        state.new_id = true; // the cookie's lifetime changes: send it again
+        Ok(())
+    }
+
+    /// Records which user the session belongs to (`None`: nobody), so that
+    /// the user's sessions can be listed and ended together.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Unavailable`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let session = keepsake::session::Session::detached();
+    /// session.set_user(Some("ada")).await?;
+    /// assert_eq!(session.user().await?.as_deref(), Some("ada"));
+    /// # Ok::<(), keepsake::session::SessionError>(()) }).unwrap();
+    /// ```
+    pub async fn set_user(&self, user: Option<&str>) -> Result<(), SessionError> {
+        let mut state = self.loaded().await?;
+        let record = state.record.as_mut().unwrap_or_else(|| unreachable!("loaded"));
+        record.user = user.map(str::to_owned);
+        state.modified = true;
+        Ok(())
+    }
+
+    /// The user the session belongs to, if set.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Unavailable`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// assert_eq!(keepsake::session::Session::detached().user().await?, None);
+    /// # Ok::<(), keepsake::session::SessionError>(()) }).unwrap();
+    /// ```
+    pub async fn user(&self) -> Result<Option<String>, SessionError> {
+        let state = self.loaded().await?;
+        Ok(state.record.as_ref().and_then(|r| r.user.clone()))
+    }
+
+    /// Persists this request's changes after the handler answered with
+    /// `status`, and says which Set-Cookie (if any) the response needs.
+    pub(crate) async fn finish(&self, status: http::StatusCode) -> Result<Option<Cookie>, StoreError> {
+        let mut state = self.state.lock().await;
+        if let Some(kind) = state.failure {
+            return Err(StoreError::new(kind, "a store call failed during the request"));
+        }
+        if status.is_server_error() {
+            tracing::debug!(%status, "handler failed; session changes not saved");
+            return Ok(None);
+        }
+        let Some(mut record) = state.record.take() else {
+            return Ok(None); // never touched: no store call at all
+        };
+        let now = self.ctx.now();
+        let removal = || self.ctx.removal_cookie();
+        let empty_and_new = state.is_new && record.data.is_empty() && record.user.is_none();
+
+        match &self.ctx.backend {
+            Backend::Store(store) => {
+                for id in &state.delete {
+                    self.ctx.timed(store.delete(id)).await?;
+                }
+                if empty_and_new {
+                    return Ok(state.remove_cookie.then(removal).flatten());
+                }
+                if state.is_new || (state.new_id && !state.delete.is_empty()) {
+                    // A new record: a new session, or a cycled one.
+                    record.version = 0;
+                    loop {
+                        match self.ctx.timed(store.create(&record)).await? {
+                            Created::Created => break,
+                            Created::Collision => record.id = Id::random(),
+                        }
+                    }
+                    tracing::debug!(session = %record.id.log_tag(), "session created");
+                    return Ok(self.ctx.cookie_for(&record, now));
+                }
+                if state.modified {
+                    return self.save(store.as_ref(), record, &state.changes, state.new_id, now).await;
+                }
+                if let Some(deadline) = touch_due(&record, now) {
+                    return match self.ctx.timed(store.touch(&record.id, deadline, now)).await? {
+                        Touched::Touched => Ok(None),
+                        Touched::Gone => Ok(removal()),
+                    };
+                }
+                Ok(None)
+            }
+            Backend::Cookie => {
+                if empty_and_new {
+                    return Ok(state.remove_cookie.then(removal).flatten());
+                }
+                if state.modified || state.is_new {
+                    return Ok(self.ctx.cookie_for(&record, now));
+                }
+                if let Some(deadline) = touch_due(&record, now) {
+                    record.idle_deadline = Some(deadline);
+                    return Ok(self.ctx.cookie_for(&record, now));
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Saves a changed record; on a version conflict, reloads and replays
+    /// this request's changes a bounded number of times.
+    async fn save(
+        &self,
+        store: &dyn context::DynStore,
+        mut record: Record,
+        changes: &[Change],
+        resend_cookie: bool,
+        now: u64,
+    ) -> Result<Option<Cookie>, StoreError> {
+        if let Some(deadline) = record.refreshed_idle_deadline(now) {
+            record.idle_deadline = Some(deadline);
+        }
+        for _ in 0..=self.ctx.max_replays {
+            match self.ctx.timed(store.save(&record, now)).await? {
+                Saved::Saved { .. } => {
+                    return Ok(resend_cookie.then(|| self.ctx.cookie_for(&record, now)).flatten());
+                }
+                Saved::Gone => {
+                    tracing::info!(session = %record.id.log_tag(), "session ended before this request saved; changes dropped");
+                    return Ok(self.ctx.removal_cookie());
+                }
+                Saved::Conflict => {
+                    let Some(mut fresh) = self.ctx.timed(store.load(&record.id, now)).await? else {
+                        return Ok(self.ctx.removal_cookie());
+                    };
+                    for change in changes {
+                        change.apply(&mut fresh);
+                    }
+                    fresh.user = record.user.clone();
+                    fresh.idle_deadline = record.idle_deadline;
+                    record = fresh;
+                }
+            }
+        }
+        Err(StoreError::new(
+            StoreErrorKind::Unavailable,
+            "the session kept changing under this request; its changes were not saved",
+        ))
+    }
+}
+
+/// The idle deadline to move to, when a visit at `now` should refresh it:
+/// only once at least a tenth of the idle window has passed since the last
+/// refresh, so read-only traffic does not write on every request.
+fn touch_due(record: &Record, now: u64) -> Option<u64> {
+    let idle = record.idle_timeout?;
+    let current = record.idle_deadline?;
+    let next = record.refreshed_idle_deadline(now)?;
+    let step = (idle / 10).max(1);
+    (next >= current.saturating_add(step)).then_some(next)
+}
