@@ -75,9 +75,11 @@ impl IntoResponse for SessionError {
     /// so nothing internal leaks to the client.
     fn into_response(self) -> Response {
         match self {
-            Self::Unavailable(_) => {
-                (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")]).into_response()
-            }
+            Self::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "1")],
+            )
+                .into_response(),
             _ => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
         }
     }

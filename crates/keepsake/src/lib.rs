@@ -17,9 +17,75 @@
 //!   and cookies over 4096 bytes, and signed/private views that store any
 //!   serde value with its own expiry (30 days by default).
 //!
-//! Sessions (a dict-like handle in every request, tower/axum middleware,
-//! memory/SQLite/Redis/Postgres stores), Flask/Starlette/Django interop and
-//! the demo app build on these; see the README for where the project stands.
+//! - [`session`] and [`middleware`]: a dict-like [`Session`](session::Session)
+//!   in every request, from a tower [`SessionLayer`](middleware::SessionLayer)
+//!   (axum, hyper, tonic). Sessions live in a server-side
+//!   [store](store::SessionStore) with only a signed id in the cookie, or
+//!   entirely in a signed or sealed cookie. Idle and absolute expiry are
+//!   enforced on the server; the store is read only when the handler uses the
+//!   session and written only when something changed.
+//! - [`store`]: the store trait and [`MemoryStore`](store::MemoryStore).
+//!
+//! # A complete axum app
+//!
+//! ```
+//! use axum::{body::Body, routing::{get, post}, Router};
+//! use http::{header, Request};
+//! use keepsake::{
+//!     key::{Key, KeyRing},
+//!     middleware::SessionLayer,
+//!     session::{Session, SessionError},
+//!     store::MemoryStore,
+//! };
+//! use tower_service::Service as _;
+//!
+//! async fn visit(session: Session) -> Result<String, SessionError> {
+//!     if session.expired().await? {
+//!         return Ok("your session expired".to_owned());
+//!     }
+//!     let visits: u64 = session.get("visits").await?.unwrap_or(0) + 1;
+//!     session.insert("visits", visits).await?;
+//!     Ok(format!("visit {visits}"))
+//! }
+//!
+//! async fn login(session: Session) -> Result<&'static str, SessionError> {
+//!     session.cycle_id().await?; // a new id at login: no session fixation
+//!     session.insert("user", "ada").await?;
+//!     Ok("welcome")
+//! }
+//!
+//! async fn logout(session: Session) -> Result<&'static str, SessionError> {
+//!     session.flush().await?; // deletes the record and the cookie
+//!     Ok("bye")
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // In an app: `SessionLayer::from_env(store)?` reads KEEPSAKE_SECRET.
+//! let layer = SessionLayer::with_store(MemoryStore::new(), KeyRing::new(Key::generate())).build()?;
+//! let mut app = Router::new()
+//!     .route("/", get(visit))
+//!     .route("/login", post(login))
+//!     .route("/logout", post(logout))
+//!     .layer(layer);
+//!
+//! // First visit: a new session and its cookie.
+//! let response = app.call(Request::get("/").body(Body::empty())?).await?;
+//! let set_cookie = response.headers()[header::SET_COOKIE].to_str()?.to_owned();
+//! assert!(set_cookie.starts_with("session=s1."));
+//! assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("Secure"));
+//! assert_eq!(response.headers()[header::VARY], "Cookie");
+//! let cookie = set_cookie.split(';').next().unwrap().to_owned();
+//!
+//! // Second visit with the cookie: the counter goes on, no new cookie.
+//! let request = Request::get("/").header(header::COOKIE, &cookie).body(Body::empty())?;
+//! let response = app.call(request).await?;
+//! assert!(response.headers().get(header::SET_COOKIE).is_none());
+//! let body = axum::body::to_bytes(response.into_body(), 1024).await?;
+//! assert_eq!(body, "visit 2");
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # Getting started
 //!
@@ -75,8 +141,9 @@
 //!
 //! # Crate features
 //!
-//! None yet: everything above is always available. Stores and framework
-//! glue will each get their own feature.
+//! | feature | default | enables |
+//! |---|---|---|
+//! | `axum` | yes | [`Session`](session::Session) and [`CookieJar`](cookies::CookieJar) as axum extractors, [`SessionError`](session::SessionError) as a response ([`axum`](crate::axum) module) |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -535,7 +535,8 @@ impl SessionLayerBuilder {
             self.idle_timeout = (secs > 0).then(|| Duration::from_secs(secs));
         }
         if let Some(value) = var("KEEPSAKE_ABSOLUTE_LIFETIME") {
-            self.absolute_lifetime = Duration::from_secs(parse("KEEPSAKE_ABSOLUTE_LIFETIME", &value)?);
+            self.absolute_lifetime =
+                Duration::from_secs(parse("KEEPSAKE_ABSOLUTE_LIFETIME", &value)?);
         }
         if let Some(value) = var("KEEPSAKE_PERSISTENT") {
             self.persistent = parse("KEEPSAKE_PERSISTENT", &value)?;
@@ -582,10 +583,14 @@ impl SessionLayerBuilder {
         let idle = self.idle_timeout.map(|idle| idle.as_secs());
         let absolute = self.absolute_lifetime.as_secs();
         if absolute == 0 || idle == Some(0) || self.store_timeout.is_zero() {
-            return Err(ConfigError::Lifetime("lifetimes and the store timeout must be at least one second"));
+            return Err(ConfigError::Lifetime(
+                "lifetimes and the store timeout must be at least one second",
+            ));
         }
         if idle.is_some_and(|idle| idle > absolute) {
-            return Err(ConfigError::Lifetime("the idle timeout cannot be longer than the absolute lifetime"));
+            return Err(ConfigError::Lifetime(
+                "the idle timeout cannot be longer than the absolute lifetime",
+            ));
         }
         let mut cookie: CookieBuilder = Cookie::build(self.name.clone(), "")
             .path_owned(self.path.clone())
@@ -640,7 +645,10 @@ impl SessionLayerBuilder {
 
 /// The response for a store failure: the hook's, or an empty 503; always
 /// with `Retry-After`.
-pub(crate) fn unavailable_response(hook: Option<&UnavailableHook>, err: &StoreError) -> Response<String> {
+pub(crate) fn unavailable_response(
+    hook: Option<&UnavailableHook>,
+    err: &StoreError,
+) -> Response<String> {
     let mut response = match hook {
         Some(render) => render(err),
         None => {

@@ -186,13 +186,15 @@ where
                                 value.contains("private") || value.contains("no-store")
                             });
                         if !keep {
-                            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+                            headers
+                                .insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
                         }
                     }
                     Ok(None) => {}
                     Err(err) => {
                         tracing::error!(error = %err, "session store failed; answering 503");
-                        response = unavailable_response(unavailable.as_ref(), &err).map(ResBody::from);
+                        response =
+                            unavailable_response(unavailable.as_ref(), &err).map(ResBody::from);
                     }
                 }
                 Ok(response)

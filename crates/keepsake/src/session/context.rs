@@ -35,9 +35,19 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// store's type.
 pub(crate) trait DynStore: Send + Sync {
     fn create<'a>(&'a self, record: &'a Record) -> BoxFuture<'a, Result<Created, StoreError>>;
-    fn load<'a>(&'a self, id: &'a Id, now: u64) -> BoxFuture<'a, Result<Option<Record>, StoreError>>;
-    fn save<'a>(&'a self, record: &'a Record, now: u64) -> BoxFuture<'a, Result<Saved, StoreError>>;
-    fn touch<'a>(&'a self, id: &'a Id, deadline: u64, now: u64) -> BoxFuture<'a, Result<Touched, StoreError>>;
+    fn load<'a>(
+        &'a self,
+        id: &'a Id,
+        now: u64,
+    ) -> BoxFuture<'a, Result<Option<Record>, StoreError>>;
+    fn save<'a>(&'a self, record: &'a Record, now: u64)
+    -> BoxFuture<'a, Result<Saved, StoreError>>;
+    fn touch<'a>(
+        &'a self,
+        id: &'a Id,
+        deadline: u64,
+        now: u64,
+    ) -> BoxFuture<'a, Result<Touched, StoreError>>;
     fn delete<'a>(&'a self, id: &'a Id) -> BoxFuture<'a, Result<bool, StoreError>>;
 }
 
@@ -45,13 +55,26 @@ impl<S: SessionStore> DynStore for S {
     fn create<'a>(&'a self, record: &'a Record) -> BoxFuture<'a, Result<Created, StoreError>> {
         Box::pin(SessionStore::create(self, record))
     }
-    fn load<'a>(&'a self, id: &'a Id, now: u64) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
+    fn load<'a>(
+        &'a self,
+        id: &'a Id,
+        now: u64,
+    ) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
         Box::pin(SessionStore::load(self, id, now))
     }
-    fn save<'a>(&'a self, record: &'a Record, now: u64) -> BoxFuture<'a, Result<Saved, StoreError>> {
+    fn save<'a>(
+        &'a self,
+        record: &'a Record,
+        now: u64,
+    ) -> BoxFuture<'a, Result<Saved, StoreError>> {
         Box::pin(SessionStore::save(self, record, now))
     }
-    fn touch<'a>(&'a self, id: &'a Id, deadline: u64, now: u64) -> BoxFuture<'a, Result<Touched, StoreError>> {
+    fn touch<'a>(
+        &'a self,
+        id: &'a Id,
+        deadline: u64,
+        now: u64,
+    ) -> BoxFuture<'a, Result<Touched, StoreError>> {
         Box::pin(SessionStore::touch(self, id, deadline, now))
     }
     fn delete<'a>(&'a self, id: &'a Id) -> BoxFuture<'a, Result<bool, StoreError>> {
@@ -176,11 +199,16 @@ impl Context {
     }
 
     /// The cookie value for `record`: its signed id, or the whole record.
-    pub(crate) fn cookie_value(&self, record: &Record, now: u64) -> Result<String, crate::codec::EncodeError> {
+    pub(crate) fn cookie_value(
+        &self,
+        record: &Record,
+        now: u64,
+    ) -> Result<String, crate::codec::EncodeError> {
         match self.backend {
             Backend::Store(_) => {
                 let claims = Claims::new(now).with_expiry(Some(record.absolute_deadline));
-                self.codec.encode(&self.cookie_name, record.id.as_bytes(), claims)
+                self.codec
+                    .encode(&self.cookie_name, record.id.as_bytes(), claims)
             }
             Backend::Cookie => {
                 let payload = serde_json::to_vec(record).unwrap_or_default();
@@ -200,7 +228,12 @@ impl Context {
             };
             Duration::from_secs(until.saturating_sub(now))
         });
-        self.cookie.clone().value(value).max_age(max_age).build().ok()
+        self.cookie
+            .clone()
+            .value(value)
+            .max_age(max_age)
+            .build()
+            .ok()
     }
 
     /// The Set-Cookie that removes the session cookie.

@@ -36,11 +36,11 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 use tokio::sync::{Mutex, MutexGuard};
 
+use self::context::{Backend, Context, Incoming};
 pub use self::{
     clock::{Clock, ManualClock, SystemClock},
     context::BadCookie,
 };
-use self::context::{Backend, Context, Incoming};
 use crate::{
     codec::EncodeError,
     cookies::Cookie,
@@ -369,7 +369,10 @@ impl Session {
     /// Applies `change` to the working copy and records it. With client-side
     /// sessions a change that would make the cookie too large is undone.
     fn change(&self, state: &mut State, change: Change) -> Result<(), SessionError> {
-        let record = state.record.as_mut().unwrap_or_else(|| unreachable!("loaded"));
+        let record = state
+            .record
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("loaded"));
         let before = record.data.clone();
         change.apply(record);
         if matches!(self.ctx.backend, Backend::Cookie)
@@ -404,7 +407,11 @@ impl Session {
     /// ```
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
         let state = self.loaded().await?;
-        let data = &state.record.as_ref().unwrap_or_else(|| unreachable!("loaded")).data;
+        let data = &state
+            .record
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("loaded"))
+            .data;
         data.get(key)
             .map(|value| T::deserialize(value))
             .transpose()
@@ -459,7 +466,10 @@ impl Session {
     /// ```
     pub async fn remove(&self, key: &str) -> Result<bool, SessionError> {
         let mut state = self.loaded().await?;
-        let present = state.record.as_ref().is_some_and(|r| r.data.contains_key(key));
+        let present = state
+            .record
+            .as_ref()
+            .is_some_and(|r| r.data.contains_key(key));
         if present {
             self.change(&mut state, Change::Remove(key.to_owned()))?;
         }
@@ -535,7 +545,10 @@ impl Session {
     /// ```
     pub async fn contains_key(&self, key: &str) -> Result<bool, SessionError> {
         let state = self.loaded().await?;
-        Ok(state.record.as_ref().is_some_and(|r| r.data.contains_key(key)))
+        Ok(state
+            .record
+            .as_ref()
+            .is_some_and(|r| r.data.contains_key(key)))
     }
 
     /// The keys, in sorted order.
@@ -556,7 +569,11 @@ impl Session {
     /// ```
     pub async fn keys(&self) -> Result<Vec<String>, SessionError> {
         let state = self.loaded().await?;
-        Ok(state.record.as_ref().map(|r| r.data.keys().cloned().collect()).unwrap_or_default())
+        Ok(state
+            .record
+            .as_ref()
+            .map(|r| r.data.keys().cloned().collect())
+            .unwrap_or_default())
     }
 
     /// How many keys are set.
@@ -615,7 +632,11 @@ impl Session {
     /// ```
     pub async fn id(&self) -> Result<Id, SessionError> {
         let state = self.loaded().await?;
-        Ok(state.record.as_ref().map(|r| r.id).unwrap_or_else(|| unreachable!("loaded")))
+        Ok(state
+            .record
+            .as_ref()
+            .map(|r| r.id)
+            .unwrap_or_else(|| unreachable!("loaded")))
     }
 
     /// Whether the request came without a live session (none, a bad cookie,
@@ -678,7 +699,10 @@ impl Session {
     /// ```
     pub async fn cycle_id(&self) -> Result<(), SessionError> {
         let mut state = self.loaded().await?;
-        let record = state.record.as_mut().unwrap_or_else(|| unreachable!("loaded"));
+        let record = state
+            .record
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("loaded"));
         let old = std::mem::replace(&mut record.id, Id::random());
         if !state.is_new && !state.delete.contains(&old) {
             state.delete.push(old);
@@ -709,7 +733,7 @@ impl Session {
     pub async fn flush(&self) -> Result<(), SessionError> {
         let mut state = self.loaded().await?;
         let now = self.ctx.now();
-        let old = std::mem::replace(&mut state.record, Some(self.fresh_record(now)));
+        let old = state.record.replace(self.fresh_record(now));
         if let Some(old) = old
             && !state.is_new
             && !state.delete.contains(&old.id)
@@ -769,7 +793,10 @@ impl Session {
     pub async fn set_expiry(&self, expiry: Expiry) -> Result<(), SessionError> {
         let mut state = self.loaded().await?;
         let now = self.ctx.now();
-        let record = state.record.as_mut().unwrap_or_else(|| unreachable!("loaded"));
+        let record = state
+            .record
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("loaded"));
         record.absolute_deadline = now.saturating_add(expiry.absolute.as_secs());
         record.idle_timeout = expiry.idle.map(|idle| idle.as_secs());
         record.idle_deadline = record.refreshed_idle_deadline(now);
@@ -797,7 +824,10 @@ impl Session {
     /// ```
     pub async fn set_user(&self, user: Option<&str>) -> Result<(), SessionError> {
         let mut state = self.loaded().await?;
-        let record = state.record.as_mut().unwrap_or_else(|| unreachable!("loaded"));
+        let record = state
+            .record
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("loaded"));
         record.user = user.map(str::to_owned);
         state.modified = true;
         Ok(())
@@ -823,10 +853,16 @@ impl Session {
 
     /// Persists this request's changes after the handler answered with
     /// `status`, and says which Set-Cookie (if any) the response needs.
-    pub(crate) async fn finish(&self, status: http::StatusCode) -> Result<Option<Cookie>, StoreError> {
+    pub(crate) async fn finish(
+        &self,
+        status: http::StatusCode,
+    ) -> Result<Option<Cookie>, StoreError> {
         let mut state = self.state.lock().await;
         if let Some(kind) = state.failure {
-            return Err(StoreError::new(kind, "a store call failed during the request"));
+            return Err(StoreError::new(
+                kind,
+                "a store call failed during the request",
+            ));
         }
         if status.is_server_error() {
             tracing::debug!(%status, "handler failed; session changes not saved");
@@ -860,10 +896,16 @@ impl Session {
                     return Ok(self.ctx.cookie_for(&record, now));
                 }
                 if state.modified {
-                    return self.save(store.as_ref(), record, &state.changes, state.new_id, now).await;
+                    return self
+                        .save(store.as_ref(), record, &state.changes, state.new_id, now)
+                        .await;
                 }
                 if let Some(deadline) = touch_due(&record, now) {
-                    return match self.ctx.timed(store.touch(&record.id, deadline, now)).await? {
+                    return match self
+                        .ctx
+                        .timed(store.touch(&record.id, deadline, now))
+                        .await?
+                    {
                         Touched::Touched => Ok(None),
                         Touched::Gone => Ok(removal()),
                     };
@@ -902,7 +944,9 @@ impl Session {
         for _ in 0..=self.ctx.max_replays {
             match self.ctx.timed(store.save(&record, now)).await? {
                 Saved::Saved { .. } => {
-                    return Ok(resend_cookie.then(|| self.ctx.cookie_for(&record, now)).flatten());
+                    return Ok(resend_cookie
+                        .then(|| self.ctx.cookie_for(&record, now))
+                        .flatten());
                 }
                 Saved::Gone => {
                     tracing::info!(session = %record.id.log_tag(), "session ended before this request saved; changes dropped");

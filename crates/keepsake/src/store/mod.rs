@@ -255,8 +255,7 @@ impl Record {
             data: Data::new(),
             created_at: now,
             idle_timeout,
-            idle_deadline: idle_timeout
-                .map(|idle| now.saturating_add(idle).min(absolute_deadline)),
+            idle_deadline: idle_timeout.map(|idle| now.saturating_add(idle).min(absolute_deadline)),
             absolute_deadline,
             persistent: false,
             version: 0,
@@ -274,8 +273,9 @@ impl Record {
     /// assert_eq!(Record::new(Id::random(), 0, Some(500), 100).deadline(), 100);
     /// ```
     pub fn deadline(&self) -> u64 {
-        self.idle_deadline
-            .map_or(self.absolute_deadline, |idle| idle.min(self.absolute_deadline))
+        self.idle_deadline.map_or(self.absolute_deadline, |idle| {
+            idle.min(self.absolute_deadline)
+        })
     }
 
     /// Whether the session has ended at `now`.
@@ -483,8 +483,11 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Replaces the stored record with `record` if the stored version equals
     /// `record.version` and the record has not expired at `now`; the stored
     /// copy gets version `record.version + 1`.
-    fn save(&self, record: &Record, now: u64)
-    -> impl Future<Output = Result<Saved, StoreError>> + Send;
+    fn save(
+        &self,
+        record: &Record,
+        now: u64,
+    ) -> impl Future<Output = Result<Saved, StoreError>> + Send;
 
     /// Moves only the idle deadline of the record with `id` to
     /// `idle_deadline`, if it exists and has not expired at `now`. The data
