@@ -877,13 +877,9 @@ impl Session {
 
         match &self.ctx.backend {
             Backend::Store(store) => {
-                for id in &state.delete {
-                    self.ctx.timed(store.delete(id)).await?;
-                }
-                if empty_and_new {
-                    return Ok(state.remove_cookie.then(removal).flatten());
-                }
-                if state.is_new || (state.new_id && !state.delete.is_empty()) {
+                let cookie = if empty_and_new {
+                    state.remove_cookie.then(removal).flatten()
+                } else if state.is_new || (state.new_id && !state.delete.is_empty()) {
                     // A new record: a new session, or a cycled one.
                     record.version = 0;
                     loop {
@@ -893,24 +889,28 @@ impl Session {
                         }
                     }
                     tracing::debug!(session = %record.id.log_tag(), "session created");
-                    return Ok(self.ctx.cookie_for(&record, now));
-                }
-                if state.modified {
-                    return self
-                        .save(store.as_ref(), record, &state.changes, state.new_id, now)
-                        .await;
-                }
-                if let Some(deadline) = touch_due(&record, now) {
-                    return match self
+                    self.ctx.cookie_for(&record, now)
+                } else if state.modified {
+                    self.save(store.as_ref(), record, &state.changes, state.new_id, now)
+                        .await?
+                } else if let Some(deadline) = touch_due(&record, now) {
+                    match self
                         .ctx
                         .timed(store.touch(&record.id, deadline, now))
                         .await?
                     {
-                        Touched::Touched => Ok(None),
-                        Touched::Gone => Ok(removal()),
-                    };
+                        Touched::Touched => None,
+                        Touched::Gone => removal(),
+                    }
+                } else {
+                    None
+                };
+                // Old ids go only once their replacement is stored, so a
+                // failure in between leaves the visitor logged in.
+                for id in &state.delete {
+                    self.ctx.timed(store.delete(id)).await?;
                 }
-                Ok(None)
+                Ok(cookie)
             }
             Backend::Cookie => {
                 if empty_and_new {
