@@ -205,6 +205,15 @@ pub(crate) enum Change {
     Set(String, Value),
     Remove(String),
     Clear,
+    /// [`Session::set_user`].
+    User(Option<String>),
+    /// [`Session::set_expiry`]: the new deadlines, as computed then.
+    Expiry {
+        absolute_deadline: u64,
+        idle_timeout: Option<u64>,
+        idle_deadline: Option<u64>,
+        persistent: bool,
+    },
 }
 
 impl Change {
@@ -217,6 +226,18 @@ impl Change {
                 record.data.remove(key);
             }
             Self::Clear => record.data.clear(),
+            Self::User(user) => record.user.clone_from(user),
+            Self::Expiry {
+                absolute_deadline,
+                idle_timeout,
+                idle_deadline,
+                persistent,
+            } => {
+                record.absolute_deadline = *absolute_deadline;
+                record.idle_timeout = *idle_timeout;
+                record.idle_deadline = *idle_deadline;
+                record.persistent = *persistent;
+            }
         }
     }
 }
@@ -366,6 +387,19 @@ impl Session {
         record
     }
 
+    /// With client-side sessions: [`SessionError::TooLarge`] if `record` no
+    /// longer fits in a cookie. A change that fails this check must be
+    /// undone, or the response would silently carry no cookie at all.
+    fn check_size(&self, record: &Record) -> Result<(), SessionError> {
+        if matches!(self.ctx.backend, Backend::Cookie)
+            && let Err(EncodeError::TooLarge { size, limit, .. }) =
+                self.ctx.cookie_value(record, self.ctx.now())
+        {
+            return Err(SessionError::TooLarge { size, limit });
+        }
+        Ok(())
+    }
+
     /// Applies `change` to the working copy and records it. With client-side
     /// sessions a change that would make the cookie too large is undone.
     fn change(&self, state: &mut State, change: Change) -> Result<(), SessionError> {
@@ -373,14 +407,15 @@ impl Session {
             .record
             .as_mut()
             .unwrap_or_else(|| unreachable!("loaded"));
-        let before = record.data.clone();
+        // Only client-side sessions can refuse a change (cookie size), so
+        // only they need the copy to undo it.
+        let before = matches!(self.ctx.backend, Backend::Cookie).then(|| record.clone());
         change.apply(record);
-        if matches!(self.ctx.backend, Backend::Cookie)
-            && let Err(EncodeError::TooLarge { size, limit, .. }) =
-                self.ctx.cookie_value(record, self.ctx.now())
+        if let Some(before) = before
+            && let Err(err) = self.check_size(record)
         {
-            record.data = before;
-            return Err(SessionError::TooLarge { size, limit });
+            *record = before;
+            return Err(err);
         }
         state.changes.push(change);
         state.modified = true;
@@ -778,7 +813,8 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// [`SessionError::Unavailable`].
+    /// [`SessionError::Unavailable`], and with client-side sessions
+    /// [`SessionError::TooLarge`] (the session is left unchanged).
     ///
     /// # Example
     ///
@@ -793,15 +829,15 @@ impl Session {
     pub async fn set_expiry(&self, expiry: Expiry) -> Result<(), SessionError> {
         let mut state = self.loaded().await?;
         let now = self.ctx.now();
-        let record = state
-            .record
-            .as_mut()
-            .unwrap_or_else(|| unreachable!("loaded"));
-        record.absolute_deadline = now.saturating_add(expiry.absolute.as_secs());
-        record.idle_timeout = expiry.idle.map(|idle| idle.as_secs());
-        record.idle_deadline = record.refreshed_idle_deadline(now);
-        record.persistent = expiry.persistent;
-        state.modified = true;
+        let absolute_deadline = now.saturating_add(expiry.absolute.as_secs());
+        let idle_timeout = expiry.idle.map(|idle| idle.as_secs());
+        let change = Change::Expiry {
+            absolute_deadline,
+            idle_timeout,
+            idle_deadline: idle_timeout.map(|idle| now.saturating_add(idle).min(absolute_deadline)),
+            persistent: expiry.persistent,
+        };
+        self.change(&mut state, change)?;
         state.new_id = true; // the cookie's lifetime changes: send it again
         Ok(())
     }
@@ -811,7 +847,8 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// [`SessionError::Unavailable`].
+    /// [`SessionError::Unavailable`], and with client-side sessions
+    /// [`SessionError::TooLarge`] (the session is left unchanged).
     ///
     /// # Example
     ///
@@ -824,13 +861,7 @@ impl Session {
     /// ```
     pub async fn set_user(&self, user: Option<&str>) -> Result<(), SessionError> {
         let mut state = self.loaded().await?;
-        let record = state
-            .record
-            .as_mut()
-            .unwrap_or_else(|| unreachable!("loaded"));
-        record.user = user.map(str::to_owned);
-        state.modified = true;
-        Ok(())
+        self.change(&mut state, Change::User(user.map(str::to_owned)))
     }
 
     /// The user the session belongs to, if set.
@@ -956,11 +987,14 @@ impl Session {
                     let Some(mut fresh) = self.ctx.timed(store.load(&record.id, now)).await? else {
                         return Ok(self.ctx.removal_cookie());
                     };
+                    // Only this request's own changes (data, user, expiry)
+                    // go on top of the other request's save.
                     for change in changes {
                         change.apply(&mut fresh);
                     }
-                    fresh.user = record.user.clone();
-                    fresh.idle_deadline = record.idle_deadline;
+                    if let Some(deadline) = fresh.refreshed_idle_deadline(now) {
+                        fresh.idle_deadline = Some(deadline);
+                    }
                     record = fresh;
                 }
             }
