@@ -49,6 +49,12 @@ pub(crate) trait DynStore: Send + Sync {
         now: u64,
     ) -> BoxFuture<'a, Result<Touched, StoreError>>;
     fn delete<'a>(&'a self, id: &'a Id) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn delete_user<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<usize, StoreError>>;
+    fn list_user<'a>(
+        &'a self,
+        user: &'a str,
+        now: u64,
+    ) -> BoxFuture<'a, Result<Vec<Record>, StoreError>>;
 }
 
 impl<S: SessionStore> DynStore for S {
@@ -79,6 +85,16 @@ impl<S: SessionStore> DynStore for S {
     }
     fn delete<'a>(&'a self, id: &'a Id) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(SessionStore::delete(self, id))
+    }
+    fn delete_user<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<usize, StoreError>> {
+        Box::pin(SessionStore::delete_user(self, user))
+    }
+    fn list_user<'a>(
+        &'a self,
+        user: &'a str,
+        now: u64,
+    ) -> BoxFuture<'a, Result<Vec<Record>, StoreError>> {
+        Box::pin(SessionStore::list_user(self, user, now))
     }
 }
 

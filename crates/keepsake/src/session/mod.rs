@@ -882,6 +882,77 @@ impl Session {
         Ok(state.record.as_ref().and_then(|r| r.user.clone()))
     }
 
+    /// The live sessions of `user`, as the store holds them (for a "your
+    /// sessions" page). Client-side sessions are kept by browsers only, so
+    /// there the list is always empty.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Unavailable`] if the store fails.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let session = keepsake::session::Session::detached(); // client-side
+    /// assert!(session.user_sessions("ada").await?.is_empty());
+    /// # Ok::<(), keepsake::session::SessionError>(()) }).unwrap();
+    /// ```
+    pub async fn user_sessions(&self, user: &str) -> Result<Vec<Record>, SessionError> {
+        let Backend::Store(store) = &self.ctx.backend else {
+            return Ok(Vec::new());
+        };
+        let now = self.ctx.now();
+        self.ctx
+            .timed(store.list_user(user, now))
+            .await
+            .map_err(|err| self.failed(err))
+    }
+
+    /// Ends every session of `user` ("log out everywhere"), this one
+    /// included if it belongs to `user` (it is then [flushed](Self::flush)).
+    /// Returns how many stored sessions were ended. Client-side sessions
+    /// cannot be ended from the server: there only this one is flushed, and
+    /// the count is 0.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Unavailable`] if the store fails.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let session = keepsake::session::Session::detached();
+    /// session.set_user(Some("ada")).await?;
+    /// assert_eq!(session.end_user_sessions("ada").await?, 0);
+    /// assert_eq!(session.user().await?, None); // this one was flushed
+    /// # Ok::<(), keepsake::session::SessionError>(()) }).unwrap();
+    /// ```
+    pub async fn end_user_sessions(&self, user: &str) -> Result<usize, SessionError> {
+        let ended = match &self.ctx.backend {
+            Backend::Store(store) => self
+                .ctx
+                .timed(store.delete_user(user))
+                .await
+                .map_err(|err| self.failed(err))?,
+            Backend::Cookie => 0,
+        };
+        if self.user().await?.as_deref() == Some(user) {
+            self.flush().await?;
+        }
+        Ok(ended)
+    }
+
+    /// Notes a store failure, so the response becomes a 503 whatever the
+    /// handler does with the error.
+    fn failed(&self, err: StoreError) -> SessionError {
+        if let Ok(mut state) = self.state.try_lock() {
+            state.failure.get_or_insert(err.kind());
+        }
+        SessionError::Unavailable(err)
+    }
+
     /// Persists this request's changes after the handler answered with
     /// `status`, and says which Set-Cookie (if any) the response needs.
     pub(crate) async fn finish(
