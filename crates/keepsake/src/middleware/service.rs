@@ -145,11 +145,11 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let jar = CookieJar::from_headers(request.headers());
-        let (incoming, bad) = match self.ctx.read_cookie(&jar) {
-            CookieRead::Ok(incoming) => (incoming, false),
+        let (incoming, stale_key, bad) = match self.ctx.read_cookie(&jar) {
+            CookieRead::Ok(incoming, stale_key) => (incoming, stale_key, false),
             CookieRead::Bad(reason) => {
                 tracing::warn!(reason, "session cookie did not verify");
-                (Incoming::Nothing, true)
+                (Incoming::Nothing, false, true)
             }
         };
         if bad && self.ctx.bad_cookie == BadCookie::Reject {
@@ -162,7 +162,7 @@ where
         // A bad cookie that is ignored is replaced when the session is saved,
         // and otherwise left alone: removing it could fight another app's
         // cookie of the same name.
-        let session = Session::new(self.ctx.clone(), incoming, false);
+        let session = Session::new(self.ctx.clone(), incoming, stale_key);
         request.extensions_mut().insert(session.clone());
 
         // The service that was driven to readiness is the one to call; keep a

@@ -122,7 +122,9 @@ pub(crate) enum Incoming {
 
 /// The result of reading the session cookie.
 pub(crate) enum CookieRead {
-    Ok(Incoming),
+    /// The verified cookie (or none), and whether only a fallback key
+    /// verified it, so it should be issued again under the current key.
+    Ok(Incoming, bool),
     /// A cookie was there but did not verify; the reason is for logs only.
     Bad(&'static str),
 }
@@ -168,7 +170,7 @@ impl Context {
     /// the session name: exactly one may verify (cookie tossing otherwise).
     pub(crate) fn read_cookie(&self, jar: &CookieJar) -> CookieRead {
         let now = self.now();
-        let mut found: Option<Incoming> = None;
+        let mut found: Option<(Incoming, bool)> = None;
         let mut bad = None;
         let mut seen: Vec<&str> = Vec::new();
         for value in jar.get_all(&self.cookie_name) {
@@ -183,33 +185,34 @@ impl Context {
             }
         }
         match (found, bad) {
-            (Some(incoming), _) => CookieRead::Ok(incoming),
+            (Some((incoming, stale)), _) => CookieRead::Ok(incoming, stale),
             (None, Some(reason)) => CookieRead::Bad(reason),
-            (None, None) => CookieRead::Ok(Incoming::Nothing),
+            (None, None) => CookieRead::Ok(Incoming::Nothing, false),
         }
     }
 
-    fn verify(&self, value: &str, now: u64) -> Result<Incoming, &'static str> {
+    fn verify(&self, value: &str, now: u64) -> Result<(Incoming, bool), &'static str> {
         let opened = match self.codec.decode(&self.cookie_name, value, now) {
             Ok(opened) => opened,
-            Err(DecodeError::Expired { .. }) => return Ok(Incoming::Expired),
+            Err(DecodeError::Expired { .. }) => return Ok((Incoming::Expired, false)),
             Err(DecodeError::BadSignature) => return Err("bad signature"),
             Err(DecodeError::UnknownVersion { .. }) => return Err("unknown format version"),
             Err(DecodeError::TooLarge { .. }) => return Err("too large"),
             Err(_) => return Err("malformed"),
         };
+        let stale = opened.key_used().is_fallback();
         match self.backend {
             Backend::Store(_) => {
                 let bytes: [u8; 16] = opened.payload().try_into().map_err(|_| "malformed id")?;
-                Ok(Incoming::Id(Id::from_bytes(bytes)))
+                Ok((Incoming::Id(Id::from_bytes(bytes)), stale))
             }
             Backend::Cookie => {
                 let record: Record =
                     serde_json::from_slice(opened.payload()).map_err(|_| "malformed record")?;
                 if record.is_expired_at(now) {
-                    return Ok(Incoming::Expired);
+                    return Ok((Incoming::Expired, false));
                 }
-                Ok(Incoming::Record(Box::new(record)))
+                Ok((Incoming::Record(Box::new(record)), stale))
             }
         }
     }

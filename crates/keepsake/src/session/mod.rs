@@ -263,6 +263,9 @@ struct State {
     new_id: bool,
     /// A store call failed during the request.
     failure: Option<StoreErrorKind>,
+    /// Only a fallback key verified the cookie: issue it again under the
+    /// current key.
+    stale_key: bool,
 }
 
 /// A visitor's session: a dictionary of JSON values, typed through serde.
@@ -298,7 +301,7 @@ impl fmt::Debug for Session {
 }
 
 impl Session {
-    pub(crate) fn new(ctx: Arc<Context>, incoming: Incoming, remove_cookie: bool) -> Self {
+    pub(crate) fn new(ctx: Arc<Context>, incoming: Incoming, stale_key: bool) -> Self {
         Self {
             ctx,
             state: Arc::new(Mutex::new(State {
@@ -309,9 +312,10 @@ impl Session {
                 changes: Vec::new(),
                 modified: false,
                 delete: Vec::new(),
-                remove_cookie,
+                remove_cookie: false,
                 new_id: false,
                 failure: None,
+                stale_key,
             })),
         }
     }
@@ -970,10 +974,35 @@ impl Session {
             tracing::debug!(%status, "handler failed; session changes not saved");
             return Ok(None);
         }
-        let Some(mut record) = state.record.take() else {
-            return Ok(None); // never touched: no store call at all
-        };
         let now = self.ctx.now();
+        let Some(record) = state.record.take() else {
+            // Never touched: no store call at all. A client-side session that
+            // only a fallback key verified is issued again from what came in.
+            return Ok(match (&state.incoming, state.stale_key) {
+                (Incoming::Record(record), true) => self.ctx.cookie_for(record, now),
+                _ => None,
+            });
+        };
+        // A live session whose cookie only a fallback key verified gets its
+        // cookie again under the current key, if nothing else sets one.
+        let reissue = (state.stale_key && !state.is_new).then(|| record.clone());
+        let cookie = self.write(&mut state, record, now).await?;
+        Ok(match (cookie, reissue) {
+            (None, Some(record)) => {
+                tracing::debug!(session = %record.id.log_tag(), "session cookie re-issued under the current key");
+                self.ctx.cookie_for(&record, now)
+            }
+            (cookie, _) => cookie,
+        })
+    }
+
+    /// Writes what the request changed; the Set-Cookie it needs, if any.
+    async fn write(
+        &self,
+        state: &mut State,
+        mut record: Record,
+        now: u64,
+    ) -> Result<Option<Cookie>, StoreError> {
         let removal = || self.ctx.removal_cookie();
         let empty_and_new = state.is_new && record.data.is_empty() && record.user.is_none();
 
