@@ -265,6 +265,31 @@ async fn absolute_expiry_caps_touches(backend: Backend) {
     }
 }
 
+/// A visit that writes to the session is activity too: it moves the idle
+/// deadline like a read-only visit does, however the session is kept.
+async fn writing_visits_move_idle_deadline(backend: Backend) {
+    let server =
+        Server::start_with(backend, |b| b.idle_timeout(Some(Duration::from_secs(60)))).await;
+    for (at, expected) in [(0, "1"), (50, "2"), (100, "3"), (150, "4")] {
+        server.at(at);
+        assert_eq!(server.get("/count").await.body, expected, "write at +{at}");
+    }
+    server.at(209);
+    assert_eq!(server.get("/status").await.body, live("4", "-"));
+}
+
+/// Logging in gives the session a new id; the new record's idle deadline
+/// counts from the login, not from the old record's last touch.
+async fn login_moves_idle_deadline(backend: Backend) {
+    let server =
+        Server::start_with(backend, |b| b.idle_timeout(Some(Duration::from_secs(60)))).await;
+    assert_eq!(server.get("/count").await.body, "1");
+    server.at(55);
+    assert_eq!(server.get("/login").await.status, 200);
+    server.at(100);
+    assert_eq!(server.get("/status").await.body, live("1", "ada"));
+}
+
 // ---------------------------------------------------------------------------
 // 5. expired()
 // ---------------------------------------------------------------------------
@@ -1057,6 +1082,8 @@ for_each_backend!(
         logout_then_new_session_in_same_request,
         idle_expiry_exact_to_the_second,
         absolute_expiry_caps_touches,
+        writing_visits_move_idle_deadline,
+        login_moves_idle_deadline,
         expired_flag_only_after_expiry,
         throttled_touch,
         read_only_requests_send_no_set_cookie,

@@ -1011,8 +1011,10 @@ impl Session {
                 let cookie = if empty_and_new {
                     state.remove_cookie.then(removal).flatten()
                 } else if state.is_new || (state.new_id && !state.delete.is_empty()) {
-                    // A new record: a new session, or a cycled one.
+                    // A new record: a new session, or a cycled one. This
+                    // visit is activity: the idle deadline counts from now.
                     record.version = 0;
+                    refresh_idle_deadline(&mut record, now);
                     loop {
                         match self.ctx.timed(store.create(&record)).await? {
                             Created::Created => break,
@@ -1048,6 +1050,9 @@ impl Session {
                     return Ok(state.remove_cookie.then(removal).flatten());
                 }
                 if state.modified || state.is_new {
+                    // A visit that writes is activity too, as with a store
+                    // (`save` moves the deadline).
+                    refresh_idle_deadline(&mut record, now);
                     return Ok(self.ctx.cookie_for(&record, now));
                 }
                 if let Some(deadline) = touch_due(&record, now) {
@@ -1069,9 +1074,7 @@ impl Session {
         resend_cookie: bool,
         now: u64,
     ) -> Result<Option<Cookie>, StoreError> {
-        if let Some(deadline) = record.refreshed_idle_deadline(now) {
-            record.idle_deadline = Some(deadline);
-        }
+        refresh_idle_deadline(&mut record, now);
         for _ in 0..=self.ctx.max_replays {
             match self.ctx.timed(store.save(&record, now)).await? {
                 Saved::Saved { .. } => {
@@ -1103,6 +1106,13 @@ impl Session {
             StoreErrorKind::Unavailable,
             "the session kept changing under this request; its changes were not saved",
         ))
+    }
+}
+
+/// Moves `record`'s idle deadline to what a visit at `now` gives.
+fn refresh_idle_deadline(record: &mut Record, now: u64) {
+    if let Some(deadline) = record.refreshed_idle_deadline(now) {
+        record.idle_deadline = Some(deadline);
     }
 }
 
