@@ -143,7 +143,7 @@
 //!
 //! | feature | default | enables |
 //! |---|---|---|
-//! | `axum` | yes | [`Session`](session::Session) and [`CookieJar`](cookies::CookieJar) as axum extractors, [`SessionError`](session::SessionError) as a response ([`axum`](crate::axum) module) |
+//! | `axum` | yes | [`Session`](session::Session) and [`CookieJar`](cookies::CookieJar) as axum extractors, [`SessionError`](session::SessionError) as a response (the [axum module](crate::axum)) |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -1095,9 +1095,7 @@ impl Session {
                     for change in changes {
                         change.apply(&mut fresh);
                     }
-                    if let Some(deadline) = fresh.refreshed_idle_deadline(now) {
-                        fresh.idle_deadline = Some(deadline);
-                    }
+                    refresh_idle_deadline(&mut fresh, now);
                     record = fresh;
                 }
             }
