@@ -1,0 +1,407 @@
+//! The JSON API, `/healthz`, the 404 fallback and the JSON error responses.
+
+use axum::{
+    Json,
+    body::{Body, Bytes},
+    extract::State,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use keepsake::{
+    cookies::{Cookie, CookieError, CookieJar},
+    session::{Session, SessionError},
+    store::{Record, StoreError},
+};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+
+/// The longest user name `/api/login` takes, in characters.
+const MAX_NAME_CHARS: usize = 64;
+
+/// An error answer: `{"error": message}` with `status`.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn not_logged_in() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "not logged in")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(json!({ "error": self.message }))).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(err: SessionError) -> Self {
+        match err {
+            SessionError::Unavailable(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the session store is unavailable; try again in a moment",
+            ),
+            SessionError::TooLarge { .. } => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, err.to_string())
+            }
+            other => {
+                eprintln!("session error: {other}");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+            }
+        }
+    }
+}
+
+impl From<CookieError> for ApiError {
+    fn from(err: CookieError) -> Self {
+        eprintln!("cookie error: {err}");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The session layer's answer when the store fails: a JSON 503 (the layer
+/// adds `Retry-After`).
+pub(crate) fn unavailable_response(err: &StoreError) -> axum::http::Response<String> {
+    eprintln!("session store unavailable: {err}");
+    let mut response = axum::http::Response::new(
+        json!({ "error": "the session store is unavailable; try again in a moment" }).to_string(),
+    );
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The outermost layer: every error becomes JSON (axum's own answers, such
+/// as 405, and the session layer's 400 for a rejected cookie), and every
+/// answer gets `X-Content-Type-Options` and, unless it has one,
+/// `Cache-Control: no-store` (everything here is per visitor).
+pub(crate) async fn finish_response(response: Response) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let headers = &mut parts.headers;
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if !(parts.status.is_client_error() || parts.status.is_server_error()) || is_json {
+        return Response::from_parts(parts, body);
+    }
+    let text = match axum::body::to_bytes(body, 4096).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),
+        Err(_) => String::new(),
+    };
+    let message = if text.is_empty() {
+        parts
+            .status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_lowercase()
+    } else {
+        text
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, Body::from(json!({ "error": message }).to_string()))
+}
+
+/// Unix seconds now.
+pub(crate) fn now() -> u64 {
+    keepsake::codec::unix_now()
+}
+
+/// Adds one visit to the session's counter; the new count. A new session
+/// also notes when it started, which the page needs for its countdown.
+pub(crate) async fn count_visit(session: &Session) -> ApiResult<u64> {
+    if session.is_new().await? {
+        session.insert("started", now()).await?;
+    }
+    let visits = session
+        .get::<u64>("visits")
+        .await?
+        .unwrap_or(0)
+        .saturating_add(1);
+    session.insert("visits", visits).await?;
+    Ok(visits)
+}
+
+/// The theme the signed `theme` cookie holds, if it verifies; else light.
+pub(crate) fn theme_of(jar: &CookieJar, state: &AppState) -> &'static str {
+    match jar.signed(&state.ring).get::<String>("theme").as_deref() {
+        Some("dark") => "dark",
+        _ => "light",
+    }
+}
+
+/// Parses a JSON object body and returns its string field `field`.
+fn string_field(body: &[u8], field: &str, example: &str) -> ApiResult<String> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|_| ApiError::bad_request(format!("the body must be JSON like {example}")))?;
+    match value.get(field) {
+        Some(Value::String(text)) => Ok(text.clone()),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "`{field}` must be a string, as in {example}"
+        ))),
+        None => Err(ApiError::bad_request(format!(
+            "`{field}` is missing; send {example}"
+        ))),
+    }
+}
+
+/// `GET /api/session`: what the session holds. Changes nothing.
+pub(crate) async fn session(
+    State(state): State<AppState>,
+    session: Session,
+    jar: CookieJar,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({
+        "new": session.is_new().await?,
+        "expired": session.expired().await?,
+        "visits": session.get::<u64>("visits").await?.unwrap_or(0),
+        "user": session.user().await?,
+        "theme": theme_of(&jar, &state),
+        "idle_timeout": state.idle_timeout,
+    })))
+}
+
+/// `POST /api/visits`: one more visit.
+pub(crate) async fn visits(session: Session) -> ApiResult<Json<Value>> {
+    let visits = count_visit(&session).await?;
+    Ok(Json(json!({ "visits": visits })))
+}
+
+/// `POST /api/login` with `{"user": "alice"}`.
+pub(crate) async fn login(session: Session, body: Bytes) -> ApiResult<Json<Value>> {
+    let example = r#"{"user": "alice"}"#;
+    let name = string_field(&body, "user", example)?;
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(ApiError::bad_request("the user name is empty"));
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "the user name is longer than {MAX_NAME_CHARS} characters"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "the user name contains control characters",
+        ));
+    }
+    // A new id at login, so an id planted before it is worth nothing.
+    session.cycle_id().await?;
+    session.set_user(Some(name)).await?;
+    session.insert("user", name).await?;
+    Ok(Json(json!({ "user": name })))
+}
+
+/// `POST /api/logout`: ends the session.
+pub(crate) async fn logout(session: Session) -> ApiResult<Json<Value>> {
+    session.flush().await?;
+    Ok(Json(json!({ "user": null })))
+}
+
+/// One of the user's sessions, as `/api/devices` and the page show it.
+#[derive(Debug, Serialize)]
+pub(crate) struct Device {
+    /// A short tag that identifies the session in logs; never the id.
+    pub(crate) id_hint: String,
+    pub(crate) current: bool,
+    pub(crate) created: u64,
+    pub(crate) last_seen: u64,
+}
+
+impl Device {
+    fn new(record: &Record, current: bool) -> Self {
+        let last_seen = match (record.idle_deadline, record.idle_timeout) {
+            (Some(deadline), Some(timeout)) => deadline.saturating_sub(timeout),
+            _ => record.created_at,
+        };
+        Self {
+            id_hint: record.id.log_tag(),
+            current,
+            created: record.created_at,
+            last_seen,
+        }
+    }
+}
+
+/// The logged-in user's sessions (empty with client-side sessions), the
+/// current one first, then the most recently seen; and the current
+/// session's record when the store has it.
+pub(crate) async fn devices_of(
+    session: &Session,
+    user: &str,
+) -> ApiResult<(Vec<Device>, Option<Record>)> {
+    let id = session.id().await?;
+    let records = session.user_sessions(user).await?;
+    let current = records.iter().find(|record| record.id == id).cloned();
+    let mut devices: Vec<Device> = records
+        .iter()
+        .map(|record| Device::new(record, record.id == id))
+        .collect();
+    devices.sort_by(|a, b| {
+        b.current
+            .cmp(&a.current)
+            .then(b.last_seen.cmp(&a.last_seen))
+    });
+    Ok((devices, current))
+}
+
+/// `GET /api/devices`: the logged-in user's sessions.
+pub(crate) async fn devices(session: Session) -> ApiResult<Json<Value>> {
+    let user = session.user().await?.ok_or_else(ApiError::not_logged_in)?;
+    let (devices, _) = devices_of(&session, &user).await?;
+    Ok(Json(json!({ "sessions": devices })))
+}
+
+/// `POST /api/logout-everywhere`: ends every session of the logged-in user.
+pub(crate) async fn logout_everywhere(session: Session) -> ApiResult<Json<Value>> {
+    let user = session.user().await?.ok_or_else(ApiError::not_logged_in)?;
+    let revoked = session.end_user_sessions(&user).await?;
+    Ok(Json(json!({ "revoked": revoked })))
+}
+
+/// `POST /api/theme` with `{"theme": "dark"}`: sets the signed `theme`
+/// cookie for 30 days.
+pub(crate) async fn theme(
+    State(state): State<AppState>,
+    mut jar: CookieJar,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let theme = string_field(&body, "theme", r#"{"theme": "dark"}"#)?;
+    if theme != "light" && theme != "dark" {
+        return Err(ApiError::bad_request(
+            "the theme must be \"light\" or \"dark\"",
+        ));
+    }
+    jar.signed_mut(&state.ring)
+        .attributes(Cookie::build("", "").secure(state.secure))
+        .insert("theme", &theme)?;
+    Ok(with_set_cookies(&jar, Json(json!({ "theme": theme }))))
+}
+
+/// `response` with a `Set-Cookie` for every cookie `jar` changed.
+pub(crate) fn with_set_cookies(jar: &CookieJar, response: impl IntoResponse) -> Response {
+    let mut response = response.into_response();
+    jar.write_set_cookies(response.headers_mut());
+    response
+}
+
+/// `GET /healthz`: 200 when the session store answers.
+pub(crate) async fn healthz(session: Session) -> ApiResult<Json<Value>> {
+    session.user_sessions("__healthz__").await?;
+    Ok(Json(json!({ "status": "ok" })))
+}
+
+/// Every other route.
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not found")
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::{
+        body::to_bytes,
+        http::{StatusCode, header},
+        response::IntoResponse as _,
+    };
+    use keepsake::{
+        session::SessionError,
+        store::{StoreError, StoreErrorKind},
+    };
+    use serde_json::Value;
+
+    use super::{ApiError, finish_response, unavailable_response};
+
+    async fn json_of(response: axum::response::Response) -> Value {
+        let bytes = to_bytes(response.into_body(), 4096).await.expect("body");
+        serde_json::from_slice(&bytes).expect("JSON")
+    }
+
+    #[tokio::test]
+    async fn store_failure_is_503_json_with_retry_after() {
+        let err = SessionError::Unavailable(StoreError::new(StoreErrorKind::Timeout, "slow"));
+        let response = ApiError::from(err).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        assert!(json_of(response).await["error"].is_string());
+
+        let hook = unavailable_response(&StoreError::new(StoreErrorKind::Unavailable, "down"));
+        assert_eq!(hook.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(hook.headers()[header::CONTENT_TYPE], "application/json");
+        let body: Value = serde_json::from_str(hook.body()).expect("JSON");
+        assert!(body["error"].is_string());
+    }
+
+    #[tokio::test]
+    async fn too_large_is_413_json() {
+        let err = SessionError::TooLarge {
+            size: 5000,
+            limit: 4096,
+        };
+        let response = ApiError::from(err).into_response();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(
+            json_of(response).await["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("4096"))
+        );
+    }
+
+    #[tokio::test]
+    async fn plain_errors_become_json() {
+        let plain = (StatusCode::BAD_REQUEST, "bad cookie").into_response();
+        let response = finish_response(plain).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+        assert_eq!(json_of(response).await["error"], "bad cookie");
+
+        let empty = StatusCode::SERVICE_UNAVAILABLE.into_response();
+        let response = finish_response(empty).await;
+        assert_eq!(json_of(response).await["error"], "service unavailable");
+
+        let ok = (StatusCode::OK, "fine").into_response();
+        let response = finish_response(ok).await;
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "text/plain; charset=utf-8"
+        );
+    }
+}

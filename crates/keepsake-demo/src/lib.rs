@@ -1,0 +1,333 @@
+//! The keepsake demo app: a small web app that shows sessions at work.
+//!
+//! `cargo run -p keepsake-demo` serves it on <http://127.0.0.1:3000>. The
+//! binary is a thin wrapper: [`Args`] are its flags and [`run`] starts it.
+//! Tests build the same app in-process with [`app`] from a [`Config`].
+//!
+//! The page at `/` counts visits, logs a user in and out, lists the user's
+//! sessions and switches between a light and a dark theme kept in a signed
+//! cookie; the JSON API under `/api` does the same for scripts and tests.
+//!
+//! # Example
+//!
+//! ```
+//! use keepsake::key::{Key, KeyRing};
+//! use keepsake_demo::{Config, StoreKind};
+//!
+//! let config = Config::new(StoreKind::Memory, KeyRing::new(Key::generate()));
+//! let router = keepsake_demo::app(config)?;
+//! # let _ = router;
+//! # Ok::<(), keepsake_demo::AppError>(())
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod api;
+mod cli;
+mod page;
+mod secret;
+
+use std::{fmt, str::FromStr, sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    routing::{get, post},
+};
+use keepsake::{
+    codec::Format,
+    key::KeyRing,
+    middleware::{ConfigError, SessionLayer, SessionLayerBuilder},
+    session::BadCookie,
+    store::{MemoryStore, SessionStore as _},
+};
+
+pub use self::{
+    cli::{Args, BadCookieArg, run},
+    secret::{SecretSource, load_secret},
+};
+
+/// Where sessions live: the `--store` flag.
+///
+/// Parsed from `memory`, `cookie`, `sealed`, `sqlite://PATH`, `redis://...`
+/// or `postgres://...`; the last three are accepted but not available yet.
+///
+/// # Example
+///
+/// ```
+/// use keepsake_demo::StoreKind;
+///
+/// assert_eq!("sealed".parse::<StoreKind>()?, StoreKind::Sealed);
+/// assert!(matches!("sqlite://demo.db".parse::<StoreKind>()?, StoreKind::Sqlite(_)));
+/// assert!("mongodb://x".parse::<StoreKind>().is_err());
+/// # Ok::<(), String>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreKind {
+    /// Server-side sessions in this process's memory (lost on restart).
+    Memory,
+    /// Client-side sessions in a signed cookie (readable, tamper-proof).
+    Cookie,
+    /// Client-side sessions in a sealed cookie (encrypted).
+    Sealed,
+    /// A SQLite database (not available yet).
+    Sqlite(String),
+    /// A Redis server (not available yet).
+    Redis(String),
+    /// A PostgreSQL server (not available yet).
+    Postgres(String),
+}
+
+impl StoreKind {
+    /// The short name shown at start-up and on the page.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert_eq!(keepsake_demo::StoreKind::Memory.name(), "memory");
+    /// ```
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Cookie => "cookie",
+            Self::Sealed => "sealed",
+            Self::Sqlite(_) => "sqlite",
+            Self::Redis(_) => "redis",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Whether the whole session lives in the cookie.
+    fn is_client_side(&self) -> bool {
+        matches!(self, Self::Cookie | Self::Sealed)
+    }
+}
+
+impl fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for StoreKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        match text {
+            "memory" => return Ok(Self::Memory),
+            "cookie" => return Ok(Self::Cookie),
+            "sealed" => return Ok(Self::Sealed),
+            _ => {}
+        }
+        let (scheme, rest) = text.split_once("://").unwrap_or((text, ""));
+        if rest.is_empty() && text.contains("://") {
+            return Err(format!("`{text}` names no database after `://`"));
+        }
+        match scheme {
+            "sqlite" if !rest.is_empty() => Ok(Self::Sqlite(text.to_owned())),
+            "redis" | "rediss" if !rest.is_empty() => Ok(Self::Redis(text.to_owned())),
+            "postgres" | "postgresql" if !rest.is_empty() => Ok(Self::Postgres(text.to_owned())),
+            _ => Err(format!(
+                "unknown store `{text}`; expected memory, cookie, sealed, sqlite://PATH, \
+                 redis://... or postgres://..."
+            )),
+        }
+    }
+}
+
+/// Everything the app needs: where sessions live, the session cookie's
+/// settings, and the key ring that signs cookies.
+///
+/// [`Config::new`] gives the defaults of the command line.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Where sessions live.
+    pub store: StoreKind,
+    /// The keys that sign (and for `sealed`, encrypt) cookies.
+    pub ring: KeyRing,
+    /// The session cookie's name (default `session`).
+    pub cookie_name: String,
+    /// Seconds of inactivity after which a session ends; 0 for no idle
+    /// limit (default 1800).
+    pub idle_timeout: u64,
+    /// Absolute lifetime in seconds (default 14 days), and whether cookies
+    /// are persistent: `None` is the default lifetime with browser-session
+    /// cookies, `Some` sets the lifetime and makes cookies persistent.
+    pub max_age: Option<u64>,
+    /// What to do with a session cookie that does not verify.
+    pub bad_cookie: BadCookie,
+    /// Whether cookies carry `Secure` (default `true`).
+    pub secure: bool,
+}
+
+/// The absolute session lifetime when `--max-age` is not given.
+const DEFAULT_LIFETIME: u64 = 14 * 86_400;
+
+impl Config {
+    /// The defaults of the command line, with `store` and `ring`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::key::{Key, KeyRing};
+    /// use keepsake_demo::{Config, StoreKind};
+    ///
+    /// let config = Config::new(StoreKind::Cookie, KeyRing::new(Key::generate()));
+    /// assert_eq!((config.cookie_name.as_str(), config.idle_timeout, config.secure), ("session", 1800, true));
+    /// ```
+    pub fn new(store: StoreKind, ring: KeyRing) -> Self {
+        Self {
+            store,
+            ring,
+            cookie_name: "session".to_owned(),
+            idle_timeout: 1800,
+            max_age: None,
+            bad_cookie: BadCookie::Ignore,
+            secure: true,
+        }
+    }
+
+    fn lifetime(&self) -> u64 {
+        self.max_age.unwrap_or(DEFAULT_LIFETIME)
+    }
+}
+
+/// Why the app could not be made.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AppError {
+    /// The store was named but does not exist in keepsake yet.
+    StoreNotAvailable(StoreKind),
+    /// The session settings are not valid.
+    Config(ConfigError),
+}
+
+impl fmt::Display for AppError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::StoreNotAvailable(kind) => write!(
+                f,
+                "the {kind} store is not available yet (coming with the Stores work); \
+                 use --store memory|cookie|sealed"
+            ),
+            Self::Config(err) => write!(f, "{err}"),
+        }
+    }
+}
+
+impl std::error::Error for AppError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::StoreNotAvailable(_) => None,
+            Self::Config(err) => Some(err),
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) ring: KeyRing,
+    pub(crate) store: StoreKind,
+    pub(crate) cookie_name: String,
+    pub(crate) secure: bool,
+    pub(crate) idle_timeout: u64,
+    pub(crate) lifetime: u64,
+    pub(crate) persistent: bool,
+}
+
+/// The axum state.
+pub(crate) type AppState = Arc<Shared>;
+
+/// The demo app: the page, the JSON API and `/healthz`, behind the session
+/// layer that `config` describes.
+///
+/// When called inside a tokio runtime with the memory store, it also starts
+/// a task that purges expired sessions every minute.
+///
+/// # Errors
+///
+/// [`AppError::StoreNotAvailable`] for the stores keepsake does not have
+/// yet, [`AppError::Config`] for settings the session layer refuses (such
+/// as an idle timeout longer than the lifetime).
+///
+/// # Example
+///
+/// ```
+/// use keepsake::key::{Key, KeyRing};
+/// use keepsake_demo::{AppError, Config, StoreKind};
+///
+/// let config = Config::new(StoreKind::Redis("redis://127.0.0.1".into()), KeyRing::new(Key::generate()));
+/// assert!(matches!(keepsake_demo::app(config), Err(AppError::StoreNotAvailable(_))));
+/// ```
+pub fn app(config: Config) -> Result<Router, AppError> {
+    let builder = match &config.store {
+        StoreKind::Memory => {
+            let store = MemoryStore::new();
+            spawn_purge(store.clone());
+            SessionLayer::with_store(store, config.ring.clone())
+        }
+        StoreKind::Cookie => SessionLayer::with_cookies(Format::Signed, config.ring.clone()),
+        StoreKind::Sealed => SessionLayer::with_cookies(Format::Sealed, config.ring.clone()),
+        other => return Err(AppError::StoreNotAvailable(other.clone())),
+    };
+    let layer = configure(builder, &config)
+        .build()
+        .map_err(AppError::Config)?;
+    let lifetime = config.lifetime();
+    let state: AppState = Arc::new(Shared {
+        ring: config.ring,
+        store: config.store,
+        cookie_name: layer.cookie_name().to_owned(),
+        secure: config.secure,
+        idle_timeout: config.idle_timeout,
+        lifetime,
+        persistent: config.max_age.is_some(),
+    });
+    Ok(Router::new()
+        .route("/", get(page::index))
+        .route("/api/session", get(api::session))
+        .route("/api/visits", post(api::visits))
+        .route("/api/login", post(api::login))
+        .route("/api/logout", post(api::logout))
+        .route("/api/devices", get(api::devices))
+        .route("/api/logout-everywhere", post(api::logout_everywhere))
+        .route("/api/theme", post(api::theme))
+        .route("/healthz", get(api::healthz))
+        .fallback(api::not_found)
+        .with_state(state)
+        .layer(layer)
+        // Outside the session layer, so that its own answers (a rejected
+        // cookie) become JSON errors too.
+        .layer(axum::middleware::map_response(api::finish_response)))
+}
+
+fn configure(builder: SessionLayerBuilder, config: &Config) -> SessionLayerBuilder {
+    builder
+        .cookie_name(config.cookie_name.clone())
+        .secure(config.secure)
+        .idle_timeout((config.idle_timeout > 0).then(|| Duration::from_secs(config.idle_timeout)))
+        .absolute_lifetime(Duration::from_secs(config.lifetime()))
+        .persistent(config.max_age.is_some())
+        .bad_cookie(config.bad_cookie)
+        .on_unavailable(api::unavailable_response)
+}
+
+/// Purges expired sessions from `store` every minute, if there is a runtime
+/// to run the task.
+fn spawn_purge(store: MemoryStore) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            if let Err(err) = store.purge_expired(keepsake::codec::unix_now()).await {
+                eprintln!("purging expired sessions failed: {err}");
+            }
+        }
+    });
+}

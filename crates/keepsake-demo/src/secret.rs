@@ -1,0 +1,147 @@
+//! The demo's secret: from `KEEPSAKE_SECRET`, or a file it makes once.
+
+use std::{
+    fs::{self, OpenOptions},
+    io::{self, Write as _},
+    os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
+    path::{Path, PathBuf},
+};
+
+use keepsake::key::Key;
+
+/// Where [`load_secret`] found the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// The `KEEPSAKE_SECRET` environment variable.
+    Env,
+    /// A new secret, just written to this file.
+    Generated(PathBuf),
+    /// The secret in this file, written by an earlier start.
+    File(PathBuf),
+}
+
+impl SecretSource {
+    /// The start-up line that says where the secret came from.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake_demo::SecretSource;
+    ///
+    /// let source = SecretSource::Generated("keepsake-demo.secret".into());
+    /// assert_eq!(source.describe(), "generated a new secret in ./keepsake-demo.secret");
+    /// ```
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Env => "using the secret in KEEPSAKE_SECRET".to_owned(),
+            Self::Generated(path) => format!("generated a new secret in {}", shown(path)),
+            Self::File(path) => format!("using the secret in {}", shown(path)),
+        }
+    }
+}
+
+/// `path` as the user would type it: a bare file name gets `./`.
+fn shown(path: &Path) -> String {
+    let text = path.display().to_string();
+    if path.is_relative() && !text.starts_with('.') && path.parent() == Some(Path::new("")) {
+        format!("./{text}")
+    } else {
+        text
+    }
+}
+
+/// The secret from `KEEPSAKE_SECRET` (base64) when it is set; otherwise
+/// the one in `file`, which is made (mode 0600) with a new secret if it does
+/// not exist yet, so sessions survive a restart.
+///
+/// # Errors
+///
+/// A message for a malformed `KEEPSAKE_SECRET` or secret file, or a file
+/// that cannot be read or written.
+///
+/// # Example
+///
+/// ```no_run
+/// let (key, source) = keepsake_demo::load_secret("keepsake-demo.secret".as_ref())?;
+/// eprintln!("{}", source.describe());
+/// # let _ = key;
+/// # Ok::<(), String>(())
+/// ```
+pub fn load_secret(file: &Path) -> Result<(Key, SecretSource), String> {
+    if std::env::var_os("KEEPSAKE_SECRET").is_some_and(|value| !value.is_empty()) {
+        let key = Key::from_env("KEEPSAKE_SECRET").map_err(|err| err.to_string())?;
+        return Ok((key, SecretSource::Env));
+    }
+    match read(file) {
+        Ok(key) => return Ok((key, SecretSource::File(file.to_owned()))),
+        Err(Missing::No) => {}
+        Err(Missing::Bad(message)) => return Err(message),
+    }
+    let key = Key::generate();
+    let created = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file);
+    match created {
+        Ok(mut out) => {
+            out.write_all(format!("{}\n", key.to_base64()).as_bytes())
+                .and_then(|()| out.sync_all())
+                .map_err(|err| format!("cannot write the secret to {}: {err}", shown(file)))?;
+            Ok((key, SecretSource::Generated(file.to_owned())))
+        }
+        // Another process made it in the meantime: use theirs.
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => read(file)
+            .map(|key| (key, SecretSource::File(file.to_owned())))
+            .map_err(|missing| match missing {
+                Missing::Bad(message) => message,
+                Missing::No => format!("{} vanished while starting", shown(file)),
+            }),
+        Err(err) => Err(format!(
+            "cannot create the secret file {}: {err}",
+            shown(file)
+        )),
+    }
+}
+
+enum Missing {
+    No,
+    Bad(String),
+}
+
+fn read(file: &Path) -> Result<Key, Missing> {
+    let text = match fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Err(Missing::No),
+        Err(err) => return Err(Missing::Bad(format!("cannot read {}: {err}", shown(file)))),
+    };
+    if let Ok(meta) = fs::metadata(file)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        eprintln!(
+            "warning: {} is readable by others; `chmod 600` it",
+            shown(file)
+        );
+    }
+    Key::from_base64(text.trim()).map_err(|err| {
+        Missing::Bad(format!(
+            "{} does not hold a valid secret ({err}); delete it to make a new one",
+            shown(file)
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::shown;
+
+    #[test]
+    fn shown_paths() {
+        assert_eq!(shown(Path::new("a.secret")), "./a.secret");
+        assert_eq!(shown(Path::new("dir/a.secret")), "dir/a.secret");
+        assert_eq!(shown(Path::new("/tmp/a.secret")), "/tmp/a.secret");
+        assert_eq!(shown(Path::new("./a.secret")), "./a.secret");
+    }
+}

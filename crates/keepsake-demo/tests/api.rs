@@ -1,0 +1,1056 @@
+//! The demo's routes over real HTTP: the app is served in-process on
+//! 127.0.0.1 (port 0) and driven with reqwest, once per store the demo
+//! accepts today (memory, cookie, sealed); and the real binary is started
+//! to check the secret file and that sessions survive a restart.
+//!
+//! Cookies are not `Secure` here (`Config::secure = false`, the binary's
+//! `--insecure-cookies`): reqwest's cookie store, unlike a browser, keeps no
+//! `Secure` cookie from `http://127.0.0.1`.
+
+use std::{
+    fs::File,
+    net::TcpListener as StdListener,
+    os::unix::fs::PermissionsExt as _,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use keepsake::{
+    key::{Key, KeyRing},
+    session::BadCookie,
+};
+use keepsake_demo::{AppError, Config, StoreKind};
+use reqwest::{Client, Method, StatusCode, header};
+use serde_json::{Value, json};
+
+// ---------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------
+
+/// The demo app, served in-process on an ephemeral port.
+struct Server {
+    base: String,
+    store: StoreKind,
+}
+
+impl Server {
+    async fn start(store: StoreKind) -> Self {
+        Self::start_with(store, |_| {}).await
+    }
+
+    async fn start_with(store: StoreKind, configure: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config::new(store.clone(), KeyRing::new(Key::generate()));
+        config.secure = false;
+        configure(&mut config);
+        let app = keepsake_demo::app(config).expect("the app builds");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local address");
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("serve");
+        });
+        Self {
+            base: format!("http://{addr}"),
+            store,
+        }
+    }
+
+    fn is_memory(&self) -> bool {
+        self.store == StoreKind::Memory
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A request with an explicit `Cookie` header (or none), through a
+    /// client that keeps no cookies: for looking at every `Set-Cookie`.
+    async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        cookie: Option<&str>,
+        body: Option<&str>,
+    ) -> Reply {
+        let mut request = plain_client().request(method, self.url(path));
+        if let Some(cookie) = cookie {
+            request = request.header(header::COOKIE, cookie);
+        }
+        if let Some(body) = body {
+            request = request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body.to_owned());
+        }
+        Reply::from(request.send().await.expect("request")).await
+    }
+
+    /// A request through `browser`, which keeps cookies like a browser.
+    async fn via(
+        &self,
+        browser: &Client,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = browser.request(method, self.url(path));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        Reply::from(request.send().await.expect("request")).await
+    }
+
+    async fn get(&self, browser: &Client, path: &str) -> Reply {
+        self.via(browser, Method::GET, path, None).await
+    }
+
+    async fn post(&self, browser: &Client, path: &str, body: Option<Value>) -> Reply {
+        self.via(browser, Method::POST, path, body).await
+    }
+
+    async fn login(&self, browser: &Client, user: &str) -> Reply {
+        let reply = self
+            .post(browser, "/api/login", Some(json!({ "user": user })))
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "login as {user}: {}",
+            reply.text
+        );
+        reply
+    }
+}
+
+/// A client that keeps cookies, as a browser does.
+fn browser() -> Client {
+    Client::builder()
+        .cookie_store(true)
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+/// A client that keeps no cookies.
+fn plain_client() -> Client {
+    Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+struct Reply {
+    status: StatusCode,
+    headers: header::HeaderMap,
+    text: String,
+}
+
+impl Reply {
+    async fn from(response: reqwest::Response) -> Self {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        Self {
+            status,
+            headers,
+            text,
+        }
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|err| panic!("not JSON ({err}): {:?} {}", self.status, self.text))
+    }
+
+    fn content_type(&self) -> &str {
+        self.headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("")
+    }
+
+    fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|value| value.to_str().expect("ASCII Set-Cookie").to_owned())
+            .collect()
+    }
+
+    /// The whole `Set-Cookie` for cookie `name`, if one was sent.
+    fn set_cookie(&self, name: &str) -> Option<String> {
+        self.set_cookies()
+            .into_iter()
+            .find(|header| header.starts_with(&format!("{name}=")))
+    }
+
+    /// `name=value` from the `Set-Cookie` for `name`, ready for a `Cookie`
+    /// header.
+    fn cookie_pair(&self, name: &str) -> Option<String> {
+        self.set_cookie(name)
+            .map(|header| header.split(';').next().unwrap_or_default().to_owned())
+    }
+
+    /// Asserts a JSON error with `status`.
+    fn assert_error(&self, status: StatusCode, what: &str) {
+        assert_eq!(self.status, status, "{what}: {}", self.text);
+        assert!(
+            self.content_type().starts_with("application/json"),
+            "{what}: content type {:?}",
+            self.content_type()
+        );
+        let body = self.json();
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{what}: no error message in {body}"
+        );
+    }
+}
+
+/// The text inside the element with `id` (up to the next `<`), if present.
+fn element_text<'a>(html: &'a str, id: &str) -> Option<&'a str> {
+    let start = html.find(&format!(r#"id="{id}""#))?;
+    let open_end = start + html[start..].find('>')? + 1;
+    let len = html[open_end..].find('<')?;
+    Some(&html[open_end..open_end + len])
+}
+
+/// A free port on 127.0.0.1, found by binding port 0 and letting it go.
+fn free_port() -> u16 {
+    let listener = StdListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").port()
+}
+
+// ---------------------------------------------------------------------------
+// Scenarios, run for every store (see `for_each_store!` at the bottom)
+// ---------------------------------------------------------------------------
+
+async fn session_json_shape_and_read_only(store: StoreKind) {
+    let server = Server::start(store).await;
+
+    // A first visit: a new, empty session, and no cookie for an untouched one.
+    let first = server.raw(Method::GET, "/api/session", None, None).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert!(first.content_type().starts_with("application/json"));
+    assert_eq!(
+        first.json(),
+        json!({
+            "new": true, "expired": false, "visits": 0, "user": null,
+            "theme": "light", "idle_timeout": 1800
+        })
+    );
+    assert!(first.set_cookies().is_empty(), "{:?}", first.set_cookies());
+
+    // A visit makes the session.
+    let visit = server.raw(Method::POST, "/api/visits", None, None).await;
+    assert_eq!(visit.json(), json!({ "visits": 1 }));
+    let cookie = visit
+        .cookie_pair("session")
+        .expect("a new session sets a cookie");
+
+    // Reading it back changes nothing and sends no Set-Cookie, however often.
+    for round in 0..3 {
+        let read = server
+            .raw(Method::GET, "/api/session", Some(&cookie), None)
+            .await;
+        assert_eq!(read.status, StatusCode::OK);
+        let body = read.json();
+        assert_eq!(body["new"], false, "round {round}");
+        assert_eq!(body["visits"], 1, "round {round}");
+        assert!(
+            read.set_cookies().is_empty(),
+            "GET /api/session must not write (round {round}): {:?}",
+            read.set_cookies()
+        );
+    }
+}
+
+async fn visits_increment_across_requests(store: StoreKind) {
+    let server = Server::start(store).await;
+    let alice = browser();
+    for expected in 1..=3 {
+        let reply = server.post(&alice, "/api/visits", None).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.json(), json!({ "visits": expected }));
+    }
+    // The page counts as a visit and shows the count.
+    let page = server.get(&alice, "/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(element_text(&page.text, "visits"), Some("4"));
+    assert_eq!(server.get(&alice, "/api/session").await.json()["visits"], 4);
+
+    // Another browser has its own session.
+    let bob = browser();
+    assert_eq!(
+        server.post(&bob, "/api/visits", None).await.json()["visits"],
+        1
+    );
+    assert_eq!(server.get(&alice, "/api/session").await.json()["visits"], 4);
+}
+
+async fn page_has_the_expected_elements(store: StoreKind) {
+    let server = Server::start(store).await;
+    let alice = browser();
+
+    let page = server.get(&alice, "/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.content_type().starts_with("text/html"),
+        "{}",
+        page.content_type()
+    );
+    let html = &page.text;
+    assert!(html.contains(r#"<body data-theme="light" class="theme-light">"#));
+    for id in [
+        "visits",
+        "user",
+        "login-form",
+        "login-name",
+        "login-button",
+        "theme-toggle",
+        "cookie-panel",
+        "expires-in",
+    ] {
+        assert!(
+            html.contains(&format!(r#"id="{id}""#)),
+            "logged out: no #{id}"
+        );
+    }
+    for id in [
+        "logout-button",
+        "sessions",
+        "logout-everywhere",
+        "expired-notice",
+    ] {
+        assert!(
+            !html.contains(&format!(r#"id="{id}""#)),
+            "logged out: #{id} present"
+        );
+    }
+    assert_eq!(element_text(html, "visits"), Some("1"));
+    assert_eq!(element_text(html, "user"), Some(""));
+    // The countdown: seconds left, with the deadline and the server's now.
+    assert_eq!(element_text(html, "expires-in"), Some("1800"));
+    assert!(html.contains("data-deadline=\"") && html.contains("data-now=\""));
+
+    // Logged in: the name (escaped), the logout button and the sessions.
+    let name = r#"<img src=x onerror="alert(1)">"#;
+    server.login(&alice, name).await;
+    let html = server.get(&alice, "/").await.text;
+    assert!(!html.contains(name), "the user name must be escaped");
+    assert_eq!(
+        element_text(&html, "user"),
+        Some("&lt;img src=x onerror=&quot;alert(1)&quot;&gt;")
+    );
+    for id in ["logout-button", "sessions", "logout-everywhere"] {
+        assert!(
+            html.contains(&format!(r#"id="{id}""#)),
+            "logged in: no #{id}"
+        );
+    }
+    assert!(
+        !html.contains(r#"id="login-form""#),
+        "logged in: login form present"
+    );
+    if server.is_memory() {
+        assert!(
+            html.contains(r#"<li class="current""#),
+            "the current session is marked"
+        );
+    }
+}
+
+async fn login_cycles_the_cookie(store: StoreKind) {
+    let server = Server::start(store).await;
+    let visit = server.raw(Method::POST, "/api/visits", None, None).await;
+    let before = visit.cookie_pair("session").expect("session cookie");
+
+    let login = server
+        .raw(
+            Method::POST,
+            "/api/login",
+            Some(&before),
+            Some(r#"{"user": " alice "}"#),
+        )
+        .await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.text);
+    assert_eq!(
+        login.json(),
+        json!({ "user": "alice" }),
+        "the name is trimmed"
+    );
+    let after = login
+        .cookie_pair("session")
+        .expect("login re-sends the cookie");
+    assert_ne!(after, before, "login must change the cookie");
+
+    // The new cookie: the same session (visits kept), now alice's.
+    let now = server
+        .raw(Method::GET, "/api/session", Some(&after), None)
+        .await
+        .json();
+    assert_eq!(
+        (now["user"].clone(), now["visits"].clone()),
+        (json!("alice"), json!(1))
+    );
+
+    // The old cookie is not logged in. With a store its session is gone.
+    let old = server
+        .raw(Method::GET, "/api/session", Some(&before), None)
+        .await
+        .json();
+    assert_eq!(old["user"], Value::Null, "replayed pre-login cookie");
+    if server.is_memory() {
+        assert_eq!(old["new"], true, "the pre-login session was deleted");
+        assert_eq!(old["visits"], 0);
+    }
+}
+
+async fn login_rejects_bad_input(store: StoreKind) {
+    let server = Server::start(store).await;
+    let long = "x".repeat(65);
+    let long_body = json!({ "user": long }).to_string();
+    let cases: [(&str, Option<&str>); 8] = [
+        ("no body", None),
+        ("not JSON", Some("user=alice")),
+        ("empty object", Some("{}")),
+        ("empty name", Some(r#"{"user": ""}"#)),
+        ("blank name", Some(r#"{"user": "   "}"#)),
+        ("not a string", Some(r#"{"user": 5}"#)),
+        ("over 64 characters", Some(&long_body)),
+        ("a JSON array", Some("[]")),
+    ];
+    for (what, body) in cases {
+        let reply = server.raw(Method::POST, "/api/login", None, body).await;
+        reply.assert_error(StatusCode::BAD_REQUEST, what);
+        assert!(
+            reply.set_cookies().is_empty(),
+            "{what}: no session for a failed login"
+        );
+    }
+    // 64 characters (not bytes) is fine.
+    let name = "é".repeat(64);
+    let reply = server
+        .raw(
+            Method::POST,
+            "/api/login",
+            None,
+            Some(&json!({ "user": name }).to_string()),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.json()["user"], name.as_str());
+}
+
+async fn logout_removes_the_cookie(store: StoreKind) {
+    let server = Server::start(store).await;
+    let login = server
+        .raw(
+            Method::POST,
+            "/api/login",
+            None,
+            Some(r#"{"user": "alice"}"#),
+        )
+        .await;
+    let cookie = login.cookie_pair("session").expect("session cookie");
+
+    let logout = server
+        .raw(Method::POST, "/api/logout", Some(&cookie), None)
+        .await;
+    assert_eq!(logout.status, StatusCode::OK);
+    assert_eq!(logout.json(), json!({ "user": null }));
+    let removal = logout.set_cookie("session").expect("a removal Set-Cookie");
+    assert!(removal.starts_with("session=;"), "{removal}");
+    assert!(removal.contains("Max-Age=0"), "{removal}");
+
+    if server.is_memory() {
+        // The record is gone: the old cookie is worth nothing.
+        let old = server
+            .raw(Method::GET, "/api/session", Some(&cookie), None)
+            .await
+            .json();
+        assert_eq!(
+            (old["user"].clone(), old["new"].clone()),
+            (Value::Null, json!(true))
+        );
+    }
+
+    // A browser drops the cookie and is anonymous again.
+    let alice = browser();
+    server.login(&alice, "alice").await;
+    server.post(&alice, "/api/logout", None).await;
+    let now = server.get(&alice, "/api/session").await.json();
+    assert_eq!(
+        (now["user"].clone(), now["new"].clone()),
+        (Value::Null, json!(true))
+    );
+}
+
+async fn devices_need_login(store: StoreKind) {
+    let server = Server::start(store).await;
+    let alice = browser();
+    server.get(&alice, "/").await;
+    let reply = server.get(&alice, "/api/devices").await;
+    reply.assert_error(StatusCode::UNAUTHORIZED, "devices when logged out");
+    assert_eq!(reply.json(), json!({ "error": "not logged in" }));
+
+    server.login(&alice, "alice").await;
+    let reply = server.get(&alice, "/api/devices").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let sessions = reply.json()["sessions"]
+        .as_array()
+        .expect("sessions array")
+        .clone();
+    if !server.is_memory() {
+        assert!(
+            sessions.is_empty(),
+            "client-side sessions are not listed: {sessions:?}"
+        );
+        return;
+    }
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    let device = &sessions[0];
+    assert_eq!(device["current"], true);
+    let hint = device["id_hint"].as_str().expect("id_hint");
+    assert!(
+        hint.len() == 8 && hint.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{hint}"
+    );
+    let created = device["created"].as_u64().expect("created");
+    let last_seen = device["last_seen"].as_u64().expect("last_seen");
+    assert!(last_seen >= created && created > 1_600_000_000, "{device}");
+}
+
+async fn logout_everywhere(store: StoreKind) {
+    let server = Server::start(store).await;
+    let one = browser();
+    let reply = server.post(&one, "/api/logout-everywhere", None).await;
+    reply.assert_error(
+        StatusCode::UNAUTHORIZED,
+        "logout-everywhere when logged out",
+    );
+
+    let two = browser();
+    let bob = browser();
+    server.login(&one, "alice").await;
+    server.login(&two, "alice").await;
+    server.login(&bob, "bob").await;
+
+    if server.is_memory() {
+        let sessions = server.get(&one, "/api/devices").await.json()["sessions"].clone();
+        let sessions = sessions.as_array().expect("array");
+        assert_eq!(sessions.len(), 2, "{sessions:?}");
+        assert_eq!(
+            sessions.iter().filter(|s| s["current"] == true).count(),
+            1,
+            "{sessions:?}"
+        );
+    }
+
+    let reply = server.post(&one, "/api/logout-everywhere", None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let revoked = if server.is_memory() { 2 } else { 0 };
+    assert_eq!(reply.json(), json!({ "revoked": revoked }));
+
+    // This browser is logged out either way.
+    assert_eq!(
+        server.get(&one, "/api/session").await.json()["user"],
+        Value::Null
+    );
+    if server.is_memory() {
+        // The other browser too; bob is not affected.
+        let other = server.get(&two, "/api/session").await.json();
+        assert_eq!(
+            (other["user"].clone(), other["new"].clone()),
+            (Value::Null, json!(true))
+        );
+        assert_eq!(server.get(&bob, "/api/session").await.json()["user"], "bob");
+    } else {
+        // Client-side sessions cannot be ended from the server.
+        assert_eq!(
+            server.get(&two, "/api/session").await.json()["user"],
+            "alice"
+        );
+    }
+}
+
+async fn theme_cookie(store: StoreKind) {
+    let server = Server::start(store).await;
+    let alice = browser();
+    assert_eq!(
+        server.get(&alice, "/api/session").await.json()["theme"],
+        "light"
+    );
+
+    let reply = server
+        .post(&alice, "/api/theme", Some(json!({ "theme": "dark" })))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.json(), json!({ "theme": "dark" }));
+    let header = reply.set_cookie("theme").expect("a theme Set-Cookie");
+    assert!(header.starts_with("theme=s1."), "a signed value: {header}");
+    assert!(header.contains("Max-Age=2592000"), "30 days: {header}");
+    assert!(
+        header.contains("HttpOnly") && header.contains("Path=/"),
+        "{header}"
+    );
+    assert!(!header.contains("Secure"), "--insecure-cookies: {header}");
+
+    // The value survives: the API and the page read it back.
+    assert_eq!(
+        server.get(&alice, "/api/session").await.json()["theme"],
+        "dark"
+    );
+    let html = server.get(&alice, "/").await.text;
+    assert!(html.contains(r#"<body data-theme="dark" class="theme-dark">"#));
+    server
+        .post(&alice, "/api/theme", Some(json!({ "theme": "light" })))
+        .await;
+    assert_eq!(
+        server.get(&alice, "/api/session").await.json()["theme"],
+        "light"
+    );
+
+    // Only light and dark, as JSON.
+    for (what, body) in [
+        ("unknown theme", Some(r#"{"theme": "blue"}"#)),
+        ("missing theme", Some("{}")),
+        ("not JSON", Some("dark")),
+        ("no body", None),
+    ] {
+        let reply = server.raw(Method::POST, "/api/theme", None, body).await;
+        reply.assert_error(StatusCode::BAD_REQUEST, what);
+        assert!(reply.set_cookie("theme").is_none(), "{what}");
+    }
+
+    // A cookie that does not verify reads as the default.
+    let forged = server
+        .raw(
+            Method::GET,
+            "/api/session",
+            Some("theme=s1.AAAA.forged"),
+            None,
+        )
+        .await;
+    assert_eq!(forged.json()["theme"], "light");
+    let pair = reply_pair(&server, "dark").await;
+    let tampered = pair.replace("theme=s1.", "theme=s1.A");
+    let reply = server
+        .raw(Method::GET, "/api/session", Some(&tampered), None)
+        .await;
+    assert_eq!(reply.json()["theme"], "light");
+    let reply = server
+        .raw(Method::GET, "/api/session", Some(&pair), None)
+        .await;
+    assert_eq!(reply.json()["theme"], "dark");
+}
+
+/// `theme=...` for `theme`, from a fresh `POST /api/theme`.
+async fn reply_pair(server: &Server, theme: &str) -> String {
+    let body = json!({ "theme": theme }).to_string();
+    server
+        .raw(Method::POST, "/api/theme", None, Some(&body))
+        .await
+        .cookie_pair("theme")
+        .expect("theme cookie")
+}
+
+async fn unknown_routes_are_json_404(store: StoreKind) {
+    let server = Server::start(store).await;
+    for path in ["/nope", "/api", "/api/nope", "/healthz/x"] {
+        let reply = server.raw(Method::GET, path, None, None).await;
+        reply.assert_error(StatusCode::NOT_FOUND, path);
+    }
+    // A known route with the wrong method: JSON too.
+    let reply = server.raw(Method::POST, "/api/session", None, None).await;
+    reply.assert_error(StatusCode::METHOD_NOT_ALLOWED, "POST /api/session");
+    let reply = server.raw(Method::GET, "/api/login", None, None).await;
+    reply.assert_error(StatusCode::METHOD_NOT_ALLOWED, "GET /api/login");
+}
+
+async fn healthz(store: StoreKind) {
+    let server = Server::start(store).await;
+    let reply = server.raw(Method::GET, "/healthz", None, None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.json(), json!({ "status": "ok" }));
+    assert!(reply.set_cookies().is_empty());
+}
+
+async fn cookies_are_secure_by_default(store: StoreKind) {
+    let server = Server::start_with(store, |config| config.secure = true).await;
+    let visit = server.raw(Method::POST, "/api/visits", None, None).await;
+    let header = visit.set_cookie("session").expect("session cookie");
+    for attribute in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
+        assert!(header.contains(attribute), "{attribute}: {header}");
+    }
+    assert!(
+        !header.contains("Max-Age"),
+        "a browser-session cookie: {header}"
+    );
+    let theme = server
+        .raw(
+            Method::POST,
+            "/api/theme",
+            None,
+            Some(r#"{"theme": "dark"}"#),
+        )
+        .await;
+    let header = theme.set_cookie("theme").expect("theme cookie");
+    assert!(header.contains("Secure"), "{header}");
+    let html = server.raw(Method::GET, "/", None, None).await.text;
+    assert!(
+        html.contains("<dt>Secure</dt><dd>yes</dd>"),
+        "the cookie panel says Secure"
+    );
+}
+
+async fn settings_reach_the_cookie(store: StoreKind) {
+    let server = Server::start_with(store, |config| {
+        config.cookie_name = "sid".to_owned();
+        config.idle_timeout = 600;
+        config.max_age = Some(3_600);
+    })
+    .await;
+    let visit = server.raw(Method::POST, "/api/visits", None, None).await;
+    let header = visit.set_cookie("sid").expect("cookie named sid");
+    let max_age: u64 = header
+        .split("; ")
+        .find_map(|part| part.strip_prefix("Max-Age="))
+        .expect("--max-age makes the cookie persistent")
+        .parse()
+        .expect("a number");
+    // Server-side: the absolute lifetime; client-side: the session's own
+    // deadline (the idle one).
+    assert!((590..=3_600).contains(&max_age), "{header}");
+    let cookie = visit.cookie_pair("sid").expect("sid");
+    let body = server
+        .raw(Method::GET, "/api/session", Some(&cookie), None)
+        .await
+        .json();
+    assert_eq!(
+        (body["idle_timeout"].clone(), body["visits"].clone()),
+        (json!(600), json!(1))
+    );
+    let html = server.raw(Method::GET, "/", Some(&cookie), None).await.text;
+    assert!(html.contains(r#"<code id="cookie-name">sid</code>"#));
+    assert!(html.contains("persistent"), "the panel says persistent");
+    assert_eq!(element_text(&html, "expires-in"), Some("600"));
+}
+
+async fn bad_cookie_policy(store: StoreKind) {
+    // Ignored by default: a fresh session.
+    let server = Server::start(store.clone()).await;
+    let reply = server
+        .raw(
+            Method::GET,
+            "/api/session",
+            Some("session=s1.garbage.value"),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.json()["new"], true);
+
+    // Rejected with --bad-cookie reject, as JSON.
+    let server = Server::start_with(store, |config| config.bad_cookie = BadCookie::Reject).await;
+    let reply = server
+        .raw(
+            Method::GET,
+            "/api/session",
+            Some("session=s1.garbage.value"),
+            None,
+        )
+        .await;
+    reply.assert_error(StatusCode::BAD_REQUEST, "a rejected cookie");
+    let good = server.raw(Method::POST, "/api/visits", None, None).await;
+    let cookie = good.cookie_pair("session").expect("cookie");
+    let reply = server
+        .raw(Method::GET, "/api/session", Some(&cookie), None)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+}
+
+async fn expired_session_is_reported(store: StoreKind) {
+    let server = Server::start_with(store, |config| config.idle_timeout = 1).await;
+    let visit = server.raw(Method::POST, "/api/visits", None, None).await;
+    let cookie = visit.cookie_pair("session").expect("cookie");
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+
+    let body = server
+        .raw(Method::GET, "/api/session", Some(&cookie), None)
+        .await
+        .json();
+    assert_eq!(
+        (body["expired"].clone(), body["new"].clone()),
+        (json!(true), json!(true))
+    );
+    assert_eq!(body["visits"], 0);
+    let page = server.raw(Method::GET, "/", Some(&cookie), None).await;
+    assert_eq!(
+        element_text(&page.text, "expired-notice"),
+        Some("your session expired")
+    );
+    assert_eq!(
+        element_text(&page.text, "visits"),
+        Some("1"),
+        "a new session starts"
+    );
+}
+
+macro_rules! for_each_store {
+    ($($test:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test] async fn $test() { super::$test(keepsake_demo::StoreKind::Memory).await; })*
+        }
+        mod cookie {
+            $(#[tokio::test] async fn $test() { super::$test(keepsake_demo::StoreKind::Cookie).await; })*
+        }
+        mod sealed {
+            $(#[tokio::test] async fn $test() { super::$test(keepsake_demo::StoreKind::Sealed).await; })*
+        }
+    };
+}
+
+for_each_store!(
+    session_json_shape_and_read_only,
+    visits_increment_across_requests,
+    page_has_the_expected_elements,
+    login_cycles_the_cookie,
+    login_rejects_bad_input,
+    logout_removes_the_cookie,
+    devices_need_login,
+    logout_everywhere,
+    theme_cookie,
+    unknown_routes_are_json_404,
+    healthz,
+    cookies_are_secure_by_default,
+    settings_reach_the_cookie,
+    bad_cookie_policy,
+    expired_session_is_reported,
+);
+
+// ---------------------------------------------------------------------------
+// Stores that do not exist yet
+// ---------------------------------------------------------------------------
+
+#[test]
+fn future_stores_are_refused() {
+    for url in [
+        "sqlite://demo.db",
+        "redis://127.0.0.1:6379",
+        "postgres://localhost/demo",
+    ] {
+        let store: StoreKind = url.parse().expect("accepted by the parser");
+        let config = Config::new(store.clone(), KeyRing::new(Key::generate()));
+        let err = keepsake_demo::app(config).expect_err(url);
+        assert!(matches!(err, AppError::StoreNotAvailable(_)), "{url}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "the {} store is not available yet (coming with the Stores work); \
+                 use --store memory|cookie|sealed",
+                store.name()
+            )
+        );
+    }
+    assert!("mysql://x".parse::<StoreKind>().is_err());
+}
+
+// ---------------------------------------------------------------------------
+// The real binary
+// ---------------------------------------------------------------------------
+
+/// The demo binary as a child process, killed (by its PID) when dropped.
+struct Demo {
+    child: Child,
+    base: String,
+}
+
+impl Demo {
+    /// Starts the binary in `dir` on a free port and waits (at most 10 s)
+    /// until `/healthz` answers.
+    async fn start(dir: &Path, run: u32, extra: &[&str]) -> Self {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let stdout = File::create(dir.join(format!("stdout.{run}"))).expect("stdout file");
+        let stderr = File::create(dir.join(format!("stderr.{run}"))).expect("stderr file");
+        let child = Command::new(env!("CARGO_BIN_EXE_keepsake-demo"))
+            .args(["--addr", &addr, "--insecure-cookies"])
+            .args(extra)
+            .current_dir(dir)
+            .env_remove("KEEPSAKE_SECRET")
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .expect("start keepsake-demo");
+        let mut demo = Self {
+            child,
+            base: format!("http://{addr}"),
+        };
+        let client = plain_client();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = demo.child.try_wait().expect("child status") {
+                let err =
+                    std::fs::read_to_string(dir.join(format!("stderr.{run}"))).unwrap_or_default();
+                panic!("keepsake-demo exited early with {status}: {err}");
+            }
+            let url = format!("{}/healthz", demo.base);
+            if let Ok(response) = client.get(&url).send().await
+                && response.status() == StatusCode::OK
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "keepsake-demo did not answer within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        demo
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test]
+async fn binary_keeps_its_secret_across_restarts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secret = dir.path().join("keepsake-demo.secret");
+    let alice = browser();
+
+    let mut demo = Demo::start(dir.path(), 1, &["--store", "cookie"]).await;
+    let mode = std::fs::metadata(&secret)
+        .expect("the secret file exists")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "secret file mode {mode:o}");
+    let written = std::fs::read_to_string(&secret).expect("read the secret");
+    assert!(Key::from_base64(written.trim()).is_ok(), "a valid secret");
+
+    let url = |path: &str| format!("{}{path}", demo.base);
+    let login = alice
+        .post(url("/api/login"))
+        .json(&json!({ "user": "alice" }))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login.status(), StatusCode::OK);
+    for _ in 0..2 {
+        alice.post(url("/api/visits")).send().await.expect("visit");
+    }
+    alice
+        .post(url("/api/theme"))
+        .json(&json!({ "theme": "dark" }))
+        .send()
+        .await
+        .expect("theme");
+    demo.stop();
+    drop(demo);
+
+    let out = std::fs::read_to_string(dir.path().join("stdout.1")).expect("stdout");
+    let err = std::fs::read_to_string(dir.path().join("stderr.1")).expect("stderr");
+    assert!(out.contains("keepsake demo on http://127.0.0.1:"), "{out}");
+    assert!(out.contains("(store: cookie)"), "{out}");
+    assert!(
+        err.contains("generated a new secret in ./keepsake-demo.secret"),
+        "{err}"
+    );
+
+    // Restarted (on another port: cookies do not care about ports), it uses
+    // the same secret, so the cookie from before the restart still verifies.
+    let demo = Demo::start(dir.path(), 2, &["--store", "cookie"]).await;
+    let body: Value = alice
+        .get(format!("{}/api/session", demo.base))
+        .send()
+        .await
+        .expect("session")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(body["user"], "alice", "{body}");
+    assert_eq!(body["visits"], 2, "{body}");
+    assert_eq!(body["new"], false, "{body}");
+    assert_eq!(body["theme"], "dark", "{body}");
+    drop(demo);
+    let err = std::fs::read_to_string(dir.path().join("stderr.2")).expect("stderr");
+    assert!(
+        err.contains("using the secret in ./keepsake-demo.secret"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&secret).expect("secret"),
+        written,
+        "unchanged"
+    );
+}
+
+#[tokio::test]
+async fn binary_uses_secret_file_flag() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo::start(
+        dir.path(),
+        1,
+        &["--secret-file", "custom.key", "--store", "sealed"],
+    )
+    .await;
+    drop(demo);
+    assert!(dir.path().join("custom.key").exists());
+    assert!(!dir.path().join("keepsake-demo.secret").exists());
+    let err = std::fs::read_to_string(dir.path().join("stderr.1")).expect("stderr");
+    assert!(
+        err.contains("generated a new secret in ./custom.key"),
+        "{err}"
+    );
+}
+
+#[test]
+fn binary_refuses_future_stores_with_exit_2() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (url, name) in [
+        ("sqlite://demo.db", "sqlite"),
+        ("redis://127.0.0.1:6379", "redis"),
+        ("postgres://localhost/demo", "postgres"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_keepsake-demo"))
+            .args(["--store", url])
+            .current_dir(dir.path())
+            .env_remove("KEEPSAKE_SECRET")
+            .output()
+            .expect("run keepsake-demo");
+        assert_eq!(output.status.code(), Some(2), "{url}");
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            err.contains(&format!(
+                "the {name} store is not available yet (coming with the Stores work); \
+                 use --store memory|cookie|sealed"
+            )),
+            "{url}: {err}"
+        );
+    }
+    // Refused before anything else happens: no secret was made.
+    assert!(!dir.path().join("keepsake-demo.secret").exists());
+
+    // An unknown store is a usage error too.
+    let output = Command::new(env!("CARGO_BIN_EXE_keepsake-demo"))
+        .args(["--store", "mongodb://x"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run keepsake-demo");
+    assert_eq!(output.status.code(), Some(2));
+}
