@@ -1339,3 +1339,12 @@ mod tests {
         assert!(store.is_empty());
     }
 }
+
+#[cfg(test)]
+mod conformance_tests {
+    /// The shared suite every store must pass.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn memory_store_passes_the_conformance_suite() {
+        super::super::conformance::run_all(&super::MemoryStore::new()).await;
+    }
+}

@@ -40,6 +40,9 @@
 //! # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
 //! ```
 
+#[cfg(any(test, feature = "test-suite"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-suite")))]
+pub mod conformance;
 mod memory;
 
 use std::{fmt, future::Future, sync::LazyLock};
