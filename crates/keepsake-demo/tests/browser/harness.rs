@@ -45,7 +45,10 @@ const CHROMIUM_ARGS: &[&str] = &[
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    // Containers often have a small /dev/shm.
     "--disable-dev-shm-usage",
+    // Only for a tidy screenshot: the logged-in page is taller than 900 px.
+    "--hide-scrollbars",
 ];
 
 /// Whether the browser tests can run. Without Chromium they are skipped
