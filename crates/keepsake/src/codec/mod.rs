@@ -709,6 +709,30 @@ impl Codec {
         check_size(name, value)
     }
 
+    /// The exact length of the value [`encode`](Codec::encode) makes for a
+    /// payload of `payload_len` bytes, without making it: for checking a
+    /// cookie's size before paying for the MAC or cipher.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use keepsake::{codec::{Claims, Codec}, key::{Key, KeyRing}};
+    /// let ring = KeyRing::new(Key::generate());
+    /// for codec in [Codec::signed(ring.clone()), Codec::sealed(ring)] {
+    ///     for len in [0, 1, 2, 3, 100, 1000] {
+    ///         let value = codec.encode("n", &vec![7; len], Claims::new(0))?;
+    ///         assert_eq!(codec.encoded_len(len), value.len());
+    ///     }
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn encoded_len(&self, payload_len: usize) -> usize {
+        match self.format {
+            Format::Signed => signed::encoded_len(payload_len),
+            Format::Sealed => sealed::encoded_len(payload_len),
+        }
+    }
+
     /// Verifies `value` as the cookie called `name` at time `now` (Unix
     /// seconds), trying the current key, then each fallback.
     ///

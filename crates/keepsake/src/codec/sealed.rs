@@ -30,6 +30,11 @@ fn associated_data(namespace: Namespace, name: &str) -> Vec<u8> {
     aad
 }
 
+/// Length of the value for a payload of `payload_len` bytes.
+pub(super) const fn encoded_len(payload_len: usize) -> usize {
+    3 + b64_len(MIN_LEN + payload_len)
+}
+
 pub(super) fn encode(
     ring: &KeyRing,
     namespace: Namespace,

@@ -65,6 +65,11 @@ fn mac(
     mac
 }
 
+/// Length of the value for a payload of `payload_len` bytes.
+pub(super) const fn encoded_len(payload_len: usize) -> usize {
+    3 + HEADER_B64_LEN + b64_len(payload_len) + 1 + TAG_B64_LEN
+}
+
 pub(super) fn encode(
     ring: &KeyRing,
     namespace: Namespace,
@@ -73,8 +78,7 @@ pub(super) fn encode(
     payload: &[u8],
 ) -> String {
     let tag = mac(ring.current_subkeys(), namespace, name, header, payload).finalize();
-    let mut out =
-        String::with_capacity(3 + HEADER_B64_LEN + b64_len(payload.len()) + 1 + TAG_B64_LEN);
+    let mut out = String::with_capacity(encoded_len(payload.len()));
     out.push_str("s1.");
     if payload.len() <= INLINE_PAYLOAD {
         let mut data = [0u8; HEADER_LEN + INLINE_PAYLOAD];

@@ -42,7 +42,7 @@ pub use self::{
     context::BadCookie,
 };
 use crate::{
-    codec::EncodeError,
+    codec::MAX_COOKIE_SIZE,
     cookies::Cookie,
     store::{Created, Id, Record, Saved, StoreError, StoreErrorKind, Touched},
 };
@@ -395,11 +395,17 @@ impl Session {
     /// longer fits in a cookie. A change that fails this check must be
     /// undone, or the response would silently carry no cookie at all.
     fn check_size(&self, record: &Record) -> Result<(), SessionError> {
-        if matches!(self.ctx.backend, Backend::Cookie)
-            && let Err(EncodeError::TooLarge { size, limit, .. }) =
-                self.ctx.cookie_value(record, self.ctx.now())
-        {
-            return Err(SessionError::TooLarge { size, limit });
+        if !matches!(self.ctx.backend, Backend::Cookie) {
+            return Ok(());
+        }
+        // The exact size from the JSON length alone: no MAC, cipher or
+        // base64 on every insert.
+        let size = self.ctx.cookie_name.len() + self.ctx.codec.encoded_len(json_len(record));
+        if size > MAX_COOKIE_SIZE {
+            return Err(SessionError::TooLarge {
+                size,
+                limit: MAX_COOKIE_SIZE,
+            });
         }
         Ok(())
     }
@@ -1105,6 +1111,24 @@ impl Session {
             "the session kept changing under this request; its changes were not saved",
         ))
     }
+}
+
+/// The length of `record`'s JSON, counted without building it.
+fn json_len(record: &Record) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing to a counter cannot fail, and a record always serializes.
+    let _ = serde_json::to_writer(&mut count, record);
+    count.0
 }
 
 /// Moves `record`'s idle deadline to what a visit at `now` gives.
