@@ -24,7 +24,9 @@
 //!   entirely in a signed or sealed cookie. Idle and absolute expiry are
 //!   enforced on the server; the store is read only when the handler uses the
 //!   session and written only when something changed.
-//! - [`store`]: the store trait and [`MemoryStore`](store::MemoryStore).
+//! - [`store`]: the store trait, [`MemoryStore`](store::MemoryStore), and
+//!   with their features the SQLite, Redis and PostgreSQL stores, all held
+//!   to one conformance suite.
 //!
 //! # A complete axum app
 //!
@@ -144,6 +146,10 @@
 //! | feature | default | enables |
 //! |---|---|---|
 //! | `axum` | yes | [`Session`](session::Session) and [`CookieJar`](cookies::CookieJar) as axum extractors, [`SessionError`](session::SessionError) as a response (the [axum module](crate::axum)) |
+//! | `sqlite` | no | `store::SqliteStore`: sessions in an embedded SQLite file (bundled SQLite, WAL) |
+//! | `redis` | no | `store::RedisStore`: sessions in Redis 7+, one command per read, one script per write |
+//! | `postgres` | no | `store::PostgresStore`: sessions in PostgreSQL, compare-and-set on a version column |
+//! | `test-suite` | no | `store::conformance`: the checks every store must pass, for third-party stores |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

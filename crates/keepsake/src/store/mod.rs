@@ -44,6 +44,15 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "test-suite")))]
 pub mod conformance;
 mod memory;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+mod postgres;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+mod redis;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+mod sqlite;
 
 use std::{fmt, future::Future, sync::LazyLock};
 
@@ -52,6 +61,12 @@ use serde_json::{Map, Value};
 use sha2::Sha256;
 
 pub use self::memory::{MemoryStore, MemoryStoreBuilder};
+#[cfg(feature = "postgres")]
+pub use self::postgres::{PostgresStore, PostgresStoreBuilder};
+#[cfg(feature = "redis")]
+pub use self::redis::RedisStore;
+#[cfg(feature = "sqlite")]
+pub use self::sqlite::{SqliteStore, SqliteStoreBuilder};
 
 /// A session's data: string keys, JSON values.
 pub type Data = Map<String, Value>;

@@ -1,0 +1,1354 @@
+//! The PostgreSQL store: [`PostgresStore`], built with
+//! [`PostgresStoreBuilder`] (feature `postgres`).
+//!
+//! See [`PostgresStore`] for the schema, the SQL and how expiry works.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use keepsake::store::{Created, Id, PostgresStore, Record, SessionStore};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let store = PostgresStore::builder()
+//!     .schema("app")
+//!     .table("sessions")
+//!     .pool_size(16)
+//!     .connect("postgres://app@db.internal/app")
+//!     .await?;
+//! let purge = store.spawn_purge_task(std::time::Duration::from_secs(300));
+//!
+//! let record = Record::new(Id::random(), 1_000, Some(60), 3_600);
+//! assert_eq!(store.create(&record).await?, Created::Created);
+//! assert!(store.load(&record.id, 1_059).await?.is_some());
+//! assert!(store.load(&record.id, 1_060).await?.is_none());
+//! purge.abort();
+//! # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+//! ```
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use serde_json::Value;
+use tokio_postgres::{NoTls, Row, types::ToSql};
+
+use super::{Created, Data, Id, Record, Saved, SessionStore, StoreError, StoreErrorKind, Touched};
+
+/// The layout version this code writes and understands.
+const SCHEMA_VERSION: i32 = 1;
+
+/// Default schema.
+const DEFAULT_SCHEMA: &str = "public";
+
+/// Default table.
+const DEFAULT_TABLE: &str = "keepsake_sessions";
+
+/// Default maximum number of pooled connections.
+const DEFAULT_POOL_SIZE: usize = 16;
+
+/// Default wait for a pooled connection, and for a new connection.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Rows one purge statement deletes, so a large purge never holds many row
+/// locks for long.
+const PURGE_BATCH: i64 = 1_000;
+
+/// The longest table name: index names add up to 12 characters and
+/// PostgreSQL truncates identifiers past 63.
+const MAX_TABLE_LEN: usize = 63 - "_user_id_idx".len();
+
+/// The longest schema name.
+const MAX_SCHEMA_LEN: usize = 63;
+
+/// The columns of a record, in the order [`decode`] reads them.
+const COLUMNS: &str = "id, data::text, created_at, idle_timeout, idle_deadline, \
+                       absolute_deadline, persistent, version, user_id";
+
+/// A [`SessionStore`] in PostgreSQL, shared by every app server using the
+/// same database. Cloning is cheap and shares the connection pool.
+///
+/// Sessions live in one table, shared by every app server that connects to
+/// the database. Connections come from a [`deadpool_postgres`] pool (no TLS;
+/// put the database on a private network or behind a TLS-terminating
+/// proxy), and every operation is a single prepared statement (cached per
+/// connection), so a request costs one round trip (two for a failed save).
+///
+/// # Schema
+///
+/// [`connect`](PostgresStore::connect) (and the builder's `connect`) runs
+/// [`migrate`](PostgresStore::migrate), which creates (if absent), in the
+/// configured schema (default `public`), the table (default
+/// `keepsake_sessions`):
+///
+/// ```sql
+/// CREATE TABLE IF NOT EXISTS "public"."keepsake_sessions" (
+///     id                TEXT PRIMARY KEY,   -- Id, 22 characters of base64url
+///     data              JSONB NOT NULL,     -- the session data (see below)
+///     created_at        BIGINT NOT NULL,    -- Unix seconds
+///     idle_timeout      BIGINT NULL,        -- seconds, NULL: no idle limit
+///     idle_deadline     BIGINT NULL,
+///     absolute_deadline BIGINT NOT NULL,
+///     deadline          BIGINT NOT NULL,    -- LEAST(idle_deadline, absolute_deadline)
+///     persistent        BOOLEAN NOT NULL,
+///     version           BIGINT NOT NULL,    -- bumped by every save
+///     user_id           TEXT NULL           -- for "log out everywhere"
+/// );
+/// CREATE INDEX IF NOT EXISTS "keepsake_sessions_deadline_idx"
+///     ON "public"."keepsake_sessions" (deadline);
+/// CREATE INDEX IF NOT EXISTS "keepsake_sessions_user_id_idx"
+///     ON "public"."keepsake_sessions" (user_id) WHERE user_id IS NOT NULL;
+/// ```
+///
+/// The `deadline` index serves expiry ([`purge_expired`](SessionStore::purge_expired));
+/// the partial `user_id` index serves [`list_user`](SessionStore::list_user)
+/// and [`delete_user`](SessionStore::delete_user). A small
+/// `keepsake_schema (table_name, version)` table in the same schema records
+/// the layout version of each sessions table (currently 1). Migration runs in
+/// one transaction under an advisory lock, so app servers starting together
+/// do not race, and running it again changes nothing. A table recorded with
+/// a *newer* version (written by a later keepsake) is refused with a clear
+/// error instead of being used with the wrong layout. Schema and table names
+/// must match `[a-z_][a-z0-9_]*` (and are quoted besides), so they can never
+/// inject SQL.
+///
+/// Session data is stored as a JSONB object, so it can be inspected with
+/// SQL. One exception: JSONB cannot hold the character U+0000, so data that
+/// contains it anywhere is stored as a JSONB *string* holding the data's JSON
+/// text instead. Reading accepts both forms.
+///
+/// # Why compare-and-set on `version`
+///
+/// Two requests of the same visitor can run at once (two tabs, a burst of
+/// API calls). Each loads the record, changes it, and saves. A plain
+/// `UPDATE` would let the slower one silently overwrite the other's write,
+/// and an upsert could bring back a session that was deleted (logged out)
+/// in between. So [`save`](SessionStore::save) is
+///
+/// ```sql
+/// UPDATE ... SET ..., version = version + 1
+/// WHERE id = $1 AND version = $2 AND deadline > $now
+/// ```
+///
+/// PostgreSQL re-checks the `WHERE` clause on the newest row version after
+/// waiting for a concurrent writer's lock, so of any number of saves of one
+/// version exactly one matches; the others update nothing. When nothing was
+/// updated, a second query tells [`Saved::Conflict`] (the row is there and
+/// live) from [`Saved::Gone`] (deleted or expired). A save never inserts.
+///
+/// [`create`](SessionStore::create) is
+/// `INSERT ... ON CONFLICT (id) DO UPDATE ... WHERE deadline <= $created_at`:
+/// it replaces a row with the same id only if that row has expired at the
+/// new record's creation time, and reports [`Created::Collision`] otherwise.
+///
+/// # Expiry
+///
+/// Every read and write compares `deadline` with the `now` it is given, so
+/// an expired row behaves as absent at once, whether or not it has been
+/// deleted yet. Nothing deletes expired rows by itself: call
+/// [`purge_expired`](SessionStore::purge_expired) periodically (it deletes
+/// in batches, oldest deadline first, skipping rows other transactions hold
+/// locked), or let [`PostgresStore::spawn_purge_task`] do it. With several
+/// app servers, running the purge on one or on all of them is equally safe.
+///
+/// Times are Unix seconds stored as `BIGINT`; values past `i64::MAX` (about
+/// 292 billion years) are stored as `i64::MAX`.
+///
+/// # Example
+///
+/// ```no_run
+/// use keepsake::store::{Id, PostgresStore, Record, Saved, SessionStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let store = PostgresStore::connect("postgres://postgres@127.0.0.1:5432/app").await?;
+/// let mut record = Record::new(Id::random(), 1_000, Some(1_800), 86_400);
+/// store.create(&record).await?;
+/// record.data.insert("user".into(), "ada".into());
+/// assert_eq!(store.save(&record, 1_001).await?, Saved::Saved { version: 1 });
+/// assert_eq!(store.save(&record, 1_002).await?, Saved::Conflict);
+/// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    sql: Arc<Sql>,
+}
+
+/// Options for a [`PostgresStore`]: schema, table, pool size, timeouts.
+///
+/// # Example
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use keepsake::store::PostgresStore;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let store = PostgresStore::builder()
+///     .schema("sessions")
+///     .table("web")
+///     .pool_size(32)
+///     .timeout(Duration::from_secs(3))
+///     .connect("postgres://app@db.internal/app")
+///     .await?;
+/// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct PostgresStoreBuilder {
+    schema: String,
+    table: String,
+    pool_size: usize,
+    timeout: Duration,
+    migrate: bool,
+}
+
+impl Default for PostgresStoreBuilder {
+    fn default() -> Self {
+        Self {
+            schema: DEFAULT_SCHEMA.to_owned(),
+            table: DEFAULT_TABLE.to_owned(),
+            pool_size: DEFAULT_POOL_SIZE,
+            timeout: DEFAULT_TIMEOUT,
+            migrate: true,
+        }
+    }
+}
+
+impl PostgresStoreBuilder {
+    /// The schema holding the table (default `public`). It is created if it
+    /// does not exist. Must match `[a-z_][a-z0-9_]*`, at most 63 characters.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let builder = keepsake::store::PostgresStore::builder().schema("sessions");
+    /// # let _ = builder;
+    /// ```
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// The table name (default `keepsake_sessions`). Must match
+    /// `[a-z_][a-z0-9_]*`, at most 51 characters (so index names fit).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let builder = keepsake::store::PostgresStore::builder().table("web_sessions");
+    /// # let _ = builder;
+    /// ```
+    pub fn table(mut self, table: impl Into<String>) -> Self {
+        self.table = table.into();
+        self
+    }
+
+    /// The most connections the pool opens (default 16, at least 1).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let builder = keepsake::store::PostgresStore::builder().pool_size(4);
+    /// # let _ = builder;
+    /// ```
+    pub fn pool_size(mut self, pool_size: usize) -> Self {
+        self.pool_size = pool_size.max(1);
+        self
+    }
+
+    /// How long an operation waits for a free pooled connection, and for a
+    /// new connection to be set up (default 10 s). Past it the operation
+    /// fails with [`StoreErrorKind::Timeout`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let builder = keepsake::store::PostgresStore::builder()
+    ///     .timeout(std::time::Duration::from_secs(2));
+    /// # let _ = builder;
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Whether [`connect`](Self::connect) and [`with_pool`](Self::with_pool)
+    /// run [`PostgresStore::migrate`] (default `true`). Turn it off when the
+    /// app's database role may not create tables and the schema is set up
+    /// by other means.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let builder = keepsake::store::PostgresStore::builder().migrate(false);
+    /// # let _ = builder;
+    /// ```
+    pub fn migrate(mut self, migrate: bool) -> Self {
+        self.migrate = migrate;
+        self
+    }
+
+    /// Builds a pool for `url` (a `postgres://` URL or a `key=value`
+    /// connection string; no TLS), then migrates (unless turned off) or
+    /// else checks that the database answers.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreErrorKind::Unavailable`] for an invalid name, URL, an
+    /// unreachable database or a failed migration (including a table
+    /// written by a newer keepsake); [`StoreErrorKind::Timeout`] if no
+    /// connection could be made in time.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let store = keepsake::store::PostgresStore::builder()
+    ///     .connect("postgres://postgres@127.0.0.1:5432/app")
+    ///     .await?;
+    /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+    /// ```
+    pub async fn connect(self, url: &str) -> Result<PostgresStore, StoreError> {
+        let config: tokio_postgres::Config = url.parse().map_err(|err| {
+            StoreError::with_source(
+                StoreErrorKind::Unavailable,
+                "invalid PostgreSQL connection URL",
+                err,
+            )
+        })?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(self.pool_size)
+            .wait_timeout(Some(self.timeout))
+            .create_timeout(Some(self.timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|err| {
+                StoreError::with_source(
+                    StoreErrorKind::Unavailable,
+                    "cannot build the PostgreSQL pool",
+                    err,
+                )
+            })?;
+        self.with_pool(pool).await
+    }
+
+    /// Uses an existing pool (its own size and timeouts apply), then
+    /// migrates (unless turned off) or else checks that the database
+    /// answers.
+    ///
+    /// # Errors
+    ///
+    /// As for [`connect`](Self::connect).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use deadpool_postgres::{Manager, Pool};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let config = "postgres://postgres@127.0.0.1:5432/app".parse().unwrap();
+    /// let pool = Pool::builder(Manager::new(config, tokio_postgres::NoTls))
+    ///     .max_size(8)
+    ///     .build()
+    ///     .unwrap();
+    /// let store = keepsake::store::PostgresStore::builder().with_pool(pool).await?;
+    /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+    /// ```
+    pub async fn with_pool(self, pool: Pool) -> Result<PostgresStore, StoreError> {
+        check_name("schema", &self.schema, MAX_SCHEMA_LEN)?;
+        check_name("table", &self.table, MAX_TABLE_LEN)?;
+        let store = PostgresStore {
+            pool,
+            sql: Arc::new(Sql::new(&self.schema, &self.table)),
+        };
+        if self.migrate {
+            store.migrate().await?;
+        } else {
+            store
+                .client()
+                .await?
+                .simple_query("SELECT 1")
+                .await
+                .map_err(unavailable("the PostgreSQL server does not answer"))?;
+        }
+        Ok(store)
+    }
+}
+
+/// Rejects a schema or table name that is not `[a-z_][a-z0-9_]*`.
+fn check_name(what: &str, name: &str, max_len: usize) -> Result<(), StoreError> {
+    let mut chars = name.chars();
+    let valid = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= max_len;
+    if valid {
+        Ok(())
+    } else {
+        Err(StoreError::new(
+            StoreErrorKind::Unavailable,
+            format!(
+                "invalid PostgreSQL {what} name {name:?}: use lowercase ASCII letters, digits \
+                 and underscores, not starting with a digit, at most {max_len} characters"
+            ),
+        ))
+    }
+}
+
+/// The SQL text of every statement, for one schema and table.
+#[derive(Debug)]
+struct Sql {
+    schema: String,
+    table: String,
+    /// `"schema"."keepsake_schema"`.
+    versions: String,
+    /// The migration, after the version check.
+    create_table: String,
+    create: String,
+    load: String,
+    save: String,
+    save_check: String,
+    touch: String,
+    delete: String,
+    delete_user: String,
+    list_user: String,
+    purge: String,
+}
+
+impl Sql {
+    /// Statements for `schema` and `table`, both already checked.
+    fn new(schema: &str, table: &str) -> Self {
+        let t = format!("\"{schema}\".\"{table}\"");
+        Self {
+            schema: schema.to_owned(),
+            table: table.to_owned(),
+            versions: format!("\"{schema}\".\"keepsake_schema\""),
+            create_table: format!(
+                "CREATE TABLE IF NOT EXISTS {t} (
+                    id TEXT PRIMARY KEY,
+                    data JSONB NOT NULL,
+                    created_at BIGINT NOT NULL,
+                    idle_timeout BIGINT NULL,
+                    idle_deadline BIGINT NULL,
+                    absolute_deadline BIGINT NOT NULL,
+                    deadline BIGINT NOT NULL,
+                    persistent BOOLEAN NOT NULL,
+                    version BIGINT NOT NULL,
+                    user_id TEXT NULL
+                );
+                CREATE INDEX IF NOT EXISTS \"{table}_deadline_idx\" ON {t} (deadline);
+                CREATE INDEX IF NOT EXISTS \"{table}_user_id_idx\" ON {t} (user_id)
+                    WHERE user_id IS NOT NULL;"
+            ),
+            // $3 (created_at) is the clock: a row with the same id is replaced
+            // only if it has expired by the time the new one is created.
+            create: format!(
+                "INSERT INTO {t} AS s (id, data, created_at, idle_timeout, idle_deadline, \
+                 absolute_deadline, deadline, persistent, version, user_id) \
+                 VALUES ($1, $2::text::jsonb, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, \
+                 created_at = EXCLUDED.created_at, idle_timeout = EXCLUDED.idle_timeout, \
+                 idle_deadline = EXCLUDED.idle_deadline, \
+                 absolute_deadline = EXCLUDED.absolute_deadline, deadline = EXCLUDED.deadline, \
+                 persistent = EXCLUDED.persistent, version = EXCLUDED.version, \
+                 user_id = EXCLUDED.user_id \
+                 WHERE s.deadline <= $3"
+            ),
+            load: format!("SELECT {COLUMNS} FROM {t} WHERE id = $1 AND deadline > $2"),
+            save: format!(
+                "UPDATE {t} SET data = $3::text::jsonb, created_at = $4, idle_timeout = $5, \
+                 idle_deadline = $6, absolute_deadline = $7, deadline = $8, persistent = $9, \
+                 user_id = $10, version = version + 1 \
+                 WHERE id = $1 AND version = $2 AND deadline > $11 \
+                 RETURNING version"
+            ),
+            save_check: format!(
+                "SELECT EXISTS (SELECT 1 FROM {t} WHERE id = $1 AND deadline > $2)"
+            ),
+            touch: format!(
+                "UPDATE {t} SET idle_deadline = LEAST($2, absolute_deadline), \
+                 deadline = LEAST($2, absolute_deadline) \
+                 WHERE id = $1 AND deadline > $3"
+            ),
+            delete: format!("DELETE FROM {t} WHERE id = $1"),
+            delete_user: format!("DELETE FROM {t} WHERE user_id = $1"),
+            list_user: format!(
+                "SELECT {COLUMNS} FROM {t} WHERE user_id = $1 AND deadline > $2 \
+                 ORDER BY created_at, id"
+            ),
+            purge: format!(
+                "WITH doomed AS (SELECT id FROM {t} WHERE deadline <= $1 \
+                 ORDER BY deadline LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                 DELETE FROM {t} AS s USING doomed WHERE s.id = doomed.id"
+            ),
+        }
+    }
+}
+
+/// Maps a driver error to [`StoreErrorKind::Unavailable`].
+fn unavailable(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
+    move |err| StoreError::with_source(StoreErrorKind::Unavailable, context, err)
+}
+
+/// A [`StoreErrorKind::Corrupt`] error.
+fn corrupt(message: impl Into<String>) -> StoreError {
+    StoreError::new(StoreErrorKind::Corrupt, message)
+}
+
+/// A time or count as a `BIGINT` (clamped at `i64::MAX`).
+fn to_db(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A `BIGINT` column back as a time or count.
+fn from_db(value: i64, column: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| corrupt(format!("negative {column} in a session row")))
+}
+
+/// The JSON text to store for `data`: the object itself, or, if it holds a
+/// U+0000 (which JSONB refuses), a JSON string of its text.
+fn encode_data(data: &Data) -> Result<String, StoreError> {
+    let text = serde_json::to_string(data).map_err(|err| {
+        StoreError::with_source(StoreErrorKind::Corrupt, "cannot encode session data", err)
+    })?;
+    if !text.contains("\\u0000") {
+        return Ok(text);
+    }
+    serde_json::to_string(&Value::String(text)).map_err(|err| {
+        StoreError::with_source(StoreErrorKind::Corrupt, "cannot encode session data", err)
+    })
+}
+
+/// The session data from the `data` column's text: an object, or a string
+/// holding an object's JSON text.
+fn decode_data(text: &str) -> Result<Data, StoreError> {
+    let bad = |err| StoreError::with_source(StoreErrorKind::Corrupt, "bad session data", err);
+    match serde_json::from_str::<Value>(text).map_err(bad)? {
+        Value::Object(data) => Ok(data),
+        Value::String(inner) => serde_json::from_str::<Data>(&inner).map_err(bad),
+        _ => Err(corrupt("session data is not a JSON object")),
+    }
+}
+
+/// A record from a row of [`COLUMNS`].
+fn decode(row: &Row) -> Result<Record, StoreError> {
+    fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
+        row: &'a Row,
+        index: usize,
+    ) -> Result<T, StoreError> {
+        row.try_get(index).map_err(|err| {
+            StoreError::with_source(
+                StoreErrorKind::Corrupt,
+                "unexpected column in a session row",
+                err,
+            )
+        })
+    }
+    let id: &str = get(row, 0)?;
+    let id = id
+        .parse::<Id>()
+        .map_err(|err| StoreError::with_source(StoreErrorKind::Corrupt, "bad session id", err))?;
+    let optional = |value: Option<i64>, column| value.map(|v| from_db(v, column)).transpose();
+    Ok(Record {
+        id,
+        data: decode_data(get(row, 1)?)?,
+        created_at: from_db(get(row, 2)?, "created_at")?,
+        idle_timeout: optional(get(row, 3)?, "idle_timeout")?,
+        idle_deadline: optional(get(row, 4)?, "idle_deadline")?,
+        absolute_deadline: from_db(get(row, 5)?, "absolute_deadline")?,
+        persistent: get(row, 6)?,
+        version: from_db(get(row, 7)?, "version")?,
+        user: get(row, 8)?,
+    })
+}
+
+/// The values `create` and `save` write, as parameters.
+struct Columns {
+    data: String,
+    created_at: i64,
+    idle_timeout: Option<i64>,
+    idle_deadline: Option<i64>,
+    absolute_deadline: i64,
+    deadline: i64,
+    version: i64,
+}
+
+impl Columns {
+    fn of(record: &Record) -> Result<Self, StoreError> {
+        Ok(Self {
+            data: encode_data(&record.data)?,
+            created_at: to_db(record.created_at),
+            idle_timeout: record.idle_timeout.map(to_db),
+            idle_deadline: record.idle_deadline.map(to_db),
+            absolute_deadline: to_db(record.absolute_deadline),
+            deadline: to_db(record.deadline()),
+            version: to_db(record.version),
+        })
+    }
+}
+
+impl PostgresStore {
+    /// Connects with the default options (schema `public`, table
+    /// `keepsake_sessions`, 16 connections, 10 s timeout) and migrates. Use
+    /// [`builder`](Self::builder) for other options.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreErrorKind::Unavailable`] for an invalid URL, an unreachable
+    /// database or a failed migration (including a table written by a newer
+    /// keepsake); [`StoreErrorKind::Timeout`] if no connection could be made
+    /// in time.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let store = keepsake::store::PostgresStore::connect("postgres://postgres@127.0.0.1/app").await?;
+    /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+    /// ```
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::builder().connect(url).await
+    }
+
+    /// Options for a store: schema, table, pool size.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let store = keepsake::store::PostgresStore::builder()
+    ///     .table("sessions")
+    ///     .connect("postgres://postgres@127.0.0.1/app")
+    ///     .await?;
+    /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+    /// ```
+    pub fn builder() -> PostgresStoreBuilder {
+        PostgresStoreBuilder::default()
+    }
+
+    /// Creates the table, its indexes and the `keepsake_schema` version
+    /// table if they are absent (see [`PostgresStore`]). Idempotent,
+    /// and safe to run from several processes at once. Run by
+    /// [`connect`](Self::connect) unless turned off.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreErrorKind::Unavailable`] if the database fails or the table
+    /// is recorded with a newer layout version than this keepsake knows.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let store = keepsake::store::PostgresStore::builder()
+    ///     .migrate(false)
+    ///     .connect("postgres://postgres@127.0.0.1/app")
+    ///     .await?;
+    /// store.migrate().await?;
+    /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+    /// ```
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let failed = unavailable("migrating the session table failed");
+        let sql = &self.sql;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(failed)?;
+        let failed = || unavailable("migrating the session table failed");
+        // One migration per schema at a time (concurrent CREATE ... IF NOT
+        // EXISTS can fail on catalog unique indexes).
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1))",
+            &[&format!("keepsake:{}", sql.schema)],
+        )
+        .await
+        .map_err(failed())?;
+        let schema_exists: bool = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+                &[&sql.schema],
+            )
+            .await
+            .map_err(failed())?
+            .get(0);
+        if !schema_exists {
+            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", sql.schema))
+                .await
+                .map_err(failed())?;
+        }
+        tx.batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {} (table_name TEXT PRIMARY KEY, version INTEGER NOT NULL)",
+            sql.versions
+        ))
+        .await
+        .map_err(failed())?;
+        let recorded: Option<i32> = tx
+            .query_opt(
+                &format!("SELECT version FROM {} WHERE table_name = $1", sql.versions),
+                &[&sql.table],
+            )
+            .await
+            .map_err(failed())?
+            .map(|row| row.get(0));
+        if let Some(version) = recorded.filter(|&v| v > SCHEMA_VERSION) {
+            return Err(StoreError::new(
+                StoreErrorKind::Unavailable,
+                format!(
+                    "session table \"{}\".\"{}\" has schema version {version}, newer than \
+                     version {SCHEMA_VERSION} that this keepsake understands; upgrade keepsake",
+                    sql.schema, sql.table
+                ),
+            ));
+        }
+        tx.batch_execute(&sql.create_table)
+            .await
+            .map_err(failed())?;
+        tx.execute(
+            &format!(
+                "INSERT INTO {0} (table_name, version) VALUES ($1, $2) \
+                 ON CONFLICT (table_name) DO UPDATE SET version = EXCLUDED.version \
+                 WHERE {0}.version < EXCLUDED.version",
+                sql.versions
+            ),
+            &[&sql.table, &SCHEMA_VERSION],
+        )
+        .await
+        .map_err(failed())?;
+        tx.commit().await.map_err(failed())
+    }
+
+    /// Spawns a Tokio task that calls
+    /// [`purge_expired`](SessionStore::purge_expired) with the current time
+    /// now and then every `interval` (at least one second), logging
+    /// failures with `tracing`. Abort the returned handle to stop it.
+    ///
+    /// # Panics
+    ///
+    /// If called outside a Tokio runtime.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let store = keepsake::store::PostgresStore::connect("postgres://postgres@127.0.0.1/app").await?;
+    /// let purge = store.spawn_purge_task(Duration::from_secs(600));
+    /// // ... serve ...
+    /// purge.abort();
+    /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+    /// ```
+    pub fn spawn_purge_task(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let store = self.clone();
+        let interval = interval.max(Duration::from_secs(1));
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                match store.purge_expired(crate::codec::unix_now()).await {
+                    Ok(0) => {}
+                    Ok(purged) => tracing::debug!(purged, "purged expired sessions"),
+                    Err(err) => tracing::warn!(error = %err, "purging expired sessions failed"),
+                }
+            }
+        })
+    }
+
+    /// A pooled connection.
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(|err| {
+            let kind = match err {
+                PoolError::Timeout(_) => StoreErrorKind::Timeout,
+                _ => StoreErrorKind::Unavailable,
+            };
+            StoreError::with_source(kind, "no PostgreSQL connection", err)
+        })
+    }
+
+    /// Runs a cached prepared statement; the rows.
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(sql)
+            .await
+            .map_err(unavailable("preparing a session statement failed"))?;
+        client
+            .query(&statement, params)
+            .await
+            .map_err(unavailable("a session query failed"))
+    }
+
+    /// Runs a cached prepared statement; how many rows it changed.
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(sql)
+            .await
+            .map_err(unavailable("preparing a session statement failed"))?;
+        client
+            .execute(&statement, params)
+            .await
+            .map_err(unavailable("a session statement failed"))
+    }
+}
+
+/// A row count as `usize`.
+fn count(rows: u64) -> usize {
+    usize::try_from(rows).unwrap_or(usize::MAX)
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let status = self.pool.status();
+        f.debug_struct("PostgresStore")
+            .field("schema", &self.sql.schema)
+            .field("table", &self.sql.table)
+            .field("max_connections", &status.max_size)
+            .field("connections", &status.size)
+            .finish()
+    }
+}
+
+impl SessionStore for PostgresStore {
+    async fn create(&self, record: &Record) -> Result<Created, StoreError> {
+        let c = Columns::of(record)?;
+        let id = record.id.to_string();
+        let changed = self
+            .execute(
+                &self.sql.create,
+                &[
+                    &id,
+                    &c.data,
+                    &c.created_at,
+                    &c.idle_timeout,
+                    &c.idle_deadline,
+                    &c.absolute_deadline,
+                    &c.deadline,
+                    &record.persistent,
+                    &c.version,
+                    &record.user,
+                ],
+            )
+            .await?;
+        Ok(if changed == 0 {
+            Created::Collision
+        } else {
+            Created::Created
+        })
+    }
+
+    async fn load(&self, id: &Id, now: u64) -> Result<Option<Record>, StoreError> {
+        let rows = self
+            .query(&self.sql.load, &[&id.to_string(), &to_db(now)])
+            .await?;
+        rows.first().map(decode).transpose()
+    }
+
+    async fn save(&self, record: &Record, now: u64) -> Result<Saved, StoreError> {
+        let c = Columns::of(record)?;
+        let id = record.id.to_string();
+        let now = to_db(now);
+        let rows = self
+            .query(
+                &self.sql.save,
+                &[
+                    &id,
+                    &c.version,
+                    &c.data,
+                    &c.created_at,
+                    &c.idle_timeout,
+                    &c.idle_deadline,
+                    &c.absolute_deadline,
+                    &c.deadline,
+                    &record.persistent,
+                    &record.user,
+                    &now,
+                ],
+            )
+            .await?;
+        if let Some(row) = rows.first() {
+            let version: i64 = row.try_get(0).map_err(|err| {
+                StoreError::with_source(StoreErrorKind::Corrupt, "bad version column", err)
+            })?;
+            return Ok(Saved::Saved {
+                version: from_db(version, "version")?,
+            });
+        }
+        // Nothing written: the version differs (the row is live) or the row
+        // is gone. Versions only grow, so this cannot turn into a match.
+        let rows = self.query(&self.sql.save_check, &[&id, &now]).await?;
+        let live = rows.first().is_some_and(|row| row.get::<_, bool>(0));
+        Ok(if live { Saved::Conflict } else { Saved::Gone })
+    }
+
+    async fn touch(&self, id: &Id, idle_deadline: u64, now: u64) -> Result<Touched, StoreError> {
+        let changed = self
+            .execute(
+                &self.sql.touch,
+                &[&id.to_string(), &to_db(idle_deadline), &to_db(now)],
+            )
+            .await?;
+        Ok(if changed == 0 {
+            Touched::Gone
+        } else {
+            Touched::Touched
+        })
+    }
+
+    async fn delete(&self, id: &Id) -> Result<bool, StoreError> {
+        Ok(self.execute(&self.sql.delete, &[&id.to_string()]).await? > 0)
+    }
+
+    async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
+        Ok(count(self.execute(&self.sql.delete_user, &[&user]).await?))
+    }
+
+    async fn list_user(&self, user: &str, now: u64) -> Result<Vec<Record>, StoreError> {
+        self.query(&self.sql.list_user, &[&user, &to_db(now)])
+            .await?
+            .iter()
+            .map(decode)
+            .collect()
+    }
+
+    async fn purge_expired(&self, now: u64) -> Result<usize, StoreError> {
+        let now = to_db(now);
+        let mut purged = 0;
+        loop {
+            let batch = self.execute(&self.sql.purge, &[&now, &PURGE_BATCH]).await?;
+            purged += count(batch);
+            if batch < PURGE_BATCH.unsigned_abs() {
+                return Ok(purged);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::store::conformance;
+
+    /// The test server's URL, or `None` (and a note) to skip.
+    fn test_url() -> Option<String> {
+        let url = std::env::var("KEEPSAKE_TEST_POSTGRES_URL").ok();
+        if url.is_none() {
+            eprintln!("skipping: KEEPSAKE_TEST_POSTGRES_URL is not set");
+        }
+        url
+    }
+
+    /// Runs `test` with the URL and a fresh schema, which is dropped
+    /// afterwards even if the test panics.
+    async fn with_schema<F, Fut>(test: F)
+    where
+        F: FnOnce(String, String) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let Some(url) = test_url() else { return };
+        let schema = format!(
+            "keepsake_test_{}",
+            Id::random()
+                .as_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        let (client, connection) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+        let connection = tokio::spawn(connection);
+        client
+            .batch_execute(&format!("CREATE SCHEMA \"{schema}\""))
+            .await
+            .unwrap();
+        let outcome = tokio::spawn(test(url, schema.clone())).await;
+        client
+            .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+            .await
+            .unwrap();
+        drop(client);
+        connection.await.unwrap().unwrap();
+        if let Err(err) = outcome {
+            std::panic::resume_unwind(err.into_panic());
+        }
+    }
+
+    async fn store(url: &str, schema: &str) -> PostgresStore {
+        PostgresStore::builder()
+            .schema(schema)
+            .pool_size(20)
+            .connect(url)
+            .await
+            .unwrap()
+    }
+
+    /// A raw connection for poking at the table.
+    async fn raw(url: &str) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+    }
+
+    fn record(now: u64, lifetime: u64) -> Record {
+        let mut record = Record::new(Id::random(), now, Some(60), lifetime);
+        record.data.insert("n".into(), json!(1));
+        record
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn passes_the_conformance_suite() {
+        with_schema(|url, schema| async move {
+            let store = store(&url, &schema).await;
+            conformance::run_all(&store).await;
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sixteen_tasks_saving_one_version_have_one_winner() {
+        with_schema(|url, schema| async move {
+            let store = store(&url, &schema).await;
+            for round in 0..5_u64 {
+                let mut record = record(1_000, 3_600);
+                store.create(&record).await.unwrap();
+                record.version = 0;
+                let tasks: Vec<_> = (0..16)
+                    .map(|i| {
+                        let store = store.clone();
+                        let mut mine = record.clone();
+                        mine.data.insert("writer".into(), json!(i));
+                        tokio::spawn(async move { store.save(&mine, 1_000).await.unwrap() })
+                    })
+                    .collect();
+                let mut outcomes = Vec::new();
+                for task in tasks {
+                    outcomes.push(task.await.unwrap());
+                }
+                let winners = outcomes
+                    .iter()
+                    .filter(|o| **o == Saved::Saved { version: 1 })
+                    .count();
+                let conflicts = outcomes.iter().filter(|o| **o == Saved::Conflict).count();
+                assert_eq!((winners, conflicts), (1, 15), "round {round}: {outcomes:?}");
+                let loaded = store.load(&record.id, 1_000).await.unwrap().unwrap();
+                assert_eq!(loaded.version, 1);
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn migration_is_idempotent_and_refuses_newer_versions() {
+        with_schema(|url, schema| async move {
+            let first = store(&url, &schema).await;
+            let record = record(1_000, 3_600);
+            first.create(&record).await.unwrap();
+            // Again, concurrently, and explicitly: nothing changes.
+            let (a, b) = tokio::join!(store(&url, &schema), store(&url, &schema));
+            a.migrate().await.unwrap();
+            assert_eq!(b.load(&record.id, 1_000).await.unwrap(), Some(record));
+
+            let client = raw(&url).await;
+            let versions = client
+                .query(
+                    &format!("SELECT table_name, version FROM \"{schema}\".keepsake_schema"),
+                    &[],
+                )
+                .await
+                .unwrap();
+            assert_eq!(versions.len(), 1);
+            assert_eq!(versions[0].get::<_, &str>(0), "keepsake_sessions");
+            assert_eq!(versions[0].get::<_, i32>(1), 1);
+
+            // A second table in the same schema gets its own version row.
+            let other = PostgresStore::builder()
+                .schema(&schema)
+                .table("other_sessions")
+                .connect(&url)
+                .await
+                .unwrap();
+            assert!(other.load(&Id::random(), 0).await.unwrap().is_none());
+
+            client
+                .execute(
+                    &format!(
+                        "UPDATE \"{schema}\".keepsake_schema SET version = 2 \
+                         WHERE table_name = 'keepsake_sessions'"
+                    ),
+                    &[],
+                )
+                .await
+                .unwrap();
+            let err = PostgresStore::builder()
+                .schema(&schema)
+                .connect(&url)
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), StoreErrorKind::Unavailable);
+            assert!(err.to_string().contains("schema version 2"), "{err}");
+            // Without migration the check is skipped.
+            PostgresStore::builder()
+                .schema(&schema)
+                .migrate(false)
+                .connect(&url)
+                .await
+                .unwrap();
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_table_has_the_documented_layout() {
+        with_schema(|url, schema| async move {
+            store(&url, &schema).await;
+            let client = raw(&url).await;
+            let columns: Vec<(String, String, String)> = client
+                .query(
+                    "SELECT column_name::text, data_type::text, is_nullable::text \
+                     FROM information_schema.columns \
+                     WHERE table_schema = $1 AND table_name = 'keepsake_sessions' \
+                     ORDER BY ordinal_position",
+                    &[&schema],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| (row.get(0), row.get(1), row.get(2)))
+                .collect();
+            let expected = [
+                ("id", "text", "NO"),
+                ("data", "jsonb", "NO"),
+                ("created_at", "bigint", "NO"),
+                ("idle_timeout", "bigint", "YES"),
+                ("idle_deadline", "bigint", "YES"),
+                ("absolute_deadline", "bigint", "NO"),
+                ("deadline", "bigint", "NO"),
+                ("persistent", "boolean", "NO"),
+                ("version", "bigint", "NO"),
+                ("user_id", "text", "YES"),
+            ];
+            let expected: Vec<(String, String, String)> = expected
+                .iter()
+                .map(|(a, b, c)| ((*a).to_owned(), (*b).to_owned(), (*c).to_owned()))
+                .collect();
+            assert_eq!(columns, expected);
+            let indexes: Vec<String> = client
+                .query(
+                    "SELECT indexname::text FROM pg_indexes WHERE schemaname = $1 \
+                     AND tablename = 'keepsake_sessions' ORDER BY indexname",
+                    &[&schema],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            assert_eq!(
+                indexes,
+                [
+                    "keepsake_sessions_deadline_idx",
+                    "keepsake_sessions_pkey",
+                    "keepsake_sessions_user_id_idx"
+                ]
+            );
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn create_replaces_only_an_expired_row() {
+        with_schema(|url, schema| async move {
+            let store = store(&url, &schema).await;
+            let old = record(0, 100); // idle deadline 60
+            store.create(&old).await.unwrap();
+            let early = Record::new(old.id, 59, None, 100);
+            assert_eq!(store.create(&early).await.unwrap(), Created::Collision);
+            let new = Record::new(old.id, 60, None, 100);
+            assert_eq!(store.create(&new).await.unwrap(), Created::Created);
+            assert_eq!(store.load(&old.id, 60).await.unwrap(), Some(new));
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn data_is_a_jsonb_object_except_with_nul() {
+        with_schema(|url, schema| async move {
+            let store = store(&url, &schema).await;
+            let plain = record(1_000, 3_600);
+            let mut nul = record(1_000, 3_600);
+            nul.data.insert("k".into(), json!("a\u{0}b \\u0000"));
+            store.create(&plain).await.unwrap();
+            store.create(&nul).await.unwrap();
+            let client = raw(&url).await;
+            let kind = |id: Id| {
+                let client = &client;
+                let schema = &schema;
+                async move {
+                    client
+                        .query_one(
+                            &format!(
+                                "SELECT jsonb_typeof(data) FROM \"{schema}\".keepsake_sessions \
+                                 WHERE id = $1"
+                            ),
+                            &[&id.to_string()],
+                        )
+                        .await
+                        .unwrap()
+                        .get::<_, String>(0)
+                }
+            };
+            assert_eq!(kind(plain.id).await, "object");
+            assert_eq!(kind(nul.id).await, "string");
+            assert_eq!(store.load(&nul.id, 1_000).await.unwrap(), Some(nul));
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bad_rows_are_corrupt() {
+        with_schema(|url, schema| async move {
+            let store = store(&url, &schema).await;
+            let client = raw(&url).await;
+            for (column, value) in [("data", "'[1, 2]'::jsonb"), ("version", "-1")] {
+                let record = record(1_000, 3_600);
+                store.create(&record).await.unwrap();
+                client
+                    .execute(
+                        &format!(
+                            "UPDATE \"{schema}\".keepsake_sessions SET {column} = {value} \
+                             WHERE id = $1"
+                        ),
+                        &[&record.id.to_string()],
+                    )
+                    .await
+                    .unwrap();
+                let err = store.load(&record.id, 1_000).await.unwrap_err();
+                assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{column}: {err}");
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn purge_deletes_in_batches() {
+        with_schema(|url, schema| async move {
+            let store = store(&url, &schema).await;
+            let client = raw(&url).await;
+            let expired = PURGE_BATCH * 2 + 7;
+            client
+                .execute(
+                    &format!(
+                        "INSERT INTO \"{schema}\".keepsake_sessions \
+                         SELECT 'id' || i, '{{}}', 0, NULL, NULL, 10, 10, false, 0, NULL \
+                         FROM generate_series(1, $1::bigint) AS i"
+                    ),
+                    &[&expired],
+                )
+                .await
+                .unwrap();
+            let live = record(0, 3_600);
+            store.create(&live).await.unwrap();
+            assert_eq!(
+                store.purge_expired(10).await.unwrap(),
+                count(expired.unsigned_abs())
+            );
+            assert_eq!(store.purge_expired(10).await.unwrap(), 0);
+            assert!(store.load(&live.id, 10).await.unwrap().is_some());
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn spawned_purge_task_purges() {
+        with_schema(|url, schema| async move {
+            let store = store(&url, &schema).await;
+            let expired = Record::new(Id::random(), 0, None, 10);
+            store.create(&expired).await.unwrap();
+            let purge = store.spawn_purge_task(Duration::from_secs(3_600));
+            let client = raw(&url).await;
+            let sql = format!("SELECT count(*) FROM \"{schema}\".keepsake_sessions");
+            for _ in 0..100 {
+                if client.query_one(&sql, &[]).await.unwrap().get::<_, i64>(0) == 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            purge.abort();
+            assert_eq!(
+                client.query_one(&sql, &[]).await.unwrap().get::<_, i64>(0),
+                0
+            );
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn invalid_names_are_refused() {
+        for (schema, table) in [
+            ("public", "Sessions"),
+            ("public", "1sessions"),
+            ("public", "a\"; DROP TABLE x; --"),
+            ("", "sessions"),
+            ("pub lic", "sessions"),
+            ("public", &"t".repeat(MAX_TABLE_LEN + 1)),
+        ] {
+            // The names are checked before any connection is made.
+            let err = PostgresStore::builder()
+                .schema(schema)
+                .table(table)
+                .connect("postgres://nobody@127.0.0.1:1/none")
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), StoreErrorKind::Unavailable);
+            assert!(err.to_string().contains("invalid PostgreSQL"), "{err}");
+        }
+        assert!(check_name("table", "_ok_2", MAX_TABLE_LEN).is_ok());
+        assert!(check_name("table", &"t".repeat(MAX_TABLE_LEN), MAX_TABLE_LEN).is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_unavailable() {
+        let err = PostgresStore::builder()
+            .timeout(Duration::from_secs(5))
+            .connect("postgres://nobody@127.0.0.1:1/none")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err.kind(),
+                StoreErrorKind::Unavailable | StoreErrorKind::Timeout
+            ),
+            "{err}"
+        );
+        let err = PostgresStore::connect("not a url").await.unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Unavailable);
+    }
+
+    #[test]
+    fn data_encoding_round_trips() {
+        let mut data = Data::new();
+        data.insert("k".into(), json!("a\u{0}b"));
+        let text = encode_data(&data).unwrap();
+        assert!(text.starts_with('"'), "{text}");
+        assert_eq!(decode_data(&text).unwrap(), data);
+        let plain: Data = serde_json::from_str(r#"{"a": [1, 2.5, null]}"#).unwrap();
+        let text = encode_data(&plain).unwrap();
+        assert!(text.starts_with('{'));
+        assert_eq!(decode_data(&text).unwrap(), plain);
+        assert!(decode_data("[1]").is_err());
+        assert!(decode_data("\"[1]\"").is_err());
+        assert_eq!(to_db(u64::MAX), i64::MAX);
+        assert!(from_db(-1, "version").is_err());
+    }
+}

@@ -1,0 +1,1282 @@
+//! The Redis store: [`RedisStore`] (feature `redis`).
+//!
+//! Sessions live in Redis, so every app server behind a load balancer sees
+//! the same sessions, and they survive app restarts and deploys.
+//!
+//! See [`RedisStore`] for the layout in Redis, the scripts, and why Redis
+//! Cluster is not supported yet.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use keepsake::store::{Created, Id, Record, RedisStore, SessionStore};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let store = RedisStore::connect("redis://127.0.0.1:6379")
+//!     .await?
+//!     .with_prefix("myapp:sessions:")
+//!     .with_command_timeout(Duration::from_millis(500));
+//! let now = std::time::SystemTime::now()
+//!     .duration_since(std::time::UNIX_EPOCH)
+//!     .unwrap()
+//!     .as_secs();
+//! let record = Record::new(Id::random(), now, Some(1_800), 14 * 86_400);
+//! assert_eq!(store.create(&record).await?, Created::Created);
+//! assert!(store.load(&record.id, now + 1).await?.is_some());
+//! # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+//! ```
+
+use std::{fmt, future::Future, sync::LazyLock, time::Duration};
+
+use redis::{
+    Client, RedisError, Script,
+    aio::{ConnectionManager, ConnectionManagerConfig},
+};
+use serde::{Deserialize, Serialize};
+
+use super::{Created, Data, Id, Record, Saved, SessionStore, StoreError, StoreErrorKind, Touched};
+
+/// The default key prefix.
+const DEFAULT_PREFIX: &str = "keepsake:";
+
+/// The default timeout of one Redis command.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The format of the stored JSON; the scripts match it exactly.
+const FORMAT: u32 = 1;
+
+/// Keys `purge_expired` asks `SCAN` for per batch.
+const SCAN_COUNT: usize = 256;
+
+/// The latest time Redis accepts for `EXAT` that we use (9999-12-31); a
+/// deadline past it gets no native expiry at all.
+const MAX_EXPIRE_AT: u64 = 253_402_300_799;
+
+/// A [`SessionStore`] in Redis: one JSON string per session with a native
+/// expiry, a set per user, and one Lua script per write.
+///
+/// Cloning is cheap and shares the connection.
+///
+/// # Why redis-rs and `ConnectionManager`
+///
+/// The store talks to Redis through [redis-rs](https://docs.rs/redis), the
+/// official Rust client, over one multiplexed
+/// `redis::aio::ConnectionManager`: many requests share one TCP connection
+/// (pipelined, no pool to size), and when the connection breaks (Redis
+/// restarted, a proxy dropped an idle connection, `CLIENT KILL`) the
+/// manager reconnects by itself, so the app recovers without a restart. The
+/// requests in flight at the moment of the break fail with
+/// [`StoreErrorKind::Unavailable`] (the middleware answers 503); the next
+/// ones use the new connection.
+///
+/// The store runs on Tokio (with timers enabled, as `#[tokio::main]` does)
+/// and needs Redis 7.0 or later (it uses `SET ... EXAT` and
+/// `EXPIREAT ... GT`), or a compatible server such as Valkey.
+///
+/// # Layout in Redis
+///
+/// With the default prefix `keepsake:`:
+///
+/// * `keepsake:session:<id>` — a string: the record as JSON, with a format
+///   version, and a native Redis expiry (`EXAT`) at the record's deadline.
+/// * `keepsake:user:<user>` — a set of the ids of the user's sessions, for
+///   [`delete_user`](SessionStore::delete_user) and
+///   [`list_user`](SessionStore::list_user). It expires once the last of its
+///   sessions would have.
+///
+/// The JSON starts with a fixed header, written by this store in exactly
+/// this order: `{"format":1,"version":V,"absolute_deadline":A,
+/// "idle_deadline":I|null,"user_hex":"<hex>"|null,` followed by the rest of
+/// the record (`id`, `created_at`, `idle_timeout`, `persistent`, `data`).
+/// The Lua scripts read and rewrite the header with string patterns (and
+/// compare numbers as decimal strings, exactly, with no float rounding) and
+/// never decode or re-encode the session data. The user is hex-encoded so a
+/// script can rebuild the user's set key from it without a JSON decoder.
+///
+/// # Expiry: Redis's clock *and* the app's
+///
+/// Every session key carries a native expiry at its deadline, so Redis
+/// reclaims expired sessions by itself. The store *also* compares the
+/// deadline stored in the value with the `now` it is given, inside the same
+/// script that reads and writes, so a session is treated as absent from the
+/// second `now` reaches its deadline, whatever Redis's clock says.
+/// [`purge_expired`](SessionStore::purge_expired) is therefore only a
+/// cleanup: it removes the sessions expired by `now` that Redis has not yet
+/// expired, and stale members of user sets.
+///
+/// # Commands per operation
+///
+/// Every operation but `purge_expired` is one Redis command (one round
+/// trip): `load` is one `GET`; `create`, `save`, `touch`, `delete`,
+/// `delete_user` and `list_user` are one `EVALSHA` each of a small Lua
+/// script, which makes them atomic (the compare-and-set of `save` cannot
+/// race). Scripts are sent with `EVALSHA`; after a Redis restart the first
+/// call finds the script missing and loads it again (`SCRIPT LOAD`, then
+/// `EVALSHA`) by itself.
+///
+/// # Redis Cluster
+///
+/// Redis Cluster is not supported by this store yet. The scripts touch keys
+/// they compute themselves (a user's set, the sessions listed in it), which
+/// a cluster only allows when all of them hash to the same slot. Supporting
+/// it would need hash tags so that the keys one script touches share a
+/// slot: `{<id>}` in a session's keys, the user index kept per slot or made
+/// eventually consistent (updated by separate commands outside the
+/// session's script), and `purge_expired` scanning every primary node.
+///
+/// # Errors
+///
+/// A command that gets no answer within the command timeout (1 s by
+/// default) fails with [`StoreErrorKind::Timeout`]; a broken or refused
+/// connection, or an error reply, with [`StoreErrorKind::Unavailable`]; a
+/// stored value this store cannot read, with [`StoreErrorKind::Corrupt`].
+///
+/// # Example
+///
+/// ```no_run
+/// use keepsake::store::{Id, Record, RedisStore, Saved, SessionStore};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+/// let now = std::time::SystemTime::now()
+///     .duration_since(std::time::UNIX_EPOCH)
+///     .unwrap()
+///     .as_secs();
+/// let mut record = Record::new(Id::random(), now, Some(60), 3_600);
+/// store.create(&record).await?;
+/// record.user = Some("ada".into());
+/// assert_eq!(store.save(&record, now).await?, Saved::Saved { version: 1 });
+/// assert_eq!(store.list_user("ada", now).await?.len(), 1);
+/// assert_eq!(store.delete_user("ada").await?, 1);
+/// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+    timeout: Duration,
+}
+
+impl fmt::Debug for RedisStore {
+    /// The prefix and timeout only: never the URL, which may hold a
+    /// password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Connects to the Redis at `url` (`redis://[:password@]host[:port][/db]`,
+    /// or `rediss://` with TLS if redis-rs was built with it), with the key
+    /// prefix `keepsake:` and a command timeout of 1 s.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreErrorKind::Unavailable`] for a malformed URL or a refused
+    /// connection, [`StoreErrorKind::Timeout`] if Redis does not answer
+    /// within the timeout.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = keepsake::store::RedisStore::connect("redis://127.0.0.1:6379/0").await?;
+    /// assert_eq!(store.prefix(), "keepsake:");
+    /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+    /// ```
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let client = Client::open(url).map_err(|err| {
+            StoreError::with_source(StoreErrorKind::Unavailable, "invalid Redis URL", err)
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(DEFAULT_TIMEOUT))
+            // Every command gets the store's own timeout instead (see `run`).
+            .set_response_timeout(None)
+            // Fail fast while Redis is down; the next request tries again.
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(200));
+        let conn = tokio::time::timeout(
+            DEFAULT_TIMEOUT * 3,
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_| StoreError::new(StoreErrorKind::Timeout, "connecting to Redis timed out"))?
+        .map_err(|err| map_error(err, "connecting to Redis"))?;
+        Ok(Self {
+            conn,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            timeout: DEFAULT_TIMEOUT,
+        })
+    }
+
+    /// The same store with keys under `prefix` instead of `keepsake:`, so
+    /// several apps (or test runs) can share one Redis database.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = keepsake::store::RedisStore::connect("redis://127.0.0.1:6379")
+    ///     .await?
+    ///     .with_prefix("shop:");
+    /// assert_eq!(store.prefix(), "shop:");
+    /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+    /// ```
+    #[must_use]
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The same store with another timeout for each Redis command (default
+    /// 1 s). A command that takes longer fails with
+    /// [`StoreErrorKind::Timeout`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = keepsake::store::RedisStore::connect("redis://127.0.0.1:6379")
+    ///     .await?
+    ///     .with_command_timeout(Duration::from_millis(250));
+    /// assert_eq!(store.command_timeout(), Duration::from_millis(250));
+    /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+    /// ```
+    #[must_use]
+    pub fn with_command_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The key prefix.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = keepsake::store::RedisStore::connect("redis://127.0.0.1:6379").await?;
+    /// assert_eq!(store.prefix(), "keepsake:");
+    /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+    /// ```
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The timeout of each Redis command.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = keepsake::store::RedisStore::connect("redis://127.0.0.1:6379").await?;
+    /// assert_eq!(store.command_timeout(), std::time::Duration::from_secs(1));
+    /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+    /// ```
+    pub fn command_timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn session_key(&self, id: &Id) -> String {
+        format!("{}session:{id}", self.prefix)
+    }
+
+    fn user_key(&self, user: &str) -> String {
+        format!("{}user:{user}", self.prefix)
+    }
+
+    /// Runs one Redis round trip under the command timeout.
+    async fn run<T>(
+        &self,
+        what: &str,
+        command: impl Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, command).await {
+            Ok(result) => result.map_err(|err| map_error(err, what)),
+            Err(_) => Err(StoreError::new(
+                StoreErrorKind::Timeout,
+                format!("{what}: no answer from Redis within {:?}", self.timeout),
+            )),
+        }
+    }
+
+    /// Runs a script that answers with an integer status.
+    async fn status(
+        &self,
+        what: &str,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<i64, StoreError> {
+        let mut conn = self.conn.clone();
+        let code: i64 = self.run(what, invocation.invoke_async(&mut conn)).await?;
+        if code == CORRUPT {
+            return Err(StoreError::new(
+                StoreErrorKind::Corrupt,
+                format!("{what}: the stored session is not in a format this store reads"),
+            ));
+        }
+        Ok(code)
+    }
+}
+
+/// Maps a redis-rs error to a store error.
+fn map_error(err: RedisError, what: &str) -> StoreError {
+    let kind = if err.is_timeout() {
+        StoreErrorKind::Timeout
+    } else {
+        StoreErrorKind::Unavailable
+    };
+    StoreError::with_source(kind, format!("{what} failed"), err)
+}
+
+/// The status scripts return for a value they cannot parse.
+const CORRUPT: i64 = -2;
+
+/// The stored JSON, as written. Field order matters: the scripts match the
+/// header (`format` to `user_hex`) as a fixed pattern.
+#[derive(Serialize)]
+struct StoredRef<'a> {
+    format: u32,
+    version: u64,
+    absolute_deadline: u64,
+    idle_deadline: Option<u64>,
+    user_hex: Option<String>,
+    id: Id,
+    created_at: u64,
+    idle_timeout: Option<u64>,
+    persistent: bool,
+    data: &'a Data,
+}
+
+/// The stored JSON, as read.
+#[derive(Deserialize)]
+struct Stored {
+    format: u32,
+    version: u64,
+    absolute_deadline: u64,
+    idle_deadline: Option<u64>,
+    user_hex: Option<String>,
+    id: Id,
+    created_at: u64,
+    idle_timeout: Option<u64>,
+    persistent: bool,
+    data: Data,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<String> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    let bytes = (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// The JSON stored for `record`, with `version`.
+fn encode(record: &Record, version: u64) -> Vec<u8> {
+    let stored = StoredRef {
+        format: FORMAT,
+        version,
+        absolute_deadline: record.absolute_deadline,
+        idle_deadline: record.idle_deadline,
+        user_hex: record.user.as_deref().map(|user| hex(user.as_bytes())),
+        id: record.id,
+        created_at: record.created_at,
+        idle_timeout: record.idle_timeout,
+        persistent: record.persistent,
+        data: &record.data,
+    };
+    serde_json::to_vec(&stored).unwrap_or_else(|_| unreachable!("a record always serializes"))
+}
+
+fn corrupt(message: impl Into<String>) -> StoreError {
+    StoreError::new(StoreErrorKind::Corrupt, message)
+}
+
+/// The record in stored JSON, checked to be the one with `id` if given.
+fn decode(bytes: &[u8], id: Option<&Id>) -> Result<Record, StoreError> {
+    let stored: Stored = serde_json::from_slice(bytes).map_err(|err| {
+        StoreError::with_source(StoreErrorKind::Corrupt, "undecodable session in Redis", err)
+    })?;
+    if stored.format != FORMAT {
+        return Err(corrupt(format!(
+            "session in Redis has format {}, this store reads {FORMAT}",
+            stored.format
+        )));
+    }
+    if id.is_some_and(|id| *id != stored.id) {
+        return Err(corrupt("session in Redis is stored under another id"));
+    }
+    let user = match stored.user_hex {
+        Some(text) => Some(unhex(&text).ok_or_else(|| corrupt("bad user in Redis session"))?),
+        None => None,
+    };
+    Ok(Record {
+        id: stored.id,
+        data: stored.data,
+        created_at: stored.created_at,
+        idle_timeout: stored.idle_timeout,
+        idle_deadline: stored.idle_deadline,
+        absolute_deadline: stored.absolute_deadline,
+        persistent: stored.persistent,
+        version: stored.version,
+        user,
+    })
+}
+
+/// The `EXAT` argument for `deadline`: empty for no native expiry.
+fn expire_at(deadline: u64) -> String {
+    if deadline > MAX_EXPIRE_AT {
+        String::new()
+    } else {
+        deadline.max(1).to_string()
+    }
+}
+
+/// The user arguments of the scripts: a flag and the hex of the name.
+fn user_args(user: Option<&str>) -> (&'static str, String) {
+    match user {
+        Some(user) => ("1", hex(user.as_bytes())),
+        None => ("0", String::new()),
+    }
+}
+
+/// `*`, `?`, `[`, `]` and `\` escaped for a `SCAN MATCH` pattern.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Lua shared by every script.
+macro_rules! prelude {
+    () => {
+        r#"
+local function lt(a, b)
+  if #a ~= #b then return #a < #b end
+  return a < b
+end
+local function parse(val)
+  local version, abs, idle, user, rest = string.match(val,
+    '^{"format":1,"version":(%d+),"absolute_deadline":(%d+),"idle_deadline":(%w+),"user_hex":([^,]*),()')
+  if not version then return nil end
+  if idle ~= 'null' and not string.match(idle, '^%d+$') then return nil end
+  local u = nil
+  if user ~= 'null' then
+    u = string.match(user, '^"(%x*)"$')
+    if not u then return nil end
+  end
+  local deadline = abs
+  if idle ~= 'null' and lt(idle, abs) then deadline = idle end
+  return {version = version, abs = abs, idle = idle, user = u, deadline = deadline, rest = rest}
+end
+local function unhex(h)
+  return (string.gsub(h, '%x%x', function(c) return string.char(tonumber(c, 16)) end))
+end
+local function ukey(prefix, uhex) return prefix .. 'user:' .. unhex(uhex) end
+local function skey(prefix, id) return prefix .. 'session:' .. id end
+local function expiry(deadline)
+  if lt('253402300799', deadline) then return '' end
+  if deadline == '0' then return '1' end
+  return deadline
+end
+local function put(key, val, exp)
+  if exp == '' then redis.call('SET', key, val) else redis.call('SET', key, val, 'EXAT', exp) end
+end
+local function link(key, id, exp)
+  local fresh = redis.call('EXISTS', key) == 0
+  redis.call('SADD', key, id)
+  if exp == '' then redis.call('PERSIST', key)
+  elseif fresh then redis.call('EXPIREAT', key, exp)
+  else redis.call('EXPIREAT', key, exp, 'GT') end
+end
+local function unlink(prefix, uhex, id)
+  if uhex then redis.call('SREM', ukey(prefix, uhex), id) end
+end
+"#
+    };
+}
+
+/// KEYS: session. ARGV: prefix, id, value, now, expire-at, has-user, user hex.
+/// 1 created, 0 collision.
+static CREATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        prelude!(),
+        r#"
+local old = redis.call('GET', KEYS[1])
+if old then
+  local h = parse(old)
+  if not h then return -2 end
+  if lt(ARGV[4], h.deadline) then return 0 end
+  unlink(ARGV[1], h.user, ARGV[2])
+end
+put(KEYS[1], ARGV[3], ARGV[5])
+if ARGV[6] == '1' then link(ukey(ARGV[1], ARGV[7]), ARGV[2], ARGV[5]) end
+return 1
+"#
+    ))
+});
+
+/// KEYS: session. ARGV: prefix, id, value, now, expected version,
+/// expire-at, has-user, user hex. 1 saved, 0 conflict, -1 gone.
+static SAVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        prelude!(),
+        r#"
+local old = redis.call('GET', KEYS[1])
+if not old then return -1 end
+local h = parse(old)
+if not h then return -2 end
+if not lt(ARGV[4], h.deadline) then
+  redis.call('DEL', KEYS[1])
+  unlink(ARGV[1], h.user, ARGV[2])
+  return -1
+end
+if h.version ~= ARGV[5] then return 0 end
+put(KEYS[1], ARGV[3], ARGV[6])
+local new = nil
+if ARGV[7] == '1' then new = ARGV[8] end
+if h.user and h.user ~= new then unlink(ARGV[1], h.user, ARGV[2]) end
+if new then link(ukey(ARGV[1], new), ARGV[2], ARGV[6]) end
+return 1
+"#
+    ))
+});
+
+/// KEYS: session. ARGV: prefix, id, idle deadline, now. 1 touched, -1 gone.
+static TOUCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        prelude!(),
+        r#"
+local old = redis.call('GET', KEYS[1])
+if not old then return -1 end
+local h = parse(old)
+if not h then return -2 end
+if not lt(ARGV[4], h.deadline) then
+  redis.call('DEL', KEYS[1])
+  unlink(ARGV[1], h.user, ARGV[2])
+  return -1
+end
+local idle = ARGV[3]
+if lt(h.abs, idle) then idle = h.abs end
+local uj = 'null'
+if h.user then uj = '"' .. h.user .. '"' end
+local val = '{"format":1,"version":' .. h.version .. ',"absolute_deadline":' .. h.abs ..
+  ',"idle_deadline":' .. idle .. ',"user_hex":' .. uj .. ',' .. string.sub(old, h.rest)
+local exp = expiry(idle)
+put(KEYS[1], val, exp)
+if h.user then link(ukey(ARGV[1], h.user), ARGV[2], exp) end
+return 1
+"#
+    ))
+});
+
+/// KEYS: session. ARGV: prefix, id. 1 deleted, 0 absent.
+static DELETE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        prelude!(),
+        r#"
+local old = redis.call('GET', KEYS[1])
+if not old then return 0 end
+local h = parse(old)
+redis.call('DEL', KEYS[1])
+if h then unlink(ARGV[1], h.user, ARGV[2]) end
+return 1
+"#
+    ))
+});
+
+/// KEYS: user set. ARGV: prefix, user hex. How many sessions were deleted.
+static DELETE_USER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        prelude!(),
+        r#"
+local n = 0
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local key = skey(ARGV[1], id)
+  local val = redis.call('GET', key)
+  if val then
+    local h = parse(val)
+    if h and h.user == ARGV[2] then
+      redis.call('DEL', key)
+      n = n + 1
+    end
+  end
+end
+redis.call('DEL', KEYS[1])
+return n
+"#
+    ))
+});
+
+/// KEYS: user set. ARGV: prefix, user hex, now. The values of the user's
+/// sessions unexpired at `now` (and any unparsable one, to be reported);
+/// removes members whose session is gone or belongs to someone else.
+static LIST_USER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        prelude!(),
+        r#"
+local out = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local val = redis.call('GET', skey(ARGV[1], id))
+  if not val then
+    redis.call('SREM', KEYS[1], id)
+  else
+    local h = parse(val)
+    if not h then
+      table.insert(out, val)
+    elseif h.user ~= ARGV[2] then
+      redis.call('SREM', KEYS[1], id)
+    elseif lt(ARGV[3], h.deadline) then
+      table.insert(out, val)
+    end
+  end
+end
+return out
+"#
+    ))
+});
+
+/// KEYS: session keys. ARGV: prefix, now. Deletes those expired at `now`;
+/// how many.
+static PURGE_SESSIONS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        prelude!(),
+        r#"
+local n = 0
+local base = #ARGV[1] + #'session:' + 1
+for _, key in ipairs(KEYS) do
+  local val = redis.pcall('GET', key)
+  if type(val) == 'string' then
+    local h = parse(val)
+    if h and not lt(ARGV[2], h.deadline) then
+      redis.call('DEL', key)
+      unlink(ARGV[1], h.user, string.sub(key, base))
+      n = n + 1
+    end
+  end
+end
+return n
+"#
+    ))
+});
+
+/// KEYS: user sets. ARGV: prefix. Removes members whose session is gone.
+static PURGE_USERS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        prelude!(),
+        r#"
+local n = 0
+for _, key in ipairs(KEYS) do
+  local ids = redis.pcall('SMEMBERS', key)
+  if type(ids) == 'table' and not ids.err then
+    for _, id in ipairs(ids) do
+      if redis.call('EXISTS', skey(ARGV[1], id)) == 0 then
+        redis.call('SREM', key, id)
+        n = n + 1
+      end
+    end
+  end
+end
+return n
+"#
+    ))
+});
+
+impl SessionStore for RedisStore {
+    async fn create(&self, record: &Record) -> Result<Created, StoreError> {
+        let (has_user, user_hex) = user_args(record.user.as_deref());
+        let mut invocation = CREATE.key(self.session_key(&record.id));
+        invocation
+            .arg(&self.prefix)
+            .arg(record.id.to_string())
+            .arg(encode(record, record.version))
+            .arg(record.created_at)
+            .arg(expire_at(record.deadline()))
+            .arg(has_user)
+            .arg(user_hex);
+        match self.status("create", &invocation).await? {
+            1 => Ok(Created::Created),
+            _ => Ok(Created::Collision),
+        }
+    }
+
+    async fn load(&self, id: &Id, now: u64) -> Result<Option<Record>, StoreError> {
+        let mut conn = self.conn.clone();
+        let key = self.session_key(id);
+        let value: Option<Vec<u8>> = self
+            .run("load", redis::cmd("GET").arg(&key).query_async(&mut conn))
+            .await?;
+        match value {
+            None => Ok(None),
+            Some(bytes) => {
+                let record = decode(&bytes, Some(id))?;
+                Ok((!record.is_expired_at(now)).then_some(record))
+            }
+        }
+    }
+
+    async fn save(&self, record: &Record, now: u64) -> Result<Saved, StoreError> {
+        let version = record.version + 1;
+        let (has_user, user_hex) = user_args(record.user.as_deref());
+        let mut invocation = SAVE.key(self.session_key(&record.id));
+        invocation
+            .arg(&self.prefix)
+            .arg(record.id.to_string())
+            .arg(encode(record, version))
+            .arg(now)
+            .arg(record.version)
+            .arg(expire_at(record.deadline()))
+            .arg(has_user)
+            .arg(user_hex);
+        match self.status("save", &invocation).await? {
+            1 => Ok(Saved::Saved { version }),
+            0 => Ok(Saved::Conflict),
+            _ => Ok(Saved::Gone),
+        }
+    }
+
+    async fn touch(&self, id: &Id, idle_deadline: u64, now: u64) -> Result<Touched, StoreError> {
+        let mut invocation = TOUCH.key(self.session_key(id));
+        invocation
+            .arg(&self.prefix)
+            .arg(id.to_string())
+            .arg(idle_deadline)
+            .arg(now);
+        match self.status("touch", &invocation).await? {
+            1 => Ok(Touched::Touched),
+            _ => Ok(Touched::Gone),
+        }
+    }
+
+    async fn delete(&self, id: &Id) -> Result<bool, StoreError> {
+        let mut invocation = DELETE.key(self.session_key(id));
+        invocation.arg(&self.prefix).arg(id.to_string());
+        Ok(self.status("delete", &invocation).await? == 1)
+    }
+
+    async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
+        let mut invocation = DELETE_USER.key(self.user_key(user));
+        invocation.arg(&self.prefix).arg(hex(user.as_bytes()));
+        let count = self.status("delete_user", &invocation).await?;
+        Ok(usize::try_from(count).unwrap_or(0))
+    }
+
+    async fn list_user(&self, user: &str, now: u64) -> Result<Vec<Record>, StoreError> {
+        let mut invocation = LIST_USER.key(self.user_key(user));
+        invocation
+            .arg(&self.prefix)
+            .arg(hex(user.as_bytes()))
+            .arg(now);
+        let mut conn = self.conn.clone();
+        let values: Vec<Vec<u8>> = self
+            .run("list_user", invocation.invoke_async(&mut conn))
+            .await?;
+        values
+            .iter()
+            .map(|bytes| decode(bytes, None))
+            .filter(|record| {
+                record
+                    .as_ref()
+                    .map_or(true, |record| !record.is_expired_at(now))
+            })
+            .collect()
+    }
+
+    async fn purge_expired(&self, now: u64) -> Result<usize, StoreError> {
+        let pattern = format!("{}*", glob_escape(&self.prefix));
+        let session_prefix = format!("{}session:", self.prefix);
+        let user_prefix = format!("{}user:", self.prefix);
+        let mut conn = self.conn.clone();
+        let mut cursor: u64 = 0;
+        let mut purged = 0usize;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = self
+                .run(
+                    "purge_expired (SCAN)",
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(SCAN_COUNT)
+                        .query_async(&mut conn),
+                )
+                .await?;
+            let (sessions, users): (Vec<&Vec<u8>>, Vec<&Vec<u8>>) = keys
+                .iter()
+                .filter(|key| {
+                    key.starts_with(session_prefix.as_bytes())
+                        || key.starts_with(user_prefix.as_bytes())
+                })
+                .partition(|key| key.starts_with(session_prefix.as_bytes()));
+            if !sessions.is_empty() {
+                let mut invocation = PURGE_SESSIONS.prepare_invoke();
+                for key in &sessions {
+                    invocation.key(key.as_slice());
+                }
+                invocation.arg(&self.prefix).arg(now);
+                let count = self.status("purge_expired", &invocation).await?;
+                purged += usize::try_from(count).unwrap_or(0);
+            }
+            if !users.is_empty() {
+                let mut invocation = PURGE_USERS.prepare_invoke();
+                for key in &users {
+                    invocation.key(key.as_slice());
+                }
+                invocation.arg(&self.prefix);
+                self.status("purge_expired", &invocation).await?;
+            }
+            cursor = next;
+            if cursor == 0 {
+                return Ok(purged);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::store::conformance;
+
+    /// The tests run one at a time: one counts the server's commands, one
+    /// kills a connection, and every one adds commands to the counts.
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+    fn url() -> Option<String> {
+        let url = std::env::var("KEEPSAKE_TEST_REDIS_URL")
+            .ok()
+            .filter(|url| !url.is_empty());
+        if url.is_none() {
+            eprintln!("skipping: KEEPSAKE_TEST_REDIS_URL is not set");
+        }
+        url
+    }
+
+    /// A store under a fresh random prefix, so runs never collide.
+    async fn store(url: &str) -> RedisStore {
+        RedisStore::connect(url)
+            .await
+            .unwrap()
+            .with_prefix(format!("keepsake-test-{}:", Id::random()))
+    }
+
+    /// Deletes every key under the store's prefix; how many there were.
+    async fn cleanup(store: &RedisStore) -> usize {
+        let mut conn = store.conn.clone();
+        let pattern = format!("{}*", glob_escape(&store.prefix));
+        let mut cursor = 0u64;
+        let mut deleted = 0;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1_000)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if !keys.is_empty() {
+                let _: i64 = redis::cmd("DEL")
+                    .arg(&keys)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                deleted += keys.len();
+            }
+            cursor = next;
+            if cursor == 0 {
+                return deleted;
+            }
+        }
+    }
+
+    fn now() -> u64 {
+        crate::codec::unix_now()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn conformance_against_real_redis() {
+        let Some(url) = url() else { return };
+        let _serial = SERIAL.lock().await;
+        let store = store(&url).await;
+        conformance::run_all(&store).await;
+        // Nothing the suite expired by hand may be left half-indexed.
+        store.purge_expired(now() + 10 * 86_400).await.unwrap();
+        cleanup(&store).await;
+    }
+
+    /// Per-command call counts from `INFO commandstats`.
+    async fn command_stats(conn: &mut ConnectionManager) -> BTreeMap<String, u64> {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(conn)
+            .await
+            .unwrap();
+        info.lines()
+            .filter_map(|line| {
+                let rest = line.strip_prefix("cmdstat_")?;
+                let (name, stats) = rest.split_once(':')?;
+                let calls = stats.split(',').find_map(|s| s.strip_prefix("calls="))?;
+                Some((name.to_owned(), calls.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// The commands Redis ran during `op` (not counting the `INFO` calls).
+    async fn commands_of<F: Future<Output = ()>>(
+        conn: &mut ConnectionManager,
+        op: impl FnOnce() -> F,
+    ) -> BTreeMap<String, u64> {
+        let before = command_stats(conn).await;
+        op().await;
+        let after = command_stats(conn).await;
+        after
+            .into_iter()
+            .filter(|(name, _)| name != "info")
+            .filter_map(|(name, calls)| {
+                let delta = calls - before.get(&name).copied().unwrap_or(0);
+                (delta > 0).then_some((name, delta))
+            })
+            .collect()
+    }
+
+    /// Commands a script may run inside Redis (counted by Redis too).
+    const INSIDE_SCRIPTS: &[&str] = &[
+        "get", "set", "del", "exists", "sadd", "srem", "expireat", "persist", "smembers",
+    ];
+
+    /// Whether `commands` is one `EVALSHA` plus what scripts run inside.
+    fn one_evalsha(commands: &BTreeMap<String, u64>) -> bool {
+        commands.get("evalsha") == Some(&1)
+            && commands
+                .keys()
+                .all(|name| name == "evalsha" || INSIDE_SCRIPTS.contains(&name.as_str()))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_command_per_operation() {
+        let Some(url) = url() else { return };
+        let _serial = SERIAL.lock().await;
+        let store = store(&url).await;
+        let mut admin = store.conn.clone();
+        let now = now();
+        let mut record = Record::new(Id::random(), now, Some(60), 3_600);
+        record.user = Some("ada".into());
+        // Warm up: the first call of each script may load it.
+        store.create(&record).await.unwrap();
+        store.touch(&record.id, now + 60, now).await.unwrap();
+        let saved = store.save(&record, now).await.unwrap();
+        assert_eq!(saved, Saved::Saved { version: 1 });
+        record.version = 1;
+
+        // Other clients of a shared server can only add to the counts, so
+        // the first clean measurement of a few attempts is the store's own.
+        let mut clean = [false; 3];
+        for attempt in 0..30 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let load = commands_of(&mut admin, || async {
+                assert!(store.load(&record.id, now).await.unwrap().is_some());
+            })
+            .await;
+            let touch = commands_of(&mut admin, || async {
+                let touched = store.touch(&record.id, now + 60, now).await.unwrap();
+                assert_eq!(touched, Touched::Touched);
+            })
+            .await;
+            let version = record.version;
+            let save = commands_of(&mut admin, || async {
+                let mut mine = record.clone();
+                mine.version = version;
+                mine.data.insert("attempt".into(), json!(attempt));
+                assert_eq!(
+                    store.save(&mine, now).await.unwrap(),
+                    Saved::Saved {
+                        version: version + 1
+                    }
+                );
+            })
+            .await;
+            record.version += 1;
+            eprintln!("attempt {attempt}: load {load:?}; touch {touch:?}; save {save:?}");
+            clean[0] |= load == BTreeMap::from([("get".to_owned(), 1)]);
+            clean[1] |= one_evalsha(&touch);
+            clean[2] |= one_evalsha(&save);
+            if clean == [true; 3] {
+                break;
+            }
+        }
+        cleanup(&store).await;
+        assert_eq!(
+            clean, [true; 3],
+            "load = 1 GET, touch = 1 EVALSHA, save = 1 EVALSHA"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reconnects_after_the_connection_is_killed() {
+        let Some(url) = url() else { return };
+        let _serial = SERIAL.lock().await;
+        let store = store(&url).await;
+        let now = now();
+        let record = Record::new(Id::random(), now, Some(60), 3_600);
+        store.create(&record).await.unwrap();
+        let client_id = |store: RedisStore| async move {
+            let mut conn = store.conn.clone();
+            redis::cmd("CLIENT")
+                .arg("ID")
+                .query_async::<i64>(&mut conn)
+                .await
+        };
+        let old_id = client_id(store.clone()).await.unwrap();
+        let mut admin = Client::open(url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        // Only the store's connection, not other tests' connections.
+        let killed: i64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("ID")
+            .arg(old_id)
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        assert_eq!(killed, 1);
+        // The first call may fail (Unavailable, not a panic or a hang);
+        // the manager reconnects, and a retry succeeds.
+        let mut failures = 0;
+        let loaded = loop {
+            match store.load(&record.id, now).await {
+                Ok(loaded) => break loaded,
+                Err(err) => {
+                    assert_eq!(err.kind(), StoreErrorKind::Unavailable, "{err}");
+                    failures += 1;
+                    assert!(failures < 20, "no reconnect after {failures} tries: {err}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        assert_eq!(loaded.as_ref(), Some(&record));
+        let new_id = client_id(store.clone()).await.unwrap();
+        assert_ne!(old_id, new_id, "a new connection");
+        eprintln!("reconnected after {failures} failed call(s)");
+        cleanup(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn scripts_are_reloaded_after_a_script_flush() {
+        let Some(url) = url() else { return };
+        let _serial = SERIAL.lock().await;
+        let store = store(&url).await;
+        let now = now();
+        let record = Record::new(Id::random(), now, Some(60), 3_600);
+        store.create(&record).await.unwrap();
+        // As after a Redis restart: the server has forgotten every script.
+        let mut conn = store.conn.clone();
+        let () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.touch(&record.id, now + 60, now).await.unwrap(),
+            Touched::Touched
+        );
+        assert_eq!(
+            store.save(&record, now).await.unwrap(),
+            Saved::Saved { version: 1 }
+        );
+        cleanup(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn native_expiry_follows_the_deadline() {
+        let Some(url) = url() else { return };
+        let _serial = SERIAL.lock().await;
+        let store = store(&url).await;
+        let mut conn = store.conn.clone();
+        let now = now();
+        let mut record = Record::new(Id::random(), now, Some(60), 3_600);
+        record.user = Some("exp ✓".into());
+        store.create(&record).await.unwrap();
+        let admin = conn.clone();
+        let expire_time = |key: String| {
+            let mut conn = admin.clone();
+            async move {
+                redis::cmd("EXPIRETIME")
+                    .arg(key)
+                    .query_async::<i64>(&mut conn)
+                    .await
+                    .unwrap()
+            }
+        };
+        let key = store.session_key(&record.id);
+        let user_key = store.user_key("exp ✓");
+        assert_eq!(
+            expire_time(key.clone()).await,
+            i64::try_from(now + 60).unwrap()
+        );
+        assert_eq!(
+            expire_time(user_key.clone()).await,
+            i64::try_from(now + 60).unwrap()
+        );
+        store.touch(&record.id, now + 600, now + 1).await.unwrap();
+        assert_eq!(
+            expire_time(key.clone()).await,
+            i64::try_from(now + 600).unwrap()
+        );
+        assert_eq!(
+            expire_time(user_key.clone()).await,
+            i64::try_from(now + 600).unwrap()
+        );
+        // The value is JSON with a format version, the data untouched.
+        let raw: String = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(raw.starts_with(r#"{"format":1,"version":0,"#), "{raw}");
+        // A deadline Redis cannot express gets no native expiry.
+        let forever = Record::new(Id::random(), now, None, u64::MAX);
+        store.create(&forever).await.unwrap();
+        assert_eq!(expire_time(store.session_key(&forever.id)).await, -1);
+        assert!(store.load(&forever.id, now).await.unwrap().is_some());
+        assert_eq!(
+            store.touch(&forever.id, u64::MAX - 1, now).await.unwrap(),
+            Touched::Touched
+        );
+        let loaded = store.load(&forever.id, now).await.unwrap().unwrap();
+        assert_eq!(
+            loaded.idle_deadline,
+            Some(u64::MAX - 1),
+            "exact, no float rounding"
+        );
+        cleanup(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn purge_cleans_stale_user_members() {
+        let Some(url) = url() else { return };
+        let _serial = SERIAL.lock().await;
+        let store = store(&url).await;
+        let mut conn = store.conn.clone();
+        let now = now();
+        let mut record = Record::new(Id::random(), now, None, 3_600);
+        record.user = Some("stale".into());
+        store.create(&record).await.unwrap();
+        // Expire the session behind the index's back, as Redis's TTL would.
+        let _: i64 = redis::cmd("DEL")
+            .arg(store.session_key(&record.id))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(store.purge_expired(now).await.unwrap(), 0);
+        let members: i64 = redis::cmd("SCARD")
+            .arg(store.user_key("stale"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(members, 0);
+        assert_eq!(cleanup(&store).await, 0, "nothing left behind");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn corrupt_values_are_reported() {
+        let Some(url) = url() else { return };
+        let _serial = SERIAL.lock().await;
+        let store = store(&url).await;
+        let mut conn = store.conn.clone();
+        let now = now();
+        let record = Record::new(Id::random(), now, None, 3_600);
+        let () = redis::cmd("SET")
+            .arg(store.session_key(&record.id))
+            .arg("not json")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        fn kind<T>(result: Result<T, StoreError>) -> StoreErrorKind {
+            result.map(|_| ()).unwrap_err().kind()
+        }
+        assert_eq!(
+            kind(store.load(&record.id, now).await),
+            StoreErrorKind::Corrupt
+        );
+        assert_eq!(
+            kind(store.save(&record, now).await),
+            StoreErrorKind::Corrupt
+        );
+        assert_eq!(
+            kind(store.touch(&record.id, now, now).await),
+            StoreErrorKind::Corrupt
+        );
+        assert_eq!(kind(store.create(&record).await), StoreErrorKind::Corrupt);
+        assert!(store.delete(&record.id).await.unwrap());
+        cleanup(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn errors_map_to_kinds() {
+        // Connection refused: Unavailable, quickly.
+        let err = RedisStore::connect("redis://127.0.0.1:1")
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Unavailable, "{err}");
+        let err = RedisStore::connect("not a url").await.unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Unavailable, "{err}");
+        let Some(url) = url() else { return };
+        let _serial = SERIAL.lock().await;
+        let store = store(&url)
+            .await
+            .with_command_timeout(Duration::from_millis(20));
+        let err = store
+            .run("stuck", std::future::pending::<Result<(), RedisError>>())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Timeout, "{err}");
+        assert!(!format!("{store:?}").contains("redis://"));
+    }
+
+    #[test]
+    fn encoding_round_trips() {
+        let mut record = Record::new(Id::random(), 5, Some(60), 3_600);
+        record.user = Some("usér ✓".into());
+        record.data.insert("k".into(), json!({"a": [1, 2.5, null]}));
+        let bytes = encode(&record, 3);
+        let decoded = decode(&bytes, Some(&record.id)).unwrap();
+        assert_eq!(decoded.version, 3);
+        record.version = 3;
+        assert_eq!(decoded, record);
+        assert_eq!(
+            decode(&bytes, Some(&Id::random())).unwrap_err().kind(),
+            StoreErrorKind::Corrupt
+        );
+        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+        assert_eq!(unhex(&hex("ключ".as_bytes())).as_deref(), Some("ключ"));
+        assert_eq!(expire_at(0), "1");
+        assert_eq!(expire_at(u64::MAX), "");
+    }
+}

@@ -1,0 +1,1194 @@
+//! The SQLite store: [`SqliteStore`] (feature `sqlite`).
+//!
+//! Sessions live in one SQLite database file, so they survive restarts
+//! without running a database server. SQLite is compiled into the binary
+//! (`rusqlite` with `bundled`), so no system library is needed. This is the
+//! store to use for a single app server; several processes on one machine
+//! may share the file, but app servers on several machines need a networked
+//! store (Redis, Postgres).
+//!
+//! # Example
+//!
+//! ```
+//! use keepsake::store::{Created, Id, Record, SessionStore, SqliteStore};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let path = std::env::temp_dir().join(format!("keepsake-doc-{}.db", Id::random()));
+//! let store = SqliteStore::open(&path).await?;
+//! let record = Record::new(Id::random(), 1_000, Some(60), 3_600);
+//! assert_eq!(store.create(&record).await?, Created::Created);
+//! drop(store);
+//!
+//! // A restart: the session is still there.
+//! let store = SqliteStore::open(&path).await?;
+//! assert_eq!(store.load(&record.id, 1_059).await?, Some(record.clone()));
+//! assert!(store.load(&record.id, 1_060).await?.is_none()); // idle deadline
+//! # drop(store);
+//! # for suffix in ["", "-wal", "-shm"] {
+//! #     let mut file = path.clone().into_os_string();
+//! #     file.push(suffix);
+//! #     let _ = std::fs::remove_file(file);
+//! # }
+//! # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+//! ```
+//!
+//! See [`SqliteStore`] for WAL mode, the busy timeout, the connection pool
+//! and the schema.
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::Duration,
+};
+
+use rusqlite::{Connection, ErrorCode, OptionalExtension as _, TransactionBehavior, params};
+use tokio::sync::Semaphore;
+
+use super::{Created, Data, Id, Record, Saved, SessionStore, StoreError, StoreErrorKind, Touched};
+
+/// Default number of pooled connections.
+const DEFAULT_CONNECTIONS: usize = 4;
+
+/// Default time a connection waits for SQLite's write lock.
+const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Expired rows `purge_expired` deletes per statement.
+const PURGE_BATCH: i64 = 1_000;
+
+/// The schema migrations: entry `n` takes the database from version `n` to
+/// `n + 1`.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY NOT NULL,
+        data TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        idle_timeout INTEGER,
+        idle_deadline INTEGER,
+        absolute_deadline INTEGER NOT NULL,
+        deadline INTEGER NOT NULL,
+        persistent INTEGER NOT NULL,
+        version INTEGER NOT NULL,
+        user_id TEXT
+    );
+    CREATE INDEX sessions_deadline ON sessions (deadline);
+    CREATE INDEX sessions_user_id ON sessions (user_id);
+"];
+
+/// The columns a record is read from, in [`read_row`]'s order.
+const COLUMNS: &str = "id, data, created_at, idle_timeout, idle_deadline, absolute_deadline, \
+                       persistent, version, user_id";
+
+/// A [`SessionStore`] in an SQLite database file.
+///
+/// Cloning is cheap and gives another handle to the same pool of
+/// connections.
+///
+/// # Example
+///
+/// ```
+/// use keepsake::store::{Id, Record, Saved, SessionStore, SqliteStore};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let store = SqliteStore::open_in_memory()?;
+/// let mut record = Record::new(Id::random(), 0, Some(1_800), 86_400);
+/// store.create(&record).await?;
+/// record.data.insert("user".into(), "ada".into());
+/// assert_eq!(store.save(&record, 10).await?, Saved::Saved { version: 1 });
+/// assert_eq!(store.save(&record, 11).await?, Saved::Conflict); // stale version
+/// assert!(store.delete(&record.id).await?);
+/// assert_eq!(store.save(&record, 12).await?, Saved::Gone); // never brought back
+/// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+/// ```
+///
+/// # WAL mode and the busy timeout
+///
+/// The store switches the database to [write-ahead logging]
+/// (`PRAGMA journal_mode=WAL`, a setting kept in the file), so readers never
+/// wait for the writer and the writer never waits for readers; with
+/// `PRAGMA synchronous=NORMAL`, a commit costs no `fsync` (the WAL is synced
+/// at checkpoints), and a power loss can lose at most the last few commits,
+/// never corrupt the database. Next to `sessions.db` you will see
+/// `sessions.db-wal` and `sessions.db-shm` while the store is open; back up
+/// all three, or use SQLite's backup API.
+///
+/// SQLite still allows only one writer at a time. Every connection has a
+/// busy timeout (5 s by default, see `busy_timeout` on [`SqliteStore::builder`]):
+/// a write that finds another in progress waits for it instead of failing
+/// with "database is locked". Every write that reads before it writes
+/// (`create`, `save`, `touch`) runs in a `BEGIN IMMEDIATE` transaction, which
+/// takes the write lock up front, so the wait is always the busy handler's
+/// and never an immediate `SQLITE_BUSY` on lock upgrade. A write that still
+/// cannot get the lock within the timeout fails with
+/// [`StoreErrorKind::Timeout`].
+///
+/// # The connection pool
+///
+/// A SQLite connection can be used by one thread at a time and its calls
+/// block, so the store keeps a small pool of connections (4 by default, see
+/// `connections` on [`SqliteStore::builder`]). Each operation waits (asynchronously)
+/// for a free connection, runs its statements on Tokio's blocking thread pool
+/// ([`tokio::task::spawn_blocking`]), and puts the connection back, even if
+/// the operation panics. Reads on different connections run in parallel;
+/// writes queue on SQLite's lock as described above. The store therefore
+/// needs a Tokio runtime (any flavour) for its operations.
+///
+/// # Schema and schema version
+///
+/// The store creates its schema itself and records its version in the
+/// database header (`PRAGMA user_version`). This build knows version
+/// [`SqliteStore::SCHEMA_VERSION`] (1):
+///
+/// ```sql
+/// CREATE TABLE sessions (
+///     id TEXT PRIMARY KEY NOT NULL,   -- the 22-character id
+///     data TEXT NOT NULL,             -- the session data, as a JSON object
+///     created_at INTEGER NOT NULL,
+///     idle_timeout INTEGER,           -- NULL: no idle limit
+///     idle_deadline INTEGER,
+///     absolute_deadline INTEGER NOT NULL,
+///     deadline INTEGER NOT NULL,      -- min(idle_deadline, absolute_deadline)
+///     persistent INTEGER NOT NULL,    -- 0 or 1
+///     version INTEGER NOT NULL,
+///     user_id TEXT                    -- NULL: no user
+/// );
+/// CREATE INDEX sessions_deadline ON sessions (deadline);
+/// CREATE INDEX sessions_user_id ON sessions (user_id);
+/// ```
+///
+/// Opening a database of an older version migrates it, in one transaction.
+/// Opening one of a *newer* version (written by a later keepsake) fails with
+/// a [`StoreError`] saying so, rather than risk misreading it. Times are Unix
+/// seconds; SQLite integers are signed 64-bit, so times (and versions) beyond
+/// `i64::MAX`, about 292 billion years from now, are stored as `i64::MAX`.
+///
+/// # Expiry and purging
+///
+/// Every query compares the stored `deadline` with the `now` it is given, so
+/// a session is gone at its deadline whether or not its row has been deleted
+/// yet. Rows of expired sessions are removed when `create`, `save` or
+/// `touch` meets them, and in bulk by
+/// [`purge_expired`](SessionStore::purge_expired), which deletes them in
+/// batches of 1 000 (so it never holds the write lock for long) using the
+/// index on `deadline`; run it from a background task every few minutes.
+///
+/// # Errors
+///
+/// A database that cannot be opened, read or written fails with
+/// [`StoreErrorKind::Unavailable`]; the busy timeout running out with
+/// [`StoreErrorKind::Timeout`]; a full disk with [`StoreErrorKind::Full`];
+/// and a row that cannot be decoded (bad JSON, a bad id, a value of the
+/// wrong type), or a file that is not a database, with
+/// [`StoreErrorKind::Corrupt`].
+///
+/// [write-ahead logging]: https://sqlite.org/wal.html
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+/// Builds a [`SqliteStore`] with a chosen pool size and busy timeout.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use keepsake::store::{Id, SqliteStore};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let path = std::env::temp_dir().join(format!("keepsake-doc-{}.db", Id::random()));
+/// let store = SqliteStore::builder(&path)
+///     .connections(8)
+///     .busy_timeout(Duration::from_secs(2))
+///     .open()
+///     .await?;
+/// assert!(format!("{store:?}").contains("connections: 8"));
+/// # drop(store);
+/// # for suffix in ["", "-wal", "-shm"] {
+/// #     let mut file = path.clone().into_os_string();
+/// #     file.push(suffix);
+/// #     let _ = std::fs::remove_file(file);
+/// # }
+/// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct SqliteStoreBuilder {
+    path: PathBuf,
+    connections: usize,
+    busy_timeout: Duration,
+}
+
+impl SqliteStoreBuilder {
+    /// The number of pooled connections (default 4; 0 is taken as 1): how
+    /// many operations can run at once. Reads run in parallel; writes take
+    /// turns on SQLite's single write lock whatever the pool size.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let builder = keepsake::store::SqliteStore::builder("sessions.db").connections(0);
+    /// assert!(format!("{builder:?}").contains("connections: 1"));
+    /// ```
+    #[must_use]
+    pub fn connections(mut self, connections: usize) -> Self {
+        self.connections = connections.max(1);
+        self
+    }
+
+    /// How long an operation waits for another connection's write to finish
+    /// (default 5 s) before failing with [`StoreErrorKind::Timeout`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let builder = keepsake::store::SqliteStore::builder("sessions.db")
+    ///     .busy_timeout(Duration::from_millis(500));
+    /// assert!(format!("{builder:?}").contains("500ms"));
+    /// ```
+    #[must_use]
+    pub fn busy_timeout(mut self, busy_timeout: Duration) -> Self {
+        self.busy_timeout = busy_timeout;
+        self
+    }
+
+    /// Opens (or creates) the database, switches it to WAL mode, creates or
+    /// migrates the schema, and opens the pool's connections.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreErrorKind::Unavailable`] if the file cannot be opened or
+    /// created, or its schema version is newer than this build knows;
+    /// [`StoreErrorKind::Corrupt`] if it is not an SQLite database;
+    /// [`StoreErrorKind::Timeout`] if another process holds the write lock
+    /// past the busy timeout.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::store::{SqliteStore, StoreErrorKind};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let missing = std::env::temp_dir().join("keepsake-no-such-dir/sessions.db");
+    /// let err = SqliteStore::builder(missing).open().await.unwrap_err();
+    /// assert_eq!(err.kind(), StoreErrorKind::Unavailable);
+    /// # });
+    /// ```
+    pub async fn open(self) -> Result<SqliteStore, StoreError> {
+        let Self {
+            path,
+            connections,
+            busy_timeout,
+        } = self;
+        let opened_path = path.clone();
+        let pool =
+            tokio::task::spawn_blocking(move || open_pool(&opened_path, connections, busy_timeout))
+                .await
+                .map_err(|err| {
+                    StoreError::with_source(
+                        StoreErrorKind::Unavailable,
+                        "opening the SQLite session database panicked",
+                        err,
+                    )
+                })??;
+        Ok(SqliteStore::from_pool(pool, Some(path), busy_timeout))
+    }
+}
+
+impl SqliteStore {
+    /// The schema version this build creates and understands, kept in the
+    /// database's `PRAGMA user_version`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert_eq!(keepsake::store::SqliteStore::SCHEMA_VERSION, 1);
+    /// ```
+    pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+    /// Opens (or creates) the database at `path` with the default settings:
+    /// 4 connections, a 5 s busy timeout: opens (or creates) the file,
+    /// switches it to WAL mode, creates or migrates the schema, and opens the
+    /// pool's connections.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreErrorKind::Unavailable`] if the file cannot be opened or
+    /// created, or its schema version is newer than this build knows;
+    /// [`StoreErrorKind::Corrupt`] if it is not an SQLite database;
+    /// [`StoreErrorKind::Timeout`] if another process holds the write lock
+    /// past the busy timeout.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::store::{Id, Record, SessionStore, SqliteStore};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let path = std::env::temp_dir().join(format!("keepsake-doc-{}.db", Id::random()));
+    /// let store = SqliteStore::open(&path).await?;
+    /// let record = Record::new(Id::random(), 0, None, 60);
+    /// store.create(&record).await?;
+    /// assert!(store.load(&record.id, 1).await?.is_some());
+    /// # drop(store);
+    /// # for suffix in ["", "-wal", "-shm"] {
+    /// #     let mut file = path.clone().into_os_string();
+    /// #     file.push(suffix);
+    /// #     let _ = std::fs::remove_file(file);
+    /// # }
+    /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+    /// ```
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::builder(path).open().await
+    }
+
+    /// A builder for the database at `path`, to choose the pool size and
+    /// busy timeout.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let builder = keepsake::store::SqliteStore::builder("sessions.db");
+    /// assert!(format!("{builder:?}").contains("connections: 4"));
+    /// ```
+    pub fn builder(path: impl AsRef<Path>) -> SqliteStoreBuilder {
+        SqliteStoreBuilder {
+            path: path.as_ref().to_path_buf(),
+            connections: DEFAULT_CONNECTIONS,
+            busy_timeout: DEFAULT_BUSY_TIMEOUT,
+        }
+    }
+
+    /// A store in a private in-memory database, for tests: nothing survives
+    /// the store being dropped. It has a single connection (each in-memory
+    /// connection is its own database), so operations run one at a time.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreErrorKind::Unavailable`] if SQLite cannot allocate the
+    /// database.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::store::{Created, Id, Record, SessionStore, SqliteStore};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = SqliteStore::open_in_memory()?;
+    /// let record = Record::new(Id::random(), 0, None, 60);
+    /// assert_eq!(store.create(&record).await?, Created::Created);
+    /// assert_eq!(store.create(&record).await?, Created::Collision);
+    /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+    /// ```
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        let mut conn = Connection::open_in_memory().map_err(|err| sql_error("open", err))?;
+        configure(&conn, DEFAULT_BUSY_TIMEOUT).map_err(|err| sql_error("configure", err))?;
+        migrate(&mut conn, Path::new(":memory:"))?;
+        Ok(Self::from_pool(vec![conn], None, DEFAULT_BUSY_TIMEOUT))
+    }
+
+    fn from_pool(pool: Vec<Connection>, path: Option<PathBuf>, busy_timeout: Duration) -> Self {
+        let size = pool.len();
+        Self {
+            inner: Arc::new(Inner {
+                pool: Mutex::new(pool),
+                permits: Arc::new(Semaphore::new(size)),
+                size,
+                path,
+                busy_timeout,
+            }),
+        }
+    }
+
+    /// Runs `op` on a pooled connection on the blocking thread pool.
+    async fn run<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let permit = Arc::clone(&self.inner.permits)
+            .acquire_owned()
+            .await
+            .map_err(|err| {
+                StoreError::with_source(
+                    StoreErrorKind::Unavailable,
+                    "the SQLite connection pool is closed",
+                    err,
+                )
+            })?;
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            // Dropped in reverse order: the connection goes back to the pool
+            // before the permit to take it is released.
+            let _permit = permit;
+            let mut lease = Lease::take(&inner.pool)?;
+            op(lease.conn())
+        })
+        .await
+        .map_err(|err| {
+            StoreError::with_source(
+                StoreErrorKind::Unavailable,
+                "an SQLite session store operation panicked",
+                err,
+            )
+        })?
+    }
+}
+
+impl fmt::Debug for SqliteStore {
+    /// The path and settings only: never an id or any session data.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .field("connections", &self.inner.size)
+            .field("busy_timeout", &self.inner.busy_timeout)
+            .finish()
+    }
+}
+
+/// The state behind every clone of one store.
+struct Inner {
+    /// The idle connections.
+    pool: Mutex<Vec<Connection>>,
+    /// One permit per connection: holding one guarantees `pool` has a
+    /// connection to take.
+    permits: Arc<Semaphore>,
+    size: usize,
+    /// `None` for an in-memory database.
+    path: Option<PathBuf>,
+    busy_timeout: Duration,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A connection taken from the pool, put back when dropped (also on panic).
+struct Lease<'a> {
+    pool: &'a Mutex<Vec<Connection>>,
+    conn: Option<Connection>,
+}
+
+impl<'a> Lease<'a> {
+    fn take(pool: &'a Mutex<Vec<Connection>>) -> Result<Self, StoreError> {
+        let conn = lock(pool).pop().ok_or_else(|| {
+            StoreError::new(
+                StoreErrorKind::Unavailable,
+                "the SQLite connection pool has no connection left",
+            )
+        })?;
+        Ok(Self {
+            pool,
+            conn: Some(conn),
+        })
+    }
+
+    fn conn(&mut self) -> &mut Connection {
+        self.conn
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("a lease holds its connection until dropped"))
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            if !conn.is_autocommit() {
+                // Only after a panic mid-transaction: never hand on an open one.
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            lock(self.pool).push(conn);
+        }
+    }
+}
+
+/// Maps an SQLite error to a store error.
+fn sql_error(action: &str, err: rusqlite::Error) -> StoreError {
+    use rusqlite::Error as E;
+    let kind = match &err {
+        E::InvalidColumnType(..)
+        | E::FromSqlConversionFailure(..)
+        | E::IntegralValueOutOfRange(..)
+        | E::Utf8Error(..) => StoreErrorKind::Corrupt,
+        _ => match err.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreErrorKind::Timeout,
+            Some(ErrorCode::DiskFull) => StoreErrorKind::Full,
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StoreErrorKind::Corrupt,
+            _ => StoreErrorKind::Unavailable,
+        },
+    };
+    StoreError::with_source(kind, format!("SQLite {action} failed: {err}"), err)
+}
+
+/// Per-connection settings.
+fn configure(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> {
+    conn.busy_timeout(busy_timeout)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(())
+}
+
+/// Opens the first connection, sets WAL mode and migrates, then opens the
+/// rest of the pool.
+fn open_pool(
+    path: &Path,
+    connections: usize,
+    busy_timeout: Duration,
+) -> Result<Vec<Connection>, StoreError> {
+    let open = || -> Result<Connection, StoreError> {
+        let conn = Connection::open(path).map_err(|err| sql_error("open", err))?;
+        configure(&conn, busy_timeout).map_err(|err| sql_error("configure", err))?;
+        Ok(conn)
+    };
+    let mut first = open()?;
+    let mode: String = first
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(|err| sql_error("switch to WAL mode", err))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(
+            path = %path.display(),
+            journal_mode = %mode,
+            "SQLite session database could not switch to WAL mode; writes will block reads"
+        );
+    }
+    migrate(&mut first, path)?;
+    let mut pool = Vec::with_capacity(connections.max(1));
+    pool.push(first);
+    for _ in 1..connections {
+        pool.push(open()?);
+    }
+    Ok(pool)
+}
+
+/// Creates or migrates the schema to [`SqliteStore::SCHEMA_VERSION`], or
+/// refuses a newer one.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|err| sql_error("migration", err))?;
+    let found: i64 = tx
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(|err| sql_error("reading the schema version", err))?;
+    let known = i64::from(SqliteStore::SCHEMA_VERSION);
+    if found > known {
+        return Err(StoreError::new(
+            StoreErrorKind::Unavailable,
+            format!(
+                "the SQLite session database {} has schema version {found}, newer than \
+                 version {known} that this build of keepsake knows; upgrade keepsake or \
+                 use another file",
+                path.display()
+            ),
+        ));
+    }
+    if found == known {
+        return Ok(());
+    }
+    // `found` is in 0..known here, so it indexes MIGRATIONS.
+    let from = usize::try_from(found.max(0)).unwrap_or(0);
+    for migration in &MIGRATIONS[from..] {
+        tx.execute_batch(migration)
+            .map_err(|err| sql_error("migration", err))?;
+    }
+    tx.pragma_update(None, "user_version", known)
+        .map_err(|err| sql_error("migration", err))?;
+    tx.commit().map_err(|err| sql_error("migration", err))
+}
+
+/// A time or version as SQLite stores it: capped at `i64::MAX`.
+fn sql_int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A record's column values, owned so they can move to a blocking thread.
+struct Columns {
+    id: String,
+    data: String,
+    created_at: i64,
+    idle_timeout: Option<i64>,
+    idle_deadline: Option<i64>,
+    absolute_deadline: i64,
+    deadline: i64,
+    persistent: bool,
+    version: i64,
+    user: Option<String>,
+}
+
+impl Columns {
+    fn of(record: &Record) -> Result<Self, StoreError> {
+        let data = serde_json::to_string(&record.data).map_err(|err| {
+            StoreError::with_source(
+                StoreErrorKind::Corrupt,
+                "session data could not be encoded as JSON",
+                err,
+            )
+        })?;
+        Ok(Self {
+            id: record.id.to_string(),
+            data,
+            created_at: sql_int(record.created_at),
+            idle_timeout: record.idle_timeout.map(sql_int),
+            idle_deadline: record.idle_deadline.map(sql_int),
+            absolute_deadline: sql_int(record.absolute_deadline),
+            deadline: sql_int(record.deadline()),
+            persistent: record.persistent,
+            version: sql_int(record.version),
+            user: record.user.clone(),
+        })
+    }
+}
+
+/// A row's raw values, in [`COLUMNS`] order.
+type RawRow = (
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    i64,
+    bool,
+    i64,
+    Option<String>,
+);
+
+fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+        row.get(7)?,
+        row.get(8)?,
+    ))
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Corrupt,
+        format!("a stored session has a negative {what}"),
+    )
+}
+
+fn unsigned(value: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| corrupt(what))
+}
+
+fn decode(raw: RawRow) -> Result<Record, StoreError> {
+    let (
+        id,
+        data,
+        created_at,
+        idle_timeout,
+        idle_deadline,
+        absolute_deadline,
+        persistent,
+        version,
+        user,
+    ) = raw;
+    let id: Id = id.parse().map_err(|err| {
+        StoreError::with_source(
+            StoreErrorKind::Corrupt,
+            "a stored session id is invalid",
+            err,
+        )
+    })?;
+    let data: Data = serde_json::from_str(&data).map_err(|err| {
+        StoreError::with_source(
+            StoreErrorKind::Corrupt,
+            "a stored session's data is not a JSON object",
+            err,
+        )
+    })?;
+    Ok(Record {
+        id,
+        data,
+        created_at: unsigned(created_at, "creation time")?,
+        idle_timeout: idle_timeout
+            .map(|value| unsigned(value, "idle timeout"))
+            .transpose()?,
+        idle_deadline: idle_deadline
+            .map(|value| unsigned(value, "idle deadline"))
+            .transpose()?,
+        absolute_deadline: unsigned(absolute_deadline, "absolute deadline")?,
+        persistent,
+        version: unsigned(version, "version")?,
+        user,
+    })
+}
+
+/// Runs `query` (selecting [`COLUMNS`]) and decodes every row.
+fn query_records(
+    conn: &Connection,
+    query: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<Record>, StoreError> {
+    let mut statement = conn
+        .prepare_cached(query)
+        .map_err(|err| sql_error("query", err))?;
+    let rows = statement
+        .query_map(params, read_row)
+        .map_err(|err| sql_error("query", err))?;
+    rows.map(|raw| decode(raw.map_err(|err| sql_error("query", err))?))
+        .collect()
+}
+
+impl SessionStore for SqliteStore {
+    async fn create(&self, record: &Record) -> Result<Created, StoreError> {
+        let row = Columns::of(record)?;
+        // `create` has no clock: the new record's creation time is "now".
+        let now = row.created_at;
+        self.run(move |conn| {
+            let fail = |err| sql_error("create", err);
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(fail)?;
+            tx.prepare_cached("DELETE FROM sessions WHERE id = ?1 AND deadline <= ?2")
+                .and_then(|mut s| s.execute(params![row.id, now]))
+                .map_err(fail)?;
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT INTO sessions (id, data, created_at, idle_timeout, idle_deadline, \
+                     absolute_deadline, deadline, persistent, version, user_id) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        row.id,
+                        row.data,
+                        row.created_at,
+                        row.idle_timeout,
+                        row.idle_deadline,
+                        row.absolute_deadline,
+                        row.deadline,
+                        row.persistent,
+                        row.version,
+                        row.user,
+                    ])
+                })
+                .map_err(fail)?;
+            tx.commit().map_err(fail)?;
+            Ok(if inserted == 1 {
+                Created::Created
+            } else {
+                Created::Collision
+            })
+        })
+        .await
+    }
+
+    async fn load(&self, id: &Id, now: u64) -> Result<Option<Record>, StoreError> {
+        let (id, now) = (id.to_string(), sql_int(now));
+        self.run(move |conn| {
+            let raw = conn
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM sessions WHERE id = ?1 AND deadline > ?2"
+                ))
+                .and_then(|mut s| s.query_row(params![id, now], read_row).optional())
+                .map_err(|err| sql_error("load", err))?;
+            raw.map(decode).transpose()
+        })
+        .await
+    }
+
+    async fn save(&self, record: &Record, now: u64) -> Result<Saved, StoreError> {
+        let row = Columns::of(record)?;
+        // A version beyond what SQLite can hold matches no stored version.
+        let expected = i64::try_from(record.version).ok();
+        let now = sql_int(now);
+        self.run(move |conn| {
+            let fail = |err| sql_error("save", err);
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(fail)?;
+            let updated = tx
+                .prepare_cached(
+                    "UPDATE sessions SET data = ?2, created_at = ?3, idle_timeout = ?4, \
+                     idle_deadline = ?5, absolute_deadline = ?6, deadline = ?7, \
+                     persistent = ?8, version = version + 1, user_id = ?9 \
+                     WHERE id = ?1 AND version = ?10 AND deadline > ?11",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        row.id,
+                        row.data,
+                        row.created_at,
+                        row.idle_timeout,
+                        row.idle_deadline,
+                        row.absolute_deadline,
+                        row.deadline,
+                        row.persistent,
+                        row.user,
+                        expected,
+                        now,
+                    ])
+                })
+                .map_err(fail)?;
+            let outcome = match (updated, expected) {
+                (1, Some(version)) => Saved::Saved {
+                    version: unsigned(version, "version")? + 1,
+                },
+                _ => {
+                    // Nothing written: tell a stale version from a missing
+                    // or expired record, within the same transaction.
+                    let deadline: Option<i64> = tx
+                        .prepare_cached("SELECT deadline FROM sessions WHERE id = ?1")
+                        .and_then(|mut s| s.query_row(params![row.id], |r| r.get(0)).optional())
+                        .map_err(fail)?;
+                    match deadline {
+                        None => Saved::Gone,
+                        Some(deadline) if deadline <= now => {
+                            tx.prepare_cached("DELETE FROM sessions WHERE id = ?1")
+                                .and_then(|mut s| s.execute(params![row.id]))
+                                .map_err(fail)?;
+                            Saved::Gone
+                        }
+                        Some(_) => Saved::Conflict,
+                    }
+                }
+            };
+            tx.commit().map_err(fail)?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn touch(&self, id: &Id, idle_deadline: u64, now: u64) -> Result<Touched, StoreError> {
+        let (id, idle_deadline, now) = (id.to_string(), sql_int(idle_deadline), sql_int(now));
+        self.run(move |conn| {
+            let fail = |err| sql_error("touch", err);
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(fail)?;
+            let updated = tx
+                .prepare_cached(
+                    "UPDATE sessions SET idle_deadline = MIN(?2, absolute_deadline), \
+                     deadline = MIN(?2, absolute_deadline) \
+                     WHERE id = ?1 AND deadline > ?3",
+                )
+                .and_then(|mut s| s.execute(params![id, idle_deadline, now]))
+                .map_err(fail)?;
+            let outcome = if updated == 1 {
+                Touched::Touched
+            } else {
+                // Missing or expired; drop the row if it is expired.
+                tx.prepare_cached("DELETE FROM sessions WHERE id = ?1 AND deadline <= ?2")
+                    .and_then(|mut s| s.execute(params![id, now]))
+                    .map_err(fail)?;
+                Touched::Gone
+            };
+            tx.commit().map_err(fail)?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn delete(&self, id: &Id) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.run(move |conn| {
+            conn.prepare_cached("DELETE FROM sessions WHERE id = ?1")
+                .and_then(|mut s| s.execute(params![id]))
+                .map(|deleted| deleted > 0)
+                .map_err(|err| sql_error("delete", err))
+        })
+        .await
+    }
+
+    async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
+        let user = user.to_owned();
+        self.run(move |conn| {
+            conn.prepare_cached("DELETE FROM sessions WHERE user_id = ?1")
+                .and_then(|mut s| s.execute(params![user]))
+                .map_err(|err| sql_error("delete_user", err))
+        })
+        .await
+    }
+
+    async fn list_user(&self, user: &str, now: u64) -> Result<Vec<Record>, StoreError> {
+        let (user, now) = (user.to_owned(), sql_int(now));
+        self.run(move |conn| {
+            query_records(
+                conn,
+                &format!(
+                    "SELECT {COLUMNS} FROM sessions WHERE user_id = ?1 AND deadline > ?2 \
+                     ORDER BY created_at, id"
+                ),
+                params![user, now],
+            )
+        })
+        .await
+    }
+
+    async fn purge_expired(&self, now: u64) -> Result<usize, StoreError> {
+        let now = sql_int(now);
+        self.run(move |conn| {
+            // In batches, each its own short transaction, so a large purge
+            // never holds the write lock for long.
+            let mut statement = conn
+                .prepare_cached(
+                    "DELETE FROM sessions WHERE rowid IN \
+                     (SELECT rowid FROM sessions WHERE deadline <= ?1 LIMIT ?2)",
+                )
+                .map_err(|err| sql_error("purge_expired", err))?;
+            let mut purged = 0;
+            loop {
+                let batch = statement
+                    .execute(params![now, PURGE_BATCH])
+                    .map_err(|err| sql_error("purge_expired", err))?;
+                purged += batch;
+                if i64::try_from(batch).unwrap_or(i64::MAX) < PURGE_BATCH {
+                    return Ok(purged);
+                }
+            }
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance;
+    use serde_json::json;
+
+    /// A database file in the temp dir, removed (with its WAL files) on drop.
+    struct TempDb(PathBuf);
+
+    impl TempDb {
+        fn new(tag: &str) -> Self {
+            Self(std::env::temp_dir().join(format!("keepsake-sqlite-{tag}-{}.db", Id::random())))
+        }
+    }
+
+    impl Drop for TempDb {
+        fn drop(&mut self) {
+            for suffix in ["", "-wal", "-shm", "-journal"] {
+                let mut file = self.0.clone().into_os_string();
+                file.push(suffix);
+                let _ = std::fs::remove_file(file);
+            }
+        }
+    }
+
+    fn raw(db: &TempDb) -> Connection {
+        Connection::open(&db.0).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn conformance_on_a_file() {
+        let db = TempDb::new("conformance");
+        let store = SqliteStore::open(&db.0).await.unwrap();
+        conformance::run_all(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conformance_in_memory() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        conformance::run_all(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sessions_survive_a_restart() {
+        let db = TempDb::new("restart");
+        let mut record = Record::new(Id::random(), 1_000, Some(600), 3_600);
+        record.data.insert("cart".into(), json!(["🍪", 2]));
+        record.user = Some("ada".into());
+        record.persistent = true;
+        {
+            let store = SqliteStore::open(&db.0).await.unwrap();
+            assert_eq!(store.create(&record).await.unwrap(), Created::Created);
+            assert_eq!(
+                store.save(&record, 1_001).await.unwrap(),
+                Saved::Saved { version: 1 }
+            );
+        }
+        let store = SqliteStore::open(&db.0).await.unwrap();
+        record.version = 1;
+        assert_eq!(store.load(&record.id, 1_002).await.unwrap(), Some(record));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+    async fn concurrent_writes_never_report_locked() {
+        let db = TempDb::new("concurrent");
+        // Two stores on one file, as two processes would be.
+        let stores = [
+            SqliteStore::open(&db.0).await.unwrap(),
+            SqliteStore::open(&db.0).await.unwrap(),
+        ];
+        let shared = Record::new(Id::random(), 0, None, u64::MAX);
+        stores[0].create(&shared).await.unwrap();
+        const TASKS: usize = 8;
+        const ROUNDS: usize = 25;
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|task| {
+                let store = stores[task % 2].clone();
+                let shared = shared.id;
+                tokio::spawn(async move {
+                    for round in 0..ROUNDS {
+                        let mut own = Record::new(Id::random(), 10, Some(60), 3_600);
+                        own.user = Some(format!("user-{task}"));
+                        assert_eq!(store.create(&own).await.unwrap(), Created::Created);
+                        own.data.insert("round".into(), json!(round));
+                        assert!(matches!(
+                            store.save(&own, 11).await.unwrap(),
+                            Saved::Saved { .. }
+                        ));
+                        store.touch(&own.id, 100, 12).await.unwrap();
+                        // Compare-and-set increments of one shared record.
+                        loop {
+                            let mut current = store.load(&shared, 20).await.unwrap().unwrap();
+                            let n = current.data.get("n").and_then(|v| v.as_u64()).unwrap_or(0);
+                            current.data.insert("n".into(), json!(n + 1));
+                            match store.save(&current, 20).await.unwrap() {
+                                Saved::Saved { .. } => break,
+                                Saved::Conflict => continue,
+                                Saved::Gone => panic!("shared record gone"),
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let total = (TASKS * ROUNDS) as u64;
+        let shared = stores[1].load(&shared.id, 30).await.unwrap().unwrap();
+        assert_eq!(shared.version, total);
+        assert_eq!(shared.data["n"], json!(total));
+        for task in 0..TASKS {
+            let user = format!("user-{task}");
+            assert_eq!(stores[0].list_user(&user, 30).await.unwrap().len(), ROUNDS);
+        }
+        assert_eq!(stores[0].purge_expired(100).await.unwrap(), TASKS * ROUNDS);
+    }
+
+    #[tokio::test]
+    async fn schema_version_and_pragmas() {
+        let db = TempDb::new("schema");
+        let store = SqliteStore::open(&db.0).await.unwrap();
+        let conn = raw(&db);
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, i64::from(SqliteStore::SCHEMA_VERSION));
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |row| row.get(0))
+            .unwrap();
+        assert_eq!(mode.to_lowercase(), "wal");
+        let indexes: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'sessions' AND sql IS NOT NULL ORDER BY name")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(indexes, ["sessions_deadline", "sessions_user_id"]);
+        // Reopening an up-to-date database changes nothing.
+        drop(store);
+        SqliteStore::open(&db.0).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn newer_schema_is_refused() {
+        let db = TempDb::new("newer");
+        raw(&db)
+            .pragma_update(
+                None,
+                "user_version",
+                i64::from(SqliteStore::SCHEMA_VERSION) + 1,
+            )
+            .unwrap();
+        let err = SqliteStore::open(&db.0).await.unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Unavailable);
+        let text = err.to_string();
+        assert!(text.contains("schema version 2"), "{text}");
+        assert!(text.contains("newer"), "{text}");
+        // Nothing was touched.
+        let tables: i64 = raw(&db)
+            .query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(tables, 0);
+    }
+
+    #[tokio::test]
+    async fn bad_rows_are_corrupt() {
+        let db = TempDb::new("corrupt");
+        let store = SqliteStore::open(&db.0).await.unwrap();
+        let record = Record::new(Id::random(), 0, None, 100);
+        store.create(&record).await.unwrap();
+        raw(&db)
+            .execute(
+                "UPDATE sessions SET data = 'not json' WHERE id = ?1",
+                params![record.id.to_string()],
+            )
+            .unwrap();
+        let err = store.load(&record.id, 1).await.unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Corrupt);
+        raw(&db)
+            .execute(
+                "UPDATE sessions SET data = '{}', version = 'seven' WHERE id = ?1",
+                params![record.id.to_string()],
+            )
+            .unwrap();
+        let err = store.load(&record.id, 1).await.unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Corrupt);
+    }
+
+    #[tokio::test]
+    async fn unopenable_and_foreign_files() {
+        let missing = std::env::temp_dir()
+            .join(format!("keepsake-missing-{}", Id::random()))
+            .join("sessions.db");
+        let err = SqliteStore::open(&missing).await.unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Unavailable);
+
+        let db = TempDb::new("foreign");
+        std::fs::write(&db.0, vec![b'x'; 4096]).unwrap();
+        let err = SqliteStore::open(&db.0).await.unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Corrupt);
+    }
+
+    #[tokio::test]
+    async fn expired_rows_are_replaced_and_dropped() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let old = Record::new(Id::random(), 0, None, 10);
+        store.create(&old).await.unwrap();
+        // Same id, created after the old one expired: replaced.
+        let mut new = Record::new(old.id, 10, None, 10);
+        new.data.insert("fresh".into(), json!(true));
+        assert_eq!(store.create(&new).await.unwrap(), Created::Created);
+        assert_eq!(store.load(&new.id, 11).await.unwrap(), Some(new.clone()));
+        // A save at the deadline is Gone and removes the row.
+        assert_eq!(store.save(&new, 20).await.unwrap(), Saved::Gone);
+        assert_eq!(store.purge_expired(20).await.unwrap(), 0);
+        assert!(!store.delete(&new.id).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn huge_times_are_capped() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let record = Record::new(Id::random(), 0, Some(u64::MAX), u64::MAX);
+        store.create(&record).await.unwrap();
+        let loaded = store.load(&record.id, 1_000).await.unwrap().unwrap();
+        assert_eq!(loaded.absolute_deadline, i64::MAX as u64);
+        let mut stale = record.clone();
+        stale.version = u64::MAX;
+        assert_eq!(store.save(&stale, 1).await.unwrap(), Saved::Conflict);
+        assert_eq!(
+            store.touch(&record.id, u64::MAX, 1).await.unwrap(),
+            Touched::Touched
+        );
+    }
+
+    #[tokio::test]
+    async fn debug_shows_no_data() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let text = format!("{store:?}");
+        assert!(text.contains("connections: 1"), "{text}");
+        assert!(text.contains("path: None"), "{text}");
+    }
+}
