@@ -1021,11 +1021,18 @@ impl Session {
                     // visit is activity: the idle deadline counts from now.
                     record.version = 0;
                     refresh_idle_deadline(&mut record, now);
-                    loop {
-                        match self.ctx.timed(store.create(&record)).await? {
-                            Created::Created => break,
-                            Created::Collision => record.id = Id::random(),
+                    // A collision of random 128-bit ids means a broken
+                    // store or random source: a few tries, then give up.
+                    let mut tries = 0;
+                    while self.ctx.timed(store.create(&record)).await? == Created::Collision {
+                        tries += 1;
+                        if tries == 3 {
+                            return Err(StoreError::new(
+                                StoreErrorKind::Unavailable,
+                                "new session ids keep colliding in the store",
+                            ));
                         }
+                        record.id = Id::random();
                     }
                     tracing::debug!(session = %record.id.log_tag(), "session created");
                     self.ctx.cookie_for(&record, now)
