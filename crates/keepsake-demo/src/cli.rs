@@ -31,10 +31,10 @@ pub struct Args {
     /// Address to listen on.
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:3000")]
     pub addr: String,
-    /// Where sessions live: memory, cookie (signed client-side sessions) or
-    /// sealed (encrypted client-side sessions). sqlite://PATH, redis://...
-    /// and postgres://... are not available yet.
-    #[arg(long, value_name = "URL", default_value = "memory")]
+    /// Where sessions live: sqlite://PATH (a database file, the default),
+    /// memory, redis://..., postgres://..., cookie (signed client-side
+    /// sessions) or sealed (encrypted client-side sessions).
+    #[arg(long, value_name = "URL", default_value = "sqlite://keepsake-demo.db")]
     pub store: StoreKind,
     /// The session cookie's name.
     #[arg(long, value_name = "NAME", default_value = "session")]
@@ -83,17 +83,10 @@ const USAGE: u8 = 2;
 
 /// Starts the demo with `args` and serves until Ctrl-C or SIGTERM.
 ///
-/// Exits with 2 for settings that cannot work (a store that is not
-/// available yet, lifetimes that do not fit, a malformed secret), 1 when
-/// the address cannot be bound or serving fails.
+/// Exits with 2 for settings that cannot work (lifetimes that do not fit, a
+/// malformed secret), 1 when the store cannot be opened, the address cannot
+/// be bound or serving fails.
 pub async fn run(args: Args) -> ExitCode {
-    match args.store {
-        StoreKind::Sqlite(_) | StoreKind::Redis(_) | StoreKind::Postgres(_) => {
-            eprintln!("error: {}", AppError::StoreNotAvailable(args.store));
-            return ExitCode::from(USAGE);
-        }
-        StoreKind::Memory | StoreKind::Cookie | StoreKind::Sealed => {}
-    }
     if let Some(max_age) = args.max_age
         && args.idle_timeout > max_age
     {
@@ -118,8 +111,12 @@ pub async fn run(args: Args) -> ExitCode {
     config.max_age = args.max_age;
     config.bad_cookie = args.bad_cookie.into();
     config.secure = !args.insecure_cookies;
-    let router = match app(config) {
+    let router = match app(config).await {
         Ok(router) => router,
+        Err(err @ AppError::Store(..)) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
         Err(err) => {
             eprintln!("error: {err}");
             return ExitCode::from(USAGE);

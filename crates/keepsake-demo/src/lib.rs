@@ -15,9 +15,10 @@
 //! use keepsake_demo::{Config, StoreKind};
 //!
 //! let config = Config::new(StoreKind::Memory, KeyRing::new(Key::generate()));
-//! let router = keepsake_demo::app(config)?;
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let router = keepsake_demo::app(config).await?;
 //! # let _ = router;
-//! # Ok::<(), keepsake_demo::AppError>(())
+//! # Ok::<(), keepsake_demo::AppError>(()) }).unwrap();
 //! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -38,7 +39,7 @@ use keepsake::{
     key::KeyRing,
     middleware::{ConfigError, SessionLayer, SessionLayerBuilder},
     session::BadCookie,
-    store::{MemoryStore, SessionStore as _},
+    store::{MemoryStore, PostgresStore, RedisStore, SessionStore, SqliteStore, StoreError},
 };
 
 pub use self::{
@@ -49,7 +50,7 @@ pub use self::{
 /// Where sessions live: the `--store` flag.
 ///
 /// Parsed from `memory`, `cookie`, `sealed`, `sqlite://PATH`, `redis://...`
-/// or `postgres://...`; the last three are accepted but not available yet.
+/// or `postgres://...`.
 ///
 /// # Example
 ///
@@ -69,11 +70,11 @@ pub enum StoreKind {
     Cookie,
     /// Client-side sessions in a sealed cookie (encrypted).
     Sealed,
-    /// A SQLite database (not available yet).
+    /// A SQLite database file (the default: `sqlite://keepsake-demo.db`).
     Sqlite(String),
-    /// A Redis server (not available yet).
+    /// A Redis server.
     Redis(String),
-    /// A PostgreSQL server (not available yet).
+    /// A PostgreSQL server.
     Postgres(String),
 }
 
@@ -197,8 +198,8 @@ impl Config {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum AppError {
-    /// The store was named but does not exist in keepsake yet.
-    StoreNotAvailable(StoreKind),
+    /// The store could not be opened or reached.
+    Store(StoreKind, StoreError),
     /// The session settings are not valid.
     Config(ConfigError),
 }
@@ -206,11 +207,7 @@ pub enum AppError {
 impl fmt::Display for AppError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::StoreNotAvailable(kind) => write!(
-                f,
-                "the {kind} store is not available yet (coming with the Stores work); \
-                 use --store memory|cookie|sealed"
-            ),
+            Self::Store(kind, err) => write!(f, "cannot open the {kind} store: {err}"),
             Self::Config(err) => write!(f, "{err}"),
         }
     }
@@ -219,7 +216,7 @@ impl fmt::Display for AppError {
 impl std::error::Error for AppError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::StoreNotAvailable(_) => None,
+            Self::Store(_, err) => Some(err),
             Self::Config(err) => Some(err),
         }
     }
@@ -243,14 +240,15 @@ pub(crate) type AppState = Arc<Shared>;
 /// The demo app: the page, the JSON API and `/healthz`, behind the session
 /// layer that `config` describes.
 ///
-/// When called inside a tokio runtime with the memory store, it also starts
-/// a task that purges expired sessions every minute.
+/// Server-side stores are opened (or connected to) first. With the memory
+/// and SQLite stores it also starts a task that purges expired sessions
+/// every minute (Redis expires them itself; Postgres has its own task).
 ///
 /// # Errors
 ///
-/// [`AppError::StoreNotAvailable`] for the stores keepsake does not have
-/// yet, [`AppError::Config`] for settings the session layer refuses (such
-/// as an idle timeout longer than the lifetime).
+/// [`AppError::Store`] when the store cannot be opened or reached,
+/// [`AppError::Config`] for settings the session layer refuses (such as an
+/// idle timeout longer than the lifetime).
 ///
 /// # Example
 ///
@@ -258,19 +256,36 @@ pub(crate) type AppState = Arc<Shared>;
 /// use keepsake::key::{Key, KeyRing};
 /// use keepsake_demo::{AppError, Config, StoreKind};
 ///
-/// let config = Config::new(StoreKind::Redis("redis://127.0.0.1".into()), KeyRing::new(Key::generate()));
-/// assert!(matches!(keepsake_demo::app(config), Err(AppError::StoreNotAvailable(_))));
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let config = Config::new(StoreKind::Sqlite("sqlite:///nonexistent/dir/x.db".into()), KeyRing::new(Key::generate()));
+/// assert!(matches!(keepsake_demo::app(config).await, Err(AppError::Store(..))));
+/// # });
 /// ```
-pub fn app(config: Config) -> Result<Router, AppError> {
+pub async fn app(config: Config) -> Result<Router, AppError> {
+    let ring = config.ring.clone();
+    let failed = |err| AppError::Store(config.store.clone(), err);
     let builder = match &config.store {
         StoreKind::Memory => {
             let store = MemoryStore::new();
             spawn_purge(store.clone());
-            SessionLayer::with_store(store, config.ring.clone())
+            SessionLayer::with_store(store, ring)
         }
-        StoreKind::Cookie => SessionLayer::with_cookies(Format::Signed, config.ring.clone()),
-        StoreKind::Sealed => SessionLayer::with_cookies(Format::Sealed, config.ring.clone()),
-        other => return Err(AppError::StoreNotAvailable(other.clone())),
+        StoreKind::Sqlite(url) => {
+            let path = url.strip_prefix("sqlite://").unwrap_or(url);
+            let store = SqliteStore::open(path).await.map_err(failed)?;
+            spawn_purge(store.clone());
+            SessionLayer::with_store(store, ring)
+        }
+        StoreKind::Redis(url) => {
+            SessionLayer::with_store(RedisStore::connect(url).await.map_err(failed)?, ring)
+        }
+        StoreKind::Postgres(url) => {
+            let store = PostgresStore::connect(url).await.map_err(failed)?;
+            drop(store.spawn_purge_task(Duration::from_secs(60)));
+            SessionLayer::with_store(store, ring)
+        }
+        StoreKind::Cookie => SessionLayer::with_cookies(Format::Signed, ring),
+        StoreKind::Sealed => SessionLayer::with_cookies(Format::Sealed, ring),
     };
     let layer = configure(builder, &config)
         .build()
@@ -316,7 +331,7 @@ fn configure(builder: SessionLayerBuilder, config: &Config) -> SessionLayerBuild
 
 /// Purges expired sessions from `store` every minute, if there is a runtime
 /// to run the task.
-fn spawn_purge(store: MemoryStore) {
+fn spawn_purge<S: SessionStore + Clone>(store: S) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };

@@ -241,6 +241,9 @@ impl View<'_> {
         let store = match state.store.name() {
             "cookie" => "cookie (the session, signed, in the cookie)",
             "sealed" => "sealed (the session, encrypted, in the cookie)",
+            "sqlite" => "sqlite (the cookie holds a signed id)",
+            "redis" => "redis (the cookie holds a signed id)",
+            "postgres" => "postgres (the cookie holds a signed id)",
             _ => "memory (the cookie holds a signed id)",
         };
         let idle = if state.idle_timeout > 0 {

@@ -43,7 +43,7 @@ impl Server {
         let mut config = Config::new(store.clone(), KeyRing::new(Key::generate()));
         config.secure = false;
         configure(&mut config);
-        let app = keepsake_demo::app(config).expect("the app builds");
+        let app = keepsake_demo::app(config).await.expect("the app builds");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
@@ -57,8 +57,10 @@ impl Server {
         }
     }
 
+    /// Whether sessions live on the server (memory, SQLite), so they can be
+    /// listed and ended there.
     fn is_memory(&self) -> bool {
-        self.store == StoreKind::Memory
+        matches!(self.store, StoreKind::Memory | StoreKind::Sqlite(_))
     }
 
     fn url(&self, path: &str) -> String {
@@ -813,6 +815,13 @@ macro_rules! for_each_store {
         mod sealed {
             $(#[tokio::test] async fn $test() { super::$test(keepsake_demo::StoreKind::Sealed).await; })*
         }
+        mod sqlite {
+            $(#[tokio::test] async fn $test() {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("sessions.db").display());
+                super::$test(keepsake_demo::StoreKind::Sqlite(url)).await;
+            })*
+        }
     };
 }
 
@@ -838,26 +847,19 @@ for_each_store!(
 // Stores that do not exist yet
 // ---------------------------------------------------------------------------
 
-#[test]
-fn future_stores_are_refused() {
-    for url in [
-        "sqlite://demo.db",
-        "redis://127.0.0.1:6379",
-        "postgres://localhost/demo",
-    ] {
-        let store: StoreKind = url.parse().expect("accepted by the parser");
-        let config = Config::new(store.clone(), KeyRing::new(Key::generate()));
-        let err = keepsake_demo::app(config).expect_err(url);
-        assert!(matches!(err, AppError::StoreNotAvailable(_)), "{url}");
-        assert_eq!(
-            err.to_string(),
-            format!(
-                "the {} store is not available yet (coming with the Stores work); \
-                 use --store memory|cookie|sealed",
-                store.name()
-            )
-        );
-    }
+#[tokio::test]
+async fn a_store_that_cannot_be_opened_is_an_error() {
+    let store = StoreKind::Sqlite("sqlite:///nonexistent-dir/for/sure/x.db".into());
+    let config = Config::new(store, KeyRing::new(Key::generate()));
+    let err = keepsake_demo::app(config)
+        .await
+        .expect_err("no such directory");
+    assert!(matches!(err, AppError::Store(..)), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("cannot open the sqlite store: "),
+        "{err}"
+    );
     assert!("mysql://x".parse::<StoreKind>().is_err());
 }
 
@@ -1019,34 +1021,51 @@ async fn binary_uses_secret_file_flag() {
     );
 }
 
-#[test]
-fn binary_refuses_future_stores_with_exit_2() {
+#[tokio::test]
+async fn binary_default_store_keeps_sessions_across_restarts() {
     let dir = tempfile::tempdir().expect("temp dir");
-    for (url, name) in [
-        ("sqlite://demo.db", "sqlite"),
-        ("redis://127.0.0.1:6379", "redis"),
-        ("postgres://localhost/demo", "postgres"),
-    ] {
-        let output = Command::new(env!("CARGO_BIN_EXE_keepsake-demo"))
-            .args(["--store", url])
-            .current_dir(dir.path())
-            .env_remove("KEEPSAKE_SECRET")
-            .output()
-            .expect("run keepsake-demo");
-        assert_eq!(output.status.code(), Some(2), "{url}");
-        let err = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            err.contains(&format!(
-                "the {name} store is not available yet (coming with the Stores work); \
-                 use --store memory|cookie|sealed"
-            )),
-            "{url}: {err}"
-        );
-    }
-    // Refused before anything else happens: no secret was made.
-    assert!(!dir.path().join("keepsake-demo.secret").exists());
+    let alice = browser();
+    let mut demo = Demo::start(dir.path(), 1, &[]).await;
+    let login = alice
+        .post(format!("{}/api/login", demo.base))
+        .json(&json!({ "user": "alice" }))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login.status(), StatusCode::OK);
+    alice
+        .post(format!("{}/api/visits", demo.base))
+        .send()
+        .await
+        .expect("visit");
+    demo.stop();
+    drop(demo);
+    let out = std::fs::read_to_string(dir.path().join("stdout.1")).expect("stdout");
+    assert!(out.contains("(store: sqlite)"), "{out}");
+    assert!(
+        dir.path().join("keepsake-demo.db").exists(),
+        "the database beside the secret"
+    );
+    assert!(dir.path().join("keepsake-demo.secret").exists());
 
-    // An unknown store is a usage error too.
+    // Restarted, the same database and secret: the visitor is still logged in.
+    let demo = Demo::start(dir.path(), 2, &[]).await;
+    let body: Value = alice
+        .get(format!("{}/api/session", demo.base))
+        .send()
+        .await
+        .expect("session")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(body["user"], "alice", "{body}");
+    assert_eq!(body["visits"], 1, "{body}");
+    assert_eq!(body["new"], false, "{body}");
+}
+
+#[test]
+fn binary_refuses_unknown_stores_with_exit_2() {
+    let dir = tempfile::tempdir().expect("temp dir");
     let output = Command::new(env!("CARGO_BIN_EXE_keepsake-demo"))
         .args(["--store", "mongodb://x"])
         .current_dir(dir.path())
