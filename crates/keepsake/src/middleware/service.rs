@@ -11,12 +11,9 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use tower_service::Service;
 
 use super::layer::{UnavailableHook, unavailable_response};
-use crate::{
-    cookies::CookieJar,
-    session::{
-        BadCookie, Session,
-        context::{Context, CookieRead, Incoming},
-    },
+use crate::session::{
+    BadCookie, Session,
+    context::{Context, CookieRead, Incoming},
 };
 
 /// The service made by [`SessionLayer`](super::SessionLayer): wraps the
@@ -144,8 +141,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let jar = CookieJar::from_headers(request.headers());
-        let (incoming, stale_key, bad) = match self.ctx.read_cookie(&jar) {
+        let (incoming, stale_key, bad) = match self.ctx.read_cookie(request.headers()) {
             CookieRead::Ok(incoming, stale_key) => (incoming, stale_key, false),
             CookieRead::Bad(reason) => {
                 tracing::warn!(reason, "session cookie did not verify");

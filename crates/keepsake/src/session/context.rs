@@ -6,7 +6,7 @@ use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 use super::Clock;
 use crate::{
     codec::{Claims, Codec, DecodeError},
-    cookies::{CookieBuilder, CookieJar},
+    cookies::CookieBuilder,
     store::{Created, Id, Record, Saved, SessionStore, StoreError, StoreErrorKind, Touched},
 };
 
@@ -166,14 +166,24 @@ impl Context {
         }
     }
 
-    /// Finds and verifies the session cookie in `jar`. Several cookies with
-    /// the session name: exactly one may verify (cookie tossing otherwise).
-    pub(crate) fn read_cookie(&self, jar: &CookieJar) -> CookieRead {
+    /// Finds and verifies the session cookie in the request's `Cookie`
+    /// headers, borrowing from them: other cookies are skipped, not copied.
+    /// Several cookies with the session name: exactly one may verify (cookie
+    /// tossing otherwise).
+    pub(crate) fn read_cookie(&self, headers: &http::HeaderMap) -> CookieRead {
         let now = self.now();
         let mut found: Option<(Incoming, bool)> = None;
         let mut bad = None;
         let mut seen: Vec<&str> = Vec::new();
-        for value in jar.get_all(&self.cookie_name) {
+        let values = headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|header| header.to_str().ok())
+            .flat_map(cookie::Cookie::split_parse)
+            .flatten()
+            .filter(|pair| pair.name_raw() == Some(self.cookie_name.as_str()))
+            .filter_map(|pair| pair.value_raw());
+        for value in values {
             if seen.contains(&value) {
                 continue;
             }
