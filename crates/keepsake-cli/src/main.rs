@@ -7,9 +7,12 @@
 //! | `keepsake keygen` | prints a new random 32-byte secret, in standard padded base64 |
 //! | `keepsake sign --name NAME --secret-env VAR --json JSON` | prints a cookie value holding the JSON |
 //! | `keepsake verify --name NAME --secret-env VAR VALUE` | checks a value and prints its JSON payload |
-//! | `keepsake decode VALUE` | shows what a value holds without any key (nothing is verified) |
+//! | `keepsake decode VALUE` | shows what a value holds without any key (nothing is verified); also reads Flask, Starlette and Django session cookies |
+//! | `keepsake sessions --store URL list\|show\|revoke\|revoke-user\|purge\|stats` | administers a session store (see `sessions.rs`) |
 //!
 //! `sign` and `verify` also take `--format signed|sealed` (default `signed`),
+//! or `--format flask|starlette|django` for those frameworks' session cookies
+//! (see `interop.rs`; `verify` then takes `--max-age SECS`),
 //! `--namespace local|shared` (default `local`), `--app LABEL` (default empty)
 //! and `--now UNIX` (default: the system clock); `sign` takes `--ttl SECS`.
 //!
@@ -29,13 +32,16 @@
 //! | status | meaning |
 //! |---|---|
 //! | 0 | success (also `--help`, `--version`, and a closed stdout pipe) |
-//! | 1 | the value did not verify (`verify`) or could not be decoded (`decode`) |
+//! | 1 | the value did not verify (`verify`), could not be decoded (`decode`), or no such session (`sessions show`, `revoke`, `revoke-user`) |
 //! | 2 | usage or configuration error: bad arguments, a missing or invalid secret, or any other failure |
 //!
 //! Errors are one line on stderr, starting with `keepsake: `. When `verify`
 //! succeeds only thanks to a fallback key it prints the line `stale-key` on
 //! stderr and still exits 0: the value should be issued again.
 #![forbid(unsafe_code)]
+
+mod interop;
+mod sessions;
 
 use std::{
     fmt,
@@ -159,14 +165,22 @@ enum Command {
     /// times and payload; sealed values are encrypted, so only their size
     /// (in bytes, nonce and tag included) is shown.
     Decode(DecodeArgs),
+    /// Administer a session store: list, show, revoke, purge, stats.
+    ///
+    /// The store comes from --store URL or KEEPSAKE_STORE: sqlite://PATH,
+    /// redis://HOST[:PORT][/DB][?prefix=P], postgres://...[?schema=S] or
+    /// memory://. Exits 1 when show, revoke or revoke-user finds nothing, 2
+    /// when the store cannot be opened or reached.
+    Sessions(sessions::SessionsArgs),
 }
 
 /// How values are protected: shared by `sign` and `verify`.
 #[derive(Debug, Args)]
 struct CodecArgs {
-    /// The cookie name the value is bound to.
+    /// The cookie name the value is bound to (required for signed and
+    /// sealed values).
     #[arg(long, value_name = "NAME")]
-    name: String,
+    name: Option<String>,
     /// How the value is protected.
     #[arg(long, value_enum, default_value_t = FormatArg::Signed)]
     format: FormatArg,
@@ -206,7 +220,7 @@ struct SignArgs {
     now: Option<u64>,
     /// The payload, as JSON; its compact form is what gets signed.
     #[arg(long, value_name = "JSON", value_parser = parse_json)]
-    json: Value,
+    json: JsonArg,
 }
 
 /// Arguments of `keepsake verify`.
@@ -227,6 +241,10 @@ struct VerifyArgs {
     /// Check expiry at this time, in Unix seconds (default: now).
     #[arg(long, value_name = "UNIX")]
     now: Option<u64>,
+    /// Refuse values older than this, in seconds (flask, starlette and
+    /// django formats only; default: the framework's own default).
+    #[arg(long, value_name = "SECS")]
+    max_age: Option<u64>,
     /// The cookie value.
     value: String,
 }
@@ -245,13 +263,25 @@ enum FormatArg {
     Signed,
     /// Neither readable nor changeable without the key (AES-256-GCM-SIV).
     Sealed,
+    /// Flask's default session cookie; the secret is Flask's SECRET_KEY as text.
+    Flask,
+    /// Starlette's (FastAPI's) SessionMiddleware cookie; the secret is its
+    /// secret_key as text.
+    Starlette,
+    /// Django's signed_cookies session; the secret is Django's SECRET_KEY as text.
+    Django,
 }
 
-impl From<FormatArg> for Format {
-    fn from(arg: FormatArg) -> Self {
+impl TryFrom<FormatArg> for Format {
+    type Error = anyhow::Error;
+
+    fn try_from(arg: FormatArg) -> Result<Self> {
         match arg {
-            FormatArg::Signed => Self::Signed,
-            FormatArg::Sealed => Self::Sealed,
+            FormatArg::Signed => Ok(Self::Signed),
+            FormatArg::Sealed => Ok(Self::Sealed),
+            FormatArg::Flask | FormatArg::Starlette | FormatArg::Django => {
+                bail!("--format {arg:?} is not a keepsake format")
+            }
         }
     }
 }
@@ -274,9 +304,23 @@ impl From<NamespaceArg> for Namespace {
     }
 }
 
+/// `--json`: the text as given (the framework formats keep its key order)
+/// and its value.
+#[derive(Debug, Clone)]
+struct JsonArg {
+    /// The argument as given.
+    text: String,
+    /// The parsed value.
+    value: Value,
+}
+
 /// Parses `--json`, so that invalid JSON is a usage error.
-fn parse_json(text: &str) -> Result<Value, String> {
-    serde_json::from_str(text).map_err(|err| format!("not valid JSON: {err}"))
+fn parse_json(text: &str) -> Result<JsonArg, String> {
+    let value = serde_json::from_str(text).map_err(|err| format!("not valid JSON: {err}"))?;
+    Ok(JsonArg {
+        text: text.to_owned(),
+        value,
+    })
 }
 
 /// A command with its configuration loaded, ready to run.
@@ -310,6 +354,10 @@ enum Task {
         /// The cookie value.
         value: String,
     },
+    /// Administer a session store.
+    Sessions(sessions::SessionsArgs),
+    /// Sign or verify a Flask, Starlette or Django session cookie.
+    Interop(interop::InteropTask),
 }
 
 impl Task {
@@ -319,6 +367,9 @@ impl Task {
         Ok(match command {
             Command::Keygen => Self::Keygen,
             Command::Sign(args) => {
+                if let Some(framework) = interop::framework(args.codec.format) {
+                    return interop::sign(&args, framework).map(Self::Interop);
+                }
                 let ring = KeyRing::new(load_current(&args.secret)?);
                 let issued_at = args.now.unwrap_or_else(unix_now);
                 let claims = match args.ttl {
@@ -326,14 +377,20 @@ impl Task {
                     None => Claims::new(issued_at),
                 };
                 Self::Sign {
-                    codec: make_codec(&args.codec, ring),
-                    name: args.codec.name,
-                    payload: serde_json::to_vec(&args.json)
+                    codec: make_codec(&args.codec, ring)?,
+                    name: cookie_name(&args.codec)?,
+                    payload: serde_json::to_vec(&args.json.value)
                         .context("cannot serialize the --json payload")?,
                     claims,
                 }
             }
             Command::Verify(args) => {
+                if let Some(framework) = interop::framework(args.codec.format) {
+                    return interop::verify(&args, framework).map(Self::Interop);
+                }
+                if args.max_age.is_some() {
+                    bail!("--max-age applies only to --format flask, starlette and django");
+                }
                 let mut fallbacks = Vec::new();
                 for var in &args.fallback_env {
                     fallbacks.push(key_from_env(var, "--fallback-env")?);
@@ -343,13 +400,14 @@ impl Task {
                 }
                 let ring = KeyRing::new(load_current(&args.secret)?).with_fallbacks(fallbacks);
                 Self::Verify {
-                    codec: make_codec(&args.codec, ring),
-                    name: args.codec.name,
+                    codec: make_codec(&args.codec, ring)?,
+                    name: cookie_name(&args.codec)?,
                     value: args.value,
                     now: args.now.unwrap_or_else(unix_now),
                 }
             }
             Command::Decode(args) => Self::Decode { value: args.value },
+            Command::Sessions(args) => Self::Sessions(args),
         })
     }
 
@@ -385,11 +443,16 @@ impl Task {
                     let _ = writeln!(io::stderr(), "stale-key");
                 }
             }
-            Self::Decode { value } => {
-                let inspection = inspect(&value)?;
-                serde_json::to_writer(&mut *out, &inspection)?;
-                writeln!(out)?;
-            }
+            Self::Sessions(args) => sessions::run(args, out)?,
+            Self::Interop(task) => task.execute(out)?,
+            Self::Decode { value } => match interop::decode(&value) {
+                Some(line) => writeln!(out, "{line}")?,
+                None => {
+                    let inspection = inspect(&value)?;
+                    serde_json::to_writer(&mut *out, &inspection)?;
+                    writeln!(out)?;
+                }
+            },
         }
         out.flush()?;
         Ok(())
@@ -398,9 +461,18 @@ impl Task {
 
 /// A codec for the format and namespace in `args`, with the ring labelled
 /// with `--app`.
-fn make_codec(args: &CodecArgs, ring: KeyRing) -> Codec {
-    Codec::new(args.format.into(), ring.with_app(args.app.as_str()))
-        .with_namespace(args.namespace.into())
+fn make_codec(args: &CodecArgs, ring: KeyRing) -> Result<Codec> {
+    Ok(
+        Codec::new(args.format.try_into()?, ring.with_app(args.app.as_str()))
+            .with_namespace(args.namespace.into()),
+    )
+}
+
+/// The `--name` that signed and sealed values need.
+fn cookie_name(args: &CodecArgs) -> Result<String> {
+    args.name
+        .clone()
+        .context("the following required argument was not provided: --name <NAME>")
 }
 
 /// The current key, from `--secret-env` or `--secret-file`.
@@ -478,7 +550,7 @@ fn inspect(value: &str) -> Result<Inspection, Rejected> {
     let seen = codec::inspect(value).map_err(|err| match err {
         DecodeError::Malformed if Format::detect(value).is_none() => Rejected(
             "the value is not a keepsake value (signed values start with `s1.`, \
-             sealed ones with `e1.`)"
+             sealed ones with `e1.`), nor a Flask, Starlette or Django session cookie"
                 .to_owned(),
         ),
         err => err.into(),

@@ -151,12 +151,11 @@ pub(crate) async fn count_visit(session: &Session) -> ApiResult<u64> {
     if session.is_new().await? {
         session.insert("started", now()).await?;
     }
+    // An atomic read-modify-write: concurrent posts with one cookie (two
+    // tabs) each count, on every store.
     let visits = session
-        .get::<u64>("visits")
-        .await?
-        .unwrap_or(0)
-        .saturating_add(1);
-    session.insert("visits", visits).await?;
+        .update("visits", |n: Option<u64>| n.unwrap_or(0).saturating_add(1))
+        .await?;
     Ok(visits)
 }
 

@@ -23,6 +23,7 @@ use crate::{AppError, Config, StoreKind, app, load_secret};
     name = "keepsake-demo",
     version,
     about = "The keepsake demo app: sessions, logins, devices and a signed theme cookie.",
+    long_about = None,
     after_help = "The secret comes from KEEPSAKE_SECRET (base64) when it is set; otherwise \
                   from --secret-file, made with a new secret on the first start."
 )]
@@ -31,10 +32,19 @@ pub struct Args {
     /// Address to listen on.
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:3000")]
     pub addr: String,
-    /// Where sessions live: sqlite://PATH (a database file, the default),
-    /// memory, redis://..., postgres://..., cookie (signed client-side
-    /// sessions) or sealed (encrypted client-side sessions).
-    #[arg(long, value_name = "URL", default_value = "sqlite://keepsake-demo.db")]
+    /// Where sessions live (default `sqlite://keepsake-demo.db`): see
+    /// [`StoreKind`] for the choices.
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "sqlite://keepsake-demo.db",
+        help = "Where sessions live: sqlite://PATH (a database file, the default), memory, \
+                redis://HOST[:PORT][/DB][?prefix=P] (keys under prefix P, default keepsake:), \
+                postgres://USER@HOST[:PORT]/DB[?schema=S] (a table in schema S, default \
+                public, created if absent), cookie (signed client-side sessions) or sealed \
+                (encrypted client-side sessions). The same URLs work with \
+                `keepsake sessions --store`."
+    )]
     pub store: StoreKind,
     /// The session cookie's name.
     #[arg(long, value_name = "NAME", default_value = "session")]

@@ -39,7 +39,7 @@ use keepsake::{
     key::KeyRing,
     middleware::{ConfigError, SessionLayer, SessionLayerBuilder},
     session::BadCookie,
-    store::{MemoryStore, PostgresStore, RedisStore, SessionStore, SqliteStore, StoreError},
+    store::{AnyStore, MemoryStore, OpenError, PurgeTask, StoreUrl},
 };
 
 pub use self::{
@@ -49,8 +49,12 @@ pub use self::{
 
 /// Where sessions live: the `--store` flag.
 ///
-/// Parsed from `memory`, `cookie`, `sealed`, `sqlite://PATH`, `redis://...`
-/// or `postgres://...`.
+/// Parsed from `memory`, `cookie`, `sealed`, or a store URL as
+/// [`keepsake::store::StoreUrl`] reads it: `sqlite://PATH`,
+/// `redis://HOST[:PORT][/DB][?prefix=P]` or
+/// `postgres://USER@HOST[:PORT]/DB[?schema=S&table=T]`. The URL is checked
+/// here (by the library, so the demo and `keepsake sessions` accept the
+/// same URLs) and opened by [`app`].
 ///
 /// # Example
 ///
@@ -59,6 +63,7 @@ pub use self::{
 ///
 /// assert_eq!("sealed".parse::<StoreKind>()?, StoreKind::Sealed);
 /// assert!(matches!("sqlite://demo.db".parse::<StoreKind>()?, StoreKind::Sqlite(_)));
+/// assert!(matches!("redis://127.0.0.1/0?prefix=demo:".parse::<StoreKind>()?, StoreKind::Redis(_)));
 /// assert!("mongodb://x".parse::<StoreKind>().is_err());
 /// # Ok::<(), String>(())
 /// ```
@@ -120,18 +125,17 @@ impl FromStr for StoreKind {
             "sealed" => return Ok(Self::Sealed),
             _ => {}
         }
-        let (scheme, rest) = text.split_once("://").unwrap_or((text, ""));
-        if rest.is_empty() && text.contains("://") {
-            return Err(format!("`{text}` names no database after `://`"));
-        }
-        match scheme {
-            "sqlite" if !rest.is_empty() => Ok(Self::Sqlite(text.to_owned())),
-            "redis" | "rediss" if !rest.is_empty() => Ok(Self::Redis(text.to_owned())),
-            "postgres" | "postgresql" if !rest.is_empty() => Ok(Self::Postgres(text.to_owned())),
-            _ => Err(format!(
-                "unknown store `{text}`; expected memory, cookie, sealed, sqlite://PATH, \
-                 redis://... or postgres://..."
+        match StoreUrl::parse(text) {
+            Ok(StoreUrl::Memory) => Ok(Self::Memory),
+            Ok(StoreUrl::Sqlite { .. }) => Ok(Self::Sqlite(text.to_owned())),
+            Ok(StoreUrl::Redis { .. }) => Ok(Self::Redis(text.to_owned())),
+            Ok(StoreUrl::Postgres { .. }) => Ok(Self::Postgres(text.to_owned())),
+            Ok(other) => Err(format!("the demo does not support {other} stores")),
+            Err(OpenError::UnknownScheme { url }) => Err(format!(
+                "unknown store `{url}`; expected memory, cookie, sealed, sqlite://PATH, \
+                 redis://HOST[:PORT][/DB][?prefix=P] or postgres://...[?schema=S]"
             )),
+            Err(err) => Err(err.to_string()),
         }
     }
 }
@@ -199,7 +203,7 @@ impl Config {
 #[non_exhaustive]
 pub enum AppError {
     /// The store could not be opened or reached.
-    Store(StoreKind, StoreError),
+    Store(StoreKind, OpenError),
     /// The session settings are not valid.
     Config(ConfigError),
 }
@@ -207,7 +211,15 @@ pub enum AppError {
 impl fmt::Display for AppError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Store(kind, err) => write!(f, "cannot open the {kind} store: {err}"),
+            Self::Store(kind, err) => {
+                // The store's own error says what went wrong; the URL is the
+                // one the user gave.
+                let reason: &dyn std::error::Error = match err {
+                    OpenError::Store { source, .. } => source,
+                    other => other,
+                };
+                write!(f, "cannot open the {kind} store: {reason}")
+            }
             Self::Config(err) => write!(f, "{err}"),
         }
     }
@@ -232,6 +244,9 @@ pub(crate) struct Shared {
     pub(crate) idle_timeout: u64,
     pub(crate) lifetime: u64,
     pub(crate) persistent: bool,
+    /// Purges expired sessions of a server-side store while the app lives.
+    #[allow(dead_code)]
+    pub(crate) purge: Option<PurgeTask>,
 }
 
 /// The axum state.
@@ -240,9 +255,10 @@ pub(crate) type AppState = Arc<Shared>;
 /// The demo app: the page, the JSON API and `/healthz`, behind the session
 /// layer that `config` describes.
 ///
-/// Server-side stores are opened (or connected to) first. With the memory
-/// and SQLite stores it also starts a task that purges expired sessions
-/// every minute (Redis expires them itself; Postgres has its own task).
+/// Server-side stores are opened (or connected to) first, through
+/// [`AnyStore::open`], and a [`PurgeTask`] purges their expired sessions
+/// every minute for as long as the router lives (on Redis, which expires
+/// sessions itself, it only tidies the per-user index).
 ///
 /// # Errors
 ///
@@ -264,28 +280,13 @@ pub(crate) type AppState = Arc<Shared>;
 pub async fn app(config: Config) -> Result<Router, AppError> {
     let ring = config.ring.clone();
     let failed = |err| AppError::Store(config.store.clone(), err);
-    let builder = match &config.store {
-        StoreKind::Memory => {
-            let store = MemoryStore::new();
-            spawn_purge(store.clone());
-            SessionLayer::with_store(store, ring)
+    let (builder, purge) = match &config.store {
+        StoreKind::Memory => server_side(AnyStore::from(MemoryStore::new()), ring),
+        StoreKind::Sqlite(url) | StoreKind::Redis(url) | StoreKind::Postgres(url) => {
+            server_side(AnyStore::open(url).await.map_err(failed)?, ring)
         }
-        StoreKind::Sqlite(url) => {
-            let path = url.strip_prefix("sqlite://").unwrap_or(url);
-            let store = SqliteStore::open(path).await.map_err(failed)?;
-            spawn_purge(store.clone());
-            SessionLayer::with_store(store, ring)
-        }
-        StoreKind::Redis(url) => {
-            SessionLayer::with_store(RedisStore::connect(url).await.map_err(failed)?, ring)
-        }
-        StoreKind::Postgres(url) => {
-            let store = PostgresStore::connect(url).await.map_err(failed)?;
-            drop(store.spawn_purge_task(Duration::from_secs(60)));
-            SessionLayer::with_store(store, ring)
-        }
-        StoreKind::Cookie => SessionLayer::with_cookies(Format::Signed, ring),
-        StoreKind::Sealed => SessionLayer::with_cookies(Format::Sealed, ring),
+        StoreKind::Cookie => (SessionLayer::with_cookies(Format::Signed, ring), None),
+        StoreKind::Sealed => (SessionLayer::with_cookies(Format::Sealed, ring), None),
     };
     let layer = configure(builder, &config)
         .build()
@@ -299,6 +300,7 @@ pub async fn app(config: Config) -> Result<Router, AppError> {
         idle_timeout: config.idle_timeout,
         lifetime,
         persistent: config.max_age.is_some(),
+        purge,
     });
     Ok(Router::new()
         .route("/", get(page::index))
@@ -329,20 +331,9 @@ fn configure(builder: SessionLayerBuilder, config: &Config) -> SessionLayerBuild
         .on_unavailable(api::unavailable_response)
 }
 
-/// Purges expired sessions from `store` every minute, if there is a runtime
-/// to run the task.
-fn spawn_purge<S: SessionStore + Clone>(store: S) {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    runtime.spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(60));
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            every.tick().await;
-            if let Err(err) = store.purge_expired(keepsake::codec::unix_now()).await {
-                eprintln!("purging expired sessions failed: {err}");
-            }
-        }
-    });
+/// The session layer over a server-side store, and the task that purges
+/// the store every minute.
+fn server_side(store: AnyStore, ring: KeyRing) -> (SessionLayerBuilder, Option<PurgeTask>) {
+    let purge = PurgeTask::spawn(store.clone(), Duration::from_secs(60));
+    (SessionLayer::with_store(store, ring), Some(purge))
 }

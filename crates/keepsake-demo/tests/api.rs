@@ -1,7 +1,9 @@
 //! The demo's routes over real HTTP: the app is served in-process on
 //! 127.0.0.1 (port 0) and driven with reqwest, once per store the demo
-//! accepts today (memory, cookie, sealed); and the real binary is started
-//! to check the secret file and that sessions survive a restart.
+//! accepts (memory, cookie, sealed, SQLite, and Redis and PostgreSQL under a
+//! fresh key prefix or schema per test when `KEEPSAKE_TEST_REDIS_URL` /
+//! `KEEPSAKE_TEST_POSTGRES_URL` are set); and the real binary is started to
+//! check the secret file and that sessions survive a restart.
 //!
 //! Cookies are not `Secure` here (`Config::secure = false`, the binary's
 //! `--insecure-cookies`): reqwest's cookie store, unlike a browser, keeps no
@@ -57,10 +59,10 @@ impl Server {
         }
     }
 
-    /// Whether sessions live on the server (memory, SQLite), so they can be
-    /// listed and ended there.
+    /// Whether sessions live on the server (memory, SQLite, Redis,
+    /// PostgreSQL), so they can be listed and ended there.
     fn is_memory(&self) -> bool {
-        matches!(self.store, StoreKind::Memory | StoreKind::Sqlite(_))
+        !matches!(self.store, StoreKind::Cookie | StoreKind::Sealed)
     }
 
     fn url(&self, path: &str) -> String {
@@ -822,7 +824,113 @@ macro_rules! for_each_store {
                 super::$test(keepsake_demo::StoreKind::Sqlite(url)).await;
             })*
         }
+        mod redis {
+            $(#[tokio::test] async fn $test() {
+                let Some(server) = super::Scratch::redis() else { return };
+                super::$test(keepsake_demo::StoreKind::Redis(server.url.clone())).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $test() {
+                let Some(server) = super::Scratch::postgres() else { return };
+                super::$test(keepsake_demo::StoreKind::Postgres(server.url.clone())).await;
+            })*
+        }
     };
+}
+
+/// A Redis key prefix or PostgreSQL schema of its own for one test, from
+/// `KEEPSAKE_TEST_REDIS_URL` / `KEEPSAKE_TEST_POSTGRES_URL`, emptied (the
+/// prefix) or dropped (the schema) when the test ends, passed or not.
+struct Scratch {
+    /// The store URL, with `?prefix=` or `?schema=`.
+    url: String,
+    /// The server's URL, for a PostgreSQL cleanup.
+    postgres: Option<(String, String)>,
+}
+
+impl Scratch {
+    /// The server URL in `var`; `None` (with a note) to skip, a panic under
+    /// CI.
+    fn server(var: &str) -> Option<String> {
+        match std::env::var(var).ok().filter(|url| !url.is_empty()) {
+            Some(url) => Some(url),
+            None if std::env::var_os("CI").is_some() => panic!("{var} must be set under CI"),
+            None => {
+                eprintln!("skipping: {var} is not set");
+                None
+            }
+        }
+    }
+
+    /// 16 random hex digits.
+    fn tag() -> String {
+        keepsake::store::Id::random().as_bytes()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn redis() -> Option<Self> {
+        let base = Self::server("KEEPSAKE_TEST_REDIS_URL")?;
+        Some(Self {
+            url: format!("{base}?prefix=keepsake-demo-test-{}:", Self::tag()),
+            postgres: None,
+        })
+    }
+
+    fn postgres() -> Option<Self> {
+        let base = Self::server("KEEPSAKE_TEST_POSTGRES_URL")?;
+        let schema = format!("keepsake_demo_test_{}", Self::tag());
+        Some(Self {
+            url: format!("{base}?schema={schema}"),
+            postgres: Some((base, schema)),
+        })
+    }
+
+    /// Deletes what the test left: every key under the prefix, or the
+    /// schema.
+    async fn clean(url: String, postgres: Option<(String, String)>) {
+        use keepsake::store::{AnyStore, SessionStore as _, StoreAdmin as _};
+
+        if let Some((base, schema)) = postgres {
+            let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+                .await
+                .expect("connect to drop the test schema");
+            tokio::spawn(connection);
+            client
+                .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                .await
+                .expect("drop the test schema");
+            return;
+        }
+        let store = AnyStore::open(&url).await.expect("open the test store");
+        // Every session has expired by the end of time; the second pass
+        // tidies user sets seen before their sessions went.
+        for _ in 0..2 {
+            store.purge_expired(u64::MAX).await.expect("purge");
+        }
+        assert_eq!(store.count(0).await.expect("count").total, 0);
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let (url, postgres) = (self.url.clone(), self.postgres.take());
+        // On a thread of its own, since the test's runtime may be gone (or
+        // unwinding).
+        let cleaned = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(Self::clean(url, postgres));
+        })
+        .join();
+        if cleaned.is_err() && !std::thread::panicking() {
+            panic!("cleaning up the test's Redis prefix or PostgreSQL schema failed");
+        }
+    }
 }
 
 for_each_store!(

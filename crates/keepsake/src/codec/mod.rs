@@ -60,6 +60,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#[cfg(feature = "interop")]
+#[cfg_attr(docsrs, doc(cfg(feature = "interop")))]
+pub mod interop;
 mod sealed;
 mod signed;
 
@@ -765,11 +768,10 @@ impl Codec {
         if version != 1 {
             return Err(DecodeError::UnknownVersion { version });
         }
-        let (payload, header, position) = match self.format {
+        let (payload, claims, position) = match self.format {
             Format::Signed => signed::decode(&self.ring, self.namespace, name, body)?,
             Format::Sealed => sealed::decode(&self.ring, self.namespace, name, body)?,
         };
-        let claims = Claims::from_header(&header);
         if let Some(expires_at) = claims.expires_at.filter(|_| claims.is_expired_at(now)) {
             return Err(DecodeError::Expired { expires_at });
         }
@@ -973,18 +975,63 @@ fn name_prefix(name_len: usize) -> [u8; 2] {
 
 // Base64 is URL-safe without padding and strict: padding and non-zero
 // trailing bits are refused, so every byte string has exactly one spelling.
-// `base64-simd` (AVX2/SSE4.1/NEON, detected at run time) keeps base64 a small
-// part of the cost next to the MAC or cipher; see BENCHMARKS.md.
+// Two SIMD crates, each where it measured faster (BENCHMARKS.md):
+// `base64-simd` (AVX2, detected at run time) for short inputs, and
+// `base64-turbo` (AVX-512 VBMI or AVX2, detected at run time) from
+// `TURBO_MIN` bytes on, where it is 3-4x faster. Both decode strictly, and
+// `tests::base64_engines_agree` checks that they accept and reject the same
+// inputs.
+
+/// Inputs (bytes to encode, or base64 characters to decode) from this length
+/// on go to `base64-turbo`.
+const TURBO_MIN: usize = 512;
 
 /// Appends the base64 of `bytes` to `out`.
 fn b64_append(bytes: &[u8], out: &mut String) {
-    URL_SAFE_NO_PAD.encode_append(bytes, out);
+    if bytes.len() >= TURBO_MIN {
+        // base64-turbo writes only into its own `String` (or raw bytes, which
+        // a `String` would have to validate again): copying is still faster.
+        out.push_str(&base64_turbo::URL_SAFE_NO_PAD.encode(bytes));
+    } else {
+        URL_SAFE_NO_PAD.encode_append(bytes, out);
+    }
 }
 
 /// Decodes base64 `text`, appending to `out`.
 fn b64_decode_into(text: impl AsRef<[u8]>, out: &mut Vec<u8>) -> Result<(), DecodeError> {
+    let text = text.as_ref();
+    if text.len() >= TURBO_MIN {
+        let turbo = base64_turbo::URL_SAFE_NO_PAD;
+        if out.is_empty() {
+            *out = turbo.decode(text).map_err(|_| DecodeError::Malformed)?;
+            return Ok(());
+        }
+        return turbo
+            .decode_vec(text, out)
+            .map_err(|_| DecodeError::Malformed);
+    }
     URL_SAFE_NO_PAD
         .decode_append(text, out)
+        .map_err(|_| DecodeError::Malformed)
+}
+
+/// Decodes base64 `text` into the start of `out` and returns the decoded
+/// length; text that would not fit is malformed (checked first: the decoder
+/// panics on a short buffer).
+fn b64_decode_slice(text: &[u8], out: &mut [u8]) -> Result<usize, DecodeError> {
+    if text.len() / 4 * 3 + (text.len() % 4).saturating_sub(1) > out.len() {
+        return Err(DecodeError::Malformed);
+    }
+    let turbo = base64_turbo::URL_SAFE_NO_PAD;
+    // base64-turbo wants room for its estimate, up to 2 bytes more.
+    if text.len() >= TURBO_MIN && out.len() >= turbo.decoded_len_estimate(text.len()) {
+        return turbo
+            .decode_slice(text, out)
+            .map_err(|_| DecodeError::Malformed);
+    }
+    URL_SAFE_NO_PAD
+        .decode(text, Out::from_slice(out))
+        .map(|decoded| decoded.len())
         .map_err(|_| DecodeError::Malformed)
 }
 

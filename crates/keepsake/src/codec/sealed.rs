@@ -7,7 +7,7 @@ use aes_gcm_siv::{
 };
 
 use super::{
-    DecodeError, EncodeError, HEADER_LEN, b64_append, b64_decode_into, b64_len, name_prefix,
+    Claims, DecodeError, EncodeError, HEADER_LEN, b64_append, b64_decode_into, b64_len, name_prefix,
 };
 use crate::key::{KeyRing, Namespace};
 
@@ -20,14 +20,41 @@ const _: () = assert!(NONCE_LEN == 12 && TAG_LEN == 16);
 /// The shortest sealed body: nonce, header and tag around an empty payload.
 pub(super) const MIN_LEN: usize = NONCE_LEN + HEADER_LEN + TAG_LEN;
 
-/// The associated data: marker, length-prefixed name, namespace.
-fn associated_data(namespace: Namespace, name: &str) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(MARKER.len() + 2 + name.len() + 1);
-    aad.extend_from_slice(MARKER);
-    aad.extend_from_slice(&name_prefix(name.len()));
-    aad.extend_from_slice(name.as_bytes());
-    aad.push(namespace.tag());
-    aad
+/// Names up to this length make their associated data on the stack.
+const INLINE_NAME: usize = 64;
+/// Plaintexts up to this length are sealed in a stack buffer.
+const INLINE_PLAINTEXT: usize = 512;
+
+/// The associated data: marker, length-prefixed name, namespace. Built on
+/// the stack for names up to [`INLINE_NAME`] bytes.
+enum AssociatedData {
+    Inline([u8; MARKER.len() + 2 + INLINE_NAME + 1], usize),
+    Heap(Vec<u8>),
+}
+
+impl AssociatedData {
+    fn new(namespace: Namespace, name: &str) -> Self {
+        let name = name.as_bytes();
+        let parts = [MARKER, &name_prefix(name.len()), name, &[namespace.tag()]];
+        if name.len() <= INLINE_NAME {
+            let mut buf = [0u8; MARKER.len() + 2 + INLINE_NAME + 1];
+            let mut at = 0;
+            for part in parts {
+                buf[at..at + part.len()].copy_from_slice(part);
+                at += part.len();
+            }
+            Self::Inline(buf, at)
+        } else {
+            Self::Heap(parts.concat())
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline(buf, len) => &buf[..*len],
+            Self::Heap(vec) => vec,
+        }
+    }
 }
 
 /// Length of the value for a payload of `payload_len` bytes.
@@ -57,35 +84,47 @@ pub(super) fn encode_with_nonce(
     payload: &[u8],
     nonce: [u8; NONCE_LEN],
 ) -> Result<String, EncodeError> {
-    let mut buf = Vec::with_capacity(NONCE_LEN + HEADER_LEN + payload.len() + TAG_LEN);
-    buf.extend_from_slice(&nonce);
-    buf.extend_from_slice(header);
-    buf.extend_from_slice(payload);
+    // nonce ‖ header ‖ payload ‖ tag, sealed in place: on the stack when
+    // small, so the only allocation is the returned string.
+    let len = MIN_LEN + payload.len();
+    let mut stack = [0u8; MIN_LEN + INLINE_PLAINTEXT];
+    let mut heap = Vec::new();
+    let buf = if payload.len() <= INLINE_PLAINTEXT {
+        &mut stack[..len]
+    } else {
+        heap.resize(len, 0);
+        &mut heap[..]
+    };
+    let (nonce_buf, rest) = buf.split_at_mut(NONCE_LEN);
+    nonce_buf.copy_from_slice(&nonce);
+    let (plaintext, tag_buf) = rest.split_at_mut(HEADER_LEN + payload.len());
+    plaintext[..HEADER_LEN].copy_from_slice(header);
+    plaintext[HEADER_LEN..].copy_from_slice(payload);
     let tag = ring
         .current_subkeys()
         .sealer(namespace)
         .encrypt_inout_detached(
             &Nonce::from(nonce),
-            &associated_data(namespace, name),
-            (&mut buf[NONCE_LEN..]).into(),
+            AssociatedData::new(namespace, name).as_bytes(),
+            plaintext.into(),
         )
         .map_err(|_| EncodeError::Cipher)?;
-    buf.extend_from_slice(&tag);
+    tag_buf.copy_from_slice(&tag);
 
-    let mut out = String::with_capacity(3 + b64_len(buf.len()));
+    let mut out = String::with_capacity(encoded_len(payload.len()));
     out.push_str("e1.");
-    b64_append(&buf, &mut out);
+    b64_append(buf, &mut out);
     Ok(out)
 }
 
-/// Decodes the part after `e1.`; returns the payload, the header and the
+/// Decodes the part after `e1.`; returns the payload, the claims and the
 /// position in the ring of the key that opened it.
 pub(super) fn decode(
     ring: &KeyRing,
     namespace: Namespace,
     name: &str,
     body: &str,
-) -> Result<(Vec<u8>, [u8; HEADER_LEN], usize), DecodeError> {
+) -> Result<(Vec<u8>, Claims, usize), DecodeError> {
     let mut buf = Vec::with_capacity(body.len() / 4 * 3 + 3);
     b64_decode_into(body, &mut buf)?;
     if buf.len() < MIN_LEN {
@@ -95,7 +134,7 @@ pub(super) fn decode(
     let nonce = Nonce::try_from(&*nonce).map_err(|_| DecodeError::Malformed)?;
     let (ciphertext, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
     let tag = Tag::try_from(&*tag).map_err(|_| DecodeError::Malformed)?;
-    let aad = associated_data(namespace, name);
+    let aad = AssociatedData::new(namespace, name);
 
     // On failure the cipher restores the ciphertext, so the next key sees it
     // unchanged.
@@ -104,7 +143,7 @@ pub(super) fn decode(
         .position(|subkeys| {
             subkeys
                 .sealer(namespace)
-                .decrypt_inout_detached(&nonce, &aad, (&mut *ciphertext).into(), &tag)
+                .decrypt_inout_detached(&nonce, aad.as_bytes(), (&mut *ciphertext).into(), &tag)
                 .is_ok()
         })
         .ok_or(DecodeError::BadSignature)?;
@@ -114,5 +153,5 @@ pub(super) fn decode(
         .map_err(|_| DecodeError::Malformed)?;
     buf.truncate(buf.len() - TAG_LEN);
     buf.drain(..NONCE_LEN + HEADER_LEN);
-    Ok((buf, header, position))
+    Ok((buf, Claims::from_header(&header), position))
 }

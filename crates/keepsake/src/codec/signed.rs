@@ -3,12 +3,18 @@
 //! Because the header is 12 bytes (a multiple of 3), base64(header ‖ payload)
 //! is base64(header) followed by base64(payload): the first 16 characters are
 //! the header, the rest the payload, and each part decodes on its own.
+//!
+//! Speed (BENCHMARKS.md): the MAC is the floor, so the rest is kept small. A
+//! small value goes through one stack buffer behind the MAC prefix (one MAC
+//! update, one base64 call each way), and decoding writes a large payload
+//! straight into the `Vec` it returns, with no copy or shift afterwards.
 
 use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
 
 use super::{
-    DecodeError, HEADER_LEN, b64_append, b64_decode_exact, b64_decode_into, b64_len, name_prefix,
+    Claims, DecodeError, HEADER_LEN, b64_append, b64_decode_exact, b64_decode_into,
+    b64_decode_slice, b64_len, name_prefix,
 };
 use crate::key::{KeyRing, Namespace, Subkeys};
 
@@ -21,11 +27,52 @@ const HEADER_B64_LEN: usize = b64_len(HEADER_LEN);
 /// Base64 length of the tag.
 const TAG_B64_LEN: usize = b64_len(TAG_LEN);
 
-/// Names up to this length are bound in one MAC update from the stack.
+/// Names up to this length are bound from a stack buffer.
 const INLINE_NAME: usize = 64;
-/// Payloads up to this length are base64-encoded with their header in one
-/// call, from a stack buffer.
+/// Payloads up to this length go through the stack buffer with the MAC
+/// prefix: one MAC update, one base64 call.
 const INLINE_PAYLOAD: usize = 256;
+/// The longest MAC prefix written to the stack: marker, name length, name,
+/// namespace.
+const PREFIX_MAX: usize = MARKER.len() + 2 + INLINE_NAME + 1;
+
+/// Writes the MAC prefix (marker, length-prefixed name, namespace) to the
+/// start of `buf` and returns its length. `name` is at most [`INLINE_NAME`].
+fn write_prefix(buf: &mut [u8], namespace: Namespace, name: &[u8]) -> usize {
+    let mut at = 0;
+    for part in [MARKER, &name_prefix(name.len()), name, &[namespace.tag()]] {
+        buf[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    at
+}
+
+/// The MAC fed with everything the value is bound to but the payload: the
+/// marker, the length-prefixed name, the namespace and the header.
+fn mac_prefix(
+    subkeys: &Subkeys,
+    namespace: Namespace,
+    name: &str,
+    header: &[u8; HEADER_LEN],
+) -> Hmac<Sha256> {
+    let mut mac = subkeys.signer(namespace).clone();
+    // Few, larger updates cost measurably less than many small ones at
+    // cookie sizes (BENCHMARKS.md); the bytes fed in are the same either way.
+    let name = name.as_bytes();
+    if name.len() <= INLINE_NAME {
+        let mut prefix = [0u8; PREFIX_MAX + HEADER_LEN];
+        let at = write_prefix(&mut prefix, namespace, name);
+        prefix[at..at + HEADER_LEN].copy_from_slice(header);
+        mac.update(&prefix[..at + HEADER_LEN]);
+    } else {
+        mac.update(MARKER);
+        mac.update(&name_prefix(name.len()));
+        mac.update(name);
+        mac.update(&[namespace.tag()]);
+        mac.update(header);
+    }
+    mac
+}
 
 /// The MAC over everything the value is bound to: the marker, the
 /// length-prefixed name, the namespace, the header and the payload.
@@ -36,31 +83,7 @@ fn mac(
     header: &[u8; HEADER_LEN],
     payload: &[u8],
 ) -> Hmac<Sha256> {
-    let mut mac = subkeys.signer(namespace).clone();
-    // Few, larger updates cost measurably less than many small ones at
-    // cookie sizes (BENCHMARKS.md); the bytes fed in are the same either way.
-    let mut prefix = [0u8; MARKER.len() + 2 + INLINE_NAME + 1 + HEADER_LEN];
-    let name = name.as_bytes();
-    if name.len() <= INLINE_NAME {
-        let mut at = 0;
-        for part in [
-            MARKER,
-            &name_prefix(name.len()),
-            name,
-            &[namespace.tag()],
-            header,
-        ] {
-            prefix[at..at + part.len()].copy_from_slice(part);
-            at += part.len();
-        }
-        mac.update(&prefix[..at]);
-    } else {
-        mac.update(MARKER);
-        mac.update(&name_prefix(name.len()));
-        mac.update(name);
-        mac.update(&[namespace.tag()]);
-        mac.update(header);
-    }
+    let mut mac = mac_prefix(subkeys, namespace, name, header);
     mac.update(payload);
     mac
 }
@@ -77,54 +100,107 @@ pub(super) fn encode(
     header: &[u8; HEADER_LEN],
     payload: &[u8],
 ) -> String {
-    let tag = mac(ring.current_subkeys(), namespace, name, header, payload).finalize();
+    let subkeys = ring.current_subkeys();
     let mut out = String::with_capacity(encoded_len(payload.len()));
     out.push_str("s1.");
-    if payload.len() <= INLINE_PAYLOAD {
-        let mut data = [0u8; HEADER_LEN + INLINE_PAYLOAD];
-        data[..HEADER_LEN].copy_from_slice(header);
-        data[HEADER_LEN..HEADER_LEN + payload.len()].copy_from_slice(payload);
-        b64_append(&data[..HEADER_LEN + payload.len()], &mut out);
+    let mac = if name.len() <= INLINE_NAME && payload.len() <= INLINE_PAYLOAD {
+        // prefix ‖ header ‖ payload in one buffer: the MAC reads all of it,
+        // base64 the part from the header on.
+        let mut buf = [0u8; PREFIX_MAX + HEADER_LEN + INLINE_PAYLOAD];
+        let at = write_prefix(&mut buf, namespace, name.as_bytes());
+        buf[at..at + HEADER_LEN].copy_from_slice(header);
+        let end = at + HEADER_LEN + payload.len();
+        buf[at + HEADER_LEN..end].copy_from_slice(payload);
+        let mut mac = subkeys.signer(namespace).clone();
+        mac.update(&buf[..end]);
+        b64_append(&buf[at..end], &mut out);
+        mac
     } else {
         // The header is 12 bytes, so its base64 ends on a group boundary and
         // the payload's base64 can follow it directly.
         b64_append(header, &mut out);
         b64_append(payload, &mut out);
-    }
+        mac(subkeys, namespace, name, header, payload)
+    };
     out.push('.');
-    b64_append(&tag.into_bytes(), &mut out);
+    b64_append(&mac.finalize().into_bytes(), &mut out);
     out
 }
 
-/// Decodes the part after `s1.`; returns the payload, the header and the
-/// position in the ring of the key that verified it.
+/// Decodes the part after `s1.`; returns the payload, the claims and the
+/// position in the ring of the key that verified it. (Claims rather than the
+/// header: a 12-byte array returned in a tuple is written and read back in
+/// differently sized pieces, which stalls store forwarding.)
 pub(super) fn decode(
     ring: &KeyRing,
     namespace: Namespace,
     name: &str,
     body: &str,
-) -> Result<(Vec<u8>, [u8; HEADER_LEN], usize), DecodeError> {
-    let (data, tag) = split_tag(body)?;
-    let tag: [u8; TAG_LEN] = b64_decode_exact(tag)?;
-    let mut bytes = Vec::with_capacity(data.len() / 4 * 3 + 3);
-    b64_decode_into(data, &mut bytes)?;
-    if bytes.len() < HEADER_LEN {
+) -> Result<(Vec<u8>, Claims, usize), DecodeError> {
+    let (data, tag_b64) = split_tag(body)?;
+    // Decoded in place: an array returned inside a `Result` is copied
+    // through unaligned stack slots, which measurably stalls the stores.
+    let mut tag = [0u8; TAG_LEN];
+    if b64_decode_slice(tag_b64, &mut tag)? != TAG_LEN {
         return Err(DecodeError::Malformed);
     }
-    let (header, payload) = bytes.split_at(HEADER_LEN);
-    let header: [u8; HEADER_LEN] = header.try_into().map_err(|_| DecodeError::Malformed)?;
+    let mut keys = ring.all_subkeys();
+    let current = keys.next().ok_or(DecodeError::BadSignature)?;
 
+    if name.len() <= INLINE_NAME && data.len() <= b64_len(HEADER_LEN + INLINE_PAYLOAD) {
+        // Small: decode header ‖ payload in one call behind the MAC prefix
+        // on the stack, MAC it in one update, copy the payload out.
+        let mut buf = [0u8; PREFIX_MAX + HEADER_LEN + INLINE_PAYLOAD];
+        let at = write_prefix(&mut buf, namespace, name.as_bytes());
+        let len = b64_decode_slice(data, &mut buf[at..])?;
+        if len < HEADER_LEN {
+            return Err(DecodeError::Malformed);
+        }
+        let end = at + len;
+        let header: [u8; HEADER_LEN] = buf[at..at + HEADER_LEN]
+            .try_into()
+            .map_err(|_| DecodeError::Malformed)?;
+        let payload = &buf[at + HEADER_LEN..end];
+        let mut first = current.signer(namespace).clone();
+        first.update(&buf[..end]);
+        let position = key_position(first, keys, namespace, name, &header, payload, &tag)?;
+        return Ok((payload.to_vec(), Claims::from_header(&header), position));
+    }
+
+    // Large: decode the payload straight into the Vec that is returned.
+    let (header, payload_b64) = data.split_at(HEADER_B64_LEN);
+    let header: [u8; HEADER_LEN] = b64_decode_exact(header)?;
+    let mut payload = Vec::new();
+    b64_decode_into(payload_b64, &mut payload)?;
+    let first = mac(current, namespace, name, &header, &payload);
+    let position = key_position(first, keys, namespace, name, &header, &payload, &tag)?;
+    Ok((payload, Claims::from_header(&header), position))
+}
+
+/// The position in the ring of the key that made `tag`: 0 if `first` (the
+/// current key's MAC, fed with everything) matches, else the first fallback
+/// whose MAC over the same input does.
+fn key_position<'a>(
+    first: Hmac<Sha256>,
+    mut fallbacks: impl Iterator<Item = &'a Subkeys>,
+    namespace: Namespace,
+    name: &str,
+    header: &[u8; HEADER_LEN],
+    payload: &[u8],
+    tag: &[u8; TAG_LEN],
+) -> Result<usize, DecodeError> {
     // `verify_slice` compares in constant time.
-    let position = ring
-        .all_subkeys()
+    if first.verify_slice(tag).is_ok() {
+        return Ok(0);
+    }
+    fallbacks
         .position(|subkeys| {
-            mac(subkeys, namespace, name, &header, payload)
-                .verify_slice(&tag)
+            mac(subkeys, namespace, name, header, payload)
+                .verify_slice(tag)
                 .is_ok()
         })
-        .ok_or(DecodeError::BadSignature)?;
-    bytes.drain(..HEADER_LEN);
-    Ok((bytes, header, position))
+        .map(|index| index + 1)
+        .ok_or(DecodeError::BadSignature)
 }
 
 /// Splits a signed body into `base64(header ‖ payload)` and the base64 tag,
@@ -148,13 +224,10 @@ fn split_tag(body: &str) -> Result<(&[u8], &[u8]), DecodeError> {
 pub(super) fn split(body: &str) -> Result<([u8; HEADER_LEN], Vec<u8>), DecodeError> {
     let (data, tag) = split_tag(body)?;
     b64_decode_exact::<TAG_LEN>(tag)?;
-    let mut bytes = Vec::new();
-    b64_decode_into(data, &mut bytes)?;
-    if bytes.len() < HEADER_LEN {
-        return Err(DecodeError::Malformed);
-    }
-    let payload = bytes.split_off(HEADER_LEN);
-    let header = bytes.try_into().map_err(|_| DecodeError::Malformed)?;
+    let (header, payload_b64) = data.split_at(HEADER_B64_LEN);
+    let header = b64_decode_exact(header)?;
+    let mut payload = Vec::new();
+    b64_decode_into(payload_b64, &mut payload)?;
     Ok((header, payload))
 }
 
@@ -186,6 +259,48 @@ mod tests {
                 expected.finalize().into_bytes(),
                 "{len}"
             );
+        }
+    }
+
+    /// The stack-buffer and general paths, on both sides of each threshold,
+    /// give the MAC over the same bytes, and decode back.
+    #[test]
+    fn every_path_signs_the_same_bytes() {
+        let ring = KeyRing::new(Key::from_bytes(&[5; 32]).unwrap());
+        let subkeys = ring.current_subkeys();
+        let header = [9u8; HEADER_LEN];
+        for name_len in [1, INLINE_NAME, INLINE_NAME + 1] {
+            let name = "n".repeat(name_len);
+            for len in [
+                0,
+                1,
+                INLINE_PAYLOAD - 1,
+                INLINE_PAYLOAD,
+                INLINE_PAYLOAD + 1,
+                super::super::TURBO_MIN - 1,
+                super::super::TURBO_MIN,
+                super::super::TURBO_MIN + 1,
+                3000,
+            ] {
+                let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+                let value = encode(&ring, Namespace::Local, &name, &header, &payload);
+                assert_eq!(value.len(), encoded_len(len));
+                let tag = mac(subkeys, Namespace::Local, &name, &header, &payload)
+                    .finalize()
+                    .into_bytes();
+                let mut expected = String::from("s1.");
+                super::super::b64_append(&header, &mut expected);
+                super::super::b64_append(&payload, &mut expected);
+                expected.push('.');
+                super::super::b64_append(&tag, &mut expected);
+                assert_eq!(value, expected, "name {name_len}, payload {len}");
+                let (decoded, claims, position) =
+                    decode(&ring, Namespace::Local, &name, &value[3..]).unwrap();
+                assert_eq!(
+                    (decoded, claims, position),
+                    (payload, Claims::from_header(&header), 0)
+                );
+            }
         }
     }
 }

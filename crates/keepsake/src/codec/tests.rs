@@ -381,6 +381,49 @@ fn every_single_byte_change_or_truncation_is_rejected() {
     assert!(mutants >= 100_000, "only {mutants} mutants");
 }
 
+/// The two base64 engines (see `TURBO_MIN` in mod.rs) must accept exactly
+/// the same strings and decode them to the same bytes: every 1-, 2- and
+/// 3-character tail after a long valid prefix (non-canonical trailing bits,
+/// bad lengths, padding, junk), and every byte value at every position of a
+/// long string, on both sides of the AVX-512 and AVX2 block sizes.
+#[test]
+fn base64_engines_agree() {
+    let simd = base64_simd::URL_SAFE_NO_PAD;
+    let turbo = base64_turbo::URL_SAFE_NO_PAD;
+    let check = |text: &[u8]| {
+        let a = simd.decode_to_vec(text).ok();
+        let b = turbo.decode(text).ok();
+        assert_eq!(a, b, "{:?}", String::from_utf8_lossy(text));
+        a.is_some()
+    };
+    let mut accepted = 0usize;
+    for prefix_len in [0usize, 4, 60, 64, 128, 252, 512, 700] {
+        let prefix = "QUJD".repeat(prefix_len / 4);
+        for a in 0..=255u8 {
+            for b in 0..=255u8 {
+                for tail in [&[a][..], &[a, b], &[b'Q', a, b]] {
+                    let text = [prefix.as_bytes(), tail].concat();
+                    accepted += usize::from(check(&text));
+                }
+            }
+        }
+    }
+    for len in [40usize, 100, 600, 3000] {
+        let valid = simd.encode_to_string((0..len).map(|i| (i * 7) as u8).collect::<Vec<_>>());
+        for i in 0..valid.len() {
+            for c in 0..=255u8 {
+                let mut text = valid.clone().into_bytes();
+                text[i] = c;
+                accepted += usize::from(check(&text));
+            }
+        }
+        for cut in 0..valid.len() {
+            check(&valid.as_bytes()[..cut]);
+        }
+    }
+    assert!(accepted > 100_000, "only {accepted} accepted");
+}
+
 fn cookie_name() -> impl Strategy<Value = String> {
     "[A-Za-z0-9_!#$%&'*+.^`|~-]{1,100}"
 }
@@ -414,6 +457,22 @@ proptest! {
             Err(EncodeError::TooLarge { size, .. }) => prop_assert!(size > MAX_COOKIE_SIZE),
             Err(err) => prop_assert!(false, "unexpected {err}"),
         }
+    }
+
+    #[test]
+    fn base64_engines_agree_on_random_input(
+        bytes in proptest::collection::vec(any::<u8>(), 0..3100),
+        flip in proptest::option::of((any::<proptest::sample::Index>(), any::<u8>())),
+    ) {
+        let simd = base64_simd::URL_SAFE_NO_PAD;
+        let turbo = base64_turbo::URL_SAFE_NO_PAD;
+        let mut text = simd.encode_to_string(&bytes).into_bytes();
+        prop_assert_eq!(text.clone(), turbo.encode(&bytes).into_bytes());
+        if let Some((at, byte)) = flip.filter(|_| !text.is_empty()) {
+            let at = at.index(text.len());
+            text[at] = byte;
+        }
+        prop_assert_eq!(simd.decode_to_vec(&text).ok(), turbo.decode(&text).ok());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::{
     key::{Key, KeyRing},
     session::{
         BadCookie, Clock, SystemClock,
-        context::{Backend, Context},
+        context::{Backend, Context, WriteLocks},
     },
     store::{SessionStore, StoreError},
 };
@@ -191,9 +191,13 @@ pub struct SessionLayerBuilder {
     persistent: bool,
     bad_cookie: BadCookie,
     store_timeout: Duration,
+    max_replays: usize,
     clock: Arc<dyn Clock>,
     unavailable: Option<UnavailableHook>,
 }
+
+/// The default of [`SessionLayerBuilder::max_replays`].
+const DEFAULT_MAX_REPLAYS: usize = 16;
 
 impl std::fmt::Debug for SessionLayerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -222,6 +226,7 @@ impl SessionLayerBuilder {
             persistent: false,
             bad_cookie: BadCookie::Ignore,
             store_timeout: Duration::from_secs(1),
+            max_replays: DEFAULT_MAX_REPLAYS,
             clock: Arc::new(SystemClock),
             unavailable: None,
         }
@@ -451,6 +456,28 @@ impl SessionLayerBuilder {
         self
     }
 
+    /// How many times a save that lost a race with another request of the
+    /// same session is retried on a fresh copy, with this request's changes
+    /// replayed on top (default 16), before the request answers 503 and
+    /// saves nothing. Retries after the first wait a random, growing time
+    /// (up to 50 ms) so that many requests racing on one session take
+    /// turns. Only server-side stores race; see the
+    /// [crate docs](crate#concurrent-requests).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use keepsake::{key::{Key, KeyRing}, middleware::SessionLayer, store::MemoryStore};
+    /// let built = SessionLayer::with_store(MemoryStore::new(), KeyRing::new(Key::generate()))
+    ///     .max_replays(32)
+    ///     .build();
+    /// assert!(built.is_ok());
+    /// ```
+    pub fn max_replays(mut self, replays: usize) -> Self {
+        self.max_replays = replays;
+        self
+    }
+
     /// Renders the 503 response when the store fails (default: an empty
     /// body). The middleware adds `Retry-After` if the hook's response has
     /// none; the status the hook sets is kept.
@@ -638,7 +665,8 @@ impl SessionLayerBuilder {
             bad_cookie: self.bad_cookie,
             store_timeout: self.store_timeout,
             clock: self.clock,
-            max_replays: 8,
+            max_replays: self.max_replays,
+            write_locks: WriteLocks::new(),
         }
     }
 }

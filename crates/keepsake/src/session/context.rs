@@ -7,7 +7,9 @@ use super::Clock;
 use crate::{
     codec::{Claims, Codec, DecodeError},
     cookies::CookieBuilder,
-    store::{Created, Id, Record, Saved, SessionStore, StoreError, StoreErrorKind, Touched},
+    store::{
+        Created, Deleted, Id, Record, Saved, SessionStore, StoreError, StoreErrorKind, Touched,
+    },
 };
 
 /// What to do with a session cookie that does not verify.
@@ -49,6 +51,11 @@ pub(crate) trait DynStore: Send + Sync {
         now: u64,
     ) -> BoxFuture<'a, Result<Touched, StoreError>>;
     fn delete<'a>(&'a self, id: &'a Id) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn delete_if_version<'a>(
+        &'a self,
+        id: &'a Id,
+        version: u64,
+    ) -> BoxFuture<'a, Result<Deleted, StoreError>>;
     fn delete_user<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<usize, StoreError>>;
     fn list_user<'a>(
         &'a self,
@@ -85,6 +92,13 @@ impl<S: SessionStore> DynStore for S {
     }
     fn delete<'a>(&'a self, id: &'a Id) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(SessionStore::delete(self, id))
+    }
+    fn delete_if_version<'a>(
+        &'a self,
+        id: &'a Id,
+        version: u64,
+    ) -> BoxFuture<'a, Result<Deleted, StoreError>> {
+        Box::pin(SessionStore::delete_if_version(self, id, version))
     }
     fn delete_user<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<usize, StoreError>> {
         Box::pin(SessionStore::delete_user(self, user))
@@ -145,6 +159,31 @@ pub(crate) struct Context {
     pub(crate) clock: Arc<dyn Clock>,
     /// How many times a save that met a conflict is replayed.
     pub(crate) max_replays: usize,
+    /// Saves of one session in this process take turns.
+    pub(crate) write_locks: WriteLocks,
+}
+
+/// Striped locks, so that the saves of one session made by this process
+/// take turns. A request whose copy of the session is stale still meets a
+/// version conflict and replays its changes; holding the lock, its second
+/// try cannot lose to another request of this process, so many concurrent
+/// requests of one visitor settle in two tries each instead of racing over
+/// and over. Requests on other app servers are still ordered by the
+/// store's compare-and-set alone. The lock covers only the save, never the
+/// handler.
+pub(crate) struct WriteLocks(Box<[tokio::sync::Mutex<()>]>);
+
+impl WriteLocks {
+    /// One lock per value of an id's first byte: ids are random, so two
+    /// sessions share a lock one time in 256.
+    pub(crate) fn new() -> Self {
+        Self((0..=u8::MAX).map(|_| tokio::sync::Mutex::new(())).collect())
+    }
+
+    /// Waits for the lock of `id`.
+    pub(crate) async fn lock(&self, id: &Id) -> tokio::sync::MutexGuard<'_, ()> {
+        self.0[usize::from(id.as_bytes()[0])].lock().await
+    }
 }
 
 impl Context {
@@ -164,6 +203,16 @@ impl Context {
                 format!("no answer within {:?}", self.store_timeout),
             )),
         }
+    }
+
+    /// Waits, at most the store timeout, for this process's turn to save
+    /// session `id`.
+    pub(crate) async fn write_lock(
+        &self,
+        id: &Id,
+    ) -> Result<tokio::sync::MutexGuard<'_, ()>, StoreError> {
+        self.timed(async { Ok(self.write_locks.lock(id).await) })
+            .await
     }
 
     /// Finds and verifies the session cookie in the request's `Cookie`

@@ -24,7 +24,7 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 
-use super::{Created, Id, Record, Saved, SessionStore, Touched};
+use super::{Created, Deleted, Id, Record, Saved, SessionStore, Touched};
 
 /// A unique user name for one check.
 fn user(tag: &str) -> String {
@@ -61,6 +61,7 @@ pub async fn run_all<S: SessionStore>(store: &S) {
     create_never_overwrites(store).await;
     save_is_compare_and_set(store).await;
     no_resurrection(store).await;
+    delete_if_version_is_compare_and_delete(store).await;
     expiry_at_the_second(store).await;
     touch_moves_only_the_idle_deadline(store).await;
     per_user_index(store).await;
@@ -237,6 +238,67 @@ pub async fn no_resurrection<S: SessionStore>(store: &S) {
         store.load(&never.id, now).await.unwrap(),
         None,
         "save must not create"
+    );
+}
+
+/// `delete_if_version` deletes only the version asked for, and tells a
+/// newer version (`Conflict`, nothing deleted) from a missing record
+/// (`Gone`); the per-user index forgets a record deleted this way.
+///
+/// # Panics
+///
+/// If the store breaks the rule.
+///
+/// # Example
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// keepsake::store::conformance::delete_if_version_is_compare_and_delete(&keepsake::store::MemoryStore::new()).await;
+/// # });
+/// ```
+pub async fn delete_if_version_is_compare_and_delete<S: SessionStore>(store: &S) {
+    let now = base();
+    let owner = user("cad");
+    let mut record = record(now);
+    record.user = Some(owner.clone());
+    store.create(&record).await.unwrap();
+    assert_eq!(
+        store.save(&record, now).await.unwrap(),
+        Saved::Saved { version: 1 }
+    );
+    assert_eq!(
+        store.delete_if_version(&record.id, 0).await.unwrap(),
+        Deleted::Conflict,
+        "an older version"
+    );
+    assert_eq!(
+        store.delete_if_version(&record.id, 2).await.unwrap(),
+        Deleted::Conflict,
+        "a newer version"
+    );
+    assert!(
+        store.load(&record.id, now).await.unwrap().is_some(),
+        "a conflict deletes nothing"
+    );
+    assert_eq!(
+        store.delete_if_version(&record.id, 1).await.unwrap(),
+        Deleted::Deleted,
+        "the stored version"
+    );
+    assert_eq!(store.load(&record.id, now).await.unwrap(), None, "deleted");
+    assert_eq!(
+        store.delete_if_version(&record.id, 1).await.unwrap(),
+        Deleted::Gone,
+        "nothing left to delete"
+    );
+    assert_eq!(
+        store.save(&record, now).await.unwrap(),
+        Saved::Gone,
+        "no resurrection after a compare-and-delete"
+    );
+    assert!(
+        store.list_user(&owner, now).await.unwrap().is_empty(),
+        "the user's index forgets it"
     );
 }
 

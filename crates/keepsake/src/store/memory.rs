@@ -35,7 +35,9 @@ use std::{
     },
 };
 
-use super::{Created, Id, Record, Saved, SessionStore, StoreError, StoreErrorKind, Touched};
+use super::{
+    Created, Deleted, Id, Record, Saved, SessionStore, StoreError, StoreErrorKind, Touched,
+};
 
 /// Default number of shards.
 const DEFAULT_SHARDS: usize = 16;
@@ -567,6 +569,18 @@ impl Inner {
         self.remove(&mut shard, id).is_some()
     }
 
+    fn delete_if_version(&self, id: &Id, version: u64) -> Deleted {
+        let mut shard = self.shard(id);
+        match shard.records.get(id) {
+            None => Deleted::Gone,
+            Some(stored) if stored.version != version => Deleted::Conflict,
+            Some(_) => {
+                self.remove(&mut shard, id);
+                Deleted::Deleted
+            }
+        }
+    }
+
     fn delete_user(&self, user: &str) -> usize {
         self.user_ids(user)
             .into_iter()
@@ -633,6 +647,10 @@ impl SessionStore for MemoryStore {
         Ok(self.inner.delete(id))
     }
 
+    async fn delete_if_version(&self, id: &Id, version: u64) -> Result<Deleted, StoreError> {
+        Ok(self.inner.delete_if_version(id, version))
+    }
+
     async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
         Ok(self.inner.delete_user(user))
     }
@@ -643,6 +661,118 @@ impl SessionStore for MemoryStore {
 
     async fn purge_expired(&self, now: u64) -> Result<usize, StoreError> {
         Ok(self.inner.purge_expired(now))
+    }
+}
+
+// Administration (the `StoreAdmin` trait is in `admin.rs`).
+
+use super::{Counts, Cursor, Page, PurgeStep, StoreAdmin};
+
+impl Inner {
+    /// Up to `limit` ids above `after`, in order. Locks one shard at a time
+    /// and keeps only `limit` ids, however many records there are.
+    fn page_ids(&self, after: Option<&Id>, limit: usize) -> Vec<Id> {
+        let mut ids = BTreeSet::new();
+        for shard in &self.shards {
+            let shard = lock(shard);
+            for id in shard.records.keys() {
+                if after.is_some_and(|after| id <= after) {
+                    continue;
+                }
+                if ids.len() < limit {
+                    ids.insert(*id);
+                } else if ids.last().is_some_and(|last| id < last) {
+                    ids.pop_last();
+                    ids.insert(*id);
+                }
+            }
+        }
+        ids.into_iter().collect()
+    }
+
+    fn counts(&self, now: u64) -> Counts {
+        let mut counts = Counts::default();
+        for shard in &self.shards {
+            let shard = lock(shard);
+            counts.total += shard.records.len() as u64;
+            counts.expired += shard
+                .expiry
+                .iter()
+                .take_while(|(deadline, _)| *deadline <= now)
+                .count() as u64;
+        }
+        counts
+    }
+
+    /// Purges up to `limit` expired records, from shard `first` on; the
+    /// cursor is the shard to continue with.
+    fn purge_from(&self, first: usize, now: u64, limit: usize) -> PurgeStep {
+        let mut purged = 0;
+        for index in first..self.shards.len() {
+            purged += self.purge_front(&mut lock(&self.shards[index]), now, limit - purged);
+            if purged == limit {
+                return PurgeStep {
+                    purged,
+                    next: Some(Cursor::new(index.to_string())),
+                };
+            }
+        }
+        PurgeStep { purged, next: None }
+    }
+}
+
+/// A cursor this store did not make.
+fn bad_cursor(cursor: &Cursor) -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Corrupt,
+        format!("`{}` is not a memory store cursor", cursor.as_str()),
+    )
+}
+
+/// Pages are in id order; the cursor is the last id of the page. Purge
+/// steps go shard by shard; the cursor is the shard to continue with.
+impl StoreAdmin for MemoryStore {
+    async fn page(&self, cursor: Option<&Cursor>, limit: usize) -> Result<Page, StoreError> {
+        let limit = limit.max(1);
+        let after = cursor
+            .map(|cursor| {
+                cursor
+                    .as_str()
+                    .parse::<Id>()
+                    .map_err(|_| bad_cursor(cursor))
+            })
+            .transpose()?;
+        let ids = self.inner.page_ids(after.as_ref(), limit);
+        let next = (ids.len() == limit)
+            .then(|| ids.last().map(|id| Cursor::new(id.to_string())))
+            .flatten();
+        let records = ids
+            .iter()
+            .filter_map(|id| self.inner.shard(id).records.get(id).cloned())
+            .collect();
+        Ok(Page { records, next })
+    }
+
+    async fn count(&self, now: u64) -> Result<Counts, StoreError> {
+        Ok(self.inner.counts(now))
+    }
+
+    async fn purge_step(
+        &self,
+        now: u64,
+        cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<PurgeStep, StoreError> {
+        let first = cursor
+            .map(|cursor| {
+                cursor
+                    .as_str()
+                    .parse::<usize>()
+                    .map_err(|_| bad_cursor(cursor))
+            })
+            .transpose()?
+            .unwrap_or(0);
+        Ok(self.inner.purge_from(first, now, limit.max(1)))
     }
 }
 

@@ -40,6 +40,7 @@
 //! # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
 //! ```
 
+mod admin;
 #[cfg(any(test, feature = "test-suite"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-suite")))]
 pub mod conformance;
@@ -60,6 +61,9 @@ use hmac::{Hmac, KeyInit, Mac as _};
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
+pub use self::admin::{
+    AnyStore, Counts, Cursor, OpenError, Page, PurgeStep, PurgeTask, StoreAdmin, StoreUrl,
+};
 pub use self::memory::{MemoryStore, MemoryStoreBuilder};
 #[cfg(feature = "postgres")]
 pub use self::postgres::{PostgresStore, PostgresStoreBuilder};
@@ -361,6 +365,33 @@ pub enum Touched {
     Gone,
 }
 
+/// The outcome of [`SessionStore::delete_if_version`].
+///
+/// # Example
+///
+/// ```
+/// use keepsake::store::{Deleted, Id, MemoryStore, Record, SessionStore};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = MemoryStore::new();
+/// let record = Record::new(Id::random(), 0, None, 100);
+/// store.create(&record).await?;
+/// assert_eq!(store.delete_if_version(&record.id, 7).await?, Deleted::Conflict);
+/// assert_eq!(store.delete_if_version(&record.id, 0).await?, Deleted::Deleted);
+/// assert_eq!(store.delete_if_version(&record.id, 0).await?, Deleted::Gone);
+/// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    /// The record had the expected version and is gone now.
+    Deleted,
+    /// The stored version differs: someone saved in between. Nothing was
+    /// deleted.
+    Conflict,
+    /// There was no record with this id.
+    Gone,
+}
+
 /// What kind of failure a [`StoreError`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -519,6 +550,19 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Deletes the record with `id`; `true` if there was one.
     fn delete(&self, id: &Id) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Deletes the record with `id` only if its stored version equals
+    /// `version`: a compare-and-delete. [`Session::cycle_id`] uses it so
+    /// that a write which lands on the old id while the session moves to a
+    /// new one is noticed and carried over instead of lost, and so that of
+    /// two requests cycling one session at once exactly one wins.
+    ///
+    /// [`Session::cycle_id`]: crate::session::Session::cycle_id
+    fn delete_if_version(
+        &self,
+        id: &Id,
+        version: u64,
+    ) -> impl Future<Output = Result<Deleted, StoreError>> + Send;
 
     /// Deletes every record of `user` ("log out everywhere"); how many.
     fn delete_user(&self, user: &str) -> impl Future<Output = Result<usize, StoreError>> + Send;

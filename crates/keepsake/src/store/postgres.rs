@@ -31,7 +31,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod
 use serde_json::Value;
 use tokio_postgres::{NoTls, Row, types::ToSql};
 
-use super::{Created, Data, Id, Record, Saved, SessionStore, StoreError, StoreErrorKind, Touched};
+use super::{
+    Created, Data, Deleted, Id, Record, Saved, SessionStore, StoreError, StoreErrorKind, Touched,
+};
 
 /// The layout version this code writes and understands.
 const SCHEMA_VERSION: i32 = 1;
@@ -415,6 +417,7 @@ struct Sql {
     save_check: String,
     touch: String,
     delete: String,
+    delete_if_version: String,
     delete_user: String,
     list_user: String,
     purge: String,
@@ -476,6 +479,12 @@ impl Sql {
                  WHERE id = $1 AND deadline > $3"
             ),
             delete: format!("DELETE FROM {t} WHERE id = $1"),
+            // The outer SELECT sees the table as it was before the DELETE:
+            // a row that exists but was not deleted has another version.
+            delete_if_version: format!(
+                "WITH d AS (DELETE FROM {t} WHERE id = $1 AND version = $2 RETURNING 1) \
+                 SELECT EXISTS (SELECT 1 FROM d), EXISTS (SELECT 1 FROM {t} WHERE id = $1)"
+            ),
             delete_user: format!("DELETE FROM {t} WHERE user_id = $1"),
             list_user: format!(
                 "SELECT {COLUMNS} FROM {t} WHERE user_id = $1 AND deadline > $2 \
@@ -723,7 +732,11 @@ impl PostgresStore {
     /// Spawns a Tokio task that calls
     /// [`purge_expired`](SessionStore::purge_expired) with the current time
     /// now and then every `interval` (at least one second), logging
-    /// failures with `tracing`. Abort the returned handle to stop it.
+    /// failures with `tracing`. Abort the returned handle to stop it
+    /// (dropping a `JoinHandle` leaves the task running; [`PurgeTask`],
+    /// which works with every store, stops when dropped).
+    ///
+    /// [`PurgeTask`]: super::PurgeTask
     ///
     /// # Panics
     ///
@@ -742,20 +755,9 @@ impl PostgresStore {
     /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
     /// ```
     pub fn spawn_purge_task(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
-        let store = self.clone();
-        let interval = interval.max(Duration::from_secs(1));
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticker.tick().await;
-                match store.purge_expired(crate::codec::unix_now()).await {
-                    Ok(0) => {}
-                    Ok(purged) => tracing::debug!(purged, "purged expired sessions"),
-                    Err(err) => tracing::warn!(error = %err, "purging expired sessions failed"),
-                }
-            }
-        })
+        // The same loop as `PurgeTask`, whose handle also stops the task
+        // when dropped; this one's `JoinHandle` must be aborted.
+        super::admin::spawn_purge_loop(self.clone(), interval)
     }
 
     /// A pooled connection.
@@ -907,6 +909,21 @@ impl SessionStore for PostgresStore {
         Ok(self.execute(&self.sql.delete, &[&id.to_string()]).await? > 0)
     }
 
+    async fn delete_if_version(&self, id: &Id, version: u64) -> Result<Deleted, StoreError> {
+        // A version beyond BIGINT matches no stored version.
+        let expected = i64::try_from(version).ok();
+        let rows = self
+            .query(&self.sql.delete_if_version, &[&id.to_string(), &expected])
+            .await?;
+        let flags = rows.first().map(|row| (row.try_get(0), row.try_get(1)));
+        match flags {
+            Some((Ok(true), _)) => Ok(Deleted::Deleted),
+            Some((Ok(false), Ok(true))) => Ok(Deleted::Conflict),
+            Some((Ok(false), Ok(false))) => Ok(Deleted::Gone),
+            _ => Err(corrupt("unexpected answer to a compare-and-delete")),
+        }
+    }
+
     async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
         Ok(count(self.execute(&self.sql.delete_user, &[&user]).await?))
     }
@@ -929,6 +946,79 @@ impl SessionStore for PostgresStore {
                 return Ok(purged);
             }
         }
+    }
+}
+
+// Administration (the `StoreAdmin` trait is in `admin.rs`).
+
+use super::{Counts, Cursor, Page, PurgeStep, StoreAdmin};
+
+/// Pages are in id order (the primary key's); the cursor is the last id of
+/// the page. A purge step is one `DELETE` of up to `limit` expired rows,
+/// oldest deadline first, skipping rows other transactions hold; it needs
+/// no cursor.
+impl StoreAdmin for PostgresStore {
+    async fn page(&self, cursor: Option<&Cursor>, limit: usize) -> Result<Page, StoreError> {
+        let limit = limit.max(1);
+        // Every id sorts after the empty string.
+        let after = cursor.map_or("", Cursor::as_str);
+        let sql = format!(
+            "SELECT {COLUMNS} FROM \"{}\".\"{}\" WHERE id > $1 ORDER BY id LIMIT $2",
+            self.sql.schema, self.sql.table
+        );
+        let sql_limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let records = self
+            .query(&sql, &[&after, &sql_limit])
+            .await?
+            .iter()
+            .map(decode)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = (records.len() == limit)
+            .then(|| {
+                records
+                    .last()
+                    .map(|record| Cursor::new(record.id.to_string()))
+            })
+            .flatten();
+        Ok(Page { records, next })
+    }
+
+    async fn count(&self, now: u64) -> Result<Counts, StoreError> {
+        let sql = format!(
+            "SELECT count(*), count(*) FILTER (WHERE deadline <= $1) FROM \"{}\".\"{}\"",
+            self.sql.schema, self.sql.table
+        );
+        let rows = self.query(&sql, &[&to_db(now)]).await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| corrupt("count(*) returned no row"))?;
+        let column = |index| {
+            row.try_get::<_, i64>(index).map_err(|err| {
+                StoreError::with_source(StoreErrorKind::Corrupt, "bad count column", err)
+            })
+        };
+        Ok(Counts {
+            total: from_db(column(0)?, "count")?,
+            expired: from_db(column(1)?, "count")?,
+        })
+    }
+
+    async fn purge_step(
+        &self,
+        now: u64,
+        _cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<PurgeStep, StoreError> {
+        let limit = limit.max(1);
+        let sql_limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let purged = count(
+            self.execute(&self.sql.purge, &[&to_db(now), &sql_limit])
+                .await?,
+        );
+        Ok(PurgeStep {
+            purged,
+            next: (purged >= limit).then(|| Cursor::new("")),
+        })
     }
 }
 

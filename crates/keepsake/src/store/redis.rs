@@ -35,7 +35,9 @@ use redis::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Created, Data, Id, Record, Saved, SessionStore, StoreError, StoreErrorKind, Touched};
+use super::{
+    Created, Data, Deleted, Id, Record, Saved, SessionStore, StoreError, StoreErrorKind, Touched,
+};
 
 /// The default key prefix.
 const DEFAULT_PREFIX: &str = "keepsake:";
@@ -601,6 +603,24 @@ return 1
     ))
 });
 
+/// KEYS: session. ARGV: prefix, id, version. 1 deleted, 0 another version,
+/// -1 no such session.
+static DELETE_IF_VERSION: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        prelude!(),
+        r#"
+local old = redis.call('GET', KEYS[1])
+if not old then return -1 end
+local h = parse(old)
+if not h then return -2 end
+if h.version ~= ARGV[3] then return 0 end
+redis.call('DEL', KEYS[1])
+unlink(ARGV[1], h.user, ARGV[2])
+return 1
+"#
+    ))
+});
+
 /// KEYS: user set. ARGV: prefix, user hex. How many sessions were deleted.
 static DELETE_USER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
@@ -770,6 +790,23 @@ impl SessionStore for RedisStore {
         Ok(self.status("delete", &invocation).await? == 1)
     }
 
+    async fn delete_if_version(&self, id: &Id, version: u64) -> Result<Deleted, StoreError> {
+        let mut invocation = DELETE_IF_VERSION.key(self.session_key(id));
+        invocation
+            .arg(&self.prefix)
+            .arg(id.to_string())
+            .arg(version.to_string());
+        match self.status("delete_if_version", &invocation).await? {
+            1 => Ok(Deleted::Deleted),
+            0 => Ok(Deleted::Conflict),
+            -1 => Ok(Deleted::Gone),
+            _ => Err(StoreError::new(
+                StoreErrorKind::Corrupt,
+                "a stored session record could not be parsed",
+            )),
+        }
+    }
+
     async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
         let mut invocation = DELETE_USER.key(self.user_key(user));
         invocation.arg(&self.prefix).arg(hex(user.as_bytes()));
@@ -799,54 +836,207 @@ impl SessionStore for RedisStore {
     }
 
     async fn purge_expired(&self, now: u64) -> Result<usize, StoreError> {
-        let pattern = format!("{}*", glob_escape(&self.prefix));
-        let session_prefix = format!("{}session:", self.prefix);
-        let user_prefix = format!("{}user:", self.prefix);
-        let mut conn = self.conn.clone();
-        let mut cursor: u64 = 0;
-        let mut purged = 0usize;
+        let mut cursor = 0;
+        let mut purged = 0;
         loop {
-            let (next, keys): (u64, Vec<Vec<u8>>) = self
-                .run(
-                    "purge_expired (SCAN)",
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(SCAN_COUNT)
-                        .query_async(&mut conn),
-                )
-                .await?;
-            let (sessions, users): (Vec<&Vec<u8>>, Vec<&Vec<u8>>) = keys
-                .iter()
-                .filter(|key| {
-                    key.starts_with(session_prefix.as_bytes())
-                        || key.starts_with(user_prefix.as_bytes())
-                })
-                .partition(|key| key.starts_with(session_prefix.as_bytes()));
-            if !sessions.is_empty() {
-                let mut invocation = PURGE_SESSIONS.prepare_invoke();
-                for key in &sessions {
-                    invocation.key(key.as_slice());
-                }
-                invocation.arg(&self.prefix).arg(now);
-                let count = self.status("purge_expired", &invocation).await?;
-                purged += usize::try_from(count).unwrap_or(0);
-            }
-            if !users.is_empty() {
-                let mut invocation = PURGE_USERS.prepare_invoke();
-                for key in &users {
-                    invocation.key(key.as_slice());
-                }
-                invocation.arg(&self.prefix);
-                self.status("purge_expired", &invocation).await?;
-            }
+            let (next, batch) = self.purge_scan(cursor, now, SCAN_COUNT).await?;
+            purged += batch;
             cursor = next;
             if cursor == 0 {
                 return Ok(purged);
             }
         }
+    }
+}
+
+// Administration (the `StoreAdmin` trait is in `admin.rs`).
+
+use super::{Counts, Cursor, Page, PurgeStep, StoreAdmin};
+
+/// KEYS: session keys. ARGV: now. `{held, expired}`: how many of the keys
+/// exist, and how many of those have expired at `now`.
+static COUNT_SESSIONS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        prelude!(),
+        r#"
+local held, expired = 0, 0
+for _, key in ipairs(KEYS) do
+  local val = redis.pcall('GET', key)
+  if type(val) == 'string' then
+    held = held + 1
+    local h = parse(val)
+    if h and not lt(ARGV[1], h.deadline) then expired = expired + 1 end
+  end
+end
+return {held, expired}
+"#
+    ))
+});
+
+impl RedisStore {
+    /// One `SCAN` step (asking for `count` keys) over the keys under the
+    /// prefix, starting at `cursor`: the next cursor (0 at the end) and the
+    /// session keys and user-set keys found.
+    async fn scan_step(
+        &self,
+        cursor: u64,
+        pattern_tail: &str,
+        count: usize,
+    ) -> Result<(u64, Vec<Vec<u8>>), StoreError> {
+        let pattern = format!("{}{pattern_tail}", glob_escape(&self.prefix));
+        let mut conn = self.conn.clone();
+        self.run(
+            "SCAN",
+            redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(count.max(1))
+                .query_async(&mut conn),
+        )
+        .await
+    }
+
+    /// One step of a purge: a `SCAN` step over the prefix, then the
+    /// expired sessions among the keys found are deleted and the user sets
+    /// found are cleared of members whose session is gone. The next cursor
+    /// (0 at the end) and how many sessions were purged.
+    async fn purge_scan(
+        &self,
+        cursor: u64,
+        now: u64,
+        count: usize,
+    ) -> Result<(u64, usize), StoreError> {
+        let session_prefix = format!("{}session:", self.prefix);
+        let user_prefix = format!("{}user:", self.prefix);
+        let (next, keys) = self.scan_step(cursor, "*", count).await?;
+        let (sessions, users): (Vec<&Vec<u8>>, Vec<&Vec<u8>>) = keys
+            .iter()
+            .filter(|key| {
+                key.starts_with(session_prefix.as_bytes())
+                    || key.starts_with(user_prefix.as_bytes())
+            })
+            .partition(|key| key.starts_with(session_prefix.as_bytes()));
+        let mut purged = 0;
+        if !sessions.is_empty() {
+            let mut invocation = PURGE_SESSIONS.prepare_invoke();
+            for key in &sessions {
+                invocation.key(key.as_slice());
+            }
+            invocation.arg(&self.prefix).arg(now);
+            let count = self.status("purge_expired", &invocation).await?;
+            purged += usize::try_from(count).unwrap_or(0);
+        }
+        if !users.is_empty() {
+            let mut invocation = PURGE_USERS.prepare_invoke();
+            for key in &users {
+                invocation.key(key.as_slice());
+            }
+            invocation.arg(&self.prefix);
+            self.status("purge_expired", &invocation).await?;
+        }
+        Ok((next, purged))
+    }
+}
+
+/// A cursor this store did not make.
+fn bad_cursor(cursor: &Cursor) -> StoreError {
+    corrupt(format!("`{}` is not a Redis SCAN cursor", cursor.as_str()))
+}
+
+fn scan_cursor(cursor: Option<&Cursor>) -> Result<u64, StoreError> {
+    cursor.map_or(Ok(0), |cursor| {
+        cursor.as_str().parse().map_err(|_| bad_cursor(cursor))
+    })
+}
+
+/// Walks use `SCAN` on the prefix (never `KEYS`), asking for `limit` keys
+/// per step; the cursor is Redis's `SCAN` cursor (and, for a page, how
+/// many of that step's keys earlier pages took). A page is one `SCAN` and
+/// one `MGET`; it may hold fewer than `limit` records, or none, before the
+/// walk ends, and `SCAN` may return a key twice if Redis resizes its
+/// keyspace during the walk. Sessions whose TTL has fired are gone and are
+/// not seen; "expired" records are those whose deadline `now` has reached
+/// while their TTL has not fired yet.
+impl StoreAdmin for RedisStore {
+    async fn page(&self, cursor: Option<&Cursor>, limit: usize) -> Result<Page, StoreError> {
+        let limit = limit.max(1);
+        // `SCAN` may answer with more keys than asked for: the cursor is
+        // then the same `SCAN` cursor and how many of its keys were seen.
+        let (scan, skip) = match cursor {
+            None => (0, 0),
+            Some(cursor) => {
+                let text = cursor.as_str();
+                let (scan, skip) = text.split_once('/').unwrap_or((text, "0"));
+                (
+                    scan.parse::<u64>().map_err(|_| bad_cursor(cursor))?,
+                    skip.parse::<usize>().map_err(|_| bad_cursor(cursor))?,
+                )
+            }
+        };
+        let (after, keys) = self.scan_step(scan, "session:*", limit).await?;
+        let rest = keys.get(skip..).unwrap_or_default();
+        let (keys, next) = if rest.len() > limit {
+            (&rest[..limit], Some(format!("{scan}/{}", skip + limit)))
+        } else {
+            (rest, (after != 0).then(|| after.to_string()))
+        };
+        let mut records = Vec::with_capacity(keys.len());
+        if !keys.is_empty() {
+            let mut conn = self.conn.clone();
+            let values: Vec<Option<Vec<u8>>> = self
+                .run(
+                    "page (MGET)",
+                    redis::cmd("MGET").arg(keys).query_async(&mut conn),
+                )
+                .await?;
+            for bytes in values.into_iter().flatten() {
+                records.push(decode(&bytes, None)?);
+            }
+        }
+        Ok(Page {
+            records,
+            next: next.map(Cursor::new),
+        })
+    }
+
+    async fn count(&self, now: u64) -> Result<Counts, StoreError> {
+        let mut counts = Counts::default();
+        let mut cursor = 0;
+        loop {
+            let (next, keys) = self.scan_step(cursor, "session:*", SCAN_COUNT).await?;
+            if !keys.is_empty() {
+                let mut invocation = COUNT_SESSIONS.prepare_invoke();
+                for key in &keys {
+                    invocation.key(key.as_slice());
+                }
+                invocation.arg(now);
+                let mut conn = self.conn.clone();
+                let (held, expired): (u64, u64) = self
+                    .run("count", invocation.invoke_async(&mut conn))
+                    .await?;
+                counts.total += held;
+                counts.expired += expired;
+            }
+            cursor = next;
+            if cursor == 0 {
+                return Ok(counts);
+            }
+        }
+    }
+
+    async fn purge_step(
+        &self,
+        now: u64,
+        cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<PurgeStep, StoreError> {
+        let (next, purged) = self.purge_scan(scan_cursor(cursor)?, now, limit).await?;
+        Ok(PurgeStep {
+            purged,
+            next: (next != 0).then(|| Cursor::new(next.to_string())),
+        })
     }
 }
 

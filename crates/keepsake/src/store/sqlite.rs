@@ -45,7 +45,9 @@ use std::{
 use rusqlite::{Connection, ErrorCode, OptionalExtension as _, TransactionBehavior, params};
 use tokio::sync::Semaphore;
 
-use super::{Created, Data, Id, Record, Saved, SessionStore, StoreError, StoreErrorKind, Touched};
+use super::{
+    Created, Data, Deleted, Id, Record, Saved, SessionStore, StoreError, StoreErrorKind, Touched,
+};
 
 /// Default number of pooled connections.
 const DEFAULT_CONNECTIONS: usize = 4;
@@ -897,6 +899,38 @@ impl SessionStore for SqliteStore {
         .await
     }
 
+    async fn delete_if_version(&self, id: &Id, version: u64) -> Result<Deleted, StoreError> {
+        let id = id.to_string();
+        // A version beyond what SQLite can hold matches no stored version.
+        let expected = i64::try_from(version).ok();
+        self.run(move |conn| {
+            let fail = |err| sql_error("delete_if_version", err);
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(fail)?;
+            let deleted = tx
+                .prepare_cached("DELETE FROM sessions WHERE id = ?1 AND version = ?2")
+                .and_then(|mut s| s.execute(params![id, expected]))
+                .map_err(fail)?;
+            let outcome = if deleted > 0 {
+                Deleted::Deleted
+            } else {
+                let exists = tx
+                    .prepare_cached("SELECT EXISTS (SELECT 1 FROM sessions WHERE id = ?1)")
+                    .and_then(|mut s| s.query_row(params![id], |row| row.get::<_, bool>(0)))
+                    .map_err(fail)?;
+                if exists {
+                    Deleted::Conflict
+                } else {
+                    Deleted::Gone
+                }
+            };
+            tx.commit().map_err(fail)?;
+            Ok(outcome)
+        })
+        .await
+    }
+
     async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
         let user = user.to_owned();
         self.run(move |conn| {
@@ -945,6 +979,84 @@ impl SessionStore for SqliteStore {
             }
         })
         .await
+    }
+}
+
+// Administration (the `StoreAdmin` trait is in `admin.rs`).
+
+use super::{Counts, Cursor, Page, PurgeStep, StoreAdmin};
+
+/// Pages are in id order (the primary key's); the cursor is the last id of
+/// the page. A purge step is one `DELETE` of up to `limit` expired rows in
+/// its own transaction; it needs no cursor.
+impl StoreAdmin for SqliteStore {
+    async fn page(&self, cursor: Option<&Cursor>, limit: usize) -> Result<Page, StoreError> {
+        let limit = limit.max(1);
+        // Every id sorts after the empty string.
+        let after = cursor
+            .map(|cursor| cursor.as_str().to_owned())
+            .unwrap_or_default();
+        let sql_limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let records = self
+            .run(move |conn| {
+                query_records(
+                    conn,
+                    &format!("SELECT {COLUMNS} FROM sessions WHERE id > ?1 ORDER BY id LIMIT ?2"),
+                    params![after, sql_limit],
+                )
+            })
+            .await?;
+        let next = (records.len() == limit)
+            .then(|| {
+                records
+                    .last()
+                    .map(|record| Cursor::new(record.id.to_string()))
+            })
+            .flatten();
+        Ok(Page { records, next })
+    }
+
+    async fn count(&self, now: u64) -> Result<Counts, StoreError> {
+        let now = sql_int(now);
+        self.run(move |conn| {
+            let (total, expired) = conn
+                .prepare_cached("SELECT count(*), coalesce(sum(deadline <= ?1), 0) FROM sessions")
+                .and_then(|mut s| {
+                    s.query_row(params![now], |row| {
+                        Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+                    })
+                })
+                .map_err(|err| sql_error("count", err))?;
+            Ok(Counts {
+                total: unsigned(total, "count")?,
+                expired: unsigned(expired, "count")?,
+            })
+        })
+        .await
+    }
+
+    async fn purge_step(
+        &self,
+        now: u64,
+        _cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<PurgeStep, StoreError> {
+        let (now, limit) = (sql_int(now), limit.max(1));
+        let sql_limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let purged = self
+            .run(move |conn| {
+                conn.prepare_cached(
+                    "DELETE FROM sessions WHERE rowid IN \
+                     (SELECT rowid FROM sessions WHERE deadline <= ?1 LIMIT ?2)",
+                )
+                .and_then(|mut s| s.execute(params![now, sql_limit]))
+                .map_err(|err| sql_error("purge_expired", err))
+            })
+            .await?;
+        Ok(PurgeStep {
+            purged,
+            next: (purged >= limit).then(|| Cursor::new("")),
+        })
     }
 }
 

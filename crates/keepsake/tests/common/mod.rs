@@ -22,7 +22,8 @@ use keepsake::{
     middleware::{SessionLayer, SessionLayerBuilder},
     session::{Expiry, ManualClock, Session, SessionError},
     store::{
-        Created, Id, MemoryStore, Record, Saved, SessionStore, StoreError, StoreErrorKind, Touched,
+        Created, Deleted, Id, MemoryStore, Record, Saved, SessionStore, StoreError, StoreErrorKind,
+        Touched,
     },
 };
 
@@ -191,6 +192,11 @@ impl SessionStore for CountingStore {
     async fn delete(&self, id: &Id) -> Result<bool, StoreError> {
         self.gate(&self.counters.delete, true).await?;
         self.inner.delete(id).await
+    }
+
+    async fn delete_if_version(&self, id: &Id, version: u64) -> Result<Deleted, StoreError> {
+        self.gate(&self.counters.delete, true).await?;
+        self.inner.delete_if_version(id, version).await
     }
 
     async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {

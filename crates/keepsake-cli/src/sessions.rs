@@ -1,0 +1,381 @@
+//! `keepsake sessions --store URL <command>`: administer a session store.
+//!
+//! The store is named by a URL, as `keepsake::store::StoreUrl` parses it
+//! (`sqlite://PATH`, `redis://HOST[:PORT][/DB][?prefix=P]`,
+//! `postgres://USER@HOST[:PORT]/DB[?schema=S]`, `memory://`), from `--store`
+//! or the `KEEPSAKE_STORE` environment variable. Every walk over the store
+//! goes page by page (`StoreAdmin::page`), so a store of a million sessions
+//! is never loaded at once.
+//!
+//! Exit status: 0 success; 1 when `show`, `revoke` or `revoke-user` finds
+//! nothing; 2 for usage errors and a store that cannot be opened, reached
+//! or read.
+
+use std::{
+    collections::HashMap,
+    io::{self, IsTerminal as _, Write},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, anyhow};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use keepsake::{
+    codec::unix_now,
+    store::{AnyStore, Id, Record, SessionStore as _, StoreAdmin as _},
+};
+use serde_json::Value;
+
+use crate::Rejected;
+
+/// Records read per page when walking the whole store.
+const PAGE: usize = 500;
+
+/// Arguments of `keepsake sessions`.
+#[derive(Debug, Args)]
+pub(crate) struct SessionsArgs {
+    /// The session store: sqlite://PATH, redis://HOST[:PORT][/DB][?prefix=P],
+    /// postgres://USER@HOST[:PORT]/DB[?schema=S&table=T] or memory://
+    /// (default: the KEEPSAKE_STORE environment variable).
+    #[arg(long, value_name = "URL", global = true)]
+    store: Option<String>,
+    /// The current time for expiry, in Unix seconds (default: the system
+    /// clock).
+    #[arg(long, value_name = "UNIX", global = true)]
+    now: Option<u64>,
+    /// What to do.
+    #[command(subcommand)]
+    command: SessionsCommand,
+}
+
+/// The `sessions` subcommands.
+#[derive(Debug, Subcommand)]
+enum SessionsCommand {
+    /// List sessions, one per line: id, user, created, expires, state.
+    ///
+    /// Without --user every record is listed, expired ones not yet purged
+    /// included; with --user only that user's live sessions.
+    List {
+        /// Only this user's live sessions.
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
+    },
+    /// Show one session (expired or not) as JSON, data included.
+    Show {
+        /// The session id.
+        id: String,
+    },
+    /// Delete one session. Exits 1 if there is none with this id.
+    Revoke {
+        /// The session id.
+        id: String,
+    },
+    /// Delete every session of a user ("log out everywhere"). Exits 1 if
+    /// the user has none.
+    RevokeUser {
+        /// The user.
+        user: String,
+    },
+    /// Delete the expired sessions, in batches, showing progress on stderr.
+    Purge {
+        /// Sessions deleted per batch.
+        #[arg(long, value_name = "N", default_value_t = 1_000)]
+        batch: usize,
+    },
+    /// Count sessions (total, live, expired) and show the users with the
+    /// most live sessions.
+    Stats {
+        /// How many users to show.
+        #[arg(long, value_name = "N", default_value_t = 10)]
+        top: usize,
+    },
+}
+
+/// Runs `keepsake sessions`, writing results to `out`.
+pub(crate) fn run(args: SessionsArgs, out: &mut impl Write) -> Result<()> {
+    let url = match args.store {
+        Some(url) => url,
+        None => match std::env::var("KEEPSAKE_STORE") {
+            Ok(url) if !url.trim().is_empty() => url,
+            _ => {
+                return Err(anyhow!(
+                    "no session store: pass --store URL or set KEEPSAKE_STORE"
+                ));
+            }
+        },
+    };
+    let now = args.now.unwrap_or_else(unix_now);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let store = AnyStore::open(&url).await?;
+        execute(&store, args.command, now, out).await
+    })
+}
+
+async fn execute(
+    store: &AnyStore,
+    command: SessionsCommand,
+    now: u64,
+    out: &mut impl Write,
+) -> Result<()> {
+    match command {
+        SessionsCommand::List { user } => {
+            writeln!(out, "ID\tUSER\tCREATED\tEXPIRES\tSTATE")?;
+            match user {
+                Some(user) => {
+                    let records = store
+                        .list_user(&user, now)
+                        .await
+                        .context("listing the user's sessions failed")?;
+                    for record in &records {
+                        write_line(out, record, now)?;
+                    }
+                }
+                None => {
+                    let mut cursor = None;
+                    loop {
+                        let page = store
+                            .page(cursor.as_ref(), PAGE)
+                            .await
+                            .context("listing sessions failed")?;
+                        for record in &page.records {
+                            write_line(out, record, now)?;
+                        }
+                        match page.next {
+                            Some(next) => cursor = Some(next),
+                            None => break,
+                        }
+                    }
+                }
+            }
+        }
+        SessionsCommand::Show { id } => {
+            let id = parse_id(&id)?;
+            // Time 0 has not reached any deadline, so an expired record not
+            // yet purged is shown too (and marked expired).
+            let record = store
+                .load(&id, 0)
+                .await
+                .context("reading the session failed")?
+                .ok_or_else(|| Rejected("no session with this id".to_owned()))?;
+            let mut json = serde_json::to_value(&record)?;
+            if let Value::Object(fields) = &mut json {
+                fields.insert("deadline".to_owned(), record.deadline().into());
+                fields.insert("expired".to_owned(), record.is_expired_at(now).into());
+            }
+            serde_json::to_writer_pretty(&mut *out, &json)?;
+            writeln!(out)?;
+        }
+        SessionsCommand::Revoke { id } => {
+            let id = parse_id(&id)?;
+            if !store
+                .delete(&id)
+                .await
+                .context("deleting the session failed")?
+            {
+                return Err(Rejected("no session with this id".to_owned()).into());
+            }
+            writeln!(out, "revoked 1 session")?;
+        }
+        SessionsCommand::RevokeUser { user } => {
+            let revoked = store
+                .delete_user(&user)
+                .await
+                .context("deleting the user's sessions failed")?;
+            if revoked == 0 {
+                return Err(Rejected(format!("user {user:?} has no sessions")).into());
+            }
+            let plural = if revoked == 1 { "" } else { "s" };
+            writeln!(out, "revoked {revoked} session{plural} of user {user:?}")?;
+        }
+        SessionsCommand::Purge { batch } => {
+            let purged = purge(store, now, batch.max(1)).await?;
+            let plural = if purged == 1 { "" } else { "s" };
+            writeln!(out, "purged {purged} expired session{plural}")?;
+        }
+        SessionsCommand::Stats { top } => stats(store, now, top, out).await?,
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Parses a session id given on the command line (a usage error if bad).
+fn parse_id(text: &str) -> Result<Id> {
+    text.trim()
+        .parse()
+        .with_context(|| format!("invalid session id {text:?}"))
+}
+
+/// One line of `list`.
+fn write_line(out: &mut impl Write, record: &Record, now: u64) -> io::Result<()> {
+    let state = if record.is_expired_at(now) {
+        "expired"
+    } else {
+        "live"
+    };
+    writeln!(
+        out,
+        "{}\t{}\t{}\t{}\t{state}",
+        record.id,
+        record.user.as_deref().unwrap_or("-"),
+        utc(record.created_at),
+        utc(record.deadline()),
+    )
+}
+
+/// Progress of a purge: a bar on a terminal, plain lines (at most one a
+/// second, and the last) otherwise.
+enum Progress {
+    Bar(ProgressBar),
+    Lines { last: Instant, total: u64 },
+}
+
+impl Progress {
+    fn new(total: u64) -> Self {
+        if io::stderr().is_terminal() {
+            let bar = ProgressBar::new(total);
+            if let Ok(style) = ProgressStyle::with_template(
+                "purging {bar:40.cyan/blue} {pos}/{len} expired sessions ({per_sec}, {eta} left)",
+            ) {
+                bar.set_style(style);
+            }
+            Self::Bar(bar)
+        } else {
+            eprintln!("purging {total} expired sessions");
+            Self::Lines {
+                last: Instant::now(),
+                total,
+            }
+        }
+    }
+
+    fn update(&mut self, purged: u64) {
+        match self {
+            Self::Bar(bar) => {
+                if purged > bar.length().unwrap_or(0) {
+                    bar.set_length(purged);
+                }
+                bar.set_position(purged);
+            }
+            Self::Lines { last, total } => {
+                if last.elapsed() >= Duration::from_secs(1) {
+                    eprintln!("purged {purged} of {}", (*total).max(purged));
+                    *last = Instant::now();
+                }
+            }
+        }
+    }
+
+    fn finish(self, purged: u64) {
+        match self {
+            Self::Bar(bar) => bar.finish_and_clear(),
+            Self::Lines { total, .. } => eprintln!("purged {purged} of {}", total.max(purged)),
+        }
+    }
+}
+
+/// Purges in steps of `batch`, showing progress; the total.
+async fn purge(store: &AnyStore, now: u64, batch: usize) -> Result<u64> {
+    let expired = store
+        .count(now)
+        .await
+        .context("counting expired sessions failed")?
+        .expired;
+    let mut progress = Progress::new(expired);
+    let mut purged = 0u64;
+    let mut cursor = None;
+    loop {
+        let step = match store.purge_step(now, cursor.as_ref(), batch).await {
+            Ok(step) => step,
+            Err(err) => {
+                progress.finish(purged);
+                return Err(err).context(format!(
+                    "purging failed after {purged} expired sessions were deleted"
+                ));
+            }
+        };
+        purged += step.purged as u64;
+        progress.update(purged);
+        match step.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    progress.finish(purged);
+    Ok(purged)
+}
+
+/// `stats`: counts, then a walk to find the users with the most live
+/// sessions.
+async fn stats(store: &AnyStore, now: u64, top: usize, out: &mut impl Write) -> Result<()> {
+    let counts = store.count(now).await.context("counting sessions failed")?;
+    let mut users: HashMap<String, u64> = HashMap::new();
+    let mut anonymous = 0u64;
+    let mut cursor = None;
+    loop {
+        let page = store
+            .page(cursor.as_ref(), PAGE)
+            .await
+            .context("reading sessions failed")?;
+        for record in page.records.iter().filter(|r| !r.is_expired_at(now)) {
+            match &record.user {
+                Some(user) => *users.entry(user.clone()).or_default() += 1,
+                None => anonymous += 1,
+            }
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    writeln!(out, "sessions: {}", counts.total)?;
+    writeln!(out, "live: {}", counts.live())?;
+    writeln!(out, "expired: {}", counts.expired)?;
+    writeln!(out, "users: {}", users.len())?;
+    writeln!(out, "live without a user: {anonymous}")?;
+    let mut ranked: Vec<(String, u64)> = users.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    writeln!(out, "top users:")?;
+    for (user, sessions) in ranked.into_iter().take(top) {
+        writeln!(out, "  {user}\t{sessions}")?;
+    }
+    Ok(())
+}
+
+/// Unix seconds as an RFC 3339 UTC time (`2026-01-31T12:00:00Z`).
+fn utc(secs: u64) -> String {
+    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
+    let rest = secs % 86_400;
+    // Days to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3_600,
+        rest % 3_600 / 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc;
+
+    #[test]
+    fn utc_times() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(253_402_300_799), "9999-12-31T23:59:59Z");
+    }
+}

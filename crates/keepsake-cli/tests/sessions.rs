@@ -1,0 +1,357 @@
+//! `keepsake sessions` end to end: a store is seeded through the library,
+//! then the real binary lists, shows, revokes, purges and counts, and the
+//! effect is checked through the library again. The same scenario runs on a
+//! SQLite file, and on Redis and PostgreSQL (a fresh key prefix or schema
+//! per run) when `KEEPSAKE_TEST_REDIS_URL` / `KEEPSAKE_TEST_POSTGRES_URL`
+//! are set.
+
+use std::process::{Command, Output};
+
+use keepsake::{
+    codec::unix_now,
+    store::{AnyStore, Id, Record, SessionStore as _, StoreAdmin as _},
+};
+use serde_json::{Value, json};
+
+/// Runs the binary with `args` and extra environment variables, without
+/// any `KEEPSAKE_STORE` from the caller's environment.
+fn keepsake_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keepsake"));
+    command.args(args).env_remove("KEEPSAKE_STORE");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("the binary runs")
+}
+
+/// Runs `keepsake sessions --store URL ARGS...`.
+fn sessions(url: &str, args: &[&str]) -> Output {
+    let mut all = vec!["sessions", "--store", url];
+    all.extend_from_slice(args);
+    keepsake_with_env(&all, &[])
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).expect("stdout is UTF-8")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).expect("stderr is UTF-8")
+}
+
+/// Stdout of a command that must succeed.
+fn ok(output: &Output) -> String {
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stdout: {} stderr: {}",
+        stdout(output),
+        stderr(output)
+    );
+    stdout(output)
+}
+
+/// Stderr of a command that must fail with `code`, printing nothing on
+/// stdout.
+fn fails(output: &Output, code: i32) -> String {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout: {} stderr: {}",
+        stdout(output),
+        stderr(output)
+    );
+    assert_eq!(stdout(output), "", "no stdout expected");
+    let err = stderr(output);
+    assert!(err.starts_with("keepsake: "), "{err}");
+    err
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// The sessions the scenario seeds.
+struct Seeded {
+    alice: Vec<Id>,
+    bob: Id,
+    anonymous: Id,
+    /// Two sessions of carol that end at `now + 100`.
+    carol: Vec<Id>,
+}
+
+async fn create(store: &AnyStore, now: u64, user: Option<&str>, lifetime: u64) -> Id {
+    let mut record = Record::new(Id::random(), now, None, lifetime);
+    record.user = user.map(str::to_owned);
+    record.data.insert("cart".into(), json!(2));
+    store.create(&record).await.expect("create");
+    record.id
+}
+
+async fn seed(store: &AnyStore, now: u64) -> Seeded {
+    let mut alice = Vec::new();
+    for _ in 0..3 {
+        alice.push(create(store, now, Some("alice"), 3_600).await);
+    }
+    Seeded {
+        alice,
+        bob: create(store, now, Some("bob"), 3_600).await,
+        anonymous: create(store, now, None, 3_600).await,
+        carol: vec![
+            create(store, now, Some("carol"), 100).await,
+            create(store, now, Some("carol"), 100).await,
+        ],
+    }
+}
+
+/// The scenario, on the store at `url`, which must be empty.
+fn scenario(url: &str) {
+    let rt = runtime();
+    let now = unix_now();
+    let later = (now + 150).to_string();
+    let store = rt.block_on(AnyStore::open(url)).expect("open the store");
+    let seeded = rt.block_on(seed(&store, now));
+
+    // list: a header, then one line per session.
+    let out = ok(&sessions(url, &["list"]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "ID\tUSER\tCREATED\tEXPIRES\tSTATE", "{out}");
+    assert_eq!(lines.len(), 8, "{out}");
+    for id in seeded.alice.iter().chain(&seeded.carol) {
+        assert!(out.contains(&id.to_string()), "{id} missing: {out}");
+    }
+    let anonymous = lines
+        .iter()
+        .find(|line| line.starts_with(&seeded.anonymous.to_string()))
+        .expect("the anonymous session is listed");
+    let fields: Vec<&str> = anonymous.split('\t').collect();
+    assert_eq!((fields[1], fields[4]), ("-", "live"), "{anonymous}");
+    assert!(
+        fields[2].ends_with('Z') && fields[2].len() == 20,
+        "{anonymous}"
+    );
+
+    let out = ok(&sessions(url, &["list", "--user", "alice"]));
+    assert_eq!(out.lines().count(), 4, "{out}");
+    assert!(
+        out.lines().skip(1).all(|line| line.contains("\talice\t")),
+        "{out}"
+    );
+
+    let out = ok(&sessions(url, &["list", "--now", &later]));
+    let expired: Vec<&str> = out.lines().filter(|l| l.ends_with("\texpired")).collect();
+    assert_eq!(expired.len(), 2, "{out}");
+    assert!(
+        expired.iter().all(|line| line.contains("\tcarol\t")),
+        "{out}"
+    );
+
+    // show
+    let out = ok(&sessions(url, &["show", &seeded.alice[0].to_string()]));
+    let shown: Value = serde_json::from_str(&out).expect("show prints JSON");
+    assert_eq!(shown["id"], seeded.alice[0].to_string());
+    assert_eq!(shown["user"], "alice");
+    assert_eq!(shown["data"], json!({ "cart": 2 }));
+    assert_eq!(shown["expired"], false);
+    assert_eq!(shown["deadline"], now + 3_600);
+    let out = ok(&sessions(
+        url,
+        &["--now", &later, "show", &seeded.carol[0].to_string()],
+    ));
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["expired"],
+        true
+    );
+    let err = fails(&sessions(url, &["show", &Id::random().to_string()]), 1);
+    assert_eq!(err, "keepsake: no session with this id\n");
+    let err = fails(&sessions(url, &["show", "not-an-id"]), 2);
+    assert!(err.contains("invalid session id"), "{err}");
+
+    // stats, with carol's sessions past their deadline
+    let out = ok(&sessions(url, &["stats", "--now", &later]));
+    for line in ["sessions: 7", "live: 5", "expired: 2", "users: 2"] {
+        assert!(out.lines().any(|l| l == line), "{line} missing: {out}");
+    }
+    assert!(out.contains("live without a user: 1"), "{out}");
+    assert!(out.contains("top users:\n  alice\t3\n  bob\t1\n"), "{out}");
+    let out = ok(&sessions(url, &["stats", "--top", "1"]));
+    assert!(
+        out.contains("top users:\n  alice\t3\n") && !out.contains("bob"),
+        "{out}"
+    );
+
+    // revoke
+    let alice0 = seeded.alice[0].to_string();
+    assert_eq!(
+        ok(&sessions(url, &["revoke", &alice0])),
+        "revoked 1 session\n"
+    );
+    assert!(
+        rt.block_on(store.load(&seeded.alice[0], now))
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        rt.block_on(store.load(&seeded.alice[1], now))
+            .unwrap()
+            .is_some()
+    );
+    let err = fails(&sessions(url, &["revoke", &alice0]), 1);
+    assert_eq!(err, "keepsake: no session with this id\n");
+
+    // revoke-user
+    assert_eq!(
+        ok(&sessions(url, &["revoke-user", "alice"])),
+        "revoked 2 sessions of user \"alice\"\n"
+    );
+    assert!(
+        rt.block_on(store.list_user("alice", now))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(rt.block_on(store.list_user("bob", now)).unwrap().len(), 1);
+    let err = fails(&sessions(url, &["revoke-user", "alice"]), 1);
+    assert_eq!(err, "keepsake: user \"alice\" has no sessions\n");
+
+    // purge, one session per batch; stderr is not a terminal here, so
+    // progress comes as plain lines.
+    // (On Redis a batch is a SCAN step over the whole database, which other
+    // tests share, so it is larger there.)
+    let batch = if url.starts_with("redis") { "100" } else { "1" };
+    let output = sessions(url, &["purge", "--now", &later, "--batch", batch]);
+    assert_eq!(ok(&output), "purged 2 expired sessions\n");
+    let err = stderr(&output);
+    assert!(err.starts_with("purging 2 expired sessions\n"), "{err}");
+    assert!(err.ends_with("purged 2 of 2\n"), "{err}");
+    let later_secs = now + 150;
+    let counts = rt.block_on(store.count(later_secs)).unwrap();
+    assert_eq!((counts.total, counts.expired), (2, 0));
+    assert!(rt.block_on(store.load(&seeded.bob, now)).unwrap().is_some());
+    assert_eq!(
+        ok(&sessions(url, &["purge", "--now", &later])),
+        "purged 0 expired sessions\n"
+    );
+    let out = ok(&sessions(url, &["stats"]));
+    assert!(
+        out.starts_with("sessions: 2\nlive: 2\nexpired: 0\n"),
+        "{out}"
+    );
+
+    // Leave nothing behind.
+    ok(&sessions(url, &["revoke-user", "bob"]));
+    ok(&sessions(url, &["revoke", &seeded.anonymous.to_string()]));
+    assert_eq!(rt.block_on(store.count(now)).unwrap().total, 0);
+}
+
+#[test]
+fn sqlite_store() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("sessions.db").display());
+    scenario(&url);
+}
+
+/// The server URL in `var`; `None` (with a note) to skip, a panic under CI.
+fn server_url(var: &str) -> Option<String> {
+    match std::env::var(var).ok().filter(|url| !url.is_empty()) {
+        Some(url) => Some(url),
+        None if std::env::var_os("CI").is_some() => panic!("{var} must be set under CI"),
+        None => {
+            eprintln!("skipping: {var} is not set");
+            None
+        }
+    }
+}
+
+/// 16 random hex digits.
+fn tag() -> String {
+    Id::random().as_bytes()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn redis_store() {
+    let Some(base) = server_url("KEEPSAKE_TEST_REDIS_URL") else {
+        return;
+    };
+    scenario(&format!("{base}?prefix=keepsake-cli-test-{}:", tag()));
+}
+
+#[test]
+fn postgres_store() {
+    let Some(base) = server_url("KEEPSAKE_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let schema = format!("keepsake_cli_test_{}", tag());
+    let result = std::panic::catch_unwind(|| scenario(&format!("{base}?schema={schema}")));
+    runtime().block_on(async {
+        let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+            .await
+            .expect("connect to drop the test schema");
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+            .await
+            .expect("drop the test schema");
+    });
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[test]
+fn the_store_comes_from_keepsake_store() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("env.db").display());
+    let output = keepsake_with_env(&["sessions", "stats"], &[("KEEPSAKE_STORE", &url)]);
+    assert!(ok(&output).starts_with("sessions: 0\n"));
+    // --store wins over the variable.
+    let output = keepsake_with_env(
+        &["sessions", "--store", "memory://", "list"],
+        &[("KEEPSAKE_STORE", "mysql://nowhere")],
+    );
+    assert_eq!(ok(&output), "ID\tUSER\tCREATED\tEXPIRES\tSTATE\n");
+}
+
+#[test]
+fn store_errors_exit_2_with_a_clear_message() {
+    let err = fails(&keepsake_with_env(&["sessions", "list"], &[]), 2);
+    assert_eq!(
+        err,
+        "keepsake: no session store: pass --store URL or set KEEPSAKE_STORE\n"
+    );
+    let err = fails(&sessions("mysql://db/x", &["list"]), 2);
+    assert!(
+        err.starts_with("keepsake: unknown session store `mysql://db/x`"),
+        "{err}"
+    );
+    // Nothing listens on port 1; the password never shows.
+    let err = fails(&sessions("redis://:hunter2@127.0.0.1:1/0", &["stats"]), 2);
+    assert!(
+        err.starts_with(
+            "keepsake: cannot open the redis session store at redis://:***@127.0.0.1:1/0: "
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+    let err = fails(
+        &sessions("postgres://postgres@127.0.0.1:1/test", &["stats"]),
+        2,
+    );
+    assert!(
+        err.starts_with("keepsake: cannot open the postgres session store at "),
+        "{err}"
+    );
+    let err = fails(&sessions("sqlite:///no/such/dir/x.db", &["list"]), 2);
+    assert!(
+        err.starts_with("keepsake: cannot open the sqlite session store at "),
+        "{err}"
+    );
+    // A usage error from clap.
+    let output = sessions("memory://", &["frobnicate"]);
+    assert_eq!(output.status.code(), Some(2));
+}

@@ -1,0 +1,1155 @@
+//! Store administration: what an operator needs beyond the request path.
+//!
+//! * [`StoreAdmin`]: page through every record (a [`Cursor`] and a limit,
+//!   so a million sessions never load at once), count live and expired
+//!   records, and purge expired records in bounded steps (so a tool can show
+//!   progress). Every store of this crate implements it.
+//! * [`StoreUrl`] and [`AnyStore`]: one string picks and opens a store
+//!   (`memory://`, `sqlite://PATH`, `redis://HOST:PORT/DB?prefix=P`,
+//!   `postgres://...?schema=S`), for command lines and configuration files.
+//! * [`PurgeTask`]: a background task that purges expired records of any
+//!   store at an interval, stopped when its handle is dropped.
+//!
+//! # Example
+//!
+//! ```
+//! use keepsake::store::{AnyStore, Id, Record, SessionStore, StoreAdmin};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let store = AnyStore::open("memory://").await?;
+//! for lifetime in [10, 10, 1_000] {
+//!     store.create(&Record::new(Id::random(), 0, None, lifetime)).await?;
+//! }
+//! let counts = store.count(100).await?;
+//! assert_eq!((counts.total, counts.expired, counts.live()), (3, 2, 1));
+//!
+//! // Purge in steps of at most one record, as a progress bar would.
+//! let (mut cursor, mut purged) = (None, 0);
+//! loop {
+//!     let step = store.purge_step(100, cursor.as_ref(), 1).await?;
+//!     purged += step.purged;
+//!     match step.next {
+//!         Some(next) => cursor = Some(next),
+//!         None => break,
+//!     }
+//! }
+//! assert_eq!(purged, 2);
+//! assert_eq!(store.count(100).await?.total, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+//! ```
+
+use std::{fmt, future::Future, time::Duration};
+
+use super::{Created, Deleted, Id, MemoryStore, Record, Saved, SessionStore, StoreError, Touched};
+
+/// Where a walk over a store's records continues: returned by
+/// [`StoreAdmin::page`] and [`StoreAdmin::purge_step`], passed back to get
+/// the next page or step.
+///
+/// Its text is the store's own business (the last id seen, a Redis `SCAN`
+/// cursor, a shard number); a store implementing [`StoreAdmin`] makes one
+/// with [`Cursor::new`] and reads it back with [`Cursor::as_str`].
+///
+/// # Example
+///
+/// ```
+/// let cursor = keepsake::store::Cursor::new("42");
+/// assert_eq!(cursor.as_str(), "42");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Cursor(String);
+
+impl Cursor {
+    /// A cursor holding `text`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::store::Cursor;
+    ///
+    /// assert_eq!(Cursor::new(String::from("a")), Cursor::new("a"));
+    /// ```
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    /// The cursor's text.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert_eq!(keepsake::store::Cursor::new("x").as_str(), "x");
+    /// ```
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One page of records from [`StoreAdmin::page`].
+///
+/// # Example
+///
+/// ```
+/// use keepsake::store::{Page, Cursor};
+///
+/// let page = Page { records: Vec::new(), next: Some(Cursor::new("7")) };
+/// assert!(page.records.is_empty() && page.next.is_some());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// The records, expired ones included (check
+    /// [`Record::is_expired_at`]). A page may hold fewer records than the
+    /// limit, or none, and still have a next page.
+    pub records: Vec<Record>,
+    /// Where the next page starts, or `None` after the last page.
+    pub next: Option<Cursor>,
+}
+
+/// How many records a store holds, from [`StoreAdmin::count`].
+///
+/// # Example
+///
+/// ```
+/// let counts = keepsake::store::Counts { total: 10, expired: 3 };
+/// assert_eq!(counts.live(), 7);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    /// Every record held, expired or not.
+    pub total: u64,
+    /// The records that have expired at the given time but are still held
+    /// (not yet purged).
+    pub expired: u64,
+}
+
+impl Counts {
+    /// The records that have not expired.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert_eq!(keepsake::store::Counts { total: 2, expired: 5 }.live(), 0);
+    /// ```
+    pub fn live(&self) -> u64 {
+        self.total.saturating_sub(self.expired)
+    }
+}
+
+/// The outcome of one [`StoreAdmin::purge_step`].
+///
+/// # Example
+///
+/// ```
+/// let step = keepsake::store::PurgeStep { purged: 3, next: None };
+/// assert!(step.is_last());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgeStep {
+    /// How many expired records this step deleted.
+    pub purged: usize,
+    /// Where the next step continues, or `None` when the purge is complete.
+    pub next: Option<Cursor>,
+}
+
+impl PurgeStep {
+    /// Whether this was the last step of the purge.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::store::{Cursor, PurgeStep};
+    ///
+    /// assert!(!PurgeStep { purged: 0, next: Some(Cursor::new("1")) }.is_last());
+    /// ```
+    pub fn is_last(&self) -> bool {
+        self.next.is_none()
+    }
+}
+
+/// What an operator needs beyond the request path: paging through every
+/// record, counting, and purging in bounded steps.
+///
+/// Every operation does a bounded amount of work: a page holds at most
+/// `limit` records and a purge step deletes at most about `limit` records,
+/// so walking a store of a million sessions never loads them all at once,
+/// and a purge can report progress between steps. Records are seen as they
+/// are at the moment each page is read: a record created or deleted during
+/// a walk may or may not show up.
+///
+/// # What "expired" means per store
+///
+/// A record has expired at `now` once `now` reaches its
+/// [`Record::deadline`]. Memory, SQLite and PostgreSQL keep expired records
+/// until they are purged. Redis deletes a session by itself when its native
+/// expiry (set at the deadline, by Redis's clock) fires, so there the
+/// expired records counted and purged are only those whose deadline `now`
+/// has reached but whose TTL has not fired yet (usually a handful, when the
+/// app's clock runs ahead of Redis's); a Redis walk uses `SCAN` on the
+/// store's prefix (never `KEYS`), which may return a record twice if Redis
+/// resizes its keyspace during the walk.
+///
+/// # Example
+///
+/// ```
+/// use keepsake::store::{Id, Record, SessionStore, SqliteStore, StoreAdmin};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let store = SqliteStore::open_in_memory()?;
+/// for _ in 0..5 {
+///     store.create(&Record::new(Id::random(), 0, None, 60)).await?;
+/// }
+/// let mut seen = 0;
+/// let mut cursor = None;
+/// loop {
+///     let page = store.page(cursor.as_ref(), 2).await?;
+///     assert!(page.records.len() <= 2);
+///     seen += page.records.len();
+///     match page.next {
+///         Some(next) => cursor = Some(next),
+///         None => break,
+///     }
+/// }
+/// assert_eq!(seen, 5);
+/// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+/// ```
+pub trait StoreAdmin: SessionStore {
+    /// Up to `limit` records (at least one is asked for when `limit` is 0),
+    /// expired ones included, starting where `cursor` says (`None`: from
+    /// the start). Pass [`Page::next`] back to get the next page.
+    fn page(
+        &self,
+        cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page, StoreError>> + Send;
+
+    /// How many records the store holds, and how many of them have expired
+    /// at `now`.
+    fn count(&self, now: u64) -> impl Future<Output = Result<Counts, StoreError>> + Send;
+
+    /// Deletes up to about `limit` records that have expired at `now`,
+    /// continuing where `cursor` says (`None`: from the start). Call it
+    /// again with [`PurgeStep::next`] until that is `None`; the total is the
+    /// same as one [`SessionStore::purge_expired`].
+    fn purge_step(
+        &self,
+        now: u64,
+        cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> impl Future<Output = Result<PurgeStep, StoreError>> + Send;
+}
+
+// ---------------------------------------------------------------------------
+// Store URLs
+// ---------------------------------------------------------------------------
+
+/// Why a store URL could not be parsed or its store opened.
+///
+/// # Example
+///
+/// ```
+/// use keepsake::store::{OpenError, StoreUrl};
+///
+/// let err = StoreUrl::parse("mongodb://db").unwrap_err();
+/// assert!(matches!(err, OpenError::UnknownScheme { .. }));
+/// assert!(err.to_string().starts_with("unknown session store `mongodb://db`"));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The URL names no store this crate knows.
+    #[error(
+        "unknown session store `{url}`: expected memory://, sqlite://PATH, \
+         redis://HOST[:PORT][/DB][?prefix=P] or postgres://USER@HOST[:PORT]/DB[?schema=S&table=T]"
+    )]
+    UnknownScheme {
+        /// The URL, with any password hidden.
+        url: String,
+    },
+    /// The URL names a store whose cargo feature is turned off.
+    #[error(
+        "`{scheme}://` session stores need keepsake's `{feature}` feature: \
+         add features = [\"{feature}\"] to the keepsake dependency"
+    )]
+    FeatureDisabled {
+        /// The URL's scheme.
+        scheme: String,
+        /// The feature to turn on.
+        feature: &'static str,
+    },
+    /// The URL is malformed.
+    #[error("invalid session store URL `{url}`: {reason}")]
+    Invalid {
+        /// The URL, with any password hidden.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The store could not be opened or reached; the cause is the error's
+    /// [`source`](std::error::Error::source).
+    #[error("cannot open the {store} session store at {url}")]
+    Store {
+        /// The kind of store: `memory`, `sqlite`, `redis` or `postgres`.
+        store: &'static str,
+        /// The URL, with any password hidden.
+        url: String,
+        /// What went wrong.
+        #[source]
+        source: StoreError,
+    },
+}
+
+/// A parsed store URL: which store, and its settings. Parsing opens nothing.
+///
+/// | URL | store |
+/// |---|---|
+/// | `memory://` (or `memory`) | a new, empty [`MemoryStore`] |
+/// | `sqlite://PATH` | [`SqliteStore`](super::SqliteStore) on the file `PATH` (`sqlite://sessions.db` is relative, `sqlite:///var/lib/app/sessions.db` absolute; `sqlite://:memory:` a private in-memory database); feature `sqlite` |
+/// | `redis://[:PASSWORD@]HOST[:PORT][/DB][?prefix=P]`, `rediss://...` | [`RedisStore`](super::RedisStore) with key prefix `P` (default `keepsake:`); feature `redis` |
+/// | `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?schema=S&table=T]`, `postgresql://...` | [`PostgresStore`](super::PostgresStore) in schema `S` (default `public`) and table `T` (default `keepsake_sessions`), created if absent; feature `postgres` |
+///
+/// `prefix`, `schema` and `table` are taken out of the query string
+/// (percent-decoded); any other query parameters go to the client library
+/// as they are. [`Display`](fmt::Display) shows the URL with any password
+/// replaced by `***`, so it can go into logs and error messages.
+///
+/// # Example
+///
+/// ```
+/// use keepsake::store::StoreUrl;
+///
+/// let url = StoreUrl::parse("redis://:hunter2@127.0.0.1:6379/2?prefix=shop%3A")?;
+/// assert_eq!(url.name(), "redis");
+/// assert_eq!(url.to_string(), "redis://:***@127.0.0.1:6379/2?prefix=shop%3A");
+/// assert!(matches!(url, StoreUrl::Redis { ref prefix, .. } if prefix.as_deref() == Some("shop:")));
+///
+/// let url = StoreUrl::parse("sqlite://data/sessions.db")?;
+/// assert_eq!(url, StoreUrl::Sqlite { path: "data/sessions.db".into() });
+/// # Ok::<(), keepsake::store::OpenError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreUrl {
+    /// `memory://`.
+    Memory,
+    /// `sqlite://PATH`.
+    Sqlite {
+        /// The database file, or `:memory:`.
+        path: String,
+    },
+    /// `redis://...` or `rediss://...`.
+    Redis {
+        /// The URL for the Redis client, without `prefix`.
+        url: String,
+        /// The key prefix, if given.
+        prefix: Option<String>,
+        /// The URL as given, for messages (password hidden).
+        shown: String,
+    },
+    /// `postgres://...` or `postgresql://...`.
+    Postgres {
+        /// The URL for the PostgreSQL client, without `schema` and `table`.
+        url: String,
+        /// The schema, if given.
+        schema: Option<String>,
+        /// The table, if given.
+        table: Option<String>,
+        /// The URL as given, for messages (password hidden).
+        shown: String,
+    },
+}
+
+impl StoreUrl {
+    /// Parses `text` (surrounding whitespace ignored). Fails for an unknown
+    /// scheme, a store whose feature is turned off, or a malformed URL.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::store::{OpenError, StoreUrl};
+    ///
+    /// assert_eq!(StoreUrl::parse(" memory:// ")?, StoreUrl::Memory);
+    /// assert!(matches!(StoreUrl::parse("sqlite://"), Err(OpenError::Invalid { .. })));
+    /// assert!(matches!(StoreUrl::parse("redis://h?prefix=%zz"), Err(OpenError::Invalid { .. })));
+    /// # Ok::<(), OpenError>(())
+    /// ```
+    pub fn parse(text: &str) -> Result<Self, OpenError> {
+        let text = text.trim();
+        if text == "memory" || text == "memory://" {
+            return Ok(Self::Memory);
+        }
+        let shown = redact(text);
+        let Some((scheme, rest)) = text.split_once("://") else {
+            return Err(OpenError::UnknownScheme { url: shown });
+        };
+        let invalid = |reason: &str| OpenError::Invalid {
+            url: shown.clone(),
+            reason: reason.to_owned(),
+        };
+        let disabled = |feature: &'static str| OpenError::FeatureDisabled {
+            scheme: scheme.to_owned(),
+            feature,
+        };
+        match scheme {
+            "memory" => Err(invalid("memory:// takes nothing after the scheme")),
+            "sqlite" => {
+                if !cfg!(feature = "sqlite") {
+                    return Err(disabled("sqlite"));
+                }
+                if rest.is_empty() {
+                    return Err(invalid("no database file after sqlite://"));
+                }
+                Ok(Self::Sqlite {
+                    path: rest.to_owned(),
+                })
+            }
+            "redis" | "rediss" => {
+                if !cfg!(feature = "redis") {
+                    return Err(disabled("redis"));
+                }
+                if rest.is_empty() {
+                    return Err(invalid("no host after redis://"));
+                }
+                let (url, mut taken) = take_params(text, &["prefix"]).map_err(|r| invalid(&r))?;
+                Ok(Self::Redis {
+                    url,
+                    prefix: taken.remove("prefix"),
+                    shown,
+                })
+            }
+            "postgres" | "postgresql" => {
+                if !cfg!(feature = "postgres") {
+                    return Err(disabled("postgres"));
+                }
+                if rest.is_empty() {
+                    return Err(invalid("no host after postgres://"));
+                }
+                let (url, mut taken) =
+                    take_params(text, &["schema", "table"]).map_err(|r| invalid(&r))?;
+                Ok(Self::Postgres {
+                    url,
+                    schema: taken.remove("schema"),
+                    table: taken.remove("table"),
+                    shown,
+                })
+            }
+            _ => Err(OpenError::UnknownScheme { url: shown }),
+        }
+    }
+
+    /// The kind of store: `memory`, `sqlite`, `redis` or `postgres`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let url = keepsake::store::StoreUrl::parse("postgresql://app@db/app?schema=s1")?;
+    /// assert_eq!(url.name(), "postgres");
+    /// # Ok::<(), keepsake::store::OpenError>(())
+    /// ```
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Sqlite { .. } => "sqlite",
+            Self::Redis { .. } => "redis",
+            Self::Postgres { .. } => "postgres",
+        }
+    }
+
+    /// Opens (or connects to) the store. A SQLite file is created if
+    /// absent; a PostgreSQL table (and schema) is created if absent.
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::Store`] when the store cannot be opened or reached;
+    /// [`OpenError::FeatureDisabled`] if the URL was built by hand for a
+    /// store whose feature is off.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::store::{AnyStore, OpenError, StoreUrl};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = StoreUrl::parse("sqlite://:memory:")?.open().await?;
+    /// assert!(matches!(store, AnyStore::Sqlite(_)));
+    /// let err = StoreUrl::parse("sqlite:///no/such/dir/s.db")?.open().await.unwrap_err();
+    /// assert!(matches!(err, OpenError::Store { store: "sqlite", .. }));
+    /// # Ok::<(), OpenError>(()) }).unwrap();
+    /// ```
+    pub async fn open(&self) -> Result<AnyStore, OpenError> {
+        let failed = |source: StoreError| OpenError::Store {
+            store: self.name(),
+            url: self.to_string(),
+            source,
+        };
+        match self {
+            Self::Memory => Ok(AnyStore::Memory(MemoryStore::new())),
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite { path } => {
+                let store = if path == ":memory:" {
+                    super::SqliteStore::open_in_memory()
+                } else {
+                    super::SqliteStore::open(path).await
+                };
+                store.map(AnyStore::Sqlite).map_err(failed)
+            }
+            #[cfg(feature = "redis")]
+            Self::Redis { url, prefix, .. } => {
+                let store = super::RedisStore::connect(url).await.map_err(failed)?;
+                Ok(AnyStore::Redis(match prefix {
+                    Some(prefix) => store.with_prefix(prefix.clone()),
+                    None => store,
+                }))
+            }
+            #[cfg(feature = "postgres")]
+            Self::Postgres {
+                url, schema, table, ..
+            } => {
+                let mut builder = super::PostgresStore::builder();
+                if let Some(schema) = schema {
+                    builder = builder.schema(schema.clone());
+                }
+                if let Some(table) = table {
+                    builder = builder.table(table.clone());
+                }
+                builder
+                    .connect(url)
+                    .await
+                    .map(AnyStore::Postgres)
+                    .map_err(failed)
+            }
+            #[allow(unreachable_patterns)]
+            _ => {
+                let _ = failed;
+                Err(OpenError::FeatureDisabled {
+                    scheme: self.name().to_owned(),
+                    feature: self.name(),
+                })
+            }
+        }
+    }
+}
+
+impl fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Memory => f.write_str("memory://"),
+            Self::Sqlite { path } => write!(f, "sqlite://{path}"),
+            Self::Redis { shown, .. } | Self::Postgres { shown, .. } => f.write_str(shown),
+        }
+    }
+}
+
+impl std::str::FromStr for StoreUrl {
+    type Err = OpenError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::parse(text)
+    }
+}
+
+/// `url` with the password of its authority (`user:PASSWORD@`) replaced by
+/// `***`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// Removes the query parameters named in `names` from `url`; the URL
+/// without them and their percent-decoded values.
+fn take_params(
+    url: &str,
+    names: &[&str],
+) -> Result<(String, std::collections::HashMap<String, String>), String> {
+    let mut taken = std::collections::HashMap::new();
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_owned(), taken));
+    };
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match names.iter().find(|known| **known == name) {
+            Some(known) => {
+                let value = percent_decode(value).ok_or_else(|| {
+                    format!("the `{known}` parameter is not valid percent-encoding")
+                })?;
+                if value.is_empty() {
+                    return Err(format!("the `{known}` parameter is empty"));
+                }
+                taken.insert((*known).to_owned(), value);
+            }
+            None => kept.push(pair),
+        }
+    }
+    let url = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok((url, taken))
+}
+
+/// Decodes `%XX` escapes and `+` (a space); `None` for a bad escape or
+/// text that is not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = text.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            byte => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+// ---------------------------------------------------------------------------
+// AnyStore
+// ---------------------------------------------------------------------------
+
+/// Any store this crate has (with the features turned on), picked at run
+/// time from a URL: implements [`SessionStore`] and [`StoreAdmin`] by
+/// handing every call to the store inside.
+///
+/// Cloning is cheap and shares the store (every store inside is a shared
+/// handle).
+///
+/// # Example
+///
+/// ```
+/// use keepsake::store::{AnyStore, Id, Record, SessionStore};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let dir = std::env::temp_dir().join(format!("keepsake-anystore-{}", Id::random()));
+/// std::fs::create_dir(&dir)?;
+/// let url = format!("sqlite://{}", dir.join("sessions.db").display());
+/// let store = AnyStore::open(&url).await?;
+/// assert_eq!(store.name(), "sqlite");
+/// let record = Record::new(Id::random(), 0, None, 60);
+/// store.create(&record).await?;
+/// drop(store);
+///
+/// // The file keeps the session.
+/// let again = AnyStore::open(&url).await?;
+/// assert!(again.load(&record.id, 1).await?.is_some());
+/// # drop(again);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum AnyStore {
+    /// A [`MemoryStore`].
+    Memory(MemoryStore),
+    /// A [`SqliteStore`](super::SqliteStore).
+    #[cfg(feature = "sqlite")]
+    Sqlite(super::SqliteStore),
+    /// A [`RedisStore`](super::RedisStore).
+    #[cfg(feature = "redis")]
+    Redis(super::RedisStore),
+    /// A [`PostgresStore`](super::PostgresStore).
+    #[cfg(feature = "postgres")]
+    Postgres(super::PostgresStore),
+}
+
+impl AnyStore {
+    /// Parses `url` (see [`StoreUrl`]) and opens the store it names.
+    ///
+    /// # Errors
+    ///
+    /// As [`StoreUrl::parse`] and [`StoreUrl::open`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::store::{AnyStore, OpenError};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// assert_eq!(AnyStore::open("memory://").await?.name(), "memory");
+    /// let err = AnyStore::open("mysql://db").await.unwrap_err();
+    /// assert!(matches!(err, OpenError::UnknownScheme { .. }));
+    /// # Ok::<(), OpenError>(()) }).unwrap();
+    /// ```
+    pub async fn open(url: &str) -> Result<Self, OpenError> {
+        StoreUrl::parse(url)?.open().await
+    }
+
+    /// The kind of store inside: `memory`, `sqlite`, `redis` or `postgres`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::store::{AnyStore, MemoryStore};
+    ///
+    /// assert_eq!(AnyStore::from(MemoryStore::new()).name(), "memory");
+    /// ```
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Memory(_) => "memory",
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(_) => "sqlite",
+            #[cfg(feature = "redis")]
+            Self::Redis(_) => "redis",
+            #[cfg(feature = "postgres")]
+            Self::Postgres(_) => "postgres",
+        }
+    }
+}
+
+impl From<MemoryStore> for AnyStore {
+    fn from(store: MemoryStore) -> Self {
+        Self::Memory(store)
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl From<super::SqliteStore> for AnyStore {
+    fn from(store: super::SqliteStore) -> Self {
+        Self::Sqlite(store)
+    }
+}
+
+#[cfg(feature = "redis")]
+impl From<super::RedisStore> for AnyStore {
+    fn from(store: super::RedisStore) -> Self {
+        Self::Redis(store)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<super::PostgresStore> for AnyStore {
+    fn from(store: super::PostgresStore) -> Self {
+        Self::Postgres(store)
+    }
+}
+
+/// Runs `$call` on the store inside `$self`, bound to `$store`.
+macro_rules! delegate {
+    ($self:expr, $store:ident => $call:expr) => {
+        match $self {
+            AnyStore::Memory($store) => $call,
+            #[cfg(feature = "sqlite")]
+            AnyStore::Sqlite($store) => $call,
+            #[cfg(feature = "redis")]
+            AnyStore::Redis($store) => $call,
+            #[cfg(feature = "postgres")]
+            AnyStore::Postgres($store) => $call,
+        }
+    };
+}
+
+impl SessionStore for AnyStore {
+    async fn create(&self, record: &Record) -> Result<Created, StoreError> {
+        delegate!(self, store => store.create(record).await)
+    }
+
+    async fn load(&self, id: &Id, now: u64) -> Result<Option<Record>, StoreError> {
+        delegate!(self, store => store.load(id, now).await)
+    }
+
+    async fn save(&self, record: &Record, now: u64) -> Result<Saved, StoreError> {
+        delegate!(self, store => store.save(record, now).await)
+    }
+
+    async fn touch(&self, id: &Id, idle_deadline: u64, now: u64) -> Result<Touched, StoreError> {
+        delegate!(self, store => store.touch(id, idle_deadline, now).await)
+    }
+
+    async fn delete(&self, id: &Id) -> Result<bool, StoreError> {
+        delegate!(self, store => store.delete(id).await)
+    }
+
+    async fn delete_if_version(&self, id: &Id, version: u64) -> Result<Deleted, StoreError> {
+        delegate!(self, store => store.delete_if_version(id, version).await)
+    }
+
+    async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
+        delegate!(self, store => store.delete_user(user).await)
+    }
+
+    async fn list_user(&self, user: &str, now: u64) -> Result<Vec<Record>, StoreError> {
+        delegate!(self, store => store.list_user(user, now).await)
+    }
+
+    async fn purge_expired(&self, now: u64) -> Result<usize, StoreError> {
+        delegate!(self, store => store.purge_expired(now).await)
+    }
+}
+
+impl StoreAdmin for AnyStore {
+    async fn page(&self, cursor: Option<&Cursor>, limit: usize) -> Result<Page, StoreError> {
+        delegate!(self, store => store.page(cursor, limit).await)
+    }
+
+    async fn count(&self, now: u64) -> Result<Counts, StoreError> {
+        delegate!(self, store => store.count(now).await)
+    }
+
+    async fn purge_step(
+        &self,
+        now: u64,
+        cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<PurgeStep, StoreError> {
+        delegate!(self, store => store.purge_step(now, cursor, limit).await)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Background purge
+// ---------------------------------------------------------------------------
+
+/// A background task that purges a store's expired records at an interval:
+/// it calls [`SessionStore::purge_expired`] with the current time (from the
+/// system clock) once at the start and then every `interval` (at least one
+/// second), and logs failures with `tracing` (a failed purge is retried at
+/// the next tick; it never ends the task).
+///
+/// The task runs on the Tokio runtime it was spawned on and **stops when
+/// this handle is dropped** or [`abort`](PurgeTask::abort)ed; keep the
+/// handle as long as the app serves (for example in the app's state).
+/// Useful with [`MemoryStore`] (which otherwise purges only a few records
+/// per write), [`SqliteStore`](super::SqliteStore) and
+/// [`PostgresStore`](super::PostgresStore); Redis expires sessions by
+/// itself, and only needs it to tidy its per-user index. Running it on
+/// several app servers at once is safe.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use keepsake::store::{Id, MemoryStore, PurgeTask, Record, SessionStore};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let store = MemoryStore::new();
+/// store.create(&Record::new(Id::random(), 0, None, 60)).await?; // long expired
+/// let task = PurgeTask::spawn(store.clone(), Duration::from_secs(3_600));
+/// // The first purge runs at once.
+/// for _ in 0..500 {
+///     if store.is_empty() { break; }
+///     tokio::time::sleep(Duration::from_millis(10)).await;
+/// }
+/// assert!(store.is_empty());
+/// assert!(!task.is_finished());
+/// drop(task); // stops the task
+/// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct PurgeTask {
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl PurgeTask {
+    /// Spawns the task on the current Tokio runtime (timers enabled).
+    ///
+    /// # Panics
+    ///
+    /// If called outside a Tokio runtime, as [`tokio::spawn`] does.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use keepsake::store::{PurgeTask, SqliteStore};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = SqliteStore::open_in_memory()?;
+    /// let task = PurgeTask::spawn(store, Duration::from_secs(60));
+    /// assert!(!task.is_finished());
+    /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+    /// ```
+    pub fn spawn<S: SessionStore>(store: S, interval: Duration) -> Self {
+        Self {
+            handle: spawn_purge_loop(store, interval),
+        }
+    }
+
+    /// Stops the task (at its next `.await`; a purge in flight is
+    /// abandoned, which is harmless: every batch is its own transaction or
+    /// script). Dropping the handle does the same.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use keepsake::store::{MemoryStore, PurgeTask};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let task = PurgeTask::spawn(MemoryStore::new(), Duration::from_secs(60));
+    /// task.abort();
+    /// for _ in 0..500 {
+    ///     if task.is_finished() { break; }
+    ///     tokio::time::sleep(Duration::from_millis(10)).await;
+    /// }
+    /// assert!(task.is_finished());
+    /// # });
+    /// ```
+    pub fn abort(&self) {
+        self.handle.abort();
+    }
+
+    /// Whether the task has stopped (it only stops when aborted or
+    /// dropped, or if its runtime shuts down).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use keepsake::store::{MemoryStore, PurgeTask};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let task = PurgeTask::spawn(MemoryStore::new(), Duration::from_secs(60));
+    /// assert!(!task.is_finished());
+    /// # });
+    /// ```
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+}
+
+impl Drop for PurgeTask {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+/// The purge loop behind [`PurgeTask`] and
+/// [`PostgresStore::spawn_purge_task`](super::PostgresStore::spawn_purge_task).
+pub(super) fn spawn_purge_loop<S: SessionStore>(
+    store: S,
+    interval: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let interval = interval.max(Duration::from_secs(1));
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            match store.purge_expired(crate::codec::unix_now()).await {
+                Ok(0) => {}
+                Ok(purged) => tracing::debug!(purged, "purged expired sessions"),
+                Err(err) => tracing::warn!(error = %err, "purging expired sessions failed"),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_and_hide_passwords() {
+        assert_eq!(StoreUrl::parse("memory").unwrap(), StoreUrl::Memory);
+        let url = StoreUrl::parse(
+            "postgres://app:s3cret@db:5432/app?connect_timeout=3&schema=s_1&table=t",
+        )
+        .unwrap();
+        assert_eq!(
+            url,
+            StoreUrl::Postgres {
+                url: "postgres://app:s3cret@db:5432/app?connect_timeout=3".into(),
+                schema: Some("s_1".into()),
+                table: Some("t".into()),
+                shown: "postgres://app:***@db:5432/app?connect_timeout=3&schema=s_1&table=t".into(),
+            }
+        );
+        assert!(!url.to_string().contains("s3cret"));
+        let url = StoreUrl::parse("redis://127.0.0.1/0?prefix=a%20b+c").unwrap();
+        assert!(matches!(url, StoreUrl::Redis { ref url, ref prefix, .. }
+                if url == "redis://127.0.0.1/0" && prefix.as_deref() == Some("a b c")));
+        assert_eq!(redact("redis://user@h/0"), "redis://user@h/0");
+        assert_eq!(redact("redis://h/x@y"), "redis://h/x@y");
+        for bad in ["", "sqlite", "mysql://x", "redis:/x", "file:///x"] {
+            assert!(
+                matches!(StoreUrl::parse(bad), Err(OpenError::UnknownScheme { .. })),
+                "{bad}"
+            );
+        }
+        for bad in [
+            "sqlite://",
+            "redis://",
+            "postgres://",
+            "memory://x",
+            "redis://h?prefix=",
+        ] {
+            assert!(
+                matches!(StoreUrl::parse(bad), Err(OpenError::Invalid { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[cfg(all(feature = "redis", feature = "postgres"))]
+    #[tokio::test]
+    async fn unreachable_servers_are_store_errors() {
+        for url in [
+            "redis://127.0.0.1:1/0",
+            "postgres://postgres@127.0.0.1:1/test",
+        ] {
+            let err = AnyStore::open(url).await.unwrap_err();
+            assert!(matches!(err, OpenError::Store { .. }), "{url}: {err}");
+        }
+    }
+
+    /// Walks every page; the ids seen.
+    async fn walk(store: &impl StoreAdmin, limit: usize) -> Vec<Id> {
+        let mut ids = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = store.page(cursor.as_ref(), limit).await.unwrap();
+            assert!(page.records.len() <= limit.max(1));
+            ids.extend(page.records.iter().map(|record| record.id));
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return ids,
+            }
+        }
+    }
+
+    /// Purges in steps of `limit`; the total.
+    async fn purge(store: &impl StoreAdmin, now: u64, limit: usize) -> usize {
+        let mut purged = 0;
+        let mut cursor = None;
+        loop {
+            let step = store.purge_step(now, cursor.as_ref(), limit).await.unwrap();
+            purged += step.purged;
+            match step.next {
+                Some(next) => cursor = Some(next),
+                None => return purged,
+            }
+        }
+    }
+
+    /// The admin operations on `store`, which must be empty; `now` is
+    /// close to the real time (Redis expires keys by its own clock).
+    pub(crate) async fn check_admin(store: &impl StoreAdmin, now: u64) {
+        assert_eq!(store.count(now).await.unwrap(), Counts::default());
+        assert!(walk(store, 10).await.is_empty());
+        let mut ids = Vec::new();
+        for i in 0..25u64 {
+            // 10 expire at now + 100, 15 live long.
+            let lifetime = if i < 10 { 100 } else { 10_000 };
+            let mut record = Record::new(Id::random(), now, None, lifetime);
+            record.user = Some(format!("user{}", i % 3));
+            assert_eq!(store.create(&record).await.unwrap(), Created::Created);
+            ids.push(record.id);
+        }
+        ids.sort();
+        for limit in [0, 1, 7, 25, 1_000] {
+            let mut seen = walk(store, limit).await;
+            seen.sort();
+            seen.dedup();
+            assert_eq!(seen, ids, "limit {limit}");
+        }
+        let later = now + 100;
+        assert_eq!(
+            store.count(later).await.unwrap(),
+            Counts {
+                total: 25,
+                expired: 10
+            }
+        );
+        assert_eq!(store.count(now).await.unwrap().expired, 0);
+        assert_eq!(purge(store, later, 3).await, 10);
+        assert_eq!(
+            store.count(later).await.unwrap(),
+            Counts {
+                total: 15,
+                expired: 0
+            }
+        );
+        assert_eq!(purge(store, later, 3).await, 0);
+        assert_eq!(walk(store, 4).await.len(), 15);
+        for user in ["user0", "user1", "user2"] {
+            store.delete_user(user).await.unwrap();
+        }
+        assert_eq!(store.count(later).await.unwrap().total, 0);
+    }
+
+    #[tokio::test]
+    async fn memory_store_admin() {
+        check_admin(&MemoryStore::builder().shards(4).build(), 1_000).await;
+        check_admin(&AnyStore::from(MemoryStore::new()), 1_000).await;
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[tokio::test]
+    async fn sqlite_store_admin() {
+        let store = super::super::SqliteStore::open_in_memory().unwrap();
+        check_admin(&store, 1_000).await;
+    }
+
+    #[cfg(feature = "redis")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_store_admin() {
+        let Some(url) = server_url("KEEPSAKE_TEST_REDIS_URL") else {
+            return;
+        };
+        let prefix = format!("keepsake-admin-test-{}:", Id::random());
+        let store = AnyStore::open(&format!("{url}?prefix={prefix}"))
+            .await
+            .unwrap();
+        check_admin(&store, crate::codec::unix_now()).await;
+    }
+
+    #[cfg(feature = "postgres")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_store_admin() {
+        let Some(url) = server_url("KEEPSAKE_TEST_POSTGRES_URL") else {
+            return;
+        };
+        let tag: String = Id::random().as_bytes()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let schema = format!("keepsake_admin_{tag}");
+        let store = AnyStore::open(&format!("{url}?schema={schema}"))
+            .await
+            .unwrap();
+        check_admin(&store, 1_000).await;
+        drop(store);
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+            .await
+            .unwrap();
+    }
+
+    /// The server URL in `var`; `None` (with a note) to skip, a panic
+    /// under CI.
+    fn server_url(var: &str) -> Option<String> {
+        match std::env::var(var).ok().filter(|url| !url.is_empty()) {
+            Some(url) => Some(url),
+            None if std::env::var_os("CI").is_some() => panic!("{var} must be set under CI"),
+            None => {
+                eprintln!("skipping: {var} is not set");
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,496 @@
+//! Concurrent requests of one visitor lose nothing (issue "Concurrent
+//! requests"), on every server-side store, driven through real HTTP on
+//! 127.0.0.1:
+//!
+//! - 100 concurrent `Session::update` increments from one cookie end exactly
+//!   100 higher (`KEEPSAKE_TEST_UPDATE_TRIALS` trials per store, default 3;
+//!   the figure for 100 trials is in the crate docs);
+//! - two overlapping requests writing different keys both keep their write;
+//! - a slow write overlapping a logout or a `cycle_id` never brings the old
+//!   session back (`KEEPSAKE_TEST_RESURRECTION_TRIALS`, default 1,000);
+//! - of several concurrent `cycle_id`s exactly one new id survives, and the
+//!   old id is anonymous afterwards.
+//!
+//! Redis and Postgres run when `KEEPSAKE_TEST_REDIS_URL` /
+//! `KEEPSAKE_TEST_POSTGRES_URL` are set (each run in its own key prefix or
+//! schema); without them those stores are skipped with a message, unless
+//! `CI` is set, where that is a failure.
+
+use std::sync::{Arc, Mutex};
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    routing::{get, post},
+};
+use keepsake::{
+    key::{Key, KeyRing},
+    middleware::SessionLayer,
+    session::{Session, SessionError},
+    store::{Id, MemoryStore, PostgresStore, RedisStore, SessionStore, SqliteStore},
+};
+use serde_json::{Value, json};
+use tokio::sync::{Barrier, oneshot};
+
+/// The slow request's side of an armed gate: say "loaded", wait for "go".
+type Armed = (oneshot::Sender<()>, oneshot::Receiver<()>);
+
+/// A pause point for `/slow/{key}`: the handler reports that it has loaded
+/// the session, then waits for the test's go-ahead before writing.
+#[derive(Default, Clone)]
+struct Gate {
+    inner: Arc<Mutex<Option<Armed>>>,
+    /// When set, `/login/{user}` loads the session and waits here until
+    /// every login of the round has loaded it, so that they all race.
+    logins: Arc<Mutex<Option<Arc<Barrier>>>>,
+}
+
+impl Gate {
+    /// Arms the gate for one slow request: a receiver that fires once it
+    /// has loaded, and a sender that lets it go on.
+    fn arm(&self) -> (oneshot::Receiver<()>, oneshot::Sender<()>) {
+        let (loaded_tx, loaded_rx) = oneshot::channel();
+        let (go_tx, go_rx) = oneshot::channel();
+        *self.inner.lock().unwrap() = Some((loaded_tx, go_rx));
+        (loaded_rx, go_tx)
+    }
+}
+
+type Reply = Result<Json<Value>, SessionError>;
+
+async fn incr(session: Session) -> Reply {
+    let n: u64 = session
+        .update("n", |n: Option<u64>| n.unwrap_or(0) + 1)
+        .await?;
+    Ok(Json(json!(n)))
+}
+
+async fn state(session: Session) -> Reply {
+    Ok(Json(json!({
+        "new": session.is_new().await?,
+        "id": session.id().await?.to_string(),
+        "n": session.get::<u64>("n").await?,
+        "keys": session.keys().await?,
+    })))
+}
+
+async fn set(session: Session, Path(key): Path<String>) -> Reply {
+    session.insert(&key, true).await?;
+    Ok(Json(json!(true)))
+}
+
+async fn slow(session: Session, State(gate): State<Gate>, Path(key): Path<String>) -> Reply {
+    session.get::<Value>(&key).await?; // load now, write later
+    let armed = gate.inner.lock().unwrap().take();
+    if let Some((loaded, go)) = armed {
+        let _ = loaded.send(());
+        let _ = go.await;
+    }
+    session.insert(&key, true).await?;
+    Ok(Json(json!(true)))
+}
+
+async fn logout(session: Session) -> Reply {
+    session.flush().await?;
+    Ok(Json(json!(true)))
+}
+
+async fn login(session: Session, State(gate): State<Gate>, Path(user): Path<String>) -> Reply {
+    let barrier = gate.logins.lock().unwrap().clone();
+    if let Some(barrier) = barrier {
+        session.id().await?; // loaded
+        barrier.wait().await;
+    }
+    session.cycle_id().await?;
+    session.set_user(Some(&user)).await?;
+    Ok(Json(json!(true)))
+}
+
+/// A store under test, type-erased just enough for these tests.
+#[derive(Clone)]
+enum AnyStore {
+    Memory(MemoryStore),
+    Sqlite(SqliteStore),
+    Redis(RedisStore),
+    Postgres(PostgresStore),
+}
+
+impl AnyStore {
+    async fn load(&self, id: &Id) -> Option<keepsake::store::Record> {
+        let now = keepsake::codec::unix_now();
+        match self {
+            Self::Memory(s) => s.load(id, now).await,
+            Self::Sqlite(s) => s.load(id, now).await,
+            Self::Redis(s) => s.load(id, now).await,
+            Self::Postgres(s) => s.load(id, now).await,
+        }
+        .expect("store load")
+    }
+
+    async fn list_user(&self, user: &str) -> Vec<keepsake::store::Record> {
+        let now = keepsake::codec::unix_now();
+        match self {
+            Self::Memory(s) => s.list_user(user, now).await,
+            Self::Sqlite(s) => s.list_user(user, now).await,
+            Self::Redis(s) => s.list_user(user, now).await,
+            Self::Postgres(s) => s.list_user(user, now).await,
+        }
+        .expect("store list_user")
+    }
+}
+
+fn run_tag() -> String {
+    format!("{}_{}", std::process::id(), Id::random().log_tag())
+        .to_lowercase()
+        .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+}
+
+/// The required env var, or `None` with a message (a failure under CI).
+fn server_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => panic!("{var} must be set under CI"),
+        _ => {
+            eprintln!("skipping: {var} is not set");
+            None
+        }
+    }
+}
+
+/// Every store this machine offers, each fresh.
+async fn stores() -> Vec<(&'static str, AnyStore)> {
+    let tag = run_tag();
+    let mut stores = vec![("memory", AnyStore::Memory(MemoryStore::new()))];
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("conc-{tag}.db"));
+    let sqlite = SqliteStore::open(&path).await.expect("sqlite");
+    stores.push(("sqlite", AnyStore::Sqlite(sqlite)));
+    if let Some(url) = server_url("KEEPSAKE_TEST_REDIS_URL") {
+        let redis = RedisStore::connect(&url)
+            .await
+            .expect("redis")
+            .with_prefix(format!("keepsake-conc-{tag}:"));
+        stores.push(("redis", AnyStore::Redis(redis)));
+    }
+    if let Some(url) = server_url("KEEPSAKE_TEST_POSTGRES_URL") {
+        let postgres = PostgresStore::builder()
+            .schema(format!("keepsake_conc_{tag}"))
+            .connect(&url)
+            .await
+            .expect("postgres");
+        stores.push(("postgres", AnyStore::Postgres(postgres)));
+    }
+    stores
+}
+
+struct Server {
+    base: String,
+    http: reqwest::Client,
+    gate: Gate,
+    store: AnyStore,
+}
+
+impl Server {
+    async fn start(store: AnyStore) -> Self {
+        // One key for every server of a test, as app servers share theirs.
+        static KEY: std::sync::LazyLock<Key> = std::sync::LazyLock::new(Key::generate);
+        let ring = KeyRing::new(KEY.clone());
+        let layer = match store.clone() {
+            AnyStore::Memory(s) => SessionLayer::with_store(s, ring),
+            AnyStore::Sqlite(s) => SessionLayer::with_store(s, ring),
+            AnyStore::Redis(s) => SessionLayer::with_store(s, ring),
+            AnyStore::Postgres(s) => SessionLayer::with_store(s, ring),
+        }
+        .secure(false)
+        .on_unavailable(|err| {
+            let mut response = http::Response::new(json!(err.to_string()).to_string());
+            *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+            response
+        })
+        .build()
+        .expect("layer");
+        let gate = Gate::default();
+        let app = Router::new()
+            .route("/incr", post(incr))
+            .route("/state", get(state))
+            .route("/set/{key}", post(set))
+            .route("/slow/{key}", post(slow))
+            .route("/logout", post(logout))
+            .route("/login/{user}", post(login))
+            .with_state(gate.clone())
+            .layer(layer);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+        Self {
+            base: format!("http://{addr}"),
+            // No cookie store: every request says which cookie it carries.
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(200)
+                .build()
+                .expect("client"),
+            gate,
+            store,
+        }
+    }
+
+    /// Sends `method path` with `cookie` (a `session=...` pair); the status,
+    /// the session's Set-Cookie if any, and the JSON body.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        cookie: Option<&str>,
+    ) -> (u16, Option<String>, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(cookie) = cookie {
+            request = request.header(reqwest::header::COOKIE, cookie);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let set_cookie = response
+            .headers()
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with("session="))
+            .map(str::to_owned);
+        let text = response.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        (status, set_cookie, body)
+    }
+
+    async fn post(&self, path: &str, cookie: Option<&str>) -> (u16, Option<String>, Value) {
+        self.send(reqwest::Method::POST, path, cookie).await
+    }
+
+    async fn state(&self, cookie: &str) -> Value {
+        let (status, _, body) = self
+            .send(reqwest::Method::GET, "/state", Some(cookie))
+            .await;
+        assert_eq!(status, 200, "GET /state");
+        body
+    }
+
+    /// A new session with `n` = 1; its `session=...` cookie pair.
+    async fn new_session(&self) -> String {
+        let (status, set_cookie, _) = self.post("/incr", None).await;
+        assert_eq!(status, 200);
+        pair(&set_cookie.expect("a new session sets a cookie"))
+    }
+}
+
+/// The `name=value` part of a Set-Cookie header.
+fn pair(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap_or_default().to_owned()
+}
+
+/// Whether a Set-Cookie removes the cookie.
+fn is_removal(set_cookie: &str) -> bool {
+    set_cookie.contains("Max-Age=0")
+}
+
+fn trials(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_updates_from_one_cookie_lose_no_increment() {
+    const REQUESTS: u64 = 100;
+    let trials = trials("KEEPSAKE_TEST_UPDATE_TRIALS", 3);
+    for (name, store) in stores().await {
+        let server = Arc::new(Server::start(store).await);
+        let mut exact = 0;
+        for trial in 0..trials {
+            let cookie = server.new_session().await;
+            let requests = (0..REQUESTS).map(|_| {
+                let (server, cookie) = (server.clone(), cookie.clone());
+                tokio::spawn(async move { server.post("/incr", Some(&cookie)).await })
+            });
+            let mut statuses = Vec::new();
+            for request in requests.collect::<Vec<_>>() {
+                let (status, set_cookie, body) = request.await.expect("task");
+                if status != 200 {
+                    eprintln!("{name}: {status} {body}");
+                }
+                statuses.push(status);
+                assert!(
+                    set_cookie.is_none(),
+                    "{name}: no cookie change on an update"
+                );
+            }
+            assert!(
+                statuses.iter().all(|s| *s == 200),
+                "{name} trial {trial}: statuses {statuses:?}"
+            );
+            let n = server.state(&cookie).await["n"].as_u64();
+            assert_eq!(n, Some(1 + REQUESTS), "{name} trial {trial}: counter");
+            exact += 1;
+        }
+        println!("{name}: {exact} of {trials} trials ended exactly +{REQUESTS}");
+    }
+}
+
+/// Two app servers over one store (as behind a load balancer): their
+/// requests are ordered by the store's compare-and-set alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_updates_through_two_app_servers_lose_no_increment() {
+    const REQUESTS: u64 = 100;
+    for (name, store) in stores().await {
+        let servers = [
+            Arc::new(Server::start(store.clone()).await),
+            Arc::new(Server::start(store).await),
+        ];
+        // Both servers must share the key to read each other's cookies.
+        let cookie = servers[0].new_session().await;
+        let requests = (0..REQUESTS).map(|i| {
+            let (server, cookie) = (servers[(i % 2) as usize].clone(), cookie.clone());
+            tokio::spawn(async move { server.post("/incr", Some(&cookie)).await })
+        });
+        for request in requests.collect::<Vec<_>>() {
+            let (status, _, body) = request.await.expect("task");
+            assert_eq!(status, 200, "{name}: {body}");
+        }
+        let n = servers[1].state(&cookie).await["n"].as_u64();
+        assert_eq!(n, Some(1 + REQUESTS), "{name}: counter");
+        println!("{name}: two app servers, exactly +{REQUESTS}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn overlapping_writes_of_different_keys_both_survive() {
+    for (name, store) in stores().await {
+        let server = Arc::new(Server::start(store).await);
+        let cookie = server.new_session().await;
+        // A loads, B writes and finishes, then A writes: A's save conflicts
+        // and is replayed on top of B's.
+        let (loaded, go) = server.gate.arm();
+        let slow = tokio::spawn({
+            let (server, cookie) = (server.clone(), cookie.clone());
+            async move { server.post("/slow/a", Some(&cookie)).await }
+        });
+        loaded.await.expect("slow request loaded");
+        let (status, _, _) = server.post("/set/b", Some(&cookie)).await;
+        assert_eq!(status, 200);
+        go.send(()).expect("go");
+        let (status, set_cookie, _) = slow.await.expect("task");
+        assert_eq!((status, set_cookie), (200, None), "{name}");
+        let keys = server.state(&cookie).await["keys"].clone();
+        assert_eq!(keys, json!(["a", "b", "n"]), "{name}: both writes kept");
+
+        // And the same without a pause, many times over.
+        for i in 0..20 {
+            let (x, y) = (format!("/set/x{i}"), format!("/set/y{i}"));
+            let (a, b) = tokio::join!(
+                server.post(&x, Some(&cookie)),
+                server.post(&y, Some(&cookie)),
+            );
+            assert_eq!((a.0, b.0), (200, 200), "{name}");
+        }
+        let keys = server.state(&cookie).await["keys"].clone();
+        for i in 0..20 {
+            for key in [format!("x{i}"), format!("y{i}")] {
+                assert!(
+                    keys.as_array().unwrap().contains(&json!(key)),
+                    "{name}: {key} lost"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_write_never_brings_back_a_logged_out_or_cycled_session() {
+    let trials = trials("KEEPSAKE_TEST_RESURRECTION_TRIALS", 1_000);
+    for (name, store) in stores().await {
+        let server = Arc::new(Server::start(store).await);
+        let mut resurrections = 0;
+        for trial in 0..trials {
+            let cookie = server.new_session().await;
+            let old_id: Id = server.state(&cookie).await["id"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let (loaded, go) = server.gate.arm();
+            let slow = tokio::spawn({
+                let (server, cookie) = (server.clone(), cookie.clone());
+                async move { server.post("/slow/late", Some(&cookie)).await }
+            });
+            loaded.await.expect("slow request loaded");
+            // Half the trials log out, half log in again (a new id).
+            let (status, set_cookie, _) = if trial % 2 == 0 {
+                server.post("/logout", Some(&cookie)).await
+            } else {
+                server
+                    .post(
+                        &format!("/login/u{}", Id::random().log_tag()),
+                        Some(&cookie),
+                    )
+                    .await
+            };
+            assert_eq!(status, 200);
+            assert!(
+                set_cookie.is_some(),
+                "{name}: logout and login set a cookie"
+            );
+            go.send(()).expect("go");
+            let (status, set_cookie, _) = slow.await.expect("task");
+            assert_eq!(status, 200, "{name}");
+            assert!(
+                set_cookie.as_deref().is_some_and(is_removal),
+                "{name}: the slow request's response removes the cookie, got {set_cookie:?}"
+            );
+            if server.store.load(&old_id).await.is_some() {
+                resurrections += 1;
+            }
+            let after = server.state(&cookie).await;
+            assert_eq!(after["new"], json!(true), "{name}: the old id is anonymous");
+        }
+        println!("{name}: {resurrections} resurrections in {trials} trials");
+        assert_eq!(resurrections, 0, "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn of_concurrent_cycles_exactly_one_new_id_survives() {
+    const LOGINS: usize = 10;
+    for (name, store) in stores().await {
+        let server = Arc::new(Server::start(store).await);
+        for _ in 0..10 {
+            let cookie = server.new_session().await;
+            let user = format!("u{}", Id::random().log_tag());
+            *server.gate.logins.lock().unwrap() = Some(Arc::new(Barrier::new(LOGINS)));
+            let logins = (0..LOGINS).map(|_| {
+                let (server, cookie, user) = (server.clone(), cookie.clone(), user.clone());
+                tokio::spawn(
+                    async move { server.post(&format!("/login/{user}"), Some(&cookie)).await },
+                )
+            });
+            let mut new_cookies = Vec::new();
+            for login in logins.collect::<Vec<_>>() {
+                let (status, set_cookie, _) = login.await.expect("task");
+                assert_eq!(status, 200, "{name}");
+                new_cookies.extend(set_cookie.map(|c| pair(&c)));
+            }
+            *server.gate.logins.lock().unwrap() = None;
+            let sessions = server.store.list_user(&user).await;
+            assert_eq!(sessions.len(), 1, "{name}: one new id survives");
+            assert_eq!(
+                new_cookies.len(),
+                1,
+                "{name}: only the winner hands out a new cookie"
+            );
+            let winner = server.state(&new_cookies[0]).await;
+            assert_eq!(winner["new"], json!(false), "{name}");
+            assert_eq!(winner["id"], json!(sessions[0].id.to_string()), "{name}");
+            assert_eq!(winner["n"], json!(1), "{name}: data carried over");
+            let old = server.state(&cookie).await;
+            assert_eq!(old["new"], json!(true), "{name}: the old id is anonymous");
+        }
+    }
+}

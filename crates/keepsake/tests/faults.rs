@@ -1,0 +1,771 @@
+//! Store failure under load, for real, and Redis commands per request.
+//!
+//! The fault tests start a spare Redis or PostgreSQL on a free 127.0.0.1
+//! port (see `support::servers`), put a real axum app with a `SessionLayer`
+//! over it, and drive a bounded load of 20 browsers (each a reqwest client
+//! with its own cookies) at about 200 requests per second. The store is
+//! crashed 4 s in and started again 8 s in. Every browser checks its counter,
+//! so a fresh session or a lost update shows as a wrong number.
+//!
+//! The command test counts what the middleware sends to a spare Redis per
+//! HTTP request, with `INFO commandstats` and `MONITOR`.
+//!
+//! They run when `KEEPSAKE_TEST_REDIS_URL` / `KEEPSAKE_TEST_POSTGRES_URL`
+//! are set (the machine has the servers), one at a time. Figures and method:
+//! docs/FAULTS.md.
+
+mod support;
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Once,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use axum::{Router, routing::get};
+use keepsake::{
+    key::{Key, KeyRing},
+    middleware::SessionLayer,
+    session::{ManualClock, Session, SessionError},
+    store::{PostgresStore, RedisStore, SessionStore},
+};
+use support::servers::{self, SparePostgres, SpareRedis, redis_command};
+
+/// The tests run one at a time: each is a load, and each counts panics.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Panics anywhere in the process (server tasks included).
+static PANICS: AtomicUsize = AtomicUsize::new(0);
+
+/// The middleware's store timeout in the fault tests.
+const STORE_TIMEOUT: Duration = Duration::from_millis(400);
+/// Browsers.
+const CLIENTS: usize = 20;
+/// Each browser's pace: 20 × 10/s = 200 requests per second.
+const PACE: Duration = Duration::from_millis(100);
+/// The load's length; it stops by itself.
+const LOAD: Duration = Duration::from_secs(13);
+/// When the store is crashed.
+const KILL_AT: Duration = Duration::from_secs(4);
+/// When the store is started again.
+const RESTART_AT: Duration = Duration::from_secs(8);
+/// The longest recovery accepted (the real figure is printed).
+const RECOVERY_BOUND: Duration = Duration::from_secs(10);
+/// A request slower than this during the outage is a hang: two store calls
+/// (load, save) of one timeout each, plus a generous margin.
+const HANG_BOUND: Duration = Duration::from_millis(2 * 400 + 1_500);
+
+fn count_panics() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.fetch_add(1, Ordering::SeqCst);
+            previous(info);
+        }));
+    });
+}
+
+/// Increments `n` in the session and answers it.
+async fn count(session: Session) -> Result<String, SessionError> {
+    let n: u64 = session.get("n").await?.unwrap_or(0) + 1;
+    session.insert("n", n).await?;
+    Ok(n.to_string())
+}
+
+/// Reads `n` only.
+async fn read(session: Session) -> Result<String, SessionError> {
+    Ok(session.get::<u64>("n").await?.unwrap_or(0).to_string())
+}
+
+/// A real axum server on 127.0.0.1; the task is checked for life at the end.
+#[derive(Debug)]
+struct App {
+    base: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(router: Router) -> App {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router).await.expect("serve");
+    });
+    App {
+        base: format!("http://{addr}"),
+        task,
+    }
+}
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("reqwest client")
+}
+
+// ---------------------------------------------------------------------------
+// The fault test
+// ---------------------------------------------------------------------------
+
+/// A store server the test can crash and start again.
+trait Spare: Send + 'static {
+    fn crash(&mut self) -> Result<(), String>;
+    fn start_again(&mut self) -> Result<(), String>;
+}
+
+impl Spare for SpareRedis {
+    fn crash(&mut self) -> Result<(), String> {
+        self.kill();
+        Ok(())
+    }
+    fn start_again(&mut self) -> Result<(), String> {
+        self.restart()
+    }
+}
+
+/// A Redis that hangs instead of dying: `SIGSTOP`, then `SIGCONT`.
+#[derive(Debug)]
+struct FrozenRedis(SpareRedis);
+
+impl Spare for FrozenRedis {
+    fn crash(&mut self) -> Result<(), String> {
+        self.0.signal("STOP")
+    }
+    fn start_again(&mut self) -> Result<(), String> {
+        self.0.signal("CONT")?;
+        // Back once it answers again.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while redis_command(self.0.port(), &["PING"]).is_err() {
+            if Instant::now() > deadline {
+                return Err("no PONG after SIGCONT".to_owned());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+}
+
+impl Spare for SparePostgres {
+    fn crash(&mut self) -> Result<(), String> {
+        SparePostgres::crash(self)
+    }
+    fn start_again(&mut self) -> Result<(), String> {
+        self.restart()
+    }
+}
+
+/// What one request got.
+#[derive(Debug, Clone)]
+enum Outcome {
+    /// 200 with the counter.
+    Ok { value: u64, set_cookie: bool },
+    /// 503.
+    Unavailable { retry_after: bool, set_cookie: bool },
+    /// Any other status.
+    Other(u16),
+    /// No HTTP answer at all.
+    Transport(String),
+}
+
+/// One request: when it was sent and answered (since the load's start).
+#[derive(Debug, Clone)]
+struct Sample {
+    sent: Duration,
+    done: Duration,
+    outcome: Outcome,
+}
+
+async fn request(client: &reqwest::Client, url: &str) -> Outcome {
+    match client.get(url).send().await {
+        Err(err) => Outcome::Transport(err.to_string()),
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let set_cookie = response.headers().contains_key(reqwest::header::SET_COOKIE);
+            let retry_after = response
+                .headers()
+                .contains_key(reqwest::header::RETRY_AFTER);
+            match (status, response.text().await) {
+                (_, Err(err)) => Outcome::Transport(err.to_string()),
+                (200, Ok(body)) => match body.parse() {
+                    Ok(value) => Outcome::Ok { value, set_cookie },
+                    Err(_) => Outcome::Transport(format!("200 with body {body:?}")),
+                },
+                (503, Ok(_)) => Outcome::Unavailable {
+                    retry_after,
+                    set_cookie,
+                },
+                (status, Ok(_)) => Outcome::Other(status),
+            }
+        }
+    }
+}
+
+/// The figures of one fault run.
+#[derive(Debug, Default)]
+struct Figures {
+    requests: usize,
+    ok: usize,
+    unavailable: usize,
+    without_retry_after: usize,
+    set_cookie_on_503: usize,
+    other_status: usize,
+    first_other: Option<u16>,
+    transport: usize,
+    first_transport: Option<String>,
+    /// 200s that set a cookie after the session existed: a new session.
+    fresh_sessions: usize,
+    /// 200s whose counter went back or stayed: an update lost.
+    lost_updates: usize,
+    /// Counter jumps with no 503 in between (should never happen).
+    unexplained_jumps: usize,
+    /// Increments the store applied while the request got a 503 (the
+    /// crash cut the reply): the next 200 is previous + 2.
+    applied_but_503: u64,
+    /// 503s answered before the crash.
+    early_503: usize,
+    /// 503s after the browser had already recovered.
+    relapse_503: usize,
+    /// 503s sent more than one store timeout after the store was back.
+    late_503: usize,
+    worst_outage_latency: Duration,
+    worst_latency: Duration,
+    /// From the store's return to the first 200 (any browser), and until
+    /// every browser had one.
+    recovery_first: Option<Duration>,
+    recovery_all: Option<Duration>,
+    unrecovered: usize,
+}
+
+/// When the faults happened, since the load's start.
+#[derive(Debug, Clone, Copy)]
+struct Timeline {
+    /// The crash was started (`SIGKILL`, `pg_ctl stop -m immediate`).
+    crash: Duration,
+    /// The crash command returned.
+    crashed: Duration,
+    /// The restart was started.
+    restart: Duration,
+    /// The server accepted connections again: the store's return.
+    back: Duration,
+}
+
+fn analyse(per_client: &[Vec<Sample>], t: Timeline) -> Figures {
+    let Timeline { crash, back, .. } = t;
+    let mut f = Figures::default();
+    let mut recoveries = Vec::new();
+    for samples in per_client {
+        // Every browser made its session (n = 1) before the load.
+        let mut last = 1_u64;
+        let mut failed_since_last = false;
+        let mut recovered: Option<Duration> = None;
+        for sample in samples {
+            f.requests += 1;
+            let latency = sample.done.saturating_sub(sample.sent);
+            f.worst_latency = f.worst_latency.max(latency);
+            if sample.sent >= crash && sample.sent <= back {
+                f.worst_outage_latency = f.worst_outage_latency.max(latency);
+            }
+            match &sample.outcome {
+                Outcome::Ok { value, set_cookie } => {
+                    f.ok += 1;
+                    f.fresh_sessions += usize::from(*set_cookie);
+                    let value = *value;
+                    if value <= last {
+                        f.lost_updates += 1;
+                    } else if value > last + 1 {
+                        if failed_since_last {
+                            f.applied_but_503 += value - last - 1;
+                        } else {
+                            f.unexplained_jumps += 1;
+                        }
+                    }
+                    last = value;
+                    failed_since_last = false;
+                    if recovered.is_none() && sample.done >= back {
+                        recovered = Some(sample.done - back);
+                    }
+                }
+                Outcome::Unavailable {
+                    retry_after,
+                    set_cookie,
+                } => {
+                    f.unavailable += 1;
+                    failed_since_last = true;
+                    f.without_retry_after += usize::from(!retry_after);
+                    f.set_cookie_on_503 += usize::from(*set_cookie);
+                    f.early_503 += usize::from(sample.done < crash);
+                    f.relapse_503 += usize::from(recovered.is_some());
+                    f.late_503 += usize::from(sample.sent > back + STORE_TIMEOUT);
+                }
+                Outcome::Other(status) => {
+                    f.other_status += 1;
+                    f.first_other.get_or_insert(*status);
+                }
+                Outcome::Transport(err) => {
+                    f.transport += 1;
+                    f.first_transport.get_or_insert_with(|| err.clone());
+                }
+            }
+        }
+        match recovered {
+            Some(after) => recoveries.push(after),
+            None => f.unrecovered += 1,
+        }
+    }
+    f.recovery_first = recoveries.iter().min().copied();
+    f.recovery_all = recoveries.iter().max().copied();
+    f
+}
+
+/// Runs the load against `router`, crashing `spare` during it; returns the
+/// figures and the server (still running, to be dropped by the caller).
+async fn fault_run<S: Spare>(name: &str, router: Router, spare: S) -> (Figures, S) {
+    count_panics();
+    let panics_before = PANICS.load(Ordering::SeqCst);
+    let app = serve(router).await;
+    let url = format!("{}/count", app.base);
+
+    // Every browser makes its session first.
+    let mut browsers = Vec::new();
+    for _ in 0..CLIENTS {
+        let client = browser();
+        match request(&client, &url).await {
+            Outcome::Ok {
+                value: 1,
+                set_cookie: true,
+            } => {}
+            other => panic!("{name}: warm-up request: {other:?}"),
+        }
+        browsers.push(client);
+    }
+
+    let start = Instant::now();
+    let end = start + LOAD;
+    // The crash and the restart run on their own thread (the server tools
+    // block), which hands the server back with the instants.
+    let faults = std::thread::spawn(move || {
+        let mut spare = spare;
+        std::thread::sleep(KILL_AT.saturating_sub(start.elapsed()));
+        let crash = start.elapsed();
+        let result = spare.crash();
+        let crashed = start.elapsed();
+        std::thread::sleep(RESTART_AT.saturating_sub(start.elapsed()));
+        let restart = start.elapsed();
+        let result = result.and_then(|()| spare.start_again());
+        let back = start.elapsed();
+        let timeline = Timeline {
+            crash,
+            crashed,
+            restart,
+            back,
+        };
+        (spare, result, timeline)
+    });
+
+    let mut tasks = Vec::new();
+    for (i, client) in browsers.into_iter().enumerate() {
+        let url = url.clone();
+        let offset = PACE * u32::try_from(i).expect("few clients")
+            / u32::try_from(CLIENTS).expect("few clients");
+        tasks.push(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval_at((start + offset).into(), PACE);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut samples = Vec::new();
+            loop {
+                ticks.tick().await;
+                if Instant::now() >= end {
+                    return samples;
+                }
+                let sent = start.elapsed();
+                let outcome = request(&client, &url).await;
+                samples.push(Sample {
+                    sent,
+                    done: start.elapsed(),
+                    outcome,
+                });
+            }
+        }));
+    }
+    let mut per_client = Vec::new();
+    for task in tasks {
+        per_client.push(task.await.unwrap_or_default());
+    }
+    let (spare, result, timeline) = tokio::task::spawn_blocking(move || faults.join())
+        .await
+        .expect("join")
+        .expect("the fault thread");
+    let server_alive = !app.task.is_finished();
+    drop(app);
+    let panics = PANICS.load(Ordering::SeqCst) - panics_before;
+    if let Err(err) = result {
+        panic!("{name}: crashing or restarting the store failed: {err}");
+    }
+
+    let f = analyse(&per_client, timeline);
+    let ms = |d: Option<Duration>| {
+        d.map_or_else(
+            || "never".to_owned(),
+            |d| format!("{:.2}s", d.as_secs_f64()),
+        )
+    };
+    let t = timeline;
+    println!(
+        "faults[{name}]: {} requests, {CLIENTS} clients, {LOAD:?}, store timeout {STORE_TIMEOUT:?}; \
+         crash {:.2}-{:.2}s, restart {:.2}s, back {:.2}s | 200={} 503={} \
+         (without Retry-After {}, with Set-Cookie {}) other_status={} transport_errors={} \
+         panics={panics} server_alive={server_alive} | fresh_sessions={} lost_updates={} \
+         unexplained_jumps={} applied_but_503={} | 503 outside the outage: before={} \
+         after_back+timeout={} after_recovery={} | worst latency: outage={}ms all={}ms | \
+         recovery after back: first={} all={}",
+        f.requests,
+        t.crash.as_secs_f64(),
+        t.crashed.as_secs_f64(),
+        t.restart.as_secs_f64(),
+        t.back.as_secs_f64(),
+        f.ok,
+        f.unavailable,
+        f.without_retry_after,
+        f.set_cookie_on_503,
+        f.other_status,
+        f.transport,
+        f.fresh_sessions,
+        f.lost_updates,
+        f.unexplained_jumps,
+        f.applied_but_503,
+        f.early_503,
+        f.late_503,
+        f.relapse_503,
+        f.worst_outage_latency.as_millis(),
+        f.worst_latency.as_millis(),
+        ms(f.recovery_first),
+        ms(f.recovery_all),
+    );
+
+    assert_eq!(panics, 0, "{name}: panics");
+    assert!(server_alive, "{name}: the server task ended");
+    assert_eq!(
+        f.transport, 0,
+        "{name}: requests without an HTTP answer, e.g. {:?}",
+        f.first_transport
+    );
+    assert_eq!(
+        f.other_status, 0,
+        "{name}: statuses other than 200 and 503, e.g. {:?}",
+        f.first_other
+    );
+    assert!(f.unavailable > 0, "{name}: the outage was never seen");
+    assert_eq!(f.without_retry_after, 0, "{name}: 503 without Retry-After");
+    assert_eq!(f.set_cookie_on_503, 0, "{name}: a 503 changed the cookie");
+    assert_eq!(f.fresh_sessions, 0, "{name}: fresh sessions minted");
+    assert_eq!(f.lost_updates, 0, "{name}: counters went back");
+    assert_eq!(f.unexplained_jumps, 0, "{name}: counters jumped");
+    assert_eq!(f.early_503, 0, "{name}: 503s before the crash");
+    assert_eq!(
+        f.late_503, 0,
+        "{name}: 503s sent more than the store timeout after the store was back"
+    );
+    assert_eq!(f.relapse_503, 0, "{name}: 503s after recovery");
+    assert!(
+        f.worst_outage_latency <= HANG_BOUND,
+        "{name}: a request hung {:?} during the outage",
+        f.worst_outage_latency
+    );
+    assert_eq!(f.unrecovered, 0, "{name}: browsers that never recovered");
+    assert!(
+        f.recovery_all.is_some_and(|d| d <= RECOVERY_BOUND),
+        "{name}: recovery took {:?}",
+        f.recovery_all
+    );
+    (f, spare)
+}
+
+fn layer(store: impl SessionStore) -> SessionLayer {
+    SessionLayer::with_store(store, KeyRing::new(Key::generate()))
+        .secure(false)
+        .store_timeout(STORE_TIMEOUT)
+        .build()
+        .expect("layer")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_crash_and_restart_under_load() {
+    if !servers::gate("KEEPSAKE_TEST_REDIS_URL") {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let spare = match tokio::task::spawn_blocking(SpareRedis::start)
+        .await
+        .expect("join")
+    {
+        Ok(spare) => spare,
+        Err(reason) => {
+            servers::skip_or_fail(&format!("no spare Redis: {reason}"));
+            return;
+        }
+    };
+    let store = RedisStore::connect(&spare.url())
+        .await
+        .expect("connect to the spare Redis")
+        .with_prefix("faults:")
+        .with_command_timeout(STORE_TIMEOUT);
+    let router = Router::new()
+        .route("/count", get(count))
+        .layer(layer(store));
+    let (_figures, spare) = fault_run("redis", router, spare).await;
+    tokio::task::spawn_blocking(move || drop(spare))
+        .await
+        .expect("join");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_freeze_and_thaw_under_load() {
+    if !servers::gate("KEEPSAKE_TEST_REDIS_URL") {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let spare = match tokio::task::spawn_blocking(SpareRedis::start)
+        .await
+        .expect("join")
+    {
+        Ok(spare) => spare,
+        Err(reason) => {
+            servers::skip_or_fail(&format!("no spare Redis: {reason}"));
+            return;
+        }
+    };
+    let store = RedisStore::connect(&spare.url())
+        .await
+        .expect("connect to the spare Redis")
+        .with_prefix("faults:")
+        .with_command_timeout(STORE_TIMEOUT);
+    let router = Router::new()
+        .route("/count", get(count))
+        .layer(layer(store));
+    let (_figures, spare) = fault_run("redis-frozen", router, FrozenRedis(spare)).await;
+    tokio::task::spawn_blocking(move || drop(spare))
+        .await
+        .expect("join");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_crash_and_restart_under_load() {
+    if !servers::gate("KEEPSAKE_TEST_POSTGRES_URL") {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let spare = match tokio::task::spawn_blocking(SparePostgres::start)
+        .await
+        .expect("join")
+    {
+        Ok(spare) => spare,
+        Err(reason) => {
+            servers::skip_or_fail(&format!("no spare PostgreSQL: {reason}"));
+            return;
+        }
+    };
+    let store = PostgresStore::builder()
+        .timeout(STORE_TIMEOUT)
+        .connect(&spare.url())
+        .await
+        .expect("connect to the spare PostgreSQL");
+    let router = Router::new()
+        .route("/count", get(count))
+        .layer(layer(store));
+    let (_figures, spare) = fault_run("postgres", router, spare).await;
+    tokio::task::spawn_blocking(move || drop(spare))
+        .await
+        .expect("join");
+}
+
+// ---------------------------------------------------------------------------
+// Redis commands per request
+// ---------------------------------------------------------------------------
+
+/// Calls per command since the last `CONFIG RESETSTAT`, from
+/// `INFO commandstats`, without the test's own `INFO`, `CONFIG`, `ECHO` and
+/// `PING`, the connection handshake (`HELLO`, `CLIENT SETINFO`, `SELECT`,
+/// `AUTH`) and `MONITOR`.
+fn command_stats(port: u16) -> BTreeMap<String, u64> {
+    let info = redis_command(port, &["INFO", "commandstats"]).expect("INFO commandstats");
+    info.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("cmdstat_")?;
+            let (name, stats) = rest.split_once(':')?;
+            let calls = stats.split(',').find_map(|s| s.strip_prefix("calls="))?;
+            Some((name.to_owned(), calls.trim().parse().ok()?))
+        })
+        .filter(|(name, _): &(String, u64)| {
+            let base = name.split('|').next().unwrap_or(name);
+            !matches!(
+                base,
+                "info" | "config" | "echo" | "ping" | "hello" | "select" | "auth" | "monitor"
+            ) && name != "client|setinfo"
+        })
+        .collect()
+}
+
+/// One phase's measurement.
+#[derive(Debug)]
+struct Phase {
+    requests: u64,
+    /// Every command Redis counted (scripts' inner commands included).
+    all: BTreeMap<String, u64>,
+    /// Commands sent by the app (round trips), from `MONITOR`.
+    sent: BTreeMap<String, u64>,
+}
+
+impl Phase {
+    fn per_request(&self, counts: &BTreeMap<String, u64>, only: Option<&str>) -> f64 {
+        let total: u64 = counts
+            .iter()
+            .filter(|(name, _)| only.is_none_or(|only| *name == only))
+            .map(|(_, calls)| calls)
+            .sum();
+        total as f64 / self.requests as f64
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_commands_per_request() {
+    if !servers::gate("KEEPSAKE_TEST_REDIS_URL") {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let spare = match tokio::task::spawn_blocking(SpareRedis::start)
+        .await
+        .expect("join")
+    {
+        Ok(spare) => spare,
+        Err(reason) => {
+            servers::skip_or_fail(&format!("no spare Redis: {reason}"));
+            return;
+        }
+    };
+    let port = spare.port();
+    let mut monitor = match spare.monitor() {
+        Ok(monitor) => monitor,
+        Err(reason) => {
+            servers::skip_or_fail(&format!("no redis-cli monitor: {reason}"));
+            return;
+        }
+    };
+    // Simulated time from the real now: Redis expires keys by its own clock.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let clock = ManualClock::new(now);
+    let store = RedisStore::connect(&spare.url())
+        .await
+        .expect("connect to the spare Redis");
+    let layer = SessionLayer::with_store(store, KeyRing::new(Key::generate()))
+        .secure(false)
+        .idle_timeout(Some(Duration::from_secs(600)))
+        .clock(clock.clone())
+        .build()
+        .expect("layer");
+    let app = serve(
+        Router::new()
+            .route("/count", get(count))
+            .route("/get", get(read))
+            .layer(layer),
+    )
+    .await;
+    let client = browser();
+    let get = |path: &'static str| {
+        let client = client.clone();
+        let url = format!("{}{path}", app.base);
+        async move {
+            let response = client.get(url).send().await.expect("request");
+            assert_eq!(response.status(), 200, "{path}");
+            response.text().await.expect("body")
+        }
+    };
+
+    // Warm up: create, save, read, touch (each script loaded once).
+    assert_eq!(get("/count").await, "1");
+    assert_eq!(get("/count").await, "2");
+    assert_eq!(get("/get").await, "2");
+    clock.advance(61);
+    assert_eq!(get("/get").await, "2");
+
+    let mut measure = async |requests: u64, path: &'static str, advance: u64| {
+        monitor.mark().expect("monitor");
+        redis_command(port, &["CONFIG", "RESETSTAT"]).expect("CONFIG RESETSTAT");
+        for _ in 0..requests {
+            clock.advance(advance);
+            get(path).await;
+        }
+        let all = command_stats(port);
+        let mut sent = BTreeMap::new();
+        for seen in monitor.mark().expect("monitor") {
+            if !seen.in_script {
+                *sent.entry(seen.name).or_insert(0) += 1;
+            }
+        }
+        Phase {
+            requests,
+            all,
+            sent,
+        }
+    };
+    let reads = measure(200, "/get", 0).await;
+    let writes = measure(200, "/count", 0).await;
+    // One request per simulated second, 600 s idle timeout: a touch is
+    // due once a tenth of it (60 s) has passed.
+    let steady = measure(600, "/get", 1).await;
+    assert_eq!(get("/get").await, "202");
+    drop(app);
+    drop(monitor);
+    tokio::task::spawn_blocking(move || drop(spare))
+        .await
+        .expect("join");
+
+    for (name, phase) in [
+        ("read-only", &reads),
+        ("modifying", &writes),
+        ("steady read-only, 1 s apart", &steady),
+    ] {
+        println!(
+            "redis commands per request [{name}, {} requests]: sent by the app {:.3} {:?}; \
+             all counted by INFO commandstats (script internals included) {:.3} {:?}",
+            phase.requests,
+            phase.per_request(&phase.sent, None),
+            phase.sent,
+            phase.per_request(&phase.all, None),
+            phase.all,
+        );
+    }
+    let touches = steady.per_request(&steady.sent, Some("evalsha"));
+    println!("redis touches per request [steady read-only, 1 s apart, idle 600 s]: {touches:.4}");
+
+    // A read-only request is one GET, by both counts.
+    assert!(reads.per_request(&reads.all, None) <= 1.0, "{reads:?}");
+    assert!(reads.per_request(&reads.sent, None) <= 1.0, "{reads:?}");
+    // A modifying request: GET, then one EVALSHA (the compare-and-set).
+    assert!(writes.per_request(&writes.sent, None) <= 2.0, "{writes:?}");
+    // What Redis counted is what the app sent plus what scripts ran inside.
+    for phase in [&reads, &writes, &steady] {
+        for (name, calls) in &phase.sent {
+            assert!(
+                phase.all.get(name).is_some_and(|all| all >= calls),
+                "{phase:?}"
+            );
+        }
+    }
+    assert!(touches <= 0.1, "{steady:?}");
+    assert!(steady.per_request(&steady.sent, None) <= 1.1, "{steady:?}");
+}

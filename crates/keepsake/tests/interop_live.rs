@@ -1,0 +1,675 @@
+//! Live interop tests against the real Flask, Starlette and Django.
+//!
+//! A Python virtual environment is made once under `target/interop-venv`
+//! with the versions in `tests/vectors/versions.json`, and one long-running
+//! `tests/interop/helper.py` process makes and reads cookies through each
+//! framework's real session machinery. Random keys and sessions come from
+//! Rust; for each, keepsake's cookie must equal the framework's byte for
+//! byte, each side must read the other's, and the framework must not fail
+//! (no 500) on a keepsake cookie.
+//!
+//! Runs when `KEEPSAKE_TEST_INTEROP=1` or `CI` is set (and then a failure to
+//! make the environment fails the tests); otherwise each test is skipped
+//! with a message. `KEEPSAKE_TEST_PYTHON` names the Python to use (default
+//! `python3`), `KEEPSAKE_INTEROP_SEED` fixes the random seed.
+#![cfg(feature = "interop")]
+
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    path::{Path, PathBuf},
+    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
+    sync::{Mutex, MutexGuard, OnceLock},
+};
+
+use keepsake::codec::interop::{Framework, InteropCodec, InteropDecodeError, PyDict, PyValue};
+use rand::{RngExt as _, SeedableRng as _, rngs::StdRng};
+use serde_json::{Value, json};
+
+/// Random round trips per framework per run.
+const ROUND_TRIPS: usize = 200;
+/// The time the fixed-case tests sign at.
+const T0: u64 = 1_700_000_000;
+
+/// Whether the live tests run; prints why not when they do not.
+fn enabled(test: &str) -> bool {
+    let on = std::env::var_os("KEEPSAKE_TEST_INTEROP").is_some_and(|v| !v.is_empty() && v != "0")
+        || std::env::var_os("CI").is_some();
+    if !on {
+        eprintln!(
+            "skipping {test}: set KEEPSAKE_TEST_INTEROP=1 to run the live Flask/Starlette/Django \
+             tests (they install the frameworks from PyPI into target/interop-venv)"
+        );
+    }
+    on
+}
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The cargo target directory: the test binary lives in `target/<profile>/deps`.
+fn target_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.ancestors()
+        .nth(3)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| manifest_dir().join("../../target"))
+}
+
+/// `pip install` arguments pinned to the vector versions.
+fn requirements() -> Vec<String> {
+    let text = std::fs::read_to_string(manifest_dir().join("tests/vectors/versions.json"))
+        .expect("versions.json");
+    let versions: Value = serde_json::from_str(&text).expect("versions.json is JSON");
+    [
+        "Flask",
+        "itsdangerous",
+        "Werkzeug",
+        "MarkupSafe",
+        "starlette",
+        "Django",
+        "httpx",
+    ]
+    .iter()
+    .map(|name| {
+        format!(
+            "{name}=={}",
+            versions["versions"][name].as_str().expect("a version")
+        )
+    })
+    .collect()
+}
+
+fn run(command: &mut Command, what: &str) {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The venv's Python, making the venv first if needed. Several test
+/// processes may race here: each builds in its own temporary directory and
+/// renames it into place; the first rename wins and the others use it.
+fn venv_python() -> PathBuf {
+    let venv = target_dir().join("interop-venv");
+    let marker = venv.join("keepsake-requirements.txt");
+    let wanted = requirements().join("\n");
+    let python = venv.join("bin/python");
+    if std::fs::read_to_string(&marker).is_ok_and(|have| have == wanted) && python.exists() {
+        return python;
+    }
+    if venv.exists() {
+        // Other versions: move the old one aside (atomically) and rebuild.
+        let old = target_dir().join(format!("interop-venv.old.{}", std::process::id()));
+        if std::fs::rename(&venv, &old).is_ok() {
+            let _ = std::fs::remove_dir_all(&old);
+        }
+    }
+    std::fs::create_dir_all(target_dir()).expect("target dir");
+    let tmp = target_dir().join(format!("interop-venv.tmp.{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let base = std::env::var("KEEPSAKE_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    run(
+        Command::new(&base).args(["-m", "venv"]).arg(&tmp),
+        "python -m venv",
+    );
+    run(
+        Command::new(tmp.join("bin/python"))
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(requirements()),
+        "pip install (needs PyPI)",
+    );
+    std::fs::write(tmp.join("keepsake-requirements.txt"), &wanted).expect("marker");
+    if std::fs::rename(&tmp, &venv).is_err() {
+        // Another process won the race; use its venv.
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    assert!(python.exists(), "no Python in {}", venv.display());
+    python
+}
+
+/// The running helper process.
+struct Helper {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Helper {
+    fn start() -> Self {
+        let python = venv_python();
+        let mut child = Command::new(python)
+            .arg(manifest_dir().join("tests/interop/helper.py"))
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the helper starts");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut helper = Self {
+            child,
+            stdin,
+            stdout,
+        };
+        let ready = helper.read_line();
+        assert_eq!(ready["ready"], true, "helper: {ready}");
+        helper
+    }
+
+    fn read_line(&mut self) -> Value {
+        let mut line = String::new();
+        let n = self
+            .stdout
+            .read_line(&mut line)
+            .expect("read from the helper");
+        assert!(n > 0, "the helper exited");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("helper said {line:?}: {e}"))
+    }
+
+    fn call(&mut self, request: &Value) -> Value {
+        writeln!(self.stdin, "{request}").expect("write to the helper");
+        self.stdin.flush().expect("flush");
+        let answer = self.read_line();
+        assert!(
+            answer.get("error").is_none(),
+            "helper error for {request}:\n{}",
+            answer["error"].as_str().unwrap_or("")
+        );
+        answer
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The one helper shared by the tests of this process.
+fn helper() -> MutexGuard<'static, Helper> {
+    static HELPER: OnceLock<Mutex<Helper>> = OnceLock::new();
+    HELPER
+        .get_or_init(|| Mutex::new(Helper::start()))
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A secret as the app configures it.
+#[derive(Debug, Clone)]
+enum Secret {
+    Text(String),
+    /// Flask also takes a `bytes` key.
+    Bytes(Vec<u8>),
+}
+
+impl Secret {
+    fn bytes(&self) -> Vec<u8> {
+        match self {
+            Self::Text(text) => text.as_bytes().to_vec(),
+            Self::Bytes(bytes) => bytes.clone(),
+        }
+    }
+
+    fn fields(&self) -> (Value, Value) {
+        match self {
+            Self::Text(text) => (json!(text), Value::Null),
+            Self::Bytes(bytes) => (
+                Value::Null,
+                json!(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+            ),
+        }
+    }
+}
+
+fn encode_request(
+    framework: Framework,
+    secret: &Secret,
+    fallbacks: &[String],
+    session: &str,
+    now: u64,
+) -> Value {
+    let (key, key_hex) = secret.fields();
+    json!({"fw": framework.as_str(), "op": "encode", "key": key, "key_hex": key_hex,
+           "fallbacks": fallbacks, "session": session, "now": now})
+}
+
+fn decode_request(
+    framework: Framework,
+    secret: &Secret,
+    fallbacks: &[String],
+    cookie: &str,
+    now: u64,
+) -> Value {
+    let (key, key_hex) = secret.fields();
+    json!({"fw": framework.as_str(), "op": "decode", "key": key, "key_hex": key_hex,
+           "fallbacks": fallbacks, "cookie": cookie, "now": now})
+}
+
+/// What the framework made of a cookie: its session, or `None` if it
+/// started an empty one instead. Panics on a 500.
+fn framework_reads(
+    framework: Framework,
+    secret: &Secret,
+    fallbacks: &[String],
+    cookie: &str,
+    now: u64,
+) -> Option<PyDict> {
+    let answer = helper().call(&decode_request(framework, secret, fallbacks, cookie, now));
+    assert_eq!(
+        answer["status"], 200,
+        "{framework} answered {answer} for {cookie}"
+    );
+    if answer["reset"] == true {
+        return None;
+    }
+    let text = answer["session"].as_str().expect("a session");
+    let reader = InteropCodec::new(framework, b"");
+    Some(
+        reader
+            .deserialize(text)
+            .unwrap_or_else(|e| panic!("{framework} wrote {text}: {e}")),
+    )
+}
+
+fn framework_makes(framework: Framework, secret: &Secret, session: &PyDict, now: u64) -> String {
+    let text = InteropCodec::new(framework, b"")
+        .serialize(session)
+        .expect("serializable");
+    let answer = helper().call(&encode_request(framework, secret, &[], &text, now));
+    answer["cookie"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{framework} set no cookie: {answer}"))
+        .to_owned()
+}
+
+// ----- random inputs ---------------------------------------------------------------
+
+fn random_text(rng: &mut StdRng, max: usize) -> String {
+    let len = rng.random_range(0..=max);
+    (0..len)
+        .map(|_| match rng.random_range(0..10) {
+            0 => char::from_u32(rng.random_range(0..0x20)).unwrap_or('a'),
+            1 => char::from_u32(rng.random_range(0x80..0xd800)).unwrap_or('b'),
+            2 => char::from_u32(rng.random_range(0x1_0000..0x11_0000)).unwrap_or('c'),
+            3 => *['"', '\\', '/', '<', '&', '\u{7f}', ' ', '\'', '=', ';']
+                .get(rng.random_range(0..10))
+                .unwrap_or(&'d'),
+            _ => char::from(rng.random_range(0x20u8..0x7f)),
+        })
+        .collect()
+}
+
+fn random_secret(rng: &mut StdRng, framework: Framework) -> Secret {
+    if framework == Framework::Flask && rng.random_bool(0.25) {
+        let len = rng.random_range(1..48);
+        return Secret::Bytes((0..len).map(|_| rng.random()).collect());
+    }
+    loop {
+        let text = random_text(rng, 40);
+        // The frameworks refuse an empty key; Django also strips nothing, so keep
+        // it non-empty.
+        if !text.is_empty() {
+            return Secret::Text(text);
+        }
+    }
+}
+
+fn random_float(rng: &mut StdRng) -> f64 {
+    match rng.random_range(0..6) {
+        0 => f64::from_bits(rng.random::<u64>()),
+        1 => rng.random_range(-1e6..1e6),
+        2 => [
+            0.0,
+            -0.0,
+            1.0,
+            0.1,
+            1e-7,
+            1e22,
+            1e16,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::MAX,
+            5e-324,
+        ][rng.random_range(0..11)],
+        _ => f64::from(rng.random_range(-1000..1000)) / 8.0,
+    }
+}
+
+fn random_value(rng: &mut StdRng, framework: Framework, depth: usize) -> PyValue {
+    let flask = framework == Framework::Flask;
+    let top = if depth >= 3 { 7 } else { 10 };
+    match rng.random_range(0..top + if flask { 5 } else { 0 }) {
+        0 => PyValue::None,
+        1 => PyValue::Bool(rng.random()),
+        2 => PyValue::Int(rng.random_range(-1000..1000)),
+        3 => PyValue::Int(if rng.random_bool(0.5) {
+            rng.random::<i64>().into()
+        } else {
+            rng.random::<i128>()
+        }),
+        4 => {
+            let x = random_float(rng);
+            if x.is_nan() {
+                PyValue::Float(0.5)
+            } else {
+                PyValue::Float(x)
+            }
+        }
+        5 | 6 => PyValue::Str(random_text(rng, 12)),
+        7 => PyValue::List(
+            (0..rng.random_range(0..4))
+                .map(|_| random_value(rng, framework, depth + 1))
+                .collect(),
+        ),
+        8 | 9 => PyValue::Dict(random_dict(rng, framework, depth + 1, 4)),
+        // Flask's tagged types.
+        10 => PyValue::Tuple(
+            (0..rng.random_range(0..4))
+                .map(|_| random_value(rng, framework, depth + 1))
+                .collect(),
+        ),
+        11 => PyValue::Bytes((0..rng.random_range(0..12)).map(|_| rng.random()).collect()),
+        12 => PyValue::Markup(random_text(rng, 12)),
+        13 => PyValue::Uuid(rng.random()),
+        _ => PyValue::DateTime(rng.random_range(-59_011_459_200..=253_402_300_799)),
+    }
+}
+
+fn random_dict(rng: &mut StdRng, framework: Framework, depth: usize, max: usize) -> PyDict {
+    let mut dict = PyDict::new();
+    for _ in 0..rng.random_range(0..=max) {
+        let key = match rng.random_range(0..8) {
+            0 => " t".to_owned(),
+            1 => String::new(),
+            2 => "_permanent".to_owned(),
+            _ => random_text(rng, 10),
+        };
+        // Flask reads `_permanent` as a flag; keep it a bool.
+        let value = if key == "_permanent" {
+            PyValue::Bool(true)
+        } else {
+            random_value(rng, framework, depth)
+        };
+        dict.insert(key, value);
+    }
+    dict
+}
+
+fn random_session(rng: &mut StdRng, framework: Framework) -> PyDict {
+    loop {
+        let session = random_dict(rng, framework, 0, 6);
+        // A non-empty session (empty ones set no cookie in Flask and
+        // Starlette), small enough for a cookie.
+        let fits = InteropCodec::new(framework, "k")
+            .encode(&session, T0)
+            .is_ok();
+        if !session.is_empty() && fits {
+            return session;
+        }
+    }
+}
+
+fn seed() -> u64 {
+    let seed = std::env::var("KEEPSAKE_INTEROP_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("KEEPSAKE_INTEROP_SEED={seed}");
+    seed
+}
+
+// ----- tests -------------------------------------------------------------------------
+
+/// Random keys and sessions: keepsake's cookie equals the framework's byte for
+/// byte, keepsake reads the framework's cookie, and the framework reads
+/// keepsake's (without a 500).
+fn round_trips(framework: Framework) {
+    let mut rng = StdRng::seed_from_u64(seed());
+    for i in 0..ROUND_TRIPS {
+        let secret = random_secret(&mut rng, framework);
+        let session = random_session(&mut rng, framework);
+        let now = rng.random_range(1_000_000_000..4_000_000_000u64);
+        let codec = InteropCodec::new(framework, secret.bytes());
+        let context = || {
+            format!("{framework} round trip {i}: secret {secret:?}, now {now}, session {session:?}")
+        };
+
+        // Framework -> keepsake.
+        let theirs = framework_makes(framework, &secret, &session, now);
+        let opened = codec
+            .decode(&theirs, now + 1)
+            .unwrap_or_else(|e| panic!("{}: {e}", context()));
+        assert_eq!(opened.session(), &session, "{}", context());
+        assert_eq!(opened.issued_at(), now);
+
+        // keepsake -> framework, byte for byte the same cookie.
+        let ours = codec
+            .encode(&session, now)
+            .unwrap_or_else(|e| panic!("{}: {e}", context()));
+        assert_eq!(ours, theirs, "{}", context());
+        let read = framework_reads(framework, &secret, &[], &ours, now + 1);
+        assert_eq!(read.as_ref(), Some(&session), "{}", context());
+    }
+}
+
+#[test]
+fn flask_round_trips() {
+    if enabled("flask_round_trips") {
+        round_trips(Framework::Flask);
+    }
+}
+
+#[test]
+fn starlette_round_trips() {
+    if enabled("starlette_round_trips") {
+        round_trips(Framework::Starlette);
+    }
+}
+
+#[test]
+fn django_round_trips() {
+    if enabled("django_round_trips") {
+        round_trips(Framework::Django);
+    }
+}
+
+fn fixed_session() -> PyDict {
+    [
+        ("user_id", PyValue::Int(42)),
+        ("name", PyValue::from("h\u{e9}llo")),
+    ]
+    .into_iter()
+    .collect()
+}
+
+fn key_a() -> Secret {
+    Secret::Text("dev-secret-key-0123456789".to_owned())
+}
+
+/// Changes one character of the cookie's payload, timestamp or signature.
+fn tamper(cookie: &str, at: usize) -> String {
+    let mut chars: Vec<char> = cookie.chars().collect();
+    let i = at.min(chars.len() - 1);
+    chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
+    chars.into_iter().collect()
+}
+
+#[test]
+fn tampered_cookies_are_refused_by_both() {
+    if !enabled("tampered_cookies_are_refused_by_both") {
+        return;
+    }
+    for framework in Framework::ALL {
+        let codec = InteropCodec::new(framework, key_a().bytes());
+        let cookie = codec.encode(&fixed_session(), T0).unwrap();
+        assert_eq!(
+            framework_makes(framework, &key_a(), &fixed_session(), T0),
+            cookie
+        );
+        let sep = if framework == Framework::Django {
+            ':'
+        } else {
+            '.'
+        };
+        let ts_at = cookie.rfind(sep).unwrap() - 2;
+        for at in [3, ts_at, cookie.len() - 5] {
+            let bad = tamper(&cookie, at);
+            assert!(
+                matches!(
+                    codec.decode(&bad, T0),
+                    Err(InteropDecodeError::BadSignature)
+                ),
+                "{framework} {bad}"
+            );
+            assert_eq!(
+                framework_reads(framework, &key_a(), &[], &bad, T0),
+                None,
+                "{framework} {bad}"
+            );
+        }
+    }
+}
+
+#[test]
+fn wrong_key_cookies_are_refused_by_both() {
+    if !enabled("wrong_key_cookies_are_refused_by_both") {
+        return;
+    }
+    let other = Secret::Text("some-other-key".to_owned());
+    for framework in Framework::ALL {
+        // Made by the framework with another key: keepsake refuses it.
+        let theirs = framework_makes(framework, &other, &fixed_session(), T0);
+        let codec = InteropCodec::new(framework, key_a().bytes());
+        assert_eq!(
+            codec.decode(&theirs, T0),
+            Err(InteropDecodeError::BadSignature),
+            "{framework}"
+        );
+        // Made by keepsake with another key: the framework starts afresh.
+        let ours = InteropCodec::new(framework, other.bytes())
+            .encode(&fixed_session(), T0)
+            .unwrap();
+        assert_eq!(
+            framework_reads(framework, &key_a(), &[], &ours, T0),
+            None,
+            "{framework}"
+        );
+        // With the old key among the fallbacks (Flask and Django rotation),
+        // both accept it.
+        if framework != Framework::Starlette {
+            let fallbacks = ["some-other-key".to_owned()];
+            let rotated = codec.clone().with_fallbacks(&fallbacks);
+            assert!(rotated.decode(&theirs, T0).is_ok(), "{framework}");
+            assert_eq!(
+                framework_reads(framework, &key_a(), &fallbacks, &ours, T0),
+                Some(fixed_session()),
+                "{framework}"
+            );
+        }
+    }
+}
+
+#[test]
+fn expired_cookies_are_refused_by_both() {
+    if !enabled("expired_cookies_are_refused_by_both") {
+        return;
+    }
+    for framework in Framework::ALL {
+        let codec = InteropCodec::new(framework, key_a().bytes());
+        let max_age = framework.default_max_age().unwrap();
+        let cookie = framework_makes(framework, &key_a(), &fixed_session(), T0);
+        // At exactly the maximum age both still read it; one second later neither does.
+        let at_limit = T0 + max_age;
+        assert!(codec.decode(&cookie, at_limit).is_ok(), "{framework}");
+        assert_eq!(
+            framework_reads(framework, &key_a(), &[], &cookie, at_limit),
+            Some(fixed_session())
+        );
+        let late = at_limit + 1;
+        assert_eq!(
+            codec.decode(&cookie, late),
+            Err(InteropDecodeError::Expired {
+                issued_at: T0,
+                max_age
+            }),
+            "{framework}"
+        );
+        assert_eq!(
+            framework_reads(framework, &key_a(), &[], &cookie, late),
+            None,
+            "{framework}"
+        );
+    }
+}
+
+#[test]
+fn future_dated_cookies_are_treated_as_each_framework_does() {
+    if !enabled("future_dated_cookies_are_treated_as_each_framework_does") {
+        return;
+    }
+    for framework in Framework::ALL {
+        let codec = InteropCodec::new(framework, key_a().bytes());
+        let cookie = codec.encode(&fixed_session(), T0 + 10).unwrap();
+        let keepsake = codec.decode(&cookie, T0);
+        let python = framework_reads(framework, &key_a(), &[], &cookie, T0);
+        match framework {
+            // itsdangerous refuses a negative age.
+            Framework::Flask | Framework::Starlette => {
+                assert_eq!(
+                    keepsake,
+                    Err(InteropDecodeError::IssuedInFuture { issued_at: T0 + 10 })
+                );
+                assert_eq!(python, None, "{framework}");
+            }
+            // Django checks only that the age is not over the maximum.
+            Framework::Django => {
+                assert_eq!(keepsake.map(|d| d.into_session()), Ok(fixed_session()));
+                assert_eq!(python, Some(fixed_session()));
+            }
+        }
+    }
+}
+
+#[test]
+fn flask_does_not_fail_on_keepsake_tagged_values() {
+    if !enabled("flask_does_not_fail_on_keepsake_tagged_values") {
+        return;
+    }
+    let mut session = PyDict::new();
+    session.insert("t", PyValue::Tuple(vec![1.into(), PyValue::Tuple(vec![])]));
+    session.insert("b", PyValue::Bytes(vec![0, 255]));
+    session.insert("m", PyValue::Markup("<b>x</b>".to_owned()));
+    session.insert("u", PyValue::Uuid([7; 16]));
+    session.insert("d", PyValue::DateTime(-59_011_459_200));
+    session.insert("x", PyValue::Dict([(" di", 1)].into_iter().collect()));
+    let codec = InteropCodec::new(Framework::Flask, key_a().bytes());
+    let cookie = codec.encode(&session, T0).unwrap();
+    assert_eq!(
+        framework_reads(Framework::Flask, &key_a(), &[], &cookie, T0),
+        Some(session.clone())
+    );
+    // Flask reads a year below 100 as 19xx or 20xx: keepsake refuses to write one.
+    session.insert("d", PyValue::DateTime(-62_135_596_800));
+    assert_eq!(
+        codec.encode(&session, T0),
+        Err(keepsake::codec::interop::InteropEncodeError::DateOutOfRange)
+    );
+}
