@@ -14,15 +14,16 @@
 use std::{
     collections::HashMap,
     io::{self, IsTerminal as _, Write},
+    path::Path,
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use keepsake::{
     codec::unix_now,
-    store::{AnyStore, Id, Record, SessionStore as _, StoreAdmin as _},
+    store::{AnyStore, Id, Record, SessionStore as _, StoreAdmin as _, StoreUrl},
 };
 use serde_json::Value;
 
@@ -109,8 +110,16 @@ pub(crate) fn run(args: SessionsArgs, out: &mut impl Write) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let url = StoreUrl::parse(&url)?;
+    // Opening a SQLite store creates the file; here a missing file is a
+    // mistyped path, not a new store.
+    if let StoreUrl::Sqlite { path } = &url {
+        if path != ":memory:" && !Path::new(path).exists() {
+            bail!("no SQLite database at {path}");
+        }
+    }
     runtime.block_on(async move {
-        let store = AnyStore::open(&url).await?;
+        let store = url.open().await?;
         execute(&store, args.command, now, out).await
     })
 }
@@ -238,7 +247,7 @@ impl Progress {
         if io::stderr().is_terminal() {
             let bar = ProgressBar::new(total);
             if let Ok(style) = ProgressStyle::with_template(
-                "purging {bar:40.cyan/blue} {pos}/{len} expired sessions ({per_sec}, {eta} left)",
+                "purging {bar:40.cyan/blue} {human_pos}/{human_len} expired sessions ({eta} left)",
             ) {
                 bar.set_style(style);
             }

@@ -307,6 +307,9 @@ fn postgres_store() {
 fn the_store_comes_from_keepsake_store() {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("env.db").display());
+    runtime()
+        .block_on(AnyStore::open(&url))
+        .expect("create the database");
     let output = keepsake_with_env(&["sessions", "stats"], &[("KEEPSAKE_STORE", &url)]);
     assert!(ok(&output).starts_with("sessions: 0\n"));
     // --store wins over the variable.
@@ -346,7 +349,25 @@ fn store_errors_exit_2_with_a_clear_message() {
         err.starts_with("keepsake: cannot open the postgres session store at "),
         "{err}"
     );
-    let err = fails(&sessions("sqlite:///no/such/dir/x.db", &["list"]), 2);
+    // A missing SQLite file is a mistyped path, not a new store.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("typo.db");
+    let err = fails(
+        &sessions(&format!("sqlite://{}", missing.display()), &["list"]),
+        2,
+    );
+    assert_eq!(
+        err,
+        format!("keepsake: no SQLite database at {}\n", missing.display())
+    );
+    assert!(!missing.exists());
+    // A file that is not a database.
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, b"not a database, not at all; just text").expect("write");
+    let err = fails(
+        &sessions(&format!("sqlite://{}", junk.display()), &["list"]),
+        2,
+    );
     assert!(
         err.starts_with("keepsake: cannot open the sqlite session store at "),
         "{err}"

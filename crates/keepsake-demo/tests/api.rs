@@ -297,6 +297,36 @@ async fn visits_increment_across_requests(store: StoreKind) {
     assert_eq!(server.get(&alice, "/api/session").await.json()["visits"], 4);
 }
 
+/// Concurrent `POST /api/visits` with one cookie (tabs of one browser)
+/// each count: the demo counts with `Session::update`. Client-side
+/// sessions cannot promise this (the browser keeps the last cookie).
+async fn concurrent_visits_lose_no_increment(store: StoreKind) {
+    const POSTS: u64 = 50;
+    let server = Server::start(store).await;
+    if !server.is_memory() {
+        eprintln!("skipping: client-side sessions keep whichever cookie comes last");
+        return;
+    }
+    let first = server.raw(Method::POST, "/api/visits", None, None).await;
+    let cookie = first.cookie_pair("session").expect("a session cookie");
+    let url = server.url("/api/visits");
+    let posts: Vec<_> = (0..POSTS)
+        .map(|_| {
+            let request = plain_client()
+                .post(url.clone())
+                .header(header::COOKIE, cookie.clone());
+            tokio::spawn(async move { request.send().await.expect("request").status() })
+        })
+        .collect();
+    for post in posts {
+        assert_eq!(post.await.expect("task"), StatusCode::OK);
+    }
+    let session = server
+        .raw(Method::GET, "/api/session", Some(&cookie), None)
+        .await;
+    assert_eq!(session.json()["visits"], json!(1 + POSTS));
+}
+
 async fn page_has_the_expected_elements(store: StoreKind) {
     let server = Server::start(store).await;
     let alice = browser();
@@ -936,6 +966,7 @@ impl Drop for Scratch {
 for_each_store!(
     session_json_shape_and_read_only,
     visits_increment_across_requests,
+    concurrent_visits_lose_no_increment,
     page_has_the_expected_elements,
     login_cycles_the_cookie,
     login_rejects_bad_input,

@@ -7,7 +7,12 @@
 //! cookie name and namespace. The bare figures are the primitive alone on the
 //! same payload with its key already set up: the floor keepsake can approach.
 //!
-//! Run: `cargo bench -p keepsake --bench codec`; see BENCHMARKS.md.
+//! Run: `cargo bench -p keepsake --bench codec`, then
+//! `python3 bench/codec-ratios.py` for the ratios; see BENCHMARKS.md. Two
+//! more modes of the same binary (`target/release/deps/codec-*`), outside
+//! criterion: `KEEPSAKE_CODEC_INTERLEAVED=ROUNDS` (alternating batches, for a
+//! shared machine) and `KEEPSAKE_CODEC_PROFILE=OP:SIZE:N` (for callgrind and
+//! perf).
 
 use std::{hint::black_box, time::Instant};
 

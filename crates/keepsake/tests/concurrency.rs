@@ -24,10 +24,11 @@ use axum::{
     routing::{get, post},
 };
 use keepsake::{
+    codec::unix_now,
     key::{Key, KeyRing},
     middleware::SessionLayer,
     session::{Session, SessionError},
-    store::{Id, MemoryStore, PostgresStore, RedisStore, SessionStore, SqliteStore},
+    store::{AnyStore, Id, SessionStore as _},
 };
 use serde_json::{Value, json};
 use tokio::sync::{Barrier, oneshot};
@@ -106,39 +107,6 @@ async fn login(session: Session, State(gate): State<Gate>, Path(user): Path<Stri
     Ok(Json(json!(true)))
 }
 
-/// A store under test, type-erased just enough for these tests.
-#[derive(Clone)]
-enum AnyStore {
-    Memory(MemoryStore),
-    Sqlite(SqliteStore),
-    Redis(RedisStore),
-    Postgres(PostgresStore),
-}
-
-impl AnyStore {
-    async fn load(&self, id: &Id) -> Option<keepsake::store::Record> {
-        let now = keepsake::codec::unix_now();
-        match self {
-            Self::Memory(s) => s.load(id, now).await,
-            Self::Sqlite(s) => s.load(id, now).await,
-            Self::Redis(s) => s.load(id, now).await,
-            Self::Postgres(s) => s.load(id, now).await,
-        }
-        .expect("store load")
-    }
-
-    async fn list_user(&self, user: &str) -> Vec<keepsake::store::Record> {
-        let now = keepsake::codec::unix_now();
-        match self {
-            Self::Memory(s) => s.list_user(user, now).await,
-            Self::Sqlite(s) => s.list_user(user, now).await,
-            Self::Redis(s) => s.list_user(user, now).await,
-            Self::Postgres(s) => s.list_user(user, now).await,
-        }
-        .expect("store list_user")
-    }
-}
-
 fn run_tag() -> String {
     format!("{}_{}", std::process::id(), Id::random().log_tag())
         .to_lowercase()
@@ -157,27 +125,64 @@ fn server_url(var: &str) -> Option<String> {
     }
 }
 
-/// Every store this machine offers, each fresh.
-async fn stores() -> Vec<(&'static str, AnyStore)> {
+/// A store under test, and what to drop after it.
+struct TestStore {
+    name: &'static str,
+    store: AnyStore,
+    /// The PostgreSQL server URL and the test's schema.
+    schema: Option<(String, String)>,
+}
+
+impl TestStore {
+    /// Removes what the test left: every record (and with them the Redis
+    /// keys), and the PostgreSQL schema.
+    async fn clean(self) {
+        for _ in 0..2 {
+            self.store.purge_expired(u64::MAX).await.expect("purge");
+        }
+        if let Some((url, schema)) = self.schema {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connect to drop the test schema");
+            tokio::spawn(connection);
+            client
+                .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                .await
+                .expect("drop the test schema");
+        }
+    }
+}
+
+/// Every store this machine offers, each fresh: Redis under a key prefix
+/// and PostgreSQL in a schema of their own.
+async fn stores() -> Vec<TestStore> {
     let tag = run_tag();
-    let mut stores = vec![("memory", AnyStore::Memory(MemoryStore::new()))];
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("conc-{tag}.db"));
-    let sqlite = SqliteStore::open(&path).await.expect("sqlite");
-    stores.push(("sqlite", AnyStore::Sqlite(sqlite)));
+    let mut urls = vec![
+        ("memory", "memory://".to_owned(), None),
+        ("sqlite", format!("sqlite://{}", path.display()), None),
+    ];
     if let Some(url) = server_url("KEEPSAKE_TEST_REDIS_URL") {
-        let redis = RedisStore::connect(&url)
-            .await
-            .expect("redis")
-            .with_prefix(format!("keepsake-conc-{tag}:"));
-        stores.push(("redis", AnyStore::Redis(redis)));
+        urls.push(("redis", format!("{url}?prefix=keepsake-conc-{tag}:"), None));
     }
     if let Some(url) = server_url("KEEPSAKE_TEST_POSTGRES_URL") {
-        let postgres = PostgresStore::builder()
-            .schema(format!("keepsake_conc_{tag}"))
-            .connect(&url)
+        let schema = format!("keepsake_conc_{tag}");
+        urls.push((
+            "postgres",
+            format!("{url}?schema={schema}"),
+            Some((url, schema)),
+        ));
+    }
+    let mut stores = Vec::new();
+    for (name, url, schema) in urls {
+        let store = AnyStore::open(&url)
             .await
-            .expect("postgres");
-        stores.push(("postgres", AnyStore::Postgres(postgres)));
+            .unwrap_or_else(|err| panic!("{name}: {err}"));
+        stores.push(TestStore {
+            name,
+            store,
+            schema,
+        });
     }
     stores
 }
@@ -194,20 +199,15 @@ impl Server {
         // One key for every server of a test, as app servers share theirs.
         static KEY: std::sync::LazyLock<Key> = std::sync::LazyLock::new(Key::generate);
         let ring = KeyRing::new(KEY.clone());
-        let layer = match store.clone() {
-            AnyStore::Memory(s) => SessionLayer::with_store(s, ring),
-            AnyStore::Sqlite(s) => SessionLayer::with_store(s, ring),
-            AnyStore::Redis(s) => SessionLayer::with_store(s, ring),
-            AnyStore::Postgres(s) => SessionLayer::with_store(s, ring),
-        }
-        .secure(false)
-        .on_unavailable(|err| {
-            let mut response = http::Response::new(json!(err.to_string()).to_string());
-            *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
-            response
-        })
-        .build()
-        .expect("layer");
+        let layer = SessionLayer::with_store(store.clone(), ring)
+            .secure(false)
+            .on_unavailable(|err| {
+                let mut response = http::Response::new(json!(err.to_string()).to_string());
+                *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                response
+            })
+            .build()
+            .expect("layer");
         let gate = Gate::default();
         let app = Router::new()
             .route("/incr", post(incr))
@@ -302,8 +302,9 @@ fn trials(var: &str, default: usize) -> usize {
 async fn concurrent_updates_from_one_cookie_lose_no_increment() {
     const REQUESTS: u64 = 100;
     let trials = trials("KEEPSAKE_TEST_UPDATE_TRIALS", 3);
-    for (name, store) in stores().await {
-        let server = Arc::new(Server::start(store).await);
+    for test in stores().await {
+        let name = test.name;
+        let server = Arc::new(Server::start(test.store.clone()).await);
         let mut exact = 0;
         for trial in 0..trials {
             let cookie = server.new_session().await;
@@ -332,6 +333,7 @@ async fn concurrent_updates_from_one_cookie_lose_no_increment() {
             exact += 1;
         }
         println!("{name}: {exact} of {trials} trials ended exactly +{REQUESTS}");
+        test.clean().await;
     }
 }
 
@@ -340,10 +342,11 @@ async fn concurrent_updates_from_one_cookie_lose_no_increment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_updates_through_two_app_servers_lose_no_increment() {
     const REQUESTS: u64 = 100;
-    for (name, store) in stores().await {
+    for test in stores().await {
+        let name = test.name;
         let servers = [
-            Arc::new(Server::start(store.clone()).await),
-            Arc::new(Server::start(store).await),
+            Arc::new(Server::start(test.store.clone()).await),
+            Arc::new(Server::start(test.store.clone()).await),
         ];
         // Both servers must share the key to read each other's cookies.
         let cookie = servers[0].new_session().await;
@@ -358,13 +361,15 @@ async fn concurrent_updates_through_two_app_servers_lose_no_increment() {
         let n = servers[1].state(&cookie).await["n"].as_u64();
         assert_eq!(n, Some(1 + REQUESTS), "{name}: counter");
         println!("{name}: two app servers, exactly +{REQUESTS}");
+        test.clean().await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn overlapping_writes_of_different_keys_both_survive() {
-    for (name, store) in stores().await {
-        let server = Arc::new(Server::start(store).await);
+    for test in stores().await {
+        let name = test.name;
+        let server = Arc::new(Server::start(test.store.clone()).await);
         let cookie = server.new_session().await;
         // A loads, B writes and finishes, then A writes: A's save conflicts
         // and is replayed on top of B's.
@@ -400,14 +405,16 @@ async fn overlapping_writes_of_different_keys_both_survive() {
                 );
             }
         }
+        test.clean().await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_slow_write_never_brings_back_a_logged_out_or_cycled_session() {
     let trials = trials("KEEPSAKE_TEST_RESURRECTION_TRIALS", 1_000);
-    for (name, store) in stores().await {
-        let server = Arc::new(Server::start(store).await);
+    for test in stores().await {
+        let name = test.name;
+        let server = Arc::new(Server::start(test.store.clone()).await);
         let mut resurrections = 0;
         for trial in 0..trials {
             let cookie = server.new_session().await;
@@ -445,7 +452,13 @@ async fn a_slow_write_never_brings_back_a_logged_out_or_cycled_session() {
                 set_cookie.as_deref().is_some_and(is_removal),
                 "{name}: the slow request's response removes the cookie, got {set_cookie:?}"
             );
-            if server.store.load(&old_id).await.is_some() {
+            if server
+                .store
+                .load(&old_id, unix_now())
+                .await
+                .expect("load")
+                .is_some()
+            {
                 resurrections += 1;
             }
             let after = server.state(&cookie).await;
@@ -453,14 +466,16 @@ async fn a_slow_write_never_brings_back_a_logged_out_or_cycled_session() {
         }
         println!("{name}: {resurrections} resurrections in {trials} trials");
         assert_eq!(resurrections, 0, "{name}");
+        test.clean().await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn of_concurrent_cycles_exactly_one_new_id_survives() {
     const LOGINS: usize = 10;
-    for (name, store) in stores().await {
-        let server = Arc::new(Server::start(store).await);
+    for test in stores().await {
+        let name = test.name;
+        let server = Arc::new(Server::start(test.store.clone()).await);
         for _ in 0..10 {
             let cookie = server.new_session().await;
             let user = format!("u{}", Id::random().log_tag());
@@ -478,7 +493,11 @@ async fn of_concurrent_cycles_exactly_one_new_id_survives() {
                 new_cookies.extend(set_cookie.map(|c| pair(&c)));
             }
             *server.gate.logins.lock().unwrap() = None;
-            let sessions = server.store.list_user(&user).await;
+            let sessions = server
+                .store
+                .list_user(&user, unix_now())
+                .await
+                .expect("list");
             assert_eq!(sessions.len(), 1, "{name}: one new id survives");
             assert_eq!(
                 new_cookies.len(),
@@ -492,5 +511,6 @@ async fn of_concurrent_cycles_exactly_one_new_id_survives() {
             let old = server.state(&cookie).await;
             assert_eq!(old["new"], json!(true), "{name}: the old id is anonymous");
         }
+        test.clean().await;
     }
 }

@@ -4,8 +4,10 @@
 //! port (see `support::servers`), put a real axum app with a `SessionLayer`
 //! over it, and drive a bounded load of 20 browsers (each a reqwest client
 //! with its own cookies) at about 200 requests per second. The store is
-//! crashed 4 s in and started again 8 s in. Every browser checks its counter,
-//! so a fresh session or a lost update shows as a wrong number.
+//! crashed 4 s in and started again 8 s in (`SIGKILL` for Redis, `pg_ctl
+//! stop -m immediate` for PostgreSQL), or frozen (`SIGSTOP`, a store that
+//! hangs) and thawed. Every browser checks its counter, so a fresh session or
+//! a lost update shows as a wrong number.
 //!
 //! The command test counts what the middleware sends to a spare Redis per
 //! HTTP request, with `INFO commandstats` and `MONITOR`.
@@ -155,6 +157,20 @@ impl Spare for FrozenRedis {
             std::thread::sleep(Duration::from_millis(10));
         }
         Ok(())
+    }
+}
+
+/// A PostgreSQL that hangs: every process of the server `SIGSTOP`ped, then
+/// `SIGCONT`inued.
+#[derive(Debug)]
+struct FrozenPostgres(SparePostgres);
+
+impl Spare for FrozenPostgres {
+    fn crash(&mut self) -> Result<(), String> {
+        self.0.signal_all("STOP")
+    }
+    fn start_again(&mut self) -> Result<(), String> {
+        self.0.signal_all("CONT")
     }
 }
 
@@ -560,12 +576,11 @@ async fn redis_freeze_and_thaw_under_load() {
         .expect("join");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_crash_and_restart_under_load() {
+/// A spare PostgreSQL and an app over it, or `None` when skipped.
+async fn postgres_app() -> Option<(SparePostgres, Router)> {
     if !servers::gate("KEEPSAKE_TEST_POSTGRES_URL") {
-        return;
+        return None;
     }
-    let _serial = SERIAL.lock().await;
     let spare = match tokio::task::spawn_blocking(SparePostgres::start)
         .await
         .expect("join")
@@ -573,7 +588,7 @@ async fn postgres_crash_and_restart_under_load() {
         Ok(spare) => spare,
         Err(reason) => {
             servers::skip_or_fail(&format!("no spare PostgreSQL: {reason}"));
-            return;
+            return None;
         }
     };
     let store = PostgresStore::builder()
@@ -584,7 +599,28 @@ async fn postgres_crash_and_restart_under_load() {
     let router = Router::new()
         .route("/count", get(count))
         .layer(layer(store));
+    Some((spare, router))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_crash_and_restart_under_load() {
+    let _serial = SERIAL.lock().await;
+    let Some((spare, router)) = postgres_app().await else {
+        return;
+    };
     let (_figures, spare) = fault_run("postgres", router, spare).await;
+    tokio::task::spawn_blocking(move || drop(spare))
+        .await
+        .expect("join");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_freeze_and_thaw_under_load() {
+    let _serial = SERIAL.lock().await;
+    let Some((spare, router)) = postgres_app().await else {
+        return;
+    };
+    let (_figures, spare) = fault_run("postgres-frozen", router, FrozenPostgres(spare)).await;
     tokio::task::spawn_blocking(move || drop(spare))
         .await
         .expect("join");

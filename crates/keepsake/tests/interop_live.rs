@@ -96,10 +96,16 @@ fn run(command: &mut Command, what: &str) {
     );
 }
 
-/// The venv's Python, making the venv first if needed. Several test
-/// processes may race here: each builds in its own temporary directory and
-/// renames it into place; the first rename wins and the others use it.
+/// The venv's Python, made once per test process (see [`make_venv`]).
 fn venv_python() -> PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(make_venv).clone()
+}
+
+/// Makes the venv if needed. Several test processes may race here: each
+/// builds in its own temporary directory and renames it into place; the
+/// first rename wins and the others use it.
+fn make_venv() -> PathBuf {
     let venv = target_dir().join("interop-venv");
     let marker = venv.join("keepsake-requirements.txt");
     let wanted = requirements().join("\n");
@@ -115,7 +121,10 @@ fn venv_python() -> PathBuf {
         }
     }
     std::fs::create_dir_all(target_dir()).expect("target dir");
-    let tmp = target_dir().join(format!("interop-venv.tmp.{}", std::process::id()));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let tmp = target_dir().join(format!("interop-venv.tmp.{}.{nanos}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let base = std::env::var("KEEPSAKE_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned());
     run(
@@ -672,4 +681,112 @@ fn flask_does_not_fail_on_keepsake_tagged_values() {
         codec.encode(&session, T0),
         Err(keepsake::codec::interop::InteropEncodeError::DateOutOfRange)
     );
+}
+
+/// The Flask app of `examples/flask-shared-login`, running on a free port.
+struct FlaskServer {
+    child: Child,
+    base: String,
+}
+
+impl FlaskServer {
+    fn start(secret_key: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let app = manifest_dir().join("../../examples/flask-shared-login/flask_app.py");
+        let child = Command::new(venv_python())
+            .arg(app)
+            .env("SHARED_SECRET_KEY", secret_key)
+            .env("PORT", port.to_string())
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the Flask app starts");
+        let server = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        // Wait (at most 20 s) for it to listen.
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return server;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the Flask app did not listen on port {port}");
+    }
+}
+
+impl Drop for FlaskServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `session` cookie value in a response's `Set-Cookie`.
+fn session_cookie(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .filter_map(|value| value.split(';').next()?.strip_prefix("session="))
+        .map(str::to_owned)
+        .next()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shared_login_with_the_example_flask_app() {
+    if !enabled("shared_login_with_the_example_flask_app") {
+        return;
+    }
+    let secret = "example-secret-key-0123";
+    let server = tokio::task::spawn_blocking(move || FlaskServer::start(secret))
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let codec = InteropCodec::new(Framework::Flask, secret);
+    let now = keepsake::codec::unix_now();
+
+    // Logged in on Flask: keepsake reads the login.
+    let response = client
+        .post(format!("{}/login?user=ada", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let cookie = session_cookie(&response).expect("Flask set the session cookie");
+    let session = codec.decode(&cookie, now).unwrap().into_session();
+    assert_eq!(session.get("user"), Some(&PyValue::from("ada")));
+
+    // Logged in by keepsake: Flask reads the login.
+    let mut session = PyDict::new();
+    session.insert("user", "grace");
+    let ours = codec.encode(&session, now).unwrap();
+    let whoami = client
+        .get(format!("{}/whoami", server.base))
+        .header("Cookie", format!("session={ours}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(whoami.status(), 200);
+    let body: Value = serde_json::from_str(&whoami.text().await.unwrap()).unwrap();
+    assert_eq!(body, json!({"served_by": "flask", "user": "grace"}));
+
+    // A keepsake cookie under another key is no login for Flask.
+    let forged = InteropCodec::new(Framework::Flask, "not the key")
+        .encode(&session, now)
+        .unwrap();
+    let whoami = client
+        .get(format!("{}/whoami", server.base))
+        .header("Cookie", format!("session={forged}"))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_str(&whoami.text().await.unwrap()).unwrap();
+    assert_eq!(body["user"], Value::Null);
 }

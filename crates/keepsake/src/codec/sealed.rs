@@ -1,5 +1,10 @@
 //! The sealed format, version 1: `e1.` base64(nonce ‖ ciphertext ‖ tag),
 //! with AES-256-GCM-SIV (RFC 8452). The plaintext is header ‖ payload.
+//!
+//! Speed (BENCHMARKS.md): the associated data is built on the stack, a small
+//! value is sealed in a stack buffer so that the returned string is the only
+//! allocation, and opening decrypts in place in the `Vec` that becomes the
+//! payload.
 
 use aes_gcm_siv::{
     Nonce, Tag,
@@ -125,7 +130,8 @@ pub(super) fn decode(
     name: &str,
     body: &str,
 ) -> Result<(Vec<u8>, Claims, usize), DecodeError> {
-    let mut buf = Vec::with_capacity(body.len() / 4 * 3 + 3);
+    // Sized by the decoder; one allocation, which becomes the payload.
+    let mut buf = Vec::new();
     b64_decode_into(body, &mut buf)?;
     if buf.len() < MIN_LEN {
         return Err(DecodeError::Malformed);

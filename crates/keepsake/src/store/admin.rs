@@ -216,6 +216,23 @@ pub trait StoreAdmin: SessionStore {
     /// Up to `limit` records (at least one is asked for when `limit` is 0),
     /// expired ones included, starting where `cursor` says (`None`: from
     /// the start). Pass [`Page::next`] back to get the next page.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::store::{Id, MemoryStore, Record, SessionStore, StoreAdmin};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// for lifetime in [10, 20, 30] {
+    ///     store.create(&Record::new(Id::random(), 0, None, lifetime)).await?;
+    /// }
+    /// let first = store.page(None, 2).await?;
+    /// assert_eq!(first.records.len(), 2);
+    /// let second = store.page(first.next.as_ref(), 2).await?;
+    /// assert_eq!((second.records.len(), second.next), (1, None));
+    /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+    /// ```
     fn page(
         &self,
         cursor: Option<&Cursor>,
@@ -224,12 +241,42 @@ pub trait StoreAdmin: SessionStore {
 
     /// How many records the store holds, and how many of them have expired
     /// at `now`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::store::{Counts, Id, Record, SessionStore, SqliteStore, StoreAdmin};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = SqliteStore::open_in_memory()?;
+    /// store.create(&Record::new(Id::random(), 0, None, 10)).await?;
+    /// store.create(&Record::new(Id::random(), 0, None, 99)).await?;
+    /// assert_eq!(store.count(50).await?, Counts { total: 2, expired: 1 });
+    /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+    /// ```
     fn count(&self, now: u64) -> impl Future<Output = Result<Counts, StoreError>> + Send;
 
     /// Deletes up to about `limit` records that have expired at `now`,
     /// continuing where `cursor` says (`None`: from the start). Call it
     /// again with [`PurgeStep::next`] until that is `None`; the total is the
     /// same as one [`SessionStore::purge_expired`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::store::{Id, Record, SessionStore, SqliteStore, StoreAdmin};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = SqliteStore::open_in_memory()?;
+    /// for _ in 0..3 {
+    ///     store.create(&Record::new(Id::random(), 0, None, 10)).await?;
+    /// }
+    /// let step = store.purge_step(10, None, 2).await?;
+    /// assert_eq!(step.purged, 2);
+    /// let last = store.purge_step(10, step.next.as_ref(), 2).await?;
+    /// assert_eq!((last.purged, last.is_last()), (1, true));
+    /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+    /// ```
     fn purge_step(
         &self,
         now: u64,

@@ -362,6 +362,23 @@ fn parse_monitor_line(line: &str) -> Option<Seen> {
 // PostgreSQL
 // ---------------------------------------------------------------------------
 
+/// The processes whose parent is `parent` (from `/proc/<pid>/stat`).
+fn children(parent: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // `pid (comm) state ppid ...`; comm may hold spaces.
+            let after = &stat[stat.rfind(')')? + 1..];
+            let ppid: u32 = after.split_whitespace().nth(1)?.parse().ok()?;
+            (ppid == parent).then_some(pid)
+        })
+        .collect()
+}
+
 /// The effective user id of this process.
 fn euid() -> Option<u32> {
     std::fs::metadata("/proc/self").ok().map(|meta| meta.uid())
@@ -533,6 +550,33 @@ impl SparePostgres {
         Ok(())
     }
 
+    /// Sends `signal` to the postmaster and all its children (`STOP`: the
+    /// whole server freezes, a hung store that still accepts TCP
+    /// connections; `CONT`: it goes on).
+    pub(crate) fn signal_all(&self, signal: &str) -> Result<(), String> {
+        let pid_file = self.root.join("data").join("postmaster.pid");
+        let text = std::fs::read_to_string(&pid_file)
+            .map_err(|err| format!("{}: {err}", pid_file.display()))?;
+        let postmaster: u32 = text
+            .lines()
+            .next()
+            .and_then(|line| line.trim().parse().ok())
+            .ok_or("no PID in postmaster.pid")?;
+        // The postmaster first, so it starts no new child meanwhile.
+        let mut pids = vec![postmaster];
+        pids.extend(children(postmaster));
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .args(pids.iter().map(u32::to_string))
+            .status()
+            .map_err(|err| format!("kill -{signal}: {err}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("kill -{signal} {pids:?} failed"))
+        }
+    }
+
     /// Starts the server again on the same port (crash recovery first).
     pub(crate) fn restart(&mut self) -> Result<(), String> {
         self.pg_start()
@@ -542,6 +586,8 @@ impl SparePostgres {
 impl Drop for SparePostgres {
     fn drop(&mut self) {
         if self.running {
+            // A frozen server cannot stop.
+            let _ = self.signal_all("CONT");
             let _ = self.crash();
         }
         let _ = std::fs::remove_dir_all(&self.root);

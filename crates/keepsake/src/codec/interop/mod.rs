@@ -709,6 +709,71 @@ impl InteropCodec {
         }
     }
 
+    /// The session as a JSON object, for code that keeps sessions as
+    /// `serde_json` maps (such as keepsake's own sessions). The object is
+    /// the one the framework serializes: for Flask its tagged JSON, so a
+    /// tuple is `{" t": [...]}`, bytes `{" b": "<base64>"}` and so on, and
+    /// [`session_from_json`](Self::session_from_json) gives the same
+    /// session back.
+    ///
+    /// # Errors
+    ///
+    /// As [`serialize`](Self::serialize); also
+    /// [`InteropEncodeError::Unsupported`] for `NaN` and infinite floats,
+    /// which `serde_json` cannot hold. Integers beyond 64 bits become
+    /// floats.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::codec::interop::{Framework, InteropCodec, PyDict, PyValue};
+    ///
+    /// let flask = InteropCodec::new(Framework::Flask, "k");
+    /// let session: PyDict = [("pair", PyValue::Tuple(vec![1.into(), 2.into()]))].into_iter().collect();
+    /// let json = flask.session_to_json(&session)?;
+    /// assert_eq!(serde_json::Value::Object(json.clone()), serde_json::json!({"pair": {" t": [1, 2]}}));
+    /// assert_eq!(flask.session_from_json(&json)?, session);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn session_to_json(
+        &self,
+        session: &PyDict,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, InteropEncodeError> {
+        let text = self.serialize(session)?;
+        serde_json::from_str(&text).map_err(|_| InteropEncodeError::Unsupported {
+            framework: self.framework,
+            type_name: "float (NaN or infinite)",
+        })
+    }
+
+    /// The session a JSON object stands for (see
+    /// [`session_to_json`](Self::session_to_json)).
+    ///
+    /// # Errors
+    ///
+    /// [`InteropDecodeError::BadPayload`] for a bad Flask tag.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::codec::interop::{Framework, InteropCodec, PyValue};
+    ///
+    /// let mut json = serde_json::Map::new();
+    /// json.insert("user".to_owned(), "ada".into());
+    /// let session = InteropCodec::new(Framework::Django, "k").session_from_json(&json)?;
+    /// assert_eq!(session.get("user"), Some(&PyValue::from("ada")));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn session_from_json(
+        &self,
+        json: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<PyDict, InteropDecodeError> {
+        let text = serde_json::to_string(json).map_err(|_| InteropDecodeError::BadPayload {
+            reason: "the JSON object cannot be written",
+        })?;
+        self.deserialize(&text)
+    }
+
     /// Writes `session` as the framework's cookie value, issued at `now`
     /// (Unix seconds), signed with the current key: byte for byte what the
     /// framework writes for the same session at the same time.

@@ -1,0 +1,145 @@
+//! A keepsake axum app that shares its login with a Flask app.
+//!
+//! Both read and write Flask's own session cookie (`session`) with the same
+//! `SECRET_KEY`, so a visitor who logs in on one is logged in on the other:
+//! the first step of moving a Flask app to Rust one route at a time. See
+//! `examples/flask-shared-login/README.md` at the repository root for the
+//! commands that run both.
+//!
+//! ```sh
+//! export SHARED_SECRET_KEY='change me: the Flask app'"'"'s SECRET_KEY'
+//! cargo run -p keepsake --features interop --example flask_shared_login   # on 127.0.0.1:3001
+//! ```
+//!
+//! Routes: `GET /whoami`, `POST /login?user=NAME`, `POST /logout`.
+
+use std::{collections::HashMap, net::SocketAddr};
+
+use axum::{
+    Json, Router,
+    extract::{Query, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use keepsake::{
+    codec::{
+        interop::{Framework, InteropCodec, PyDict, PyValue},
+        unix_now,
+    },
+    cookies::Cookie,
+};
+use serde_json::json;
+
+/// Reads the Flask session from the request's cookies: an empty session if
+/// there is none or it does not verify (as Flask does), and whether it
+/// should be written again (made with a fallback key).
+fn read_session(codec: &InteropCodec, headers: &HeaderMap) -> (PyDict, bool) {
+    let cookies = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='));
+    for (name, value) in cookies {
+        if name == codec.cookie_name() {
+            if let Ok(opened) = codec.decode(value, unix_now()) {
+                let stale = opened.key_used().is_fallback();
+                return (opened.into_session(), stale);
+            }
+        }
+    }
+    (PyDict::new(), false)
+}
+
+/// The `Set-Cookie` that stores `session`, with Flask's default attributes
+/// (`HttpOnly`, `Path=/`; not `Secure`, so it works on plain HTTP here). An
+/// empty session deletes the cookie, as Flask does.
+fn set_session(codec: &InteropCodec, session: &PyDict) -> Result<HeaderValue, Response> {
+    let failed = |err: String| (StatusCode::INTERNAL_SERVER_ERROR, err).into_response();
+    let value = if session.is_empty() {
+        String::new()
+    } else {
+        codec
+            .encode(session, unix_now())
+            .map_err(|e| failed(e.to_string()))?
+    };
+    let mut cookie = Cookie::build(codec.cookie_name(), value)
+        .secure(false)
+        .same_site(None)
+        .build()
+        .map_err(|e| failed(e.to_string()))?;
+    if session.is_empty() {
+        cookie = cookie.into_removal();
+    }
+    Ok(cookie.to_header_value())
+}
+
+async fn whoami(State(codec): State<InteropCodec>, headers: HeaderMap) -> Response {
+    let (session, stale) = read_session(&codec, &headers);
+    let user = session
+        .get("user")
+        .and_then(PyValue::as_str)
+        .map(str::to_owned);
+    let body = Json(json!({"user": user, "served_by": "keepsake"}));
+    if stale {
+        // Verified only by an old key: issue it again under the current one.
+        match set_session(&codec, &session) {
+            Ok(cookie) => return ([(header::SET_COOKIE, cookie)], body).into_response(),
+            Err(response) => return response,
+        }
+    }
+    body.into_response()
+}
+
+async fn login(
+    State(codec): State<InteropCodec>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(user) = query.get("user").filter(|user| !user.is_empty()) else {
+        return (StatusCode::BAD_REQUEST, "give ?user=NAME").into_response();
+    };
+    let (mut session, _) = read_session(&codec, &headers);
+    session.insert("user", user.as_str());
+    match set_session(&codec, &session) {
+        Ok(cookie) => ([(header::SET_COOKIE, cookie)], Json(json!({"user": user}))).into_response(),
+        Err(response) => response,
+    }
+}
+
+async fn logout(State(codec): State<InteropCodec>, headers: HeaderMap) -> Response {
+    let (mut session, _) = read_session(&codec, &headers);
+    session.remove("user");
+    match set_session(&codec, &session) {
+        Ok(cookie) => ([(header::SET_COOKIE, cookie)], Json(json!({"user": null}))).into_response(),
+        Err(response) => response,
+    }
+}
+
+/// The app, for a Flask app whose `SECRET_KEY` is `secret_key` (and whose
+/// `SECRET_KEY_FALLBACKS` are `fallbacks`).
+fn app(secret_key: &str, fallbacks: &[String]) -> Router {
+    let codec = InteropCodec::new(Framework::Flask, secret_key).with_fallbacks(fallbacks);
+    Router::new()
+        .route("/whoami", get(whoami))
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .with_state(codec)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let secret = std::env::var("SHARED_SECRET_KEY")
+        .map_err(|_| "set SHARED_SECRET_KEY to the Flask app's SECRET_KEY")?;
+    let fallbacks: Vec<String> = std::env::var("SHARED_SECRET_KEY_FALLBACKS")
+        .map(|list| list.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let addr: SocketAddr = std::env::var("KEEPSAKE_EXAMPLE_ADDR")
+        .unwrap_or_else(|_| "127.0.0.1:3001".to_owned())
+        .parse()?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    println!("keepsake app on http://{addr} (GET /whoami, POST /login?user=NAME, POST /logout)");
+    axum::serve(listener, app(&secret, &fallbacks)).await?;
+    Ok(())
+}

@@ -1,0 +1,17 @@
+//! Flask, Starlette and Django cookie decoding (`codec::interop`): verify,
+//! decompress, JSON and Flask tags, plus `interop::inspect`.
+#![no_main]
+
+use keepsake::codec::interop::{self, Framework, InteropCodec};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let (selector, value) = keepsake_fuzz::split(data);
+    let framework = Framework::ALL[usize::from(selector) % 3];
+    let codec = InteropCodec::new(framework, keepsake_fuzz::INTEROP_SECRET);
+    if let Ok(decoded) = codec.decode(&value, keepsake_fuzz::NOW) {
+        let _ = decoded.session().len();
+    }
+    let _ = codec.deserialize(&value);
+    let _ = interop::inspect(&value);
+});
