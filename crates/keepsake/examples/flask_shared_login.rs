@@ -55,20 +55,19 @@ fn read_session(codec: &InteropCodec, headers: &HeaderMap) -> (PyDict, bool) {
 /// The `Set-Cookie` that stores `session`, with Flask's default attributes
 /// (`HttpOnly`, `Path=/`; not `Secure`, so it works on plain HTTP here). An
 /// empty session deletes the cookie, as Flask does.
-fn set_session(codec: &InteropCodec, session: &PyDict) -> Result<HeaderValue, Response> {
-    let failed = |err: String| (StatusCode::INTERNAL_SERVER_ERROR, err).into_response();
+fn set_session(codec: &InteropCodec, session: &PyDict) -> Result<HeaderValue, String> {
     let value = if session.is_empty() {
         String::new()
     } else {
         codec
             .encode(session, unix_now())
-            .map_err(|e| failed(e.to_string()))?
+            .map_err(|e| e.to_string())?
     };
     let mut cookie = Cookie::build(codec.cookie_name(), value)
         .secure(false)
         .same_site(None)
         .build()
-        .map_err(|e| failed(e.to_string()))?;
+        .map_err(|e| e.to_string())?;
     if session.is_empty() {
         cookie = cookie.into_removal();
     }
@@ -84,10 +83,7 @@ async fn whoami(State(codec): State<InteropCodec>, headers: HeaderMap) -> Respon
     let body = Json(json!({"user": user, "served_by": "keepsake"}));
     if stale {
         // Verified only by an old key: issue it again under the current one.
-        match set_session(&codec, &session) {
-            Ok(cookie) => return ([(header::SET_COOKIE, cookie)], body).into_response(),
-            Err(response) => return response,
-        }
+        return with_cookie(set_session(&codec, &session), body);
     }
     body.into_response()
 }
@@ -102,18 +98,21 @@ async fn login(
     };
     let (mut session, _) = read_session(&codec, &headers);
     session.insert("user", user.as_str());
-    match set_session(&codec, &session) {
-        Ok(cookie) => ([(header::SET_COOKIE, cookie)], Json(json!({"user": user}))).into_response(),
-        Err(response) => response,
-    }
+    with_cookie(set_session(&codec, &session), Json(json!({"user": user})))
 }
 
 async fn logout(State(codec): State<InteropCodec>, headers: HeaderMap) -> Response {
     let (mut session, _) = read_session(&codec, &headers);
     session.remove("user");
-    match set_session(&codec, &session) {
-        Ok(cookie) => ([(header::SET_COOKIE, cookie)], Json(json!({"user": null}))).into_response(),
-        Err(response) => response,
+    with_cookie(set_session(&codec, &session), Json(json!({"user": null})))
+}
+
+/// `body` with `cookie` set, or a 500 saying why the cookie could not be
+/// made (a session too big for a cookie, say).
+fn with_cookie(cookie: Result<HeaderValue, String>, body: Json<serde_json::Value>) -> Response {
+    match cookie {
+        Ok(cookie) => ([(header::SET_COOKIE, cookie)], body).into_response(),
+        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err).into_response(),
     }
 }
 

@@ -790,3 +790,83 @@ async fn shared_login_with_the_example_flask_app() {
     let body: Value = serde_json::from_str(&whoami.text().await.unwrap()).unwrap();
     assert_eq!(body["user"], Value::Null);
 }
+
+/// `SessionLayer::with_interop`: an axum app whose sessions are Flask's,
+/// Starlette's or Django's own cookies, read and written by the real
+/// frameworks.
+#[tokio::test(flavor = "multi_thread")]
+async fn session_layer_shares_sessions_with_each_framework() {
+    use axum::{Router, body::Body, routing::get};
+    use keepsake::{
+        middleware::SessionLayer,
+        session::{Session, SessionError},
+    };
+    use tower_service::Service as _;
+
+    if !enabled("session_layer_shares_sessions_with_each_framework") {
+        return;
+    }
+    async fn set(session: Session) -> Result<&'static str, SessionError> {
+        session.insert("user", "ada").await?;
+        session.insert("visits", 3).await?;
+        Ok("set")
+    }
+    async fn user(session: Session) -> Result<String, SessionError> {
+        Ok(session.get::<String>("user").await?.unwrap_or_default())
+    }
+
+    for framework in Framework::ALL {
+        let codec = InteropCodec::new(framework, key_a().bytes());
+        let layer = SessionLayer::with_interop(codec)
+            .secure(false)
+            .build()
+            .unwrap();
+        let mut app = Router::new()
+            .route("/set", get(set))
+            .route("/user", get(user))
+            .layer(layer);
+
+        // Written by keepsake's layer: the framework reads the session.
+        let request = http::Request::get("/set").body(Body::empty()).unwrap();
+        let response = app.call(request).await.unwrap();
+        let set_cookie = response.headers()[http::header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let prefix = format!("{}=", framework.cookie_name());
+        let value = set_cookie
+            .split(';')
+            .next()
+            .unwrap()
+            .strip_prefix(&prefix)
+            .unwrap()
+            .to_owned();
+        let expected: PyDict = [("user", PyValue::from("ada")), ("visits", 3.into())]
+            .into_iter()
+            .collect();
+        let now = keepsake::codec::unix_now();
+        let read = tokio::task::spawn_blocking(move || {
+            framework_reads(framework, &key_a(), &[], &value, now)
+        })
+        .await
+        .unwrap();
+        assert_eq!(read, Some(expected), "{framework}");
+
+        // Written by the framework: keepsake's layer reads the session.
+        let session: PyDict = [("user", PyValue::from("grace"))].into_iter().collect();
+        let theirs = tokio::task::spawn_blocking(move || {
+            framework_makes(framework, &key_a(), &session, now)
+        })
+        .await
+        .unwrap();
+        let request = http::Request::get("/user")
+            .header(http::header::COOKIE, format!("{prefix}{theirs}"))
+            .body(Body::empty())
+            .unwrap();
+        let response = app.call(request).await.unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        assert_eq!(&body[..], b"grace", "{framework}");
+    }
+}

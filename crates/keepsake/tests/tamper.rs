@@ -108,13 +108,22 @@ fn b64(bytes: &[u8]) -> String {
     base64_simd::URL_SAFE_NO_PAD.encode_to_string(bytes)
 }
 
+/// Which positions of a value of `len` characters (or bytes) the per-position
+/// sweeps visit: all of them up to 128; for longer values every position
+/// within 64 of either end (prefix, header, nonce, tag and the base64 tail)
+/// and every 29th in between, where the MAC or AEAD treats every byte alike.
+/// Keeps the sweep to seconds in an unoptimised test build.
+fn position(i: usize, len: usize) -> bool {
+    len <= 128 || i < 64 || i + 64 >= len || i % 29 == 0
+}
+
 /// Every tampered variant of `value`, with its kind, passed to `each`.
 fn mutations(value: &str, other: &str, format: Format, mut each: impl FnMut(&str, &[u8])) {
     let bytes = value.as_bytes();
     let len = bytes.len();
 
-    // Every bit of every character.
-    for i in 0..len {
+    // Every bit of every character (of long values: see `position`).
+    for i in (0..len).filter(|&i| position(i, len)) {
         for bit in 0..8 {
             let mut v = bytes.to_vec();
             v[i] ^= 1 << bit;
@@ -122,13 +131,8 @@ fn mutations(value: &str, other: &str, format: Format, mut each: impl FnMut(&str
         }
     }
 
-    // Every position, each substitute character; for long values every
-    // position near either end and every 7th in between (the MAC covers
-    // every byte the same way; the ends hold the prefix, header and tag).
-    for i in 0..len {
-        if len > 400 && i > 96 && i + 96 < len && i % 7 != 0 {
-            continue;
-        }
+    // Every position, each substitute character.
+    for i in (0..len).filter(|&i| position(i, len)) {
         for &c in SUBSTITUTES {
             if bytes[i] != c {
                 let mut v = bytes.to_vec();
@@ -256,7 +260,7 @@ fn byte_flips(value: &str, mut each: impl FnMut(&[u8])) {
     let (prefix, body) = value.split_at(3);
     let parts: Vec<Vec<u8>> = body.split('.').map(b64_decode).collect();
     for (p, part) in parts.iter().enumerate() {
-        for i in 0..part.len() {
+        for i in (0..part.len()).filter(|&i| position(i, part.len())) {
             for bit in 0..8 {
                 let mut flipped = parts.clone();
                 flipped[p][i] ^= 1 << bit;
@@ -330,7 +334,7 @@ fn sweep(format: Format) {
         SIZES.len(),
         tally.bad_signature
     );
-    assert!(tally.tried > 100_000, "sweep too small: {}", tally.tried);
+    assert!(tally.tried > 20_000, "sweep too small: {}", tally.tried);
     assert!(tally.bad_signature > tally.tried / 4);
 }
 
@@ -393,7 +397,7 @@ fn http_sample(value: &str, other: &str, format: Format) -> Vec<(String, String)
         }
         let count = seen_per_kind.entry(kind.to_owned()).or_default();
         *count += 1;
-        if *count % 23 == 1 {
+        if *count % 59 == 1 {
             sample.push((kind.to_owned(), text.to_owned()));
         }
     };
@@ -425,7 +429,7 @@ async fn http_outcomes(backend: Backend, format: Format) {
             (200, "new=true expired=false n=- user=-".to_owned(), false)
         );
         let sample = http_sample(&value, &other, format);
-        assert!(sample.len() > 100, "sample of {}", sample.len());
+        assert!(sample.len() > 50, "sample of {}", sample.len());
         let mut baseline: Option<(u16, String, bool)> = None;
         for (kind, bad) in &sample {
             let got = outcome(&server.get_raw("/status", Some(bad)).await);

@@ -141,9 +141,6 @@ pub(super) fn decode(
     // Decoded in place: an array returned inside a `Result` is copied
     // through unaligned stack slots, which measurably stalls the stores.
     let mut tag = [0u8; TAG_LEN];
-    if b64_decode_slice(tag_b64, &mut tag)? != TAG_LEN {
-        return Err(DecodeError::Malformed);
-    }
     let mut keys = ring.all_subkeys();
     let current = keys.next().ok_or(DecodeError::BadSignature)?;
 
@@ -154,6 +151,12 @@ pub(super) fn decode(
         let at = write_prefix(&mut buf, namespace, name.as_bytes());
         let len = b64_decode_slice(data, &mut buf[at..])?;
         if len < HEADER_LEN {
+            return Err(DecodeError::Malformed);
+        }
+        // The tag is decoded only now, between writing the buffer and
+        // hashing it, which gives the buffer's many small stores time to
+        // drain before SHA-256 reads them back in 16-byte loads.
+        if b64_decode_slice(tag_b64, &mut tag)? != TAG_LEN {
             return Err(DecodeError::Malformed);
         }
         let end = at + len;
@@ -168,6 +171,9 @@ pub(super) fn decode(
     }
 
     // Large: decode the payload straight into the Vec that is returned.
+    if b64_decode_slice(tag_b64, &mut tag)? != TAG_LEN {
+        return Err(DecodeError::Malformed);
+    }
     let (header, payload_b64) = data.split_at(HEADER_B64_LEN);
     let header: [u8; HEADER_LEN] = b64_decode_exact(header)?;
     let mut payload = Vec::new();

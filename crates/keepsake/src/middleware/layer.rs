@@ -92,6 +92,39 @@ impl SessionLayer {
         SessionLayerBuilder::new(Backend::Cookie, Codec::new(format, ring))
     }
 
+    /// Client-side sessions in a Flask, Starlette or Django session cookie
+    /// (feature `interop`), so the app shares sessions with a Python app
+    /// that has the same secret key. The cookie name is the framework's
+    /// (`session`, or `sessionid` for Django); a session ends
+    /// [`max_age`](crate::codec::interop::InteropCodec::max_age) after its
+    /// last write, as in the framework, and the layer's idle timeout only
+    /// sets the cookie's `Max-Age`. See
+    /// [`InteropCodec::decode_record`](crate::codec::interop::InteropCodec::decode_record)
+    /// for how the framework's session maps to a keepsake one.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::{codec::interop::{Framework, InteropCodec}, middleware::SessionLayer};
+    ///
+    /// let django = InteropCodec::new(Framework::Django, "the Django app's SECRET_KEY");
+    /// let layer = SessionLayer::with_interop(django).build()?;
+    /// assert_eq!(layer.cookie_name(), "sessionid");
+    /// # Ok::<(), keepsake::middleware::ConfigError>(())
+    /// ```
+    #[cfg(feature = "interop")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "interop")))]
+    pub fn with_interop(codec: crate::codec::interop::InteropCodec) -> SessionLayerBuilder {
+        // keepsake's own codec is unused; it gets a throwaway key.
+        let mut builder = SessionLayerBuilder::new(
+            Backend::Cookie,
+            Codec::signed(KeyRing::new(Key::generate())),
+        );
+        builder.name = codec.cookie_name().to_owned();
+        builder.interop = Some(codec);
+        builder
+    }
+
     /// Server-side sessions in `store`, configured from the environment: the
     /// secret from `KEEPSAKE_SECRET` (base64; required), optional fallback
     /// keys from `KEEPSAKE_SECRET_FALLBACKS` (comma-separated), and the
@@ -194,6 +227,8 @@ pub struct SessionLayerBuilder {
     max_replays: usize,
     clock: Arc<dyn Clock>,
     unavailable: Option<UnavailableHook>,
+    #[cfg(feature = "interop")]
+    interop: Option<crate::codec::interop::InteropCodec>,
 }
 
 /// The default of [`SessionLayerBuilder::max_replays`].
@@ -229,6 +264,8 @@ impl SessionLayerBuilder {
             max_replays: DEFAULT_MAX_REPLAYS,
             clock: Arc::new(SystemClock),
             unavailable: None,
+            #[cfg(feature = "interop")]
+            interop: None,
         }
     }
 
@@ -667,6 +704,8 @@ impl SessionLayerBuilder {
             clock: self.clock,
             max_replays: self.max_replays,
             write_locks: WriteLocks::new(),
+            #[cfg(feature = "interop")]
+            interop: self.interop,
         }
     }
 }

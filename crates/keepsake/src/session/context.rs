@@ -161,6 +161,10 @@ pub(crate) struct Context {
     pub(crate) max_replays: usize,
     /// Saves of one session in this process take turns.
     pub(crate) write_locks: WriteLocks,
+    /// With [`Backend::Cookie`]: a Flask, Starlette or Django session cookie
+    /// instead of keepsake's own (`codec` is then unused).
+    #[cfg(feature = "interop")]
+    pub(crate) interop: Option<crate::codec::interop::InteropCodec>,
 }
 
 /// Striped locks, so that the saves of one session made by this process
@@ -251,6 +255,21 @@ impl Context {
     }
 
     fn verify(&self, value: &str, now: u64) -> Result<(Incoming, bool), &'static str> {
+        #[cfg(feature = "interop")]
+        if let Some(interop) = &self.interop {
+            use crate::codec::interop::InteropDecodeError as Error;
+            return match interop.decode_record(value, now) {
+                Ok((record, key_used)) => {
+                    Ok((Incoming::Record(Box::new(record)), key_used.is_fallback()))
+                }
+                Err(Error::Expired { .. } | Error::IssuedInFuture { .. }) => {
+                    Ok((Incoming::Expired, false))
+                }
+                Err(Error::BadSignature) => Err("bad signature"),
+                Err(Error::TooLarge { .. }) => Err("too large"),
+                Err(_) => Err("malformed"),
+            };
+        }
         let opened = match self.codec.decode(&self.cookie_name, value, now) {
             Ok(opened) => opened,
             Err(DecodeError::Expired { .. }) => return Ok((Incoming::Expired, false)),
@@ -282,6 +301,21 @@ impl Context {
         record: &Record,
         now: u64,
     ) -> Result<String, crate::codec::EncodeError> {
+        #[cfg(feature = "interop")]
+        if let Some(interop) = &self.interop {
+            use crate::codec::{EncodeError, MAX_COOKIE_SIZE, interop::InteropEncodeError};
+            return interop.encode_record(record, now).map_err(|err| match err {
+                InteropEncodeError::TooLarge { name, size, limit } => {
+                    EncodeError::TooLarge { name, size, limit }
+                }
+                // Data the framework could not read back is never written.
+                _ => EncodeError::TooLarge {
+                    name: self.cookie_name.clone(),
+                    size: 0,
+                    limit: MAX_COOKIE_SIZE,
+                },
+            });
+        }
         match self.backend {
             Backend::Store(_) => {
                 let claims = Claims::new(now).with_expiry(Some(record.absolute_deadline));

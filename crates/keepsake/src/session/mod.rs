@@ -73,6 +73,12 @@ pub enum SessionError {
         #[source]
         source: serde_json::Error,
     },
+    /// With a Flask, Starlette or Django session cookie: the framework
+    /// could not read the session back after this change (for example a
+    /// JSON object that looks like one of Flask's type tags). The change was
+    /// not made.
+    #[error("the session cannot be written in the framework's cookie format: {0}")]
+    Unwritable(String),
     /// With client-side sessions: the change would make the session cookie
     /// larger than browsers keep. The change was not made.
     #[error(
@@ -432,11 +438,25 @@ impl Session {
     }
 
     /// With client-side sessions: [`SessionError::TooLarge`] if `record` no
-    /// longer fits in a cookie. A change that fails this check must be
+    /// longer fits in a cookie (or [`SessionError::Unwritable`] if a
+    /// framework's format cannot carry it). A change that fails this check must be
     /// undone, or the response would silently carry no cookie at all.
     fn check_size(&self, record: &Record) -> Result<(), SessionError> {
         if !matches!(self.ctx.backend, Backend::Cookie) {
             return Ok(());
+        }
+        // A framework's format escapes and compresses: only encoding tells
+        // its size, and whether the framework can read the data at all.
+        #[cfg(feature = "interop")]
+        if let Some(interop) = &self.ctx.interop {
+            use crate::codec::interop::InteropEncodeError;
+            return match interop.encode_record(record, self.ctx.now()) {
+                Ok(_) => Ok(()),
+                Err(InteropEncodeError::TooLarge { size, limit, .. }) => {
+                    Err(SessionError::TooLarge { size, limit })
+                }
+                Err(err) => Err(SessionError::Unwritable(err.to_string())),
+            };
         }
         // The exact size from the JSON length alone: no MAC, cipher or
         // base64 on every insert.

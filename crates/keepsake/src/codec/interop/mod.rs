@@ -72,6 +72,7 @@ use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, 
 use self::signing::Derivation;
 pub use self::value::{PyDict, PyValue};
 use super::{KeyUsed, MAX_COOKIE_SIZE};
+use crate::store::{Id, Record};
 
 /// Largest payload decompressed from a cookie, in bytes. A 4 KB cookie can
 /// hold at most about 4 MB of zlib data; anything near that is an attack.
@@ -257,6 +258,14 @@ pub enum InteropEncodeError {
         size: usize,
         /// The limit, [`MAX_COOKIE_SIZE`].
         limit: usize,
+    },
+    /// A record's data is not Flask tagged JSON: an object with one key
+    /// that is a Flask tag must hold that tag's value (see
+    /// [`InteropCodec::encode_record`]).
+    #[error("the session data is not valid Flask tagged JSON: {reason}")]
+    InvalidTaggedJson {
+        /// What is wrong with it.
+        reason: &'static str,
     },
     /// zlib failed (it does not, for inputs of cookie size).
     #[error("zlib could not compress the session")]
@@ -772,6 +781,108 @@ impl InteropCodec {
             reason: "the JSON object cannot be written",
         })?;
         self.deserialize(&text)
+    }
+
+    /// Verifies a cookie as [`decode`](Self::decode) does and returns it as a
+    /// keepsake session [`Record`] (a client-side session), with the key
+    /// that opened it: the data as [`session_to_json`](Self::session_to_json)
+    /// gives it, created at the cookie's issue time, ending
+    /// [`max_age`](Self::max_age) after it (an idle limit: each write moves
+    /// it, and there is no absolute limit, as in the frameworks). The
+    /// frameworks' cookies carry no session id, so the record gets a random
+    /// one. `persistent` is Flask's `_permanent` key (and always true for
+    /// Starlette and Django, whose cookies have a `Max-Age`).
+    ///
+    /// # Errors
+    ///
+    /// As [`decode`](Self::decode); also [`InteropDecodeError::BadPayload`]
+    /// for `NaN` or infinite floats, which a record cannot hold.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::codec::interop::{Framework, InteropCodec, PyDict, PyValue};
+    ///
+    /// let flask = InteropCodec::new(Framework::Flask, "k");
+    /// let session: PyDict = [("_permanent", PyValue::Bool(true)), ("user", "ada".into())].into_iter().collect();
+    /// let cookie = flask.encode(&session, 1_000)?;
+    /// let (record, _) = flask.decode_record(&cookie, 1_010)?;
+    /// assert_eq!(record.data["user"], "ada");
+    /// assert!(record.persistent && !record.data.contains_key("_permanent"));
+    /// assert_eq!((record.created_at, record.deadline()), (1_000, 1_000 + 31 * 86_400));
+    /// // Written back, it is the same cookie.
+    /// assert_eq!(flask.encode_record(&record, 1_000)?, cookie);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn decode_record(
+        &self,
+        value: &str,
+        now: u64,
+    ) -> Result<(Record, KeyUsed), InteropDecodeError> {
+        let opened = self.decode(value, now)?;
+        let mut session = opened.session;
+        let persistent = match self.framework {
+            Framework::Flask => session
+                .remove("_permanent")
+                .is_some_and(|p| p == PyValue::Bool(true)),
+            Framework::Starlette | Framework::Django => true,
+        };
+        let data = self
+            .session_to_json(&session)
+            .map_err(|_| InteropDecodeError::BadPayload {
+                reason: "the session holds a float keepsake sessions cannot (NaN or infinite)",
+            })?;
+        let max_age = self.max_age.unwrap_or(u64::MAX);
+        let mut record = Record::new(Id::random(), opened.issued_at, Some(max_age), u64::MAX);
+        record.data = data;
+        record.persistent = persistent;
+        Ok((record, opened.key_used))
+    }
+
+    /// Writes a keepsake session [`Record`] as the framework's cookie, issued
+    /// at `now` (see [`decode_record`](Self::decode_record)). For Flask, a
+    /// persistent record gets the `_permanent` key. The id, the deadlines,
+    /// the version and the user are not written: the frameworks' cookies have
+    /// no place for them.
+    ///
+    /// # Errors
+    ///
+    /// As [`encode`](Self::encode); also
+    /// [`InteropEncodeError::InvalidTaggedJson`] when a Flask record's data
+    /// holds an object that is not a valid Flask tag (such as `{" t": 5}`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::{codec::interop::{Framework, InteropCodec}, store::{Id, Record}};
+    ///
+    /// let mut record = Record::new(Id::random(), 1_700_000_000, None, 3_600);
+    /// record.data.insert("user_id".to_owned(), 42.into());
+    /// let starlette = InteropCodec::new(Framework::Starlette, "dev-secret-key-0123456789");
+    /// assert_eq!(
+    ///     starlette.encode_record(&record, 1_700_000_000)?,
+    ///     "eyJ1c2VyX2lkIjogNDJ9.ZVPxAA.r4ggNpoIhK1U4t1X8zVv2kldEAc",
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn encode_record(&self, record: &Record, now: u64) -> Result<String, InteropEncodeError> {
+        let mut session = self
+            .session_from_json(&record.data)
+            .map_err(|err| match err {
+                InteropDecodeError::BadPayload { reason } => {
+                    InteropEncodeError::InvalidTaggedJson { reason }
+                }
+                _ => InteropEncodeError::InvalidTaggedJson {
+                    reason: "the data is not a session",
+                },
+            })?;
+        if self.framework == Framework::Flask {
+            session.remove("_permanent");
+            if record.persistent {
+                session.insert("_permanent", true);
+            }
+        }
+        self.encode(&session, now)
     }
 
     /// Writes `session` as the framework's cookie value, issued at `now`

@@ -258,3 +258,43 @@ fn deep_nesting_is_refused() {
         );
     }
 }
+
+#[test]
+fn records_round_trip() {
+    for framework in Framework::ALL {
+        let codec = codec(framework);
+        let mut record = Record::new(Id::random(), 500, None, 100);
+        record.data.insert("user".to_owned(), "ada".into());
+        record
+            .data
+            .insert("n".to_owned(), serde_json::json!([1, 2.5, null]));
+        record.persistent = true;
+        let cookie = codec.encode_record(&record, 1_000).unwrap();
+        let (back, key_used) = codec.decode_record(&cookie, 1_001).unwrap();
+        assert_eq!(key_used, KeyUsed::Current);
+        assert_eq!(
+            (&back.data, back.persistent, back.created_at),
+            (&record.data, true, 1_000)
+        );
+        assert_eq!(
+            back.deadline(),
+            1_000 + framework.default_max_age().unwrap()
+        );
+    }
+    // Flask reads `{" t": 5}` as a broken tuple tag: not written.
+    let mut record = Record::new(Id::random(), 0, None, 100);
+    record
+        .data
+        .insert("t".to_owned(), serde_json::json!({" t": 5}));
+    assert!(matches!(
+        codec(Framework::Flask).encode_record(&record, 0),
+        Err(InteropEncodeError::InvalidTaggedJson { .. })
+    ));
+    assert!(codec(Framework::Django).encode_record(&record, 0).is_ok());
+    // A non-persistent Flask record has no `_permanent`.
+    let flask = codec(Framework::Flask);
+    let cookie = flask
+        .encode_record(&Record::new(Id::random(), 0, None, 100), 7)
+        .unwrap();
+    assert!(!flask.decode_record(&cookie, 7).unwrap().0.persistent);
+}

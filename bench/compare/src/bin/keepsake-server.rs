@@ -1,0 +1,94 @@
+//! keepsake behind axum, the way an app would use it.
+//!
+//! Usage: `keepsake-server PORT WORKERS STORE [ARG]` with STORE one of
+//! `memory`, `sqlite PATH`, `redis URL`, `postgres URL` (ARG may carry
+//! `?schema=S`; the schema is created), `signed`, `sealed`.
+//!
+//! - GET /incr: `Session::update` of `count` (+1), returns the new value.
+//! - GET /read: `Session::get` of `count`, returns it (session unchanged).
+
+use axum::{Router, routing::get};
+use keepsake::{
+    codec::Format,
+    key::{Key, KeyRing},
+    middleware::{SessionLayer, SessionLayerBuilder},
+    session::{Session, SessionError},
+    store::{MemoryStore, PostgresStore, RedisStore, SqliteStore},
+};
+
+async fn incr(session: Session) -> Result<String, SessionError> {
+    let n: i64 = session
+        .update("count", |n: Option<i64>| n.unwrap_or(0) + 1)
+        .await?;
+    Ok(n.to_string())
+}
+
+async fn read(session: Session) -> Result<String, SessionError> {
+    let n: i64 = session.get("count").await?.unwrap_or(0);
+    Ok(n.to_string())
+}
+
+async fn layer(store: &str, arg: Option<String>) -> SessionLayerBuilder {
+    let ring = KeyRing::new(Key::generate());
+    let arg = || arg.clone().expect("this store needs an argument");
+    match store {
+        "memory" => SessionLayer::with_store(MemoryStore::new(), ring),
+        "sqlite" => {
+            let store = SqliteStore::open(arg()).await.expect("open SQLite");
+            SessionLayer::with_store(store, ring)
+        }
+        "redis" => {
+            let store = RedisStore::connect(&arg())
+                .await
+                .expect("connect to Redis")
+                .with_prefix("keepsake-bench:");
+            SessionLayer::with_store(store, ring)
+        }
+        "postgres" => {
+            let url = arg();
+            let (url, schema) = match url.split_once("?schema=") {
+                Some((url, schema)) => (url.to_owned(), schema.to_owned()),
+                None => (url, "public".to_owned()),
+            };
+            let store = PostgresStore::builder()
+                .schema(schema)
+                .connect(&url)
+                .await
+                .expect("connect to PostgreSQL");
+            SessionLayer::with_store(store, ring)
+        }
+        "signed" => SessionLayer::with_cookies(Format::Signed, ring),
+        "sealed" => SessionLayer::with_cookies(Format::Sealed, ring),
+        other => panic!("unknown store {other:?}"),
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let port: u16 = args.next().and_then(|s| s.parse().ok()).unwrap_or(18181);
+    let workers: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(2);
+    let store = args.next().unwrap_or_else(|| "memory".to_owned());
+    let arg = args.next();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(async move {
+            // Plain HTTP on 127.0.0.1: the cookie must not be `Secure`.
+            let layer = layer(&store, arg)
+                .await
+                .secure(false)
+                .build()
+                .expect("session layer");
+            let app = Router::new()
+                .route("/incr", get(incr))
+                .route("/read", get(read))
+                .layer(layer);
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                .await
+                .expect("bind");
+            eprintln!("keepsake[{store}] on 127.0.0.1:{port}, {workers} workers");
+            axum::serve(listener, app).await.expect("serve");
+        });
+}
