@@ -519,12 +519,11 @@ fn layer(store: impl SessionStore) -> SessionLayer {
         .expect("layer")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_crash_and_restart_under_load() {
+/// A spare Redis and an app over it, or `None` when skipped.
+async fn redis_app() -> Option<(SpareRedis, Router)> {
     if !servers::gate("KEEPSAKE_TEST_REDIS_URL") {
-        return;
+        return None;
     }
-    let _serial = SERIAL.lock().await;
     let spare = match tokio::task::spawn_blocking(SpareRedis::start)
         .await
         .expect("join")
@@ -532,7 +531,7 @@ async fn redis_crash_and_restart_under_load() {
         Ok(spare) => spare,
         Err(reason) => {
             servers::skip_or_fail(&format!("no spare Redis: {reason}"));
-            return;
+            return None;
         }
     };
     let store = RedisStore::connect(&spare.url())
@@ -543,6 +542,15 @@ async fn redis_crash_and_restart_under_load() {
     let router = Router::new()
         .route("/count", get(count))
         .layer(layer(store));
+    Some((spare, router))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_crash_and_restart_under_load() {
+    let _serial = SERIAL.lock().await;
+    let Some((spare, router)) = redis_app().await else {
+        return;
+    };
     let (_figures, spare) = fault_run("redis", router, spare).await;
     tokio::task::spawn_blocking(move || drop(spare))
         .await
@@ -551,28 +559,10 @@ async fn redis_crash_and_restart_under_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_freeze_and_thaw_under_load() {
-    if !servers::gate("KEEPSAKE_TEST_REDIS_URL") {
-        return;
-    }
     let _serial = SERIAL.lock().await;
-    let spare = match tokio::task::spawn_blocking(SpareRedis::start)
-        .await
-        .expect("join")
-    {
-        Ok(spare) => spare,
-        Err(reason) => {
-            servers::skip_or_fail(&format!("no spare Redis: {reason}"));
-            return;
-        }
+    let Some((spare, router)) = redis_app().await else {
+        return;
     };
-    let store = RedisStore::connect(&spare.url())
-        .await
-        .expect("connect to the spare Redis")
-        .with_prefix("faults:")
-        .with_command_timeout(STORE_TIMEOUT);
-    let router = Router::new()
-        .route("/count", get(count))
-        .layer(layer(store));
     let (_figures, spare) = fault_run("redis-frozen", router, FrozenRedis(spare)).await;
     tokio::task::spawn_blocking(move || drop(spare))
         .await

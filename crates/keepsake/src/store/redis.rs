@@ -510,6 +510,21 @@ end
 local function unlink(prefix, uhex, id)
   if uhex then redis.call('SREM', ukey(prefix, uhex), id) end
 end
+-- The stored value of session `key` and its parsed header; or nil and -1
+-- (no session; one that has expired by `now` is deleted on the way) or -2
+-- (unparsable). Without `now`, expiry is not looked at.
+local function stored(key, prefix, id, now)
+  local old = redis.call('GET', key)
+  if not old then return nil, -1 end
+  local h = parse(old)
+  if not h then return nil, -2 end
+  if now and not lt(now, h.deadline) then
+    redis.call('DEL', key)
+    unlink(prefix, h.user, id)
+    return nil, -1
+  end
+  return old, h
+end
 "#
     };
 }
@@ -540,15 +555,8 @@ static SAVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         prelude!(),
         r#"
-local old = redis.call('GET', KEYS[1])
-if not old then return -1 end
-local h = parse(old)
-if not h then return -2 end
-if not lt(ARGV[4], h.deadline) then
-  redis.call('DEL', KEYS[1])
-  unlink(ARGV[1], h.user, ARGV[2])
-  return -1
-end
+local old, h = stored(KEYS[1], ARGV[1], ARGV[2], ARGV[4])
+if not old then return h end
 if h.version ~= ARGV[5] then return 0 end
 put(KEYS[1], ARGV[3], ARGV[6])
 local new = nil
@@ -565,15 +573,8 @@ static TOUCH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         prelude!(),
         r#"
-local old = redis.call('GET', KEYS[1])
-if not old then return -1 end
-local h = parse(old)
-if not h then return -2 end
-if not lt(ARGV[4], h.deadline) then
-  redis.call('DEL', KEYS[1])
-  unlink(ARGV[1], h.user, ARGV[2])
-  return -1
-end
+local old, h = stored(KEYS[1], ARGV[1], ARGV[2], ARGV[4])
+if not old then return h end
 local idle = ARGV[3]
 if lt(h.abs, idle) then idle = h.abs end
 local uj = 'null'
@@ -609,10 +610,8 @@ static DELETE_IF_VERSION: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         prelude!(),
         r#"
-local old = redis.call('GET', KEYS[1])
-if not old then return -1 end
-local h = parse(old)
-if not h then return -2 end
+local old, h = stored(KEYS[1], ARGV[1], ARGV[2], nil)
+if not old then return h end
 if h.version ~= ARGV[3] then return 0 end
 redis.call('DEL', KEYS[1])
 unlink(ARGV[1], h.user, ARGV[2])
