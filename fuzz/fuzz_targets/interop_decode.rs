@@ -1,5 +1,6 @@
 //! Flask, Starlette and Django cookie decoding (`codec::interop`): verify,
-//! decompress, JSON and Flask tags, plus `interop::inspect`.
+//! decompress, JSON and Flask tags, the mapping to a keepsake `Record`
+//! (`decode_record`), plus `interop::inspect`.
 #![no_main]
 
 use keepsake::codec::interop::{self, Framework, InteropCodec};
@@ -12,6 +13,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(decoded) = codec.decode(&value, keepsake_fuzz::NOW) {
         let _ = decoded.session().len();
     }
+    let _ = codec.decode_record(&value, keepsake_fuzz::NOW);
     let _ = codec.deserialize(&value);
     let _ = interop::inspect(&value);
 });

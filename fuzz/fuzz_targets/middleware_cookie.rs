@@ -1,6 +1,7 @@
 //! The session middleware reading a request's `Cookie` headers: a tower
-//! service behind a `SessionLayer` (server-side ids in a `MemoryStore`, or
-//! signed or sealed client-side sessions), called with the fuzzed headers.
+//! service behind a `SessionLayer` (server-side ids in a `MemoryStore`,
+//! signed or sealed client-side sessions, Flask/Starlette/Django cookies),
+//! called with the fuzzed headers.
 //! It must answer, never panic; only 200 (session read) or 400 (bad cookie,
 //! `BadCookie::Reject`) are expected.
 #![no_main]
@@ -15,7 +16,10 @@ use std::{
 
 use http::{Request, Response, header};
 use keepsake::{
-    codec::Format,
+    codec::{
+        Format,
+        interop::{Framework, InteropCodec},
+    },
     middleware::{SessionLayer, SessionService},
     session::{BadCookie, Session},
     store::MemoryStore,
@@ -61,11 +65,15 @@ static SETUP: LazyLock<Setup> = LazyLock::new(|| {
         .expect("runtime");
     let mut services = Vec::new();
     for policy in [BadCookie::Ignore, BadCookie::Reject] {
-        let layers = [
+        let mut layers = vec![
             SessionLayer::with_store(MemoryStore::new(), keepsake_fuzz::ring()),
             SessionLayer::with_cookies(Format::Signed, keepsake_fuzz::ring()),
             SessionLayer::with_cookies(Format::Sealed, keepsake_fuzz::ring()),
         ];
+        for framework in Framework::ALL {
+            let codec = InteropCodec::new(framework, keepsake_fuzz::INTEROP_SECRET);
+            layers.push(SessionLayer::with_interop(codec));
+        }
         for builder in layers {
             let layer = builder.bad_cookie(policy).build().expect("layer");
             services.push(layer.layer(App));

@@ -4,6 +4,8 @@
 
 #![forbid(unsafe_code)]
 
+use std::sync::LazyLock;
+
 use keepsake::key::{Key, KeyRing};
 
 /// The master secret of the current key (32 bytes of 7).
@@ -15,11 +17,15 @@ pub const INTEROP_SECRET: &str = "fuzz-secret-key";
 /// The time the seeds were made at; targets decode at this time.
 pub const NOW: u64 = 1_700_000_000;
 
-/// The key ring of the seeds: current key 7s, fallback 9s.
+/// The key ring of the seeds: current key 7s, fallback 9s. Made once (the
+/// subkeys cost an HKDF each), cloned cheaply.
 pub fn ring() -> KeyRing {
-    let current = Key::from_bytes(&CURRENT).expect("32 bytes is a valid secret");
-    let fallback = Key::from_bytes(&FALLBACK).expect("32 bytes is a valid secret");
-    KeyRing::new(current).with_fallback(fallback)
+    static RING: LazyLock<KeyRing> = LazyLock::new(|| {
+        let current = Key::from_bytes(&CURRENT).expect("32 bytes is a valid secret");
+        let fallback = Key::from_bytes(&FALLBACK).expect("32 bytes is a valid secret");
+        KeyRing::new(current).with_fallback(fallback)
+    });
+    RING.clone()
 }
 
 /// Splits the input: the first byte steers the target, the rest (as UTF-8,

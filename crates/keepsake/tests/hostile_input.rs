@@ -111,7 +111,11 @@ fn routers() -> Vec<(String, Router)> {
             ("signed", SessionLayer::with_cookies(Format::Signed, ring())),
             ("sealed", SessionLayer::with_cookies(Format::Sealed, ring())),
         ];
-        for (name, builder) in builders {
+        let interop = Framework::ALL.map(|framework| {
+            let codec = InteropCodec::new(framework, INTEROP_SECRET);
+            (framework.as_str(), SessionLayer::with_interop(codec))
+        });
+        for (name, builder) in builders.into_iter().chain(interop) {
             let layer = builder.bad_cookie(policy).build().expect("layer");
             let router = Router::new().route("/", get(read)).layer(layer);
             routers.push((format!("{name}/{policy:?}"), router));
@@ -260,8 +264,9 @@ fn write_fuzz_seeds() {
         input.extend_from_slice(value.as_bytes());
         write("codec_decode", &format!("{selector}-fallback"), &input);
     }
-    // The middleware target: selector picks store/signed/sealed (x Ignore,
-    // Reject); the session cookie each expects, and a duplicate pair.
+    // The middleware target: selector picks store, signed, sealed, Flask,
+    // Starlette, Django (0-5: Ignore, 6-11: Reject); the session cookie each
+    // expects, and a duplicate pair.
     let store_value = Codec::signed(ring())
         .encode("session", &[5; 16], claims)
         .expect("encode");
@@ -278,9 +283,18 @@ fn write_fuzz_seeds() {
         input.push(0);
         input.extend_from_slice(format!("session={value}x; session={value}").as_bytes());
         write("middleware_cookie", &format!("{selector}-dup"), &input);
-        let mut input = vec![selector + 3];
+        let mut input = vec![selector + 6];
         input.extend_from_slice(format!("session={value}").as_bytes());
         write("middleware_cookie", &format!("{selector}-reject"), &input);
+    }
+    let mut flask_session = PyDict::new();
+    flask_session.insert("n", 1);
+    for (selector, framework) in (3u8..).zip(Framework::ALL) {
+        let codec = InteropCodec::new(framework, INTEROP_SECRET);
+        let value = codec.encode(&flask_session, NOW - 10).expect("encode");
+        let mut input = vec![selector];
+        input.extend_from_slice(format!("{}={value}", framework.cookie_name()).as_bytes());
+        write("middleware_cookie", &format!("{framework}-one"), &input);
     }
     let (_, first) = &values[0];
     write(

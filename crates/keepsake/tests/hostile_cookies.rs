@@ -1,0 +1,246 @@
+//! Duplicate session cookies and cookie tossing, over real HTTP.
+//!
+//! A browser sends every cookie whose domain and path match, so a request
+//! can carry several cookies named `session`: one set by a sibling subdomain
+//! or a more specific path (cookie tossing), a stale one, or junk. The rule:
+//! only a value that verifies is used; if two different values verify, the
+//! request is anonymous (neither is trusted), so a tossed cookie cannot log
+//! the visitor into the attacker's session. Run for server-side sessions and
+//! signed and sealed client-side sessions.
+
+#[allow(dead_code)] // each test file uses part of the shared harness
+mod common;
+
+use common::{Backend, Server, T0, tamper};
+use keepsake::{
+    codec::{Claims, Codec, Format},
+    key::{Key, KeyRing},
+    session::BadCookie,
+    store::Id,
+};
+
+const ANONYMOUS: &str = "new=true expired=false n=- user=-";
+
+/// GET `path` with the given `Cookie` headers, verbatim; status and body.
+async fn send(server: &Server, path: &str, cookie_headers: &[String]) -> (u16, String) {
+    let mut request = server.raw.get(format!("{}{path}", server.base));
+    for header in cookie_headers {
+        request = request.header(reqwest::header::COOKIE, header);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+/// A new session with `n` counted to `count`; its cookie value.
+async fn session_with(server: &Server, count: u64) -> String {
+    let mut value = server
+        .get_raw("/count", None)
+        .await
+        .session_cookie()
+        .expect("a session cookie");
+    for n in 2..=count {
+        let reply = server.get_raw("/count", Some(&value)).await;
+        assert_eq!(reply.body, n.to_string());
+        if let Some(next) = reply.session_cookie() {
+            value = next;
+        }
+    }
+    value
+}
+
+fn status_of(n: u64) -> String {
+    format!("new=false expired=false n={n} user=-")
+}
+
+async fn only_the_verified_value_is_used(backend: Backend) {
+    let server = Server::start(backend).await;
+    let mine = session_with(&server, 3).await;
+    let forged = tamper(&mine);
+    let junk = [
+        "",
+        "x",
+        "s1.",
+        "e1.AAAA",
+        "s1.AAAAAAAAAAAAAAAA.AAAA",
+        "%00",
+        "\"quoted\"",
+    ];
+    for bad in junk.iter().map(|s| (*s).to_owned()).chain([forged]) {
+        for header in [
+            format!("session={bad}; session={mine}"),
+            format!("session={mine}; session={bad}"),
+            format!("a=1; session={bad}; b=2; session={mine}; session={bad}"),
+        ] {
+            assert_eq!(
+                send(&server, "/status", std::slice::from_ref(&header)).await,
+                (200, status_of(3)),
+                "{backend:?}: {header}"
+            );
+        }
+        // The same split over two Cookie headers.
+        let two = [format!("session={bad}"), format!("session={mine}")];
+        assert_eq!(send(&server, "/status", &two).await, (200, status_of(3)));
+    }
+    // The same valid value twice is one value.
+    let twice = format!("session={mine}; session={mine}");
+    assert_eq!(
+        send(&server, "/status", &[twice]).await,
+        (200, status_of(3))
+    );
+}
+
+async fn two_verified_values_are_anonymous(backend: Backend) {
+    let server = Server::start(backend).await;
+    let victim = session_with(&server, 2).await;
+    let attacker = session_with(&server, 7).await;
+    for headers in [
+        vec![format!("session={attacker}; session={victim}")],
+        vec![format!("session={victim}; session={attacker}")],
+        vec![format!("session={attacker}"), format!("session={victim}")],
+        vec![format!(
+            "session={victim}; junk=1; session=bad; session={attacker}"
+        )],
+    ] {
+        assert_eq!(
+            send(&server, "/status", &headers).await,
+            (200, ANONYMOUS.to_owned()),
+            "{backend:?}: {headers:?}"
+        );
+    }
+    // A write in that state starts a new session; neither old one changes.
+    let both = format!("session={attacker}; session={victim}");
+    assert_eq!(
+        send(&server, "/count", &[both]).await,
+        (200, "1".to_owned())
+    );
+    assert_eq!(server.get_raw("/get", Some(&victim)).await.body, "2");
+    assert_eq!(server.get_raw("/get", Some(&attacker)).await.body, "7");
+}
+
+async fn two_verified_values_rejected_under_reject(backend: Backend) {
+    let server = Server::start_with(backend, |b| b.bad_cookie(BadCookie::Reject)).await;
+    let victim = session_with(&server, 2).await;
+    let attacker = session_with(&server, 7).await;
+    let both = format!("session={attacker}; session={victim}");
+    assert_eq!(
+        send(&server, "/status", &[both]).await,
+        (400, "bad cookie".to_owned())
+    );
+    // A bad value beside a good one is not a reason to refuse the request.
+    let mixed = format!("session=junk; session={victim}");
+    assert_eq!(
+        send(&server, "/status", &[mixed]).await,
+        (200, status_of(2))
+    );
+}
+
+/// A value made with an unrelated key never counts, even for the session's
+/// real id (so read access to a store's ids is not enough to hijack a
+/// session), and a cookie of another name is not the session cookie.
+/// Tossing such values in neither logs the visitor in nor out.
+async fn tossed_foreign_values_do_not_count(backend: Backend) {
+    let server = Server::start(backend).await;
+    let mine = session_with(&server, 4).await;
+    let stranger = Codec::new(
+        Format::Signed,
+        KeyRing::new(Key::from_bytes(&[4; 32]).expect("key")),
+    );
+    let claims = Claims::new(T0).with_ttl(3_600);
+    // The session's real id (as someone who can read the store would know
+    // it), signed with another key.
+    let id: Id = server
+        .get_raw("/id", Some(&mine))
+        .await
+        .body
+        .parse()
+        .expect("an id");
+    let foreign = [
+        stranger
+            .encode("session", id.as_bytes(), claims)
+            .expect("encode"),
+        Codec::new(Format::Sealed, KeyRing::new(Key::generate()))
+            .encode("session", b"{}", claims)
+            .expect("encode"),
+    ];
+    for value in &foreign {
+        let header = format!("session={value}; session={mine}");
+        assert_eq!(
+            send(&server, "/status", &[header]).await,
+            (200, status_of(4))
+        );
+        let alone = format!("session={value}");
+        assert_eq!(
+            send(&server, "/status", &[alone]).await,
+            (200, ANONYMOUS.to_owned())
+        );
+    }
+    // A cookie of another name holding the session's own value is not the
+    // session cookie, and names are case-sensitive.
+    for header in [format!("sessionx={mine}"), format!("Session={mine}")] {
+        assert_eq!(
+            send(&server, "/status", &[header]).await,
+            (200, ANONYMOUS.to_owned())
+        );
+    }
+}
+
+/// An expired but genuine value beside a live one: both verified, so the
+/// request is anonymous, as with two live values (see SECURITY.md).
+async fn expired_beside_live_is_anonymous(backend: Backend) {
+    let server = Server::start(backend).await;
+    let old = session_with(&server, 5).await;
+    server.at(15 * 86_400); // past the 14-day absolute lifetime
+    let live = session_with(&server, 1).await;
+    assert_eq!(
+        send(&server, "/status", &[format!("session={old}")]).await,
+        (200, "new=true expired=true n=- user=-".to_owned())
+    );
+    let both = format!("session={old}; session={live}");
+    let (status, body) = send(&server, "/status", &[both]).await;
+    assert_eq!((status, body.as_str()), (200, ANONYMOUS));
+}
+
+/// Replay after logout. Server-side: logout deletes the record, so a copy
+/// of the old cookie is worth nothing. Client-side: the cookie *is* the
+/// session, so a copy kept by an attacker still works until the session's
+/// own deadline (idle or absolute), and then never again. This pins the
+/// limit that SECURITY.md states.
+async fn replay_after_logout(backend: Backend) {
+    let server = Server::start(backend).await;
+    let copy = session_with(&server, 2).await;
+    let logout = server.get_raw("/logout", Some(&copy)).await;
+    assert_eq!(logout.body, "bye");
+    let replay = send(&server, "/status", &[format!("session={copy}")]).await;
+    if backend.is_store() {
+        assert_eq!(replay, (200, "new=true expired=true n=- user=-".to_owned()));
+    } else {
+        assert_eq!(replay, (200, status_of(2)), "client-side replay");
+        server.at(30 * 60); // the 30-minute idle timeout
+        let late = send(&server, "/status", &[format!("session={copy}")]).await;
+        assert_eq!(late, (200, "new=true expired=true n=- user=-".to_owned()));
+    }
+}
+
+macro_rules! for_each_backend {
+    ($($test:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test] async fn $test() { super::$test(super::Backend::Memory).await; })*
+        }
+        mod signed {
+            $(#[tokio::test] async fn $test() { super::$test(super::Backend::Signed).await; })*
+        }
+        mod sealed {
+            $(#[tokio::test] async fn $test() { super::$test(super::Backend::Sealed).await; })*
+        }
+    };
+}
+
+for_each_backend!(
+    only_the_verified_value_is_used,
+    two_verified_values_are_anonymous,
+    two_verified_values_rejected_under_reject,
+    tossed_foreign_values_do_not_count,
+    expired_beside_live_is_anonymous,
+    replay_after_logout,
+);
