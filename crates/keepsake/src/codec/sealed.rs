@@ -161,3 +161,26 @@ pub(super) fn decode(
     buf.drain(..NONCE_LEN + HEADER_LEN);
     Ok((buf, Claims::from_header(&header), position))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The associated data is the same bytes whether it is built on the
+    /// stack or on the heap.
+    #[test]
+    fn associated_data_does_not_depend_on_name_length_path() {
+        for len in [0, 1, INLINE_NAME - 1, INLINE_NAME, INLINE_NAME + 1, 300] {
+            let name = "n".repeat(len);
+            let mut expected = MARKER.to_vec();
+            expected.extend_from_slice(&name_prefix(len));
+            expected.extend_from_slice(name.as_bytes());
+            expected.push(Namespace::Shared.tag());
+            assert_eq!(
+                AssociatedData::new(Namespace::Shared, &name).as_bytes(),
+                expected,
+                "{len}"
+            );
+        }
+    }
+}

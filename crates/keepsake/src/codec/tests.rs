@@ -126,7 +126,9 @@ mod known_answers {
 #[test]
 fn both_formats_round_trip_empty_and_large_payloads() {
     for codec in codecs(&ring()) {
-        for len in [0, 1, 2, 3, 4, 63, 64, 65, 512, 2900] {
+        for len in [
+            0, 1, 2, 3, 4, 63, 64, 65, 255, 256, 257, 511, 512, 513, 2900,
+        ] {
             let payload: Vec<u8> = (0..len).map(|i| (i * 7 % 256) as u8).collect();
             let value = codec.encode("c", &payload, Claims::new(NOW)).unwrap();
             assert_eq!(
