@@ -113,10 +113,11 @@ pub(crate) fn run(args: SessionsArgs, out: &mut impl Write) -> Result<()> {
     let url = StoreUrl::parse(&url)?;
     // Opening a SQLite store creates the file; here a missing file is a
     // mistyped path, not a new store.
-    if let StoreUrl::Sqlite { path } = &url {
-        if path != ":memory:" && !Path::new(path).exists() {
-            bail!("no SQLite database at {path}");
-        }
+    if let StoreUrl::Sqlite { path } = &url
+        && path != ":memory:"
+        && !Path::new(path).exists()
+    {
+        bail!("no SQLite database at {path}");
     }
     runtime.block_on(async move {
         let store = url.open().await?;

@@ -42,11 +42,11 @@ fn read_session(codec: &InteropCodec, headers: &HeaderMap) -> (PyDict, bool) {
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='));
     for (name, value) in cookies {
-        if name == codec.cookie_name() {
-            if let Ok(opened) = codec.decode(value, unix_now()) {
-                let stale = opened.key_used().is_fallback();
-                return (opened.into_session(), stale);
-            }
+        if name == codec.cookie_name()
+            && let Ok(opened) = codec.decode(value, unix_now())
+        {
+            let stale = opened.key_used().is_fallback();
+            return (opened.into_session(), stale);
         }
     }
     (PyDict::new(), false)

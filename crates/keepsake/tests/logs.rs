@@ -80,10 +80,9 @@ impl Secrets {
         if let Some(payload) = codec::inspect(value)
             .ok()
             .and_then(|seen| seen.payload().map(<[u8]>::to_vec))
+            && payload.len() == 16
         {
-            if payload.len() == 16 {
-                self.add_bytes("session id (from cookie)", &payload);
-            }
+            self.add_bytes("session id (from cookie)", &payload);
         }
     }
 }

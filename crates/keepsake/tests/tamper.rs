@@ -117,7 +117,7 @@ fn b64(bytes: &[u8]) -> String {
 /// and every 29th in between, where the MAC or AEAD treats every byte alike.
 /// Keeps the sweep to seconds in an unoptimised test build.
 fn position(i: usize, len: usize) -> bool {
-    len <= 128 || i < 64 || i + 64 >= len || i % 29 == 0
+    len <= 128 || i < 64 || i + 64 >= len || i.is_multiple_of(29)
 }
 
 /// Every tampered variant of `value`, with its kind, passed to `each`.

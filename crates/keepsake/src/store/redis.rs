@@ -70,7 +70,10 @@ const MAX_EXPIRE_AT: u64 = 253_402_300_799;
 /// manager reconnects by itself, so the app recovers without a restart. The
 /// requests in flight at the moment of the break fail with
 /// [`StoreErrorKind::Unavailable`] (the middleware answers 503); the next
-/// ones use the new connection.
+/// ones use the new connection. A load (a read, safe to repeat) that finds
+/// the connection already closed, e.g. by Redis's `timeout` while the app
+/// was idle, is sent once more on the new connection, within the same
+/// command timeout, so an idle app does not answer 503 to its first request.
 ///
 /// The store runs on Tokio (with timers enabled, as `#[tokio::main]` does)
 /// and needs Redis 7.0 or later (it uses `SET ... EXAT` and
@@ -374,7 +377,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(text: &str) -> Option<String> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     let bytes = (0..text.len())
@@ -738,9 +741,18 @@ impl SessionStore for RedisStore {
     async fn load(&self, id: &Id, now: u64) -> Result<Option<Record>, StoreError> {
         let mut conn = self.conn.clone();
         let key = self.session_key(id);
-        let value: Option<Vec<u8>> = self
-            .run("load", redis::cmd("GET").arg(&key).query_async(&mut conn))
-            .await?;
+        // A connection Redis closed while idle (`timeout`, a proxy) fails
+        // the first command sent on it; the manager then reconnects. A read
+        // is safe to send again, within the same command timeout.
+        let get = async {
+            match redis::cmd("GET").arg(&key).query_async(&mut conn).await {
+                Err(err) if err.is_connection_dropped() => {
+                    redis::cmd("GET").arg(&key).query_async(&mut conn).await
+                }
+                result => result,
+            }
+        };
+        let value: Option<Vec<u8>> = self.run("load", get).await?;
         match value {
             None => Ok(None),
             Some(bytes) => {

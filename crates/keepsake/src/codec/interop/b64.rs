@@ -60,7 +60,7 @@ pub(crate) fn decode_lenient(text: &str, alphabet: Alphabet) -> Option<Vec<u8>> 
 /// Decodes standard base64 that must be padded correctly, as
 /// `base64.b64decode` insists (Starlette's payload).
 pub(crate) fn decode_standard_padded(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 4 != 0 {
+    if !text.len().is_multiple_of(4) {
         return None;
     }
     decode_lenient(text, Alphabet::Standard)

@@ -45,12 +45,12 @@ fn tag_at(value: &PyValue, depth: usize) -> Result<PyValue, TagError> {
     }
     Ok(match value {
         PyValue::Dict(dict) => {
-            if let (1, Some((key, inner))) = (dict.len(), dict.first()) {
-                if TAGS.contains(&key) {
-                    let mut escaped = PyDict::new();
-                    escaped.insert(format!("{key}__"), tag_at(inner, depth + 1)?);
-                    return Ok(tagged(" di", PyValue::Dict(escaped)));
-                }
+            if let (1, Some((key, inner))) = (dict.len(), dict.first())
+                && TAGS.contains(&key)
+            {
+                let mut escaped = PyDict::new();
+                escaped.insert(format!("{key}__"), tag_at(inner, depth + 1)?);
+                return Ok(tagged(" di", PyValue::Dict(escaped)));
             }
             let mut out = PyDict::new();
             for (key, inner) in dict.iter() {

@@ -976,13 +976,13 @@ impl InteropCodec {
             Framework::Django => {
                 let (position, payload, issued_at) = signing::django_verify(&keys, value)?;
                 let saturated = u64::try_from(issued_at.max(0)).unwrap_or(u64::MAX);
-                if let Some(max_age) = self.max_age {
-                    if i128::from(now) - issued_at > i128::from(max_age) {
-                        return Err(InteropDecodeError::Expired {
-                            issued_at: saturated,
-                            max_age,
-                        });
-                    }
+                if let Some(max_age) = self.max_age
+                    && i128::from(now) - issued_at > i128::from(max_age)
+                {
+                    return Err(InteropDecodeError::Expired {
+                        issued_at: saturated,
+                        max_age,
+                    });
                 }
                 (position, payload, saturated)
             }
