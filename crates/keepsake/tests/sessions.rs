@@ -608,6 +608,26 @@ async fn memory_store_timeout_gives_503_and_keeps_cookie() {
     assert_eq!(server.get("/count").await.body, "2");
 }
 
+/// The store timeout bounds a request's store calls together: a load and
+/// a save of 60 ms each fit a 100 ms timeout one by one, but not both.
+#[tokio::test]
+async fn memory_store_timeout_bounds_all_calls_of_a_request() {
+    let server = Server::start_with(Backend::Memory, |b| {
+        b.store_timeout(Duration::from_millis(100))
+    })
+    .await;
+    assert_eq!(server.get("/count").await.body, "1");
+    assert_eq!(server.get("/count").await.body, "2");
+    server.store.set_mode(Mode::Slow);
+    assert_eq!(server.get("/get").await.body, "2", "one slow load fits");
+    assert_unavailable(
+        &server.get("/count").await,
+        "a slow load and a slow save do not",
+    );
+    server.store.set_mode(Mode::Ok);
+    assert_eq!(server.get("/count").await.body, "3", "nothing was saved");
+}
+
 #[tokio::test]
 async fn memory_on_unavailable_hook_renders_the_503() {
     let server = Server::start_with(Backend::Memory, |b| {

@@ -460,8 +460,10 @@ impl SessionLayerBuilder {
         self
     }
 
-    /// How long one store call may take before the request gets a 503
-    /// (default 1 second).
+    /// How long one request may spend on the store, all its store calls
+    /// (load, save, retries after a conflict, the wait for its turn to save)
+    /// together, before it gets a 503 with `Retry-After` (default 1 second).
+    /// The handler's own time between them does not count.
     ///
     /// # Example
     ///

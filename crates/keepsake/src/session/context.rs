@@ -7,9 +7,7 @@ use super::Clock;
 use crate::{
     codec::{Claims, Codec, DecodeError},
     cookies::CookieBuilder,
-    store::{
-        Created, Deleted, Id, Record, Saved, SessionStore, StoreError, StoreErrorKind, Touched,
-    },
+    store::{Created, Deleted, Id, Record, Saved, SessionStore, StoreError, Touched},
 };
 
 /// What to do with a session cookie that does not verify.
@@ -193,30 +191,6 @@ impl WriteLocks {
 impl Context {
     pub(crate) fn now(&self) -> u64 {
         self.clock.now()
-    }
-
-    /// Runs a store call under the configured timeout.
-    pub(crate) async fn timed<T>(
-        &self,
-        call: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.store_timeout, call).await {
-            Ok(result) => result,
-            Err(_) => Err(StoreError::new(
-                StoreErrorKind::Timeout,
-                format!("no answer within {:?}", self.store_timeout),
-            )),
-        }
-    }
-
-    /// Waits, at most the store timeout, for this process's turn to save
-    /// session `id`.
-    pub(crate) async fn write_lock(
-        &self,
-        id: &Id,
-    ) -> Result<tokio::sync::MutexGuard<'_, ()>, StoreError> {
-        self.timed(async { Ok(self.write_locks.lock(id).await) })
-            .await
     }
 
     /// Finds and verifies the session cookie in the request's `Cookie`

@@ -30,7 +30,14 @@
 mod clock;
 pub(crate) mod context;
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
@@ -338,6 +345,8 @@ impl State {
 pub struct Session {
     ctx: Arc<Context>,
     state: Arc<Mutex<State>>,
+    /// Microseconds this request has spent waiting on the store.
+    store_time: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for Session {
@@ -363,7 +372,40 @@ impl Session {
                 failure: None,
                 stale_key,
             })),
+            store_time: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Runs a store call within what is left of this request's store time.
+    /// The store timeout bounds all of a request's store calls together
+    /// (and its wait for a write turn), not each one, so a slow store makes
+    /// the request a 503 within the timeout, whatever the request does.
+    async fn timed<T>(
+        &self,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let spent = Duration::from_micros(self.store_time.load(Ordering::Relaxed));
+        let left = self.ctx.store_timeout.saturating_sub(spent);
+        let start = tokio::time::Instant::now();
+        let result = tokio::time::timeout(left, call).await;
+        let took = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.store_time.fetch_add(took, Ordering::Relaxed);
+        result.unwrap_or_else(|_| {
+            Err(StoreError::new(
+                StoreErrorKind::Timeout,
+                format!(
+                    "the store took more than the {:?} a request may spend on it",
+                    self.ctx.store_timeout
+                ),
+            ))
+        })
+    }
+
+    /// Waits, within the request's store time, for this process's turn to
+    /// save session `id`.
+    async fn write_turn(&self, id: &Id) -> Result<tokio::sync::MutexGuard<'_, ()>, StoreError> {
+        self.timed(async { Ok(self.ctx.write_locks.lock(id).await) })
+            .await
     }
 
     /// A new session that belongs to no request and no store: for unit tests
@@ -398,7 +440,7 @@ impl Session {
         let existing = match (&state.incoming, &self.ctx.backend) {
             (Incoming::Id(id), Backend::Store(store)) => {
                 let id = *id;
-                match self.ctx.timed(store.load(&id, now)).await {
+                match self.timed(store.load(&id, now)).await {
                     Ok(Some(record)) => Some(record),
                     Ok(None) => {
                         tracing::debug!(session = %id.log_tag(), "session gone or expired in the store");
@@ -1048,8 +1090,7 @@ impl Session {
             return Ok(Vec::new());
         };
         let now = self.ctx.now();
-        self.ctx
-            .timed(store.list_user(user, now))
+        self.timed(store.list_user(user, now))
             .await
             .map_err(|err| self.failed(err))
     }
@@ -1077,7 +1118,6 @@ impl Session {
     pub async fn end_user_sessions(&self, user: &str) -> Result<usize, SessionError> {
         let ended = match &self.ctx.backend {
             Backend::Store(store) => self
-                .ctx
                 .timed(store.delete_user(user))
                 .await
                 .map_err(|err| self.failed(err))?,
@@ -1172,11 +1212,7 @@ impl Session {
                     self.save(store.as_ref(), record, &state.changes, state.new_id, now)
                         .await?
                 } else if let Some(deadline) = touch_due(&record, now) {
-                    match self
-                        .ctx
-                        .timed(store.touch(&record.id, deadline, now))
-                        .await?
-                    {
+                    match self.timed(store.touch(&record.id, deadline, now)).await? {
                         Touched::Touched => None,
                         Touched::Gone => removal(),
                     }
@@ -1186,7 +1222,7 @@ impl Session {
                 // Old ids go only once their replacement is stored, so a
                 // failure in between leaves the visitor logged in.
                 for id in &state.delete {
-                    self.ctx.timed(store.delete(id)).await?;
+                    self.timed(store.delete(id)).await?;
                 }
                 Ok(cookie)
             }
@@ -1217,7 +1253,7 @@ impl Session {
         record: &mut Record,
     ) -> Result<(), StoreError> {
         for _ in 0..3 {
-            if self.ctx.timed(store.create(record)).await? == Created::Created {
+            if self.timed(store.create(record)).await? == Created::Created {
                 return Ok(());
             }
             record.id = Id::random();
@@ -1249,11 +1285,10 @@ impl Session {
         record.version = 0;
         refresh_idle_deadline(&mut record, now);
         self.create(store, &mut record).await?;
-        let _turn = self.ctx.write_lock(&old).await?;
+        let _turn = self.write_turn(&old).await?;
         for attempt in 0..=self.ctx.max_replays {
             backoff(attempt).await;
             let outcome = self
-                .ctx
                 .timed(store.delete_if_version(&old, old_version))
                 .await?;
             let fresh = match outcome {
@@ -1262,7 +1297,7 @@ impl Session {
                     return Ok(self.ctx.cookie_for(&record, now));
                 }
                 Deleted::Gone => None,
-                Deleted::Conflict => self.ctx.timed(store.load(&old, now)).await?,
+                Deleted::Conflict => self.timed(store.load(&old, now)).await?,
             };
             let Some(fresh) = fresh else {
                 return self.lost_cycle(store, old, &record).await;
@@ -1272,7 +1307,7 @@ impl Session {
             let mut next = replayed(fresh, changes, now)?;
             next.id = record.id;
             next.version = record.version;
-            match self.ctx.timed(store.save(&next, now)).await? {
+            match self.timed(store.save(&next, now)).await? {
                 Saved::Saved { version } => {
                     next.version = version;
                     record = next;
@@ -1298,7 +1333,7 @@ impl Session {
         old: Id,
         record: &Record,
     ) -> Result<Option<Cookie>, StoreError> {
-        self.ctx.timed(store.delete(&record.id)).await?;
+        self.timed(store.delete(&record.id)).await?;
         tracing::info!(
             session = %old.log_tag(),
             "session cycled or ended by another request first; this request's changes dropped"
@@ -1317,10 +1352,10 @@ impl Session {
         now: u64,
     ) -> Result<Option<Cookie>, StoreError> {
         refresh_idle_deadline(&mut record, now);
-        let _turn = self.ctx.write_lock(&record.id).await?;
+        let _turn = self.write_turn(&record.id).await?;
         for attempt in 0..=self.ctx.max_replays {
             backoff(attempt).await;
-            match self.ctx.timed(store.save(&record, now)).await? {
+            match self.timed(store.save(&record, now)).await? {
                 Saved::Saved { .. } => {
                     return Ok(resend_cookie
                         .then(|| self.ctx.cookie_for(&record, now))
@@ -1331,7 +1366,7 @@ impl Session {
                     return Ok(self.ctx.removal_cookie());
                 }
                 Saved::Conflict => {
-                    let Some(fresh) = self.ctx.timed(store.load(&record.id, now)).await? else {
+                    let Some(fresh) = self.timed(store.load(&record.id, now)).await? else {
                         return Ok(self.ctx.removal_cookie());
                     };
                     record = replayed(fresh, changes, now)?;

@@ -65,6 +65,8 @@ pub(crate) enum Mode {
     Hang = 3,
     /// Only `create` fails.
     FailCreate = 4,
+    /// Every call works, 60 ms late.
+    Slow = 5,
 }
 
 /// How many times each store operation was called (failed calls included).
@@ -162,6 +164,10 @@ impl CountingStore {
                 // timeout drops this future long before.
                 tokio::time::sleep(Duration::from_secs(30)).await;
                 Err(StoreError::new(StoreErrorKind::Unavailable, "hung"))
+            }
+            5 => {
+                tokio::time::sleep(Duration::from_millis(60)).await;
+                Ok(())
             }
             _ => Ok(()),
         }
