@@ -1,4 +1,8 @@
 //! Helpers for the fault tests: spare Redis and PostgreSQL servers started
-//! and stopped by the test itself.
+//! and stopped by the test itself, and a TCP proxy that makes them slow.
 
+// Each test binary that includes this module uses only part of it.
+#[allow(dead_code)]
+pub(crate) mod proxy;
+#[allow(dead_code)]
 pub(crate) mod servers;

@@ -532,6 +532,11 @@ impl SparePostgres {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// The port.
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Stops the server at once, as a crash (`pg_ctl stop -m immediate`).
     pub(crate) fn crash(&mut self) -> Result<(), String> {
         let data = self.root.join("data");
