@@ -23,6 +23,7 @@
 #   BENCH_REDIS_PORT=  port for the dedicated redis-server (default: a free one from 16380)
 #   BENCH_QUIET_MAX=0  before each route wait up to this many seconds for other
 #                      processes to use < 10% of the machine
+#   BENCH_OUT=target/bench  where the results go
 # Writes target/bench/compare.json (median per app/store/route), compare.md (the
 # table), compare-rows.tsv (every measurement) and logs under target/bench/compare-logs/.
 #
@@ -43,7 +44,7 @@ SESSIONS=${BENCH_SESSIONS:-$((CONNS / THREADS))}
 ONLY=${BENCH_ONLY:-.}
 PG_URL=${BENCH_POSTGRES_URL-postgres://postgres@127.0.0.1:5432/test}
 QUIET_MAX=${BENCH_QUIET_MAX:-0}
-OUT=$ROOT/target/bench
+OUT=${BENCH_OUT:-$ROOT/target/bench}
 LOGS=$OUT/compare-logs
 BIN=$ROOT/bench/target/release
 VENV=$ROOT/target/bench/venv
@@ -172,12 +173,14 @@ check_app() {  # /incr /incr /read /read with one cookie jar: 1 2 2 2, no Set-Co
 # sequential requests with one session; lines marked "lua" ran inside a script.
 redis_sent_per_request() {
   local port=$1 route=$2 cookie=$3 n=100 mon=$WORK/monitor.txt sent lua
-  rcli MONITOR >"$mon" 2>/dev/null &
+  # redis-cli itself, not the rcli function: $! must be the PID of redis-cli
+  redis-cli -h 127.0.0.1 -p "$REDIS_PORT" MONITOR >"$mon" 2>/dev/null &
   MONITOR_PID=$!
   sleep 0.3
   for _ in $(seq "$n"); do curl -s -m 5 -o /dev/null -H "Cookie: $cookie" "http://127.0.0.1:$port$route"; done
   sleep 0.3
   stop_pid "$MONITOR_PID"; MONITOR_PID=""
+  cp "$mon" "$LOGS/monitor-$4${route//\//-}.txt"
   sent=$(grep -c -E '^[0-9.]+ \[[0-9]+ [0-9.:]+\]' "$mon" || true)
   lua=$(grep -c -E '^[0-9.]+ \[[0-9]+ lua\]' "$mon" || true)
   awk -v s="$sent" -v l="$lua" -v n="$n" 'BEGIN { printf "%.3f %.3f\n", s / n, l / n }'
@@ -242,7 +245,7 @@ for rep in $(seq "$REPS"); do
           { tot += $2; d = d sep toupper($1) "=" sprintf("%.3f", $2 / n); sep = "," }
           END { printf "%.3f %s\n", tot / n, (d == "" ? "none" : d) }')
         one=${cookies[0]}
-        read -r sent lua < <(redis_sent_per_request "$port" "$route" "$one")
+        read -r sent lua < <(redis_sent_per_request "$port" "$route" "$one" "$app")
       fi
       printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
         "$rep" "$app" "$store" "${route#/}" "$(field rps)" "$(field p50_us)" "$(field p99_us)" "$(field requests)" \

@@ -33,6 +33,13 @@ def fmt0(x):
     return "?" if x is None else f"{x:.0f}"
 
 
+def cpu_us(r, column):
+    share, rps = num(r[column]), num(r["rps"])
+    if share is None or not rps:
+        return None
+    return share / 100 * (os.cpu_count() or 1) / rps * 1e6
+
+
 def sh(cmd):
     try:
         return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=10).stdout.strip()
@@ -87,6 +94,9 @@ def main():
             "check": ",".join(sorted({r["check"] for r in g})),
             "cpu": "/".join(fmt0(median(num(r[c]) for r in g)) for c in ("server_cpu", "wrk_cpu", "redis_cpu", "other_cpu")),
             "loadavg": "/".join(r["loadavg"] for r in g),
+            # CPU time per request (µs): share of the machine x CPUs / req/s
+            "server_us": median(cpu_us(r, "server_cpu") for r in g),
+            "redis_us": median(cpu_us(r, "redis_cpu") for r in g),
         }
 
     out_json = [
@@ -114,8 +124,9 @@ def main():
 
     table = [
         "| app | store | route | req/s (median) | req/s per rep | x bare | p50 ms | p99 ms "
-        "| Redis cmds/req sent (all counted) | errors | Set-Cookie/resp | check | CPU% server/wrk/redis/other |",
-        "|" + "---|" * 13,
+        "| Redis cmds/req sent (all counted) | errors | Set-Cookie/resp | check | CPU% server/wrk/redis/other "
+        "| CPU µs/req server (redis) |",
+        "|" + "---|" * 14,
     ]
     for k, s in summary.items():
         bare = rps("axum-bare", "none", k[2])
@@ -123,7 +134,8 @@ def main():
         table.append(
             f"| {k[0]} | {k[1]} | /{k[2]} | {s['rps']:,.0f} | {' / '.join(f'{x:,.0f}' for x in s['rps_all'])} "
             f"| {ratio(s['rps'], bare)} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | {redis} | {s['errors']} "
-            f"| {s['set_cookie']:.2f} | {s['check']} | {s['cpu']} |")
+            f"| {s['set_cookie']:.2f} | {s['check']} | {s['cpu']} | {fmt0(s['server_us'])}"
+            + (f" ({s['redis_us']:.0f})" if k[1] == "redis" and s["redis_us"] is not None else "") + " |")
 
     peers_present = [p for p in PEERS if any((p[0], p[1], r) in summary for r in ("incr", "read"))]
     ratios = [

@@ -19,8 +19,9 @@ async fn read(session: Session) -> actix_web::Result<String> {
     Ok(session.get::<i64>("count")?.unwrap_or(0).to_string())
 }
 
-async fn serve<S: SessionStore + Clone + Send + 'static>(
-    store: S,
+/// Serves the routes; `store` makes each worker's session store.
+async fn serve<S: SessionStore + 'static>(
+    store: impl Fn() -> S + Clone + Send + 'static,
     port: u16,
     workers: usize,
 ) -> std::io::Result<()> {
@@ -29,7 +30,7 @@ async fn serve<S: SessionStore + Clone + Send + 'static>(
     HttpServer::new(move || {
         App::new()
             .wrap(
-                SessionMiddleware::builder(store.clone(), key.clone())
+                SessionMiddleware::builder(store(), key.clone())
                     .cookie_secure(false)
                     .build(),
             )
@@ -53,12 +54,12 @@ async fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
     eprintln!("actix-session[{store}] on 127.0.0.1:{port}, {workers} workers");
     match store.as_str() {
-        "cookie" => serve(CookieSessionStore::default(), port, workers).await,
+        "cookie" => serve(CookieSessionStore::default, port, workers).await,
         "redis" => {
             let redis = RedisSessionStore::new(url)
                 .await
                 .map_err(std::io::Error::other)?;
-            serve(redis, port, workers).await
+            serve(move || redis.clone(), port, workers).await
         }
         other => panic!("unknown store {other:?}"),
     }
