@@ -20,10 +20,7 @@ mod support;
 
 use std::{
     collections::BTreeMap,
-    sync::{
-        Once,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::atomic::Ordering,
     time::{Duration, Instant},
 };
 
@@ -32,18 +29,18 @@ use keepsake::{
     key::{Key, KeyRing},
     middleware::SessionLayer,
     session::{ManualClock, Session, SessionError},
-    store::{PostgresStore, RedisStore, SessionStore},
+    store::{PostgresStore, RedisStore},
 };
-use support::servers::{self, SparePostgres, SpareRedis, redis_command};
+use support::{
+    load::{
+        Outcome, PANICS, STORE_TIMEOUT, Sample, browser, count, count_panics, layer, request, serve,
+    },
+    servers::{self, SparePostgres, SpareRedis, redis_command},
+};
 
 /// The tests run one at a time: each is a load, and each counts panics.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Panics anywhere in the process (server tasks included).
-static PANICS: AtomicUsize = AtomicUsize::new(0);
-
-/// The middleware's store timeout in the fault tests.
-const STORE_TIMEOUT: Duration = Duration::from_millis(400);
 /// Browsers.
 const CLIENTS: usize = 20;
 /// Each browser's pace: 20 × 10/s = 200 requests per second.
@@ -60,62 +57,9 @@ const RECOVERY_BOUND: Duration = Duration::from_secs(10);
 /// (load, save) of one timeout each, plus a generous margin.
 const HANG_BOUND: Duration = Duration::from_millis(2 * 400 + 1_500);
 
-fn count_panics() {
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            PANICS.fetch_add(1, Ordering::SeqCst);
-            previous(info);
-        }));
-    });
-}
-
-/// Increments `n` in the session and answers it.
-async fn count(session: Session) -> Result<String, SessionError> {
-    let n: u64 = session.get("n").await?.unwrap_or(0) + 1;
-    session.insert("n", n).await?;
-    Ok(n.to_string())
-}
-
 /// Reads `n` only.
 async fn read(session: Session) -> Result<String, SessionError> {
     Ok(session.get::<u64>("n").await?.unwrap_or(0).to_string())
-}
-
-/// A real axum server on 127.0.0.1; the task is checked for life at the end.
-#[derive(Debug)]
-struct App {
-    base: String,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn serve(router: Router) -> App {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("local addr");
-    let task = tokio::spawn(async move {
-        axum::serve(listener, router).await.expect("serve");
-    });
-    App {
-        base: format!("http://{addr}"),
-        task,
-    }
-}
-
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("reqwest client")
 }
 
 // ---------------------------------------------------------------------------
@@ -180,52 +124,6 @@ impl Spare for SparePostgres {
     }
     fn start_again(&mut self) -> Result<(), String> {
         self.restart()
-    }
-}
-
-/// What one request got.
-#[derive(Debug, Clone)]
-enum Outcome {
-    /// 200 with the counter.
-    Ok { value: u64, set_cookie: bool },
-    /// 503.
-    Unavailable { retry_after: bool, set_cookie: bool },
-    /// Any other status.
-    Other(u16),
-    /// No HTTP answer at all.
-    Transport(String),
-}
-
-/// One request: when it was sent and answered (since the load's start).
-#[derive(Debug, Clone)]
-struct Sample {
-    sent: Duration,
-    done: Duration,
-    outcome: Outcome,
-}
-
-async fn request(client: &reqwest::Client, url: &str) -> Outcome {
-    match client.get(url).send().await {
-        Err(err) => Outcome::Transport(err.to_string()),
-        Ok(response) => {
-            let status = response.status().as_u16();
-            let set_cookie = response.headers().contains_key(reqwest::header::SET_COOKIE);
-            let retry_after = response
-                .headers()
-                .contains_key(reqwest::header::RETRY_AFTER);
-            match (status, response.text().await) {
-                (_, Err(err)) => Outcome::Transport(err.to_string()),
-                (200, Ok(body)) => match body.parse() {
-                    Ok(value) => Outcome::Ok { value, set_cookie },
-                    Err(_) => Outcome::Transport(format!("200 with body {body:?}")),
-                },
-                (503, Ok(_)) => Outcome::Unavailable {
-                    retry_after,
-                    set_cookie,
-                },
-                (status, Ok(_)) => Outcome::Other(status),
-            }
-        }
     }
 }
 
@@ -509,14 +407,6 @@ async fn fault_run<S: Spare>(name: &str, router: Router, spare: S) -> (Figures, 
         f.recovery_all
     );
     (f, spare)
-}
-
-fn layer(store: impl SessionStore) -> SessionLayer {
-    SessionLayer::with_store(store, KeyRing::new(Key::generate()))
-        .secure(false)
-        .store_timeout(STORE_TIMEOUT)
-        .build()
-        .expect("layer")
 }
 
 /// A spare Redis and an app over it, or `None` when skipped.

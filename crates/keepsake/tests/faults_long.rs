@@ -23,21 +23,16 @@ mod support;
 
 use std::{
     path::PathBuf,
-    sync::{
-        Once,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::atomic::Ordering,
     time::{Duration, Instant},
 };
 
 use axum::{Router, routing::get};
-use keepsake::{
-    key::{Key, KeyRing},
-    middleware::SessionLayer,
-    session::{Session, SessionError},
-    store::{PostgresStore, RedisStore, SessionStore, SqliteStore},
-};
+use keepsake::store::{PostgresStore, RedisStore, SessionStore, SqliteStore};
 use support::{
+    load::{
+        Outcome, PANICS, STORE_TIMEOUT, Sample, browser, count, count_panics, layer, request, serve,
+    },
     proxy::{Mode, ProxyControl, SlowProxy},
     servers::{self, SparePostgres, SpareRedis, redis_command},
 };
@@ -46,11 +41,6 @@ use support::{
 /// and reads the process's memory.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Panics anywhere in the process (server tasks included).
-static PANICS: AtomicUsize = AtomicUsize::new(0);
-
-/// The middleware's store timeout (and the stores' own timeouts).
-const STORE_TIMEOUT: Duration = Duration::from_millis(400);
 /// SQLite's busy timeout: below the store timeout, so a locked database
 /// fails the call itself rather than being abandoned by the middleware.
 const SQLITE_BUSY: Duration = Duration::from_millis(300);
@@ -147,17 +137,6 @@ enum Pattern {
     Bursts { on: Duration, off: Duration },
 }
 
-fn count_panics() {
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            PANICS.fetch_add(1, Ordering::SeqCst);
-            previous(info);
-        }));
-    });
-}
-
 /// The test process's resident set size in KiB (`VmRSS`).
 fn rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -173,56 +152,6 @@ fn rss_kb() -> u64 {
             })
         })
         .unwrap_or(0)
-}
-
-/// Increments `n` in the session and answers it.
-async fn count(session: Session) -> Result<String, SessionError> {
-    let n: u64 = session.get("n").await?.unwrap_or(0) + 1;
-    session.insert("n", n).await?;
-    Ok(n.to_string())
-}
-
-/// A real axum server on 127.0.0.1; the task is checked for life at the end.
-#[derive(Debug)]
-struct App {
-    base: String,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn serve(router: Router) -> App {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("local addr");
-    let task = tokio::spawn(async move {
-        axum::serve(listener, router).await.expect("serve");
-    });
-    App {
-        base: format!("http://{addr}"),
-        task,
-    }
-}
-
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("reqwest client")
-}
-
-fn layer(store: impl SessionStore) -> SessionLayer {
-    SessionLayer::with_store(store, KeyRing::new(Key::generate()))
-        .secure(false)
-        .store_timeout(STORE_TIMEOUT)
-        .build()
-        .expect("layer")
 }
 
 fn router(store: impl SessionStore) -> Router {
@@ -357,52 +286,6 @@ impl<S: Send + 'static> Fault for NoFault<S> {
 // ---------------------------------------------------------------------------
 // The load and its figures
 // ---------------------------------------------------------------------------
-
-/// What one request got.
-#[derive(Debug, Clone)]
-enum Outcome {
-    /// 200 with the counter.
-    Ok { value: u64, set_cookie: bool },
-    /// 503.
-    Unavailable { retry_after: bool, set_cookie: bool },
-    /// Any other status.
-    Other(u16),
-    /// No HTTP answer at all.
-    Transport(String),
-}
-
-/// One request: when it was sent and answered (since the load's start).
-#[derive(Debug, Clone)]
-struct Sample {
-    sent: Duration,
-    done: Duration,
-    outcome: Outcome,
-}
-
-async fn request(client: &reqwest::Client, url: &str) -> Outcome {
-    match client.get(url).send().await {
-        Err(err) => Outcome::Transport(err.to_string()),
-        Ok(response) => {
-            let status = response.status().as_u16();
-            let set_cookie = response.headers().contains_key(reqwest::header::SET_COOKIE);
-            let retry_after = response
-                .headers()
-                .contains_key(reqwest::header::RETRY_AFTER);
-            match (status, response.text().await) {
-                (_, Err(err)) => Outcome::Transport(err.to_string()),
-                (200, Ok(body)) => match body.parse() {
-                    Ok(value) => Outcome::Ok { value, set_cookie },
-                    Err(_) => Outcome::Transport(format!("200 with body {body:?}")),
-                },
-                (503, Ok(_)) => Outcome::Unavailable {
-                    retry_after,
-                    set_cookie,
-                },
-                (status, Ok(_)) => Outcome::Other(status),
-            }
-        }
-    }
-}
 
 /// A thread that sleeps 20 ms at a time and records how late it wakes: a
 /// stall of the whole test process (the machine starved it of CPU, or I/O

@@ -3,6 +3,8 @@
 
 // Each test binary that includes this module uses only part of it.
 #[allow(dead_code)]
+pub(crate) mod load;
+#[allow(dead_code)]
 pub(crate) mod proxy;
 #[allow(dead_code)]
 pub(crate) mod servers;
