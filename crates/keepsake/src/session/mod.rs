@@ -344,9 +344,15 @@ impl State {
 #[derive(Clone)]
 pub struct Session {
     ctx: Arc<Context>,
-    state: Arc<Mutex<State>>,
-    /// Microseconds this request has spent waiting on the store.
-    store_time: Arc<AtomicU64>,
+    shared: Arc<Shared>,
+}
+
+/// What the clones of one request's [`Session`] share, in one allocation.
+struct Shared {
+    state: Mutex<State>,
+    /// Microseconds this request has spent waiting on the store (outside
+    /// the lock: store calls are made while `state` is held).
+    store_time: AtomicU64,
 }
 
 impl fmt::Debug for Session {
@@ -359,20 +365,22 @@ impl Session {
     pub(crate) fn new(ctx: Arc<Context>, incoming: Incoming, stale_key: bool) -> Self {
         Self {
             ctx,
-            state: Arc::new(Mutex::new(State {
-                incoming,
-                record: None,
-                is_new: true,
-                expired: false,
-                changes: Vec::new(),
-                modified: false,
-                delete: Vec::new(),
-                remove_cookie: false,
-                new_id: false,
-                failure: None,
-                stale_key,
-            })),
-            store_time: Arc::new(AtomicU64::new(0)),
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    incoming,
+                    record: None,
+                    is_new: true,
+                    expired: false,
+                    changes: Vec::new(),
+                    modified: false,
+                    delete: Vec::new(),
+                    remove_cookie: false,
+                    new_id: false,
+                    failure: None,
+                    stale_key,
+                }),
+                store_time: AtomicU64::new(0),
+            }),
         }
     }
 
@@ -384,12 +392,12 @@ impl Session {
         &self,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        let spent = Duration::from_micros(self.store_time.load(Ordering::Relaxed));
+        let spent = Duration::from_micros(self.shared.store_time.load(Ordering::Relaxed));
         let left = self.ctx.store_timeout.saturating_sub(spent);
         let start = tokio::time::Instant::now();
         let result = tokio::time::timeout(left, call).await;
         let took = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.store_time.fetch_add(took, Ordering::Relaxed);
+        self.shared.store_time.fetch_add(took, Ordering::Relaxed);
         result.unwrap_or_else(|_| {
             Err(StoreError::new(
                 StoreErrorKind::Timeout,
@@ -428,7 +436,7 @@ impl Session {
 
     /// Locks the state, loading the session first if needed.
     async fn loaded(&self) -> Result<MutexGuard<'_, State>, SessionError> {
-        let mut state = self.state.lock().await;
+        let mut state = self.shared.state.lock().await;
         if state.record.is_none() {
             self.load(&mut state).await?;
         }
@@ -990,7 +998,7 @@ impl Session {
     /// ```
     pub async fn reset(&self) -> Result<(), SessionError> {
         self.flush().await?;
-        self.state.lock().await.expired = false;
+        self.shared.state.lock().await.expired = false;
         Ok(())
     }
 
@@ -1132,7 +1140,7 @@ impl Session {
     /// Notes a store failure, so the response becomes a 503 whatever the
     /// handler does with the error.
     fn failed(&self, err: StoreError) -> SessionError {
-        if let Ok(mut state) = self.state.try_lock() {
+        if let Ok(mut state) = self.shared.state.try_lock() {
             state.failure.get_or_insert(err.kind());
         }
         SessionError::Unavailable(err)
@@ -1144,7 +1152,7 @@ impl Session {
         &self,
         status: http::StatusCode,
     ) -> Result<Option<Cookie>, StoreError> {
-        let mut state = self.state.lock().await;
+        let mut state = self.shared.state.lock().await;
         if let Some(kind) = state.failure {
             return Err(StoreError::new(
                 kind,
