@@ -2,7 +2,7 @@
 //! combinations, and the validated [`Cookie`] it makes.
 
 use std::{
-    fmt,
+    fmt::{self, Write as _},
     time::{Duration, SystemTime},
 };
 
@@ -426,6 +426,87 @@ impl CookieBuilder {
             name,
             builder: self,
         })
+    }
+}
+
+/// The `Set-Cookie` header of one cookie whose attributes never change and
+/// whose value and `Max-Age` do (the session cookie): made once from a
+/// checked [`CookieBuilder`], then written with a few string copies instead
+/// of cloning, checking and formatting a whole cookie on every response.
+/// It writes exactly what [`Cookie::to_header_value`] would.
+#[derive(Debug, Clone)]
+pub(crate) struct SetCookieTemplate {
+    /// The full name and `=`.
+    head: String,
+    /// The attributes that come before `Max-Age`.
+    before_max_age: String,
+    /// The attributes that come after it.
+    after_max_age: String,
+    /// The header that removes the cookie.
+    removal: HeaderValue,
+}
+
+impl SetCookieTemplate {
+    /// The template of `builder`'s cookie; its value is ignored.
+    pub(crate) fn new(builder: &CookieBuilder) -> Result<Self, CookieError> {
+        // `Max-Age=1` is written where it belongs; the header is split there.
+        const MARK: &str = "; Max-Age=1";
+        let probe = builder
+            .clone()
+            .value("")
+            .max_age(Some(Duration::from_secs(1)));
+        let cookie = probe.clone().build()?;
+        let head = format!("{}=", cookie.name());
+        let text = cookie.to_string();
+        let (before, after) = text
+            .strip_prefix(head.as_str())
+            .and_then(|rest| rest.split_once(MARK))
+            .ok_or_else(|| CookieError::InvalidName {
+                name: cookie.name().to_owned(),
+            })?;
+        Ok(Self {
+            before_max_age: before.to_owned(),
+            after_max_age: after.to_owned(),
+            removal: probe
+                .max_age(None)
+                .build()?
+                .into_removal()
+                .to_header_value(),
+            head,
+        })
+    }
+
+    /// The header that sets the cookie to `value`, with `Max-Age` if
+    /// `max_age` is given; `None` if `value` is not a valid cookie value or
+    /// the cookie would be over [`MAX_COOKIE_SIZE`] bytes.
+    pub(crate) fn header(&self, value: &str, max_age: Option<Duration>) -> Option<HeaderValue> {
+        let name_len = self.head.len() - 1;
+        if name_len + value.len() > MAX_COOKIE_SIZE || !is_cookie_value(value) {
+            return None;
+        }
+        let mut text = String::with_capacity(
+            self.head.len()
+                + value.len()
+                + self.before_max_age.len()
+                + self.after_max_age.len()
+                + 32,
+        );
+        text.push_str(&self.head);
+        text.push_str(value);
+        text.push_str(&self.before_max_age);
+        if let Some(max_age) = max_age {
+            let secs = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+            // Writing to a `String` cannot fail.
+            let _ = write!(text, "; Max-Age={secs}");
+        }
+        text.push_str(&self.after_max_age);
+        HeaderValue::try_from(text).ok()
+    }
+
+    /// The header that removes the cookie (`Max-Age=0`, an `Expires` in the
+    /// past, and the same `Path` and `Domain`).
+    pub(crate) fn removal(&self) -> HeaderValue {
+        self.removal.clone()
     }
 }
 

@@ -43,6 +43,8 @@ mod protected;
 
 use http::{HeaderMap, header};
 
+pub(crate) use self::builder::SetCookieTemplate;
+
 pub use self::{
     builder::{Cookie, CookieBuilder, Prefix, SameSite},
     protected::{DEFAULT_TTL, ProtectedJar, Verified},

@@ -388,3 +388,52 @@ fn namespaces_need_matching_apps_only_when_local() {
     assert_eq!(next.signed(&b).get::<u8>("l"), None);
     assert_eq!(next.signed(&b).shared().get::<u8>("s"), Some(2));
 }
+
+#[test]
+fn set_cookie_template_writes_what_the_builder_writes() {
+    let builders = [
+        Cookie::build("session", ""),
+        Cookie::build("s", "")
+            .secure(false)
+            .http_only(false)
+            .same_site(None)
+            .path(None),
+        Cookie::build("sid", "")
+            .domain("example.com")
+            .path("/app")
+            .same_site(Some(SameSite::Strict)),
+        Cookie::build("sid", "")
+            .same_site(Some(SameSite::None))
+            .partitioned(true),
+        Cookie::build("id", "").prefix(Prefix::Host),
+        Cookie::build("id", "")
+            .prefix(Prefix::Secure)
+            .domain("a.example"),
+    ];
+    let values = ["", "s1.abc-_", "e1.x.y", "\"quoted\"", "a:b=c"];
+    for builder in builders {
+        let template = SetCookieTemplate::new(&builder).unwrap();
+        for value in values {
+            for max_age in [
+                None,
+                Some(Duration::ZERO),
+                Some(Duration::from_secs(1_209_600)),
+            ] {
+                let expected = builder
+                    .clone()
+                    .value(value)
+                    .max_age(max_age)
+                    .build()
+                    .unwrap()
+                    .to_header_value();
+                assert_eq!(template.header(value, max_age), Some(expected));
+            }
+        }
+        let removal = builder.clone().build().unwrap().into_removal();
+        assert_eq!(template.removal(), removal.to_header_value());
+        // What the builder refuses, the template refuses.
+        assert_eq!(template.header("a b", None), None);
+        assert_eq!(template.header("a;b", None), None);
+        assert_eq!(template.header(&"x".repeat(4096), None), None);
+    }
+}

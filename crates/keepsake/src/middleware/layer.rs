@@ -8,7 +8,7 @@ use tower_layer::Layer;
 use super::{ConfigError, SessionService};
 use crate::{
     codec::{Codec, Format},
-    cookies::{Cookie, CookieBuilder, Prefix, SameSite},
+    cookies::{Cookie, CookieBuilder, Prefix, SameSite, SetCookieTemplate},
     key::{Key, KeyRing},
     session::{
         BadCookie, Clock, SystemClock,
@@ -670,25 +670,27 @@ impl SessionLayerBuilder {
         // Check the attributes once, with a value as long as an id cookie.
         let probe = cookie.clone().value("x".repeat(100)).build()?;
         let cookie_name = probe.name().to_owned();
+        let set_cookie = SetCookieTemplate::new(&cookie)?;
         let unavailable = self.unavailable.clone();
         Ok(SessionLayer {
-            ctx: Arc::new(self.into_context_with(cookie, cookie_name, idle, absolute)),
+            ctx: Arc::new(self.into_context_with(set_cookie, cookie_name, idle, absolute)),
             unavailable,
         })
     }
 
     /// The context without validation: for [`Session::detached`](crate::session::Session::detached).
     pub(crate) fn into_context(self) -> Arc<Context> {
-        let cookie = Cookie::build(self.name.clone(), "");
+        let set_cookie = SetCookieTemplate::new(&Cookie::build(self.name.clone(), ""))
+            .expect("the default session cookie's attributes are valid");
         let name = self.name.clone();
         let idle = self.idle_timeout.map(|idle| idle.as_secs());
         let absolute = self.absolute_lifetime.as_secs();
-        Arc::new(self.into_context_with(cookie, name, idle, absolute))
+        Arc::new(self.into_context_with(set_cookie, name, idle, absolute))
     }
 
     fn into_context_with(
         self,
-        cookie: CookieBuilder,
+        set_cookie: SetCookieTemplate,
         cookie_name: String,
         idle_timeout: Option<u64>,
         absolute_lifetime: u64,
@@ -696,7 +698,7 @@ impl SessionLayerBuilder {
         Context {
             backend: self.backend,
             codec: self.codec,
-            cookie,
+            set_cookie,
             cookie_name,
             idle_timeout,
             absolute_lifetime,

@@ -126,7 +126,7 @@ impl<T, E> Future for ResponseFuture<T, E> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
     ReqBody: Send + 'static,
@@ -161,18 +161,17 @@ where
         let session = Session::new(self.ctx.clone(), incoming, stale_key);
         request.extensions_mut().insert(session.clone());
 
-        // The service that was driven to readiness is the one to call; keep a
-        // fresh clone in its place (tower's documented idiom).
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        // Called now, while still the service that was driven to readiness:
+        // no clone of it is needed.
+        let handled = self.inner.call(request);
         let unavailable = self.unavailable.clone();
         ResponseFuture {
             inner: Box::pin(async move {
-                let mut response = inner.call(request).await?;
+                let mut response = handled.await?;
                 match session.finish(response.status()).await {
                     Ok(Some(cookie)) => {
                         let headers = response.headers_mut();
-                        headers.append(header::SET_COOKIE, cookie.to_header_value());
+                        headers.append(header::SET_COOKIE, cookie);
                         add_vary_cookie(headers);
                         let keep = headers
                             .get(header::CACHE_CONTROL)

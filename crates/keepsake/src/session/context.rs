@@ -3,10 +3,12 @@
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
+use http::HeaderValue;
+
 use super::Clock;
 use crate::{
     codec::{Claims, Codec, DecodeError},
-    cookies::CookieBuilder,
+    cookies::SetCookieTemplate,
     store::{Created, Deleted, Id, Record, Saved, SessionStore, StoreError, Touched},
 };
 
@@ -145,8 +147,8 @@ pub(crate) struct Context {
     pub(crate) backend: Backend,
     /// Signs ids (server-side) or protects records (client-side).
     pub(crate) codec: Codec,
-    /// Attributes of the session cookie; its name is the configured name.
-    pub(crate) cookie: CookieBuilder,
+    /// The session cookie's `Set-Cookie` header, with its checked attributes.
+    pub(crate) set_cookie: SetCookieTemplate,
     /// The full cookie name, prefix included.
     pub(crate) cookie_name: String,
     pub(crate) idle_timeout: Option<u64>,
@@ -199,9 +201,8 @@ impl Context {
     /// tossing otherwise).
     pub(crate) fn read_cookie(&self, headers: &http::HeaderMap) -> CookieRead {
         let now = self.now();
-        let mut found: Option<(Incoming, bool)> = None;
+        let mut found: Option<(&str, Incoming, bool)> = None;
         let mut bad = None;
-        let mut seen: Vec<&str> = Vec::new();
         let values = headers
             .get_all(http::header::COOKIE)
             .iter()
@@ -211,18 +212,18 @@ impl Context {
             .filter(|pair| pair.name_raw() == Some(self.cookie_name.as_str()))
             .filter_map(|pair| pair.value_raw());
         for value in values {
-            if seen.contains(&value) {
+            // The same cookie sent twice is one cookie.
+            if found.as_ref().is_some_and(|(seen, ..)| *seen == value) {
                 continue;
             }
-            seen.push(value);
             match self.verify(value, now) {
-                Ok(incoming) if found.is_none() => found = Some(incoming),
+                Ok((incoming, stale)) if found.is_none() => found = Some((value, incoming, stale)),
                 Ok(_) => return CookieRead::Bad("several session cookies verified"),
                 Err(reason) => bad = Some(reason),
             }
         }
         match (found, bad) {
-            (Some((incoming, stale)), _) => CookieRead::Ok(incoming, stale),
+            (Some((_, incoming, stale)), _) => CookieRead::Ok(incoming, stale),
             (None, Some(reason)) => CookieRead::Bad(reason),
             (None, None) => CookieRead::Ok(Incoming::Nothing, false),
         }
@@ -304,8 +305,8 @@ impl Context {
         }
     }
 
-    /// The Set-Cookie for `record`.
-    pub(crate) fn cookie_for(&self, record: &Record, now: u64) -> Option<crate::cookies::Cookie> {
+    /// The Set-Cookie header for `record`.
+    pub(crate) fn cookie_for(&self, record: &Record, now: u64) -> Option<HeaderValue> {
         let value = self.cookie_value(record, now).ok()?;
         let max_age = record.persistent.then(|| {
             let until = match self.backend {
@@ -314,21 +315,11 @@ impl Context {
             };
             Duration::from_secs(until.saturating_sub(now))
         });
-        self.cookie
-            .clone()
-            .value(value)
-            .max_age(max_age)
-            .build()
-            .ok()
+        self.set_cookie.header(&value, max_age)
     }
 
-    /// The Set-Cookie that removes the session cookie.
-    pub(crate) fn removal_cookie(&self) -> Option<crate::cookies::Cookie> {
-        self.cookie
-            .clone()
-            .value("")
-            .build()
-            .ok()
-            .map(crate::cookies::Cookie::into_removal)
+    /// The Set-Cookie header that removes the session cookie.
+    pub(crate) fn removal_cookie(&self) -> HeaderValue {
+        self.set_cookie.removal()
     }
 }

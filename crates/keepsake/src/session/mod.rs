@@ -36,9 +36,11 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
+    task::Poll,
     time::Duration,
 };
 
+use http::HeaderValue;
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 use tokio::sync::{Mutex, MutexGuard};
@@ -50,7 +52,6 @@ pub use self::{
 };
 use crate::{
     codec::MAX_COOKIE_SIZE,
-    cookies::Cookie,
     store::{Created, Deleted, Id, Record, Saved, StoreError, StoreErrorKind, Touched},
 };
 
@@ -392,6 +393,13 @@ impl Session {
         &self,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
+        let mut call = std::pin::pin!(call);
+        // A call that is done at its first poll (the memory store, a free
+        // write turn) spent no time worth counting: no clock, no timer.
+        let first = std::future::poll_fn(|cx| Poll::Ready(ready(call.as_mut().poll(cx)))).await;
+        if let Some(result) = first {
+            return result;
+        }
         let spent = Duration::from_micros(self.shared.store_time.load(Ordering::Relaxed));
         let left = self.ctx.store_timeout.saturating_sub(spent);
         let start = tokio::time::Instant::now();
@@ -1151,7 +1159,7 @@ impl Session {
     pub(crate) async fn finish(
         &self,
         status: http::StatusCode,
-    ) -> Result<Option<Cookie>, StoreError> {
+    ) -> Result<Option<HeaderValue>, StoreError> {
         let mut state = self.shared.state.lock().await;
         if let Some(kind) = state.failure {
             return Err(StoreError::new(
@@ -1191,7 +1199,7 @@ impl Session {
         state: &mut State,
         mut record: Record,
         now: u64,
-    ) -> Result<Option<Cookie>, StoreError> {
+    ) -> Result<Option<HeaderValue>, StoreError> {
         let removal = || self.ctx.removal_cookie();
         let empty_and_new = state.is_new && record.data.is_empty() && record.user.is_none();
 
@@ -1202,7 +1210,7 @@ impl Session {
                     .flatten()
                     .filter(|old| state.delete.contains(old));
                 let cookie = if empty_and_new {
-                    state.remove_cookie.then(removal).flatten()
+                    state.remove_cookie.then(removal)
                 } else if state.is_new {
                     // This visit is activity: the idle deadline counts
                     // from now.
@@ -1222,7 +1230,7 @@ impl Session {
                 } else if let Some(deadline) = touch_due(&record, now) {
                     match self.timed(store.touch(&record.id, deadline, now)).await? {
                         Touched::Touched => None,
-                        Touched::Gone => removal(),
+                        Touched::Gone => Some(removal()),
                     }
                 } else {
                     None
@@ -1236,7 +1244,7 @@ impl Session {
             }
             Backend::Cookie => {
                 if empty_and_new {
-                    return Ok(state.remove_cookie.then(removal).flatten());
+                    return Ok(state.remove_cookie.then(removal));
                 }
                 if state.modified || state.is_new {
                     // A visit that writes is activity too, as with a store
@@ -1288,7 +1296,7 @@ impl Session {
         mut record: Record,
         changes: &[Change],
         now: u64,
-    ) -> Result<Option<Cookie>, StoreError> {
+    ) -> Result<Option<HeaderValue>, StoreError> {
         let mut old_version = record.version;
         record.version = 0;
         refresh_idle_deadline(&mut record, now);
@@ -1340,7 +1348,7 @@ impl Session {
         store: &dyn context::DynStore,
         old: Id,
         record: &Record,
-    ) -> Result<Option<Cookie>, StoreError> {
+    ) -> Result<Option<HeaderValue>, StoreError> {
         self.timed(store.delete(&record.id)).await?;
         tracing::info!(
             session = %old.log_tag(),
@@ -1358,7 +1366,7 @@ impl Session {
         changes: &[Change],
         resend_cookie: bool,
         now: u64,
-    ) -> Result<Option<Cookie>, StoreError> {
+    ) -> Result<Option<HeaderValue>, StoreError> {
         refresh_idle_deadline(&mut record, now);
         let _turn = self.write_turn(&record.id).await?;
         for attempt in 0..=self.ctx.max_replays {
@@ -1371,11 +1379,11 @@ impl Session {
                 }
                 Saved::Gone => {
                     tracing::info!(session = %record.id.log_tag(), "session ended before this request saved; changes dropped");
-                    return Ok(self.ctx.removal_cookie());
+                    return Ok(Some(self.ctx.removal_cookie()));
                 }
                 Saved::Conflict => {
                     let Some(fresh) = self.timed(store.load(&record.id, now)).await? else {
-                        return Ok(self.ctx.removal_cookie());
+                        return Ok(Some(self.ctx.removal_cookie()));
                     };
                     record = replayed(fresh, changes, now)?;
                 }
@@ -1411,6 +1419,14 @@ async fn backoff(attempt: usize) {
     let ceiling = 1u64 << attempt.min(6);
     let wait = rand::random_range(0..=ceiling.min(50) * 1_000);
     tokio::time::sleep(Duration::from_micros(wait)).await;
+}
+
+/// The output of a poll, if it was ready.
+fn ready<T>(poll: Poll<T>) -> Option<T> {
+    match poll {
+        Poll::Ready(value) => Some(value),
+        Poll::Pending => None,
+    }
 }
 
 /// The error when a session keeps changing under a request.
