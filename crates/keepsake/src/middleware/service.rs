@@ -141,7 +141,8 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let (incoming, stale_key, bad) = match self.ctx.read_cookie(request.headers()) {
+        let (read, now) = self.ctx.read_cookie(request.headers());
+        let (incoming, stale_key, bad) = match read {
             CookieRead::Ok(incoming, stale_key) => (incoming, stale_key, false),
             CookieRead::Bad(reason) => {
                 tracing::warn!(reason, "session cookie did not verify");
@@ -158,7 +159,7 @@ where
         // A bad cookie that is ignored is replaced when the session is saved,
         // and otherwise left alone: removing it could fight another app's
         // cookie of the same name.
-        let session = Session::new(self.ctx.clone(), incoming, stale_key);
+        let session = Session::new(self.ctx.clone(), incoming, stale_key, now);
         request.extensions_mut().insert(session.clone());
 
         // Called now, while still the service that was driven to readiness:

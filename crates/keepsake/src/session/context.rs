@@ -197,10 +197,11 @@ impl Context {
 
     /// Finds and verifies the session cookie in the request's `Cookie`
     /// headers, borrowing from them: other cookies are skipped, not copied.
+    /// Also the time it was checked at, if there was a cookie to check.
     /// Several cookies with the session name: exactly one may verify (cookie
     /// tossing otherwise).
-    pub(crate) fn read_cookie(&self, headers: &http::HeaderMap) -> CookieRead {
-        let now = self.now();
+    pub(crate) fn read_cookie(&self, headers: &http::HeaderMap) -> (CookieRead, Option<u64>) {
+        let mut now = None;
         let mut found: Option<(&str, Incoming, bool)> = None;
         let mut bad = None;
         let values = headers
@@ -216,17 +217,25 @@ impl Context {
             if found.as_ref().is_some_and(|(seen, ..)| *seen == value) {
                 continue;
             }
+            // The clock is read only when there is a cookie to check.
+            let now = *now.get_or_insert_with(|| self.now());
             match self.verify(value, now) {
                 Ok((incoming, stale)) if found.is_none() => found = Some((value, incoming, stale)),
-                Ok(_) => return CookieRead::Bad("several session cookies verified"),
+                Ok(_) => {
+                    return (
+                        CookieRead::Bad("several session cookies verified"),
+                        Some(now),
+                    );
+                }
                 Err(reason) => bad = Some(reason),
             }
         }
-        match (found, bad) {
+        let read = match (found, bad) {
             (Some((_, incoming, stale)), _) => CookieRead::Ok(incoming, stale),
             (None, Some(reason)) => CookieRead::Bad(reason),
             (None, None) => CookieRead::Ok(Incoming::Nothing, false),
-        }
+        };
+        (read, now)
     }
 
     fn verify(&self, value: &str, now: u64) -> Result<(Incoming, bool), &'static str> {

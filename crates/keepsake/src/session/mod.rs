@@ -309,6 +309,8 @@ struct State {
     /// Only a fallback key verified the cookie: issue it again under the
     /// current key.
     stale_key: bool,
+    /// The request's time, read once (see [`Session::now`]).
+    now: Option<u64>,
 }
 
 impl State {
@@ -344,12 +346,12 @@ impl State {
 /// ```
 #[derive(Clone)]
 pub struct Session {
-    ctx: Arc<Context>,
     shared: Arc<Shared>,
 }
 
 /// What the clones of one request's [`Session`] share, in one allocation.
 struct Shared {
+    ctx: Arc<Context>,
     state: Mutex<State>,
     /// Microseconds this request has spent waiting on the store (outside
     /// the lock: store calls are made while `state` is held).
@@ -363,10 +365,17 @@ impl fmt::Debug for Session {
 }
 
 impl Session {
-    pub(crate) fn new(ctx: Arc<Context>, incoming: Incoming, stale_key: bool) -> Self {
+    /// The session of a request whose cookie said `incoming`; `now` is the
+    /// time the cookie was checked at, if it was: the request's time.
+    pub(crate) fn new(
+        ctx: Arc<Context>,
+        incoming: Incoming,
+        stale_key: bool,
+        now: Option<u64>,
+    ) -> Self {
         Self {
-            ctx,
             shared: Arc::new(Shared {
+                ctx,
                 state: Mutex::new(State {
                     incoming,
                     record: None,
@@ -379,6 +388,7 @@ impl Session {
                     new_id: false,
                     failure: None,
                     stale_key,
+                    now,
                 }),
                 store_time: AtomicU64::new(0),
             }),
@@ -401,7 +411,7 @@ impl Session {
             return result;
         }
         let spent = Duration::from_micros(self.shared.store_time.load(Ordering::Relaxed));
-        let left = self.ctx.store_timeout.saturating_sub(spent);
+        let left = self.shared.ctx.store_timeout.saturating_sub(spent);
         let start = tokio::time::Instant::now();
         let result = tokio::time::timeout(left, call).await;
         let took = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -411,7 +421,7 @@ impl Session {
                 StoreErrorKind::Timeout,
                 format!(
                     "the store took more than the {:?} a request may spend on it",
-                    self.ctx.store_timeout
+                    self.shared.ctx.store_timeout
                 ),
             ))
         })
@@ -420,7 +430,7 @@ impl Session {
     /// Waits, within the request's store time, for this process's turn to
     /// save session `id`.
     async fn write_turn(&self, id: &Id) -> Result<tokio::sync::MutexGuard<'_, ()>, StoreError> {
-        self.timed(async { Ok(self.ctx.write_locks.lock(id).await) })
+        self.timed(async { Ok(self.shared.ctx.write_locks.lock(id).await) })
             .await
     }
 
@@ -439,7 +449,14 @@ impl Session {
         let ring = crate::key::KeyRing::new(crate::key::Key::generate());
         let ctx = crate::middleware::SessionLayer::with_cookies(crate::codec::Format::Sealed, ring)
             .into_context();
-        Self::new(ctx, Incoming::Nothing, false)
+        Self::new(ctx, Incoming::Nothing, false, None)
+    }
+
+    /// The request's time: the clock is read once per request (when the
+    /// cookie is checked, or at first need) and every deadline the request
+    /// computes counts from it.
+    fn now(&self, state: &mut State) -> u64 {
+        *state.now.get_or_insert_with(|| self.shared.ctx.now())
     }
 
     /// Locks the state, loading the session first if needed.
@@ -452,8 +469,8 @@ impl Session {
     }
 
     async fn load(&self, state: &mut State) -> Result<(), SessionError> {
-        let now = self.ctx.now();
-        let existing = match (&state.incoming, &self.ctx.backend) {
+        let now = self.now(state);
+        let existing = match (&state.incoming, &self.shared.ctx.backend) {
             (Incoming::Id(id), Backend::Store(store)) => {
                 let id = *id;
                 match self.timed(store.load(&id, now)).await {
@@ -488,10 +505,10 @@ impl Session {
         let mut record = Record::new(
             Id::random(),
             now,
-            self.ctx.idle_timeout,
-            self.ctx.absolute_lifetime,
+            self.shared.ctx.idle_timeout,
+            self.shared.ctx.absolute_lifetime,
         );
-        record.persistent = self.ctx.persistent;
+        record.persistent = self.shared.ctx.persistent;
         record
     }
 
@@ -500,15 +517,15 @@ impl Session {
     /// framework's format cannot carry it). A change that fails this check must be
     /// undone, or the response would silently carry no cookie at all.
     fn check_size(&self, record: &Record) -> Result<(), SessionError> {
-        if !matches!(self.ctx.backend, Backend::Cookie) {
+        if !matches!(self.shared.ctx.backend, Backend::Cookie) {
             return Ok(());
         }
         // A framework's format escapes and compresses: only encoding tells
         // its size, and whether the framework can read the data at all.
         #[cfg(feature = "interop")]
-        if let Some(interop) = &self.ctx.interop {
+        if let Some(interop) = &self.shared.ctx.interop {
             use crate::codec::interop::InteropEncodeError;
-            return match interop.encode_record(record, self.ctx.now()) {
+            return match interop.encode_record(record, self.shared.ctx.now()) {
                 Ok(_) => Ok(()),
                 Err(InteropEncodeError::TooLarge { size, limit, .. }) => {
                     Err(SessionError::TooLarge { size, limit })
@@ -518,7 +535,8 @@ impl Session {
         }
         // The exact size from the JSON length alone: no MAC, cipher or
         // base64 on every insert.
-        let size = self.ctx.cookie_name.len() + self.ctx.codec.encoded_len(json_len(record));
+        let size =
+            self.shared.ctx.cookie_name.len() + self.shared.ctx.codec.encoded_len(json_len(record));
         if size > MAX_COOKIE_SIZE {
             return Err(SessionError::TooLarge {
                 size,
@@ -537,7 +555,7 @@ impl Session {
             .unwrap_or_else(|| unreachable!("loaded"));
         // Only client-side sessions can refuse a change (cookie size), so
         // only they need the copy to undo it.
-        let before = matches!(self.ctx.backend, Backend::Cookie).then(|| record.clone());
+        let before = matches!(self.shared.ctx.backend, Backend::Cookie).then(|| record.clone());
         change.apply(record)?;
         if let Some(before) = before
             && let Err(err) = self.check_size(record)
@@ -970,7 +988,7 @@ impl Session {
     /// ```
     pub async fn flush(&self) -> Result<(), SessionError> {
         let mut state = self.loaded().await?;
-        let now = self.ctx.now();
+        let now = self.now(&mut state);
         let old = state.record.replace(self.fresh_record(now));
         if let Some(old) = old
             && !state.is_new
@@ -1031,7 +1049,7 @@ impl Session {
     /// ```
     pub async fn set_expiry(&self, expiry: Expiry) -> Result<(), SessionError> {
         let mut state = self.loaded().await?;
-        let now = self.ctx.now();
+        let now = self.now(&mut state);
         let absolute_deadline = now.saturating_add(expiry.absolute.as_secs());
         let idle_timeout = expiry.idle.map(|idle| idle.as_secs());
         let change = Change::Expiry {
@@ -1102,10 +1120,10 @@ impl Session {
     /// # Ok::<(), keepsake::session::SessionError>(()) }).unwrap();
     /// ```
     pub async fn user_sessions(&self, user: &str) -> Result<Vec<Record>, SessionError> {
-        let Backend::Store(store) = &self.ctx.backend else {
+        let Backend::Store(store) = &self.shared.ctx.backend else {
             return Ok(Vec::new());
         };
-        let now = self.ctx.now();
+        let now = self.shared.ctx.now();
         self.timed(store.list_user(user, now))
             .await
             .map_err(|err| self.failed(err))
@@ -1132,7 +1150,7 @@ impl Session {
     /// # Ok::<(), keepsake::session::SessionError>(()) }).unwrap();
     /// ```
     pub async fn end_user_sessions(&self, user: &str) -> Result<usize, SessionError> {
-        let ended = match &self.ctx.backend {
+        let ended = match &self.shared.ctx.backend {
             Backend::Store(store) => self
                 .timed(store.delete_user(user))
                 .await
@@ -1171,15 +1189,18 @@ impl Session {
             tracing::debug!(%status, "handler failed; session changes not saved");
             return Ok(None);
         }
-        let now = self.ctx.now();
         let Some(record) = state.record.take() else {
             // Never touched: no store call at all. A client-side session that
             // only a fallback key verified is issued again from what came in.
             return Ok(match (&state.incoming, state.stale_key) {
-                (Incoming::Record(record), true) => self.ctx.cookie_for(record, now),
+                (Incoming::Record(record), true) => {
+                    let now = state.now.unwrap_or_else(|| self.shared.ctx.now());
+                    self.shared.ctx.cookie_for(record, now)
+                }
                 _ => None,
             });
         };
+        let now = self.now(&mut state);
         // A live session whose cookie only a fallback key verified gets its
         // cookie again under the current key, if nothing else sets one.
         let reissue = (state.stale_key && !state.is_new).then(|| record.clone());
@@ -1187,7 +1208,7 @@ impl Session {
         Ok(match (cookie, reissue) {
             (None, Some(record)) => {
                 tracing::debug!(session = %record.id.log_tag(), "session cookie re-issued under the current key");
-                self.ctx.cookie_for(&record, now)
+                self.shared.ctx.cookie_for(&record, now)
             }
             (cookie, _) => cookie,
         })
@@ -1200,10 +1221,10 @@ impl Session {
         mut record: Record,
         now: u64,
     ) -> Result<Option<HeaderValue>, StoreError> {
-        let removal = || self.ctx.removal_cookie();
+        let removal = || self.shared.ctx.removal_cookie();
         let empty_and_new = state.is_new && record.data.is_empty() && record.user.is_none();
 
-        match &self.ctx.backend {
+        match &self.shared.ctx.backend {
             Backend::Store(store) => {
                 let cycled = (!state.is_new && state.new_id)
                     .then(|| state.stored_id())
@@ -1218,7 +1239,7 @@ impl Session {
                     refresh_idle_deadline(&mut record, now);
                     self.create(store.as_ref(), &mut record).await?;
                     tracing::debug!(session = %record.id.log_tag(), "session created");
-                    self.ctx.cookie_for(&record, now)
+                    self.shared.ctx.cookie_for(&record, now)
                 } else if let Some(old) = cycled {
                     // Deleted here, by version, not with the rest below.
                     state.delete.retain(|id| *id != old);
@@ -1250,11 +1271,11 @@ impl Session {
                     // A visit that writes is activity too, as with a store
                     // (`save` moves the deadline).
                     refresh_idle_deadline(&mut record, now);
-                    return Ok(self.ctx.cookie_for(&record, now));
+                    return Ok(self.shared.ctx.cookie_for(&record, now));
                 }
                 if let Some(deadline) = touch_due(&record, now) {
                     record.idle_deadline = Some(deadline);
-                    return Ok(self.ctx.cookie_for(&record, now));
+                    return Ok(self.shared.ctx.cookie_for(&record, now));
                 }
                 Ok(None)
             }
@@ -1302,7 +1323,7 @@ impl Session {
         refresh_idle_deadline(&mut record, now);
         self.create(store, &mut record).await?;
         let _turn = self.write_turn(&old).await?;
-        for attempt in 0..=self.ctx.max_replays {
+        for attempt in 0..=self.shared.ctx.max_replays {
             backoff(attempt).await;
             let outcome = self
                 .timed(store.delete_if_version(&old, old_version))
@@ -1310,7 +1331,7 @@ impl Session {
             let fresh = match outcome {
                 Deleted::Deleted => {
                     tracing::debug!(session = %record.id.log_tag(), "session id cycled");
-                    return Ok(self.ctx.cookie_for(&record, now));
+                    return Ok(self.shared.ctx.cookie_for(&record, now));
                 }
                 Deleted::Gone => None,
                 Deleted::Conflict => self.timed(store.load(&old, now)).await?,
@@ -1369,21 +1390,21 @@ impl Session {
     ) -> Result<Option<HeaderValue>, StoreError> {
         refresh_idle_deadline(&mut record, now);
         let _turn = self.write_turn(&record.id).await?;
-        for attempt in 0..=self.ctx.max_replays {
+        for attempt in 0..=self.shared.ctx.max_replays {
             backoff(attempt).await;
             match self.timed(store.save(&record, now)).await? {
                 Saved::Saved { .. } => {
                     return Ok(resend_cookie
-                        .then(|| self.ctx.cookie_for(&record, now))
+                        .then(|| self.shared.ctx.cookie_for(&record, now))
                         .flatten());
                 }
                 Saved::Gone => {
                     tracing::info!(session = %record.id.log_tag(), "session ended before this request saved; changes dropped");
-                    return Ok(Some(self.ctx.removal_cookie()));
+                    return Ok(Some(self.shared.ctx.removal_cookie()));
                 }
                 Saved::Conflict => {
                     let Some(fresh) = self.timed(store.load(&record.id, now)).await? else {
-                        return Ok(Some(self.ctx.removal_cookie()));
+                        return Ok(Some(self.shared.ctx.removal_cookie()));
                     };
                     record = replayed(fresh, changes, now)?;
                 }
