@@ -95,16 +95,23 @@ pub(super) fn encode_with_nonce(
     let mut stack = [0u8; MIN_LEN + INLINE_PLAINTEXT];
     let mut heap = Vec::new();
     let buf = if payload.len() <= INLINE_PLAINTEXT {
-        &mut stack[..len]
+        let buf = &mut stack[..len];
+        buf[NONCE_LEN..NONCE_LEN + HEADER_LEN].copy_from_slice(header);
+        buf[NONCE_LEN + HEADER_LEN..len - TAG_LEN].copy_from_slice(payload);
+        buf
     } else {
-        heap.resize(len, 0);
+        // Written in order rather than zeroed first: no pass over 3 KB
+        // that is overwritten at once.
+        heap.reserve_exact(len);
+        heap.extend_from_slice(&nonce);
+        heap.extend_from_slice(header);
+        heap.extend_from_slice(payload);
+        heap.extend_from_slice(&[0; TAG_LEN]);
         &mut heap[..]
     };
     let (nonce_buf, rest) = buf.split_at_mut(NONCE_LEN);
     nonce_buf.copy_from_slice(&nonce);
     let (plaintext, tag_buf) = rest.split_at_mut(HEADER_LEN + payload.len());
-    plaintext[..HEADER_LEN].copy_from_slice(header);
-    plaintext[HEADER_LEN..].copy_from_slice(payload);
     let tag = ring
         .current_subkeys()
         .sealer(namespace)
