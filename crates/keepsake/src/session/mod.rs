@@ -40,10 +40,10 @@ use std::{
     time::Duration,
 };
 
+use futures_util::lock::{Mutex, MutexGuard};
 use http::HeaderValue;
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
-use tokio::sync::{Mutex, MutexGuard};
 
 use self::context::{Backend, Context, Incoming};
 pub use self::{
@@ -254,15 +254,13 @@ impl Change {
     /// current value is not of the type its function takes.
     fn apply(&self, record: &mut Record) -> Result<(), SessionError> {
         match self {
-            Self::Set(key, value) => {
-                record.data.insert(key.clone(), value.clone());
-            }
+            Self::Set(key, value) => set(&mut record.data, key, value.clone()),
             Self::Update(key, update) => {
                 let value = update(record.data.get(key)).map_err(|source| SessionError::Json {
                     key: key.clone(),
                     source,
                 })?;
-                record.data.insert(key.clone(), value);
+                set(&mut record.data, key, value);
             }
             Self::Remove(key) => {
                 record.data.remove(key);
@@ -1166,7 +1164,7 @@ impl Session {
     /// Notes a store failure, so the response becomes a 503 whatever the
     /// handler does with the error.
     fn failed(&self, err: StoreError) -> SessionError {
-        if let Ok(mut state) = self.shared.state.try_lock() {
+        if let Some(mut state) = self.shared.state.try_lock() {
             state.failure.get_or_insert(err.kind());
         }
         SessionError::Unavailable(err)
@@ -1440,6 +1438,16 @@ async fn backoff(attempt: usize) {
     let ceiling = 1u64 << attempt.min(6);
     let wait = rand::random_range(0..=ceiling.min(50) * 1_000);
     tokio::time::sleep(Duration::from_micros(wait)).await;
+}
+
+/// Sets `key` to `value`, copying the key only when it is new.
+fn set(data: &mut crate::store::Data, key: &str, value: Value) {
+    match data.get_mut(key) {
+        Some(slot) => *slot = value,
+        None => {
+            data.insert(key.to_owned(), value);
+        }
+    }
 }
 
 /// The output of a poll, if it was ready.
