@@ -517,8 +517,20 @@ fn is_token_byte(b: u8) -> bool {
 
 /// RFC 6265 `cookie-octet`.
 fn is_cookie_octet(b: u8) -> bool {
-    matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
+    COOKIE_OCTETS[usize::from(b)]
 }
+
+/// [`is_cookie_octet`] as a table: one load per byte of a value that may be
+/// 4 KB long, on every response that sets the session cookie.
+static COOKIE_OCTETS: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E);
+        b += 1;
+    }
+    table
+};
 
 /// A cookie value: cookie-octets, optionally inside double quotes.
 fn is_cookie_value(value: &str) -> bool {

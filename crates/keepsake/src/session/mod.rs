@@ -250,6 +250,25 @@ impl fmt::Debug for Change {
 }
 
 impl Change {
+    /// The change that takes `record` back to what it is now once `self`
+    /// is applied; `None` for a change that can only shrink it.
+    fn undo(&self, record: &Record) -> Option<Self> {
+        match self {
+            Self::Set(key, _) | Self::Update(key, _) => Some(match record.data.get(key) {
+                Some(value) => Self::Set(key.clone(), value.clone()),
+                None => Self::Remove(key.clone()),
+            }),
+            Self::Remove(_) | Self::Clear => None,
+            Self::User(_) => Some(Self::User(record.user.clone())),
+            Self::Expiry { .. } => Some(Self::Expiry {
+                absolute_deadline: record.absolute_deadline,
+                idle_timeout: record.idle_timeout,
+                idle_deadline: record.idle_deadline,
+                persistent: record.persistent,
+            }),
+        }
+    }
+
     /// Applies the change to `record`. Only an update can fail: when the
     /// current value is not of the type its function takes.
     fn apply(&self, record: &mut Record) -> Result<(), SessionError> {
@@ -551,14 +570,17 @@ impl Session {
             .record
             .as_mut()
             .unwrap_or_else(|| unreachable!("loaded"));
-        // Only client-side sessions can refuse a change (cookie size), so
-        // only they need the copy to undo it.
-        let before = matches!(self.shared.ctx.backend, Backend::Cookie).then(|| record.clone());
+        // Only client-side sessions can refuse a change (cookie size), and
+        // only a change that can grow the cookie: only then is there an undo.
+        let undo = match self.shared.ctx.backend {
+            Backend::Cookie => change.undo(record),
+            Backend::Store(_) => None,
+        };
         change.apply(record)?;
-        if let Some(before) = before
+        if let Some(undo) = undo
             && let Err(err) = self.check_size(record)
         {
-            *record = before;
+            undo.apply(record)?;
             return Err(err);
         }
         state.changes.push(change);
@@ -1500,4 +1522,36 @@ fn touch_due(record: &Record, now: u64) -> Option<u64> {
     let next = record.refreshed_idle_deadline(now)?;
     let step = (idle / 10).max(1);
     (next >= current.saturating_add(step)).then_some(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A change refused for size leaves exactly what was there before.
+    #[tokio::test]
+    async fn a_refused_change_is_undone_exactly() {
+        let session = Session::detached();
+        session.insert("k", "small").await.unwrap();
+        session.set_user(Some("ada")).await.unwrap();
+        let big = "x".repeat(5_000);
+        assert!(matches!(
+            session.insert("k", &big).await,
+            Err(SessionError::TooLarge { .. })
+        ));
+        assert!(session.insert("new", &big).await.is_err());
+        let grow = move |_: Option<String>| big.clone();
+        assert!(session.update("k", grow).await.is_err());
+        assert!(session.set_user(Some(&"u".repeat(5_000))).await.is_err());
+        assert_eq!(
+            session.get::<String>("k").await.unwrap().as_deref(),
+            Some("small")
+        );
+        assert_eq!(session.keys().await.unwrap(), ["k"]);
+        assert_eq!(session.user().await.unwrap().as_deref(), Some("ada"));
+        // Shrinking changes are never refused.
+        assert!(session.remove("k").await.unwrap());
+        session.clear().await.unwrap();
+        assert!(session.is_empty().await.unwrap());
+    }
 }
