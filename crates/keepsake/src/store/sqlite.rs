@@ -131,9 +131,12 @@ const COLUMNS: &str = "id, data, created_at, idle_timeout, idle_deadline, absolu
 /// `connections` on [`SqliteStore::builder`]). Each operation waits (asynchronously)
 /// for a free connection, runs its statements on Tokio's blocking thread pool
 /// ([`tokio::task::spawn_blocking`]), and puts the connection back, even if
-/// the operation panics. Reads on different connections run in parallel;
-/// writes queue on SQLite's lock as described above. The store therefore
-/// needs a Tokio runtime (any flavour) for its operations.
+/// the operation panics. Reads on different connections run in parallel.
+/// Writes of one store take turns before they take a connection, so they
+/// wait asynchronously for each other instead of in SQLite's busy handler,
+/// which sleeps and backs off by milliseconds; the busy timeout still
+/// covers writers in other processes. The store therefore needs a Tokio
+/// runtime (any flavour) for its operations.
 ///
 /// # Schema and schema version
 ///
@@ -396,6 +399,7 @@ impl SqliteStore {
             inner: Arc::new(Inner {
                 pool: Mutex::new(pool),
                 permits: Arc::new(Semaphore::new(size)),
+                writer: Arc::new(Semaphore::new(1)),
                 size,
                 path,
                 busy_timeout,
@@ -403,26 +407,40 @@ impl SqliteStore {
         }
     }
 
-    /// Runs `op` on a pooled connection on the blocking thread pool.
-    async fn run<T, F>(&self, op: F) -> Result<T, StoreError>
+    /// Runs `op` on a pooled connection on the blocking thread pool. A
+    /// write first waits for this store's write turn.
+    async fn run<T, F>(&self, access: Access, op: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        let closed = |err| {
+            StoreError::with_source(
+                StoreErrorKind::Unavailable,
+                "the SQLite connection pool is closed",
+                err,
+            )
+        };
+        let turn = match access {
+            Access::Write => Some(
+                Arc::clone(&self.inner.writer)
+                    .acquire_owned()
+                    .await
+                    .map_err(closed)?,
+            ),
+            Access::Read => None,
+        };
         let permit = Arc::clone(&self.inner.permits)
             .acquire_owned()
             .await
-            .map_err(|err| {
-                StoreError::with_source(
-                    StoreErrorKind::Unavailable,
-                    "the SQLite connection pool is closed",
-                    err,
-                )
-            })?;
+            .map_err(closed)?;
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
             // Dropped in reverse order: the connection goes back to the pool
-            // before the permit to take it is released.
+            // before the permit to take it is released, and the write turn
+            // only once the write is over, even if this task outlives a
+            // caller that stopped waiting.
+            let _turn = turn;
             let _permit = permit;
             let mut lease = Lease::take(&inner.pool)?;
             op(lease.conn())
@@ -449,6 +467,13 @@ impl fmt::Debug for SqliteStore {
     }
 }
 
+/// Whether an operation writes.
+#[derive(Debug, Clone, Copy)]
+enum Access {
+    Read,
+    Write,
+}
+
 /// The state behind every clone of one store.
 struct Inner {
     /// The idle connections.
@@ -456,6 +481,11 @@ struct Inner {
     /// One permit per connection: holding one guarantees `pool` has a
     /// connection to take.
     permits: Arc<Semaphore>,
+    /// One write at a time from this process: writers wait here, on the
+    /// runtime, rather than in SQLite's busy handler, which sleeps and
+    /// backs off (milliseconds) while another connection of the same pool
+    /// holds the write lock.
+    writer: Arc<Semaphore>,
     size: usize,
     /// `None` for an in-memory database.
     path: Option<PathBuf>,
@@ -742,7 +772,7 @@ impl SessionStore for SqliteStore {
         let row = Columns::of(record)?;
         // `create` has no clock: the new record's creation time is "now".
         let now = row.created_at;
-        self.run(move |conn| {
+        self.run(Access::Write, move |conn| {
             let fail = |err| sql_error("create", err);
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -784,7 +814,7 @@ impl SessionStore for SqliteStore {
 
     async fn load(&self, id: &Id, now: u64) -> Result<Option<Record>, StoreError> {
         let (id, now) = (id.to_string(), sql_int(now));
-        self.run(move |conn| {
+        self.run(Access::Read, move |conn| {
             let raw = conn
                 .prepare_cached(&format!(
                     "SELECT {COLUMNS} FROM sessions WHERE id = ?1 AND deadline > ?2"
@@ -801,7 +831,7 @@ impl SessionStore for SqliteStore {
         // A version beyond what SQLite can hold matches no stored version.
         let expected = i64::try_from(record.version).ok();
         let now = sql_int(now);
-        self.run(move |conn| {
+        self.run(Access::Write, move |conn| {
             let fail = |err| sql_error("save", err);
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -860,7 +890,7 @@ impl SessionStore for SqliteStore {
 
     async fn touch(&self, id: &Id, idle_deadline: u64, now: u64) -> Result<Touched, StoreError> {
         let (id, idle_deadline, now) = (id.to_string(), sql_int(idle_deadline), sql_int(now));
-        self.run(move |conn| {
+        self.run(Access::Write, move |conn| {
             let fail = |err| sql_error("touch", err);
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -890,7 +920,7 @@ impl SessionStore for SqliteStore {
 
     async fn delete(&self, id: &Id) -> Result<bool, StoreError> {
         let id = id.to_string();
-        self.run(move |conn| {
+        self.run(Access::Write, move |conn| {
             conn.prepare_cached("DELETE FROM sessions WHERE id = ?1")
                 .and_then(|mut s| s.execute(params![id]))
                 .map(|deleted| deleted > 0)
@@ -903,7 +933,7 @@ impl SessionStore for SqliteStore {
         let id = id.to_string();
         // A version beyond what SQLite can hold matches no stored version.
         let expected = i64::try_from(version).ok();
-        self.run(move |conn| {
+        self.run(Access::Write, move |conn| {
             let fail = |err| sql_error("delete_if_version", err);
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -933,7 +963,7 @@ impl SessionStore for SqliteStore {
 
     async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
         let user = user.to_owned();
-        self.run(move |conn| {
+        self.run(Access::Write, move |conn| {
             conn.prepare_cached("DELETE FROM sessions WHERE user_id = ?1")
                 .and_then(|mut s| s.execute(params![user]))
                 .map_err(|err| sql_error("delete_user", err))
@@ -943,7 +973,7 @@ impl SessionStore for SqliteStore {
 
     async fn list_user(&self, user: &str, now: u64) -> Result<Vec<Record>, StoreError> {
         let (user, now) = (user.to_owned(), sql_int(now));
-        self.run(move |conn| {
+        self.run(Access::Read, move |conn| {
             query_records(
                 conn,
                 &format!(
@@ -958,7 +988,7 @@ impl SessionStore for SqliteStore {
 
     async fn purge_expired(&self, now: u64) -> Result<usize, StoreError> {
         let now = sql_int(now);
-        self.run(move |conn| {
+        self.run(Access::Write, move |conn| {
             // In batches, each its own short transaction, so a large purge
             // never holds the write lock for long.
             let mut statement = conn
@@ -998,7 +1028,7 @@ impl StoreAdmin for SqliteStore {
             .unwrap_or_default();
         let sql_limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let records = self
-            .run(move |conn| {
+            .run(Access::Read, move |conn| {
                 query_records(
                     conn,
                     &format!("SELECT {COLUMNS} FROM sessions WHERE id > ?1 ORDER BY id LIMIT ?2"),
@@ -1018,7 +1048,7 @@ impl StoreAdmin for SqliteStore {
 
     async fn count(&self, now: u64) -> Result<Counts, StoreError> {
         let now = sql_int(now);
-        self.run(move |conn| {
+        self.run(Access::Read, move |conn| {
             let (total, expired) = conn
                 .prepare_cached("SELECT count(*), coalesce(sum(deadline <= ?1), 0) FROM sessions")
                 .and_then(|mut s| {
@@ -1044,7 +1074,7 @@ impl StoreAdmin for SqliteStore {
         let (now, limit) = (sql_int(now), limit.max(1));
         let sql_limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let purged = self
-            .run(move |conn| {
+            .run(Access::Write, move |conn| {
                 conn.prepare_cached(
                     "DELETE FROM sessions WHERE rowid IN \
                      (SELECT rowid FROM sessions WHERE deadline <= ?1 LIMIT ?2)",
