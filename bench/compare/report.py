@@ -173,8 +173,8 @@ def main():
         target(f"keepsake redis /{route} / best Redis peer ({peer[1]})", r and f"{r:.2f}x", ">= 1.3x",
                r is not None and r >= 1.3)
         s = summary.get(("keepsake", "redis", route))
-        sent = s and s["sent"]
-        target(f"keepsake redis /{route}: Redis commands sent per request", sent is not None and f"{sent:.2f}",
+        sent = s["sent"] if s else None
+        target(f"keepsake redis /{route}: Redis commands sent per request", None if sent is None else f"{sent:.2f}",
                f"<= {cmds}", sent is not None and sent <= cmds + 0.005)
     r = vs(rps("keepsake", "sqlite", "incr"), rps("tower-sessions", "redis", "incr"))
     target("keepsake sqlite /incr / tower-sessions redis /incr", r and f"{r:.2f}x", ">= 1.0x", r is not None and r >= 1.0)
