@@ -428,7 +428,7 @@ impl Session {
             return result;
         }
         let spent = Duration::from_micros(self.shared.store_time.load(Ordering::Relaxed));
-        let left = self.shared.ctx.store_timeout.saturating_sub(spent);
+        let left = self.ctx().store_timeout.saturating_sub(spent);
         let start = tokio::time::Instant::now();
         let result = tokio::time::timeout(left, call).await;
         let took = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -438,7 +438,7 @@ impl Session {
                 StoreErrorKind::Timeout,
                 format!(
                     "the store took more than the {:?} a request may spend on it",
-                    self.shared.ctx.store_timeout
+                    self.ctx().store_timeout
                 ),
             ))
         })
@@ -447,7 +447,7 @@ impl Session {
     /// Waits, within the request's store time, for this process's turn to
     /// save session `id`.
     async fn write_turn(&self, id: &Id) -> Result<tokio::sync::MutexGuard<'_, ()>, StoreError> {
-        self.timed(async { Ok(self.shared.ctx.write_locks.lock(id).await) })
+        self.timed(async { Ok(self.ctx().write_locks.lock(id).await) })
             .await
     }
 
@@ -469,11 +469,16 @@ impl Session {
         Self::new(ctx, Incoming::Nothing, false, None)
     }
 
+    /// What every session of this layer shares.
+    fn ctx(&self) -> &Context {
+        &self.shared.ctx
+    }
+
     /// The request's time: the clock is read once per request (when the
     /// cookie is checked, or at first need) and every deadline the request
     /// computes counts from it.
     fn now(&self, state: &mut State) -> u64 {
-        *state.now.get_or_insert_with(|| self.shared.ctx.now())
+        *state.now.get_or_insert_with(|| self.ctx().now())
     }
 
     /// Locks the state, loading the session first if needed.
@@ -487,7 +492,7 @@ impl Session {
 
     async fn load(&self, state: &mut State) -> Result<(), SessionError> {
         let now = self.now(state);
-        let existing = match (&state.incoming, &self.shared.ctx.backend) {
+        let existing = match (&state.incoming, &self.ctx().backend) {
             (Incoming::Id(id), Backend::Store(store)) => {
                 let id = *id;
                 match self.timed(store.load(&id, now)).await {
@@ -522,10 +527,10 @@ impl Session {
         let mut record = Record::new(
             Id::random(),
             now,
-            self.shared.ctx.idle_timeout,
-            self.shared.ctx.absolute_lifetime,
+            self.ctx().idle_timeout,
+            self.ctx().absolute_lifetime,
         );
-        record.persistent = self.shared.ctx.persistent;
+        record.persistent = self.ctx().persistent;
         record
     }
 
@@ -534,15 +539,15 @@ impl Session {
     /// framework's format cannot carry it). A change that fails this check must be
     /// undone, or the response would silently carry no cookie at all.
     fn check_size(&self, record: &Record) -> Result<(), SessionError> {
-        if !matches!(self.shared.ctx.backend, Backend::Cookie) {
+        if !matches!(self.ctx().backend, Backend::Cookie) {
             return Ok(());
         }
         // A framework's format escapes and compresses: only encoding tells
         // its size, and whether the framework can read the data at all.
         #[cfg(feature = "interop")]
-        if let Some(interop) = &self.shared.ctx.interop {
+        if let Some(interop) = &self.ctx().interop {
             use crate::codec::interop::InteropEncodeError;
-            return match interop.encode_record(record, self.shared.ctx.now()) {
+            return match interop.encode_record(record, self.ctx().now()) {
                 Ok(_) => Ok(()),
                 Err(InteropEncodeError::TooLarge { size, limit, .. }) => {
                     Err(SessionError::TooLarge { size, limit })
@@ -552,8 +557,7 @@ impl Session {
         }
         // The exact size from the JSON length alone: no MAC, cipher or
         // base64 on every insert.
-        let size =
-            self.shared.ctx.cookie_name.len() + self.shared.ctx.codec.encoded_len(json_len(record));
+        let size = self.ctx().cookie_name.len() + self.ctx().codec.encoded_len(json_len(record));
         if size > MAX_COOKIE_SIZE {
             return Err(SessionError::TooLarge {
                 size,
@@ -572,7 +576,7 @@ impl Session {
             .unwrap_or_else(|| unreachable!("loaded"));
         // Only client-side sessions can refuse a change (cookie size), and
         // only a change that can grow the cookie: only then is there an undo.
-        let undo = match self.shared.ctx.backend {
+        let undo = match self.ctx().backend {
             Backend::Cookie => change.undo(record),
             Backend::Store(_) => None,
         };
@@ -1140,10 +1144,10 @@ impl Session {
     /// # Ok::<(), keepsake::session::SessionError>(()) }).unwrap();
     /// ```
     pub async fn user_sessions(&self, user: &str) -> Result<Vec<Record>, SessionError> {
-        let Backend::Store(store) = &self.shared.ctx.backend else {
+        let Backend::Store(store) = &self.ctx().backend else {
             return Ok(Vec::new());
         };
-        let now = self.shared.ctx.now();
+        let now = self.ctx().now();
         self.timed(store.list_user(user, now))
             .await
             .map_err(|err| self.failed(err))
@@ -1170,7 +1174,7 @@ impl Session {
     /// # Ok::<(), keepsake::session::SessionError>(()) }).unwrap();
     /// ```
     pub async fn end_user_sessions(&self, user: &str) -> Result<usize, SessionError> {
-        let ended = match &self.shared.ctx.backend {
+        let ended = match &self.ctx().backend {
             Backend::Store(store) => self
                 .timed(store.delete_user(user))
                 .await
@@ -1214,8 +1218,8 @@ impl Session {
             // only a fallback key verified is issued again from what came in.
             return Ok(match (&state.incoming, state.stale_key) {
                 (Incoming::Record(record), true) => {
-                    let now = state.now.unwrap_or_else(|| self.shared.ctx.now());
-                    self.shared.ctx.cookie_for(record, now)
+                    let now = state.now.unwrap_or_else(|| self.ctx().now());
+                    self.ctx().cookie_for(record, now)
                 }
                 _ => None,
             });
@@ -1228,7 +1232,7 @@ impl Session {
         Ok(match (cookie, reissue) {
             (None, Some(record)) => {
                 tracing::debug!(session = %record.id.log_tag(), "session cookie re-issued under the current key");
-                self.shared.ctx.cookie_for(&record, now)
+                self.ctx().cookie_for(&record, now)
             }
             (cookie, _) => cookie,
         })
@@ -1241,10 +1245,10 @@ impl Session {
         mut record: Record,
         now: u64,
     ) -> Result<Option<HeaderValue>, StoreError> {
-        let removal = || self.shared.ctx.removal_cookie();
+        let removal = || self.ctx().removal_cookie();
         let empty_and_new = state.is_new && record.data.is_empty() && record.user.is_none();
 
-        match &self.shared.ctx.backend {
+        match &self.ctx().backend {
             Backend::Store(store) => {
                 let cycled = (!state.is_new && state.new_id)
                     .then(|| state.stored_id())
@@ -1259,7 +1263,7 @@ impl Session {
                     refresh_idle_deadline(&mut record, now);
                     self.create(store.as_ref(), &mut record).await?;
                     tracing::debug!(session = %record.id.log_tag(), "session created");
-                    self.shared.ctx.cookie_for(&record, now)
+                    self.ctx().cookie_for(&record, now)
                 } else if let Some(old) = cycled {
                     // Deleted here, by version, not with the rest below.
                     state.delete.retain(|id| *id != old);
@@ -1291,11 +1295,11 @@ impl Session {
                     // A visit that writes is activity too, as with a store
                     // (`save` moves the deadline).
                     refresh_idle_deadline(&mut record, now);
-                    return Ok(self.shared.ctx.cookie_for(&record, now));
+                    return Ok(self.ctx().cookie_for(&record, now));
                 }
                 if let Some(deadline) = touch_due(&record, now) {
                     record.idle_deadline = Some(deadline);
-                    return Ok(self.shared.ctx.cookie_for(&record, now));
+                    return Ok(self.ctx().cookie_for(&record, now));
                 }
                 Ok(None)
             }
@@ -1343,7 +1347,7 @@ impl Session {
         refresh_idle_deadline(&mut record, now);
         self.create(store, &mut record).await?;
         let _turn = self.write_turn(&old).await?;
-        for attempt in 0..=self.shared.ctx.max_replays {
+        for attempt in 0..=self.ctx().max_replays {
             backoff(attempt).await;
             let outcome = self
                 .timed(store.delete_if_version(&old, old_version))
@@ -1351,7 +1355,7 @@ impl Session {
             let fresh = match outcome {
                 Deleted::Deleted => {
                     tracing::debug!(session = %record.id.log_tag(), "session id cycled");
-                    return Ok(self.shared.ctx.cookie_for(&record, now));
+                    return Ok(self.ctx().cookie_for(&record, now));
                 }
                 Deleted::Gone => None,
                 Deleted::Conflict => self.timed(store.load(&old, now)).await?,
@@ -1410,21 +1414,21 @@ impl Session {
     ) -> Result<Option<HeaderValue>, StoreError> {
         refresh_idle_deadline(&mut record, now);
         let _turn = self.write_turn(&record.id).await?;
-        for attempt in 0..=self.shared.ctx.max_replays {
+        for attempt in 0..=self.ctx().max_replays {
             backoff(attempt).await;
             match self.timed(store.save(&record, now)).await? {
                 Saved::Saved { .. } => {
                     return Ok(resend_cookie
-                        .then(|| self.shared.ctx.cookie_for(&record, now))
+                        .then(|| self.ctx().cookie_for(&record, now))
                         .flatten());
                 }
                 Saved::Gone => {
                     tracing::info!(session = %record.id.log_tag(), "session ended before this request saved; changes dropped");
-                    return Ok(Some(self.shared.ctx.removal_cookie()));
+                    return Ok(Some(self.ctx().removal_cookie()));
                 }
                 Saved::Conflict => {
                     let Some(fresh) = self.timed(store.load(&record.id, now)).await? else {
-                        return Ok(Some(self.shared.ctx.removal_cookie()));
+                        return Ok(Some(self.ctx().removal_cookie()));
                     };
                     record = replayed(fresh, changes, now)?;
                 }

@@ -481,10 +481,10 @@ struct Inner {
     /// One permit per connection: holding one guarantees `pool` has a
     /// connection to take.
     permits: Arc<Semaphore>,
-    /// One write at a time from this process: writers wait here, on the
-    /// runtime, rather than in SQLite's busy handler, which sleeps and
-    /// backs off (milliseconds) while another connection of the same pool
-    /// holds the write lock.
+    /// One write at a time through this store (and its clones): writers
+    /// wait here, on the runtime, rather than in SQLite's busy handler,
+    /// which sleeps and backs off (milliseconds) while another connection
+    /// of the same pool holds the write lock.
     writer: Arc<Semaphore>,
     size: usize,
     /// `None` for an in-memory database.
