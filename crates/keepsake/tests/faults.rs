@@ -33,7 +33,8 @@ use keepsake::{
 };
 use support::{
     load::{
-        Outcome, PANICS, STORE_TIMEOUT, Sample, browser, count, count_panics, layer, request, serve,
+        Outcome, PANICS, STORE_TIMEOUT, Sample, browser, count, count_panics, layer, paced_load,
+        request, serve,
     },
     servers::{self, SparePostgres, SpareRedis, redis_command},
 };
@@ -290,34 +291,7 @@ async fn fault_run<S: Spare>(name: &str, router: Router, spare: S) -> (Figures, 
         (spare, result, timeline)
     });
 
-    let mut tasks = Vec::new();
-    for (i, client) in browsers.into_iter().enumerate() {
-        let url = url.clone();
-        let offset = PACE * u32::try_from(i).expect("few clients")
-            / u32::try_from(CLIENTS).expect("few clients");
-        tasks.push(tokio::spawn(async move {
-            let mut ticks = tokio::time::interval_at((start + offset).into(), PACE);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut samples = Vec::new();
-            loop {
-                ticks.tick().await;
-                if Instant::now() >= end {
-                    return samples;
-                }
-                let sent = start.elapsed();
-                let outcome = request(&client, &url).await;
-                samples.push(Sample {
-                    sent,
-                    done: start.elapsed(),
-                    outcome,
-                });
-            }
-        }));
-    }
-    let mut per_client = Vec::new();
-    for task in tasks {
-        per_client.push(task.await.unwrap_or_default());
-    }
+    let per_client = paced_load(browsers, &url, (start, end), PACE, |_| false).await;
     let (spare, result, timeline) = tokio::task::spawn_blocking(move || faults.join())
         .await
         .expect("join")

@@ -31,7 +31,8 @@ use axum::{Router, routing::get};
 use keepsake::store::{PostgresStore, RedisStore, SessionStore, SqliteStore};
 use support::{
     load::{
-        Outcome, PANICS, STORE_TIMEOUT, Sample, browser, count, count_panics, layer, request, serve,
+        Outcome, PANICS, STORE_TIMEOUT, Sample, browser, count, count_panics, layer, paced_load,
+        request, serve,
     },
     proxy::{Mode, ProxyControl, SlowProxy},
     servers::{self, SparePostgres, SpareRedis, redis_command},
@@ -542,40 +543,11 @@ async fn run<F: Fault>(
         (fault, result, timeline)
     });
 
-    let mut tasks = Vec::new();
-    for (i, client) in browsers.into_iter().enumerate() {
-        let url = url.clone();
-        let offset = PACE * u32::try_from(i).expect("few clients")
-            / u32::try_from(CLIENTS).expect("few clients");
-        tasks.push(tokio::spawn(async move {
-            let mut ticks = tokio::time::interval_at((start + offset).into(), PACE);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut samples = Vec::new();
-            loop {
-                ticks.tick().await;
-                if Instant::now() >= end {
-                    return samples;
-                }
-                let sent = start.elapsed();
-                if let Pattern::Bursts { on, off } = pattern {
-                    let period = (on + off).as_millis();
-                    if sent.as_millis() % period >= on.as_millis() {
-                        continue;
-                    }
-                }
-                let outcome = request(&client, &url).await;
-                samples.push(Sample {
-                    sent,
-                    done: start.elapsed(),
-                    outcome,
-                });
-            }
-        }));
-    }
-    let mut per_client = Vec::new();
-    for task in tasks {
-        per_client.push(task.await.unwrap_or_default());
-    }
+    let quiet = move |sent: Duration| match pattern {
+        Pattern::Steady => false,
+        Pattern::Bursts { on, off } => sent.as_millis() % (on + off).as_millis() >= on.as_millis(),
+    };
+    let per_client = paced_load(browsers, &url, (start, end), PACE, quiet).await;
     let rss_after = rss_kb();
     let (stall_worst, stall_at) = stalls.finish();
     let stall = format!(
@@ -840,22 +812,23 @@ async fn sqlite_locked_by_another_connection_under_long_load() {
     drop(db);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_slow_then_stalled_behind_a_proxy() {
-    let _serial = SERIAL.lock().await;
-    let Some(spare) = spare_redis().await else {
-        return;
-    };
-    let proxy = SlowProxy::start(spare.port(), PROXY_DELAY)
-        .await
-        .expect("proxy");
-    let store = redis_store(&format!("redis://127.0.0.1:{}", proxy.port())).await;
+/// A store reached through a slow TCP proxy to `spare`'s port, which the
+/// schedule slows, then stalls: the store is made by `store` from the
+/// proxy's port.
+async fn slow_then_stalled_behind_a_proxy<S, St, F>(name: &str, spare: S, port: u16, store: F)
+where
+    S: Send + 'static,
+    St: SessionStore,
+    F: AsyncFnOnce(u16) -> St,
+{
+    let proxy = SlowProxy::start(port, PROXY_DELAY).await.expect("proxy");
+    let store = store(proxy.port()).await;
     let fault = Slowed {
         control: proxy.control(),
         _server: spare,
     };
     let (_f, fault) = run(
-        "redis-slow",
+        name,
         router(store),
         fault,
         Schedule::slow_then_stall(),
@@ -867,33 +840,29 @@ async fn redis_slow_then_stalled_behind_a_proxy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_slow_then_stalled_behind_a_proxy() {
+    let _serial = SERIAL.lock().await;
+    let Some(spare) = spare_redis().await else {
+        return;
+    };
+    let port = spare.port();
+    slow_then_stalled_behind_a_proxy("redis-slow", spare, port, async |proxy| {
+        redis_store(&format!("redis://127.0.0.1:{proxy}")).await
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_slow_then_stalled_behind_a_proxy() {
     let _serial = SERIAL.lock().await;
     let Some(spare) = spare_postgres().await else {
         return;
     };
-    let proxy = SlowProxy::start(spare.port(), PROXY_DELAY)
-        .await
-        .expect("proxy");
-    let store = postgres_store(&format!(
-        "postgres://postgres@127.0.0.1:{}/postgres",
-        proxy.port()
-    ))
+    let port = spare.port();
+    slow_then_stalled_behind_a_proxy("postgres-slow", spare, port, async |proxy| {
+        postgres_store(&format!("postgres://postgres@127.0.0.1:{proxy}/postgres")).await
+    })
     .await;
-    let fault = Slowed {
-        control: proxy.control(),
-        _server: spare,
-    };
-    let (_f, fault) = run(
-        "postgres-slow",
-        router(store),
-        fault,
-        Schedule::slow_then_stall(),
-        Pattern::Steady,
-    )
-    .await;
-    drop(proxy);
-    drop_off_runtime(fault).await;
 }
 
 /// `INFO` field `name` of the Redis on `port`, as a number.

@@ -7,7 +7,7 @@ use std::{
         Once,
         atomic::{AtomicUsize, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use axum::Router;
@@ -131,4 +131,49 @@ pub(crate) async fn request(client: &reqwest::Client, url: &str) -> Outcome {
             }
         }
     }
+}
+
+/// Loads `url` from `start` until `end` with `browsers`, one task each:
+/// every browser sends one request per `pace`, the browsers spread evenly
+/// over one pace, and a tick whose time since `start` is `quiet` sends
+/// nothing. What each browser got, in order.
+pub(crate) async fn paced_load(
+    browsers: Vec<reqwest::Client>,
+    url: &str,
+    (start, end): (Instant, Instant),
+    pace: Duration,
+    quiet: impl Fn(Duration) -> bool + Copy + Send + 'static,
+) -> Vec<Vec<Sample>> {
+    let clients = u32::try_from(browsers.len()).expect("few clients");
+    let mut tasks = Vec::new();
+    for (i, client) in (0..).zip(browsers) {
+        let url = url.to_owned();
+        let offset = pace * i / clients;
+        tasks.push(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval_at((start + offset).into(), pace);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut samples = Vec::new();
+            loop {
+                ticks.tick().await;
+                if Instant::now() >= end {
+                    return samples;
+                }
+                let sent = start.elapsed();
+                if quiet(sent) {
+                    continue;
+                }
+                let outcome = request(&client, &url).await;
+                samples.push(Sample {
+                    sent,
+                    done: start.elapsed(),
+                    outcome,
+                });
+            }
+        }));
+    }
+    let mut per_client = Vec::new();
+    for task in tasks {
+        per_client.push(task.await.unwrap_or_default());
+    }
+    per_client
 }
