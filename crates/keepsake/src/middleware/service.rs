@@ -174,14 +174,7 @@ where
                         let headers = response.headers_mut();
                         headers.append(header::SET_COOKIE, cookie);
                         add_vary_cookie(headers);
-                        let keep = headers
-                            .get(header::CACHE_CONTROL)
-                            .and_then(|value| value.to_str().ok())
-                            .is_some_and(|value| {
-                                let value = value.to_ascii_lowercase();
-                                value.contains("private") || value.contains("no-store")
-                            });
-                        if !keep {
+                        if !keeps_out_of_shared_caches(headers) {
                             headers
                                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
                         }
@@ -199,6 +192,21 @@ where
     }
 }
 
+/// Whether the response's `Cache-Control` already has `private` or
+/// `no-store` (compared without case and without allocating: this runs on
+/// every response that sets the session cookie).
+fn keeps_out_of_shared_caches(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|directive| {
+            let name = directive.split('=').next().unwrap_or_default().trim();
+            name.eq_ignore_ascii_case("private") || name.eq_ignore_ascii_case("no-store")
+        })
+}
+
 /// Adds `Cookie` to `Vary` unless it is already there.
 fn add_vary_cookie(headers: &mut http::HeaderMap) {
     let present = headers.get_all(header::VARY).iter().any(|value| {
@@ -210,5 +218,29 @@ fn add_vary_cookie(headers: &mut http::HeaderMap) {
     });
     if !present {
         headers.append(header::VARY, HeaderValue::from_static("Cookie"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderValue, header};
+
+    use super::keeps_out_of_shared_caches;
+
+    #[test]
+    fn cache_control_directives_are_matched_by_name() {
+        let with = |values: &[&'static str]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(header::CACHE_CONTROL, HeaderValue::from_static(value));
+            }
+            keeps_out_of_shared_caches(&headers)
+        };
+        assert!(with(&["max-age=0, Private"]));
+        assert!(with(&["private=\"set-cookie\""]));
+        assert!(with(&["max-age=60", "NO-STORE"]));
+        assert!(!with(&[]));
+        assert!(!with(&["public, max-age=60"]));
+        assert!(!with(&["no-cache"]));
     }
 }
