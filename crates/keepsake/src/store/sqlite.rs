@@ -32,8 +32,8 @@
 //! # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
 //! ```
 //!
-//! See [`SqliteStore`] for WAL mode, the busy timeout, the connection pool
-//! and the schema.
+//! See [`SqliteStore`] for WAL mode, the busy timeout, the connection
+//! threads and the schema.
 
 use std::{
     fmt,
@@ -43,13 +43,16 @@ use std::{
 };
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension as _, TransactionBehavior, params};
-use tokio::sync::Semaphore;
+
+mod worker;
+
+use worker::{Queue, Role};
 
 use super::{
     Created, Data, Deleted, Id, Record, Saved, SessionStore, StoreError, StoreErrorKind, Touched,
 };
 
-/// Default number of pooled connections.
+/// Default number of connections (one writer, the rest readers).
 const DEFAULT_CONNECTIONS: usize = 4;
 
 /// Default time a connection waits for SQLite's write lock.
@@ -83,8 +86,7 @@ const COLUMNS: &str = "id, data, created_at, idle_timeout, idle_deadline, absolu
 
 /// A [`SessionStore`] in an SQLite database file.
 ///
-/// Cloning is cheap and gives another handle to the same pool of
-/// connections.
+/// Cloning is cheap and gives another handle to the same connections.
 ///
 /// # Example
 ///
@@ -116,27 +118,36 @@ const COLUMNS: &str = "id, data, created_at, idle_timeout, idle_deadline, absolu
 ///
 /// SQLite still allows only one writer at a time. Every connection has a
 /// busy timeout (5 s by default, see `busy_timeout` on [`SqliteStore::builder`]):
-/// a write that finds another in progress waits for it instead of failing
-/// with "database is locked". Every write that reads before it writes
-/// (`create`, `save`, `touch`) runs in a `BEGIN IMMEDIATE` transaction, which
-/// takes the write lock up front, so the wait is always the busy handler's
-/// and never an immediate `SQLITE_BUSY` on lock upgrade. A write that still
-/// cannot get the lock within the timeout fails with
-/// [`StoreErrorKind::Timeout`].
+/// a write that finds another process's write in progress waits for it
+/// instead of failing with "database is locked". Writes run in
+/// `BEGIN IMMEDIATE` transactions, which take the write lock up front, so
+/// the wait is always the busy handler's and never an immediate
+/// `SQLITE_BUSY` on lock upgrade. A write that still cannot get the lock
+/// within the timeout fails with [`StoreErrorKind::Timeout`].
 ///
-/// # The connection pool
+/// # Connections and threads
 ///
 /// A SQLite connection can be used by one thread at a time and its calls
-/// block, so the store keeps a small pool of connections (4 by default, see
-/// `connections` on [`SqliteStore::builder`]). Each operation waits (asynchronously)
-/// for a free connection, runs its statements on Tokio's blocking thread pool
-/// ([`tokio::task::spawn_blocking`]), and puts the connection back, even if
-/// the operation panics. Reads on different connections run in parallel.
-/// Writes of one store take turns before they take a connection, so they
-/// wait asynchronously for each other instead of in SQLite's busy handler,
-/// which sleeps and backs off by milliseconds; the busy timeout still
-/// covers writers in other processes. The store therefore needs a Tokio
-/// runtime (any flavour) for its operations.
+/// block, so each connection of the store (4 by default, see `connections`
+/// on [`SqliteStore::builder`]) belongs to a thread of its own, started when
+/// the store opens and ended when its last clone is dropped. One connection
+/// is the writer; the others serve reads (`load`, `list_by_user`,
+/// `status`), in parallel. An operation is queued for its thread and
+/// awaited on a channel, so the async side never blocks and no runtime's
+/// blocking pool is used. (Opening the store runs on Tokio's blocking
+/// pool, so [`SqliteStore::open`] needs a Tokio runtime; the operations do
+/// not.)
+///
+/// The writer takes every write queued while it was busy (up to 64) and
+/// runs them as one transaction, each write in its own savepoint, so one
+/// that fails is rolled back alone; every write of the batch is answered
+/// only once the batch has committed, and if the commit fails each gets the
+/// error. Under load a store therefore pays one write lock and one commit
+/// per batch rather than per write (group commit), and writes of one store
+/// never wait for each other in SQLite's busy handler, which sleeps and
+/// backs off by milliseconds. An operation whose caller stopped waiting
+/// before its turn (a timed-out request) is dropped unrun. A store of one
+/// connection serves its reads on the writer.
 ///
 /// # Schema and schema version
 ///
@@ -192,7 +203,8 @@ pub struct SqliteStore {
     inner: Arc<Inner>,
 }
 
-/// Builds a [`SqliteStore`] with a chosen pool size and busy timeout.
+/// Builds a [`SqliteStore`] with a chosen number of connections and busy
+/// timeout.
 ///
 /// # Example
 ///
@@ -224,9 +236,10 @@ pub struct SqliteStoreBuilder {
 }
 
 impl SqliteStoreBuilder {
-    /// The number of pooled connections (default 4; 0 is taken as 1): how
-    /// many operations can run at once. Reads run in parallel; writes take
-    /// turns on SQLite's single write lock whatever the pool size.
+    /// The number of connections, each on its own thread (default 4; 0 is
+    /// taken as 1): one writer and the rest readers, so how many reads run
+    /// at once is one less than this (with one connection, the writer also
+    /// reads). Writes go through the single writer whatever the number.
     ///
     /// # Example
     ///
@@ -259,7 +272,7 @@ impl SqliteStoreBuilder {
     }
 
     /// Opens (or creates) the database, switches it to WAL mode, creates or
-    /// migrates the schema, and opens the pool's connections.
+    /// migrates the schema, and opens the connections, each on its thread.
     ///
     /// # Errors
     ///
@@ -297,7 +310,7 @@ impl SqliteStoreBuilder {
                         err,
                     )
                 })??;
-        Ok(SqliteStore::from_pool(pool, Some(path), busy_timeout))
+        SqliteStore::from_pool(pool, Some(path), busy_timeout)
     }
 }
 
@@ -315,7 +328,7 @@ impl SqliteStore {
     /// Opens (or creates) the database at `path` with the default settings:
     /// 4 connections, a 5 s busy timeout: opens (or creates) the file,
     /// switches it to WAL mode, creates or migrates the schema, and opens the
-    /// pool's connections.
+    /// connections, each on its thread.
     ///
     /// # Errors
     ///
@@ -348,8 +361,8 @@ impl SqliteStore {
         Self::builder(path).open().await
     }
 
-    /// A builder for the database at `path`, to choose the pool size and
-    /// busy timeout.
+    /// A builder for the database at `path`, to choose the number of
+    /// connections and the busy timeout.
     ///
     /// # Example
     ///
@@ -390,69 +403,88 @@ impl SqliteStore {
         let mut conn = Connection::open_in_memory().map_err(|err| sql_error("open", err))?;
         configure(&conn, DEFAULT_BUSY_TIMEOUT).map_err(|err| sql_error("configure", err))?;
         migrate(&mut conn, Path::new(":memory:"))?;
-        Ok(Self::from_pool(vec![conn], None, DEFAULT_BUSY_TIMEOUT))
+        Self::from_pool(vec![conn], None, DEFAULT_BUSY_TIMEOUT)
     }
 
-    fn from_pool(pool: Vec<Connection>, path: Option<PathBuf>, busy_timeout: Duration) -> Self {
+    fn from_pool(
+        pool: Vec<Connection>,
+        path: Option<PathBuf>,
+        busy_timeout: Duration,
+    ) -> Result<Self, StoreError> {
         let size = pool.len();
-        Self {
-            inner: Arc::new(Inner {
-                pool: Mutex::new(pool),
-                permits: Arc::new(Semaphore::new(size)),
-                writer: Arc::new(Semaphore::new(1)),
-                size,
-                path,
-                busy_timeout,
-            }),
+        let writes = Queue::new();
+        // A store of one connection serves its reads on the writer.
+        let reads = if size > 1 {
+            Queue::new()
+        } else {
+            Arc::clone(&writes)
+        };
+        let inner = Inner {
+            writes,
+            reads,
+            size,
+            path,
+            busy_timeout,
+        };
+        for (n, conn) in pool.into_iter().enumerate() {
+            let (queue, role, name) = if n == 0 {
+                (
+                    &inner.writes,
+                    Role::Writer,
+                    "keepsake-sqlite-writer".to_owned(),
+                )
+            } else {
+                (
+                    &inner.reads,
+                    Role::Reader,
+                    format!("keepsake-sqlite-reader-{n}"),
+                )
+            };
+            // On failure, dropping `inner` stops the threads already started.
+            worker::spawn(conn, Arc::clone(queue), role, name)?;
         }
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
     }
 
-    /// Runs `op` on a pooled connection on the blocking thread pool. A
-    /// write first waits for this store's write turn.
+    /// Runs `op` on the writer's thread (a write, inside the writer's
+    /// transaction) or on a reader's.
     async fn run<T, F>(&self, access: Access, op: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let closed = |err| {
-            StoreError::with_source(
+        let queue = match access {
+            Access::Read => &self.inner.reads,
+            Access::Write => &self.inner.writes,
+        };
+        let (task, result) = worker::task(op);
+        if queue.push(task).is_err() {
+            return Err(StoreError::new(
                 StoreErrorKind::Unavailable,
-                "the SQLite connection pool is closed",
-                err,
+                "the SQLite session store is closed",
+            ));
+        }
+        result.await.unwrap_or_else(|_| {
+            Err(StoreError::new(
+                StoreErrorKind::Unavailable,
+                "the SQLite session store's thread stopped",
+            ))
+        })
+    }
+
+    /// Deletes up to `limit` expired rows, in one write.
+    async fn purge_batch(&self, now: i64, limit: i64) -> Result<usize, StoreError> {
+        self.run(Access::Write, move |conn| {
+            conn.prepare_cached(
+                "DELETE FROM sessions WHERE rowid IN \
+                 (SELECT rowid FROM sessions WHERE deadline <= ?1 LIMIT ?2)",
             )
-        };
-        let turn = match access {
-            Access::Write => Some(
-                Arc::clone(&self.inner.writer)
-                    .acquire_owned()
-                    .await
-                    .map_err(closed)?,
-            ),
-            Access::Read => None,
-        };
-        let permit = Arc::clone(&self.inner.permits)
-            .acquire_owned()
-            .await
-            .map_err(closed)?;
-        let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || {
-            // Dropped in reverse order: the connection goes back to the pool
-            // before the permit to take it is released, and the write turn
-            // only once the write is over, even if this task outlives a
-            // caller that stopped waiting.
-            let _turn = turn;
-            let _permit = permit;
-            let mut lease = Lease::take(&inner.pool)?;
-            op(lease.conn())
+            .and_then(|mut s| s.execute(params![now, limit]))
+            .map_err(|err| sql_error("purge_expired", err))
         })
         .await
-        .map_err(|err| {
-            StoreError::with_source(
-                StoreErrorKind::Unavailable,
-                "an SQLite session store operation panicked",
-                err,
-            )
-        })?
     }
 }
 
@@ -476,63 +508,27 @@ enum Access {
 
 /// The state behind every clone of one store.
 struct Inner {
-    /// The idle connections.
-    pool: Mutex<Vec<Connection>>,
-    /// One permit per connection: holding one guarantees `pool` has a
-    /// connection to take.
-    permits: Arc<Semaphore>,
-    /// One write at a time through this store (and its clones): writers
-    /// wait here, on the runtime, rather than in SQLite's busy handler,
-    /// which sleeps and backs off (milliseconds) while another connection
-    /// of the same pool holds the write lock.
-    writer: Arc<Semaphore>,
+    /// Served by the writer thread.
+    writes: Arc<Queue>,
+    /// Served by the reader threads; the writer's queue if there are none.
+    reads: Arc<Queue>,
     size: usize,
     /// `None` for an in-memory database.
     path: Option<PathBuf>,
     busy_timeout: Duration,
 }
 
+impl Drop for Inner {
+    /// The last handle is gone: the threads finish what is queued, close
+    /// their connections and end.
+    fn drop(&mut self) {
+        self.writes.close();
+        self.reads.close();
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// A connection taken from the pool, put back when dropped (also on panic).
-struct Lease<'a> {
-    pool: &'a Mutex<Vec<Connection>>,
-    conn: Option<Connection>,
-}
-
-impl<'a> Lease<'a> {
-    fn take(pool: &'a Mutex<Vec<Connection>>) -> Result<Self, StoreError> {
-        let conn = lock(pool).pop().ok_or_else(|| {
-            StoreError::new(
-                StoreErrorKind::Unavailable,
-                "the SQLite connection pool has no connection left",
-            )
-        })?;
-        Ok(Self {
-            pool,
-            conn: Some(conn),
-        })
-    }
-
-    fn conn(&mut self) -> &mut Connection {
-        self.conn
-            .as_mut()
-            .unwrap_or_else(|| unreachable!("a lease holds its connection until dropped"))
-    }
-}
-
-impl Drop for Lease<'_> {
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            if !conn.is_autocommit() {
-                // Only after a panic mid-transaction: never hand on an open one.
-                let _ = conn.execute_batch("ROLLBACK");
-            }
-            lock(self.pool).push(conn);
-        }
-    }
 }
 
 /// Maps an SQLite error to a store error.
@@ -557,6 +553,9 @@ fn sql_error(action: &str, err: rusqlite::Error) -> StoreError {
 fn configure(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> {
     conn.busy_timeout(busy_timeout)?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // Every statement the store runs, and the worker's transaction control,
+    // stay prepared.
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
 
@@ -774,13 +773,10 @@ impl SessionStore for SqliteStore {
         let now = row.created_at;
         self.run(Access::Write, move |conn| {
             let fail = |err| sql_error("create", err);
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(fail)?;
-            tx.prepare_cached("DELETE FROM sessions WHERE id = ?1 AND deadline <= ?2")
+            conn.prepare_cached("DELETE FROM sessions WHERE id = ?1 AND deadline <= ?2")
                 .and_then(|mut s| s.execute(params![row.id, now]))
                 .map_err(fail)?;
-            let inserted = tx
+            let inserted = conn
                 .prepare_cached(
                     "INSERT INTO sessions (id, data, created_at, idle_timeout, idle_deadline, \
                      absolute_deadline, deadline, persistent, version, user_id) \
@@ -802,7 +798,6 @@ impl SessionStore for SqliteStore {
                     ])
                 })
                 .map_err(fail)?;
-            tx.commit().map_err(fail)?;
             Ok(if inserted == 1 {
                 Created::Created
             } else {
@@ -833,10 +828,7 @@ impl SessionStore for SqliteStore {
         let now = sql_int(now);
         self.run(Access::Write, move |conn| {
             let fail = |err| sql_error("save", err);
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(fail)?;
-            let updated = tx
+            let updated = conn
                 .prepare_cached(
                     "UPDATE sessions SET data = ?2, created_at = ?3, idle_timeout = ?4, \
                      idle_deadline = ?5, absolute_deadline = ?6, deadline = ?7, \
@@ -866,14 +858,14 @@ impl SessionStore for SqliteStore {
                 _ => {
                     // Nothing written: tell a stale version from a missing
                     // or expired record, within the same transaction.
-                    let deadline: Option<i64> = tx
+                    let deadline: Option<i64> = conn
                         .prepare_cached("SELECT deadline FROM sessions WHERE id = ?1")
                         .and_then(|mut s| s.query_row(params![row.id], |r| r.get(0)).optional())
                         .map_err(fail)?;
                     match deadline {
                         None => Saved::Gone,
                         Some(deadline) if deadline <= now => {
-                            tx.prepare_cached("DELETE FROM sessions WHERE id = ?1")
+                            conn.prepare_cached("DELETE FROM sessions WHERE id = ?1")
                                 .and_then(|mut s| s.execute(params![row.id]))
                                 .map_err(fail)?;
                             Saved::Gone
@@ -882,7 +874,6 @@ impl SessionStore for SqliteStore {
                     }
                 }
             };
-            tx.commit().map_err(fail)?;
             Ok(outcome)
         })
         .await
@@ -892,10 +883,7 @@ impl SessionStore for SqliteStore {
         let (id, idle_deadline, now) = (id.to_string(), sql_int(idle_deadline), sql_int(now));
         self.run(Access::Write, move |conn| {
             let fail = |err| sql_error("touch", err);
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(fail)?;
-            let updated = tx
+            let updated = conn
                 .prepare_cached(
                     "UPDATE sessions SET idle_deadline = MIN(?2, absolute_deadline), \
                      deadline = MIN(?2, absolute_deadline) \
@@ -907,12 +895,11 @@ impl SessionStore for SqliteStore {
                 Touched::Touched
             } else {
                 // Missing or expired; drop the row if it is expired.
-                tx.prepare_cached("DELETE FROM sessions WHERE id = ?1 AND deadline <= ?2")
+                conn.prepare_cached("DELETE FROM sessions WHERE id = ?1 AND deadline <= ?2")
                     .and_then(|mut s| s.execute(params![id, now]))
                     .map_err(fail)?;
                 Touched::Gone
             };
-            tx.commit().map_err(fail)?;
             Ok(outcome)
         })
         .await
@@ -935,17 +922,14 @@ impl SessionStore for SqliteStore {
         let expected = i64::try_from(version).ok();
         self.run(Access::Write, move |conn| {
             let fail = |err| sql_error("delete_if_version", err);
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(fail)?;
-            let deleted = tx
+            let deleted = conn
                 .prepare_cached("DELETE FROM sessions WHERE id = ?1 AND version = ?2")
                 .and_then(|mut s| s.execute(params![id, expected]))
                 .map_err(fail)?;
             let outcome = if deleted > 0 {
                 Deleted::Deleted
             } else {
-                let exists = tx
+                let exists = conn
                     .prepare_cached("SELECT EXISTS (SELECT 1 FROM sessions WHERE id = ?1)")
                     .and_then(|mut s| s.query_row(params![id], |row| row.get::<_, bool>(0)))
                     .map_err(fail)?;
@@ -955,7 +939,6 @@ impl SessionStore for SqliteStore {
                     Deleted::Gone
                 }
             };
-            tx.commit().map_err(fail)?;
             Ok(outcome)
         })
         .await
@@ -987,28 +970,16 @@ impl SessionStore for SqliteStore {
     }
 
     async fn purge_expired(&self, now: u64) -> Result<usize, StoreError> {
-        let now = sql_int(now);
-        self.run(Access::Write, move |conn| {
-            // In batches, each its own short transaction, so a large purge
-            // never holds the write lock for long.
-            let mut statement = conn
-                .prepare_cached(
-                    "DELETE FROM sessions WHERE rowid IN \
-                     (SELECT rowid FROM sessions WHERE deadline <= ?1 LIMIT ?2)",
-                )
-                .map_err(|err| sql_error("purge_expired", err))?;
-            let mut purged = 0;
-            loop {
-                let batch = statement
-                    .execute(params![now, PURGE_BATCH])
-                    .map_err(|err| sql_error("purge_expired", err))?;
-                purged += batch;
-                if i64::try_from(batch).unwrap_or(i64::MAX) < PURGE_BATCH {
-                    return Ok(purged);
-                }
+        // In batches, each its own write (other writes go in between), so a
+        // large purge never holds the write lock for long.
+        let mut purged = 0;
+        loop {
+            let batch = self.purge_batch(sql_int(now), PURGE_BATCH).await?;
+            purged += batch;
+            if i64::try_from(batch).unwrap_or(i64::MAX) < PURGE_BATCH {
+                return Ok(purged);
             }
-        })
-        .await
+        }
     }
 }
 
@@ -1073,16 +1044,7 @@ impl StoreAdmin for SqliteStore {
     ) -> Result<PurgeStep, StoreError> {
         let (now, limit) = (sql_int(now), limit.max(1));
         let sql_limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let purged = self
-            .run(Access::Write, move |conn| {
-                conn.prepare_cached(
-                    "DELETE FROM sessions WHERE rowid IN \
-                     (SELECT rowid FROM sessions WHERE deadline <= ?1 LIMIT ?2)",
-                )
-                .and_then(|mut s| s.execute(params![now, sql_limit]))
-                .map_err(|err| sql_error("purge_expired", err))
-            })
-            .await?;
+        let purged = self.purge_batch(now, sql_limit).await?;
         Ok(PurgeStep {
             purged,
             next: (purged >= limit).then(|| Cursor::new("")),
