@@ -299,6 +299,17 @@ mod tests {
         }
     }
 
+    /// Starts a writer on a fresh table, serving `queue`.
+    fn start_writer(queue: &Arc<Queue>) {
+        spawn(
+            table(),
+            Arc::clone(queue),
+            Role::Writer,
+            "test-writer".into(),
+        )
+        .unwrap();
+    }
+
     fn count(conn: &Connection) -> Result<i64, StoreError> {
         conn.query_row("SELECT COUNT(*) FROM t", [], |row| row.get(0))
             .map_err(|err| sql_error("count", err))
@@ -327,13 +338,7 @@ mod tests {
         let (job, counted) = task(count);
         assert!(queue.push(job).is_ok());
 
-        spawn(
-            table(),
-            Arc::clone(&queue),
-            Role::Writer,
-            "test-writer".into(),
-        )
-        .unwrap();
+        start_writer(&queue);
         let mut results = Vec::new();
         for reply in replies {
             results.push(reply.await.unwrap().map_err(|err| err.kind()));
@@ -378,13 +383,7 @@ mod tests {
         });
         assert!(queue.push(job).is_ok());
         replies.push(reply);
-        spawn(
-            table(),
-            Arc::clone(&queue),
-            Role::Writer,
-            "test-writer".into(),
-        )
-        .unwrap();
+        start_writer(&queue);
         for reply in replies {
             assert!(reply.await.unwrap().is_err());
         }
