@@ -245,14 +245,16 @@ struct VerifyArgs {
     /// django formats only; default: the framework's own default).
     #[arg(long, value_name = "SECS")]
     max_age: Option<u64>,
-    /// The cookie value.
+    /// The cookie value (it may begin with '-').
+    #[arg(allow_hyphen_values = true)]
     value: String,
 }
 
 /// Arguments of `keepsake decode`.
 #[derive(Debug, Args)]
 struct DecodeArgs {
-    /// The cookie value.
+    /// The cookie value (it may begin with '-').
+    #[arg(allow_hyphen_values = true)]
     value: String,
 }
 

@@ -63,18 +63,21 @@ enum SessionsCommand {
     },
     /// Show one session (expired or not) as JSON, data included.
     Show {
-        /// The session id.
+        /// The session id (it may begin with '-').
+        #[arg(allow_hyphen_values = true)]
         id: String,
     },
     /// Delete one session. Exits 1 if there is none with this id.
     Revoke {
-        /// The session id.
+        /// The session id (it may begin with '-').
+        #[arg(allow_hyphen_values = true)]
         id: String,
     },
     /// Delete every session of a user ("log out everywhere"). Exits 1 if
     /// the user has none.
     RevokeUser {
-        /// The user.
+        /// The user (it may begin with '-').
+        #[arg(allow_hyphen_values = true)]
         user: String,
     },
     /// Delete the expired sessions, in batches, showing progress on stderr.

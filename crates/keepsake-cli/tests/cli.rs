@@ -262,7 +262,14 @@ fn tampered_values_are_refused() {
     let first = if tag.starts_with('A') { "Q" } else { "A" };
     tag.replace_range(0..1, first);
     failure(&verify("n", &format!("{data}.{tag}"), &[]), 1);
-    for junk in ["", "hello", "s1.", "s1.AAAA.AAAA", &format!("{value}x")] {
+    for junk in [
+        "",
+        "hello",
+        "-hello",
+        "s1.",
+        "s1.AAAA.AAAA",
+        &format!("{value}x"),
+    ] {
         failure(&verify("n", junk, &[]), 1);
     }
     let err = failure(&verify("n", "s7.AAAA.AAAA", &[]), 1);
@@ -717,6 +724,9 @@ fn decode_refuses_junk() {
         "e1.AAAA",
         "e1.not*base64",
         "s01.AAAA.AAAA",
+        // A value may begin with '-': it is a value, not a flag.
+        "-hello",
+        "-s1.AAAA.AAAA",
         &too_big,
     ] {
         failure(&keepsake(&["decode", junk]), 1);
@@ -738,6 +748,7 @@ fn help_and_version_exit_0() {
         &["sign", "--help"],
         &["verify", "--help"],
         &["decode", "--help"],
+        &["sessions", "show", "--help"],
         &["keygen", "--help"],
         &["help", "verify"],
     ] {

@@ -84,7 +84,17 @@ struct Seeded {
 }
 
 async fn create(store: &AnyStore, now: u64, user: Option<&str>, lifetime: u64) -> Id {
-    let mut record = Record::new(Id::random(), now, None, lifetime);
+    create_with_id(store, Id::random(), now, user, lifetime).await
+}
+
+async fn create_with_id(
+    store: &AnyStore,
+    id: Id,
+    now: u64,
+    user: Option<&str>,
+    lifetime: u64,
+) -> Id {
+    let mut record = Record::new(id, now, None, lifetime);
     record.user = user.map(str::to_owned);
     record.data.insert("cart".into(), json!(2));
     store.create(&record).await.expect("create");
@@ -92,13 +102,19 @@ async fn create(store: &AnyStore, now: u64, user: Option<&str>, lifetime: u64) -
 }
 
 async fn seed(store: &AnyStore, now: u64) -> Seeded {
-    let mut alice = Vec::new();
-    for _ in 0..3 {
+    // Ids are base64url, so about one in 64 begins with '-', which the
+    // command line must take as an id, not as a flag: alice's first
+    // session always has such an id, and bob's user name begins with '-'.
+    let hyphen_id = std::iter::repeat_with(Id::random)
+        .find(|id| id.to_string().starts_with('-'))
+        .expect("an id beginning with '-'");
+    let mut alice = vec![create_with_id(store, hyphen_id, now, Some("alice"), 3_600).await];
+    for _ in 0..2 {
         alice.push(create(store, now, Some("alice"), 3_600).await);
     }
     Seeded {
         alice,
-        bob: create(store, now, Some("bob"), 3_600).await,
+        bob: create(store, now, Some("-bob"), 3_600).await,
         anonymous: create(store, now, None, 3_600).await,
         carol: vec![
             create(store, now, Some("carol"), 100).await,
@@ -176,10 +192,10 @@ fn scenario(url: &str) {
         assert!(out.lines().any(|l| l == line), "{line} missing: {out}");
     }
     assert!(out.contains("live without a user: 1"), "{out}");
-    assert!(out.contains("top users:\n  alice\t3\n  bob\t1\n"), "{out}");
+    assert!(out.contains("top users:\n  alice\t3\n  -bob\t1\n"), "{out}");
     let out = ok(&sessions(url, &["stats", "--top", "1"]));
     assert!(
-        out.contains("top users:\n  alice\t3\n") && !out.contains("bob"),
+        out.contains("top users:\n  alice\t3\n") && !out.contains("-bob"),
         "{out}"
     );
 
@@ -212,7 +228,7 @@ fn scenario(url: &str) {
             .unwrap()
             .is_empty()
     );
-    assert_eq!(rt.block_on(store.list_user("bob", now)).unwrap().len(), 1);
+    assert_eq!(rt.block_on(store.list_user("-bob", now)).unwrap().len(), 1);
     let err = fails(&sessions(url, &["revoke-user", "alice"]), 1);
     assert_eq!(err, "keepsake: user \"alice\" has no sessions\n");
 
@@ -241,7 +257,10 @@ fn scenario(url: &str) {
     );
 
     // Leave nothing behind.
-    ok(&sessions(url, &["revoke-user", "bob"]));
+    assert_eq!(
+        ok(&sessions(url, &["revoke-user", "-bob"])),
+        "revoked 1 session of user \"-bob\"\n"
+    );
     ok(&sessions(url, &["revoke", &seeded.anonymous.to_string()]));
     assert_eq!(rt.block_on(store.count(now)).unwrap().total, 0);
 }
