@@ -4,6 +4,9 @@
 //! `memory`, `sqlite PATH`, `redis URL`, `postgres URL` (ARG may carry
 //! `?schema=S`; the schema is created), `signed`, `sealed`.
 //!
+//! `KEEPSAKE_BENCH_SQLITE_CONNECTIONS=N` sets the SQLite store's number of
+//! connections (default: the store's own default).
+//!
 //! - GET /incr: `Session::update` of `count` (+1), returns the new value.
 //! - GET /read: `Session::get` of `count`, returns it (session unchanged).
 
@@ -34,7 +37,14 @@ async fn layer(store: &str, arg: Option<String>) -> SessionLayerBuilder {
     match store {
         "memory" => SessionLayer::with_store(MemoryStore::new(), ring),
         "sqlite" => {
-            let store = SqliteStore::open(arg()).await.expect("open SQLite");
+            let mut builder = SqliteStore::builder(arg());
+            if let Some(n) = std::env::var("KEEPSAKE_BENCH_SQLITE_CONNECTIONS")
+                .ok()
+                .and_then(|n| n.parse().ok())
+            {
+                builder = builder.connections(n);
+            }
+            let store = builder.open().await.expect("open SQLite");
             SessionLayer::with_store(store, ring)
         }
         "redis" => {
