@@ -52,8 +52,15 @@ use super::{
     Created, Data, Deleted, Id, Record, Saved, SessionStore, StoreError, StoreErrorKind, Touched,
 };
 
-/// Default number of connections (one writer, the rest readers).
-const DEFAULT_CONNECTIONS: usize = 4;
+/// The default number of connections: one writer, and one reader per two
+/// CPUs (at least one, at most eight). Every connection has a thread, and
+/// the threads share the CPUs with the runtime's workers: on two CPUs, one
+/// reader served `/incr` 8% and `/read` 25% faster than three did
+/// (BENCHMARKS.md, "SQLite: connections").
+fn default_connections() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    1 + (cpus / 2).clamp(1, 8)
+}
 
 /// Default time a connection waits for SQLite's write lock.
 const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -128,8 +135,9 @@ const COLUMNS: &str = "id, data, created_at, idle_timeout, idle_deadline, absolu
 /// # Connections and threads
 ///
 /// A SQLite connection can be used by one thread at a time and its calls
-/// block, so each connection of the store (4 by default, see `connections`
-/// on [`SqliteStore::builder`]) belongs to a thread of its own, started when
+/// block, so each connection of the store (by default one writer and one
+/// reader per two CPUs, at most eight readers; see `connections` on
+/// [`SqliteStore::builder`]) belongs to a thread of its own, started when
 /// the store opens and ended when its last clone is dropped. One connection
 /// is the writer; the others serve reads (`load`, `list_by_user`,
 /// `status`), in parallel. An operation is queued for its thread and
@@ -236,8 +244,9 @@ pub struct SqliteStoreBuilder {
 }
 
 impl SqliteStoreBuilder {
-    /// The number of connections, each on its own thread (default 4; 0 is
-    /// taken as 1): one writer and the rest readers, so how many reads run
+    /// The number of connections, each on its own thread (default: 1 plus
+    /// one per two CPUs, at most 9; 0 is taken as 1): one writer and the
+    /// rest readers, so how many reads run
     /// at once is one less than this (with one connection, the writer also
     /// reads). Writes go through the single writer whatever the number.
     ///
@@ -326,7 +335,7 @@ impl SqliteStore {
     pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
     /// Opens (or creates) the database at `path` with the default settings:
-    /// 4 connections, a 5 s busy timeout: opens (or creates) the file,
+    /// one writer and one reader per two CPUs, a 5 s busy timeout: opens (or creates) the file,
     /// switches it to WAL mode, creates or migrates the schema, and opens the
     /// connections, each on its thread.
     ///
@@ -368,12 +377,15 @@ impl SqliteStore {
     ///
     /// ```
     /// let builder = keepsake::store::SqliteStore::builder("sessions.db");
-    /// assert!(format!("{builder:?}").contains("connections: 4"));
+    /// // One writer, and one reader per two CPUs (1 to 8 readers).
+    /// let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    /// let connections = 1 + (cpus / 2).clamp(1, 8);
+    /// assert!(format!("{builder:?}").contains(&format!("connections: {connections},")));
     /// ```
     pub fn builder(path: impl AsRef<Path>) -> SqliteStoreBuilder {
         SqliteStoreBuilder {
             path: path.as_ref().to_path_buf(),
-            connections: DEFAULT_CONNECTIONS,
+            connections: default_connections(),
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
         }
     }
