@@ -763,6 +763,28 @@ async fn memory_concurrent_save_keeps_other_requests_user() {
     );
 }
 
+/// A request whose copy of the session is older than the last save this
+/// process made of it starts from that save's record: it replays its
+/// changes there and saves once, without first meeting the conflict in the
+/// store and loading the session again.
+#[tokio::test]
+async fn memory_stale_save_starts_from_this_process_last_save() {
+    let (server, cookie, pause, slow) = paused_cart_request().await;
+    let reply = server.get_raw("/count", Some(&cookie)).await;
+    assert_eq!((reply.status, reply.body.as_str()), (200, "2"));
+    server.store.reset_counts();
+    pause.release.notify_one();
+    assert_eq!(slow.await.expect("slow request"), (200, false));
+    let counts = server.store.counts();
+    assert_eq!(
+        (counts.load, counts.save),
+        (0, 1),
+        "one save, no reload: {counts:?}"
+    );
+    assert_eq!(server.get_raw("/keys", Some(&cookie)).await.body, "cart,n");
+    assert_eq!(server.get_raw("/get", Some(&cookie)).await.body, "2");
+}
+
 /// Likewise for "remember me": a concurrent data change must not undo
 /// another request's `set_expiry`.
 #[tokio::test]

@@ -175,18 +175,65 @@ pub(crate) struct Context {
 /// and over. Requests on other app servers are still ordered by the
 /// store's compare-and-set alone. The lock covers only the save, never the
 /// handler.
-pub(crate) struct WriteLocks(Box<[tokio::sync::Mutex<()>]>);
+///
+/// Each lock also keeps the records its last saves stored ([`LastSaved`]),
+/// so that the next request of the same session, whose copy is then older,
+/// replays its changes on that record at once instead of first meeting the
+/// conflict in the store and loading the record again: one store call
+/// instead of three. A kept record is only a starting point; the store's
+/// compare-and-set still decides, so a write made meanwhile elsewhere is
+/// met as a conflict as before.
+pub(crate) struct WriteLocks(Box<[tokio::sync::Mutex<LastSaved>]>);
 
 impl WriteLocks {
-    /// One lock per value of an id's first byte: ids are random, so two
-    /// sessions share a lock one time in 256.
+    /// How many locks there are: ids are random, so two sessions share a
+    /// lock one time in 1024.
+    const STRIPES: usize = 1024;
+
     pub(crate) fn new() -> Self {
-        Self((0..=u8::MAX).map(|_| tokio::sync::Mutex::new(())).collect())
+        Self(
+            (0..Self::STRIPES)
+                .map(|_| tokio::sync::Mutex::new(LastSaved::default()))
+                .collect(),
+        )
     }
 
     /// Waits for the lock of `id`.
-    pub(crate) async fn lock(&self, id: &Id) -> tokio::sync::MutexGuard<'_, ()> {
-        self.0[usize::from(id.as_bytes()[0])].lock().await
+    pub(crate) async fn lock(&self, id: &Id) -> tokio::sync::MutexGuard<'_, LastSaved> {
+        let [a, b, ..] = *id.as_bytes();
+        self.0[usize::from(u16::from_le_bytes([a, b])) % Self::STRIPES]
+            .lock()
+            .await
+    }
+}
+
+/// The records the latest saves under one of the [`WriteLocks`] stored,
+/// each with the version the store gave it: the last [`LastSaved::KEPT`]
+/// sessions saved, so that sessions sharing the lock do not push each
+/// other's record out at once. (Sessions that share a lock wait for each
+/// other's saves, which makes their requests overlap, and so conflict, more
+/// often than others'.)
+#[derive(Default)]
+pub(crate) struct LastSaved(Vec<Record>);
+
+impl LastSaved {
+    const KEPT: usize = 2;
+
+    /// The kept record of `id`, if it is newer than `version`.
+    pub(crate) fn newer(&self, id: &Id, version: u64) -> Option<&Record> {
+        self.0
+            .iter()
+            .find(|record| record.id == *id && record.version > version)
+    }
+
+    /// Keeps `record`, the one just saved, in place of an older copy of
+    /// its session or of the session saved longest ago.
+    pub(crate) fn keep(&mut self, record: Record) {
+        self.0.retain(|kept| kept.id != record.id);
+        if self.0.len() == Self::KEPT {
+            self.0.remove(0);
+        }
+        self.0.push(record);
     }
 }
 
@@ -330,5 +377,34 @@ impl Context {
     /// The Set-Cookie header that removes the session cookie.
     pub(crate) fn removal_cookie(&self) -> HeaderValue {
         self.set_cookie.removal()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LastSaved;
+    use crate::store::{Id, Record};
+
+    fn saved(id: Id, version: u64) -> Record {
+        let mut record = Record::new(id, 0, None, 60);
+        record.version = version;
+        record
+    }
+
+    /// Two sessions sharing a lock both keep their record; a third pushes
+    /// out the one saved longest ago; only a newer copy is offered.
+    #[test]
+    fn last_saved_keeps_the_latest_record_of_each_recent_session() {
+        let (a, b, c) = (Id::random(), Id::random(), Id::random());
+        let mut last = LastSaved::default();
+        last.keep(saved(a, 3));
+        last.keep(saved(b, 7));
+        last.keep(saved(a, 4)); // replaces a's older copy
+        assert_eq!(last.newer(&a, 3).map(|r| r.version), Some(4));
+        assert!(last.newer(&a, 4).is_none(), "not newer than the caller's");
+        assert_eq!(last.newer(&b, 6).map(|r| r.version), Some(7));
+        last.keep(saved(c, 1)); // b was saved longest ago
+        assert!(last.newer(&b, 0).is_none());
+        assert!(last.newer(&a, 0).is_some() && last.newer(&c, 0).is_some());
     }
 }

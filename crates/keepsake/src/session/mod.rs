@@ -446,7 +446,10 @@ impl Session {
 
     /// Waits, within the request's store time, for this process's turn to
     /// save session `id`.
-    async fn write_turn(&self, id: &Id) -> Result<tokio::sync::MutexGuard<'_, ()>, StoreError> {
+    async fn write_turn(
+        &self,
+        id: &Id,
+    ) -> Result<tokio::sync::MutexGuard<'_, context::LastSaved>, StoreError> {
         self.timed(async { Ok(self.ctx().write_locks.lock(id).await) })
             .await
     }
@@ -1413,14 +1416,22 @@ impl Session {
         now: u64,
     ) -> Result<Option<HeaderValue>, StoreError> {
         refresh_idle_deadline(&mut record, now);
-        let _turn = self.write_turn(&record.id).await?;
+        let mut turn = self.write_turn(&record.id).await?;
+        // A request of this process saved the session since this one loaded
+        // it: its record is the newer copy a conflict would load.
+        if let Some(last) = turn.newer(&record.id, record.version) {
+            record = replayed(last.clone(), changes, now)?;
+        }
         for attempt in 0..=self.ctx().max_replays {
             backoff(attempt).await;
             match self.timed(store.save(&record, now)).await? {
-                Saved::Saved { .. } => {
-                    return Ok(resend_cookie
+                Saved::Saved { version } => {
+                    record.version = version;
+                    let cookie = resend_cookie
                         .then(|| self.ctx().cookie_for(&record, now))
-                        .flatten());
+                        .flatten();
+                    turn.keep(record);
+                    return Ok(cookie);
                 }
                 Saved::Gone => {
                     tracing::info!(session = %record.id.log_tag(), "session ended before this request saved; changes dropped");

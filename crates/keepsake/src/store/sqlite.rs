@@ -55,7 +55,7 @@ use super::{
 /// The default number of connections: one writer, and one reader per two
 /// CPUs (at least one, at most eight). Every connection has a thread, and
 /// the threads share the CPUs with the runtime's workers: on two CPUs, one
-/// reader served `/incr` 8% and `/read` 25% faster than three did
+/// reader served `/incr` 12% and `/read` 26% faster than three did
 /// (BENCHMARKS.md, "SQLite: connections").
 fn default_connections() -> usize {
     let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
@@ -246,9 +246,8 @@ pub struct SqliteStoreBuilder {
 impl SqliteStoreBuilder {
     /// The number of connections, each on its own thread (default: 1 plus
     /// one per two CPUs, at most 9; 0 is taken as 1): one writer and the
-    /// rest readers, so how many reads run
-    /// at once is one less than this (with one connection, the writer also
-    /// reads). Writes go through the single writer whatever the number.
+    /// rest readers, so how many reads run at once is one less than this
+    /// (with one connection, the writer also reads). Writes go through the single writer whatever the number.
     ///
     /// # Example
     ///
@@ -335,9 +334,9 @@ impl SqliteStore {
     pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
     /// Opens (or creates) the database at `path` with the default settings:
-    /// one writer and one reader per two CPUs, a 5 s busy timeout: opens (or creates) the file,
-    /// switches it to WAL mode, creates or migrates the schema, and opens the
-    /// connections, each on its thread.
+    /// one writer and one reader per two CPUs, a 5 s busy timeout: opens (or
+    /// creates) the file, switches it to WAL mode, creates or migrates the
+    /// schema, and opens the connections, each on its thread.
     ///
     /// # Errors
     ///
