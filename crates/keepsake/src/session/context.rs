@@ -168,21 +168,19 @@ pub(crate) struct Context {
 }
 
 /// Striped locks, so that the saves of one session made by this process
-/// take turns. A request whose copy of the session is stale still meets a
-/// version conflict and replays its changes; holding the lock, its second
-/// try cannot lose to another request of this process, so many concurrent
-/// requests of one visitor settle in two tries each instead of racing over
-/// and over. Requests on other app servers are still ordered by the
-/// store's compare-and-set alone. The lock covers only the save, never the
-/// handler.
+/// take turns: holding the lock, a save cannot lose to another request of
+/// this process, so many concurrent requests of one visitor settle one
+/// after the other instead of racing over and over. Requests on other app
+/// servers are still ordered by the store's compare-and-set alone. The lock
+/// covers only the save, never the handler.
 ///
 /// Each lock also keeps the records its last saves stored ([`LastSaved`]),
 /// so that the next request of the same session, whose copy is then older,
 /// replays its changes on that record at once instead of first meeting the
-/// conflict in the store and loading the record again: one store call
-/// instead of three. A kept record is only a starting point; the store's
-/// compare-and-set still decides, so a write made meanwhile elsewhere is
-/// met as a conflict as before.
+/// version conflict in the store and loading the record again: one store
+/// call instead of three. A kept record is only a starting point; the
+/// store's compare-and-set still decides, so a write made meanwhile
+/// elsewhere is met as a conflict, and replayed, as before.
 pub(crate) struct WriteLocks(Box<[tokio::sync::Mutex<LastSaved>]>);
 
 impl WriteLocks {

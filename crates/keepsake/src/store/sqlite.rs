@@ -247,7 +247,8 @@ impl SqliteStoreBuilder {
     /// The number of connections, each on its own thread (default: 1 plus
     /// one per two CPUs, at most 9; 0 is taken as 1): one writer and the
     /// rest readers, so how many reads run at once is one less than this
-    /// (with one connection, the writer also reads). Writes go through the single writer whatever the number.
+    /// (with one connection, the writer also reads). Writes go through the
+    /// single writer whatever the number.
     ///
     /// # Example
     ///
