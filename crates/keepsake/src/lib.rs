@@ -160,12 +160,14 @@
 //! that landed on the old id meanwhile is carried over.
 //!
 //! There is no global lock. Within one app server, saves of *one* session
-//! take turns (a lock per session, held only for the save), so many
-//! concurrent requests of one visitor settle in two tries each; between
-//! app servers the store's compare-and-set alone orders them. What is
-//! guaranteed is per key: the final value of a key is what the requests'
-//! changes to it give in the order their saves landed. Reads within a
-//! request see that request's copy, not other requests' later writes.
+//! take turns (a lock per session, held only for the save), and the lock
+//! keeps the record its last save stored, so a request whose copy is older
+//! replays its list on that record and saves once, without a conflict and
+//! a reload; between app servers the store's compare-and-set alone orders
+//! them. What is guaranteed is per key: the final value of a key is what
+//! the requests' changes to it give in the order their saves landed. Reads
+//! within a request see that request's copy, not other requests' later
+//! writes.
 //!
 //! Client-side (cookie) sessions have no shared copy to compare against:
 //! the browser keeps whichever `Set-Cookie` arrives last, so there the
