@@ -73,6 +73,8 @@ const COLUMNS: &str = "id, data::text, created_at, idle_timeout, idle_deadline, 
 /// put the database on a private network or behind a TLS-terminating
 /// proxy), and every operation is a single prepared statement (cached per
 /// connection), so a request costs one round trip (two for a failed save).
+/// The store opens one new connection at a time, so a server that hangs is
+/// not met with an attempt per waiting request.
 ///
 /// # Schema
 ///
@@ -172,6 +174,9 @@ const COLUMNS: &str = "id, data::text, created_at, idle_timeout, idle_deadline, 
 pub struct PostgresStore {
     pool: Pool,
     sql: Arc<Sql>,
+    /// One permit: the store opens one new connection at a time (see
+    /// [`client`](Self::client)).
+    opening: Arc<tokio::sync::Semaphore>,
 }
 
 /// Options for a [`PostgresStore`]: schema, table, pool size, timeouts.
@@ -308,6 +313,12 @@ impl PostgresStoreBuilder {
     /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
     /// ```
     pub async fn connect(self, url: &str) -> Result<PostgresStore, StoreError> {
+        let pool = self.pool(url)?;
+        self.with_pool(pool).await
+    }
+
+    /// A pool for `url` with this builder's size and timeouts.
+    fn pool(&self, url: &str) -> Result<Pool, StoreError> {
         let config: tokio_postgres::Config = url.parse().map_err(|err| {
             StoreError::with_source(
                 StoreErrorKind::Unavailable,
@@ -322,7 +333,7 @@ impl PostgresStoreBuilder {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let pool = Pool::builder(manager)
+        Pool::builder(manager)
             .max_size(self.pool_size)
             .wait_timeout(Some(self.timeout))
             .create_timeout(Some(self.timeout))
@@ -334,8 +345,18 @@ impl PostgresStoreBuilder {
                     "cannot build the PostgreSQL pool",
                     err,
                 )
-            })?;
-        self.with_pool(pool).await
+            })
+    }
+
+    /// A store over `pool`, its names checked but not the server.
+    fn unchecked(&self, pool: Pool) -> Result<PostgresStore, StoreError> {
+        check_name("schema", &self.schema, MAX_SCHEMA_LEN)?;
+        check_name("table", &self.table, MAX_TABLE_LEN)?;
+        Ok(PostgresStore {
+            pool,
+            sql: Arc::new(Sql::new(&self.schema, &self.table)),
+            opening: Arc::new(tokio::sync::Semaphore::new(1)),
+        })
     }
 
     /// Uses an existing pool (its own size and timeouts apply), then
@@ -361,12 +382,7 @@ impl PostgresStoreBuilder {
     /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
     /// ```
     pub async fn with_pool(self, pool: Pool) -> Result<PostgresStore, StoreError> {
-        check_name("schema", &self.schema, MAX_SCHEMA_LEN)?;
-        check_name("table", &self.table, MAX_TABLE_LEN)?;
-        let store = PostgresStore {
-            pool,
-            sql: Arc::new(Sql::new(&self.schema, &self.table)),
-        };
+        let store = self.unchecked(pool)?;
         if self.migrate {
             store.migrate().await?;
         } else {
@@ -761,8 +777,47 @@ impl PostgresStore {
     }
 
     /// A pooled connection.
+    ///
+    /// When no connection is idle and the pool may grow, the request waits
+    /// its turn to open one, and the attempt runs in a task of its own, to
+    /// its connect timeout, even if the request gives up first (a
+    /// connection that arrives late joins the pool). So one attempt is under
+    /// way at a time. A server that hangs (frozen, or its machine gone)
+    /// would otherwise receive one abandoned attempt per request and
+    /// timeout, hundreds over a few seconds, all of which it must accept
+    /// and start a backend for when it comes back, just when the waiting
+    /// requests need it.
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.pool.get().await.map_err(|err| {
+        let status = self.pool.status();
+        let got = if status.available == 0 && status.size < status.max_size {
+            let turn = self.opening.clone().acquire_owned();
+            let turn = match self.pool.timeouts().wait {
+                Some(wait) => tokio::time::timeout(wait, turn).await.map_err(|_| {
+                    StoreError::new(
+                        StoreErrorKind::Timeout,
+                        "no PostgreSQL connection: waited for another connection attempt",
+                    )
+                })?,
+                None => turn.await,
+            };
+            let pool = self.pool.clone();
+            tokio::spawn(async move {
+                let got = pool.get().await;
+                drop(turn);
+                got
+            })
+            .await
+            .map_err(|err| {
+                StoreError::with_source(
+                    StoreErrorKind::Unavailable,
+                    "opening a PostgreSQL connection failed",
+                    err,
+                )
+            })?
+        } else {
+            self.pool.get().await
+        };
+        got.map_err(|err| {
             let kind = match err {
                 PoolError::Timeout(_) => StoreErrorKind::Timeout,
                 _ => StoreErrorKind::Unavailable,
@@ -1405,6 +1460,38 @@ mod tests {
         }
         assert!(check_name("table", "_ok_2", MAX_TABLE_LEN).is_ok());
         assert!(check_name("table", &"t".repeat(MAX_TABLE_LEN), MAX_TABLE_LEN).is_ok());
+    }
+
+    /// A listener that never accepts stands for a frozen server: the
+    /// kernel completes each connection into its backlog, where the test
+    /// counts them. Twenty requests at once make one attempt, not one each.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hanging_server_gets_one_connection_attempt_at_a_time() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let builder = PostgresStore::builder().timeout(Duration::from_millis(200));
+        let pool = builder
+            .pool(&format!("postgres://postgres@127.0.0.1:{port}/test"))
+            .expect("pool");
+        let store = builder.unchecked(pool).expect("store");
+        let loads: Vec<_> = (0..20)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.load(&Id::random(), 0).await })
+            })
+            .collect();
+        for load in loads {
+            let err = load.await.expect("join").unwrap_err();
+            assert_eq!(err.kind(), StoreErrorKind::Timeout, "{err}");
+        }
+        listener.set_nonblocking(true).expect("non-blocking");
+        let attempts = std::iter::from_fn(|| listener.accept().ok()).count();
+        // One, and a second when a waiter's turn came just before its own
+        // deadline; without the turns it is one per request.
+        assert!(
+            (1..=2).contains(&attempts),
+            "{attempts} connection attempts"
+        );
     }
 
     #[tokio::test]
