@@ -1,5 +1,6 @@
 //! A store `Record` and session data from JSON, as the SQLite, Redis and
-//! PostgreSQL stores and client-side sessions read them back.
+//! PostgreSQL stores read them back, and a client-side session's record
+//! from its cookie payload (compact layout or JSON).
 #![no_main]
 
 use keepsake::store::{Data, Record};
@@ -50,4 +51,15 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     let _ = serde_json::from_slice::<Data>(data);
+    if let Ok(record) = Record::from_cookie_payload(data) {
+        let again = Record::from_cookie_payload(&record.to_cookie_payload()).expect("round trip");
+        assert_eq!(
+            (again.id, again.version, &again.user),
+            (record.id, record.version, &record.user)
+        );
+        assert_eq!(
+            again.data.keys().collect::<Vec<_>>(),
+            record.data.keys().collect::<Vec<_>>()
+        );
+    }
 });

@@ -436,8 +436,11 @@ impl Task {
                 now,
             } => {
                 let opened = codec.decode(&name, &value, now).map_err(Rejected::from)?;
-                let payload: Value = serde_json::from_slice(opened.payload())
-                    .map_err(|err| Rejected(format!("the payload is not JSON: {err}")))?;
+                let payload = payload_json(opened.payload()).map_err(|err| {
+                    Rejected(format!(
+                        "the payload is not JSON, nor a session record: {err}"
+                    ))
+                })?;
                 serde_json::to_writer(&mut *out, &payload)?;
                 writeln!(out)?;
                 out.flush()?;
@@ -547,6 +550,16 @@ enum Inspection {
     },
 }
 
+/// A payload as JSON: JSON itself, or a client-side session's record (which
+/// keepsake writes in a compact binary layout), shown as the record's JSON.
+fn payload_json(payload: &[u8]) -> Result<Value, String> {
+    serde_json::from_slice(payload).or_else(|json_err| {
+        let record = keepsake::store::Record::from_cookie_payload(payload)
+            .map_err(|_| json_err.to_string())?;
+        serde_json::to_value(record).map_err(|err| err.to_string())
+    })
+}
+
 /// Takes a value apart without a key. Only the layout is checked.
 fn inspect(value: &str) -> Result<Inspection, Rejected> {
     let seen = codec::inspect(value).map_err(|err| match err {
@@ -562,7 +575,7 @@ fn inspect(value: &str) -> Result<Inspection, Rejected> {
             version: seen.version(),
             issued_at: claims.issued_at(),
             expires_at: claims.expires_at(),
-            payload: serde_json::from_slice(payload)
+            payload: payload_json(payload)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(payload).into_owned())),
             verified: false,
         },

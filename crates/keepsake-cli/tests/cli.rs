@@ -9,6 +9,7 @@ use std::{
 use keepsake::{
     codec::{Claims, Codec},
     key::{Key, KeyRing},
+    store::{Id, Record},
 };
 
 /// Base64 of the bytes 0, 1, …, 31.
@@ -655,6 +656,26 @@ fn oversized_payload_is_refused() {
     let out = keepsake(&["sign", "--name", "n", "--secret-env", VAR, "--json", &json]);
     let err = failure(&out, 2);
     assert!(err.contains("4096"), "{err}");
+}
+
+/// A client-side session cookie holds its record in a compact binary
+/// layout; `verify` and `decode` show the record as JSON.
+#[test]
+fn a_session_record_payload_shows_as_its_json() {
+    let key = Key::from_base64(SECRET).unwrap();
+    let id = Id::from_bytes([7; 16]);
+    let mut record = Record::new(id, 1_000, None, 3_600);
+    record.data.insert("count".into(), 3.into());
+    let value = Codec::signed(KeyRing::new(key))
+        .encode("session", &record.to_cookie_payload(), Claims::new(1_000))
+        .unwrap();
+    let json = serde_json::to_value(&record).unwrap();
+    let verified: serde_json::Value =
+        serde_json::from_str(&ok_line(&verify("session", &value, &[]))).unwrap();
+    assert_eq!(verified, json);
+    let decoded: serde_json::Value =
+        serde_json::from_str(&ok_line(&keepsake(&["decode", &value]))).unwrap();
+    assert_eq!(decoded["payload"], json);
 }
 
 #[test]

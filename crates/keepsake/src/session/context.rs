@@ -314,8 +314,8 @@ impl Context {
                 Ok((Incoming::Id(Id::from_bytes(bytes)), stale))
             }
             Backend::Cookie => {
-                let record: Record =
-                    serde_json::from_slice(opened.payload()).map_err(|_| "malformed record")?;
+                let record = Record::from_cookie_payload(opened.payload())
+                    .map_err(|_| "malformed record")?;
                 if record.is_expired_at(now) {
                     return Ok((Incoming::Expired, false));
                 }
@@ -352,7 +352,7 @@ impl Context {
                     .encode(&self.cookie_name, record.id.as_bytes(), claims)
             }
             Backend::Cookie => {
-                let payload = serde_json::to_vec(record).unwrap_or_default();
+                let payload = record.to_cookie_payload();
                 let claims = Claims::new(now).with_expiry(Some(record.deadline()));
                 self.codec.encode(&self.cookie_name, &payload, claims)
             }

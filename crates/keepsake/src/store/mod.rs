@@ -45,6 +45,7 @@ mod admin;
 #[cfg_attr(docsrs, doc(cfg(feature = "test-suite")))]
 pub mod conformance;
 mod memory;
+mod payload;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 mod postgres;
@@ -65,6 +66,7 @@ pub use self::admin::{
     AnyStore, Counts, Cursor, OpenError, Page, PurgeStep, PurgeTask, StoreAdmin, StoreUrl,
 };
 pub use self::memory::{MemoryStore, MemoryStoreBuilder};
+pub use self::payload::RecordPayloadError;
 #[cfg(feature = "postgres")]
 pub use self::postgres::{PostgresStore, PostgresStoreBuilder};
 #[cfg(feature = "redis")]
