@@ -270,11 +270,13 @@ fn write_fuzz_seeds() {
     let store_value = Codec::signed(ring())
         .encode("session", &[5; 16], claims)
         .expect("encode");
+    // What the middleware writes: the record's compact cookie payload.
+    let record_payload = record.to_cookie_payload();
     let signed_value = Codec::signed(ring())
-        .encode("session", &record_json, claims)
+        .encode("session", &record_payload, claims)
         .expect("encode");
     let sealed_value = Codec::sealed(ring())
-        .encode("session", &record_json, claims)
+        .encode("session", &record_payload, claims)
         .expect("encode");
     for (selector, value) in [(0u8, &store_value), (1, &signed_value), (2, &sealed_value)] {
         let mut input = vec![selector];
@@ -308,6 +310,7 @@ fn write_fuzz_seeds() {
     write("session_id", "json", format!("\"{id}\"").as_bytes());
     write("session_id", "padded", format!("{id}==").as_bytes());
     write("store_record", "record", &record_json);
+    write("store_record", "compact", &record_payload);
     let mut with_data = record;
     with_data
         .data
@@ -317,6 +320,11 @@ fn write_fuzz_seeds() {
         "store_record",
         "with-data",
         &serde_json::to_vec(&with_data).expect("json"),
+    );
+    write(
+        "store_record",
+        "with-data-compact",
+        &with_data.to_cookie_payload(),
     );
     let mut session = PyDict::new();
     session.insert("user", "ada");

@@ -77,7 +77,11 @@ impl SessionLayer {
     /// (readable by the visitor) or sealed (encrypted), with its expiry
     /// inside the protected part. Nothing is kept on the server, so a
     /// session cannot be ended from the server before it expires, and the
-    /// session must fit in a 4096-byte cookie.
+    /// session must fit in a 4096-byte cookie. The cookie carries the
+    /// session's record in a compact layout
+    /// ([`Record::to_cookie_payload`](crate::store::Record::to_cookie_payload)):
+    /// its fixed fields in 38 to 50 bytes (and the user, if set), then the
+    /// data as JSON.
     ///
     /// # Example
     ///
