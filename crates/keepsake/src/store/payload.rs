@@ -94,11 +94,12 @@ impl Record {
     /// ```
     #[must_use]
     pub fn to_cookie_payload(&self) -> Vec<u8> {
-        let Some(len) = self.compact_len() else {
+        let Some(fixed) = self.compact_fixed_len() else {
             // A record always serializes.
             return serde_json::to_vec(self).unwrap_or_default();
         };
-        let mut out = Vec::with_capacity(len);
+        // Room for small data; the data is serialized once, straight in.
+        let mut out = Vec::with_capacity(fixed + 64);
         let flags = self.flags();
         out.push(COMPACT);
         out.extend_from_slice(self.id.as_bytes());
@@ -113,7 +114,7 @@ impl Record {
             out.extend_from_slice(&u48(value));
         }
         if let Some(user) = &self.user {
-            // compact_len checked that the length fits in 16 bits.
+            // compact_fixed_len checked that the length fits in 16 bits.
             let len = u16::try_from(user.len()).unwrap_or(u16::MAX);
             out.extend_from_slice(&len.to_be_bytes());
             out.extend_from_slice(user.as_bytes());
@@ -126,8 +127,8 @@ impl Record {
     /// The length of [`to_cookie_payload`](Self::to_cookie_payload), counted
     /// without building it.
     pub(crate) fn cookie_payload_len(&self) -> usize {
-        match self.compact_len() {
-            Some(len) => len,
+        match self.compact_fixed_len() {
+            Some(fixed) => fixed + json_len(&self.data),
             None => json_len(self),
         }
     }
@@ -176,9 +177,9 @@ impl Record {
         flags
     }
 
-    /// The compact payload's length, or `None` if the layout cannot hold
-    /// this record.
-    fn compact_len(&self) -> Option<usize> {
+    /// The compact payload's length without the data, or `None` if the
+    /// layout cannot hold this record.
+    fn compact_fixed_len(&self) -> Option<usize> {
         let times = [self.created_at, self.absolute_deadline];
         let optional = [self.idle_timeout, self.idle_deadline];
         if times
@@ -193,7 +194,7 @@ impl Record {
             Some(user) => 2 + user.len(),
             None => 0,
         };
-        Some(FIXED_LEN + 6 * optional.iter().flatten().count() + user + json_len(&self.data))
+        Some(FIXED_LEN + 6 * optional.iter().flatten().count() + user)
     }
 }
 
