@@ -1,28 +1,6 @@
 //! The bytes of a [`Record`] inside a client-side session cookie.
 //!
-//! Before the record is signed or sealed it becomes a payload in a compact
-//! layout, which keeps the cookie about half as long as JSON of the record
-//! would (fewer bytes to MAC, seal, base64, send and parse on every request
-//! that re-issues it):
-//!
-//! | bytes | field |
-//! |---|---|
-//! | 1 | layout marker `0x01` (a JSON record starts with `{`, `0x7B`) |
-//! | 16 | [`id`](Record::id) |
-//! | 1 | flags: `1` persistent, `2` idle timeout, `4` idle deadline, `8` user |
-//! | 6 | [`created_at`](Record::created_at), big-endian |
-//! | 6 | [`absolute_deadline`](Record::absolute_deadline) |
-//! | 8 | [`version`](Record::version) |
-//! | 6 | [`idle_timeout`](Record::idle_timeout), if its flag is set |
-//! | 6 | [`idle_deadline`](Record::idle_deadline), if its flag is set |
-//! | 2 + n | [`user`](Record::user): length, then UTF-8, if its flag is set |
-//! | rest | [`data`](Record::data) as a JSON object |
-//!
-//! A record whose times do not fit in 48 bits (past the year 8 million) or
-//! whose user is longer than 65,535 bytes is written as JSON instead.
-//! [`Record::from_cookie_payload`] reads both, so the JSON cookies of earlier
-//! keepsake builds keep working (cookies in this layout cannot be read by
-//! those builds: they start a new session).
+//! The layout is documented on [`Record::to_cookie_payload`].
 
 use super::{Data, ID_LEN, Id, Record};
 
@@ -76,9 +54,31 @@ pub enum RecordPayloadError {
 }
 
 impl Record {
-    /// The record as the payload of a client-side session cookie, in the
-    /// compact layout described in the [module docs](self) (or JSON, for a
-    /// record the layout cannot hold).
+    /// The record as the payload of a client-side session cookie.
+    ///
+    /// Before the record is signed or sealed it becomes a payload in a
+    /// compact layout, which keeps a small session's cookie under half as
+    /// long as JSON of the record would (fewer bytes to MAC, seal, base64,
+    /// send and parse on every request that re-issues it):
+    ///
+    /// | bytes | field |
+    /// |---|---|
+    /// | 1 | layout marker `0x01` (a JSON record starts with `{`, `0x7B`) |
+    /// | 16 | [`id`](Record::id) |
+    /// | 1 | flags: `1` persistent, `2` idle timeout, `4` idle deadline, `8` user |
+    /// | 6 | [`created_at`](Record::created_at), big-endian |
+    /// | 6 | [`absolute_deadline`](Record::absolute_deadline) |
+    /// | 8 | [`version`](Record::version) |
+    /// | 6 | [`idle_timeout`](Record::idle_timeout), if its flag is set |
+    /// | 6 | [`idle_deadline`](Record::idle_deadline), if its flag is set |
+    /// | 2 + n | [`user`](Record::user): length, then UTF-8, if its flag is set |
+    /// | rest | [`data`](Record::data) as a JSON object |
+    ///
+    /// A record whose times do not fit in 48 bits (past the year 8 million)
+    /// or whose user is longer than 65,535 bytes is written as JSON instead.
+    /// [`Record::from_cookie_payload`] reads both, so the JSON cookies of
+    /// earlier keepsake builds keep working (cookies in this layout cannot
+    /// be read by those builds: they start a new session).
     ///
     /// # Example
     ///
