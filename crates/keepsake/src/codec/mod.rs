@@ -91,7 +91,20 @@ pub const MAX_COOKIE_SIZE: usize = 4096;
 const HEADER_LEN: usize = 12;
 
 /// Largest time the 48-bit header fields hold (year 8.9 million).
-const MAX_TIME: u64 = (1 << 48) - 1;
+pub(crate) const MAX_TIME: u64 = (1 << 48) - 1;
+
+/// The low 48 bits of `value`, big-endian: how times are written in the
+/// claims header and in a cookie's session record.
+pub(crate) fn u48_bytes(value: u64) -> [u8; 6] {
+    let wide = value.to_be_bytes();
+    [wide[2], wide[3], wide[4], wide[5], wide[6], wide[7]]
+}
+
+/// The value of six big-endian bytes written by [`u48_bytes`].
+pub(crate) fn u48_value(bytes: [u8; 6]) -> u64 {
+    let [a, b, c, d, e, f] = bytes;
+    u64::from_be_bytes([0, 0, a, b, c, d, e, f])
+}
 
 /// How a value is protected.
 ///
@@ -310,20 +323,16 @@ impl Claims {
             return Err(EncodeError::TimeOutOfRange);
         }
         let mut header = [0u8; HEADER_LEN];
-        header[..6].copy_from_slice(&self.issued_at.to_be_bytes()[2..]);
-        header[6..].copy_from_slice(&expires_at.to_be_bytes()[2..]);
+        header[..6].copy_from_slice(&u48_bytes(self.issued_at));
+        header[6..].copy_from_slice(&u48_bytes(expires_at));
         Ok(header)
     }
 
     fn from_header(header: &[u8; HEADER_LEN]) -> Self {
-        let read = |bytes: &[u8]| {
-            let mut wide = [0u8; 8];
-            wide[2..].copy_from_slice(bytes);
-            u64::from_be_bytes(wide)
-        };
-        let expires_at = read(&header[6..]);
+        let [a, b, c, d, e, f, g, h, i, j, k, l] = *header;
+        let expires_at = u48_value([g, h, i, j, k, l]);
         Self {
-            issued_at: read(&header[..6]),
+            issued_at: u48_value([a, b, c, d, e, f]),
             expires_at: (expires_at != 0).then_some(expires_at),
         }
     }

@@ -3,11 +3,10 @@
 //! The layout is documented on [`Record::to_cookie_payload`].
 
 use super::{Data, ID_LEN, Id, Record};
+use crate::codec::{MAX_TIME, u48_bytes, u48_value};
 
 /// First byte of the compact layout.
 const COMPACT: u8 = 0x01;
-/// Largest value of a 48-bit field.
-const MAX_48: u64 = (1 << 48) - 1;
 
 const PERSISTENT: u8 = 1;
 const IDLE_TIMEOUT: u8 = 2;
@@ -104,14 +103,14 @@ impl Record {
         out.push(COMPACT);
         out.extend_from_slice(self.id.as_bytes());
         out.push(flags);
-        out.extend_from_slice(&u48(self.created_at));
-        out.extend_from_slice(&u48(self.absolute_deadline));
+        out.extend_from_slice(&u48_bytes(self.created_at));
+        out.extend_from_slice(&u48_bytes(self.absolute_deadline));
         out.extend_from_slice(&self.version.to_be_bytes());
         for value in [self.idle_timeout, self.idle_deadline]
             .into_iter()
             .flatten()
         {
-            out.extend_from_slice(&u48(value));
+            out.extend_from_slice(&u48_bytes(value));
         }
         if let Some(user) = &self.user {
             // compact_fixed_len checked that the length fits in 16 bits.
@@ -185,7 +184,7 @@ impl Record {
         if times
             .iter()
             .chain(optional.iter().flatten())
-            .any(|&t| t > MAX_48)
+            .any(|&t| t > MAX_TIME)
         {
             return None;
         }
@@ -261,18 +260,7 @@ fn take<const N: usize>(rest: &mut &[u8]) -> Result<[u8; N], RecordPayloadError>
 }
 
 fn read_u48(rest: &mut &[u8]) -> Result<u64, RecordPayloadError> {
-    let six: [u8; 6] = take(rest)?;
-    let mut wide = [0u8; 8];
-    wide[2..].copy_from_slice(&six);
-    Ok(u64::from_be_bytes(wide))
-}
-
-/// The low 48 bits of `value`, big-endian.
-fn u48(value: u64) -> [u8; 6] {
-    let wide = value.to_be_bytes();
-    let mut six = [0u8; 6];
-    six.copy_from_slice(&wide[2..]);
-    six
+    take(rest).map(u48_value)
 }
 
 fn malformed(err: &serde_json::Error) -> RecordPayloadError {
@@ -334,7 +322,7 @@ mod tests {
     #[test]
     fn a_record_the_layout_cannot_hold_is_json() {
         let mut record = record();
-        record.absolute_deadline = MAX_48 + 1;
+        record.absolute_deadline = MAX_TIME + 1;
         let payload = record.to_cookie_payload();
         assert_eq!(payload, serde_json::to_vec(&record).unwrap());
         assert_eq!(payload.len(), record.cookie_payload_len());
@@ -391,11 +379,11 @@ mod tests {
 
         #[test]
         fn records_round_trip(
-            created_at in 0..=MAX_48,
-            absolute_deadline in 0..=MAX_48,
+            created_at in 0..=MAX_TIME,
+            absolute_deadline in 0..=MAX_TIME,
             version: u64,
-            idle_timeout in proptest::option::of(0..=MAX_48),
-            idle_deadline in proptest::option::of(0..=MAX_48),
+            idle_timeout in proptest::option::of(0..=MAX_TIME),
+            idle_deadline in proptest::option::of(0..=MAX_TIME),
             persistent: bool,
             user in proptest::option::of("\\PC{0,40}"),
             key in "\\PC{0,10}",
