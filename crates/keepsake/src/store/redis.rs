@@ -468,8 +468,16 @@ fn glob_escape(text: &str) -> String {
     out
 }
 
-/// Lua shared by every script.
-macro_rules! prelude {
+// The scripts' Lua helpers, in three pieces so that each script defines
+// only the helpers it calls: Lua makes a closure for every `local function`
+// each time a script runs, which for the `save` script on every `/incr` was
+// about a fifth of its time inside Redis (BENCHMARKS.md, "Redis's
+// compare-and-set script").
+
+/// Lua: `lt` (decimal strings compared as numbers, exactly) and `parse`
+/// (the stored header: its version, deadline, user hex, absolute deadline
+/// and where the rest starts; nil if it is not in the stored format).
+macro_rules! lua_parse {
     () => {
         r#"
 local function lt(a, b)
@@ -480,28 +488,28 @@ local function parse(val)
   local version, abs, idle, user, rest = string.match(val,
     '^{"format":1,"version":(%d+),"absolute_deadline":(%d+),"idle_deadline":(%w+),"user_hex":([^,]*),()')
   if not version then return nil end
-  if idle ~= 'null' and not string.match(idle, '^%d+$') then return nil end
+  local deadline = abs
+  if idle ~= 'null' then
+    if not string.match(idle, '^%d+$') then return nil end
+    if lt(idle, abs) then deadline = idle end
+  end
   local u = nil
   if user ~= 'null' then
     u = string.match(user, '^"(%x*)"$')
     if not u then return nil end
   end
-  local deadline = abs
-  if idle ~= 'null' and lt(idle, abs) then deadline = idle end
-  return {version = version, abs = abs, idle = idle, user = u, deadline = deadline, rest = rest}
+  return version, deadline, u, abs, rest
 end
-local function unhex(h)
-  return (string.gsub(h, '%x%x', function(c) return string.char(tonumber(c, 16)) end))
-end
-local function ukey(prefix, uhex) return prefix .. 'user:' .. unhex(uhex) end
-local function skey(prefix, id) return prefix .. 'session:' .. id end
-local function expiry(deadline)
-  if lt('253402300799', deadline) then return '' end
-  if deadline == '0' then return '1' end
-  return deadline
-end
-local function put(key, val, exp)
-  if exp == '' then redis.call('SET', key, val) else redis.call('SET', key, val, 'EXAT', exp) end
+"#
+    };
+}
+
+/// Lua: the user sets (`ukey`, `link`, `unlink`).
+macro_rules! lua_users {
+    () => {
+        r#"
+local function ukey(prefix, uhex)
+  return prefix .. 'user:' .. (string.gsub(uhex, '%x%x', function(c) return string.char(tonumber(c, 16)) end))
 end
 local function link(key, id, exp)
   local fresh = redis.call('EXISTS', key) == 0
@@ -513,20 +521,33 @@ end
 local function unlink(prefix, uhex, id)
   if uhex then redis.call('SREM', ukey(prefix, uhex), id) end
 end
--- The stored value of session `key` and its parsed header; or nil and -1
--- (no session; one that has expired by `now` is deleted on the way) or -2
--- (unparsable). Without `now`, expiry is not looked at.
+"#
+    };
+}
+
+/// Lua: `put` (a value with its native expiry) and `stored` (a session's
+/// value and parsed header). Needs `lua_parse!` and `lua_users!` before it.
+macro_rules! lua_write {
+    () => {
+        r#"
+local function put(key, val, exp)
+  if exp == '' then redis.call('SET', key, val) else redis.call('SET', key, val, 'EXAT', exp) end
+end
+-- The stored value of session `key`, its version, user hex, absolute
+-- deadline and where the rest starts; or nil and the status -1 (no session;
+-- one that has expired by `now` is deleted on the way) or -2 (unparsable).
+-- Without `now`, expiry is not looked at.
 local function stored(key, prefix, id, now)
   local old = redis.call('GET', key)
   if not old then return nil, -1 end
-  local h = parse(old)
-  if not h then return nil, -2 end
-  if now and not lt(now, h.deadline) then
+  local version, deadline, user, abs, rest = parse(old)
+  if not version then return nil, -2 end
+  if now and not lt(now, deadline) then
     redis.call('DEL', key)
-    unlink(prefix, h.user, id)
+    unlink(prefix, user, id)
     return nil, -1
   end
-  return old, h
+  return old, version, user, abs, rest
 end
 "#
     };
@@ -536,14 +557,16 @@ end
 /// 1 created, 0 collision.
 static CREATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
-        prelude!(),
+        lua_parse!(),
+        lua_users!(),
+        lua_write!(),
         r#"
 local old = redis.call('GET', KEYS[1])
 if old then
-  local h = parse(old)
-  if not h then return -2 end
-  if lt(ARGV[4], h.deadline) then return 0 end
-  unlink(ARGV[1], h.user, ARGV[2])
+  local version, deadline, user = parse(old)
+  if not version then return -2 end
+  if lt(ARGV[4], deadline) then return 0 end
+  unlink(ARGV[1], user, ARGV[2])
 end
 put(KEYS[1], ARGV[3], ARGV[5])
 if ARGV[6] == '1' then link(ukey(ARGV[1], ARGV[7]), ARGV[2], ARGV[5]) end
@@ -556,15 +579,17 @@ return 1
 /// expire-at, has-user, user hex. 1 saved, 0 conflict, -1 gone.
 static SAVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
-        prelude!(),
+        lua_parse!(),
+        lua_users!(),
+        lua_write!(),
         r#"
-local old, h = stored(KEYS[1], ARGV[1], ARGV[2], ARGV[4])
-if not old then return h end
-if h.version ~= ARGV[5] then return 0 end
+local old, version, user = stored(KEYS[1], ARGV[1], ARGV[2], ARGV[4])
+if not old then return version end
+if version ~= ARGV[5] then return 0 end
 put(KEYS[1], ARGV[3], ARGV[6])
 local new = nil
 if ARGV[7] == '1' then new = ARGV[8] end
-if h.user and h.user ~= new then unlink(ARGV[1], h.user, ARGV[2]) end
+if user and user ~= new then unlink(ARGV[1], user, ARGV[2]) end
 if new then link(ukey(ARGV[1], new), ARGV[2], ARGV[6]) end
 return 1
 "#
@@ -574,19 +599,22 @@ return 1
 /// KEYS: session. ARGV: prefix, id, idle deadline, now. 1 touched, -1 gone.
 static TOUCH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
-        prelude!(),
+        lua_parse!(),
+        lua_users!(),
+        lua_write!(),
         r#"
-local old, h = stored(KEYS[1], ARGV[1], ARGV[2], ARGV[4])
-if not old then return h end
+local old, version, user, abs, rest = stored(KEYS[1], ARGV[1], ARGV[2], ARGV[4])
+if not old then return version end
 local idle = ARGV[3]
-if lt(h.abs, idle) then idle = h.abs end
+if lt(abs, idle) then idle = abs end
 local uj = 'null'
-if h.user then uj = '"' .. h.user .. '"' end
-local val = '{"format":1,"version":' .. h.version .. ',"absolute_deadline":' .. h.abs ..
-  ',"idle_deadline":' .. idle .. ',"user_hex":' .. uj .. ',' .. string.sub(old, h.rest)
-local exp = expiry(idle)
+if user then uj = '"' .. user .. '"' end
+local val = '{"format":1,"version":' .. version .. ',"absolute_deadline":' .. abs ..
+  ',"idle_deadline":' .. idle .. ',"user_hex":' .. uj .. ',' .. string.sub(old, rest)
+local exp = idle
+if lt('253402300799', idle) then exp = '' elseif idle == '0' then exp = '1' end
 put(KEYS[1], val, exp)
-if h.user then link(ukey(ARGV[1], h.user), ARGV[2], exp) end
+if user then link(ukey(ARGV[1], user), ARGV[2], exp) end
 return 1
 "#
     ))
@@ -595,13 +623,14 @@ return 1
 /// KEYS: session. ARGV: prefix, id. 1 deleted, 0 absent.
 static DELETE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
-        prelude!(),
+        lua_parse!(),
+        lua_users!(),
         r#"
 local old = redis.call('GET', KEYS[1])
 if not old then return 0 end
-local h = parse(old)
+local version, _, user = parse(old)
 redis.call('DEL', KEYS[1])
-if h then unlink(ARGV[1], h.user, ARGV[2]) end
+if version then unlink(ARGV[1], user, ARGV[2]) end
 return 1
 "#
     ))
@@ -611,13 +640,15 @@ return 1
 /// -1 no such session.
 static DELETE_IF_VERSION: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
-        prelude!(),
+        lua_parse!(),
+        lua_users!(),
+        lua_write!(),
         r#"
-local old, h = stored(KEYS[1], ARGV[1], ARGV[2], nil)
-if not old then return h end
-if h.version ~= ARGV[3] then return 0 end
+local old, version, user = stored(KEYS[1], ARGV[1], ARGV[2], nil)
+if not old then return version end
+if version ~= ARGV[3] then return 0 end
 redis.call('DEL', KEYS[1])
-unlink(ARGV[1], h.user, ARGV[2])
+unlink(ARGV[1], user, ARGV[2])
 return 1
 "#
     ))
@@ -626,15 +657,15 @@ return 1
 /// KEYS: user set. ARGV: prefix, user hex. How many sessions were deleted.
 static DELETE_USER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
-        prelude!(),
+        lua_parse!(),
         r#"
 local n = 0
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local key = skey(ARGV[1], id)
+  local key = ARGV[1] .. 'session:' .. id
   local val = redis.call('GET', key)
   if val then
-    local h = parse(val)
-    if h and h.user == ARGV[2] then
+    local version, _, user = parse(val)
+    if version and user == ARGV[2] then
       redis.call('DEL', key)
       n = n + 1
     end
@@ -651,20 +682,20 @@ return n
 /// removes members whose session is gone or belongs to someone else.
 static LIST_USER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
-        prelude!(),
+        lua_parse!(),
         r#"
 local out = {}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local val = redis.call('GET', skey(ARGV[1], id))
+  local val = redis.call('GET', ARGV[1] .. 'session:' .. id)
   if not val then
     redis.call('SREM', KEYS[1], id)
   else
-    local h = parse(val)
-    if not h then
+    local version, deadline, user = parse(val)
+    if not version then
       table.insert(out, val)
-    elseif h.user ~= ARGV[2] then
+    elseif user ~= ARGV[2] then
       redis.call('SREM', KEYS[1], id)
-    elseif lt(ARGV[3], h.deadline) then
+    elseif lt(ARGV[3], deadline) then
       table.insert(out, val)
     end
   end
@@ -678,17 +709,18 @@ return out
 /// how many.
 static PURGE_SESSIONS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
-        prelude!(),
+        lua_parse!(),
+        lua_users!(),
         r#"
 local n = 0
 local base = #ARGV[1] + #'session:' + 1
 for _, key in ipairs(KEYS) do
   local val = redis.pcall('GET', key)
   if type(val) == 'string' then
-    local h = parse(val)
-    if h and not lt(ARGV[2], h.deadline) then
+    local version, deadline, user = parse(val)
+    if version and not lt(ARGV[2], deadline) then
       redis.call('DEL', key)
-      unlink(ARGV[1], h.user, string.sub(key, base))
+      unlink(ARGV[1], user, string.sub(key, base))
       n = n + 1
     end
   end
@@ -700,15 +732,14 @@ return n
 
 /// KEYS: user sets. ARGV: prefix. Removes members whose session is gone.
 static PURGE_USERS: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
-        prelude!(),
+    Script::new(
         r#"
 local n = 0
 for _, key in ipairs(KEYS) do
   local ids = redis.pcall('SMEMBERS', key)
   if type(ids) == 'table' and not ids.err then
     for _, id in ipairs(ids) do
-      if redis.call('EXISTS', skey(ARGV[1], id)) == 0 then
+      if redis.call('EXISTS', ARGV[1] .. 'session:' .. id) == 0 then
         redis.call('SREM', key, id)
         n = n + 1
       end
@@ -716,8 +747,8 @@ for _, key in ipairs(KEYS) do
   end
 end
 return n
-"#
-    ))
+"#,
+    )
 });
 
 impl SessionStore for RedisStore {
@@ -868,15 +899,15 @@ use super::{Counts, Cursor, Page, PurgeStep, StoreAdmin};
 /// exist, and how many of those have expired at `now`.
 static COUNT_SESSIONS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
-        prelude!(),
+        lua_parse!(),
         r#"
 local held, expired = 0, 0
 for _, key in ipairs(KEYS) do
   local val = redis.pcall('GET', key)
   if type(val) == 'string' then
     held = held + 1
-    local h = parse(val)
-    if h and not lt(ARGV[1], h.deadline) then expired = expired + 1 end
+    local version, deadline = parse(val)
+    if version and not lt(ARGV[1], deadline) then expired = expired + 1 end
   end
 end
 return {held, expired}
