@@ -17,20 +17,20 @@
 //! Run: `cargo bench -p keepsake --bench request_path`; figures and what
 //! they mean are in BENCHMARKS.md.
 
+mod app;
+
 use std::hint::black_box;
 
-use axum::{Router, body::Body, routing::get};
+use app::{call, routes, session_app};
 use criterion::{BatchSize, Criterion, criterion_group};
-use http::{HeaderMap, HeaderValue, Request, header};
+use http::{HeaderMap, HeaderValue, header};
 use keepsake::{
     codec::{Codec, Format, unix_now},
     cookies::CookieJar,
     key::{Key, KeyRing},
-    middleware::{SessionLayer, SessionLayerBuilder},
-    session::{Session, SessionError},
+    middleware::SessionLayer,
     store::{Id, MemoryStore, PostgresStore, Record, RedisStore, Saved, SessionStore, SqliteStore},
 };
-use tower_service::Service as _;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -171,61 +171,6 @@ fn stores(c: &mut Criterion) {
 }
 
 // ------------------------------------------------------------------ middleware
-
-async fn noop() -> &'static str {
-    "1"
-}
-
-async fn incr(session: Session) -> Result<String, SessionError> {
-    let n: i64 = session
-        .update("count", |n: Option<i64>| n.unwrap_or(0) + 1)
-        .await?;
-    Ok(n.to_string())
-}
-
-async fn read(session: Session) -> Result<String, SessionError> {
-    let n: i64 = session.get("count").await?.unwrap_or(0);
-    Ok(n.to_string())
-}
-
-fn routes() -> Router {
-    Router::new()
-        .route("/noop", get(noop))
-        .route("/incr", get(incr))
-        .route("/read", get(read))
-}
-
-/// The routes behind `layer`, and the cookie of a session made by `/incr`.
-fn session_app(rt: &tokio::runtime::Runtime, layer: SessionLayerBuilder) -> (Router, String) {
-    let mut app = routes().layer(layer.secure(false).build().expect("layer"));
-    let response = rt
-        .block_on(app.call(Request::get("/incr").body(Body::empty()).unwrap()))
-        .unwrap();
-    let cookie = response.headers()[header::SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    (app, cookie)
-}
-
-/// One request; with a cookie jar of one: a re-issued cookie replaces it.
-fn call(rt: &tokio::runtime::Runtime, app: &mut Router, path: &str, cookie: &mut String) {
-    let mut request = Request::get(path);
-    if !cookie.is_empty() {
-        request = request.header(header::COOKIE, cookie.as_str());
-    }
-    let response = rt
-        .block_on(app.call(request.body(Body::empty()).unwrap()))
-        .unwrap();
-    assert!(response.status().is_success());
-    if let Some(set) = response.headers().get(header::SET_COOKIE) {
-        *cookie = set.to_str().unwrap().split(';').next().unwrap().to_owned();
-    }
-    black_box(response);
-}
 
 fn middleware(c: &mut Criterion) {
     let rt = runtime();

@@ -430,7 +430,10 @@ impl Session {
         let spent = Duration::from_micros(self.shared.store_time.load(Ordering::Relaxed));
         let left = self.ctx().store_timeout.saturating_sub(spent);
         let start = tokio::time::Instant::now();
-        let result = tokio::time::timeout(left, call).await;
+        // The timer is boxed: a call that waits goes over the network
+        // anyway, and unboxed its state would be part of every request's
+        // future, waiting or not.
+        let result = Box::pin(tokio::time::timeout(left, call)).await;
         let took = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.shared.store_time.fetch_add(took, Ordering::Relaxed);
         result.unwrap_or_else(|_| {
@@ -450,8 +453,13 @@ impl Session {
         &self,
         id: &Id,
     ) -> Result<tokio::sync::MutexGuard<'_, context::LastSaved>, StoreError> {
-        self.timed(async { Ok(self.ctx().write_locks.lock(id).await) })
-            .await
+        let lock = self.ctx().write_locks.of(id);
+        // Free, as it nearly always is: no waiting, so no timer. Waiting is
+        // boxed, so that its state does not grow the future of every save.
+        match lock.try_lock() {
+            Ok(turn) => Ok(turn),
+            Err(_) => Box::pin(self.timed(async { Ok(lock.lock().await) })).await,
+        }
     }
 
     /// A new session that belongs to no request and no store: for unit tests
@@ -1265,13 +1273,16 @@ impl Session {
                     // from now.
                     record.version = 0;
                     refresh_idle_deadline(&mut record, now);
-                    self.create(store.as_ref(), &mut record).await?;
+                    // Once per session: boxed, so that its state does not
+                    // grow the future of every request.
+                    Box::pin(self.create(store.as_ref(), &mut record)).await?;
                     tracing::debug!(session = %record.id.log_tag(), "session created");
                     self.ctx().cookie_for(&record, now)
                 } else if let Some(old) = cycled {
                     // Deleted here, by version, not with the rest below.
                     state.delete.retain(|id| *id != old);
-                    self.cycle(store.as_ref(), old, record, &state.changes, now)
+                    // Rare, and the largest state: boxed, as `create`.
+                    Box::pin(self.cycle(store.as_ref(), old, record, &state.changes, now))
                         .await?
                 } else if state.modified {
                     self.save(store.as_ref(), record, &state.changes, state.new_id, now)
@@ -1475,7 +1486,9 @@ async fn backoff(attempt: usize) {
     }
     let ceiling = 1u64 << attempt.min(6);
     let wait = rand::random_range(0..=ceiling.min(50) * 1_000);
-    tokio::time::sleep(Duration::from_micros(wait)).await;
+    // Boxed: only the third try of a save waits, and the timer's state
+    // would otherwise be part of every save's future.
+    Box::pin(tokio::time::sleep(Duration::from_micros(wait))).await;
 }
 
 /// Sets `key` to `value`, copying the key only when it is new.
