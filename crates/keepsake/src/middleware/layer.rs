@@ -45,7 +45,6 @@ pub(crate) type UnavailableHook = Arc<dyn Fn(&StoreError) -> Response<String> + 
 #[must_use]
 pub struct SessionLayer {
     ctx: Arc<Context>,
-    unavailable: Option<UnavailableHook>,
 }
 
 impl std::fmt::Debug for SessionLayer {
@@ -178,7 +177,7 @@ impl<S> Layer<S> for SessionLayer {
     type Service = SessionService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        SessionService::new(inner, self.ctx.clone(), self.unavailable.clone())
+        SessionService::new(inner, self.ctx.clone())
     }
 }
 
@@ -675,10 +674,8 @@ impl SessionLayerBuilder {
         let probe = cookie.clone().value("x".repeat(100)).build()?;
         let cookie_name = probe.name().to_owned();
         let set_cookie = SetCookieTemplate::new(&cookie)?;
-        let unavailable = self.unavailable.clone();
         Ok(SessionLayer {
             ctx: Arc::new(self.into_context_with(set_cookie, cookie_name, idle, absolute)),
-            unavailable,
         })
     }
 
@@ -712,6 +709,7 @@ impl SessionLayerBuilder {
             clock: self.clock,
             max_replays: self.max_replays,
             write_locks: WriteLocks::new(),
+            unavailable: self.unavailable,
             #[cfg(feature = "interop")]
             interop: self.interop,
         }

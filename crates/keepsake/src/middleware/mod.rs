@@ -38,6 +38,7 @@
 mod layer;
 mod service;
 
+pub(crate) use self::layer::UnavailableHook;
 pub use self::{
     layer::{SessionLayer, SessionLayerBuilder},
     service::{ResponseFuture, SessionService},

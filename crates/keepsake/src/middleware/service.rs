@@ -4,16 +4,20 @@ use std::{
     future::Future,
     pin::Pin,
     sync::Arc,
-    task::{Context as TaskContext, Poll},
+    task::{Context as TaskContext, Poll, ready},
 };
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
+use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::layer::{UnavailableHook, unavailable_response};
-use crate::session::{
-    BadCookie, Session,
-    context::{Context, CookieRead, Incoming},
+use super::layer::unavailable_response;
+use crate::{
+    session::{
+        BadCookie, Finish, SaveFuture, Session,
+        context::{Context, CookieRead, Incoming},
+    },
+    store::StoreError,
 };
 
 /// The service made by [`SessionLayer`](super::SessionLayer): wraps the
@@ -35,7 +39,6 @@ use crate::session::{
 pub struct SessionService<S> {
     inner: S,
     ctx: Arc<Context>,
-    unavailable: Option<UnavailableHook>,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for SessionService<S> {
@@ -47,12 +50,8 @@ impl<S: std::fmt::Debug> std::fmt::Debug for SessionService<S> {
 }
 
 impl<S> SessionService<S> {
-    pub(crate) fn new(inner: S, ctx: Arc<Context>, unavailable: Option<UnavailableHook>) -> Self {
-        Self {
-            inner,
-            ctx,
-            unavailable,
-        }
+    pub(crate) fn new(inner: S, ctx: Arc<Context>) -> Self {
+        Self { inner, ctx }
     }
 
     /// The wrapped service.
@@ -103,38 +102,132 @@ impl<S> SessionService<S> {
     }
 }
 
-/// The future of [`SessionService`]. Boxed: saving the session after the
-/// handler is itself asynchronous (store calls), so the state machine would
-/// hold a boxed store future anyway.
-pub struct ResponseFuture<T, E> {
-    inner: Pin<Box<dyn Future<Output = Result<T, E>> + Send>>,
+pin_project! {
+    /// The future of [`SessionService`]: the handler's future, unboxed,
+    /// then the session's save. Saving allocates only when it calls the
+    /// store; a request that leaves a stored session unchanged, or keeps
+    /// its session in the cookie, finishes in place.
+    pub struct ResponseFuture<F, B> {
+        #[pin]
+        state: State<F, B>,
+    }
 }
 
-impl<T, E> std::fmt::Debug for ResponseFuture<T, E> {
+pin_project! {
+    #[project = StateProj]
+    enum State<F, B> {
+        // The handler runs; its session is saved once it answers.
+        Handling {
+            #[pin]
+            handled: F,
+            session: Session,
+        },
+        // The handler answered; the session's store calls run.
+        Saving {
+            response: Option<Response<B>>,
+            session: Session,
+            saving: SaveFuture,
+        },
+        // Answered without calling the handler (a rejected bad cookie).
+        Answered {
+            response: Option<Response<B>>,
+        },
+    }
+}
+
+impl<F, B> std::fmt::Debug for ResponseFuture<F, B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
 
-impl<T, E> Future for ResponseFuture<T, E> {
-    type Output = Result<T, E>;
+impl<F, B, E> Future for ResponseFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: From<String>,
+{
+    type Output = Result<Response<B>, E>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        match state.as_mut().project() {
+            StateProj::Handling { handled, session } => {
+                let response = ready!(handled.poll(cx))?;
+                match session.finish(response.status()) {
+                    Finish::Now(outcome) => Poll::Ready(Ok(respond(session, response, outcome))),
+                    Finish::Later(saving) => {
+                        let session = session.clone();
+                        state.set(State::Saving {
+                            response: Some(response),
+                            session,
+                            saving,
+                        });
+                        poll_saving(state, cx)
+                    }
+                }
+            }
+            StateProj::Saving { .. } => poll_saving(state, cx),
+            StateProj::Answered { response } => Poll::Ready(Ok(response
+                .take()
+                .expect("ResponseFuture polled after completion"))),
+        }
+    }
+}
+
+/// Polls the store calls of a session being saved.
+fn poll_saving<F, B: From<String>, E>(
+    state: Pin<&mut State<F, B>>,
+    cx: &mut TaskContext<'_>,
+) -> Poll<Result<Response<B>, E>> {
+    let StateProj::Saving {
+        response,
+        session,
+        saving,
+    } = state.project()
+    else {
+        unreachable!("only called while saving")
+    };
+    let outcome = ready!(saving.as_mut().poll(cx));
+    let response = response
+        .take()
+        .expect("ResponseFuture polled after completion");
+    Poll::Ready(Ok(respond(session, response, outcome)))
+}
+
+/// The response, with what saving the session decided: a `Set-Cookie`
+/// (and the headers that keep it out of shared caches), nothing, or the
+/// store-failure response instead.
+fn respond<B: From<String>>(
+    session: &Session,
+    mut response: Response<B>,
+    outcome: Result<Option<HeaderValue>, StoreError>,
+) -> Response<B> {
+    match outcome {
+        Ok(Some(cookie)) => {
+            let headers = response.headers_mut();
+            headers.append(header::SET_COOKIE, cookie);
+            add_vary_cookie(headers);
+            if !keeps_out_of_shared_caches(headers) {
+                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+            }
+            response
+        }
+        Ok(None) => response,
+        Err(err) => {
+            tracing::error!(error = %err, "session store failed; answering 503");
+            unavailable_response(session.context().unavailable.as_ref(), &err).map(B::from)
+        }
     }
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    ReqBody: Send + 'static,
-    ResBody: From<String> + Send + 'static,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: From<String>,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<Self::Response, Self::Error>;
+    type Future = ResponseFuture<S::Future, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -153,7 +246,9 @@ where
             let mut response = Response::new(ResBody::from("bad cookie".to_owned()));
             *response.status_mut() = StatusCode::BAD_REQUEST;
             return ResponseFuture {
-                inner: Box::pin(std::future::ready(Ok(response))),
+                state: State::Answered {
+                    response: Some(response),
+                },
             };
         }
         // A bad cookie that is ignored is replaced when the session is saved,
@@ -161,33 +256,13 @@ where
         // cookie of the same name.
         let session = Session::new(self.ctx.clone(), incoming, stale_key, now);
         request.extensions_mut().insert(session.clone());
-
         // Called now, while still the service that was driven to readiness:
         // no clone of it is needed.
-        let handled = self.inner.call(request);
-        let unavailable = self.unavailable.clone();
         ResponseFuture {
-            inner: Box::pin(async move {
-                let mut response = handled.await?;
-                match session.finish(response.status()).await {
-                    Ok(Some(cookie)) => {
-                        let headers = response.headers_mut();
-                        headers.append(header::SET_COOKIE, cookie);
-                        add_vary_cookie(headers);
-                        if !keeps_out_of_shared_caches(headers) {
-                            headers
-                                .insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(err) => {
-                        tracing::error!(error = %err, "session store failed; answering 503");
-                        response =
-                            unavailable_response(unavailable.as_ref(), &err).map(ResBody::from);
-                    }
-                }
-                Ok(response)
-            }),
+            state: State::Handling {
+                handled: self.inner.call(request),
+                session,
+            },
         }
     }
 }

@@ -143,6 +143,12 @@ pub(crate) enum CookieRead {
     Bad(&'static str),
 }
 
+/// Aligned to 128 bytes so that its fields never share a cache line with
+/// the `Arc`'s reference counts: every request clones and drops the `Arc`
+/// (on whichever worker thread runs it), and every request reads these
+/// fields; sharing a line would make each read wait for the other core's
+/// count update.
+#[repr(align(128))]
 pub(crate) struct Context {
     pub(crate) backend: Backend,
     /// Signs ids (server-side) or protects records (client-side).
@@ -161,6 +167,8 @@ pub(crate) struct Context {
     pub(crate) max_replays: usize,
     /// Saves of one session in this process take turns.
     pub(crate) write_locks: WriteLocks,
+    /// Renders the response when the store fails (default: an empty 503).
+    pub(crate) unavailable: Option<crate::middleware::UnavailableHook>,
     /// With [`Backend::Cookie`]: a Flask, Starlette or Django session cookie
     /// instead of keepsake's own (`codec` is then unused).
     #[cfg(feature = "interop")]
@@ -251,10 +259,7 @@ impl Context {
             .get_all(http::header::COOKIE)
             .iter()
             .filter_map(|header| header.to_str().ok())
-            .flat_map(cookie::Cookie::split_parse)
-            .flatten()
-            .filter(|pair| pair.name_raw() == Some(self.cookie_name.as_str()))
-            .filter_map(|pair| pair.value_raw());
+            .flat_map(|header| cookie_values(header, &self.cookie_name));
         for value in values {
             // The same cookie sent twice is one cookie.
             if found.as_ref().is_some_and(|(seen, ..)| *seen == value) {
@@ -376,9 +381,59 @@ impl Context {
     }
 }
 
+/// The values of the cookies called `name` in one `Cookie` request header,
+/// exactly as `cookie::Cookie::split_parse` finds them (pairs split at `;`
+/// and the first `=`, name and value trimmed, nothing decoded), without
+/// building a `Cookie` for every pair: this runs on every request.
+fn cookie_values<'h>(header: &'h str, name: &'h str) -> impl Iterator<Item = &'h str> {
+    header.split(';').filter_map(move |pair| {
+        let (found, value) = pair.split_once('=')?;
+        (found.trim() == name).then(|| value.trim())
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::LastSaved;
+    use proptest::prelude::*;
+
+    use super::{LastSaved, cookie_values};
+
+    /// What the cookie crate finds, for comparison.
+    fn with_cookie_crate<'h>(header: &'h str, name: &str) -> Vec<&'h str> {
+        cookie::Cookie::split_parse(header)
+            .flatten()
+            .filter(|pair| pair.name_raw() == Some(name))
+            .filter_map(|pair| pair.value_raw())
+            .collect()
+    }
+
+    #[test]
+    fn cookie_values_are_found_as_the_cookie_crate_finds_them() {
+        for header in [
+            "session=abc",
+            " session = abc ; other=1",
+            "a=1; session=x=y; session=\"q\"; session; =v; session=",
+            "sessionx=1;xsession=2;session=3",
+            "session=\u{a0}v\u{a0}; \u{2003}session=w",
+        ] {
+            let ours: Vec<&str> = cookie_values(header, "session").collect();
+            assert_eq!(ours, with_cookie_crate(header, "session"), "{header:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn cookie_values_match_the_cookie_crate_on_any_header(
+            parts in prop::collection::vec(
+                prop::sample::select(&["session", "sess", "=", ";", " ", "\"", "v", "\t", "\u{a0}"][..]),
+                0..16,
+            )
+        ) {
+            let header = parts.concat();
+            let ours: Vec<&str> = cookie_values(&header, "session").collect();
+            prop_assert_eq!(ours, with_cookie_crate(&header, "session"));
+        }
+    }
     use crate::store::{Id, Record};
 
     fn saved(id: Id, version: u64) -> Record {

@@ -212,6 +212,17 @@ impl Expiry {
     }
 }
 
+/// The store calls that save a request's session, and their outcome.
+pub(crate) type SaveFuture = context::BoxFuture<'static, Result<Option<HeaderValue>, StoreError>>;
+
+/// What [`Session::finish`] decided.
+pub(crate) enum Finish {
+    /// Without a store call: the `Set-Cookie` the response needs, if any.
+    Now(Result<Option<HeaderValue>, StoreError>),
+    /// The store calls still to make.
+    Later(SaveFuture),
+}
+
 /// One change a request made, kept so it can be replayed on a newer copy of
 /// the session.
 #[derive(Clone)]
@@ -483,6 +494,11 @@ impl Session {
     /// What every session of this layer shares.
     fn ctx(&self) -> &Context {
         &self.shared.ctx
+    }
+
+    /// The layer's settings, for the middleware.
+    pub(crate) fn context(&self) -> &Context {
+        self.ctx()
     }
 
     /// The request's time: the clock is read once per request (when the
@@ -1209,116 +1225,178 @@ impl Session {
     }
 
     /// Persists this request's changes after the handler answered with
-    /// `status`, and says which Set-Cookie (if any) the response needs.
-    pub(crate) async fn finish(
+    /// `status`, and says which Set-Cookie (if any) the response needs:
+    /// at once when no store call is needed (an untouched or unchanged
+    /// session, a client-side one), otherwise as a future of the store
+    /// calls.
+    pub(crate) fn finish(&self, status: http::StatusCode) -> Finish {
+        // The state is free unless the handler left a clone of the session
+        // in a task that is using it: that case waits, in the future.
+        if let Some(mut state) = self.shared.state.try_lock()
+            && let Some(outcome) = self.settle(&mut state, status)
+        {
+            return Finish::Now(outcome);
+        }
+        let session = self.clone();
+        Finish::Later(Box::pin(
+            async move { session.finish_with_store(status).await },
+        ))
+    }
+
+    /// [`finish`](Self::finish) once the state is locked and the store is
+    /// needed.
+    async fn finish_with_store(
         &self,
         status: http::StatusCode,
     ) -> Result<Option<HeaderValue>, StoreError> {
         let mut state = self.shared.state.lock().await;
+        if let Some(outcome) = self.settle(&mut state, status) {
+            return outcome;
+        }
+        let Backend::Store(store) = &self.ctx().backend else {
+            unreachable!("only a store-backed session needs the store")
+        };
+        let record = state
+            .record
+            .take()
+            .unwrap_or_else(|| unreachable!("settled otherwise"));
+        let now = self.now(&mut state);
+        let reissue = (state.stale_key && !state.is_new).then(|| record.clone());
+        let cookie = self.write(store.as_ref(), &mut state, record, now).await?;
+        Ok(self.with_reissue(cookie, reissue.as_ref(), now))
+    }
+
+    /// The outcome of the request for its session when it needs no store
+    /// call; `None` when it does (the state is then left as it was).
+    fn settle(
+        &self,
+        state: &mut State,
+        status: http::StatusCode,
+    ) -> Option<Result<Option<HeaderValue>, StoreError>> {
         if let Some(kind) = state.failure {
-            return Err(StoreError::new(
+            return Some(Err(StoreError::new(
                 kind,
                 "a store call failed during the request",
-            ));
+            )));
         }
         if status.is_server_error() {
             tracing::debug!(%status, "handler failed; session changes not saved");
-            return Ok(None);
+            return Some(Ok(None));
         }
-        let Some(record) = state.record.take() else {
+        if state.record.is_none() {
             // Never touched: no store call at all. A client-side session that
             // only a fallback key verified is issued again from what came in.
-            return Ok(match (&state.incoming, state.stale_key) {
+            return Some(Ok(match (&state.incoming, state.stale_key) {
                 (Incoming::Record(record), true) => {
                     let now = state.now.unwrap_or_else(|| self.ctx().now());
                     self.ctx().cookie_for(record, now)
                 }
                 _ => None,
-            });
-        };
-        let now = self.now(&mut state);
-        // A live session whose cookie only a fallback key verified gets its
-        // cookie again under the current key, if nothing else sets one.
-        let reissue = (state.stale_key && !state.is_new).then(|| record.clone());
-        let cookie = self.write(&mut state, record, now).await?;
-        Ok(match (cookie, reissue) {
-            (None, Some(record)) => {
-                tracing::debug!(session = %record.id.log_tag(), "session cookie re-issued under the current key");
-                self.ctx().cookie_for(&record, now)
+            }));
+        }
+        let now = self.now(state);
+        let record = state
+            .record
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("checked"));
+        let empty_and_new = state.is_new && record.data.is_empty() && record.user.is_none();
+        let stored = matches!(self.ctx().backend, Backend::Store(_));
+        if stored {
+            let store_work = !state.delete.is_empty()
+                || (!empty_and_new
+                    && (state.is_new || state.modified || touch_due(record, now).is_some()));
+            if store_work {
+                return None;
             }
-            (cookie, _) => cookie,
-        })
+        }
+        let mut record = state
+            .record
+            .take()
+            .unwrap_or_else(|| unreachable!("checked"));
+        let cookie = if empty_and_new {
+            state.remove_cookie.then(|| self.ctx().removal_cookie())
+        } else if stored {
+            None
+        } else if state.modified || state.is_new {
+            // A visit that writes is activity too, as with a store (`save`
+            // moves the deadline).
+            refresh_idle_deadline(&mut record, now);
+            self.ctx().cookie_for(&record, now)
+        } else if let Some(deadline) = touch_due(&record, now) {
+            record.idle_deadline = Some(deadline);
+            self.ctx().cookie_for(&record, now)
+        } else {
+            None
+        };
+        let reissue = (state.stale_key && !state.is_new).then_some(&record);
+        Some(Ok(self.with_reissue(cookie, reissue, now)))
     }
 
-    /// Writes what the request changed; the Set-Cookie it needs, if any.
+    /// `cookie`, or else, for a live session whose cookie only a fallback
+    /// key verified, its cookie again under the current key.
+    fn with_reissue(
+        &self,
+        cookie: Option<HeaderValue>,
+        reissue: Option<&Record>,
+        now: u64,
+    ) -> Option<HeaderValue> {
+        match (cookie, reissue) {
+            (None, Some(record)) => {
+                tracing::debug!(session = %record.id.log_tag(), "session cookie re-issued under the current key");
+                self.ctx().cookie_for(record, now)
+            }
+            (cookie, _) => cookie,
+        }
+    }
+
+    /// Writes to the store what the request changed; the Set-Cookie it
+    /// needs, if any.
     async fn write(
         &self,
+        store: &dyn context::DynStore,
         state: &mut State,
         mut record: Record,
         now: u64,
     ) -> Result<Option<HeaderValue>, StoreError> {
         let removal = || self.ctx().removal_cookie();
         let empty_and_new = state.is_new && record.data.is_empty() && record.user.is_none();
-
-        match &self.ctx().backend {
-            Backend::Store(store) => {
-                let cycled = (!state.is_new && state.new_id)
-                    .then(|| state.stored_id())
-                    .flatten()
-                    .filter(|old| state.delete.contains(old));
-                let cookie = if empty_and_new {
-                    state.remove_cookie.then(removal)
-                } else if state.is_new {
-                    // This visit is activity: the idle deadline counts
-                    // from now.
-                    record.version = 0;
-                    refresh_idle_deadline(&mut record, now);
-                    // Once per session: boxed, so that its state does not
-                    // grow the future of every request.
-                    Box::pin(self.create(store.as_ref(), &mut record)).await?;
-                    tracing::debug!(session = %record.id.log_tag(), "session created");
-                    self.ctx().cookie_for(&record, now)
-                } else if let Some(old) = cycled {
-                    // Deleted here, by version, not with the rest below.
-                    state.delete.retain(|id| *id != old);
-                    // Rare, and the largest state: boxed, as `create`.
-                    Box::pin(self.cycle(store.as_ref(), old, record, &state.changes, now))
-                        .await?
-                } else if state.modified {
-                    self.save(store.as_ref(), record, &state.changes, state.new_id, now)
-                        .await?
-                } else if let Some(deadline) = touch_due(&record, now) {
-                    match self.timed(store.touch(&record.id, deadline, now)).await? {
-                        Touched::Touched => None,
-                        Touched::Gone => Some(removal()),
-                    }
-                } else {
-                    None
-                };
-                // Old ids go only once their replacement is stored, so a
-                // failure in between leaves the visitor logged in.
-                for id in &state.delete {
-                    self.timed(store.delete(id)).await?;
-                }
-                Ok(cookie)
+        let cycled = (!state.is_new && state.new_id)
+            .then(|| state.stored_id())
+            .flatten()
+            .filter(|old| state.delete.contains(old));
+        let cookie = if empty_and_new {
+            state.remove_cookie.then(removal)
+        } else if state.is_new {
+            // This visit is activity: the idle deadline counts from now.
+            record.version = 0;
+            refresh_idle_deadline(&mut record, now);
+            // Once per session: boxed, so that its state does not grow the
+            // future of every save.
+            Box::pin(self.create(store, &mut record)).await?;
+            tracing::debug!(session = %record.id.log_tag(), "session created");
+            self.ctx().cookie_for(&record, now)
+        } else if let Some(old) = cycled {
+            // Deleted here, by version, not with the rest below.
+            state.delete.retain(|id| *id != old);
+            // Rare, and the largest state: boxed, as `create`.
+            Box::pin(self.cycle(store, old, record, &state.changes, now)).await?
+        } else if state.modified {
+            self.save(store, record, &state.changes, state.new_id, now)
+                .await?
+        } else if let Some(deadline) = touch_due(&record, now) {
+            match self.timed(store.touch(&record.id, deadline, now)).await? {
+                Touched::Touched => None,
+                Touched::Gone => Some(removal()),
             }
-            Backend::Cookie => {
-                if empty_and_new {
-                    return Ok(state.remove_cookie.then(removal));
-                }
-                if state.modified || state.is_new {
-                    // A visit that writes is activity too, as with a store
-                    // (`save` moves the deadline).
-                    refresh_idle_deadline(&mut record, now);
-                    return Ok(self.ctx().cookie_for(&record, now));
-                }
-                if let Some(deadline) = touch_due(&record, now) {
-                    record.idle_deadline = Some(deadline);
-                    return Ok(self.ctx().cookie_for(&record, now));
-                }
-                Ok(None)
-            }
+        } else {
+            None
+        };
+        // Old ids go only once their replacement is stored, so a failure in
+        // between leaves the visitor logged in.
+        for id in &state.delete {
+            self.timed(store.delete(id)).await?;
         }
+        Ok(cookie)
     }
 
     /// Stores `record` as a new session. A collision of random 128-bit ids
