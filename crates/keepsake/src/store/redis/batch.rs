@@ -1,0 +1,168 @@
+//! Saves of concurrent requests, sent to Redis together: one `EVALSHA` of
+//! the `SAVE` script for every save queued while the previous call was on
+//! its way (group commit).
+//!
+//! A save waits for no timer and no batch to fill: when nothing is on its
+//! way it is sent at once, alone. Under load, saves queue while a call is
+//! on its way and go in the next one, so Redis runs its script setup, and
+//! this process its round trip, once per call instead of once per save.
+//! Each save in a call is still its own compare-and-set, with its own
+//! status.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{SAVE, SAVE_ARGS, cache::Ticket, link::Connection, map_error};
+use crate::store::{Record, StoreError, StoreErrorKind};
+
+/// Saves per call at most, so no one call keeps Redis busy for long.
+const MAX_BATCH: usize = 128;
+
+/// One save, as the `SAVE` script takes it.
+pub(super) struct Job {
+    pub(super) key: String,
+    pub(super) prefix: String,
+    pub(super) id: String,
+    pub(super) value: Vec<u8>,
+    pub(super) now: u64,
+    pub(super) expected: u64,
+    pub(super) expire_at: String,
+    pub(super) user_hex: Option<String>,
+    /// What Redis holds once the save succeeds, for the local cache (none
+    /// when the store handle keeps no copies).
+    pub(super) keep: Option<Record>,
+    pub(super) timeout: Duration,
+    pub(super) reply: oneshot::Sender<Result<i64, StoreError>>,
+}
+
+/// The queue of saves of one connection, and the task that sends them.
+#[derive(Clone)]
+pub(super) struct Saves {
+    queue: mpsc::UnboundedSender<Job>,
+}
+
+impl Saves {
+    /// Starts the task that sends the saves (it ends when the last handle
+    /// is dropped).
+    pub(super) fn start(conn: Arc<Connection>) -> Self {
+        let (queue, jobs) = mpsc::unbounded_channel();
+        tokio::spawn(send_all(conn, jobs));
+        Self { queue }
+    }
+
+    /// Queues `job`; its status arrives on its `reply`.
+    pub(super) fn push(&self, job: Job) -> Result<(), StoreError> {
+        self.queue.send(job).map_err(|_| {
+            StoreError::new(
+                StoreErrorKind::Unavailable,
+                "the Redis store's save task has stopped (its runtime shut down)",
+            )
+        })
+    }
+}
+
+async fn send_all(conn: Arc<Connection>, mut queue: mpsc::UnboundedReceiver<Job>) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        send(&conn, &mut jobs).await;
+    }
+}
+
+/// Sends `jobs` in one call and answers each; leaves `jobs` empty.
+async fn send(conn: &Connection, jobs: &mut Vec<Job>) {
+    let timeout = jobs.iter().map(|job| job.timeout).max().unwrap_or_default();
+    let link = match tokio::time::timeout(timeout, conn.link()).await {
+        Ok(Ok(link)) => link,
+        Ok(Err(err)) => return fail(conn, jobs, &[], &map_error(err, "save")),
+        Err(_) => return fail(conn, jobs, &[], &timed_out(timeout)),
+    };
+    let tracked = conn.track(&link, timeout).await;
+    let mut invocation = SAVE.prepare_invoke();
+    let mut tickets = Vec::with_capacity(jobs.len());
+    for job in jobs.iter() {
+        let (has_user, user_hex) = match &job.user_hex {
+            Some(hex) => ("1", hex.as_str()),
+            None => ("0", ""),
+        };
+        let read_back = tracked && job.keep.is_some();
+        invocation
+            .key(&job.key)
+            .arg(&job.prefix)
+            .arg(&job.id)
+            .arg(&job.value)
+            .arg(job.now)
+            .arg(job.expected)
+            .arg(&job.expire_at)
+            .arg(has_user)
+            .arg(user_hex)
+            .arg(if read_back { super::READ_BACK } else { "0" });
+        tickets.push(
+            conn.cache
+                .as_ref()
+                .map(|cache| cache.ticket(job.key.as_bytes())),
+        );
+    }
+    debug_assert_eq!(SAVE_ARGS, 9);
+    let mut redis = link.conn();
+    let codes = match tokio::time::timeout(timeout, invocation.invoke_async::<Vec<i64>>(&mut redis))
+        .await
+    {
+        Ok(Ok(codes)) if codes.len() == jobs.len() => codes,
+        Ok(Ok(codes)) => {
+            let err = StoreError::new(
+                StoreErrorKind::Unavailable,
+                format!(
+                    "save: Redis answered {} statuses for {} saves",
+                    codes.len(),
+                    jobs.len()
+                ),
+            );
+            return fail(conn, jobs, &tickets, &err);
+        }
+        Ok(Err(err)) => {
+            link.failed(&err);
+            return fail(conn, jobs, &tickets, &map_error(err, "save"));
+        }
+        Err(_) => return fail(conn, jobs, &tickets, &timed_out(timeout)),
+    };
+    conn.heard(&link);
+    for ((mut job, code), ticket) in jobs.drain(..).zip(codes).zip(tickets) {
+        if let (Some(cache), Some(ticket)) = (&conn.cache, ticket) {
+            let kept = (code == 1 && tracked).then(|| job.keep.take()).flatten();
+            cache.wrote(ticket, job.key.as_bytes(), kept);
+        }
+        let status = if code == super::CORRUPT {
+            Err(StoreError::new(
+                StoreErrorKind::Corrupt,
+                "save: the stored session is not in a format this store reads",
+            ))
+        } else {
+            Ok(code)
+        };
+        // The request may have given up (its own timeout): nothing to do.
+        let _ = job.reply.send(status);
+    }
+}
+
+/// Answers every job with `err`; what Redis now holds is unknown, so the
+/// cache drops its copies.
+fn fail(conn: &Connection, jobs: &mut Vec<Job>, tickets: &[Option<Ticket>], err: &StoreError) {
+    for (i, job) in jobs.drain(..).enumerate() {
+        if let (Some(cache), Some(Some(ticket))) = (&conn.cache, tickets.get(i)) {
+            cache.wrote(*ticket, job.key.as_bytes(), None);
+        } else if let Some(cache) = &conn.cache {
+            cache.invalidate(job.key.as_bytes());
+        }
+        let _ = job
+            .reply
+            .send(Err(StoreError::new(err.kind(), err.to_string())));
+    }
+}
+
+fn timed_out(timeout: Duration) -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Timeout,
+        format!("save: no answer from Redis within {timeout:?}"),
+    )
+}

@@ -1,0 +1,265 @@
+//! The local copies of sessions a [`RedisStore`](super::RedisStore) keeps,
+//! invalidated by Redis (client tracking) when another connection changes
+//! them.
+//!
+//! A copy is only ever added with a [`Ticket`] taken *before* the command
+//! that read or wrote it was sent: every invalidation of a key bumps its
+//! shard's epoch, so a copy whose key was invalidated while its command was
+//! on the way is dropped instead of added. That closes the one race of
+//! client-side caching: a reply (an old value) handled after the
+//! invalidation that made it old.
+
+use std::{
+    collections::HashMap,
+    hash::{BuildHasher, RandomState},
+    sync::{
+        Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+use crate::store::Record;
+
+/// Shards of the cache; each has its own lock and epoch. Many, so that a
+/// write or an invalidation seldom turns away a read or write of another
+/// session that shares its shard (the epochs are per shard).
+const SHARDS: usize = 1024;
+
+/// Sessions kept in all, by default.
+pub(super) const DEFAULT_CAPACITY: usize = 10_000;
+
+/// One shard.
+#[derive(Default)]
+struct Shard {
+    /// Bumped by every invalidation and every write of this process to a
+    /// key of the shard.
+    epoch: u64,
+    /// By full Redis key.
+    copies: HashMap<Box<[u8]>, Record>,
+}
+
+/// Local copies of sessions, by Redis key.
+pub(super) struct Cache {
+    shards: Box<[Mutex<Shard>]>,
+    /// Copies kept per shard at most.
+    per_shard: AtomicUsize,
+    hasher: RandomState,
+}
+
+/// Where a key's shard stood when its command was sent.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Ticket {
+    shard: usize,
+    epoch: u64,
+}
+
+fn per_shard(capacity: usize) -> usize {
+    capacity.div_ceil(SHARDS).max(1)
+}
+
+fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    // Every critical section leaves the shard consistent.
+    shard.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Cache {
+    /// A cache of up to about `capacity` sessions.
+    pub(super) fn new(capacity: usize) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            per_shard: AtomicUsize::new(per_shard(capacity)),
+            hasher: RandomState::new(),
+        }
+    }
+
+    /// Sets the capacity (copies already kept beyond it go as others come).
+    pub(super) fn set_capacity(&self, capacity: usize) {
+        self.per_shard.store(per_shard(capacity), Ordering::Relaxed);
+    }
+
+    /// The capacity, as set (rounded up to a multiple of the shards).
+    pub(super) fn capacity(&self) -> usize {
+        self.per_shard.load(Ordering::Relaxed) * SHARDS
+    }
+
+    fn shard_of(&self, key: &[u8]) -> usize {
+        // The modulo is below `SHARDS`, so it fits in `usize`.
+        (self.hasher.hash_one(key) % SHARDS as u64) as usize
+    }
+
+    /// The copy of `key`, if one is kept.
+    pub(super) fn get(&self, key: &[u8]) -> Option<Record> {
+        lock(&self.shards[self.shard_of(key)])
+            .copies
+            .get(key)
+            .cloned()
+    }
+
+    /// A ticket for a command about to be sent for `key`.
+    pub(super) fn ticket(&self, key: &[u8]) -> Ticket {
+        let shard = self.shard_of(key);
+        Ticket {
+            shard,
+            epoch: lock(&self.shards[shard]).epoch,
+        }
+    }
+
+    /// Keeps `record`, read from Redis under `ticket`, unless the key was
+    /// invalidated or written since, or a newer copy is already kept.
+    pub(super) fn fill(&self, ticket: Ticket, key: &[u8], record: Record) {
+        let mut shard = lock(&self.shards[ticket.shard]);
+        if shard.epoch != ticket.epoch {
+            return;
+        }
+        if shard
+            .copies
+            .get(key)
+            .is_some_and(|kept| kept.version > record.version)
+        {
+            return;
+        }
+        self.keep(&mut shard, key, record);
+    }
+
+    /// This process wrote `key` with a command sent under `ticket`: keeps
+    /// `record`, what Redis now holds, if nothing was invalidated meanwhile,
+    /// and drops the copy otherwise (or with `None`, when what Redis holds
+    /// is unknown or gone). Either way, reads of the key still on the way
+    /// will not be kept.
+    pub(super) fn wrote(&self, ticket: Ticket, key: &[u8], record: Option<Record>) {
+        let mut shard = lock(&self.shards[ticket.shard]);
+        let unchanged = shard.epoch == ticket.epoch;
+        shard.epoch += 1;
+        match record {
+            Some(record) if unchanged => self.keep(&mut shard, key, record),
+            _ => {
+                shard.copies.remove(key);
+            }
+        }
+    }
+
+    fn keep(&self, shard: &mut Shard, key: &[u8], record: Record) {
+        let limit = self.per_shard.load(Ordering::Relaxed);
+        while shard.copies.len() >= limit && !shard.copies.contains_key(key) {
+            // Full: make room by dropping any one copy (the map's order is
+            // arbitrary); a dropped copy costs one read from Redis.
+            let Some(victim) = shard.copies.keys().next().cloned() else {
+                break;
+            };
+            shard.copies.remove(&victim);
+        }
+        match shard.copies.get_mut(key) {
+            Some(slot) => *slot = record,
+            None => {
+                shard.copies.insert(key.into(), record);
+            }
+        }
+    }
+
+    /// Redis says `key` changed (or this process changed it in a way it
+    /// cannot follow): drops the copy.
+    pub(super) fn invalidate(&self, key: &[u8]) {
+        let mut shard = lock(&self.shards[self.shard_of(key)]);
+        shard.epoch += 1;
+        shard.copies.remove(key);
+    }
+
+    /// Drops every copy (the connection broke, Redis was flushed, or this
+    /// process changed many keys at once).
+    pub(super) fn flush(&self) {
+        for shard in &self.shards {
+            let mut shard = lock(shard);
+            shard.epoch += 1;
+            shard.copies.clear();
+        }
+    }
+
+    /// How many copies are kept.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| lock(shard).copies.len())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cache;
+    use crate::store::{Id, Record};
+
+    fn record(id: Id, version: u64) -> Record {
+        let mut record = Record::new(id, 0, None, 60);
+        record.version = version;
+        record
+    }
+
+    /// A read whose key was invalidated while it was on the way is not
+    /// kept; one that was not, is.
+    #[test]
+    fn a_fill_after_an_invalidation_is_dropped() {
+        let cache = Cache::new(100);
+        let id = Id::random();
+        let ticket = cache.ticket(b"k");
+        cache.invalidate(b"k");
+        cache.fill(ticket, b"k", record(id, 1));
+        assert!(cache.get(b"k").is_none());
+        let ticket = cache.ticket(b"k");
+        cache.fill(ticket, b"k", record(id, 1));
+        assert_eq!(cache.get(b"k").map(|r| r.version), Some(1));
+    }
+
+    /// This process's own write replaces the copy, and turns away reads
+    /// that were on the way before it; an older read never replaces a
+    /// newer copy.
+    #[test]
+    fn own_writes_win_over_reads_on_the_way() {
+        let cache = Cache::new(100);
+        let id = Id::random();
+        let read = cache.ticket(b"k");
+        let write = cache.ticket(b"k");
+        cache.wrote(write, b"k", Some(record(id, 2)));
+        cache.fill(read, b"k", record(id, 1));
+        assert_eq!(cache.get(b"k").map(|r| r.version), Some(2));
+        let late = cache.ticket(b"k");
+        cache.fill(late, b"k", record(id, 1));
+        assert_eq!(cache.get(b"k").map(|r| r.version), Some(2));
+        // A write whose outcome is unknown drops the copy.
+        let write = cache.ticket(b"k");
+        cache.wrote(write, b"k", None);
+        assert!(cache.get(b"k").is_none());
+    }
+
+    /// A write that raced with an invalidation keeps nothing.
+    #[test]
+    fn a_write_raced_by_an_invalidation_keeps_nothing() {
+        let cache = Cache::new(100);
+        let write = cache.ticket(b"k");
+        cache.invalidate(b"k");
+        cache.wrote(write, b"k", Some(record(Id::random(), 3)));
+        assert!(cache.get(b"k").is_none());
+    }
+
+    #[test]
+    fn flush_drops_everything_and_turns_away_reads_on_the_way() {
+        let cache = Cache::new(100);
+        let ticket = cache.ticket(b"a");
+        cache.fill(cache.ticket(b"b"), b"b", record(Id::random(), 0));
+        cache.flush();
+        cache.fill(ticket, b"a", record(Id::random(), 0));
+        assert_eq!(cache.len(), 0);
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_capacity() {
+        let cache = Cache::new(4096);
+        assert_eq!(cache.capacity(), 4096);
+        for n in 0..20_000u32 {
+            let key = n.to_be_bytes();
+            cache.fill(cache.ticket(&key), &key, record(Id::random(), 0));
+        }
+        assert!(cache.len() <= 4096, "{}", cache.len());
+        assert!(cache.len() > 3000, "{}", cache.len());
+    }
+}

@@ -1,0 +1,268 @@
+//! The connection behind a [`RedisStore`](super::RedisStore) and its
+//! clones: one multiplexed RESP3 connection (a [`Link`]), replaced by a new
+//! one when it breaks, and the local session cache that Redis keeps
+//! coherent by client tracking on that connection.
+
+use std::{
+    convert::Infallible,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use arc_swap::ArcSwap;
+use redis::{
+    AsyncConnectionConfig, Client, PushInfo, PushKind, RedisError, Value,
+    aio::MultiplexedConnection,
+};
+
+use super::cache::Cache;
+
+/// One connection to Redis. Commands run on the current link; a link that
+/// broke is replaced by a new connection when the next command needs one.
+pub(super) struct Link {
+    conn: MultiplexedConnection,
+    state: Arc<LinkState>,
+    /// Whether Redis tracks, for this connection, the keys it reads: set
+    /// by the first command that needs it.
+    tracking: tokio::sync::OnceCell<bool>,
+}
+
+/// What a link's push handler shares with the store.
+struct LinkState {
+    /// Counts the links a [`Connection`] opened, from 1.
+    generation: u64,
+    /// The connection closed or failed: no command is sent on it again,
+    /// and no copy it read is kept.
+    broken: AtomicBool,
+    /// When Redis was last heard from on this link, in milliseconds since
+    /// the [`Connection`] was made.
+    heard: AtomicU64,
+}
+
+impl Link {
+    /// A handle to send commands on.
+    pub(super) fn conn(&self) -> MultiplexedConnection {
+        self.conn.clone()
+    }
+
+    pub(super) fn generation(&self) -> u64 {
+        self.state.generation
+    }
+
+    pub(super) fn is_broken(&self) -> bool {
+        self.state.broken.load(Ordering::Acquire)
+    }
+
+    /// Marks the link broken after a command failed in a way that leaves
+    /// the connection unusable.
+    pub(super) fn failed(&self, err: &RedisError) {
+        if err.is_unrecoverable_error() || err.is_connection_dropped() || err.is_io_error() {
+            self.state.broken.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// The connection shared by a store and its clones.
+pub(super) struct Connection {
+    client: Client,
+    connect_timeout: Duration,
+    current: ArcSwap<Link>,
+    /// One reconnection at a time.
+    reconnecting: tokio::sync::Mutex<()>,
+    generations: AtomicU64,
+    /// The local copies of sessions, if the store keeps them.
+    pub(super) cache: Option<Arc<Cache>>,
+    /// How long the cache is trusted after Redis was last heard from.
+    trust: Duration,
+    started: Instant,
+}
+
+impl Connection {
+    /// Connects to Redis (RESP3, which carries the invalidations on the
+    /// same connection as the replies).
+    pub(super) async fn open(
+        client: Client,
+        connect_timeout: Duration,
+        cache: Option<Arc<Cache>>,
+        trust: Duration,
+    ) -> Result<Self, RedisError> {
+        let started = Instant::now();
+        let first = new_link(&client, connect_timeout, 1, cache.clone(), started).await?;
+        Ok(Self {
+            client,
+            connect_timeout,
+            current: ArcSwap::from_pointee(first),
+            reconnecting: tokio::sync::Mutex::new(()),
+            generations: AtomicU64::new(1),
+            cache,
+            trust,
+            started,
+        })
+    }
+
+    /// The link to send a command on, after connecting again if the last
+    /// one broke.
+    pub(super) async fn link(&self) -> Result<Arc<Link>, RedisError> {
+        let link = self.current.load_full();
+        if !link.is_broken() {
+            return Ok(link);
+        }
+        let _turn = self.reconnecting.lock().await;
+        let current = self.current.load_full();
+        if !current.is_broken() {
+            // Another request reconnected meanwhile.
+            return Ok(current);
+        }
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        let link = Arc::new(
+            new_link(
+                &self.client,
+                self.connect_timeout,
+                generation,
+                self.cache.clone(),
+                self.started,
+            )
+            .await?,
+        );
+        self.current.store(link.clone());
+        Ok(link)
+    }
+
+    /// Notes that Redis answered on `link`.
+    pub(super) fn heard(&self, link: &Link) {
+        let now = self.millis();
+        // Written only when it changes: every reply passes here.
+        if link.state.heard.load(Ordering::Relaxed) != now {
+            link.state.heard.store(now, Ordering::Relaxed);
+        }
+    }
+
+    fn millis(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether copies may be served from the cache on `link`: Redis tracks
+    /// them there, the link is whole, and it was heard from recently (a
+    /// connection that stopped answering without closing would also stop
+    /// carrying invalidations).
+    pub(super) fn trusted(&self, link: &Link) -> bool {
+        link.tracking.get() == Some(&true)
+            && !link.is_broken()
+            && self
+                .millis()
+                .saturating_sub(link.state.heard.load(Ordering::Relaxed))
+                <= u64::try_from(self.trust.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Asks Redis, once per link, to track the keys this connection reads
+    /// (`CLIENT TRACKING ON NOLOOP`): Redis then sends an invalidation the
+    /// first time another connection changes a key after this one read it,
+    /// and none for this connection's own changes, which the store applies
+    /// to the cache itself. Whether Redis does.
+    pub(super) async fn track(&self, link: &Link, timeout: Duration) -> bool {
+        if self.cache.is_none() {
+            return false;
+        }
+        // Only a definite answer is kept: after a timeout or a broken
+        // connection the next command asks again.
+        let ask = || async {
+            let mut conn = link.conn();
+            let mut command = redis::cmd("CLIENT");
+            command.arg("TRACKING").arg("ON").arg("NOLOOP");
+            match tokio::time::timeout(timeout, command.query_async::<()>(&mut conn)).await {
+                Ok(Ok(())) => {
+                    self.heard(link);
+                    Ok(true)
+                }
+                Ok(Err(err))
+                    if err.is_unrecoverable_error()
+                        || err.is_connection_dropped()
+                        || err.is_io_error() =>
+                {
+                    link.failed(&err);
+                    Err(())
+                }
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %err, "Redis refused client tracking; sessions are read from Redis every time");
+                    Ok(false)
+                }
+                Err(_) => Err(()),
+            }
+        };
+        match link.tracking.get() {
+            Some(tracked) => *tracked,
+            None => link
+                .tracking
+                .get_or_try_init(ask)
+                .await
+                .is_ok_and(|tracked| *tracked),
+        }
+    }
+}
+
+/// Opens link number `generation`, whose push handler applies Redis's
+/// invalidations to `cache` and flushes it when the connection closes.
+async fn new_link(
+    client: &Client,
+    connect_timeout: Duration,
+    generation: u64,
+    cache: Option<Arc<Cache>>,
+    started: Instant,
+) -> Result<Link, RedisError> {
+    let state = Arc::new(LinkState {
+        generation,
+        broken: AtomicBool::new(false),
+        heard: AtomicU64::new(u64::try_from(started.elapsed().as_millis()).unwrap_or(0)),
+    });
+    let pushed = state.clone();
+    // Called by the connection's reader for each push, in order with the
+    // replies around it.
+    let on_push = move |push: PushInfo| -> Result<(), Infallible> {
+        on_push(&pushed, cache.as_deref(), &push);
+        Ok(())
+    };
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(connect_timeout))
+        // Every command gets the store's own timeout instead.
+        .set_response_timeout(None)
+        .set_push_sender(on_push);
+    let conn = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+    Ok(Link {
+        conn,
+        state,
+        tracking: tokio::sync::OnceCell::new(),
+    })
+}
+
+fn on_push(state: &LinkState, cache: Option<&Cache>, push: &PushInfo) {
+    match push.kind {
+        PushKind::Disconnection => {
+            state.broken.store(true, Ordering::Release);
+            if let Some(cache) = cache {
+                cache.flush();
+            }
+        }
+        PushKind::Invalidate => {
+            let Some(cache) = cache else { return };
+            match push.data.first() {
+                Some(Value::Array(keys)) => {
+                    for key in keys {
+                        match key {
+                            Value::BulkString(key) => cache.invalidate(key),
+                            Value::SimpleString(key) => cache.invalidate(key.as_bytes()),
+                            _ => cache.flush(),
+                        }
+                    }
+                }
+                // `null`: the whole database was flushed.
+                _ => cache.flush(),
+            }
+        }
+        _ => {}
+    }
+}
