@@ -37,11 +37,12 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// store's type.
 pub(crate) trait DynStore: Send + Sync {
     fn create<'a>(&'a self, record: &'a Record) -> BoxFuture<'a, Result<Created, StoreError>>;
+    /// [`SessionStore::load_shared`].
     fn load<'a>(
         &'a self,
         id: &'a Id,
         now: u64,
-    ) -> BoxFuture<'a, Result<Option<Record>, StoreError>>;
+    ) -> BoxFuture<'a, Result<Option<Arc<Record>>, StoreError>>;
     fn save<'a>(&'a self, record: &'a Record, now: u64)
     -> BoxFuture<'a, Result<Saved, StoreError>>;
     fn touch<'a>(
@@ -72,8 +73,8 @@ impl<S: SessionStore> DynStore for S {
         &'a self,
         id: &'a Id,
         now: u64,
-    ) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
-        Box::pin(SessionStore::load(self, id, now))
+    ) -> BoxFuture<'a, Result<Option<Arc<Record>>, StoreError>> {
+        Box::pin(SessionStore::load_shared(self, id, now))
     }
     fn save<'a>(
         &'a self,
@@ -129,7 +130,7 @@ pub(crate) enum Incoming {
     /// A verified session id (server-side sessions).
     Id(Id),
     /// A verified record (client-side sessions).
-    Record(Box<Record>),
+    Record(Arc<Record>),
     /// A verified cookie whose session had expired.
     Expired,
 }
@@ -292,7 +293,7 @@ impl Context {
             use crate::codec::interop::InteropDecodeError as Error;
             return match interop.decode_record(value, now) {
                 Ok((record, key_used)) => {
-                    Ok((Incoming::Record(Box::new(record)), key_used.is_fallback()))
+                    Ok((Incoming::Record(Arc::new(record)), key_used.is_fallback()))
                 }
                 Err(Error::Expired { .. } | Error::IssuedInFuture { .. }) => {
                     Ok((Incoming::Expired, false))
@@ -322,7 +323,7 @@ impl Context {
                 if record.is_expired_at(now) {
                     return Ok((Incoming::Expired, false));
                 }
-                Ok((Incoming::Record(Box::new(record)), stale))
+                Ok((Incoming::Record(Arc::new(record)), stale))
             }
         }
     }

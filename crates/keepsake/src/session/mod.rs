@@ -317,8 +317,9 @@ impl Change {
 #[derive(Debug)]
 struct State {
     incoming: Incoming,
-    /// The working copy once loaded (or made new).
-    record: Option<Record>,
+    /// The working copy once loaded (or made new): shared with the store
+    /// (or the cookie) until the request changes it, then its own.
+    record: Option<Arc<Record>>,
     /// The request came with no live session (nothing, bad, expired, gone).
     is_new: bool,
     /// The request came with a session that had expired.
@@ -537,7 +538,7 @@ impl Session {
                     }
                 }
             }
-            (Incoming::Record(record), _) => Some((**record).clone()),
+            (Incoming::Record(record), _) => Some(record.clone()),
             (Incoming::Expired, _) => {
                 state.expired = true;
                 state.remove_cookie = true;
@@ -546,7 +547,7 @@ impl Session {
             _ => None,
         };
         state.is_new = existing.is_none();
-        state.record = Some(existing.unwrap_or_else(|| self.fresh_record(now)));
+        state.record = Some(existing.unwrap_or_else(|| Arc::new(self.fresh_record(now))));
         Ok(())
     }
 
@@ -598,10 +599,12 @@ impl Session {
     /// Applies `change` to the working copy and records it. With client-side
     /// sessions a change that would make the cookie too large is undone.
     fn change(&self, state: &mut State, change: Change) -> Result<(), SessionError> {
-        let record = state
-            .record
-            .as_mut()
-            .unwrap_or_else(|| unreachable!("loaded"));
+        let record = Arc::make_mut(
+            state
+                .record
+                .as_mut()
+                .unwrap_or_else(|| unreachable!("loaded")),
+        );
         // Only client-side sessions can refuse a change (cookie size), and
         // only a change that can grow the cookie: only then is there an undo.
         let undo = match self.ctx().backend {
@@ -1005,10 +1008,12 @@ impl Session {
     /// ```
     pub async fn cycle_id(&self) -> Result<(), SessionError> {
         let mut state = self.loaded().await?;
-        let record = state
-            .record
-            .as_mut()
-            .unwrap_or_else(|| unreachable!("loaded"));
+        let record = Arc::make_mut(
+            state
+                .record
+                .as_mut()
+                .unwrap_or_else(|| unreachable!("loaded")),
+        );
         let old = std::mem::replace(&mut record.id, Id::random());
         // Only the stored id needs deleting: one from an earlier cycle in
         // this request was never stored.
@@ -1041,7 +1046,7 @@ impl Session {
     pub async fn flush(&self) -> Result<(), SessionError> {
         let mut state = self.loaded().await?;
         let now = self.now(&mut state);
-        let old = state.record.replace(self.fresh_record(now));
+        let old = state.record.replace(Arc::new(self.fresh_record(now)));
         if let Some(old) = old
             && !state.is_new
             && !state.delete.contains(&old.id)
@@ -1262,8 +1267,9 @@ impl Session {
             .unwrap_or_else(|| unreachable!("settled otherwise"));
         let now = self.now(&mut state);
         let reissue = (state.stale_key && !state.is_new).then(|| record.clone());
+        let record = Arc::unwrap_or_clone(record);
         let cookie = self.write(store.as_ref(), &mut state, record, now).await?;
-        Ok(self.with_reissue(cookie, reissue.as_ref(), now))
+        Ok(self.with_reissue(cookie, reissue.as_deref(), now))
     }
 
     /// The outcome of the request for its session when it needs no store
@@ -1320,15 +1326,15 @@ impl Session {
         } else if state.modified || state.is_new {
             // A visit that writes is activity too, as with a store (`save`
             // moves the deadline).
-            refresh_idle_deadline(&mut record, now);
+            refresh_idle_deadline(Arc::make_mut(&mut record), now);
             self.ctx().cookie_for(&record, now)
         } else if let Some(deadline) = touch_due(&record, now) {
-            record.idle_deadline = Some(deadline);
+            Arc::make_mut(&mut record).idle_deadline = Some(deadline);
             self.ctx().cookie_for(&record, now)
         } else {
             None
         };
-        let reissue = (state.stale_key && !state.is_new).then_some(&record);
+        let reissue = (state.stale_key && !state.is_new).then_some(&*record);
         Some(Ok(self.with_reissue(cookie, reissue, now)))
     }
 
@@ -1458,7 +1464,7 @@ impl Session {
             };
             // Another request saved the old id: carry its write over.
             old_version = fresh.version;
-            let mut next = replayed(fresh, changes, now)?;
+            let mut next = replayed(Arc::unwrap_or_clone(fresh), changes, now)?;
             next.id = record.id;
             next.version = record.version;
             match self.timed(store.save(&next, now)).await? {
@@ -1531,7 +1537,7 @@ impl Session {
                     let Some(fresh) = self.timed(store.load(&record.id, now)).await? else {
                         return Ok(Some(self.ctx().removal_cookie()));
                     };
-                    record = replayed(fresh, changes, now)?;
+                    record = replayed(Arc::unwrap_or_clone(fresh), changes, now)?;
                 }
             }
         }

@@ -345,7 +345,9 @@ type UserIndex = HashMap<String, HashSet<Id>>;
 #[derive(Default)]
 #[repr(align(128))]
 struct Shard {
-    records: HashMap<Id, Record, IdHash>,
+    /// Shared with the requests that read them (see
+    /// [`SessionStore::load_shared`]): a read copies nothing.
+    records: HashMap<Id, Arc<Record>, IdHash>,
     /// `(record.deadline(), id)` for every record, in sync with `records`.
     expiry: BTreeSet<(u64, Id)>,
 }
@@ -443,11 +445,11 @@ impl Inner {
         if let Some(user) = &record.user {
             self.link_user(user, record.id);
         }
-        shard.records.insert(record.id, record);
+        shard.records.insert(record.id, Arc::new(record));
     }
 
     /// Removes the record with `id` from a locked shard and every index.
-    fn remove(&self, shard: &mut Shard, id: &Id) -> Option<Record> {
+    fn remove(&self, shard: &mut Shard, id: &Id) -> Option<Arc<Record>> {
         let record = shard.records.remove(id)?;
         shard.expiry.remove(&(record.deadline(), record.id));
         if let Some(user) = &record.user {
@@ -533,7 +535,7 @@ impl Inner {
         }
     }
 
-    fn load(&self, id: &Id, now: u64) -> Option<Record> {
+    fn load(&self, id: &Id, now: u64) -> Option<Arc<Record>> {
         let shard = self.shard(id);
         shard
             .records
@@ -571,7 +573,7 @@ impl Inner {
                 self.link_user(user, record.id);
             }
         }
-        shard.records.insert(record.id, new);
+        shard.records.insert(record.id, Arc::new(new));
         Saved::Saved { version }
     }
 
@@ -590,6 +592,8 @@ impl Inner {
         let Some(stored) = records.get_mut(id) else {
             return Touched::Gone;
         };
+        // A request still reading the old record keeps it.
+        let stored = Arc::make_mut(stored);
         let old_deadline = stored.deadline();
         stored.idle_deadline = Some(idle_deadline.min(stored.absolute_deadline));
         let new_deadline = stored.deadline();
@@ -642,7 +646,7 @@ impl Inner {
                     .filter(|record| {
                         record.user.as_deref() == Some(user) && !record.is_expired_at(now)
                     })
-                    .cloned()
+                    .map(|record| Record::clone(record))
             })
             .collect()
     }
@@ -668,6 +672,10 @@ impl SessionStore for MemoryStore {
     }
 
     async fn load(&self, id: &Id, now: u64) -> Result<Option<Record>, StoreError> {
+        Ok(self.inner.load(id, now).map(Arc::unwrap_or_clone))
+    }
+
+    async fn load_shared(&self, id: &Id, now: u64) -> Result<Option<Arc<Record>>, StoreError> {
         Ok(self.inner.load(id, now))
     }
 
@@ -784,7 +792,10 @@ impl StoreAdmin for MemoryStore {
             .flatten();
         let records = ids
             .iter()
-            .filter_map(|id| self.inner.shard(id).records.get(id).cloned())
+            .filter_map(|id| {
+                let shard = self.inner.shard(id);
+                shard.records.get(id).map(|record| Record::clone(record))
+            })
             .collect();
         Ok(Page { records, next })
     }

@@ -56,7 +56,7 @@ mod redis;
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 mod sqlite;
 
-use std::{fmt, future::Future, sync::LazyLock};
+use std::{fmt, future::Future, sync::Arc, sync::LazyLock};
 
 use hmac::{Hmac, KeyInit, Mac as _};
 use serde_json::{Map, Value};
@@ -530,6 +530,33 @@ pub trait SessionStore: Send + Sync + 'static {
         id: &Id,
         now: u64,
     ) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send;
+
+    /// [`load`](Self::load), as a shared copy. A store that keeps records in
+    /// memory can hand out a reference to the one it holds instead of a
+    /// copy, so that a request that only reads its session copies nothing
+    /// (the middleware loads through this method, and copies the record
+    /// only when the request changes it). The default loads and wraps.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::store::{Id, MemoryStore, Record, SessionStore};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// let record = Record::new(Id::random(), 0, None, 1_000);
+    /// store.create(&record).await?;
+    /// let shared = store.load_shared(&record.id, 1).await?.unwrap();
+    /// assert_eq!(*shared, record);
+    /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+    /// ```
+    fn load_shared(
+        &self,
+        id: &Id,
+        now: u64,
+    ) -> impl Future<Output = Result<Option<Arc<Record>>, StoreError>> + Send {
+        async move { Ok(self.load(id, now).await?.map(Arc::new)) }
+    }
 
     /// Replaces the stored record with `record` if the stored version equals
     /// `record.version` and the record has not expired at `now`; the stored

@@ -992,6 +992,10 @@ impl SessionStore for RedisStore {
     }
 
     async fn load(&self, id: &Id, now: u64) -> Result<Option<Record>, StoreError> {
+        Ok(self.load_shared(id, now).await?.map(Arc::unwrap_or_clone))
+    }
+
+    async fn load_shared(&self, id: &Id, now: u64) -> Result<Option<Arc<Record>>, StoreError> {
         let key = self.session_key(id);
         let mut link = self.link("load").await?;
         let cache = match self.cache() {
@@ -1024,7 +1028,7 @@ impl SessionStore for RedisStore {
         let Some(bytes) = value else {
             return Ok(None);
         };
-        let record = decode(&bytes, Some(id))?;
+        let record = Arc::new(decode(&bytes, Some(id))?);
         if record.is_expired_at(now) {
             return Ok(None);
         }

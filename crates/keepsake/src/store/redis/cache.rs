@@ -12,6 +12,7 @@
 use std::{
     collections::HashMap,
     hash::{BuildHasher, RandomState},
+    sync::Arc,
     sync::{
         Mutex, MutexGuard, PoisonError,
         atomic::{AtomicUsize, Ordering},
@@ -34,8 +35,8 @@ struct Shard {
     /// Bumped by every invalidation and every write of this process to a
     /// key of the shard.
     epoch: u64,
-    /// By full Redis key.
-    copies: HashMap<Box<[u8]>, Record>,
+    /// By full Redis key; shared with the requests that read them.
+    copies: HashMap<Box<[u8]>, Arc<Record>>,
 }
 
 /// Local copies of sessions, by Redis key.
@@ -88,7 +89,7 @@ impl Cache {
     }
 
     /// The copy of `key`, if one is kept.
-    pub(super) fn get(&self, key: &[u8]) -> Option<Record> {
+    pub(super) fn get(&self, key: &[u8]) -> Option<Arc<Record>> {
         lock(&self.shards[self.shard_of(key)])
             .copies
             .get(key)
@@ -106,7 +107,7 @@ impl Cache {
 
     /// Keeps `record`, read from Redis under `ticket`, unless the key was
     /// invalidated or written since, or a newer copy is already kept.
-    pub(super) fn fill(&self, ticket: Ticket, key: &[u8], record: Record) {
+    pub(super) fn fill(&self, ticket: Ticket, key: &[u8], record: Arc<Record>) {
         let mut shard = lock(&self.shards[ticket.shard]);
         if shard.epoch != ticket.epoch {
             return;
@@ -131,14 +132,14 @@ impl Cache {
         let unchanged = shard.epoch == ticket.epoch;
         shard.epoch += 1;
         match record {
-            Some(record) if unchanged => self.keep(&mut shard, key, record),
+            Some(record) if unchanged => self.keep(&mut shard, key, Arc::new(record)),
             _ => {
                 shard.copies.remove(key);
             }
         }
     }
 
-    fn keep(&self, shard: &mut Shard, key: &[u8], record: Record) {
+    fn keep(&self, shard: &mut Shard, key: &[u8], record: Arc<Record>) {
         let limit = self.per_shard.load(Ordering::Relaxed);
         while shard.copies.len() >= limit && !shard.copies.contains_key(key) {
             // Full: make room by dropping any one copy (the map's order is
@@ -186,6 +187,8 @@ impl Cache {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::Cache;
     use crate::store::{Id, Record};
 
@@ -193,6 +196,10 @@ mod tests {
         let mut record = Record::new(id, 0, None, 60);
         record.version = version;
         record
+    }
+
+    fn shared(id: Id, version: u64) -> Arc<Record> {
+        Arc::new(record(id, version))
     }
 
     /// A read whose key was invalidated while it was on the way is not
@@ -203,10 +210,10 @@ mod tests {
         let id = Id::random();
         let ticket = cache.ticket(b"k");
         cache.invalidate(b"k");
-        cache.fill(ticket, b"k", record(id, 1));
+        cache.fill(ticket, b"k", shared(id, 1));
         assert!(cache.get(b"k").is_none());
         let ticket = cache.ticket(b"k");
-        cache.fill(ticket, b"k", record(id, 1));
+        cache.fill(ticket, b"k", shared(id, 1));
         assert_eq!(cache.get(b"k").map(|r| r.version), Some(1));
     }
 
@@ -220,10 +227,10 @@ mod tests {
         let read = cache.ticket(b"k");
         let write = cache.ticket(b"k");
         cache.wrote(write, b"k", Some(record(id, 2)));
-        cache.fill(read, b"k", record(id, 1));
+        cache.fill(read, b"k", shared(id, 1));
         assert_eq!(cache.get(b"k").map(|r| r.version), Some(2));
         let late = cache.ticket(b"k");
-        cache.fill(late, b"k", record(id, 1));
+        cache.fill(late, b"k", shared(id, 1));
         assert_eq!(cache.get(b"k").map(|r| r.version), Some(2));
         // A write whose outcome is unknown drops the copy.
         let write = cache.ticket(b"k");
@@ -245,9 +252,9 @@ mod tests {
     fn flush_drops_everything_and_turns_away_reads_on_the_way() {
         let cache = Cache::new(100);
         let ticket = cache.ticket(b"a");
-        cache.fill(cache.ticket(b"b"), b"b", record(Id::random(), 0));
+        cache.fill(cache.ticket(b"b"), b"b", shared(Id::random(), 0));
         cache.flush();
-        cache.fill(ticket, b"a", record(Id::random(), 0));
+        cache.fill(ticket, b"a", shared(Id::random(), 0));
         assert_eq!(cache.len(), 0);
     }
 
@@ -257,7 +264,7 @@ mod tests {
         assert_eq!(cache.capacity(), 4096);
         for n in 0..20_000u32 {
             let key = n.to_be_bytes();
-            cache.fill(cache.ticket(&key), &key, record(Id::random(), 0));
+            cache.fill(cache.ticket(&key), &key, shared(Id::random(), 0));
         }
         assert!(cache.len() <= 4096, "{}", cache.len());
         assert!(cache.len() > 3000, "{}", cache.len());
