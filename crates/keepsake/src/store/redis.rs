@@ -186,6 +186,8 @@ pub struct RedisStore {
     saves: Saves,
     /// Whether this handle uses the local cache.
     cached: bool,
+    /// This handle's key prefix in the cache.
+    tag: u64,
     prefix: String,
     timeout: Duration,
 }
@@ -234,7 +236,7 @@ impl RedisStore {
         let cache = Arc::new(Cache::new(cache::DEFAULT_CAPACITY));
         let conn = tokio::time::timeout(
             DEFAULT_TIMEOUT * 3,
-            Connection::open(client, DEFAULT_TIMEOUT, Some(cache), CACHE_TRUST),
+            Connection::open(client, DEFAULT_TIMEOUT, Some(cache.clone()), CACHE_TRUST),
         )
         .await
         .map_err(|_| StoreError::new(StoreErrorKind::Timeout, "connecting to Redis timed out"))?
@@ -242,6 +244,7 @@ impl RedisStore {
         let conn = Arc::new(conn);
         Ok(Self {
             saves: Saves::start(conn.clone()),
+            tag: cache.prefix(DEFAULT_PREFIX),
             conn,
             cached: true,
             prefix: DEFAULT_PREFIX.to_owned(),
@@ -265,6 +268,9 @@ impl RedisStore {
     #[must_use]
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
+        if let Some(cache) = &self.conn.cache {
+            self.tag = cache.prefix(&self.prefix);
+        }
         self
     }
 
@@ -501,7 +507,7 @@ impl RedisStore {
     async fn write(
         &self,
         what: &str,
-        key: &str,
+        id: &Id,
         invocation: &mut redis::ScriptInvocation<'_>,
         kept: impl FnOnce(i64) -> Option<Record>,
     ) -> Result<i64, StoreError> {
@@ -512,13 +518,14 @@ impl RedisStore {
         };
         let tracked = self.tracked(&link).await;
         invocation.arg(if tracked { READ_BACK } else { "0" });
-        let ticket: Ticket = cache.ticket(key.as_bytes());
+        let cached = (self.tag, *id);
+        let ticket: Ticket = cache.ticket(&cached);
         let result = self.status_on(what, &link, invocation).await;
         let record = match &result {
             Ok(status) if tracked => kept(*status),
             _ => None,
         };
-        cache.wrote(ticket, key.as_bytes(), record);
+        cache.wrote(ticket, &cached, record);
         result
     }
 }
@@ -985,7 +992,10 @@ impl SessionStore for RedisStore {
             .arg(has_user)
             .arg(user_hex);
         let kept = |status| (status == 1).then(|| record.clone());
-        match self.write("create", &key, &mut invocation, kept).await? {
+        match self
+            .write("create", &record.id, &mut invocation, kept)
+            .await?
+        {
             1 => Ok(Created::Created),
             _ => Ok(Created::Collision),
         }
@@ -996,35 +1006,40 @@ impl SessionStore for RedisStore {
     }
 
     async fn load_shared(&self, id: &Id, now: u64) -> Result<Option<Arc<Record>>, StoreError> {
+        let cached = (self.tag, *id);
+        // The common case first: a copy Redis would have invalidated, on a
+        // link that is whole; no allocation, no await.
+        if let Some(cache) = self.cache()
+            && self.conn.trusted(&self.conn.current())
+            && let Some(record) = cache.get(&cached)
+        {
+            return Ok((!record.is_expired_at(now)).then_some(record));
+        }
         let key = self.session_key(id);
         let mut link = self.link("load").await?;
         let cache = match self.cache() {
             Some(cache) if self.tracked(&link).await => Some(cache),
             _ => None,
         };
-        if let Some(cache) = cache
-            && self.conn.trusted(&link)
-            && let Some(record) = cache.get(key.as_bytes())
-        {
-            return Ok((!record.is_expired_at(now)).then_some(record));
-        }
-        let ticket = cache.map(|cache| cache.ticket(key.as_bytes()));
+        let ticket = cache.map(|cache| cache.ticket(&cached));
         let asked_on = link.generation();
         let get = redis::cmd("GET").arg(&key).clone();
         let mut conn = link.conn();
-        let value: Option<Vec<u8>> = match get.query_async(&mut conn).await {
-            // A connection Redis closed while idle (`timeout`, a proxy)
-            // fails the first command sent on it. A read is safe to send
-            // again, on a new connection, within the same timeout; what it
-            // reads there is not kept (the ticket was for the old one).
-            Err(err) if err.is_connection_dropped() => {
-                link.failed(&err);
-                link = self.link("load").await?;
-                let mut conn = link.conn();
-                self.run("load", &link, get.query_async(&mut conn)).await?
-            }
-            result => self.run("load", &link, std::future::ready(result)).await?,
-        };
+        let value: Option<Vec<u8>> =
+            match tokio::time::timeout(self.timeout, get.query_async(&mut conn)).await {
+                Err(_) => return Err(self.timed_out("load")),
+                // A connection Redis closed while idle (`timeout`, a proxy)
+                // fails the first command sent on it. A read is safe to send
+                // again, on a new connection; what it reads there is not
+                // kept (the ticket was for the old one).
+                Ok(Err(err)) if err.is_connection_dropped() => {
+                    link.failed(&err);
+                    link = self.link("load").await?;
+                    let mut conn = link.conn();
+                    self.run("load", &link, get.query_async(&mut conn)).await?
+                }
+                Ok(result) => self.run("load", &link, std::future::ready(result)).await?,
+            };
         let Some(bytes) = value else {
             return Ok(None);
         };
@@ -1036,7 +1051,7 @@ impl SessionStore for RedisStore {
             && link.generation() == asked_on
             && !link.is_broken()
         {
-            cache.fill(ticket, key.as_bytes(), record.clone());
+            cache.fill(ticket, &cached, record.clone());
         }
         Ok(Some(record))
     }
@@ -1046,6 +1061,7 @@ impl SessionStore for RedisStore {
         let (reply, status) = tokio::sync::oneshot::channel();
         self.saves.push(Job {
             key: self.session_key(&record.id),
+            cached: (self.tag, record.id),
             prefix: self.prefix.clone(),
             id: record.id.to_string(),
             value: encode(record, version),
@@ -1086,7 +1102,7 @@ impl SessionStore for RedisStore {
             .arg(idle_deadline)
             .arg(now);
         // The copy goes: touches are rare, and the script caps the deadline.
-        match self.write("touch", &key, &mut invocation, |_| None).await? {
+        match self.write("touch", id, &mut invocation, |_| None).await? {
             1 => Ok(Touched::Touched),
             _ => Ok(Touched::Gone),
         }
@@ -1096,10 +1112,7 @@ impl SessionStore for RedisStore {
         let key = self.session_key(id);
         let mut invocation = DELETE.key(&key);
         invocation.arg(&self.prefix).arg(id.to_string());
-        Ok(self
-            .write("delete", &key, &mut invocation, |_| None)
-            .await?
-            == 1)
+        Ok(self.write("delete", id, &mut invocation, |_| None).await? == 1)
     }
 
     async fn delete_if_version(&self, id: &Id, version: u64) -> Result<Deleted, StoreError> {
@@ -1110,7 +1123,7 @@ impl SessionStore for RedisStore {
             .arg(id.to_string())
             .arg(version.to_string());
         match self
-            .write("delete_if_version", &key, &mut invocation, |_| None)
+            .write("delete_if_version", id, &mut invocation, |_| None)
             .await?
         {
             1 => Ok(Deleted::Deleted),

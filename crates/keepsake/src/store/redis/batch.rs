@@ -14,7 +14,7 @@ use std::{sync::Arc, time::Duration};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{SAVE, SAVE_ARGS, cache::Ticket, link::Connection, map_error};
-use crate::store::{Record, StoreError, StoreErrorKind};
+use crate::store::{Id, Record, StoreError, StoreErrorKind};
 
 /// Saves per call at most, so no one call keeps Redis busy for long.
 const MAX_BATCH: usize = 128;
@@ -22,6 +22,8 @@ const MAX_BATCH: usize = 128;
 /// One save, as the `SAVE` script takes it.
 pub(super) struct Job {
     pub(super) key: String,
+    /// The session in the local cache.
+    pub(super) cached: (u64, Id),
     pub(super) prefix: String,
     pub(super) id: String,
     pub(super) value: Vec<u8>,
@@ -97,11 +99,7 @@ async fn send(conn: &Connection, jobs: &mut Vec<Job>) {
             .arg(has_user)
             .arg(user_hex)
             .arg(if read_back { super::READ_BACK } else { "0" });
-        tickets.push(
-            conn.cache
-                .as_ref()
-                .map(|cache| cache.ticket(job.key.as_bytes())),
-        );
+        tickets.push(conn.cache.as_ref().map(|cache| cache.ticket(&job.cached)));
     }
     debug_assert_eq!(SAVE_ARGS, 9);
     let mut redis = link.conn();
@@ -130,7 +128,7 @@ async fn send(conn: &Connection, jobs: &mut Vec<Job>) {
     for ((mut job, code), ticket) in jobs.drain(..).zip(codes).zip(tickets) {
         if let (Some(cache), Some(ticket)) = (&conn.cache, ticket) {
             let kept = (code == 1 && tracked).then(|| job.keep.take()).flatten();
-            cache.wrote(ticket, job.key.as_bytes(), kept);
+            cache.wrote(ticket, &job.cached, kept);
         }
         let status = if code == super::CORRUPT {
             Err(StoreError::new(
@@ -150,9 +148,9 @@ async fn send(conn: &Connection, jobs: &mut Vec<Job>) {
 fn fail(conn: &Connection, jobs: &mut Vec<Job>, tickets: &[Option<Ticket>], err: &StoreError) {
     for (i, job) in jobs.drain(..).enumerate() {
         if let (Some(cache), Some(Some(ticket))) = (&conn.cache, tickets.get(i)) {
-            cache.wrote(*ticket, job.key.as_bytes(), None);
+            cache.wrote(*ticket, &job.cached, None);
         } else if let Some(cache) = &conn.cache {
-            cache.invalidate(job.key.as_bytes());
+            cache.invalidate(&job.cached);
         }
         let _ = job
             .reply

@@ -11,15 +11,14 @@
 
 use std::{
     collections::HashMap,
-    hash::{BuildHasher, RandomState},
-    sync::Arc,
+    hash::{BuildHasher, Hasher},
     sync::{
-        Mutex, MutexGuard, PoisonError,
+        Arc, Mutex, MutexGuard, PoisonError,
         atomic::{AtomicUsize, Ordering},
     },
 };
 
-use crate::store::Record;
+use crate::store::{Id, Record};
 
 /// Shards of the cache; each has its own lock and epoch. Many, so that a
 /// write or an invalidation seldom turns away a read or write of another
@@ -29,22 +28,60 @@ const SHARDS: usize = 1024;
 /// Sessions kept in all, by default.
 pub(super) const DEFAULT_CAPACITY: usize = 10_000;
 
+/// A session in the cache: its store's key prefix (as a number, see
+/// [`Cache::prefix`]) and its id.
+type Key = (u64, Id);
+
 /// One shard.
 #[derive(Default)]
 struct Shard {
     /// Bumped by every invalidation and every write of this process to a
     /// key of the shard.
     epoch: u64,
-    /// By full Redis key; shared with the requests that read them.
-    copies: HashMap<Box<[u8]>, Arc<Record>>,
+    /// Shared with the requests that read them.
+    copies: HashMap<Key, Arc<Record>, KeyHash>,
 }
 
-/// Local copies of sessions, by Redis key.
+/// Hashes a key by its id's random bytes: ids are random, and Redis only
+/// holds sessions some app server created.
+#[derive(Clone, Copy, Default)]
+struct KeyHash;
+
+impl BuildHasher for KeyHash {
+    type Hasher = KeyHasher;
+
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher(0)
+    }
+}
+
+/// The hasher of [`KeyHash`].
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut tail = [0; 8];
+        let start = bytes.len().saturating_sub(8);
+        tail[..bytes.len() - start].copy_from_slice(&bytes[start..]);
+        self.0 = self.0.rotate_left(7) ^ u64::from_le_bytes(tail);
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = self.0.rotate_left(7) ^ n;
+    }
+}
+
+/// Local copies of sessions, by key prefix and id.
 pub(super) struct Cache {
     shards: Box<[Mutex<Shard>]>,
     /// Copies kept per shard at most.
     per_shard: AtomicUsize,
-    hasher: RandomState,
+    /// The key prefixes of the stores that use the cache, numbered.
+    prefixes: Mutex<HashMap<String, u64>>,
 }
 
 /// Where a key's shard stood when its command was sent.
@@ -69,7 +106,7 @@ impl Cache {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             per_shard: AtomicUsize::new(per_shard(capacity)),
-            hasher: RandomState::new(),
+            prefixes: Mutex::new(HashMap::new()),
         }
     }
 
@@ -83,22 +120,40 @@ impl Cache {
         self.per_shard.load(Ordering::Relaxed) * SHARDS
     }
 
-    fn shard_of(&self, key: &[u8]) -> usize {
-        // The modulo is below `SHARDS`, so it fits in `usize`.
-        (self.hasher.hash_one(key) % SHARDS as u64) as usize
+    /// The number of the store key prefix `prefix`.
+    pub(super) fn prefix(&self, prefix: &str) -> u64 {
+        let mut prefixes = self.prefixes.lock().unwrap_or_else(PoisonError::into_inner);
+        let next = prefixes.len() as u64;
+        *prefixes.entry(prefix.to_owned()).or_insert(next)
+    }
+
+    /// The cache key of the Redis key `key` (`<prefix>session:<id>`), if it
+    /// is a session of a prefix the cache holds.
+    fn key_of(&self, key: &[u8]) -> Option<Key> {
+        let key = std::str::from_utf8(key).ok()?;
+        let (head, id) = key.split_at_checked(key.len().checked_sub(22)?)?;
+        let prefix = head.strip_suffix("session:")?;
+        let id = id.parse().ok()?;
+        let prefixes = self.prefixes.lock().unwrap_or_else(PoisonError::into_inner);
+        Some((*prefixes.get(prefix)?, id))
+    }
+
+    fn shard_of(key: &Key) -> usize {
+        let [a, b, ..] = *key.1.as_bytes();
+        usize::from(u16::from_le_bytes([a, b])) % SHARDS
     }
 
     /// The copy of `key`, if one is kept.
-    pub(super) fn get(&self, key: &[u8]) -> Option<Arc<Record>> {
-        lock(&self.shards[self.shard_of(key)])
+    pub(super) fn get(&self, key: &Key) -> Option<Arc<Record>> {
+        lock(&self.shards[Self::shard_of(key)])
             .copies
             .get(key)
             .cloned()
     }
 
     /// A ticket for a command about to be sent for `key`.
-    pub(super) fn ticket(&self, key: &[u8]) -> Ticket {
-        let shard = self.shard_of(key);
+    pub(super) fn ticket(&self, key: &Key) -> Ticket {
+        let shard = Self::shard_of(key);
         Ticket {
             shard,
             epoch: lock(&self.shards[shard]).epoch,
@@ -107,7 +162,7 @@ impl Cache {
 
     /// Keeps `record`, read from Redis under `ticket`, unless the key was
     /// invalidated or written since, or a newer copy is already kept.
-    pub(super) fn fill(&self, ticket: Ticket, key: &[u8], record: Arc<Record>) {
+    pub(super) fn fill(&self, ticket: Ticket, key: &Key, record: Arc<Record>) {
         let mut shard = lock(&self.shards[ticket.shard]);
         if shard.epoch != ticket.epoch {
             return;
@@ -127,7 +182,7 @@ impl Cache {
     /// and drops the copy otherwise (or with `None`, when what Redis holds
     /// is unknown or gone). Either way, reads of the key still on the way
     /// will not be kept.
-    pub(super) fn wrote(&self, ticket: Ticket, key: &[u8], record: Option<Record>) {
+    pub(super) fn wrote(&self, ticket: Ticket, key: &Key, record: Option<Record>) {
         let mut shard = lock(&self.shards[ticket.shard]);
         let unchanged = shard.epoch == ticket.epoch;
         shard.epoch += 1;
@@ -139,7 +194,7 @@ impl Cache {
         }
     }
 
-    fn keep(&self, shard: &mut Shard, key: &[u8], record: Arc<Record>) {
+    fn keep(&self, shard: &mut Shard, key: &Key, record: Arc<Record>) {
         let limit = self.per_shard.load(Ordering::Relaxed);
         while shard.copies.len() >= limit && !shard.copies.contains_key(key) {
             // Full: make room by dropping any one copy (the map's order is
@@ -152,15 +207,23 @@ impl Cache {
         match shard.copies.get_mut(key) {
             Some(slot) => *slot = record,
             None => {
-                shard.copies.insert(key.into(), record);
+                shard.copies.insert(*key, record);
             }
         }
     }
 
-    /// Redis says `key` changed (or this process changed it in a way it
-    /// cannot follow): drops the copy.
-    pub(super) fn invalidate(&self, key: &[u8]) {
-        let mut shard = lock(&self.shards[self.shard_of(key)]);
+    /// Redis says the key `key` changed: drops its copy, if it is a session
+    /// the cache may hold.
+    pub(super) fn invalidate_key(&self, key: &[u8]) {
+        if let Some(key) = self.key_of(key) {
+            self.invalidate(&key);
+        }
+    }
+
+    /// This process changed `key` in a way it cannot follow: drops the
+    /// copy.
+    pub(super) fn invalidate(&self, key: &Key) {
+        let mut shard = lock(&self.shards[Self::shard_of(key)]);
         shard.epoch += 1;
         shard.copies.remove(key);
     }
@@ -208,13 +271,14 @@ mod tests {
     fn a_fill_after_an_invalidation_is_dropped() {
         let cache = Cache::new(100);
         let id = Id::random();
-        let ticket = cache.ticket(b"k");
-        cache.invalidate(b"k");
-        cache.fill(ticket, b"k", shared(id, 1));
-        assert!(cache.get(b"k").is_none());
-        let ticket = cache.ticket(b"k");
-        cache.fill(ticket, b"k", shared(id, 1));
-        assert_eq!(cache.get(b"k").map(|r| r.version), Some(1));
+        let k = (cache.prefix("p:"), id);
+        let ticket = cache.ticket(&k);
+        cache.invalidate(&k);
+        cache.fill(ticket, &k, shared(id, 1));
+        assert!(cache.get(&k).is_none());
+        let ticket = cache.ticket(&k);
+        cache.fill(ticket, &k, shared(id, 1));
+        assert_eq!(cache.get(&k).map(|r| r.version), Some(1));
     }
 
     /// This process's own write replaces the copy, and turns away reads
@@ -224,37 +288,40 @@ mod tests {
     fn own_writes_win_over_reads_on_the_way() {
         let cache = Cache::new(100);
         let id = Id::random();
-        let read = cache.ticket(b"k");
-        let write = cache.ticket(b"k");
-        cache.wrote(write, b"k", Some(record(id, 2)));
-        cache.fill(read, b"k", shared(id, 1));
-        assert_eq!(cache.get(b"k").map(|r| r.version), Some(2));
-        let late = cache.ticket(b"k");
-        cache.fill(late, b"k", shared(id, 1));
-        assert_eq!(cache.get(b"k").map(|r| r.version), Some(2));
+        let k = (cache.prefix("p:"), id);
+        let read = cache.ticket(&k);
+        let write = cache.ticket(&k);
+        cache.wrote(write, &k, Some(record(id, 2)));
+        cache.fill(read, &k, shared(id, 1));
+        assert_eq!(cache.get(&k).map(|r| r.version), Some(2));
+        let late = cache.ticket(&k);
+        cache.fill(late, &k, shared(id, 1));
+        assert_eq!(cache.get(&k).map(|r| r.version), Some(2));
         // A write whose outcome is unknown drops the copy.
-        let write = cache.ticket(b"k");
-        cache.wrote(write, b"k", None);
-        assert!(cache.get(b"k").is_none());
+        let write = cache.ticket(&k);
+        cache.wrote(write, &k, None);
+        assert!(cache.get(&k).is_none());
     }
 
     /// A write that raced with an invalidation keeps nothing.
     #[test]
     fn a_write_raced_by_an_invalidation_keeps_nothing() {
         let cache = Cache::new(100);
-        let write = cache.ticket(b"k");
-        cache.invalidate(b"k");
-        cache.wrote(write, b"k", Some(record(Id::random(), 3)));
-        assert!(cache.get(b"k").is_none());
+        let k = (cache.prefix("p:"), Id::random());
+        let write = cache.ticket(&k);
+        cache.invalidate(&k);
+        cache.wrote(write, &k, Some(record(Id::random(), 3)));
+        assert!(cache.get(&k).is_none());
     }
 
     #[test]
     fn flush_drops_everything_and_turns_away_reads_on_the_way() {
         let cache = Cache::new(100);
-        let ticket = cache.ticket(b"a");
-        cache.fill(cache.ticket(b"b"), b"b", shared(Id::random(), 0));
+        let (a, b) = ((0, Id::random()), (0, Id::random()));
+        let ticket = cache.ticket(&a);
+        cache.fill(cache.ticket(&b), &b, shared(b.1, 0));
         cache.flush();
-        cache.fill(ticket, b"a", shared(Id::random(), 0));
+        cache.fill(ticket, &a, shared(a.1, 0));
         assert_eq!(cache.len(), 0);
     }
 
@@ -262,11 +329,32 @@ mod tests {
     fn the_cache_stays_within_its_capacity() {
         let cache = Cache::new(4096);
         assert_eq!(cache.capacity(), 4096);
-        for n in 0..20_000u32 {
-            let key = n.to_be_bytes();
-            cache.fill(cache.ticket(&key), &key, shared(Id::random(), 0));
+        for _ in 0..20_000 {
+            let key = (0, Id::random());
+            cache.fill(cache.ticket(&key), &key, shared(key.1, 0));
         }
         assert!(cache.len() <= 4096, "{}", cache.len());
         assert!(cache.len() > 3000, "{}", cache.len());
+    }
+
+    /// Redis's invalidations name keys; only sessions of known prefixes
+    /// are dropped, and anything else is ignored.
+    #[test]
+    fn invalidations_find_the_session_by_its_redis_key() {
+        let cache = Cache::new(100);
+        let id = Id::random();
+        let k = (cache.prefix("app:"), id);
+        cache.fill(cache.ticket(&k), &k, shared(id, 0));
+        for other in [
+            format!("app:user:{id}"),
+            format!("other:session:{id}"),
+            "app:session:short".to_owned(),
+            String::new(),
+        ] {
+            cache.invalidate_key(other.as_bytes());
+            assert!(cache.get(&k).is_some(), "{other:?}");
+        }
+        cache.invalidate_key(format!("app:session:{id}").as_bytes());
+        assert!(cache.get(&k).is_none());
     }
 }

@@ -40,6 +40,8 @@ struct LinkState {
     /// When Redis was last heard from on this link, in milliseconds since
     /// the [`Connection`] was made.
     heard: AtomicU64,
+    /// The cache the link's invalidations go to.
+    cache: Option<Arc<Cache>>,
 }
 
 impl Link {
@@ -57,10 +59,14 @@ impl Link {
     }
 
     /// Marks the link broken after a command failed in a way that leaves
-    /// the connection unusable.
+    /// the connection unusable, and empties the cache (as its push handler
+    /// does once it sees the connection close; this may come first).
     pub(super) fn failed(&self, err: &RedisError) {
         if err.is_unrecoverable_error() || err.is_connection_dropped() || err.is_io_error() {
             self.state.broken.store(true, Ordering::Release);
+            if let Some(cache) = &self.state.cache {
+                cache.flush();
+            }
         }
     }
 }
@@ -101,6 +107,11 @@ impl Connection {
             trust,
             started,
         })
+    }
+
+    /// The current link, without waiting: it may be broken.
+    pub(super) fn current(&self) -> arc_swap::Guard<Arc<Link>> {
+        self.current.load()
     }
 
     /// The link to send a command on, after connecting again if the last
@@ -216,12 +227,13 @@ async fn new_link(
         generation,
         broken: AtomicBool::new(false),
         heard: AtomicU64::new(u64::try_from(started.elapsed().as_millis()).unwrap_or(0)),
+        cache,
     });
     let pushed = state.clone();
     // Called by the connection's reader for each push, in order with the
     // replies around it.
     let on_push = move |push: PushInfo| -> Result<(), Infallible> {
-        on_push(&pushed, cache.as_deref(), &push);
+        on_push(&pushed, &push);
         Ok(())
     };
     let config = AsyncConnectionConfig::new()
@@ -239,7 +251,8 @@ async fn new_link(
     })
 }
 
-fn on_push(state: &LinkState, cache: Option<&Cache>, push: &PushInfo) {
+fn on_push(state: &LinkState, push: &PushInfo) {
+    let cache = state.cache.as_deref();
     match push.kind {
         PushKind::Disconnection => {
             state.broken.store(true, Ordering::Release);
@@ -253,8 +266,8 @@ fn on_push(state: &LinkState, cache: Option<&Cache>, push: &PushInfo) {
                 Some(Value::Array(keys)) => {
                     for key in keys {
                         match key {
-                            Value::BulkString(key) => cache.invalidate(key),
-                            Value::SimpleString(key) => cache.invalidate(key.as_bytes()),
+                            Value::BulkString(key) => cache.invalidate_key(key),
+                            Value::SimpleString(key) => cache.invalidate_key(key.as_bytes()),
                             _ => cache.flush(),
                         }
                     }
