@@ -12,6 +12,11 @@
 //! The command test counts what the middleware sends to a spare Redis per
 //! HTTP request, with `INFO commandstats` and `MONITOR`.
 //!
+//! The silence test puts a TCP proxy between a `RedisStore` and a spare
+//! Redis and freezes it (connection open, nothing passing) while another
+//! server changes a session: past one second of silence, the store's local
+//! cache must no longer answer the old copy.
+//!
 //! They run when `KEEPSAKE_TEST_REDIS_URL` / `KEEPSAKE_TEST_POSTGRES_URL`
 //! are set (the machine has the servers), one at a time. Figures and method:
 //! docs/FAULTS.md.
@@ -29,13 +34,17 @@ use keepsake::{
     key::{Key, KeyRing},
     middleware::SessionLayer,
     session::{ManualClock, Session, SessionError},
-    store::{PostgresStore, RedisStore},
+    store::{
+        Created, Id, PostgresStore, Record, RedisStore, Saved, SessionStore, StoreError,
+        StoreErrorKind,
+    },
 };
 use support::{
     load::{
         Outcome, PANICS, STORE_TIMEOUT, Sample, browser, count, count_panics, layer, paced_load,
         request, serve,
     },
+    proxy::{Mode, SlowProxy},
     servers::{self, SparePostgres, SpareRedis, redis_command},
 };
 
@@ -661,4 +670,179 @@ async fn redis_commands_per_request() {
     }
     assert!(touches <= 0.1, "{steady:?}");
     assert!(steady.per_request(&steady.sent, None) <= 1.1, "{steady:?}");
+}
+
+// ---------------------------------------------------------------------------
+// The local cache after a second of silence
+// ---------------------------------------------------------------------------
+
+/// The command timeout of the store behind the frozen proxy.
+const SILENT_TIMEOUT: Duration = Duration::from_millis(300);
+/// How long after the freeze the stale copy must no longer be served: the
+/// store's one second of trust, plus a margin.
+const PAST_TRUST: Duration = Duration::from_millis(1_500);
+/// A load that has not answered by then, past its own command timeout, hung.
+const LOAD_BOUND: Duration = SILENT_TIMEOUT.saturating_add(Duration::from_millis(1_200));
+/// How long the store may take to read the new version once the proxy
+/// passes again.
+const RECOVERY: Duration = Duration::from_secs(5);
+
+/// What a load bounded by [`LOAD_BOUND`] got.
+type Bounded = Result<Result<Option<Record>, StoreError>, tokio::time::error::Elapsed>;
+
+async fn bounded_load(store: &RedisStore, id: &Id, now: u64) -> Bounded {
+    tokio::time::timeout(LOAD_BOUND, store.load(id, now)).await
+}
+
+/// The store's connection to Redis goes silent without closing (a proxy
+/// that forwards nothing, either way), and another server changes the
+/// session meanwhile, whose invalidation therefore cannot arrive. The
+/// cached copy may still be served for the first second; once Redis has not
+/// been heard from for more than a second, a load goes to Redis (and times
+/// out) instead of answering the old copy; once the connection passes
+/// again, the new version is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cache_is_not_trusted_after_a_second_of_silence() {
+    if !servers::gate("KEEPSAKE_TEST_REDIS_URL") {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let spare = match tokio::task::spawn_blocking(SpareRedis::start)
+        .await
+        .expect("join")
+    {
+        Ok(spare) => spare,
+        Err(reason) => {
+            servers::skip_or_fail(&format!("no spare Redis: {reason}"));
+            return;
+        }
+    };
+    let port = spare.port();
+    let proxy = SlowProxy::start(port, Duration::ZERO).await.expect("proxy");
+    let control = proxy.control();
+    let prefix = format!("faults-silence-{}:", std::process::id());
+    let store = RedisStore::connect(&format!("redis://127.0.0.1:{}", proxy.port()))
+        .await
+        .expect("connect through the proxy")
+        .with_prefix(prefix.clone())
+        .with_command_timeout(SILENT_TIMEOUT);
+    // Another app server, straight to Redis, without a cache.
+    let other = RedisStore::connect(&spare.url())
+        .await
+        .expect("connect to the spare Redis")
+        .with_prefix(prefix)
+        .with_local_cache(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+
+    let mut old = Record::new(Id::random(), now, Some(600), 3_600);
+    old.data.insert("step".into(), serde_json::json!("old"));
+    assert_eq!(store.create(&old).await.expect("create"), Created::Created);
+    let loaded = store.load(&old.id, now).await.expect("first load");
+    assert_eq!(loaded.as_ref(), Some(&old));
+    // The second load is the cache's: Redis runs no GET for it.
+    redis_command(port, &["CONFIG", "RESETSTAT"]).expect("CONFIG RESETSTAT");
+    let loaded = store.load(&old.id, now).await.expect("second load");
+    assert_eq!(loaded.as_ref(), Some(&old));
+    let stats = command_stats(port);
+    assert!(
+        !stats.contains_key("get"),
+        "the second load was not served from the cache: {stats:?}"
+    );
+
+    // Silence: the connection stays open, nothing passes. Redis was last
+    // heard from before this instant.
+    control.set(Mode::Stall);
+    let frozen = Instant::now();
+
+    let mut new = old.clone();
+    new.data.insert("step".into(), serde_json::json!("new"));
+    assert_eq!(
+        other.save(&new, now).await.expect("save straight to Redis"),
+        Saved::Saved { version: 1 }
+    );
+
+    // Within the first second the old copy may still be served.
+    let early = bounded_load(&store, &old.id, now).await;
+    println!(
+        "silence: load {:?} after the freeze: {}",
+        frozen.elapsed(),
+        describe(&early, &old)
+    );
+
+    tokio::time::sleep(PAST_TRUST.saturating_sub(frozen.elapsed())).await;
+    let asked = frozen.elapsed();
+    let started = Instant::now();
+    let late = bounded_load(&store, &old.id, now).await;
+    let took = started.elapsed();
+    println!(
+        "silence: load {asked:?} after the freeze: {} (took {took:?})",
+        describe(&late, &old)
+    );
+
+    // The connection passes again: the new version is read.
+    control.set(Mode::Pass);
+    let thawed = Instant::now();
+    let mut recovered = None;
+    let mut last = None;
+    while thawed.elapsed() < RECOVERY {
+        let got = bounded_load(&store, &old.id, now).await;
+        if let Ok(Ok(Some(record))) = &got
+            && record.version == 1
+            && record.data.get("step") == Some(&serde_json::json!("new"))
+        {
+            recovered = Some(thawed.elapsed());
+            break;
+        }
+        last = Some(describe(&got, &old));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("silence: new version read {recovered:?} after the thaw (last miss: {last:?})");
+
+    let deleted = other.delete(&old.id).await;
+    drop(store);
+    drop(other);
+    drop(proxy);
+    tokio::task::spawn_blocking(move || drop(spare))
+        .await
+        .expect("join");
+
+    match late {
+        Err(_) => panic!(
+            "a load {asked:?} after the freeze hung: no answer within {LOAD_BOUND:?} \
+             (command timeout {SILENT_TIMEOUT:?})"
+        ),
+        Ok(Ok(Some(record))) if record == old => panic!(
+            "a load {asked:?} after the freeze served the old copy from the cache \
+             (Redis silent for over a second)"
+        ),
+        Ok(Ok(answer)) => {
+            panic!("a load {asked:?} after the freeze answered although nothing passes: {answer:?}")
+        }
+        Ok(Err(err)) => assert!(
+            matches!(
+                err.kind(),
+                StoreErrorKind::Timeout | StoreErrorKind::Unavailable
+            ),
+            "a load {asked:?} after the freeze: {err}"
+        ),
+    }
+    assert!(
+        recovered.is_some(),
+        "the new version was not read within {RECOVERY:?} of the thaw; last: {last:?}"
+    );
+    assert!(deleted.expect("delete the session"), "the session was gone");
+}
+
+/// A bounded load's outcome, for messages.
+fn describe(got: &Bounded, old: &Record) -> String {
+    match got {
+        Err(_) => format!("no answer within {LOAD_BOUND:?}"),
+        Ok(Ok(Some(record))) if record == old => "the old copy".to_owned(),
+        Ok(Ok(Some(record))) => format!("version {} {:?}", record.version, record.data),
+        Ok(Ok(None)) => "no session".to_owned(),
+        Ok(Err(err)) => format!("error {:?}: {err}", err.kind()),
+    }
 }
