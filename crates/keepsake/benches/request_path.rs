@@ -138,7 +138,9 @@ fn stores(c: &mut Criterion) {
                 .block_on(RedisStore::connect(&url))
                 .expect("connect to Redis")
                 .with_prefix(format!("keepsake-bench-{}:", run_tag()));
+            // Loads from the local cache, then every load a GET.
             bench_store(c, &rt, "redis", &store);
+            bench_store(c, &rt, "redis_uncached", &store.with_local_cache(0));
         }
         Err(_) => println!("store/redis skipped: KEEPSAKE_TEST_REDIS_URL is not set"),
     }

@@ -232,7 +232,11 @@ impl RedisStore {
             .redis_settings()
             .clone()
             .set_protocol(ProtocolVersion::RESP3);
-        let client = Client::open(info.set_redis_settings(settings)).map_err(invalid)?;
+        // Commands go out as soon as they are written: no Nagle delay behind
+        // the previous write's acknowledgement.
+        let tcp = info.tcp_settings().clone().set_nodelay(true);
+        let info = info.set_redis_settings(settings).set_tcp_settings(tcp);
+        let client = Client::open(info).map_err(invalid)?;
         let cache = Arc::new(Cache::new(cache::DEFAULT_CAPACITY));
         let conn = tokio::time::timeout(
             DEFAULT_TIMEOUT * 3,
@@ -275,8 +279,8 @@ impl RedisStore {
     }
 
     /// The same store with a local cache of up to `capacity` sessions (10
-    /// 000 by default; 0 turns the cache off for this handle). The cache is
-    /// shared by the clones of a store, and its capacity with it.
+    /// 000 by default). The cache is shared by the clones of a store, and
+    /// its capacity with it; 0 turns the cache off for this handle only.
     ///
     /// # The local cache
     ///
@@ -325,7 +329,7 @@ impl RedisStore {
     #[must_use]
     pub fn with_local_cache(mut self, capacity: usize) -> Self {
         self.cached = capacity > 0;
-        if let Some(cache) = &self.conn.cache {
+        if let Some(cache) = self.conn.cache.as_ref().filter(|_| self.cached) {
             cache.set_capacity(capacity);
         }
         self
@@ -757,10 +761,10 @@ end
 
 /// The last argument of every script that writes a session: `1` when the
 /// store keeps a copy of what it wrote. `CREATE` and `SAVE` then read the
-/// key back after writing it, because a write ends Redis's tracking of the
-/// key for every connection (this one's included), and the read starts it
-/// again for this one: without it, another server's next change would send
-/// no invalidation here.
+/// key again after writing it (`EXISTS`, a read that copies no value),
+/// because a write ends Redis's tracking of the key for every connection
+/// (this one's included), and a read starts it again for this one: without
+/// it, another server's next change would send no invalidation here.
 const READ_BACK: &str = "1";
 
 /// KEYS: session. ARGV: prefix, id, value, now, expire-at, has-user, user
@@ -780,7 +784,7 @@ if old then
 end
 put(KEYS[1], ARGV[3], ARGV[5])
 if ARGV[6] == '1' then link(ukey(ARGV[1], ARGV[7]), ARGV[2], ARGV[5]) end
-if ARGV[8] == '1' then redis.call('GET', KEYS[1]) end
+if ARGV[8] == '1' then redis.call('EXISTS', KEYS[1]) end
 return 1
 "#
     ))
@@ -814,7 +818,7 @@ for i, key in ipairs(KEYS) do
     if ARGV[a + 7] == '1' then new = ARGV[a + 8] end
     if user and user ~= new then unlink(prefix, user, id) end
     if new then link(ukey(prefix, new), id, exp) end
-    if ARGV[a + 9] == '1' then redis.call('GET', key) end
+    if ARGV[a + 9] == '1' then redis.call('EXISTS', key) end
     out[i] = 1
   end
 end
