@@ -5,7 +5,9 @@
 //! `?schema=S`; the schema is created), `signed`, `sealed`.
 //!
 //! `KEEPSAKE_BENCH_SQLITE_CONNECTIONS=N` sets the SQLite store's number of
-//! connections (default: the store's own default).
+//! connections (default: the store's own default);
+//! `KEEPSAKE_BENCH_REDIS_CACHE=N` the Redis store's local cache capacity (0:
+//! no cache; default: the store's own default).
 //!
 //! - GET /incr: `Session::update` of `count` (+1), returns the new value.
 //! - GET /read: `Session::get` of `count`, returns it (session unchanged).
@@ -48,10 +50,16 @@ async fn layer(store: &str, arg: Option<String>) -> SessionLayerBuilder {
             SessionLayer::with_store(store, ring)
         }
         "redis" => {
-            let store = RedisStore::connect(&arg())
+            let mut store = RedisStore::connect(&arg())
                 .await
                 .expect("connect to Redis")
                 .with_prefix("keepsake-bench:");
+            if let Some(capacity) = std::env::var("KEEPSAKE_BENCH_REDIS_CACHE")
+                .ok()
+                .and_then(|n| n.parse().ok())
+            {
+                store = store.with_local_cache(capacity);
+            }
             SessionLayer::with_store(store, ring)
         }
         "postgres" => {
