@@ -392,21 +392,26 @@ async fn fault_run<S: Spare>(name: &str, router: Router, spare: S) -> (Figures, 
     (f, spare)
 }
 
-/// A spare Redis and an app over it, or `None` when skipped.
-async fn redis_app() -> Option<(SpareRedis, Router)> {
+/// A spare Redis of the test's own, or `None` when skipped.
+async fn spare_redis() -> Option<SpareRedis> {
     if !servers::gate("KEEPSAKE_TEST_REDIS_URL") {
         return None;
     }
-    let spare = match tokio::task::spawn_blocking(SpareRedis::start)
+    match tokio::task::spawn_blocking(SpareRedis::start)
         .await
         .expect("join")
     {
-        Ok(spare) => spare,
+        Ok(spare) => Some(spare),
         Err(reason) => {
             servers::skip_or_fail(&format!("no spare Redis: {reason}"));
-            return None;
+            None
         }
-    };
+    }
+}
+
+/// A spare Redis and an app over it, or `None` when skipped.
+async fn redis_app() -> Option<(SpareRedis, Router)> {
+    let spare = spare_redis().await?;
     let store = RedisStore::connect(&spare.url())
         .await
         .expect("connect to the spare Redis")
@@ -542,19 +547,9 @@ impl Phase {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_commands_per_request() {
-    if !servers::gate("KEEPSAKE_TEST_REDIS_URL") {
-        return;
-    }
     let _serial = SERIAL.lock().await;
-    let spare = match tokio::task::spawn_blocking(SpareRedis::start)
-        .await
-        .expect("join")
-    {
-        Ok(spare) => spare,
-        Err(reason) => {
-            servers::skip_or_fail(&format!("no spare Redis: {reason}"));
-            return;
-        }
+    let Some(spare) = spare_redis().await else {
+        return;
     };
     let port = spare.port();
     let mut monitor = match spare.monitor() {
@@ -703,19 +698,9 @@ async fn bounded_load(store: &RedisStore, id: &Id, now: u64) -> Bounded {
 /// again, the new version is read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cache_is_not_trusted_after_a_second_of_silence() {
-    if !servers::gate("KEEPSAKE_TEST_REDIS_URL") {
-        return;
-    }
     let _serial = SERIAL.lock().await;
-    let spare = match tokio::task::spawn_blocking(SpareRedis::start)
-        .await
-        .expect("join")
-    {
-        Ok(spare) => spare,
-        Err(reason) => {
-            servers::skip_or_fail(&format!("no spare Redis: {reason}"));
-            return;
-        }
+    let Some(spare) = spare_redis().await else {
+        return;
     };
     let port = spare.port();
     let proxy = SlowProxy::start(port, Duration::ZERO).await.expect("proxy");

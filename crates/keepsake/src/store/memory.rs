@@ -36,7 +36,7 @@ use std::{
 };
 
 use super::{
-    Created, Deleted, Id, Record, Saved, SessionStore, StoreError, StoreErrorKind, Touched,
+    Created, Deleted, Id, IdHash, Record, Saved, SessionStore, StoreError, StoreErrorKind, Touched,
 };
 
 /// Default number of shards.
@@ -350,39 +350,6 @@ struct Shard {
     records: HashMap<Id, Arc<Record>, IdHash>,
     /// `(record.deadline(), id)` for every record, in sync with `records`.
     expiry: BTreeSet<(u64, Id)>,
-}
-
-/// Hashes a session id by its last 8 bytes. Ids are random and only this
-/// store's own `create` (with ids from [`Id::random`]) adds them, so their
-/// bytes are already a uniform hash; no keyed hash is needed to spread
-/// them. (The first 8 bytes choose the shard.)
-#[derive(Clone, Copy, Default)]
-struct IdHash;
-
-impl std::hash::BuildHasher for IdHash {
-    type Hasher = IdHasher;
-
-    fn build_hasher(&self) -> IdHasher {
-        IdHasher(0)
-    }
-}
-
-/// The hasher of [`IdHash`].
-struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // An id's bytes arrive in one call (after its length, which is
-        // folded in too and changes nothing that matters).
-        let mut tail = [0; 8];
-        let start = bytes.len().saturating_sub(8);
-        tail[..bytes.len() - start].copy_from_slice(&bytes[start..]);
-        self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(tail);
-    }
 }
 
 /// Takes a lock, ignoring poisoning: every critical section leaves the

@@ -493,6 +493,40 @@ impl StoreError {
     }
 }
 
+/// Hashes keys made of session ids (an [`Id`], or a tuple ending in one) by
+/// their last 8 bytes, for the maps of the stores that keep sessions in
+/// memory. Ids are random, and only app servers make them (an attacker can
+/// name an id only with a cookie that verifies), so their bytes are already
+/// a uniform hash: no keyed hash is needed to spread them.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct IdHash;
+
+impl std::hash::BuildHasher for IdHash {
+    type Hasher = IdHasher;
+
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(0)
+    }
+}
+
+/// The hasher of [`IdHash`].
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // An id's bytes arrive in one call (after its length, which is
+        // folded in too, as is any number beside it in a tuple).
+        let mut tail = [0; 8];
+        let start = bytes.len().saturating_sub(8);
+        tail[..bytes.len() - start].copy_from_slice(&bytes[start..]);
+        self.0 = self.0.rotate_left(7) ^ u64::from_le_bytes(tail);
+    }
+}
+
 /// A server-side session store.
 ///
 /// Implementations must make each operation atomic with respect to the

@@ -11,14 +11,13 @@
 
 use std::{
     collections::HashMap,
-    hash::{BuildHasher, Hasher},
     sync::{
         Arc, Mutex, MutexGuard, PoisonError,
         atomic::{AtomicUsize, Ordering},
     },
 };
 
-use crate::store::{Id, Record};
+use crate::store::{Id, IdHash, Record};
 
 /// Shards of the cache; each has its own lock and epoch. Many, so that a
 /// write or an invalidation seldom turns away a read or write of another
@@ -39,40 +38,7 @@ struct Shard {
     /// key of the shard.
     epoch: u64,
     /// Shared with the requests that read them.
-    copies: HashMap<Key, Arc<Record>, KeyHash>,
-}
-
-/// Hashes a key by its id's random bytes: ids are random, and Redis only
-/// holds sessions some app server created.
-#[derive(Clone, Copy, Default)]
-struct KeyHash;
-
-impl BuildHasher for KeyHash {
-    type Hasher = KeyHasher;
-
-    fn build_hasher(&self) -> KeyHasher {
-        KeyHasher(0)
-    }
-}
-
-/// The hasher of [`KeyHash`].
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut tail = [0; 8];
-        let start = bytes.len().saturating_sub(8);
-        tail[..bytes.len() - start].copy_from_slice(&bytes[start..]);
-        self.0 = self.0.rotate_left(7) ^ u64::from_le_bytes(tail);
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = self.0.rotate_left(7) ^ n;
-    }
+    copies: HashMap<Key, Arc<Record>, IdHash>,
 }
 
 /// Local copies of sessions, by key prefix and id.
