@@ -21,7 +21,8 @@
 //! SQLite lives in `target/bench/scale/` (removed at the end). For Redis the
 //! binary starts its own `redis-server` on a free 127.0.0.1 port (no
 //! persistence) and stops it by PID at the end, so nothing lands in a
-//! shared Redis. Prints one `SCALE {...}` JSON line.
+//! shared Redis. `KEEPSAKE_BENCH_REDIS_CACHE=N` sets the Redis store's local
+//! cache capacity (0: none). Prints one `SCALE {...}` JSON line.
 
 use std::{
     process::{Child, Command, Stdio},
@@ -240,7 +241,13 @@ fn main() {
             "redis" => {
                 let server = RedisServer::start();
                 let url = format!("redis://127.0.0.1:{}", server.port);
-                let store = RedisStore::connect(&url).await.expect("connect");
+                let mut store = RedisStore::connect(&url).await.expect("connect");
+                if let Some(capacity) = std::env::var("KEEPSAKE_BENCH_REDIS_CACHE")
+                    .ok()
+                    .and_then(|n| n.parse().ok())
+                {
+                    store = store.with_local_cache(capacity);
+                }
                 measure("redis", store, n, expired, loads, || server.used_memory()).await
             }
             other => panic!("unknown store {other:?} (memory|sqlite|redis)"),

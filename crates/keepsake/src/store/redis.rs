@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use self::{
     batch::{Job, Saves},
-    cache::{Cache, Ticket},
+    cache::Cache,
     link::{Connection, Link},
 };
 
@@ -133,15 +133,18 @@ const MAX_EXPIRE_AT: u64 = 253_402_300_799;
 ///
 /// # Commands per operation
 ///
-/// Every operation but `purge_expired` is at most one Redis command (one
-/// round trip): `load` is one `GET`, or none when the local cache has the
-/// session; `create`, `save`, `touch`, `delete`, `delete_user` and
-/// `list_user` are one `EVALSHA` each of a small Lua script, which makes
-/// them atomic (the compare-and-set of `save` cannot race), and concurrent
-/// saves share one. Scripts are sent with `EVALSHA`; after a Redis restart
-/// the first call finds the script missing and loads it again (`SCRIPT
-/// LOAD`, then `EVALSHA`) by itself. Each new connection also sends `CLIENT
-/// TRACKING ON NOLOOP` once, before its first read, when the cache is on.
+/// Every operation but `purge_expired` is one Redis round trip: `load` is
+/// one `GET`, or nothing when the local cache has the session; `create`,
+/// `save`, `touch`, `delete`, `delete_user` and `list_user` are one
+/// `EVALSHA` each of a small Lua script, which makes them atomic (the
+/// compare-and-set of `save` cannot race), and concurrent saves share one.
+/// With the cache, a `GET`, a `create` and a call of `SAVE` go right after
+/// `CLIENT CACHING YES`, in the same write (so two commands, one round
+/// trip), which tells Redis to track the keys they read. Scripts are sent
+/// with `EVALSHA`; after a Redis restart the first call finds the script
+/// missing and loads it again (`SCRIPT LOAD`, then `EVALSHA`) by itself.
+/// Each new connection also sends `CLIENT TRACKING ON OPTIN NOLOOP` once,
+/// before its first read, when the cache is on.
 ///
 /// # Redis Cluster
 ///
@@ -288,12 +291,14 @@ impl RedisStore {
     /// keeps what it stored, so the next load of the session needs none
     /// either. The copies stay right because Redis tells the store when
     /// another connection changes a session it holds: its connection asks
-    /// for that with `CLIENT TRACKING ON NOLOOP`, and Redis then sends an
-    /// invalidation the first time another client changes a key this
-    /// connection read (another app server, `keepsake sessions revoke`, a
-    /// key expiring or evicted, a flush), on the same connection, in order
-    /// with the replies; the scripts that write a session read it back, so
-    /// Redis goes on tracking it. A copy read while its key was being
+    /// for that with `CLIENT TRACKING ON OPTIN NOLOOP`, each read or save
+    /// whose copy the cache keeps goes right after `CLIENT CACHING YES`, and
+    /// Redis then sends an invalidation the first time another client
+    /// changes such a key (another app server, `keepsake sessions revoke`,
+    /// a key expiring or evicted, a flush), on the same connection, in order
+    /// with the replies; the scripts that write a session read it again
+    /// (`EXISTS`), so Redis goes on tracking it. The store's other reads (a
+    /// purge, a listing) are not tracked. A copy read while its key was being
     /// changed is never kept (each command takes a ticket before it is sent,
     /// and every invalidation turns away the tickets of its key's shard), and
     /// a save is still a compare-and-set in Redis, so the cache cannot lose
@@ -310,11 +315,15 @@ impl RedisStore {
     /// answers. Turn the cache off where every read must see every other
     /// server's last write at once.
     ///
-    /// Redis remembers, per connection, the keys it must invalidate (its
-    /// tracking table, bounded by `tracking-table-max-keys`: past it, Redis
-    /// invalidates keys early, which costs a read, never a stale copy). A
-    /// server that refuses `CLIENT TRACKING` (a proxy, an old server) simply
-    /// gets no cache.
+    /// Redis remembers which connections to tell about which keys (its
+    /// tracking table): every session this store created, saved or read
+    /// since another client last changed it, about 135 bytes of Redis memory
+    /// per session (557 bytes per small session in all, against 422 without
+    /// the cache, in BENCHMARKS.md's million-session measurement). The
+    /// table is bounded by Redis's `tracking-table-max-keys` (a million by
+    /// default): past it, Redis invalidates keys early, which costs a read,
+    /// never a stale copy. A server that refuses `CLIENT TRACKING` (a proxy,
+    /// an old server) simply gets no cache.
     ///
     /// # Example
     ///
@@ -473,13 +482,7 @@ impl RedisStore {
         let code: i64 = self
             .run(what, link, invocation.invoke_async(&mut conn))
             .await?;
-        if code == CORRUPT {
-            return Err(StoreError::new(
-                StoreErrorKind::Corrupt,
-                format!("{what}: the stored session is not in a format this store reads"),
-            ));
-        }
-        Ok(code)
+        corrupt_status(what, code)
     }
 
     /// Runs a script that answers with an integer status.
@@ -505,33 +508,94 @@ impl RedisStore {
         self.cached && self.conn.track(link, self.timeout).await
     }
 
-    /// Runs a script that writes session `key` and answers with a status;
-    /// the cache then keeps `kept(status)` (what Redis now holds, if this
-    /// process knows it) or drops its copy.
+    /// Runs `cmd`, an `EVALSHA` of `script` that writes session `id` and
+    /// answers with a status; the cache then keeps `kept(status)` (what
+    /// Redis now holds, if this process knows it) or drops its copy.
     async fn write(
         &self,
         what: &str,
         id: &Id,
-        invocation: &mut redis::ScriptInvocation<'_>,
-        kept: impl FnOnce(i64) -> Option<Record>,
+        script: &Script,
+        mut cmd: redis::Cmd,
+        kept: Option<&(dyn Fn(i64) -> Option<Record> + Sync)>,
     ) -> Result<i64, StoreError> {
         let link = self.link(what).await?;
-        let Some(cache) = self.cache() else {
-            invocation.arg("0");
-            return self.status_on(what, &link, invocation).await;
-        };
-        let tracked = self.tracked(&link).await;
-        invocation.arg(if tracked { READ_BACK } else { "0" });
+        let cache = self.cache();
+        let tracked = cache.is_some() && kept.is_some() && self.tracked(&link).await;
+        cmd.arg(if tracked { READ_BACK } else { "0" });
         let cached = (self.tag, *id);
-        let ticket: Ticket = cache.ticket(&cached);
-        let result = self.status_on(what, &link, invocation).await;
-        let record = match &result {
-            Ok(status) if tracked => kept(*status),
-            _ => None,
-        };
-        cache.wrote(ticket, &cached, record);
+        let ticket = cache.map(|cache| cache.ticket(&cached));
+        let mut conn = link.conn();
+        let result = self
+            .run(what, &link, eval::<i64>(&mut conn, script, &cmd, tracked))
+            .await
+            .and_then(|code| corrupt_status(what, code));
+        if let (Some(cache), Some(ticket)) = (cache, ticket) {
+            let record = match (&result, kept) {
+                (Ok(status), Some(kept)) if tracked => kept(*status),
+                _ => None,
+            };
+            cache.wrote(ticket, &cached, record);
+        }
         result
     }
+}
+
+/// A script's status, or the error of [`CORRUPT`].
+fn corrupt_status(what: &str, code: i64) -> Result<i64, StoreError> {
+    if code == CORRUPT {
+        return Err(StoreError::new(
+            StoreErrorKind::Corrupt,
+            format!("{what}: the stored session is not in a format this store reads"),
+        ));
+    }
+    Ok(code)
+}
+
+/// An `EVALSHA` of `script` with `keys` keys; the keys, then the arguments,
+/// are added to it.
+fn evalsha(script: &Script, keys: usize) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(keys);
+    cmd
+}
+
+/// Runs `cmd`, an `EVALSHA` of `script`, loading the script first if Redis
+/// has forgotten it (a restart, `SCRIPT FLUSH`). With `track`, it goes
+/// right after `CLIENT CACHING YES`, in one write, so that Redis tracks for
+/// this connection the keys the script reads (the local cache's
+/// invalidations; tracking is `OPTIN`, so no other read is tracked).
+async fn eval<T: redis::FromRedisValue>(
+    conn: &mut redis::aio::MultiplexedConnection,
+    script: &Script,
+    cmd: &redis::Cmd,
+    track: bool,
+) -> Result<T, RedisError> {
+    match eval_once(conn, cmd, track).await {
+        Err(err) if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            script.load_async(conn).await?;
+            eval_once(conn, cmd, track).await
+        }
+        result => result,
+    }
+}
+
+async fn eval_once<T: redis::FromRedisValue>(
+    conn: &mut redis::aio::MultiplexedConnection,
+    cmd: &redis::Cmd,
+    track: bool,
+) -> Result<T, RedisError> {
+    if !track {
+        return cmd.query_async(conn).await;
+    }
+    let mut pipe = redis::pipe();
+    pipe.cmd("CLIENT")
+        .arg("CACHING")
+        .arg("YES")
+        .ignore()
+        .add_command(cmd.clone());
+    let (value,): (T,) = pipe.query_async(conn).await?;
+    Ok(value)
 }
 
 /// Maps a redis-rs error to a store error.
@@ -984,10 +1048,9 @@ return n
 
 impl SessionStore for RedisStore {
     async fn create(&self, record: &Record) -> Result<Created, StoreError> {
-        let key = self.session_key(&record.id);
         let (has_user, user_hex) = user_args(record.user.as_deref());
-        let mut invocation = CREATE.key(&key);
-        invocation
+        let mut cmd = evalsha(&CREATE, 1);
+        cmd.arg(self.session_key(&record.id))
             .arg(&self.prefix)
             .arg(record.id.to_string())
             .arg(encode(record, record.version))
@@ -997,7 +1060,7 @@ impl SessionStore for RedisStore {
             .arg(user_hex);
         let kept = |status| (status == 1).then(|| record.clone());
         match self
-            .write("create", &record.id, &mut invocation, kept)
+            .write("create", &record.id, &CREATE, cmd, Some(&kept))
             .await?
         {
             1 => Ok(Created::Created),
@@ -1028,22 +1091,41 @@ impl SessionStore for RedisStore {
         let ticket = cache.map(|cache| cache.ticket(&cached));
         let asked_on = link.generation();
         let get = redis::cmd("GET").arg(&key).clone();
+        // With the cache, the read is tracked (`OPTIN`): right after `CLIENT
+        // CACHING YES`, in the same write.
+        let tracked_get = cache.map(|_| {
+            let mut pipe = redis::pipe();
+            pipe.cmd("CLIENT")
+                .arg("CACHING")
+                .arg("YES")
+                .ignore()
+                .add_command(get.clone());
+            pipe
+        });
         let mut conn = link.conn();
-        let value: Option<Vec<u8>> =
-            match tokio::time::timeout(self.timeout, get.query_async(&mut conn)).await {
-                Err(_) => return Err(self.timed_out("load")),
-                // A connection Redis closed while idle (`timeout`, a proxy)
-                // fails the first command sent on it. A read is safe to send
-                // again, on a new connection; what it reads there is not
-                // kept (the ticket was for the old one).
-                Ok(Err(err)) if err.is_connection_dropped() => {
-                    link.failed(&err);
-                    link = self.link("load").await?;
-                    let mut conn = link.conn();
-                    self.run("load", &link, get.query_async(&mut conn)).await?
-                }
-                Ok(result) => self.run("load", &link, std::future::ready(result)).await?,
-            };
+        let first = async {
+            match &tracked_get {
+                Some(pipe) => pipe
+                    .query_async::<(Option<Vec<u8>>,)>(&mut conn)
+                    .await
+                    .map(|(value,)| value),
+                None => get.query_async(&mut conn).await,
+            }
+        };
+        let value: Option<Vec<u8>> = match tokio::time::timeout(self.timeout, first).await {
+            Err(_) => return Err(self.timed_out("load")),
+            // A connection Redis closed while idle (`timeout`, a proxy)
+            // fails the first command sent on it. A read is safe to send
+            // again, on a new connection; what it reads there is not kept
+            // (the ticket was for the old one), nor tracked.
+            Ok(Err(err)) if err.is_connection_dropped() => {
+                link.failed(&err);
+                link = self.link("load").await?;
+                let mut conn = link.conn();
+                self.run("load", &link, get.query_async(&mut conn)).await?
+            }
+            Ok(result) => self.run("load", &link, std::future::ready(result)).await?,
+        };
         let Some(bytes) = value else {
             return Ok(None);
         };
@@ -1098,36 +1180,35 @@ impl SessionStore for RedisStore {
     }
 
     async fn touch(&self, id: &Id, idle_deadline: u64, now: u64) -> Result<Touched, StoreError> {
-        let key = self.session_key(id);
-        let mut invocation = TOUCH.key(&key);
-        invocation
+        let mut cmd = evalsha(&TOUCH, 1);
+        cmd.arg(self.session_key(id))
             .arg(&self.prefix)
             .arg(id.to_string())
             .arg(idle_deadline)
             .arg(now);
         // The copy goes: touches are rare, and the script caps the deadline.
-        match self.write("touch", id, &mut invocation, |_| None).await? {
+        match self.write("touch", id, &TOUCH, cmd, None).await? {
             1 => Ok(Touched::Touched),
             _ => Ok(Touched::Gone),
         }
     }
 
     async fn delete(&self, id: &Id) -> Result<bool, StoreError> {
-        let key = self.session_key(id);
-        let mut invocation = DELETE.key(&key);
-        invocation.arg(&self.prefix).arg(id.to_string());
-        Ok(self.write("delete", id, &mut invocation, |_| None).await? == 1)
+        let mut cmd = evalsha(&DELETE, 1);
+        cmd.arg(self.session_key(id))
+            .arg(&self.prefix)
+            .arg(id.to_string());
+        Ok(self.write("delete", id, &DELETE, cmd, None).await? == 1)
     }
 
     async fn delete_if_version(&self, id: &Id, version: u64) -> Result<Deleted, StoreError> {
-        let key = self.session_key(id);
-        let mut invocation = DELETE_IF_VERSION.key(&key);
-        invocation
+        let mut cmd = evalsha(&DELETE_IF_VERSION, 1);
+        cmd.arg(self.session_key(id))
             .arg(&self.prefix)
             .arg(id.to_string())
             .arg(version.to_string());
         match self
-            .write("delete_if_version", id, &mut invocation, |_| None)
+            .write("delete_if_version", id, &DELETE_IF_VERSION, cmd, None)
             .await?
         {
             1 => Ok(Deleted::Deleted),

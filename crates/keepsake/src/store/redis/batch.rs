@@ -80,17 +80,19 @@ async fn send(conn: &Connection, jobs: &mut Vec<Job>) {
         Err(_) => return fail(conn, jobs, &[], &timed_out(timeout)),
     };
     let tracked = conn.track(&link, timeout).await;
-    let mut invocation = SAVE.prepare_invoke();
+    let keeps = tracked && jobs.iter().any(|job| job.keep.is_some());
+    let mut cmd = super::evalsha(&SAVE, jobs.len());
+    for job in jobs.iter() {
+        cmd.arg(&job.key);
+    }
     let mut tickets = Vec::with_capacity(jobs.len());
     for job in jobs.iter() {
         let (has_user, user_hex) = match &job.user_hex {
             Some(hex) => ("1", hex.as_str()),
             None => ("0", ""),
         };
-        let read_back = tracked && job.keep.is_some();
-        invocation
-            .key(&job.key)
-            .arg(&job.prefix)
+        let read_back = keeps && job.keep.is_some();
+        cmd.arg(&job.prefix)
             .arg(&job.id)
             .arg(&job.value)
             .arg(job.now)
@@ -103,9 +105,8 @@ async fn send(conn: &Connection, jobs: &mut Vec<Job>) {
     }
     debug_assert_eq!(SAVE_ARGS, 9);
     let mut redis = link.conn();
-    let codes = match tokio::time::timeout(timeout, invocation.invoke_async::<Vec<i64>>(&mut redis))
-        .await
-    {
+    let call = super::eval::<Vec<i64>>(&mut redis, &SAVE, &cmd, keeps);
+    let codes = match tokio::time::timeout(timeout, call).await {
         Ok(Ok(codes)) if codes.len() == jobs.len() => codes,
         Ok(Ok(codes)) => {
             let err = StoreError::new(

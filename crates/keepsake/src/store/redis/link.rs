@@ -169,10 +169,13 @@ impl Connection {
     }
 
     /// Asks Redis, once per link, to track the keys this connection reads
-    /// (`CLIENT TRACKING ON NOLOOP`): Redis then sends an invalidation the
-    /// first time another connection changes a key after this one read it,
-    /// and none for this connection's own changes, which the store applies
-    /// to the cache itself. Whether Redis does.
+    /// right after `CLIENT CACHING YES` (`CLIENT TRACKING ON OPTIN NOLOOP`):
+    /// Redis then sends an invalidation the first time another connection
+    /// changes such a key, and none for this connection's own changes, which
+    /// the store applies to the cache itself. Only the reads whose copy the
+    /// cache keeps are tracked, not the store's other reads (a purge, a
+    /// listing), so Redis remembers no more keys than it must. Whether Redis
+    /// does.
     pub(super) async fn track(&self, link: &Link, timeout: Duration) -> bool {
         if self.cache.is_none() {
             return false;
@@ -182,7 +185,7 @@ impl Connection {
         let ask = || async {
             let mut conn = link.conn();
             let mut command = redis::cmd("CLIENT");
-            command.arg("TRACKING").arg("ON").arg("NOLOOP");
+            command.arg("TRACKING").arg("ON").arg("OPTIN").arg("NOLOOP");
             match tokio::time::timeout(timeout, command.query_async::<()>(&mut conn)).await {
                 Ok(Ok(())) => {
                     self.heard(link);
