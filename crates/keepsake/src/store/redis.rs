@@ -243,7 +243,7 @@ impl RedisStore {
         let cache = Arc::new(Cache::new(cache::DEFAULT_CAPACITY));
         let conn = tokio::time::timeout(
             DEFAULT_TIMEOUT * 3,
-            Connection::open(client, DEFAULT_TIMEOUT, Some(cache.clone()), CACHE_TRUST),
+            Connection::open(client, DEFAULT_TIMEOUT, cache.clone(), CACHE_TRUST),
         )
         .await
         .map_err(|_| StoreError::new(StoreErrorKind::Timeout, "connecting to Redis timed out"))?
@@ -275,9 +275,7 @@ impl RedisStore {
     #[must_use]
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
-        if let Some(cache) = &self.conn.cache {
-            self.tag = cache.prefix(&self.prefix);
-        }
+        self.tag = self.conn.cache.prefix(&self.prefix);
         self
     }
 
@@ -338,8 +336,8 @@ impl RedisStore {
     #[must_use]
     pub fn with_local_cache(mut self, capacity: usize) -> Self {
         self.cached = capacity > 0;
-        if let Some(cache) = self.conn.cache.as_ref().filter(|_| self.cached) {
-            cache.set_capacity(capacity);
+        if self.cached {
+            self.conn.cache.set_capacity(capacity);
         }
         self
     }
@@ -355,9 +353,10 @@ impl RedisStore {
     /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
     /// ```
     pub fn local_cache(&self) -> usize {
-        match &self.conn.cache {
-            Some(cache) if self.cached => cache.capacity(),
-            _ => 0,
+        if self.cached {
+            self.conn.cache.capacity()
+        } else {
+            0
         }
     }
 
@@ -421,7 +420,7 @@ impl RedisStore {
 
     /// The cache, if this handle uses it.
     fn cache(&self) -> Option<&Cache> {
-        self.conn.cache.as_deref().filter(|_| self.cached)
+        self.cached.then_some(&*self.conn.cache)
     }
 
     /// The link to send a command on (connecting again if it broke),
@@ -497,9 +496,7 @@ impl RedisStore {
 
     /// Drops every copy in the cache (after a change to many sessions).
     fn flush_cache(&self) {
-        if let Some(cache) = &self.conn.cache {
-            cache.flush();
-        }
+        self.conn.cache.flush();
     }
 
     /// Whether copies read or written on `link` may be kept: Redis sends
@@ -520,23 +517,22 @@ impl RedisStore {
         kept: Option<&(dyn Fn(i64) -> Option<Record> + Sync)>,
     ) -> Result<i64, StoreError> {
         let link = self.link(what).await?;
-        let cache = self.cache();
-        let tracked = cache.is_some() && kept.is_some() && self.tracked(&link).await;
+        let tracked = self.cached && kept.is_some() && self.tracked(&link).await;
         cmd.arg(if tracked { READ_BACK } else { "0" });
+        // The cache is shared with this handle's clones, which may keep
+        // copies even if this handle does not: every write settles the copy.
         let cached = (self.tag, *id);
-        let ticket = cache.map(|cache| cache.ticket(&cached));
+        let ticket = self.conn.cache.ticket(&cached);
         let mut conn = link.conn();
         let result = self
             .run(what, &link, eval::<i64>(&mut conn, script, &cmd, tracked))
             .await
             .and_then(|code| corrupt_status(what, code));
-        if let (Some(cache), Some(ticket)) = (cache, ticket) {
-            let record = match (&result, kept) {
-                (Ok(status), Some(kept)) if tracked => kept(*status),
-                _ => None,
-            };
-            cache.wrote(ticket, &cached, record);
-        }
+        let record = match (&result, kept) {
+            (Ok(status), Some(kept)) if tracked => kept(*status),
+            _ => None,
+        };
+        self.conn.cache.wrote(ticket, &cached, record);
         result
     }
 }
@@ -854,10 +850,7 @@ return 1
     ))
 });
 
-/// Arguments per session of `SAVE`.
-const SAVE_ARGS: usize = 9;
-
-/// KEYS: sessions. ARGV, `SAVE_ARGS` per session: prefix, id, value, now,
+/// KEYS: sessions. ARGV, nine per session: prefix, id, value, now,
 /// expected version, expire-at, has-user, user hex, re-read (see
 /// `READ_BACK`). For each session in turn: 1 saved, 0 conflict, -1 gone,
 /// -2 unparsable. Many saves go in one call (see `batch.rs`).
@@ -1754,6 +1747,36 @@ mod tests {
             .unwrap();
         let took = until(&store, &record.id, now, Option::is_none).await;
         eprintln!("another client's delete seen after {took:?}");
+        cleanup(&store).await;
+    }
+
+    /// A clone without the cache shares its connection, and the cache of
+    /// its siblings: its writes settle their copies at once (Redis sends no
+    /// invalidation for a connection's own writes).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_clone_without_the_cache_still_settles_its_siblings_copies() {
+        let Some(url) = url() else { return };
+        let _serial = SERIAL.lock().await;
+        let store = store(&url).await;
+        let uncached = store.clone().with_local_cache(0);
+        assert_eq!(store.local_cache(), 10_000);
+        assert_eq!(uncached.local_cache(), 0);
+        let now = now();
+        let mut record = Record::new(Id::random(), now, Some(60), 3_600);
+        store.create(&record).await.unwrap();
+        assert!(store.load(&record.id, now).await.unwrap().is_some());
+        record.data.insert("by".into(), json!("uncached"));
+        assert_eq!(
+            uncached.save(&record, now).await.unwrap(),
+            Saved::Saved { version: 1 }
+        );
+        let loaded = store.load(&record.id, now).await.unwrap().unwrap();
+        assert_eq!(
+            (loaded.version, &loaded.data["by"]),
+            (1, &json!("uncached"))
+        );
+        assert!(uncached.delete(&record.id).await.unwrap());
+        assert!(store.load(&record.id, now).await.unwrap().is_none());
         cleanup(&store).await;
     }
 

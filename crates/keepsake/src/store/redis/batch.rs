@@ -13,7 +13,7 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{SAVE, SAVE_ARGS, cache::Ticket, link::Connection, map_error};
+use super::{SAVE, cache::Ticket, link::Connection, map_error};
 use crate::store::{Id, Record, StoreError, StoreErrorKind};
 
 /// Saves per call at most, so no one call keeps Redis busy for long.
@@ -101,9 +101,8 @@ async fn send(conn: &Connection, jobs: &mut Vec<Job>) {
             .arg(has_user)
             .arg(user_hex)
             .arg(if read_back { super::READ_BACK } else { "0" });
-        tickets.push(conn.cache.as_ref().map(|cache| cache.ticket(&job.cached)));
+        tickets.push(conn.cache.ticket(&job.cached));
     }
-    debug_assert_eq!(SAVE_ARGS, 9);
     let mut redis = link.conn();
     let call = super::eval::<Vec<i64>>(&mut redis, &SAVE, &cmd, keeps);
     let codes = match tokio::time::timeout(timeout, call).await {
@@ -127,18 +126,9 @@ async fn send(conn: &Connection, jobs: &mut Vec<Job>) {
     };
     conn.heard(&link);
     for ((mut job, code), ticket) in jobs.drain(..).zip(codes).zip(tickets) {
-        if let (Some(cache), Some(ticket)) = (&conn.cache, ticket) {
-            let kept = (code == 1 && tracked).then(|| job.keep.take()).flatten();
-            cache.wrote(ticket, &job.cached, kept);
-        }
-        let status = if code == super::CORRUPT {
-            Err(StoreError::new(
-                StoreErrorKind::Corrupt,
-                "save: the stored session is not in a format this store reads",
-            ))
-        } else {
-            Ok(code)
-        };
+        let kept = (code == 1 && keeps).then(|| job.keep.take()).flatten();
+        conn.cache.wrote(ticket, &job.cached, kept);
+        let status = super::corrupt_status("save", code);
         // The request may have given up (its own timeout): nothing to do.
         let _ = job.reply.send(status);
     }
@@ -146,12 +136,11 @@ async fn send(conn: &Connection, jobs: &mut Vec<Job>) {
 
 /// Answers every job with `err`; what Redis now holds is unknown, so the
 /// cache drops its copies.
-fn fail(conn: &Connection, jobs: &mut Vec<Job>, tickets: &[Option<Ticket>], err: &StoreError) {
+fn fail(conn: &Connection, jobs: &mut Vec<Job>, tickets: &[Ticket], err: &StoreError) {
     for (i, job) in jobs.drain(..).enumerate() {
-        if let (Some(cache), Some(Some(ticket))) = (&conn.cache, tickets.get(i)) {
-            cache.wrote(*ticket, &job.cached, None);
-        } else if let Some(cache) = &conn.cache {
-            cache.invalidate(&job.cached);
+        match tickets.get(i) {
+            Some(ticket) => conn.cache.wrote(*ticket, &job.cached, None),
+            None => conn.cache.invalidate(&job.cached),
         }
         let _ = job
             .reply

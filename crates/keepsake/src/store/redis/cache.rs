@@ -44,7 +44,10 @@ struct Shard {
 /// Local copies of sessions, by key prefix and id.
 pub(super) struct Cache {
     shards: Box<[Mutex<Shard>]>,
-    /// Copies kept per shard at most.
+    /// The capacity, as set.
+    capacity: AtomicUsize,
+    /// Copies kept per shard at most: the capacity spread over the shards,
+    /// rounded up.
     per_shard: AtomicUsize,
     /// The key prefixes of the stores that use the cache, numbered.
     prefixes: Mutex<HashMap<String, u64>>,
@@ -71,6 +74,7 @@ impl Cache {
     pub(super) fn new(capacity: usize) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            capacity: AtomicUsize::new(capacity),
             per_shard: AtomicUsize::new(per_shard(capacity)),
             prefixes: Mutex::new(HashMap::new()),
         }
@@ -78,12 +82,14 @@ impl Cache {
 
     /// Sets the capacity (copies already kept beyond it go as others come).
     pub(super) fn set_capacity(&self, capacity: usize) {
+        self.capacity.store(capacity, Ordering::Relaxed);
         self.per_shard.store(per_shard(capacity), Ordering::Relaxed);
     }
 
-    /// The capacity, as set (rounded up to a multiple of the shards).
+    /// The capacity, as set (the shards may hold a little more: it is
+    /// spread over them rounded up).
     pub(super) fn capacity(&self) -> usize {
-        self.per_shard.load(Ordering::Relaxed) * SHARDS
+        self.capacity.load(Ordering::Relaxed)
     }
 
     /// The number of the store key prefix `prefix`.
@@ -299,7 +305,7 @@ mod tests {
             let key = (0, Id::random());
             cache.fill(cache.ticket(&key), &key, shared(key.1, 0));
         }
-        assert!(cache.len() <= 4096, "{}", cache.len());
+        assert!(cache.len() <= 4096 + super::SHARDS, "{}", cache.len());
         assert!(cache.len() > 3000, "{}", cache.len());
     }
 

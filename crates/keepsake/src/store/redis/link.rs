@@ -41,7 +41,7 @@ struct LinkState {
     /// the [`Connection`] was made.
     heard: AtomicU64,
     /// The cache the link's invalidations go to.
-    cache: Option<Arc<Cache>>,
+    cache: Arc<Cache>,
 }
 
 impl Link {
@@ -64,9 +64,7 @@ impl Link {
     pub(super) fn failed(&self, err: &RedisError) {
         if err.is_unrecoverable_error() || err.is_connection_dropped() || err.is_io_error() {
             self.state.broken.store(true, Ordering::Release);
-            if let Some(cache) = &self.state.cache {
-                cache.flush();
-            }
+            self.state.cache.flush();
         }
     }
 }
@@ -79,8 +77,9 @@ pub(super) struct Connection {
     /// One reconnection at a time.
     reconnecting: tokio::sync::Mutex<()>,
     generations: AtomicU64,
-    /// The local copies of sessions, if the store keeps them.
-    pub(super) cache: Option<Arc<Cache>>,
+    /// The local copies of sessions (used by the store handles that keep
+    /// them).
+    pub(super) cache: Arc<Cache>,
     /// How long the cache is trusted after Redis was last heard from.
     trust: Duration,
     started: Instant,
@@ -92,7 +91,7 @@ impl Connection {
     pub(super) async fn open(
         client: Client,
         connect_timeout: Duration,
-        cache: Option<Arc<Cache>>,
+        cache: Arc<Cache>,
         trust: Duration,
     ) -> Result<Self, RedisError> {
         let started = Instant::now();
@@ -177,9 +176,6 @@ impl Connection {
     /// listing), so Redis remembers no more keys than it must. Whether Redis
     /// does.
     pub(super) async fn track(&self, link: &Link, timeout: Duration) -> bool {
-        if self.cache.is_none() {
-            return false;
-        }
         // Only a definite answer is kept: after a timeout or a broken
         // connection the next command asks again.
         let ask = || async {
@@ -223,7 +219,7 @@ async fn new_link(
     client: &Client,
     connect_timeout: Duration,
     generation: u64,
-    cache: Option<Arc<Cache>>,
+    cache: Arc<Cache>,
     started: Instant,
 ) -> Result<Link, RedisError> {
     let state = Arc::new(LinkState {
@@ -255,16 +251,13 @@ async fn new_link(
 }
 
 fn on_push(state: &LinkState, push: &PushInfo) {
-    let cache = state.cache.as_deref();
+    let cache = &state.cache;
     match push.kind {
         PushKind::Disconnection => {
             state.broken.store(true, Ordering::Release);
-            if let Some(cache) = cache {
-                cache.flush();
-            }
+            cache.flush();
         }
         PushKind::Invalidate => {
-            let Some(cache) = cache else { return };
             match push.data.first() {
                 Some(Value::Array(keys)) => {
                     for key in keys {
