@@ -161,7 +161,9 @@ const MAX_EXPIRE_AT: u64 = 253_402_300_799;
 /// A command that gets no answer within the command timeout (1 s by
 /// default) fails with [`StoreErrorKind::Timeout`]; a broken or refused
 /// connection, or an error reply, with [`StoreErrorKind::Unavailable`]; a
-/// stored value this store cannot read, with [`StoreErrorKind::Corrupt`].
+/// stored value this store cannot read (or a session key holding another
+/// type than a string), with [`StoreErrorKind::Corrupt`], for that session
+/// only: saves sent to Redis in the same call as its save are not affected.
 ///
 /// # Example
 ///
@@ -598,10 +600,24 @@ async fn eval_once<T: redis::FromRedisValue>(
 fn map_error(err: RedisError, what: &str) -> StoreError {
     let kind = if err.is_timeout() {
         StoreErrorKind::Timeout
+    } else if wrong_type(&err) {
+        // A session key holding a list, a hash...: not a session this
+        // store can read, like an unparsable value (Redis is fine).
+        StoreErrorKind::Corrupt
     } else {
         StoreErrorKind::Unavailable
     };
     StoreError::with_source(kind, format!("{what} failed"), err)
+}
+
+/// Whether Redis refused a command for the type of the value at its key
+/// (also as one command of a pipeline).
+fn wrong_type(err: &RedisError) -> bool {
+    err.code() == Some("WRONGTYPE")
+        || err
+            .clone()
+            .into_server_errors()
+            .is_some_and(|errors| errors.iter().any(|(_, err)| err.code() == "WRONGTYPE"))
 }
 
 /// The status scripts return for a value they cannot parse.
@@ -766,6 +782,18 @@ local function parse(val)
   end
   return version, deadline, u, abs, rest
 end
+-- The value of session key `key`: false if there is none, and '' (which
+-- never parses) if the key holds another type, so that such a key is an
+-- unparsable session of its own instead of an error of the whole script
+-- (which would also fail the other sessions of a batched SAVE).
+local function value(key)
+  local v = redis.pcall('GET', key)
+  if type(v) == 'table' and v.err then
+    if string.find(v.err, 'WRONGTYPE', 1, true) then return '' end
+    return redis.call('GET', key)
+  end
+  return v
+end
 "#
     };
 }
@@ -804,7 +832,7 @@ end
 -- one that has expired by `now` is deleted on the way) or -2 (unparsable).
 -- Without `now`, expiry is not looked at.
 local function stored(key, prefix, id, now)
-  local old = redis.call('GET', key)
+  local old = value(key)
   if not old then return nil, -1 end
   local version, deadline, user, abs, rest = parse(old)
   if not version then return nil, -2 end
@@ -835,7 +863,7 @@ static CREATE: LazyLock<Script> = LazyLock::new(|| {
         lua_users!(),
         lua_write!(),
         r#"
-local old = redis.call('GET', KEYS[1])
+local old = value(KEYS[1])
 if old then
   local version, deadline, user = parse(old)
   if not version then return -2 end
@@ -914,7 +942,7 @@ static DELETE: LazyLock<Script> = LazyLock::new(|| {
         lua_parse!(),
         lua_users!(),
         r#"
-local old = redis.call('GET', KEYS[1])
+local old = value(KEYS[1])
 if not old then return 0 end
 local version, _, user = parse(old)
 redis.call('DEL', KEYS[1])
@@ -950,7 +978,7 @@ static DELETE_USER: LazyLock<Script> = LazyLock::new(|| {
 local n = 0
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local key = ARGV[1] .. 'session:' .. id
-  local val = redis.call('GET', key)
+  local val = value(key)
   if val then
     local version, _, user = parse(val)
     if version and user == ARGV[2] then
@@ -974,7 +1002,7 @@ static LIST_USER: LazyLock<Script> = LazyLock::new(|| {
         r#"
 local out = {}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local val = redis.call('GET', ARGV[1] .. 'session:' .. id)
+  local val = value(ARGV[1] .. 'session:' .. id)
   if not val then
     redis.call('SREM', KEYS[1], id)
   else
@@ -2002,37 +2030,93 @@ mod tests {
         assert_eq!(cleanup(&store).await, 0, "nothing left behind");
     }
 
+    /// Puts a value no session has at `record`'s key: a string that is not
+    /// a stored session, or a hash.
+    async fn corrupt(store: &RedisStore, record: &Record, hash: bool) {
+        let mut conn = store.admin().await;
+        let key = store.session_key(&record.id);
+        let mut command = redis::cmd(if hash { "HSET" } else { "SET" });
+        command.arg(&key);
+        if hash {
+            command.arg("field");
+        }
+        let _: redis::Value = command
+            .arg("not json")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let kind: String = redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(kind, if hash { "hash" } else { "string" });
+    }
+
+    fn kind<T>(result: Result<T, StoreError>) -> StoreErrorKind {
+        result.map(|_| ()).unwrap_err().kind()
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn corrupt_values_are_reported() {
         let Some(url) = url() else { return };
         let _serial = SERIAL.lock().await;
         let store = store(&url).await;
-        let mut conn = store.admin().await;
         let now = now();
-        let record = Record::new(Id::random(), now, None, 3_600);
-        let () = redis::cmd("SET")
-            .arg(store.session_key(&record.id))
-            .arg("not json")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        fn kind<T>(result: Result<T, StoreError>) -> StoreErrorKind {
-            result.map(|_| ()).unwrap_err().kind()
+        for hash in [false, true] {
+            let record = Record::new(Id::random(), now, None, 3_600);
+            corrupt(&store, &record, hash).await;
+            let corrupt = StoreErrorKind::Corrupt;
+            assert_eq!(
+                kind(store.load(&record.id, now).await),
+                corrupt,
+                "hash: {hash}"
+            );
+            assert_eq!(
+                kind(store.save(&record, now).await),
+                corrupt,
+                "hash: {hash}"
+            );
+            assert_eq!(
+                kind(store.touch(&record.id, now, now).await),
+                corrupt,
+                "hash: {hash}"
+            );
+            assert_eq!(kind(store.create(&record).await), corrupt, "hash: {hash}");
+            assert!(store.delete(&record.id).await.unwrap(), "hash: {hash}");
+            assert_eq!(store.load(&record.id, now).await.unwrap(), None);
         }
-        assert_eq!(
-            kind(store.load(&record.id, now).await),
-            StoreErrorKind::Corrupt
-        );
-        assert_eq!(
-            kind(store.save(&record, now).await),
-            StoreErrorKind::Corrupt
-        );
-        assert_eq!(
-            kind(store.touch(&record.id, now, now).await),
-            StoreErrorKind::Corrupt
-        );
-        assert_eq!(kind(store.create(&record).await), StoreErrorKind::Corrupt);
-        assert!(store.delete(&record.id).await.unwrap());
+        cleanup(&store).await;
+    }
+
+    /// Saves sent together in one `SAVE` call each get their own status: a
+    /// session key holding a hash fails its own save only.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_corrupt_session_fails_only_its_own_save_in_a_batch() {
+        let Some(url) = url() else { return };
+        let _serial = SERIAL.lock().await;
+        let store = store(&url).await;
+        let now = now();
+        let mut records = Vec::new();
+        for _ in 0..40 {
+            let record = Record::new(Id::random(), now, None, 3_600);
+            store.create(&record).await.unwrap();
+            records.push(record);
+        }
+        let bad = Record::new(Id::random(), now, None, 3_600);
+        corrupt(&store, &bad, true).await;
+        // The first save goes alone; the rest queue behind it and go in
+        // one or two calls, the corrupt one among them.
+        records.insert(20, bad.clone());
+        let saves = records.iter().map(|record| store.save(record, now));
+        let results = futures_util::future::join_all(saves).await;
+        for (record, result) in records.iter().zip(results) {
+            if record.id == bad.id {
+                assert_eq!(kind(result), StoreErrorKind::Corrupt);
+            } else {
+                assert_eq!(result.unwrap(), Saved::Saved { version: 1 });
+            }
+        }
         cleanup(&store).await;
     }
 
