@@ -123,7 +123,6 @@ async fn seed(store: &AnyStore, now: u64) -> Seeded {
     }
 }
 
-/// The scenario, on the store at `url`, which must be empty.
 /// Whether session `id` is gone from `store` within a second. The app's
 /// handle sees a revocation made by another process once its store does:
 /// at once, or with the Redis store's local cache, once Redis's
@@ -139,6 +138,7 @@ async fn gone_soon(store: &AnyStore, id: &Id, now: u64) -> bool {
     false
 }
 
+/// The scenario, on the store at `url`, which must be empty.
 fn scenario(url: &str) {
     let rt = runtime();
     let now = unix_now();

@@ -560,10 +560,7 @@ async fn redis_commands_per_request() {
         }
     };
     // Simulated time from the real now: Redis expires keys by its own clock.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs();
+    let now = unix_now();
     let clock = ManualClock::new(now);
     let store = RedisStore::connect(&spare.url())
         .await
@@ -730,10 +727,7 @@ async fn redis_cache_is_not_trusted_after_a_second_of_silence() {
         .expect("connect to the spare Redis")
         .with_prefix(prefix)
         .with_local_cache(0);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs();
+    let now = unix_now();
 
     let mut old = Record::new(Id::random(), now, Some(600), 3_600);
     old.data.insert("step".into(), serde_json::json!("old"));
@@ -832,6 +826,14 @@ async fn redis_cache_is_not_trusted_after_a_second_of_silence() {
         "the new version was not read within {RECOVERY:?} of the thaw; last: {last:?}"
     );
     assert!(deleted.expect("delete the session"), "the session was gone");
+}
+
+/// The real time, in seconds since 1970.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
 }
 
 /// A bounded load's outcome, for messages.

@@ -435,10 +435,7 @@ impl RedisStore {
     }
 
     fn timed_out(&self, what: &str) -> StoreError {
-        StoreError::new(
-            StoreErrorKind::Timeout,
-            format!("{what}: no answer from Redis within {:?}", self.timeout),
-        )
+        timed_out(what, self.timeout)
     }
 
     /// Runs one Redis round trip on `link` under the command timeout.
@@ -472,20 +469,6 @@ impl RedisStore {
         self.run(what, &link, command.query_async(&mut conn)).await
     }
 
-    /// Runs a script that answers with an integer status, on `link`.
-    async fn status_on(
-        &self,
-        what: &str,
-        link: &Link,
-        invocation: &redis::ScriptInvocation<'_>,
-    ) -> Result<i64, StoreError> {
-        let mut conn = link.conn();
-        let code: i64 = self
-            .run(what, link, invocation.invoke_async(&mut conn))
-            .await?;
-        corrupt_status(what, code)
-    }
-
     /// Runs a script that answers with an integer status.
     async fn status(
         &self,
@@ -493,7 +476,11 @@ impl RedisStore {
         invocation: &redis::ScriptInvocation<'_>,
     ) -> Result<i64, StoreError> {
         let link = self.link(what).await?;
-        self.status_on(what, &link, invocation).await
+        let mut conn = link.conn();
+        let code: i64 = self
+            .run(what, &link, invocation.invoke_async(&mut conn))
+            .await?;
+        corrupt_status(what, code)
     }
 
     /// Drops every copy in the cache (after a change to many sessions).
@@ -519,7 +506,7 @@ impl RedisStore {
         kept: Option<&(dyn Fn(i64) -> Option<Record> + Sync)>,
     ) -> Result<i64, StoreError> {
         let link = self.link(what).await?;
-        let tracked = self.cached && kept.is_some() && self.tracked(&link).await;
+        let tracked = kept.is_some() && self.tracked(&link).await;
         cmd.arg(if tracked { READ_BACK } else { "0" });
         // The cache is shared with this handle's clones, which may keep
         // copies even if this handle does not: every write settles the copy.
@@ -537,6 +524,14 @@ impl RedisStore {
         self.conn.cache.wrote(ticket, &cached, record);
         result
     }
+}
+
+/// The error of a command that got no answer within `timeout`.
+fn timed_out(what: &str, timeout: Duration) -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Timeout,
+        format!("{what}: no answer from Redis within {timeout:?}"),
+    )
 }
 
 /// A script's status, or the error of [`CORRUPT`].
@@ -569,16 +564,19 @@ async fn eval<T: redis::FromRedisValue>(
     cmd: &redis::Cmd,
     track: bool,
 ) -> Result<T, RedisError> {
-    match eval_once(conn, cmd, track).await {
+    match send(conn, cmd, track).await {
         Err(err) if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
             script.load_async(conn).await?;
-            eval_once(conn, cmd, track).await
+            send(conn, cmd, track).await
         }
         result => result,
     }
 }
 
-async fn eval_once<T: redis::FromRedisValue>(
+/// Sends `cmd`; with `track`, right after `CLIENT CACHING YES`, in the same
+/// write, so that Redis tracks the keys it reads for this connection
+/// (tracking is `OPTIN`).
+async fn send<T: redis::FromRedisValue>(
     conn: &mut redis::aio::MultiplexedConnection,
     cmd: &redis::Cmd,
     track: bool,
@@ -1109,30 +1107,12 @@ impl SessionStore for RedisStore {
             Some(cache) if self.tracked(&link).await => Some(cache),
             _ => None,
         };
-        let ticket = cache.map(|cache| cache.ticket(&cached));
+        let filling = cache.map(|cache| (cache, cache.ticket(&cached)));
         let asked_on = link.generation();
         let get = redis::cmd("GET").arg(&key).clone();
-        // With the cache, the read is tracked (`OPTIN`): right after `CLIENT
-        // CACHING YES`, in the same write.
-        let tracked_get = cache.map(|_| {
-            let mut pipe = redis::pipe();
-            pipe.cmd("CLIENT")
-                .arg("CACHING")
-                .arg("YES")
-                .ignore()
-                .add_command(get.clone());
-            pipe
-        });
         let mut conn = link.conn();
-        let first = async {
-            match &tracked_get {
-                Some(pipe) => pipe
-                    .query_async::<(Option<Vec<u8>>,)>(&mut conn)
-                    .await
-                    .map(|(value,)| value),
-                None => get.query_async(&mut conn).await,
-            }
-        };
+        // With the cache, the read is tracked.
+        let first = send(&mut conn, &get, filling.is_some());
         let value: Option<Vec<u8>> = match tokio::time::timeout(self.timeout, first).await {
             Err(_) => return Err(self.timed_out("load")),
             // A connection Redis closed while idle (`timeout`, a proxy)
@@ -1154,7 +1134,7 @@ impl SessionStore for RedisStore {
         if record.is_expired_at(now) {
             return Ok(None);
         }
-        if let (Some(cache), Some(ticket)) = (cache, ticket)
+        if let Some((cache, ticket)) = filling
             && link.generation() == asked_on
             && !link.is_broken()
         {
@@ -1185,12 +1165,7 @@ impl SessionStore for RedisStore {
         })?;
         let status = match tokio::time::timeout(self.timeout, status).await {
             Ok(Ok(status)) => status?,
-            Ok(Err(_)) => {
-                return Err(StoreError::new(
-                    StoreErrorKind::Unavailable,
-                    "save: the Redis store's save task stopped",
-                ));
-            }
+            Ok(Err(_)) => return Err(batch::stopped()),
             Err(_) => return Err(self.timed_out("save")),
         };
         match status {
@@ -1878,11 +1853,7 @@ mod tests {
             panic!("no CLIENT ID");
         };
         let old_id = client_id(store.clone()).await;
-        let mut admin = Client::open(url.as_str())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
+        let mut admin = other_connection(&url).await;
         // Only the store's connection, not other tests' connections.
         let killed: i64 = redis::cmd("CLIENT")
             .arg("KILL")

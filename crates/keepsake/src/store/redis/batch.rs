@@ -13,7 +13,7 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{SAVE, cache::Ticket, link::Connection, map_error};
+use super::{SAVE, cache::Ticket, link::Connection, map_error, timed_out};
 use crate::store::{Id, Record, StoreError, StoreErrorKind};
 
 /// Saves per call at most, so no one call keeps Redis busy for long.
@@ -55,13 +55,16 @@ impl Saves {
 
     /// Queues `job`; its status arrives on its `reply`.
     pub(super) fn push(&self, job: Job) -> Result<(), StoreError> {
-        self.queue.send(job).map_err(|_| {
-            StoreError::new(
-                StoreErrorKind::Unavailable,
-                "the Redis store's save task has stopped (its runtime shut down)",
-            )
-        })
+        self.queue.send(job).map_err(|_| stopped())
     }
+}
+
+/// The error of a save when the task that sends them is gone.
+pub(super) fn stopped() -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Unavailable,
+        "save: the Redis store's save task has stopped (its runtime shut down)",
+    )
 }
 
 async fn send_all(conn: Arc<Connection>, mut queue: mpsc::UnboundedReceiver<Job>) {
@@ -77,7 +80,7 @@ async fn send(conn: &Connection, jobs: &mut Vec<Job>) {
     let link = match tokio::time::timeout(timeout, conn.link()).await {
         Ok(Ok(link)) => link,
         Ok(Err(err)) => return fail(conn, jobs, &[], &map_error(err, "save")),
-        Err(_) => return fail(conn, jobs, &[], &timed_out(timeout)),
+        Err(_) => return fail(conn, jobs, &[], &timed_out("save", timeout)),
     };
     let tracked = conn.track(&link, timeout).await;
     let keeps = tracked && jobs.iter().any(|job| job.keep.is_some());
@@ -122,7 +125,7 @@ async fn send(conn: &Connection, jobs: &mut Vec<Job>) {
             link.failed(&err);
             return fail(conn, jobs, &tickets, &map_error(err, "save"));
         }
-        Err(_) => return fail(conn, jobs, &tickets, &timed_out(timeout)),
+        Err(_) => return fail(conn, jobs, &tickets, &timed_out("save", timeout)),
     };
     conn.heard(&link);
     for ((mut job, code), ticket) in jobs.drain(..).zip(codes).zip(tickets) {
@@ -146,11 +149,4 @@ fn fail(conn: &Connection, jobs: &mut Vec<Job>, tickets: &[Ticket], err: &StoreE
             .reply
             .send(Err(StoreError::new(err.kind(), err.to_string())));
     }
-}
-
-fn timed_out(timeout: Duration) -> StoreError {
-    StoreError::new(
-        StoreErrorKind::Timeout,
-        format!("save: no answer from Redis within {timeout:?}"),
-    )
 }
