@@ -193,7 +193,8 @@ pub struct RedisStore {
     cached: bool,
     /// This handle's key prefix in the cache.
     tag: u64,
-    prefix: String,
+    /// Shared with the queued saves, which send it as an argument.
+    prefix: Arc<str>,
     timeout: Duration,
 }
 
@@ -256,7 +257,7 @@ impl RedisStore {
             tag: cache.prefix(DEFAULT_PREFIX),
             conn,
             cached: true,
-            prefix: DEFAULT_PREFIX.to_owned(),
+            prefix: Arc::from(DEFAULT_PREFIX),
             timeout: DEFAULT_TIMEOUT,
         })
     }
@@ -276,7 +277,7 @@ impl RedisStore {
     /// ```
     #[must_use]
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
+        self.prefix = Arc::from(prefix.into());
         self.tag = self.conn.cache.prefix(&self.prefix);
         self
     }
@@ -1070,7 +1071,7 @@ impl SessionStore for RedisStore {
         let (has_user, user_hex) = user_args(record.user.as_deref());
         let mut cmd = evalsha(&CREATE, 1);
         cmd.arg(self.session_key(&record.id))
-            .arg(&self.prefix)
+            .arg(&*self.prefix)
             .arg(record.id.to_string())
             .arg(encode(record, record.version))
             .arg(record.created_at)
@@ -1149,7 +1150,7 @@ impl SessionStore for RedisStore {
         self.saves.push(Job {
             key: self.session_key(&record.id),
             cached: (self.tag, record.id),
-            prefix: self.prefix.clone(),
+            prefix: Arc::clone(&self.prefix),
             id: record.id.to_string(),
             value: encode(record, version),
             now,
@@ -1178,7 +1179,7 @@ impl SessionStore for RedisStore {
     async fn touch(&self, id: &Id, idle_deadline: u64, now: u64) -> Result<Touched, StoreError> {
         let mut cmd = evalsha(&TOUCH, 1);
         cmd.arg(self.session_key(id))
-            .arg(&self.prefix)
+            .arg(&*self.prefix)
             .arg(id.to_string())
             .arg(idle_deadline)
             .arg(now);
@@ -1192,7 +1193,7 @@ impl SessionStore for RedisStore {
     async fn delete(&self, id: &Id) -> Result<bool, StoreError> {
         let mut cmd = evalsha(&DELETE, 1);
         cmd.arg(self.session_key(id))
-            .arg(&self.prefix)
+            .arg(&*self.prefix)
             .arg(id.to_string());
         Ok(self.write("delete", id, &DELETE, cmd, None).await? == 1)
     }
@@ -1200,7 +1201,7 @@ impl SessionStore for RedisStore {
     async fn delete_if_version(&self, id: &Id, version: u64) -> Result<Deleted, StoreError> {
         let mut cmd = evalsha(&DELETE_IF_VERSION, 1);
         cmd.arg(self.session_key(id))
-            .arg(&self.prefix)
+            .arg(&*self.prefix)
             .arg(id.to_string())
             .arg(version.to_string());
         match self
@@ -1219,7 +1220,7 @@ impl SessionStore for RedisStore {
 
     async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
         let mut invocation = DELETE_USER.key(self.user_key(user));
-        invocation.arg(&self.prefix).arg(hex(user.as_bytes()));
+        invocation.arg(&*self.prefix).arg(hex(user.as_bytes()));
         let count = self.status("delete_user", &invocation).await;
         // Many sessions at once, by a script: drop every copy.
         self.flush_cache();
@@ -1229,7 +1230,7 @@ impl SessionStore for RedisStore {
     async fn list_user(&self, user: &str, now: u64) -> Result<Vec<Record>, StoreError> {
         let mut invocation = LIST_USER.key(self.user_key(user));
         invocation
-            .arg(&self.prefix)
+            .arg(&*self.prefix)
             .arg(hex(user.as_bytes()))
             .arg(now);
         let link = self.link("list_user").await?;
@@ -1335,7 +1336,7 @@ impl RedisStore {
             for key in &sessions {
                 invocation.key(key.as_slice());
             }
-            invocation.arg(&self.prefix).arg(now);
+            invocation.arg(&*self.prefix).arg(now);
             let count = self.status("purge_expired", &invocation).await?;
             purged += usize::try_from(count).unwrap_or(0);
             if count > 0 {
@@ -1347,7 +1348,7 @@ impl RedisStore {
             for key in &users {
                 invocation.key(key.as_slice());
             }
-            invocation.arg(&self.prefix);
+            invocation.arg(&*self.prefix);
             self.status("purge_expired", &invocation).await?;
         }
         Ok((next, purged))
@@ -1690,7 +1691,7 @@ mod tests {
         let other = RedisStore::connect(&url)
             .await
             .unwrap()
-            .with_prefix(store.prefix.clone());
+            .with_prefix(store.prefix());
         let mut admin = other_connection(&url).await;
         let now = now();
         let mut record = Record::new(Id::random(), now, Some(60), 3_600);
@@ -1793,7 +1794,7 @@ mod tests {
         let other = RedisStore::connect(&url)
             .await
             .unwrap()
-            .with_prefix(store.prefix.clone())
+            .with_prefix(store.prefix())
             .with_local_cache(0);
         let mut admin = other_connection(&url).await;
         let now = now();

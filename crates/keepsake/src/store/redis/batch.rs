@@ -24,7 +24,7 @@ pub(super) struct Job {
     pub(super) key: String,
     /// The session in the local cache.
     pub(super) cached: (u64, Id),
-    pub(super) prefix: String,
+    pub(super) prefix: Arc<str>,
     pub(super) id: String,
     pub(super) value: Vec<u8>,
     pub(super) now: u64,
@@ -95,7 +95,7 @@ async fn send(conn: &Connection, jobs: &mut Vec<Job>) {
             None => ("0", ""),
         };
         let read_back = keeps && job.keep.is_some();
-        cmd.arg(&job.prefix)
+        cmd.arg(&*job.prefix)
             .arg(&job.id)
             .arg(&job.value)
             .arg(job.now)
