@@ -62,11 +62,16 @@ impl Link {
     /// the connection unusable, and empties the cache (as its push handler
     /// does once it sees the connection close; this may come first).
     pub(super) fn failed(&self, err: &RedisError) {
-        if err.is_unrecoverable_error() || err.is_connection_dropped() || err.is_io_error() {
+        if breaks_link(err) {
             self.state.broken.store(true, Ordering::Release);
             self.state.cache.flush();
         }
     }
+}
+
+/// Whether `err` leaves the connection it came on unusable.
+fn breaks_link(err: &RedisError) -> bool {
+    err.is_unrecoverable_error() || err.is_connection_dropped() || err.is_io_error()
 }
 
 /// The connection shared by a store and its clones.
@@ -187,11 +192,7 @@ impl Connection {
                     self.heard(link);
                     Ok(true)
                 }
-                Ok(Err(err))
-                    if err.is_unrecoverable_error()
-                        || err.is_connection_dropped()
-                        || err.is_io_error() =>
-                {
+                Ok(Err(err)) if breaks_link(&err) => {
                     link.failed(&err);
                     Err(())
                 }
