@@ -67,6 +67,7 @@ pub async fn run_all<S: SessionStore>(store: &S) {
     per_user_index(store).await;
     purge_removes_only_expired(store).await;
     large_records_and_unicode(store).await;
+    numbers_round_trip_exactly(store).await;
     many_sessions(store, 1_000).await;
     concurrent_saves_one_winner_per_version(store).await;
 }
@@ -542,6 +543,61 @@ pub async fn large_records_and_unicode<S: SessionStore>(store: &S) {
         store.load(&record.id, now).await.unwrap().as_ref(),
         Some(&record)
     );
+    store.delete(&record.id).await.unwrap();
+}
+
+/// Numbers in session data load back exactly: floats bit for bit (those
+/// that need all 17 digits, the largest, the smallest, subnormals) and
+/// integers at the ends of `i64` and `u64`.
+///
+/// The one exception allowed is the sign of a zero float (`-0.0` may load
+/// as `0.0`: PostgreSQL's JSONB keeps numbers as decimals, which have no
+/// negative zero), so the check uses no zero.
+///
+/// # Panics
+///
+/// If the store breaks the rule.
+///
+/// # Example
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// keepsake::store::conformance::numbers_round_trip_exactly(&keepsake::store::MemoryStore::new()).await;
+/// # });
+/// ```
+pub async fn numbers_round_trip_exactly<S: SessionStore>(store: &S) {
+    let floats = [
+        0.1 + 0.2,
+        1.0 / 3.0,
+        -2.0_f64.sqrt(),
+        1.0715660391465826e-75,
+        6.666666666666667e59,
+        f64::MAX,
+        f64::MIN,
+        f64::MIN_POSITIVE,
+        f64::EPSILON,
+        5e-324,
+        -2.225073858507201e-308,
+        1e300,
+    ];
+    let now = base();
+    let mut record = record(now);
+    record.data.insert("floats".into(), json!(floats));
+    record
+        .data
+        .insert("ints".into(), json!([i64::MIN, i64::MAX, u64::MAX, -1]));
+    store.create(&record).await.unwrap();
+    let loaded = store.load(&record.id, now).await.unwrap().unwrap();
+    assert_eq!(loaded.data["ints"], record.data["ints"], "integers changed");
+    let back: Vec<f64> = serde_json::from_value(loaded.data["floats"].clone()).unwrap();
+    for (stored, back) in floats.iter().zip(&back) {
+        assert_eq!(
+            stored.to_bits(),
+            back.to_bits(),
+            "the float {stored:e} loaded back as {back:e}"
+        );
+    }
+    assert_eq!(back.len(), floats.len());
     store.delete(&record.id).await.unwrap();
 }
 
