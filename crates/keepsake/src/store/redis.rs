@@ -140,7 +140,10 @@ const MAX_EXPIRE_AT: u64 = 253_402_300_799;
 /// compare-and-set of `save` cannot race), and concurrent saves share one.
 /// With the cache, a `GET`, a `create` and a call of `SAVE` go right after
 /// `CLIENT CACHING YES`, in the same write (so two commands, one round
-/// trip), which tells Redis to track the keys they read. Scripts are sent
+/// trip), which tells Redis to track the keys they read: the `GET`'s, and
+/// the key a script reads back after writing it. (A script that may write
+/// a key reads it first with `GETEX`, a write command, which Redis does not
+/// track: the write would end the tracking anyway.) Scripts are sent
 /// with `EVALSHA`; after a Redis restart the first call finds the script
 /// missing and loads it again (`SCRIPT LOAD`, then `EVALSHA`) by itself.
 /// Each new connection also sends `CLIENT TRACKING ON OPTIN NOLOOP` once,
@@ -784,12 +787,16 @@ end
 -- The value of session key `key`: false if there is none, and '' (which
 -- never parses) if the key holds another type, so that such a key is an
 -- unparsable session of its own instead of an error of the whole script
--- (which would also fail the other sessions of a batched SAVE).
-local function value(key)
-  local v = redis.pcall('GET', key)
+-- (which would also fail the other sessions of a batched SAVE). `read` is
+-- 'GET', or 'GETEX' (the same without options, but a write command, so
+-- that Redis does not track the key for a caching connection) in scripts
+-- that may write the key next: a write ends the tracking anyway, and
+-- tracking costs Redis a radix-tree insert per read.
+local function value(key, read)
+  local v = redis.pcall(read, key)
   if type(v) == 'table' and v.err then
     if string.find(v.err, 'WRONGTYPE', 1, true) then return '' end
-    return redis.call('GET', key)
+    return redis.call(read, key)
   end
   return v
 end
@@ -831,7 +838,7 @@ end
 -- one that has expired by `now` is deleted on the way) or -2 (unparsable).
 -- Without `now`, expiry is not looked at.
 local function stored(key, prefix, id, now)
-  local old = value(key)
+  local old = value(key, 'GETEX')
   if not old then return nil, -1 end
   local version, deadline, user, abs, rest = parse(old)
   if not version then return nil, -2 end
@@ -862,7 +869,7 @@ static CREATE: LazyLock<Script> = LazyLock::new(|| {
         lua_users!(),
         lua_write!(),
         r#"
-local old = value(KEYS[1])
+local old = value(KEYS[1], 'GETEX')
 if old then
   local version, deadline, user = parse(old)
   if not version then return -2 end
@@ -941,7 +948,7 @@ static DELETE: LazyLock<Script> = LazyLock::new(|| {
         lua_parse!(),
         lua_users!(),
         r#"
-local old = value(KEYS[1])
+local old = value(KEYS[1], 'GETEX')
 if not old then return 0 end
 local version, _, user = parse(old)
 redis.call('DEL', KEYS[1])
@@ -977,7 +984,7 @@ static DELETE_USER: LazyLock<Script> = LazyLock::new(|| {
 local n = 0
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local key = ARGV[1] .. 'session:' .. id
-  local val = value(key)
+  local val = value(key, 'GET')
   if val then
     local version, _, user = parse(val)
     if version and user == ARGV[2] then
@@ -1001,7 +1008,7 @@ static LIST_USER: LazyLock<Script> = LazyLock::new(|| {
         r#"
 local out = {}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local val = value(ARGV[1] .. 'session:' .. id)
+  local val = value(ARGV[1] .. 'session:' .. id, 'GET')
   if not val then
     redis.call('SREM', KEYS[1], id)
   else
@@ -1583,7 +1590,7 @@ mod tests {
 
     /// Commands a script may run inside Redis (counted by Redis too).
     const INSIDE_SCRIPTS: &[&str] = &[
-        "get", "set", "del", "exists", "sadd", "srem", "expireat", "persist", "smembers",
+        "get", "getex", "set", "del", "exists", "sadd", "srem", "expireat", "persist", "smembers",
     ];
 
     /// Whether `commands` is one `EVALSHA` plus what scripts run inside.
@@ -1751,6 +1758,71 @@ mod tests {
             .unwrap();
         let took = until(&store, &record.id, now, Option::is_none).await;
         eprintln!("another client's delete seen after {took:?}");
+        cleanup(&store).await;
+    }
+
+    /// After this store's own create or save (whose copy the cache keeps),
+    /// another server's change is still seen at once, long before the
+    /// second of silence after which the cache is not trusted anyway: the
+    /// scripts' read-back keeps Redis tracking the key for this connection.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_change_after_our_own_write_is_seen_at_once() {
+        let Some(url) = url() else { return };
+        let _serial = SERIAL.lock().await;
+        let store = store(&url).await;
+        let other = RedisStore::connect(&url)
+            .await
+            .unwrap()
+            .with_prefix(store.prefix())
+            .with_local_cache(0);
+        let mut admin = other_connection(&url).await;
+        let now = now();
+        for save_first in [false, true] {
+            let mut record = Record::new(Id::random(), now, Some(60), 3_600);
+            store.create(&record).await.unwrap();
+            if save_first {
+                record.data.insert("by".into(), json!("us"));
+                assert_eq!(
+                    store.save(&record, now).await.unwrap(),
+                    Saved::Saved { version: 1 }
+                );
+                record.version = 1;
+            }
+            let cached = commands_of(&mut admin, || async {
+                assert_eq!(
+                    store.load(&record.id, now).await.unwrap(),
+                    Some(record.clone())
+                );
+            })
+            .await;
+            assert!(cached.is_empty(), "the written copy is cached: {cached:?}");
+
+            record.data.insert("by".into(), json!("other"));
+            let version = record.version + 1;
+            assert_eq!(
+                other.save(&record, now).await.unwrap(),
+                Saved::Saved { version }
+            );
+            let took = until(&store, &record.id, now, |r| {
+                r.as_ref().is_some_and(|r| r.version == version)
+            })
+            .await;
+            eprintln!(
+                "after our own {}: another server's save seen after {took:?}",
+                if save_first { "save" } else { "create" }
+            );
+            assert!(
+                took < Duration::from_millis(300),
+                "seen only after {took:?}"
+            );
+
+            let _: i64 = redis::cmd("DEL")
+                .arg(store.session_key(&record.id))
+                .query_async(&mut admin)
+                .await
+                .unwrap();
+            until(&store, &record.id, now, Option::is_none).await;
+        }
         cleanup(&store).await;
     }
 
