@@ -404,7 +404,11 @@ mod tests {
             prop_assert_eq!(payload.len(), record.cookie_payload_len());
             let back = Record::from_cookie_payload(&payload);
             // Bit for bit, not just `==` (which holds for 0.0 and -0.0).
-            let bits = back.as_ref().ok().and_then(|back| back.data["float"].as_f64()).map(f64::to_bits);
+            let bits = back
+                .as_ref()
+                .ok()
+                .and_then(|back| back.data["float"].as_f64())
+                .map(f64::to_bits);
             prop_assert_eq!(bits, Some(float.to_bits()));
             prop_assert_eq!(back, Ok(record));
         }
