@@ -167,6 +167,11 @@ const MAX_EXPIRE_AT: u64 = 253_402_300_799;
 /// stored value this store cannot read (or a session key holding another
 /// type than a string), with [`StoreErrorKind::Corrupt`], for that session
 /// only: saves sent to Redis in the same call as its save are not affected.
+/// So does a create, save or touch of a session whose user's index key
+/// (`keepsake:user:<user>`) holds another type than a set; nothing of that
+/// session is written then. (Removing a session from such an index is
+/// skipped instead: the index is checked against the sessions whenever it
+/// is read, so a member left behind is harmless.)
 ///
 /// # Example
 ///
@@ -538,15 +543,20 @@ fn timed_out(what: &str, timeout: Duration) -> StoreError {
     )
 }
 
-/// A script's status, or the error of [`CORRUPT`].
+/// A script's status, or the error of [`CORRUPT`] or [`BROKEN_INDEX`].
 fn corrupt_status(what: &str, code: i64) -> Result<i64, StoreError> {
-    if code == CORRUPT {
-        return Err(StoreError::new(
-            StoreErrorKind::Corrupt,
-            format!("{what}: the stored session is not in a format this store reads"),
-        ));
-    }
-    Ok(code)
+    let problem = match code {
+        CORRUPT => "the stored session is not in a format this store reads",
+        BROKEN_INDEX => {
+            "the session's user index in Redis holds another type than a set \
+             (nothing was written)"
+        }
+        _ => return Ok(code),
+    };
+    Err(StoreError::new(
+        StoreErrorKind::Corrupt,
+        format!("{what}: {problem}"),
+    ))
 }
 
 /// An `EVALSHA` of `script` with `keys` keys; the keys, then the arguments,
@@ -624,6 +634,10 @@ fn wrong_type(err: &RedisError) -> bool {
 
 /// The status scripts return for a value they cannot parse.
 const CORRUPT: i64 = -2;
+
+/// The status of a write the scripts refuse because the user index key it
+/// would add the session to holds another type than a set.
+const BROKEN_INDEX: i64 = -3;
 
 /// The stored JSON, as written. Field order matters: the scripts match the
 /// header (`format` to `user_hex`) as a fixed pattern.
@@ -811,15 +825,28 @@ macro_rules! lua_users {
 local function ukey(prefix, uhex)
   return prefix .. 'user:' .. (string.gsub(uhex, '%x%x', function(c) return string.char(tonumber(c, 16)) end))
 end
-local function link(key, id, exp)
-  local fresh = redis.call('EXISTS', key) == 0
+-- The type of user index key `key`: 'none' or 'set', or nil if it holds
+-- another type (written by hand, or by another app). A write that would
+-- add a session to such a key writes nothing and answers -3, so that the
+-- script does not fail halfway (with the sessions of a batched SAVE before
+-- it written and those after it not).
+local function utype(key)
+  local t = redis.call('TYPE', key).ok
+  if t == 'none' or t == 'set' then return t end
+  return nil
+end
+-- Adds session `id` to index `key`, of type `t` (from `utype`).
+local function link(key, t, id, exp)
   redis.call('SADD', key, id)
   if exp == '' then redis.call('PERSIST', key)
-  elseif fresh then redis.call('EXPIREAT', key, exp)
+  elseif t == 'none' then redis.call('EXPIREAT', key, exp)
   else redis.call('EXPIREAT', key, exp, 'GT') end
 end
+-- Removes session `id` from its user's index. An index of another type is
+-- left alone: a member left behind is harmless (the index is checked
+-- against the sessions whenever it is read).
 local function unlink(prefix, uhex, id)
-  if uhex then redis.call('SREM', ukey(prefix, uhex), id) end
+  if uhex then redis.pcall('SREM', ukey(prefix, uhex), id) end
 end
 "#
     };
@@ -862,22 +889,30 @@ end
 const READ_BACK: &str = "1";
 
 /// KEYS: session. ARGV: prefix, id, value, now, expire-at, has-user, user
-/// hex, re-read (see `READ_BACK`). 1 created, 0 collision.
+/// hex, re-read (see `READ_BACK`). 1 created, 0 collision, -2 unparsable,
+/// -3 the user's index holds another type.
 static CREATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         lua_parse!(),
         lua_users!(),
         lua_write!(),
         r#"
-local old = value(KEYS[1], 'GETEX')
+local old, olduser = value(KEYS[1], 'GETEX'), nil
 if old then
   local version, deadline, user = parse(old)
   if not version then return -2 end
   if lt(ARGV[4], deadline) then return 0 end
-  unlink(ARGV[1], user, ARGV[2])
+  olduser = user
 end
+local uk, ut = nil, nil
+if ARGV[6] == '1' then
+  uk = ukey(ARGV[1], ARGV[7])
+  ut = utype(uk)
+  if not ut then return -3 end
+end
+unlink(ARGV[1], olduser, ARGV[2])
 put(KEYS[1], ARGV[3], ARGV[5])
-if ARGV[6] == '1' then link(ukey(ARGV[1], ARGV[7]), ARGV[2], ARGV[5]) end
+if uk then link(uk, ut, ARGV[2], ARGV[5]) end
 if ARGV[8] == '1' then redis.call('EXISTS', KEYS[1]) end
 return 1
 "#
@@ -887,7 +922,8 @@ return 1
 /// KEYS: sessions. ARGV, nine per session: prefix, id, value, now,
 /// expected version, expire-at, has-user, user hex, re-read (see
 /// `READ_BACK`). For each session in turn: 1 saved, 0 conflict, -1 gone,
-/// -2 unparsable. Many saves go in one call (see `batch.rs`).
+/// -2 unparsable, -3 the user's index holds another type. Many saves go in
+/// one call (see `batch.rs`).
 static SAVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         lua_parse!(),
@@ -904,13 +940,21 @@ for i, key in ipairs(KEYS) do
   elseif version ~= ARGV[a + 5] then
     out[i] = 0
   else
-    put(key, ARGV[a + 3], exp)
-    local new = nil
-    if ARGV[a + 7] == '1' then new = ARGV[a + 8] end
-    if user and user ~= new then unlink(prefix, user, id) end
-    if new then link(ukey(prefix, new), id, exp) end
-    if ARGV[a + 9] == '1' then redis.call('EXISTS', key) end
-    out[i] = 1
+    local new, uk, ut = nil, nil, nil
+    if ARGV[a + 7] == '1' then
+      new = ARGV[a + 8]
+      uk = ukey(prefix, new)
+      ut = utype(uk)
+    end
+    if uk and not ut then
+      out[i] = -3
+    else
+      put(key, ARGV[a + 3], exp)
+      if user and user ~= new then unlink(prefix, user, id) end
+      if uk then link(uk, ut, id, exp) end
+      if ARGV[a + 9] == '1' then redis.call('EXISTS', key) end
+      out[i] = 1
+    end
   end
 end
 return out
@@ -918,7 +962,8 @@ return out
     ))
 });
 
-/// KEYS: session. ARGV: prefix, id, idle deadline, now. 1 touched, -1 gone.
+/// KEYS: session. ARGV: prefix, id, idle deadline, now. 1 touched, -1 gone,
+/// -2 unparsable, -3 the user's index holds another type.
 static TOUCH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         lua_parse!(),
@@ -927,6 +972,12 @@ static TOUCH: LazyLock<Script> = LazyLock::new(|| {
         r#"
 local old, version, user, abs, rest = stored(KEYS[1], ARGV[1], ARGV[2], ARGV[4])
 if not old then return version end
+local uk, ut = nil, nil
+if user then
+  uk = ukey(ARGV[1], user)
+  ut = utype(uk)
+  if not ut then return -3 end
+end
 local idle = ARGV[3]
 if lt(abs, idle) then idle = abs end
 local uj = 'null'
@@ -936,7 +987,7 @@ local val = '{"format":1,"version":' .. version .. ',"absolute_deadline":' .. ab
 local exp = idle
 if lt('253402300799', idle) then exp = '' elseif idle == '0' then exp = '1' end
 put(KEYS[1], val, exp)
-if user then link(ukey(ARGV[1], user), ARGV[2], exp) end
+if uk then link(uk, ut, ARGV[2], exp) end
 return 1
 "#
     ))
@@ -1590,7 +1641,8 @@ mod tests {
 
     /// Commands a script may run inside Redis (counted by Redis too).
     const INSIDE_SCRIPTS: &[&str] = &[
-        "get", "getex", "set", "del", "exists", "sadd", "srem", "expireat", "persist", "smembers",
+        "get", "getex", "set", "del", "exists", "type", "sadd", "srem", "expireat", "persist",
+        "smembers",
     ];
 
     /// Whether `commands` is one `EVALSHA` plus what scripts run inside.
@@ -2161,6 +2213,70 @@ mod tests {
                 assert_eq!(result.unwrap(), Saved::Saved { version: 1 });
             }
         }
+        cleanup(&store).await;
+    }
+
+    /// A user's index key holding another type (written by hand, or by
+    /// another app) fails the saves, creates and touches of that user's
+    /// sessions as corrupt, and writes nothing for them: the rest of a
+    /// batched save goes through.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_broken_user_index_fails_only_its_users_sessions() {
+        let Some(url) = url() else { return };
+        let _serial = SERIAL.lock().await;
+        let store = store(&url).await;
+        let mut admin = other_connection(&url).await;
+        let now = now();
+        let user = format!("mallory-{}", Id::random());
+        let mut records = Vec::new();
+        for _ in 0..40 {
+            let record = Record::new(Id::random(), now, None, 3_600);
+            store.create(&record).await.unwrap();
+            records.push(record);
+        }
+        let mut bad = Record::new(Id::random(), now, Some(60), 3_600);
+        bad.user = Some(user.clone());
+        store.create(&bad).await.unwrap();
+        let _: () = redis::cmd("SET")
+            .arg(store.user_key(&user))
+            .arg("not a set")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        let stored = || async {
+            let value: Option<String> = redis::cmd("GET")
+                .arg(store.session_key(&bad.id))
+                .query_async(&mut other_connection(&url).await)
+                .await
+                .unwrap();
+            value
+        };
+        let before = stored().await;
+
+        records.insert(20, bad.clone());
+        let saves = records.iter().map(|record| store.save(record, now));
+        let results = futures_util::future::join_all(saves).await;
+        for (record, result) in records.iter().zip(results) {
+            if record.id == bad.id {
+                let err = result.unwrap_err();
+                assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{err}");
+                assert!(err.to_string().contains("user"), "{err}");
+            } else {
+                assert_eq!(result.unwrap(), Saved::Saved { version: 1 });
+            }
+        }
+        assert_eq!(stored().await, before, "nothing written for the session");
+
+        // A user's first session, and a touch, meet the same check.
+        let mut fresh = Record::new(Id::random(), now, Some(60), 3_600);
+        fresh.user = Some(user.clone());
+        assert_eq!(kind(store.create(&fresh).await), StoreErrorKind::Corrupt);
+        assert_eq!(store.load(&fresh.id, now).await.unwrap(), None);
+        assert_eq!(
+            kind(store.touch(&bad.id, now + 90, now).await),
+            StoreErrorKind::Corrupt
+        );
+        assert_eq!(stored().await, before, "the touch wrote nothing");
         cleanup(&store).await;
     }
 
