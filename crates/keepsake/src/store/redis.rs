@@ -1551,6 +1551,16 @@ mod tests {
             .unwrap()
     }
 
+    /// Another app server on the same Redis, under `store`'s prefix, with
+    /// no cache (each of its loads reads Redis).
+    async fn other_server(store: &RedisStore, url: &str) -> RedisStore {
+        RedisStore::connect(url)
+            .await
+            .unwrap()
+            .with_prefix(store.prefix())
+            .with_local_cache(0)
+    }
+
     impl RedisStore {
         /// The store's own connection, for commands of the tests.
         async fn admin(&self) -> redis::aio::MultiplexedConnection {
@@ -1822,11 +1832,7 @@ mod tests {
         let Some(url) = url() else { return };
         let _serial = SERIAL.lock().await;
         let store = store(&url).await;
-        let other = RedisStore::connect(&url)
-            .await
-            .unwrap()
-            .with_prefix(store.prefix())
-            .with_local_cache(0);
+        let other = other_server(&store, &url).await;
         let mut admin = other_connection(&url).await;
         let now = now();
         for save_first in [false, true] {
@@ -1915,11 +1921,7 @@ mod tests {
         let Some(url) = url() else { return };
         let _serial = SERIAL.lock().await;
         let store = store(&url).await;
-        let other = RedisStore::connect(&url)
-            .await
-            .unwrap()
-            .with_prefix(store.prefix())
-            .with_local_cache(0);
+        let other = other_server(&store, &url).await;
         let mut admin = other_connection(&url).await;
         let now = now();
         let record = Record::new(Id::random(), now, Some(60), 3_600);
