@@ -818,7 +818,7 @@ end
     };
 }
 
-/// Lua: the user sets (`ukey`, `link`, `unlink`).
+/// Lua: the user sets (`ukey`, `utype`, `link`, `unlink`).
 macro_rules! lua_users {
     () => {
         r#"
