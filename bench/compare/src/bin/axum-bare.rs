@@ -1,8 +1,24 @@
 //! Baseline: axum with no session layer; /incr and /read return a constant.
 //!
 //! Usage: `axum-bare PORT WORKERS`
+//!
+//! `KEEPSAKE_BENCH_SPIN_NS=N` makes each request spin on the CPU for N
+//! nanoseconds first: the baseline with a known cost added in-process, to
+//! see what a given in-process cost does to throughput on the wire
+//! (BENCHMARKS.md).
+
+use std::time::{Duration, Instant};
 
 use axum::{Router, routing::get};
+
+/// Busy-waits for `spin` (no sleep: the cost is CPU time, as a layer's is).
+fn spin(spin: Duration) -> &'static str {
+    let start = Instant::now();
+    while start.elapsed() < spin {
+        std::hint::spin_loop();
+    }
+    "1"
+}
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -14,9 +30,20 @@ fn main() {
         .build()
         .expect("tokio runtime")
         .block_on(async move {
-            let app = Router::new()
-                .route("/incr", get(|| async { "1" }))
-                .route("/read", get(|| async { "1" }));
+            let ns = std::env::var("KEEPSAKE_BENCH_SPIN_NS")
+                .ok()
+                .and_then(|ns| ns.parse().ok())
+                .unwrap_or(0);
+            let app = if ns == 0 {
+                Router::new()
+                    .route("/incr", get(|| async { "1" }))
+                    .route("/read", get(|| async { "1" }))
+            } else {
+                let cost = Duration::from_nanos(ns);
+                Router::new()
+                    .route("/incr", get(move || async move { spin(cost) }))
+                    .route("/read", get(move || async move { spin(cost) }))
+            };
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
                 .await
                 .expect("bind");
