@@ -818,24 +818,27 @@ end
     };
 }
 
-/// Lua: the user sets (`ukey`, `utype`, `link`, `unlink`).
+/// Lua: the user sets (`ukey`, `index`, `link`, `unlink`).
 macro_rules! lua_users {
     () => {
         r#"
 local function ukey(prefix, uhex)
   return prefix .. 'user:' .. (string.gsub(uhex, '%x%x', function(c) return string.char(tonumber(c, 16)) end))
 end
--- The type of user index key `key`: 'none' or 'set', or nil if it holds
--- another type (written by hand, or by another app). A write that would
--- add a session to such a key writes nothing and answers -3, so that the
--- script does not fail halfway (with the sessions of a batched SAVE before
--- it written and those after it not).
-local function utype(key)
+-- The index key of user `uhex` (nil for none) and its type, 'none' or
+-- 'set'; the type is nil if the key holds another type (written by hand,
+-- or by another app). A write that would add a session to such a key
+-- writes nothing and answers -3, so that the script does not fail halfway
+-- (with the sessions of a batched SAVE before it written and those after
+-- it not).
+local function index(prefix, uhex)
+  if not uhex then return nil end
+  local key = ukey(prefix, uhex)
   local t = redis.call('TYPE', key).ok
-  if t == 'none' or t == 'set' then return t end
-  return nil
+  if t == 'none' or t == 'set' then return key, t end
+  return key, nil
 end
--- Adds session `id` to index `key`, of type `t` (from `utype`).
+-- Adds session `id` to index `key`, of type `t` (from `index`).
 local function link(key, t, id, exp)
   redis.call('SADD', key, id)
   if exp == '' then redis.call('PERSIST', key)
@@ -904,12 +907,10 @@ if old then
   if lt(ARGV[4], deadline) then return 0 end
   olduser = user
 end
-local uk, ut = nil, nil
-if ARGV[6] == '1' then
-  uk = ukey(ARGV[1], ARGV[7])
-  ut = utype(uk)
-  if not ut then return -3 end
-end
+local new = nil
+if ARGV[6] == '1' then new = ARGV[7] end
+local uk, ut = index(ARGV[1], new)
+if uk and not ut then return -3 end
 unlink(ARGV[1], olduser, ARGV[2])
 put(KEYS[1], ARGV[3], ARGV[5])
 if uk then link(uk, ut, ARGV[2], ARGV[5]) end
@@ -940,12 +941,9 @@ for i, key in ipairs(KEYS) do
   elseif version ~= ARGV[a + 5] then
     out[i] = 0
   else
-    local new, uk, ut = nil, nil, nil
-    if ARGV[a + 7] == '1' then
-      new = ARGV[a + 8]
-      uk = ukey(prefix, new)
-      ut = utype(uk)
-    end
+    local new = nil
+    if ARGV[a + 7] == '1' then new = ARGV[a + 8] end
+    local uk, ut = index(prefix, new)
     if uk and not ut then
       out[i] = -3
     else
@@ -972,12 +970,8 @@ static TOUCH: LazyLock<Script> = LazyLock::new(|| {
         r#"
 local old, version, user, abs, rest = stored(KEYS[1], ARGV[1], ARGV[2], ARGV[4])
 if not old then return version end
-local uk, ut = nil, nil
-if user then
-  uk = ukey(ARGV[1], user)
-  ut = utype(uk)
-  if not ut then return -3 end
-end
+local uk, ut = index(ARGV[1], user)
+if uk and not ut then return -3 end
 local idle = ARGV[3]
 if lt(abs, idle) then idle = abs end
 local uj = 'null'
