@@ -43,8 +43,12 @@ pub(crate) trait DynStore: Send + Sync {
         id: &'a Id,
         now: u64,
     ) -> BoxFuture<'a, Result<Option<Arc<Record>>, StoreError>>;
-    fn save<'a>(&'a self, record: &'a Record, now: u64)
-    -> BoxFuture<'a, Result<Saved, StoreError>>;
+    /// [`SessionStore::save_shared`].
+    fn save<'a>(
+        &'a self,
+        record: &'a mut Arc<Record>,
+        now: u64,
+    ) -> BoxFuture<'a, Result<Saved, StoreError>>;
     fn touch<'a>(
         &'a self,
         id: &'a Id,
@@ -78,10 +82,10 @@ impl<S: SessionStore> DynStore for S {
     }
     fn save<'a>(
         &'a self,
-        record: &'a Record,
+        record: &'a mut Arc<Record>,
         now: u64,
     ) -> BoxFuture<'a, Result<Saved, StoreError>> {
-        Box::pin(SessionStore::save(self, record, now))
+        Box::pin(SessionStore::save_shared(self, record, now))
     }
     fn touch<'a>(
         &'a self,
@@ -219,21 +223,22 @@ impl WriteLocks {
 /// other's saves, which makes their requests overlap, and so conflict, more
 /// often than others'.)
 #[derive(Default)]
-pub(crate) struct LastSaved(Vec<Record>);
+pub(crate) struct LastSaved(Vec<Arc<Record>>);
 
 impl LastSaved {
     const KEPT: usize = 2;
 
     /// The kept record of `id`, if it is newer than `version`.
-    pub(crate) fn newer(&self, id: &Id, version: u64) -> Option<&Record> {
+    pub(crate) fn newer(&self, id: &Id, version: u64) -> Option<&Arc<Record>> {
         self.0
             .iter()
             .find(|record| record.id == *id && record.version > version)
     }
 
-    /// Keeps `record`, the one just saved, in place of an older copy of
-    /// its session or of the session saved longest ago.
-    pub(crate) fn keep(&mut self, record: Record) {
+    /// Keeps `record`, the one just saved (shared with the store, if it
+    /// keeps records in memory), in place of an older copy of its session
+    /// or of the session saved longest ago.
+    pub(crate) fn keep(&mut self, record: Arc<Record>) {
         self.0.retain(|kept| kept.id != record.id);
         if self.0.len() == Self::KEPT {
             self.0.remove(0);
@@ -437,10 +442,10 @@ mod tests {
     }
     use crate::store::{Id, Record};
 
-    fn saved(id: Id, version: u64) -> Record {
+    fn saved(id: Id, version: u64) -> std::sync::Arc<Record> {
         let mut record = Record::new(id, 0, None, 60);
         record.version = version;
-        record
+        record.into()
     }
 
     /// Two sessions sharing a lock both keep their record; a third pushes

@@ -1267,7 +1267,6 @@ impl Session {
             .unwrap_or_else(|| unreachable!("settled otherwise"));
         let now = self.now(&mut state);
         let reissue = (state.stale_key && !state.is_new).then(|| record.clone());
-        let record = Arc::unwrap_or_clone(record);
         let cookie = self.write(store.as_ref(), &mut state, record, now).await?;
         Ok(self.with_reissue(cookie, reissue.as_deref(), now))
     }
@@ -1361,7 +1360,7 @@ impl Session {
         &self,
         store: &dyn context::DynStore,
         state: &mut State,
-        mut record: Record,
+        mut record: Arc<Record>,
         now: u64,
     ) -> Result<Option<HeaderValue>, StoreError> {
         let removal = || self.ctx().removal_cookie();
@@ -1374,8 +1373,9 @@ impl Session {
             state.remove_cookie.then(removal)
         } else if state.is_new {
             // This visit is activity: the idle deadline counts from now.
-            record.version = 0;
-            refresh_idle_deadline(&mut record, now);
+            let new = Arc::make_mut(&mut record);
+            new.version = 0;
+            refresh_idle_deadline(new, now);
             // Once per session: boxed, so that its state does not grow the
             // future of every save.
             Box::pin(self.create(store, &mut record)).await?;
@@ -1410,13 +1410,13 @@ impl Session {
     async fn create(
         &self,
         store: &dyn context::DynStore,
-        record: &mut Record,
+        record: &mut Arc<Record>,
     ) -> Result<(), StoreError> {
         for _ in 0..3 {
             if self.timed(store.create(record)).await? == Created::Created {
                 return Ok(());
             }
-            record.id = Id::random();
+            Arc::make_mut(record).id = Id::random();
         }
         Err(StoreError::new(
             StoreErrorKind::Unavailable,
@@ -1437,13 +1437,14 @@ impl Session {
         &self,
         store: &dyn context::DynStore,
         old: Id,
-        mut record: Record,
+        mut record: Arc<Record>,
         changes: &[Change],
         now: u64,
     ) -> Result<Option<HeaderValue>, StoreError> {
         let mut old_version = record.version;
-        record.version = 0;
-        refresh_idle_deadline(&mut record, now);
+        let new = Arc::make_mut(&mut record);
+        new.version = 0;
+        refresh_idle_deadline(new, now);
         self.create(store, &mut record).await?;
         let _turn = self.write_turn(&old).await?;
         for attempt in 0..=self.ctx().max_replays {
@@ -1464,14 +1465,12 @@ impl Session {
             };
             // Another request saved the old id: carry its write over.
             old_version = fresh.version;
-            let mut next = replayed(Arc::unwrap_or_clone(fresh), changes, now)?;
-            next.id = record.id;
-            next.version = record.version;
-            match self.timed(store.save(&next, now)).await? {
-                Saved::Saved { version } => {
-                    next.version = version;
-                    record = next;
-                }
+            let mut next = replayed(fresh, changes, now)?;
+            let moved = Arc::make_mut(&mut next);
+            moved.id = record.id;
+            moved.version = record.version;
+            match self.timed(store.save(&mut next, now)).await? {
+                Saved::Saved { .. } => record = next,
                 // Ended meanwhile ("log out everywhere").
                 Saved::Gone => return self.lost_cycle(store, old, &record).await,
                 Saved::Conflict => {
@@ -1506,23 +1505,24 @@ impl Session {
     async fn save(
         &self,
         store: &dyn context::DynStore,
-        mut record: Record,
+        mut record: Arc<Record>,
         changes: &[Change],
         resend_cookie: bool,
         now: u64,
     ) -> Result<Option<HeaderValue>, StoreError> {
-        refresh_idle_deadline(&mut record, now);
+        refresh_idle_deadline(Arc::make_mut(&mut record), now);
         let mut turn = self.write_turn(&record.id).await?;
         // A request of this process saved the session since this one loaded
         // it: its record is the newer copy a conflict would load.
         if let Some(last) = turn.newer(&record.id, record.version) {
-            record = replayed(last.clone(), changes, now)?;
+            record = replayed(Arc::clone(last), changes, now)?;
         }
         for attempt in 0..=self.ctx().max_replays {
             backoff(attempt).await;
-            match self.timed(store.save(&record, now)).await? {
-                Saved::Saved { version } => {
-                    record.version = version;
+            // The store sets the new version; a store in memory keeps this
+            // very record, shared with `turn` below.
+            match self.timed(store.save(&mut record, now)).await? {
+                Saved::Saved { .. } => {
                     let cookie = resend_cookie
                         .then(|| self.ctx().cookie_for(&record, now))
                         .flatten();
@@ -1537,7 +1537,7 @@ impl Session {
                     let Some(fresh) = self.timed(store.load(&record.id, now)).await? else {
                         return Ok(Some(self.ctx().removal_cookie()));
                     };
-                    record = replayed(Arc::unwrap_or_clone(fresh), changes, now)?;
+                    record = replayed(fresh, changes, now)?;
                 }
             }
         }
@@ -1546,17 +1546,23 @@ impl Session {
 }
 
 /// `fresh`, a newer copy of the session from the store, with this
-/// request's own changes (data, user, expiry) on top of it.
-fn replayed(mut fresh: Record, changes: &[Change], now: u64) -> Result<Record, StoreError> {
+/// request's own changes (data, user, expiry) on top of it (on a copy of
+/// its own if `fresh` is shared).
+fn replayed(
+    mut fresh: Arc<Record>,
+    changes: &[Change],
+    now: u64,
+) -> Result<Arc<Record>, StoreError> {
+    let record = Arc::make_mut(&mut fresh);
     for change in changes {
-        change.apply(&mut fresh).map_err(|err| {
+        change.apply(record).map_err(|err| {
             StoreError::new(
                 StoreErrorKind::Corrupt,
                 format!("replaying this request's changes on a newer session failed: {err}"),
             )
         })?;
     }
-    refresh_idle_deadline(&mut fresh, now);
+    refresh_idle_deadline(record, now);
     Ok(fresh)
 }
 

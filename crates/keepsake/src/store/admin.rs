@@ -38,7 +38,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 
-use std::{fmt, future::Future, time::Duration};
+use std::{fmt, future::Future, sync::Arc, time::Duration};
 
 use super::{Created, Deleted, Id, MemoryStore, Record, Saved, SessionStore, StoreError, Touched};
 
@@ -815,8 +815,16 @@ impl SessionStore for AnyStore {
         delegate!(self, store => store.load(id, now).await)
     }
 
+    async fn load_shared(&self, id: &Id, now: u64) -> Result<Option<Arc<Record>>, StoreError> {
+        delegate!(self, store => store.load_shared(id, now).await)
+    }
+
     async fn save(&self, record: &Record, now: u64) -> Result<Saved, StoreError> {
         delegate!(self, store => store.save(record, now).await)
+    }
+
+    async fn save_shared(&self, record: &mut Arc<Record>, now: u64) -> Result<Saved, StoreError> {
+        delegate!(self, store => store.save_shared(record, now).await)
     }
 
     async fn touch(&self, id: &Id, idle_deadline: u64, now: u64) -> Result<Touched, StoreError> {

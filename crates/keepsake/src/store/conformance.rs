@@ -20,7 +20,7 @@
 //! # });
 //! ```
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, sync::Arc};
 
 use serde_json::json;
 
@@ -60,6 +60,7 @@ pub async fn run_all<S: SessionStore>(store: &S) {
     create_and_load(store).await;
     create_never_overwrites(store).await;
     save_is_compare_and_set(store).await;
+    save_shared_is_save(store).await;
     no_resurrection(store).await;
     delete_if_version_is_compare_and_delete(store).await;
     expiry_at_the_second(store).await;
@@ -185,6 +186,62 @@ pub async fn save_is_compare_and_set<S: SessionStore>(store: &S) {
     assert_eq!(
         store.save(&record, now).await.unwrap(),
         Saved::Saved { version: 2 }
+    );
+}
+
+/// `save_shared` keeps the rules of `save`. On `Saved` the caller's record
+/// carries the new version; a copy the caller shares is never changed
+/// (the store may keep the record itself, but not alter another's);
+/// `Conflict` and `Gone` leave the record as it was.
+///
+/// # Panics
+///
+/// If the store breaks the rule.
+///
+/// # Example
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// keepsake::store::conformance::save_shared_is_save(&keepsake::store::MemoryStore::new()).await;
+/// # });
+/// ```
+pub async fn save_shared_is_save<S: SessionStore>(store: &S) {
+    let now = base();
+    let mut record = Arc::new(record(now));
+    store.create(&record).await.unwrap();
+    Arc::make_mut(&mut record).data.insert("n".into(), json!(2));
+    let before = Arc::clone(&record);
+    assert_eq!(
+        store.save_shared(&mut record, now).await.unwrap(),
+        Saved::Saved { version: 1 }
+    );
+    assert_eq!(record.version, 1, "the caller's record has the new version");
+    assert_eq!(before.version, 0, "a shared copy is left alone");
+    let loaded = store.load_shared(&record.id, now).await.unwrap();
+    assert_eq!(loaded.as_deref(), Some(&*record), "stored as saved");
+    // The copy from before is stale now; the next save from `record` is not.
+    let mut stale = before;
+    assert_eq!(
+        store.save_shared(&mut stale, now).await.unwrap(),
+        Saved::Conflict,
+        "stale version"
+    );
+    assert_eq!(stale.version, 0, "a conflict changes nothing");
+    assert_eq!(
+        store.save_shared(&mut record, now).await.unwrap(),
+        Saved::Saved { version: 2 }
+    );
+    assert!(store.delete(&record.id).await.unwrap());
+    assert_eq!(
+        store.save_shared(&mut record, now).await.unwrap(),
+        Saved::Gone,
+        "save after delete"
+    );
+    assert_eq!(record.version, 2, "gone changes nothing");
+    assert_eq!(
+        store.load(&record.id, now).await.unwrap(),
+        None,
+        "not resurrected"
     );
 }
 

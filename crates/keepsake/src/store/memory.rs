@@ -511,36 +511,44 @@ impl Inner {
             .cloned()
     }
 
-    fn save(&self, record: &Record, now: u64) -> Saved {
-        let mut shard = self.shard(&record.id);
+    /// Stores `record` itself, with its new version, if the stored version
+    /// is the one it carries (see [`SessionStore::save_shared`]).
+    fn save(&self, record: &mut Arc<Record>, now: u64) -> Saved {
+        let id = record.id;
+        let mut shard = self.shard(&id);
         self.purge_front(&mut shard, now, PURGE_ON_WRITE);
-        let Some(stored) = shard.records.get(&record.id) else {
-            return Saved::Gone;
-        };
-        if stored.is_expired_at(now) {
-            self.remove(&mut shard, &record.id);
-            return Saved::Gone;
-        }
-        if stored.version != record.version {
-            return Saved::Conflict;
+        match shard.records.get(&id) {
+            None => return Saved::Gone,
+            Some(stored) if stored.is_expired_at(now) => {
+                self.remove(&mut shard, &id);
+                return Saved::Gone;
+            }
+            Some(stored) if stored.version != record.version => return Saved::Conflict,
+            Some(_) => {}
         }
         let version = record.version + 1;
-        let (old_deadline, old_user) = (stored.deadline(), stored.user.clone());
-        let mut new = record.clone();
-        new.version = version;
-        if new.deadline() != old_deadline {
-            shard.expiry.remove(&(old_deadline, record.id));
-            shard.expiry.insert((new.deadline(), record.id));
+        // Free unless the caller shares its record.
+        Arc::make_mut(record).version = version;
+        let Shard { records, expiry } = &mut *shard;
+        let Some(stored) = records.get_mut(&id) else {
+            return Saved::Gone;
+        };
+        let old = std::mem::replace(stored, Arc::clone(record));
+        if record.deadline() != old.deadline() {
+            expiry.remove(&(old.deadline(), id));
+            expiry.insert((record.deadline(), id));
         }
-        if new.user != old_user {
-            if let Some(user) = &old_user {
-                self.unlink_user(user, &record.id);
+        if record.user != old.user {
+            if let Some(user) = &old.user {
+                self.unlink_user(user, &id);
             }
-            if let Some(user) = &new.user {
-                self.link_user(user, record.id);
+            if let Some(user) = &record.user {
+                self.link_user(user, id);
             }
         }
-        shard.records.insert(record.id, Arc::new(new));
+        // The old record, if no request holds it any more, is freed after
+        // the lock.
+        drop(shard);
         Saved::Saved { version }
     }
 
@@ -647,6 +655,10 @@ impl SessionStore for MemoryStore {
     }
 
     async fn save(&self, record: &Record, now: u64) -> Result<Saved, StoreError> {
+        Ok(self.inner.save(&mut Arc::new(record.clone()), now))
+    }
+
+    async fn save_shared(&self, record: &mut Arc<Record>, now: u64) -> Result<Saved, StoreError> {
         Ok(self.inner.save(record, now))
     }
 

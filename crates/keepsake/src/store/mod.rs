@@ -601,6 +601,51 @@ pub trait SessionStore: Send + Sync + 'static {
         now: u64,
     ) -> impl Future<Output = Result<Saved, StoreError>> + Send;
 
+    /// [`save`](Self::save), for a record held in an [`Arc`]: on
+    /// [`Saved::Saved`], `record` carries its new version afterwards
+    /// (otherwise it is left as it was). A store that keeps records in
+    /// memory can then keep `record` itself instead of a copy, so that the
+    /// caller and the store share one allocation (the middleware saves
+    /// through this method). The default saves, then sets the version, which
+    /// copies the record only if the caller shares it.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use keepsake::store::{Id, MemoryStore, Record, Saved, SessionStore};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// let mut record = Arc::new(Record::new(Id::random(), 0, None, 1_000));
+    /// store.create(&record).await?;
+    /// assert_eq!(store.save_shared(&mut record, 1).await?, Saved::Saved { version: 1 });
+    /// assert_eq!(record.version, 1);
+    /// // The store keeps the very record it was given.
+    /// let stored = store.load_shared(&record.id, 2).await?.unwrap();
+    /// assert!(Arc::ptr_eq(&stored, &record));
+    /// // An outdated version is refused, and the record left as it was.
+    /// let mut stale = (*record).clone();
+    /// stale.version = 0;
+    /// let mut stale = Arc::new(stale);
+    /// assert_eq!(store.save_shared(&mut stale, 2).await?, Saved::Conflict);
+    /// assert_eq!(stale.version, 0);
+    /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+    /// ```
+    fn save_shared(
+        &self,
+        record: &mut Arc<Record>,
+        now: u64,
+    ) -> impl Future<Output = Result<Saved, StoreError>> + Send {
+        async move {
+            let saved = self.save(record, now).await?;
+            if let Saved::Saved { version } = saved {
+                Arc::make_mut(record).version = version;
+            }
+            Ok(saved)
+        }
+    }
+
     /// Moves only the idle deadline of the record with `id` to
     /// `idle_deadline`, if it exists and has not expired at `now`. The data
     /// and version do not change.
