@@ -846,3 +846,74 @@ fn describe(got: &Bounded, old: &Record) -> String {
         Ok(Err(err)) => format!("error {:?}: {err}", err.kind()),
     }
 }
+
+// ---------------------------------------------------------------------------
+// Redis over its memory limit
+// ---------------------------------------------------------------------------
+
+/// Redis at its `maxmemory` with `noeviction` refuses the writes that would
+/// grow it: the store's create, save (also many at once, in one batched
+/// call) and touch fail as `Unavailable` (the middleware answers 503) and
+/// write nothing, while a delete, which frees memory, still goes through.
+/// Once there is room again, saves work as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_over_maxmemory_refuses_session_writes_and_keeps_deletes() {
+    let _serial = SERIAL.lock().await;
+    let Some(spare) = spare_redis().await else {
+        return;
+    };
+    let port = spare.port();
+    let config = |key: &str, value: &str| {
+        redis_command(port, &["CONFIG", "SET", key, value]).expect("CONFIG SET")
+    };
+    let store = RedisStore::connect(&spare.url())
+        .await
+        .expect("connect to the spare Redis");
+    let now = unix_now();
+    let mut records = Vec::new();
+    for n in 0..4 {
+        let mut record = Record::new(Id::random(), now, Some(600), 3_600);
+        record.data.insert("n".into(), serde_json::json!(n));
+        assert_eq!(store.create(&record).await.expect("create"), Created::Created);
+        records.push(record);
+    }
+
+    // One byte: every command that may grow the data set is refused.
+    config("maxmemory-policy", "noeviction");
+    config("maxmemory", "1");
+    let refused = |what: &str, result: Result<(), StoreError>| {
+        let err = result.expect_err(what);
+        assert_eq!(err.kind(), StoreErrorKind::Unavailable, "{what}: {err}");
+    };
+    let fresh = Record::new(Id::random(), now, Some(600), 3_600);
+    refused("create", store.create(&fresh).await.map(drop));
+    let saves = records.iter().map(|record| {
+        let mut changed = record.clone();
+        changed.data.insert("n".into(), serde_json::json!("changed"));
+        let store = store.clone();
+        async move { store.save(&changed, now).await.map(drop) }
+    });
+    for result in futures_util::future::join_all(saves).await {
+        refused("save", result);
+    }
+    refused(
+        "touch",
+        store.touch(&records[0].id, now + 900, now).await.map(drop),
+    );
+    assert!(
+        store.delete(&records[3].id).await.expect("delete under OOM"),
+        "a delete frees memory and goes through"
+    );
+
+    config("maxmemory", "0");
+    assert_eq!(store.load(&fresh.id, now).await.expect("load"), None);
+    for record in &records[..3] {
+        let stored = store.load(&record.id, now).await.expect("load");
+        assert_eq!(stored.as_ref(), Some(record), "nothing of the refused writes");
+    }
+    assert_eq!(store.load(&records[3].id, now).await.expect("load"), None);
+    assert_eq!(
+        store.save(&records[0], now).await.expect("save after"),
+        Saved::Saved { version: 1 }
+    );
+}

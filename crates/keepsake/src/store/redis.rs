@@ -173,6 +173,14 @@ const MAX_EXPIRE_AT: u64 = 253_402_300_799;
 /// skipped instead: the index is checked against the sessions whenever it
 /// is read, so a member left behind is harmless.)
 ///
+/// A Redis over its `maxmemory` under the `noeviction` policy refuses a
+/// create, save or touch as a whole, before anything is written: it fails
+/// with [`StoreErrorKind::Unavailable`] (the middleware answers 503), and so
+/// do the other saves sent in the same call. Deletes (a logout, "log out
+/// everywhere", a purge) still run, since they free memory. Under an
+/// evicting policy (`allkeys-lru` and the like) Redis makes room first, by
+/// dropping keys of its choosing, which may be sessions.
+///
 /// # Example
 ///
 /// ```no_run
@@ -818,6 +826,21 @@ end
     };
 }
 
+/// The first line of a script that may grow what Redis holds (`CREATE`,
+/// `SAVE`, `TOUCH`). A script with this line declares its flags (here none),
+/// and Redis then refuses the whole call while it is over its `maxmemory`
+/// (with the `noeviction` policy), before the script runs: the store
+/// answers `Unavailable` and nothing is written. Without it, Redis checks
+/// only a script's first write, and lets everything through once the
+/// script has called any write command, as our scripts' first `GETEX` is.
+/// Scripts that only remove (`DELETE`, the purge) have no such line: they
+/// free memory and run even then.
+macro_rules! lua_refused_when_full {
+    () => {
+        "#!lua\n"
+    };
+}
+
 /// Lua: the user sets (`ukey`, `index`, `link`, `unlink`).
 macro_rules! lua_users {
     () => {
@@ -896,6 +919,7 @@ const READ_BACK: &str = "1";
 /// -3 the user's index holds another type.
 static CREATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
+        lua_refused_when_full!(),
         lua_parse!(),
         lua_users!(),
         lua_write!(),
@@ -927,6 +951,7 @@ return 1
 /// one call (see `batch.rs`).
 static SAVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
+        lua_refused_when_full!(),
         lua_parse!(),
         lua_users!(),
         lua_write!(),
@@ -964,6 +989,7 @@ return out
 /// -2 unparsable, -3 the user's index holds another type.
 static TOUCH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
+        lua_refused_when_full!(),
         lua_parse!(),
         lua_users!(),
         lua_write!(),
