@@ -96,8 +96,11 @@ const MAX_EXPIRE_AT: u64 = 253_402_300_799;
 /// (client tracking); see [`with_local_cache`](Self::with_local_cache) for
 /// what that guarantees and what it costs.
 ///
-/// The store runs on Tokio (with timers enabled, as `#[tokio::main]` does)
-/// and needs Redis 7.0 or later (it uses `SET ... EXAT` and
+/// The store runs on Tokio (with timers enabled, as `#[tokio::main]` does).
+/// It may be made on one runtime and used on another after the first has
+/// shut down (a store kept in a `static` for many `#[tokio::test]`s): its
+/// connection and the task that sends its saves start again on the runtime
+/// that uses them. It needs Redis 7.0 or later (it uses `SET ... EXAT` and
 /// `EXPIREAT ... GT`), or a compatible server such as Valkey.
 ///
 /// # Layout in Redis
@@ -1586,6 +1589,44 @@ mod tests {
         async fn admin(&self) -> redis::aio::MultiplexedConnection {
             self.link("admin").await.unwrap().conn()
         }
+    }
+
+    /// A store made on one runtime keeps working on another once the first
+    /// has shut down, as a store kept in a `static` for many
+    /// `#[tokio::test]`s (each its own runtime) is used: the task that sends
+    /// its saves, and its connection, start again where it is used.
+    #[test]
+    fn a_store_outlives_the_runtime_it_was_made_on() {
+        let Some(url) = url() else { return };
+        let _serial = SERIAL.blocking_lock();
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let now = crate::codec::unix_now();
+        let mut record = Record::new(Id::random(), now, Some(600), 3_600);
+        let first = runtime();
+        let store = first.block_on(async {
+            let store = store(&url).await;
+            store.create(&record).await.unwrap();
+            let saved = store.save(&record, now).await.unwrap();
+            assert_eq!(saved, Saved::Saved { version: 1 });
+            store
+        });
+        drop(first);
+        record.version = 1;
+        runtime().block_on(async {
+            let loaded = store.load(&record.id, now).await.unwrap();
+            assert_eq!(loaded.as_ref(), Some(&record));
+            let saved = store.save(&record, now).await.unwrap();
+            assert_eq!(saved, Saved::Saved { version: 2 });
+            let loaded = store.load(&record.id, now).await.unwrap().unwrap();
+            assert_eq!(loaded.version, 2);
+            assert!(store.delete(&record.id).await.unwrap());
+            cleanup(&store).await;
+        });
     }
 
     /// Deletes every key under the store's prefix; how many there were.

@@ -9,7 +9,10 @@
 //! Each save in a call is still its own compare-and-set, with its own
 //! status.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, PoisonError, RwLock},
+    time::Duration,
+};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -40,23 +43,46 @@ pub(super) struct Job {
 
 /// The queue of saves of one connection, and the task that sends them.
 #[derive(Clone)]
-pub(super) struct Saves {
-    queue: mpsc::UnboundedSender<Job>,
+pub(super) struct Saves(Arc<Queue>);
+
+struct Queue {
+    conn: Arc<Connection>,
+    /// Written only to start the task again (see [`Saves::push`]).
+    sender: RwLock<mpsc::UnboundedSender<Job>>,
 }
 
 impl Saves {
     /// Starts the task that sends the saves (it ends when the last handle
     /// is dropped).
     pub(super) fn start(conn: Arc<Connection>) -> Self {
-        let (queue, jobs) = mpsc::unbounded_channel();
-        tokio::spawn(send_all(conn, jobs));
-        Self { queue }
+        let sender = RwLock::new(spawn(Arc::clone(&conn)));
+        Self(Arc::new(Queue { conn, sender }))
     }
 
-    /// Queues `job`; its status arrives on its `reply`.
+    /// Queues `job`; its status arrives on its `reply`. If the task has
+    /// stopped because the runtime it was started on shut down (a store
+    /// made on one runtime and used on another), it starts again on the
+    /// current one.
     pub(super) fn push(&self, job: Job) -> Result<(), StoreError> {
-        self.queue.send(job).map_err(|_| stopped())
+        let read = self.0.sender.read().unwrap_or_else(PoisonError::into_inner);
+        let Err(mpsc::error::SendError(job)) = read.send(job) else {
+            return Ok(());
+        };
+        drop(read);
+        let mut sender = self.0.sender.write().unwrap_or_else(PoisonError::into_inner);
+        // Another save may have started it again meanwhile.
+        if sender.is_closed() {
+            *sender = spawn(Arc::clone(&self.0.conn));
+        }
+        sender.send(job).map_err(|_| stopped())
     }
+}
+
+/// Starts a task that sends the saves queued on the sender it returns.
+fn spawn(conn: Arc<Connection>) -> mpsc::UnboundedSender<Job> {
+    let (sender, jobs) = mpsc::unbounded_channel();
+    tokio::spawn(send_all(conn, jobs));
+    sender
 }
 
 /// The error of a save when the task that sends them is gone.

@@ -28,6 +28,9 @@ pub(super) struct Link {
     /// Whether Redis tracks, for this connection, the keys it reads: set
     /// by the first command that needs it.
     tracking: tokio::sync::OnceCell<bool>,
+    /// Ends the link's watch task when the link is dropped (see
+    /// [`watch_runtime`]).
+    _watch: tokio::sync::oneshot::Sender<Infallible>,
 }
 
 /// What a link's push handler shares with the store.
@@ -246,9 +249,38 @@ async fn new_link(
         .await?;
     Ok(Link {
         conn,
-        state,
         tracking: tokio::sync::OnceCell::new(),
+        _watch: watch_runtime(state.clone()),
+        state,
     })
+}
+
+/// The connection's reader runs as a task of the runtime the link was
+/// opened on, and goes when that runtime shuts down, without a word (no
+/// disconnection push): a store made on one runtime and used on another
+/// (kept in a `static` for many `#[tokio::test]`s, say) would fail its
+/// next command. So a task of the same runtime marks the link broken when
+/// it is dropped with its runtime, and the next command connects again on
+/// the runtime it runs on. The task ends when the link is dropped (the
+/// returned sender with it).
+fn watch_runtime(state: Arc<LinkState>) -> tokio::sync::oneshot::Sender<Infallible> {
+    struct BreakOnDrop(Arc<LinkState>);
+    impl Drop for BreakOnDrop {
+        fn drop(&mut self) {
+            // A link replaced after it broke is dropped too, later: the
+            // cache then already holds the next link's copies.
+            if !self.0.broken.swap(true, Ordering::AcqRel) {
+                self.0.cache.flush();
+            }
+        }
+    }
+    let (watch, dropped) = tokio::sync::oneshot::channel();
+    let guard = BreakOnDrop(state);
+    tokio::spawn(async move {
+        let _guard = guard;
+        let _ = dropped.await;
+    });
+    watch
 }
 
 fn on_push(state: &LinkState, push: &PushInfo) {
