@@ -1131,6 +1131,16 @@ mod tests {
         url
     }
 
+    /// A schema name no other run uses.
+    fn fresh_schema() -> String {
+        let hex: String = Id::random()
+            .as_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("keepsake_test_{hex}")
+    }
+
     /// Runs `test` with the URL and a fresh schema, which is dropped
     /// afterwards even if the test panics.
     async fn with_schema<F, Fut>(test: F)
@@ -1139,14 +1149,7 @@ mod tests {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let Some(url) = test_url() else { return };
-        let schema = format!(
-            "keepsake_test_{}",
-            Id::random()
-                .as_bytes()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        );
+        let schema = fresh_schema();
         let (client, connection) = tokio_postgres::connect(&url, NoTls).await.unwrap();
         let connection = tokio::spawn(connection);
         client
@@ -1185,6 +1188,57 @@ mod tests {
         let mut record = Record::new(Id::random(), now, Some(60), lifetime);
         record.data.insert("n".into(), json!(1));
         record
+    }
+
+    /// A store made on one runtime keeps working on another once the first
+    /// has shut down (a store kept in a `static` for many `#[tokio::test]`s):
+    /// the pooled connections of the first runtime are closed with it, and
+    /// the pool opens new ones.
+    #[test]
+    fn a_store_outlives_the_runtime_it_was_made_on() {
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let first = runtime();
+        let made = first.block_on(async {
+            let url = test_url()?;
+            let schema = fresh_schema();
+            raw(&url)
+                .await
+                .batch_execute(&format!("CREATE SCHEMA \"{schema}\""))
+                .await
+                .unwrap();
+            let store = store(&url, &schema).await;
+            let record = record(1_000, 3_600);
+            store.create(&record).await.unwrap();
+            assert_eq!(
+                store.save(&record, 1_000).await.unwrap(),
+                Saved::Saved { version: 1 }
+            );
+            Some((url, schema, store, record))
+        });
+        drop(first);
+        let Some((url, schema, store, mut record)) = made else {
+            return;
+        };
+        runtime().block_on(async move {
+            record.version = 1;
+            let outcome = async {
+                let loaded = store.load(&record.id, 1_001).await?;
+                assert_eq!(loaded.as_ref(), Some(&record));
+                store.save(&record, 1_001).await
+            }
+            .await;
+            raw(&url)
+                .await
+                .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+                .await
+                .unwrap();
+            assert_eq!(outcome.unwrap(), Saved::Saved { version: 2 });
+        });
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
