@@ -514,6 +514,45 @@ impl RedisStore {
         self.cached && self.conn.track(link, self.timeout).await
     }
 
+    /// Queues the save of `record` if Redis holds version `expected` (the
+    /// record's own version field is not read: `save_shared` has moved it
+    /// on already); the local cache then keeps `keep`, `record` with its new
+    /// version, if the save succeeds.
+    async fn queue_save(
+        &self,
+        record: &Record,
+        expected: u64,
+        keep: Option<Arc<Record>>,
+        now: u64,
+    ) -> Result<Saved, StoreError> {
+        let version = expected + 1;
+        let (reply, status) = tokio::sync::oneshot::channel();
+        self.saves.push(Job {
+            key: self.session_key(&record.id),
+            cached: (self.tag, record.id),
+            prefix: Arc::clone(&self.prefix),
+            id: record.id.to_string(),
+            value: encode(record, version),
+            now,
+            expected,
+            expire_at: expire_at(record.deadline()),
+            user_hex: record.user.as_deref().map(|user| hex(user.as_bytes())),
+            keep,
+            timeout: self.timeout,
+            reply,
+        })?;
+        let status = match tokio::time::timeout(self.timeout, status).await {
+            Ok(Ok(status)) => status?,
+            Ok(Err(_)) => return Err(batch::stopped()),
+            Err(_) => return Err(self.timed_out("save")),
+        };
+        match status {
+            1 => Ok(Saved::Saved { version }),
+            0 => Ok(Saved::Conflict),
+            _ => Ok(Saved::Gone),
+        }
+    }
+
     /// Runs `cmd`, an `EVALSHA` of `script` that writes session `id` and
     /// answers with a status; the cache then keeps `kept(status)` (what
     /// Redis now holds, if this process knows it) or drops its copy.
@@ -523,7 +562,7 @@ impl RedisStore {
         id: &Id,
         script: &Script,
         mut cmd: redis::Cmd,
-        kept: Option<&(dyn Fn(i64) -> Option<Record> + Sync)>,
+        kept: Option<&(dyn Fn(i64) -> Option<Arc<Record>> + Sync)>,
     ) -> Result<i64, StoreError> {
         let link = self.link(what).await?;
         let tracked = kept.is_some() && self.tracked(&link).await;
@@ -1159,7 +1198,7 @@ impl SessionStore for RedisStore {
             .arg(expire_at(record.deadline()))
             .arg(has_user)
             .arg(user_hex);
-        let kept = |status| (status == 1).then(|| record.clone());
+        let kept = |status| (status == 1).then(|| Arc::new(record.clone()));
         match self
             .write("create", &record.id, &CREATE, cmd, Some(&kept))
             .await?
@@ -1226,35 +1265,34 @@ impl SessionStore for RedisStore {
     }
 
     async fn save(&self, record: &Record, now: u64) -> Result<Saved, StoreError> {
-        let version = record.version + 1;
-        let (reply, status) = tokio::sync::oneshot::channel();
-        self.saves.push(Job {
-            key: self.session_key(&record.id),
-            cached: (self.tag, record.id),
-            prefix: Arc::clone(&self.prefix),
-            id: record.id.to_string(),
-            value: encode(record, version),
-            now,
-            expected: record.version,
-            expire_at: expire_at(record.deadline()),
-            user_hex: record.user.as_deref().map(|user| hex(user.as_bytes())),
-            keep: self.cached.then(|| Record {
-                version,
-                ..record.clone()
-            }),
-            timeout: self.timeout,
-            reply,
-        })?;
-        let status = match tokio::time::timeout(self.timeout, status).await {
-            Ok(Ok(status)) => status?,
-            Ok(Err(_)) => return Err(batch::stopped()),
-            Err(_) => return Err(self.timed_out("save")),
-        };
-        match status {
-            1 => Ok(Saved::Saved { version }),
-            0 => Ok(Saved::Conflict),
-            _ => Ok(Saved::Gone),
+        let keep = self.cached.then(|| {
+            let mut kept = record.clone();
+            kept.version += 1;
+            Arc::new(kept)
+        });
+        self.queue_save(record, record.version, keep, now).await
+    }
+
+    /// Keeps `record` itself in the local cache when the save succeeds: it
+    /// gets its new version before it is queued (which copies it only if
+    /// the caller shares it), and the old one back if the save fails.
+    async fn save_shared(&self, record: &mut Arc<Record>, now: u64) -> Result<Saved, StoreError> {
+        let expected = record.version;
+        if !self.cached {
+            let saved = self.queue_save(record, expected, None, now).await?;
+            if let Saved::Saved { version } = saved {
+                Arc::make_mut(record).version = version;
+            }
+            return Ok(saved);
         }
+        Arc::make_mut(record).version = expected + 1;
+        let saved = self
+            .queue_save(record, expected, Some(Arc::clone(record)), now)
+            .await;
+        if !matches!(saved, Ok(Saved::Saved { .. })) {
+            Arc::make_mut(record).version = expected;
+        }
+        saved
     }
 
     async fn touch(&self, id: &Id, idle_deadline: u64, now: u64) -> Result<Touched, StoreError> {
@@ -1589,6 +1627,33 @@ mod tests {
         async fn admin(&self) -> redis::aio::MultiplexedConnection {
             self.link("admin").await.unwrap().conn()
         }
+    }
+
+    /// `save_shared` keeps the caller's record itself in the local cache
+    /// (one allocation for the session, its last-saved copy and the cache),
+    /// and a save that fails leaves the caller's record as it was.
+    #[tokio::test]
+    async fn the_cache_keeps_the_record_save_shared_was_given() {
+        let Some(url) = url() else { return };
+        let _serial = SERIAL.lock().await;
+        let store = store(&url).await;
+        let now = crate::codec::unix_now();
+        let mut record = Arc::new(Record::new(Id::random(), now, Some(600), 3_600));
+        store.create(&record).await.unwrap();
+        let saved = store.save_shared(&mut record, now).await.unwrap();
+        assert_eq!((saved, record.version), (Saved::Saved { version: 1 }, 1));
+        let loaded = store.load_shared(&record.id, now).await.unwrap().unwrap();
+        assert!(
+            Arc::ptr_eq(&loaded, &record),
+            "the cache holds the saved record"
+        );
+        let mut stale = Arc::new(Record::clone(&record));
+        Arc::make_mut(&mut stale).version = 0;
+        let saved = store.save_shared(&mut stale, now).await.unwrap();
+        assert_eq!((saved, stale.version), (Saved::Conflict, 0));
+        let loaded = store.load_shared(&record.id, now).await.unwrap().unwrap();
+        assert_eq!(loaded.version, 1, "the conflict changed nothing");
+        cleanup(&store).await;
     }
 
     /// A store made on one runtime keeps working on another once the first

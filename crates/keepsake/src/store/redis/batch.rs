@@ -36,7 +36,7 @@ pub(super) struct Job {
     pub(super) user_hex: Option<String>,
     /// What Redis holds once the save succeeds, for the local cache (none
     /// when the store handle keeps no copies).
-    pub(super) keep: Option<Record>,
+    pub(super) keep: Option<Arc<Record>>,
     pub(super) timeout: Duration,
     pub(super) reply: oneshot::Sender<Result<i64, StoreError>>,
 }
@@ -69,7 +69,11 @@ impl Saves {
             return Ok(());
         };
         drop(read);
-        let mut sender = self.0.sender.write().unwrap_or_else(PoisonError::into_inner);
+        let mut sender = self
+            .0
+            .sender
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         // Another save may have started it again meanwhile.
         if sender.is_closed() {
             *sender = spawn(Arc::clone(&self.0.conn));
@@ -155,7 +159,9 @@ async fn send(conn: &Connection, jobs: &mut Vec<Job>) {
     };
     conn.heard(&link);
     for ((mut job, code), ticket) in jobs.drain(..).zip(codes).zip(tickets) {
-        let kept = (code == 1 && keeps).then(|| job.keep.take()).flatten();
+        // Taken in any case: a saver whose save failed gets its record
+        // back unshared.
+        let kept = job.keep.take().filter(|_| code == 1 && keeps);
         conn.cache.wrote(ticket, &job.cached, kept);
         let status = super::corrupt_status("save", code);
         // The request may have given up (its own timeout): nothing to do.

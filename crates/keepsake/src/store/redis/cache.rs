@@ -154,12 +154,12 @@ impl Cache {
     /// and drops the copy otherwise (or with `None`, when what Redis holds
     /// is unknown or gone). Either way, reads of the key still on the way
     /// will not be kept.
-    pub(super) fn wrote(&self, ticket: Ticket, key: &Key, record: Option<Record>) {
+    pub(super) fn wrote(&self, ticket: Ticket, key: &Key, record: Option<Arc<Record>>) {
         let mut shard = lock(&self.shards[ticket.shard]);
         let unchanged = shard.epoch == ticket.epoch;
         shard.epoch += 1;
         match record {
-            Some(record) if unchanged => self.keep(&mut shard, key, Arc::new(record)),
+            Some(record) if unchanged => self.keep(&mut shard, key, record),
             _ => {
                 shard.copies.remove(key);
             }
@@ -263,7 +263,7 @@ mod tests {
         let k = (cache.prefix("p:"), id);
         let read = cache.ticket(&k);
         let write = cache.ticket(&k);
-        cache.wrote(write, &k, Some(record(id, 2)));
+        cache.wrote(write, &k, Some(shared(id, 2)));
         cache.fill(read, &k, shared(id, 1));
         assert_eq!(cache.get(&k).map(|r| r.version), Some(2));
         let late = cache.ticket(&k);
@@ -282,7 +282,7 @@ mod tests {
         let k = (cache.prefix("p:"), Id::random());
         let write = cache.ticket(&k);
         cache.invalidate(&k);
-        cache.wrote(write, &k, Some(record(Id::random(), 3)));
+        cache.wrote(write, &k, Some(shared(Id::random(), 3)));
         assert!(cache.get(&k).is_none());
     }
 
