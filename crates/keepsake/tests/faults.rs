@@ -874,7 +874,10 @@ async fn redis_over_maxmemory_refuses_session_writes_and_keeps_deletes() {
     for n in 0..4 {
         let mut record = Record::new(Id::random(), now, Some(600), 3_600);
         record.data.insert("n".into(), serde_json::json!(n));
-        assert_eq!(store.create(&record).await.expect("create"), Created::Created);
+        assert_eq!(
+            store.create(&record).await.expect("create"),
+            Created::Created
+        );
         records.push(record);
     }
 
@@ -889,7 +892,9 @@ async fn redis_over_maxmemory_refuses_session_writes_and_keeps_deletes() {
     refused("create", store.create(&fresh).await.map(drop));
     let saves = records.iter().map(|record| {
         let mut changed = record.clone();
-        changed.data.insert("n".into(), serde_json::json!("changed"));
+        changed
+            .data
+            .insert("n".into(), serde_json::json!("changed"));
         let store = store.clone();
         async move { store.save(&changed, now).await.map(drop) }
     });
@@ -901,7 +906,10 @@ async fn redis_over_maxmemory_refuses_session_writes_and_keeps_deletes() {
         store.touch(&records[0].id, now + 900, now).await.map(drop),
     );
     assert!(
-        store.delete(&records[3].id).await.expect("delete under OOM"),
+        store
+            .delete(&records[3].id)
+            .await
+            .expect("delete under OOM"),
         "a delete frees memory and goes through"
     );
 
@@ -909,7 +917,11 @@ async fn redis_over_maxmemory_refuses_session_writes_and_keeps_deletes() {
     assert_eq!(store.load(&fresh.id, now).await.expect("load"), None);
     for record in &records[..3] {
         let stored = store.load(&record.id, now).await.expect("load");
-        assert_eq!(stored.as_ref(), Some(record), "nothing of the refused writes");
+        assert_eq!(
+            stored.as_ref(),
+            Some(record),
+            "nothing of the refused writes"
+        );
     }
     assert_eq!(store.load(&records[3].id, now).await.expect("load"), None);
     assert_eq!(
