@@ -346,7 +346,8 @@ type UserIndex = HashMap<String, HashSet<Id>>;
 #[repr(align(128))]
 struct Shard {
     /// Shared with the requests that read them (see
-    /// [`SessionStore::load_shared`]): a read copies nothing.
+    /// [`SessionStore::load_shared`]): a read copies nothing. A save
+    /// ([`SessionStore::save_shared`]) keeps the saver's record itself.
     records: HashMap<Id, Arc<Record>, IdHash>,
     /// `(record.deadline(), id)` for every record, in sync with `records`.
     expiry: BTreeSet<(u64, Id)>,
