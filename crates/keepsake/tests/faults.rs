@@ -17,6 +17,9 @@
 //! server changes a session: past one second of silence, the store's local
 //! cache must no longer answer the old copy.
 //!
+//! The memory-limit test sets a spare Redis's `maxmemory` to one byte: the
+//! store's writes must be refused whole, and its deletes still go through.
+//!
 //! They run when `KEEPSAKE_TEST_REDIS_URL` / `KEEPSAKE_TEST_POSTGRES_URL`
 //! are set (the machine has the servers), one at a time. Figures and method:
 //! docs/FAULTS.md.
@@ -852,8 +855,8 @@ fn describe(got: &Bounded, old: &Record) -> String {
 // ---------------------------------------------------------------------------
 
 /// Redis at its `maxmemory` with `noeviction` refuses the writes that would
-/// grow it: the store's create, save (also many at once, in one batched
-/// call) and touch fail as `Unavailable` (the middleware answers 503) and
+/// grow it: the store's create, save (also several at once, which the
+/// store sends in batches) and touch fail as `Unavailable` (the middleware answers 503) and
 /// write nothing, while a delete, which frees memory, still goes through.
 /// Once there is room again, saves work as before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
