@@ -120,7 +120,10 @@ const MAX_EXPIRE_AT: u64 = 253_402_300_799;
 /// the record (`id`, `created_at`, `idle_timeout`, `persistent`, `data`).
 /// The Lua scripts read and rewrite the header with string patterns (and
 /// compare numbers as decimal strings, exactly, with no float rounding) and
-/// never decode or re-encode the session data. The user is hex-encoded so a
+/// never decode or re-encode the session data. A save of a session this
+/// process has a copy of sends the header it expects Redis to hold; when
+/// Redis holds exactly that, the script has nothing to parse or check
+/// before it writes. The user is hex-encoded so a
 /// script can rebuild the user's set key from it without a JSON decoder.
 ///
 /// # Expiry: Redis's clock *and* the app's
@@ -212,7 +215,6 @@ pub struct RedisStore {
     cached: bool,
     /// This handle's key prefix in the cache.
     tag: u64,
-    /// Shared with the queued saves, which send it as an argument.
     prefix: Arc<str>,
     timeout: Duration,
 }
@@ -526,17 +528,20 @@ impl RedisStore {
         now: u64,
     ) -> Result<Saved, StoreError> {
         let version = expected + 1;
+        let cached = (self.tag, record.id);
+        let mut user = String::new();
+        if let Some(name) = &record.user {
+            user = format!("={}", hex(name.as_bytes()));
+        }
         let (reply, status) = tokio::sync::oneshot::channel();
         self.saves.push(Job {
             key: self.session_key(&record.id),
-            cached: (self.tag, record.id),
-            prefix: Arc::clone(&self.prefix),
-            id: record.id.to_string(),
+            expected: self.expected(&cached, record, expected, now),
+            cached,
             value: encode(record, version),
             now,
-            expected,
             expire_at: expire_at(record.deadline()),
-            user_hex: record.user.as_deref().map(|user| hex(user.as_bytes())),
+            user,
             keep,
             timeout: self.timeout,
             reply,
@@ -550,6 +555,29 @@ impl RedisStore {
             1 => Ok(Saved::Saved { version }),
             0 => Ok(Saved::Conflict),
             _ => Ok(Saved::Gone),
+        }
+    }
+
+    /// What the `SAVE` script is to find in Redis for the save of `record`
+    /// over version `expected` at `now`. If the cache (of any handle) holds
+    /// that version of the session, unexpired at `now` and with the same
+    /// user as `record`: the exact header of its stored JSON, so that the
+    /// script compares bytes and checks nothing else when Redis holds just
+    /// that. Otherwise, or when Redis holds something else (another server
+    /// touched the session since, say), the script makes the full check of
+    /// the version alone, which goes in decimal.
+    fn expected(&self, cached: &(u64, Id), record: &Record, expected: u64, now: u64) -> Vec<u8> {
+        match self.conn.cache.get(cached) {
+            Some(old)
+                if old.version == expected
+                    && old.user == record.user
+                    && !old.is_expired_at(now) =>
+            {
+                let mut header = Vec::with_capacity(128);
+                write_header(&mut header, &old, expected);
+                header
+            }
+            _ => expected.to_string().into_bytes(),
         }
     }
 
@@ -689,15 +717,9 @@ const CORRUPT: i64 = -2;
 /// would add the session to holds another type than a set.
 const BROKEN_INDEX: i64 = -3;
 
-/// The stored JSON, as written. Field order matters: the scripts match the
-/// header (`format` to `user_hex`) as a fixed pattern.
+/// The stored JSON after its header (see [`encode`]), as written.
 #[derive(Serialize)]
-struct StoredRef<'a> {
-    format: u32,
-    version: u64,
-    absolute_deadline: u64,
-    idle_deadline: Option<u64>,
-    user_hex: Option<String>,
+struct Rest<'a> {
     id: Id,
     created_at: u64,
     idle_timeout: Option<u64>,
@@ -721,7 +743,20 @@ struct Stored {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    push_hex(&mut out, bytes);
+    String::from_utf8(out).unwrap_or_else(|_| unreachable!("hex digits are ASCII"))
+}
+
+/// Appends `bytes` in lowercase hex, as the scripts and [`unhex`] read it.
+fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for byte in bytes {
+        out.extend_from_slice(&[
+            DIGITS[usize::from(byte >> 4)],
+            DIGITS[usize::from(byte & 15)],
+        ]);
+    }
 }
 
 fn unhex(text: &str) -> Option<String> {
@@ -735,21 +770,54 @@ fn unhex(text: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-/// The JSON stored for `record`, with `version`.
+/// Appends the header of the JSON stored for `record` at `version`:
+/// `{"format":1,"version":V,"absolute_deadline":A,"idle_deadline":I|null,"user_hex":"<hex>"|null,`,
+/// the fields the scripts read, in the order and spelling they match and
+/// `TOUCH` writes.
+fn write_header(out: &mut Vec<u8>, record: &Record, version: u64) {
+    use std::io::Write as _;
+    // Writing to a Vec cannot fail.
+    let _ = write!(
+        out,
+        "{{\"format\":{FORMAT},\"version\":{version},\"absolute_deadline\":{},\"idle_deadline\":",
+        record.absolute_deadline
+    );
+    match record.idle_deadline {
+        Some(idle) => {
+            let _ = write!(out, "{idle}");
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"user_hex\":");
+    match &record.user {
+        Some(user) => {
+            out.push(b'"');
+            push_hex(out, user.as_bytes());
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    out.push(b',');
+}
+
+/// The JSON stored for `record`, with `version`: the header, then the rest
+/// of the record.
 fn encode(record: &Record, version: u64) -> Vec<u8> {
-    let stored = StoredRef {
-        format: FORMAT,
-        version,
-        absolute_deadline: record.absolute_deadline,
-        idle_deadline: record.idle_deadline,
-        user_hex: record.user.as_deref().map(|user| hex(user.as_bytes())),
+    let mut out = Vec::with_capacity(256);
+    write_header(&mut out, record, version);
+    let rest = out.len();
+    let tail = Rest {
         id: record.id,
         created_at: record.created_at,
         idle_timeout: record.idle_timeout,
         persistent: record.persistent,
         data: &record.data,
     };
-    serde_json::to_vec(&stored).unwrap_or_else(|_| unreachable!("a record always serializes"))
+    serde_json::to_writer(&mut out, &tail)
+        .unwrap_or_else(|_| unreachable!("a record always serializes"));
+    // The header has opened the object already.
+    out.remove(rest);
+    out
 }
 
 fn corrupt(message: impl Into<String>) -> StoreError {
@@ -928,12 +996,12 @@ macro_rules! lua_write {
 local function put(key, val, exp)
   if exp == '' then redis.call('SET', key, val) else redis.call('SET', key, val, 'EXAT', exp) end
 end
--- The stored value of session `key`, its version, user hex, absolute
--- deadline and where the rest starts; or nil and the status -1 (no session;
--- one that has expired by `now` is deleted on the way) or -2 (unparsable).
--- Without `now`, expiry is not looked at.
-local function stored(key, prefix, id, now)
-  local old = value(key, 'GETEX')
+-- `old`, the stored value of session `key` (from `value(key, 'GETEX')`),
+-- its version, user hex, absolute deadline and where the rest starts; or
+-- nil and the status -1 (no session; one that has expired by `now` is
+-- deleted on the way) or -2 (unparsable). Without `now`, expiry is not
+-- looked at.
+local function stored(key, prefix, id, now, old)
   if not old then return nil, -1 end
   local version, deadline, user, abs, rest = parse(old)
   if not version then return nil, -2 end
@@ -948,9 +1016,9 @@ end
     };
 }
 
-/// The last argument of every script that writes a session: `1` when the
-/// store keeps a copy of what it wrote. `CREATE` and `SAVE` then read the
-/// key again after writing it (`EXISTS`, a read that copies no value),
+/// An argument of `CREATE` (its last) and `SAVE` (its first, for every
+/// session of the call): `1` when the store keeps a copy of what it wrote.
+/// `CREATE` and `SAVE` then read the key again after writing it (`EXISTS`, a read that copies no value),
 /// because a write ends Redis's tracking of the key for every connection
 /// (this one's included), and a read starts it again for this one: without
 /// it, another server's next change would send no invalidation here.
@@ -986,11 +1054,22 @@ return 1
     ))
 });
 
-/// KEYS: sessions. ARGV, nine per session: prefix, id, value, now,
-/// expected version, expire-at, has-user, user hex, re-read (see
-/// `READ_BACK`). For each session in turn: 1 saved, 0 conflict, -1 gone,
-/// -2 unparsable, -3 the user's index holds another type. Many saves go in
-/// one call (see `batch.rs`).
+/// KEYS: sessions. ARGV: re-read (see `READ_BACK`), then five per
+/// session: expected, value, now, expire-at, user. `expected` is either
+/// the exact header of the stored JSON this process last saw at the
+/// version the save expects (from [`write_header`]), or that version alone,
+/// in decimal; `user` is empty without a user, else `=` and its hex. For
+/// each session in turn: 1 saved, 0 conflict, -1 gone, -2 unparsable, -3
+/// the user's index holds another type. Many saves go in one call (see
+/// `batch.rs`).
+///
+/// A stored value that starts with the expected header has the expected
+/// version, deadlines and user, which the store has checked against `now`
+/// and the new user before sending it (see `RedisStore::expected`): the
+/// script then only writes. Any other value (another server saved or
+/// touched the session, this process has no copy of it) gets the full
+/// check. The session's prefix and id are read off its key, and only when
+/// needed.
 static SAVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         lua_refused_when_full!(),
@@ -1000,27 +1079,32 @@ static SAVE: LazyLock<Script> = LazyLock::new(|| {
         r#"
 local out = {}
 for i, key in ipairs(KEYS) do
-  local a = (i - 1) * 9
-  local prefix, id, exp = ARGV[a + 1], ARGV[a + 2], ARGV[a + 6]
-  local old, version, user = stored(key, prefix, id, ARGV[a + 4])
-  if not old then
-    out[i] = version
-  elseif version ~= ARGV[a + 5] then
-    out[i] = 0
-  else
-    local new = nil
-    if ARGV[a + 7] == '1' then new = ARGV[a + 8] end
+  local a = 1 + (i - 1) * 5
+  local expected, exp, new = ARGV[a + 1], ARGV[a + 4], nil
+  if ARGV[a + 5] ~= '' then new = string.sub(ARGV[a + 5], 2) end
+  local old = value(key, 'GETEX')
+  local fast = old and string.byte(expected) == 123 and string.sub(old, 1, #expected) == expected
+  local prefix, id
+  if new or not fast then prefix, id = string.match(key, '^(.*)session:([^:]*)$') end
+  local user, status = new, 1
+  if not fast then
+    if string.byte(expected) == 123 then expected = parse(expected) end
+    local version
+    old, version, user = stored(key, prefix, id, ARGV[a + 3], old)
+    if not old then status = version elseif version ~= expected then status = 0 end
+  end
+  if status == 1 then
     local uk, ut = index(prefix, new)
     if uk and not ut then
-      out[i] = -3
+      status = -3
     else
-      put(key, ARGV[a + 3], exp)
+      put(key, ARGV[a + 2], exp)
       if user and user ~= new then unlink(prefix, user, id) end
       if uk then link(uk, ut, id, exp) end
-      if ARGV[a + 9] == '1' then redis.call('EXISTS', key) end
-      out[i] = 1
+      if ARGV[1] == '1' then redis.call('EXISTS', key) end
     end
   end
+  out[i] = status
 end
 return out
 "#
@@ -1036,7 +1120,8 @@ static TOUCH: LazyLock<Script> = LazyLock::new(|| {
         lua_users!(),
         lua_write!(),
         r#"
-local old, version, user, abs, rest = stored(KEYS[1], ARGV[1], ARGV[2], ARGV[4])
+local old, version, user, abs, rest = stored(KEYS[1], ARGV[1], ARGV[2], ARGV[4],
+  value(KEYS[1], 'GETEX'))
 if not old then return version end
 local uk, ut = index(ARGV[1], user)
 if uk and not ut then return -3 end
@@ -1079,7 +1164,7 @@ static DELETE_IF_VERSION: LazyLock<Script> = LazyLock::new(|| {
         lua_users!(),
         lua_write!(),
         r#"
-local old, version, user = stored(KEYS[1], ARGV[1], ARGV[2], nil)
+local old, version, user = stored(KEYS[1], ARGV[1], ARGV[2], nil, value(KEYS[1], 'GETEX'))
 if not old then return version end
 if version ~= ARGV[3] then return 0 end
 redis.call('DEL', KEYS[1])
@@ -2304,6 +2389,125 @@ mod tests {
             assert!(store.delete(&record.id).await.unwrap(), "hash: {hash}");
             assert_eq!(store.load(&record.id, now).await.unwrap(), None);
         }
+        cleanup(&store).await;
+    }
+
+    /// The header the store expects for a save is byte for byte what Redis
+    /// holds after a create, a save and a touch (which the `TOUCH` script
+    /// writes itself), with and without a user and an idle deadline.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_expected_header_is_what_redis_holds() {
+        let Some(url) = url() else { return };
+        let _serial = SERIAL.lock().await;
+        let store = store(&url).await;
+        let mut conn = store.admin().await;
+        let now = now();
+        for (user, idle) in [(None, Some(60)), (Some("usér \"ü\""), None)] {
+            let mut record = Record::new(Id::random(), now, idle, 3_600);
+            record.user = user.map(Into::into);
+            record.data.insert("k".into(), json!("v"));
+            store.create(&record).await.unwrap();
+            store.save(&record, now).await.unwrap();
+            for step in ["save", "touch"] {
+                let raw: Vec<u8> = redis::cmd("GET")
+                    .arg(store.session_key(&record.id))
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                let held = decode(&raw, Some(&record.id)).unwrap();
+                let mut header = Vec::new();
+                write_header(&mut header, &held, held.version);
+                assert!(
+                    raw.starts_with(&header),
+                    "{step}: {}",
+                    String::from_utf8_lossy(&raw)
+                );
+                store.touch(&record.id, now + 30, now).await.unwrap();
+            }
+        }
+        cleanup(&store).await;
+    }
+
+    /// The `SAVE` script writes with no further check only when Redis holds
+    /// exactly the header it was given, and makes the full check otherwise:
+    /// shown with a stored session that expired at `now` (for which the
+    /// store never sends a header). With its exact header it is written;
+    /// with its version alone, or a header that differs in the idle
+    /// deadline (as after another server's touch), it is found gone and
+    /// deleted. A header of an older version is a conflict, and a missing
+    /// session is gone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_save_script_trusts_only_the_exact_header() {
+        /// The header of `record` stored at `version`.
+        fn header(record: &Record, version: u64) -> Vec<u8> {
+            let mut header = Vec::new();
+            write_header(&mut header, record, version);
+            header
+        }
+        /// Runs `SAVE` alone: `record` over `expected`, at `now`.
+        async fn save(store: &RedisStore, record: &Record, expected: Vec<u8>, now: u64) -> i64 {
+            let mut cmd = evalsha(&SAVE, 1);
+            cmd.arg(store.session_key(&record.id))
+                .arg("0")
+                .arg(expected)
+                .arg(encode(record, 4))
+                .arg(now)
+                .arg(expire_at(now + 60))
+                .arg("");
+            let codes: Vec<i64> = eval(&mut store.admin().await, &SAVE, &cmd, false)
+                .await
+                .unwrap();
+            codes[0]
+        }
+        /// Stores `record` at version 3, by hand.
+        async fn put(store: &RedisStore, record: &Record) {
+            let _: () = redis::cmd("SET")
+                .arg(store.session_key(&record.id))
+                .arg(encode(record, 3))
+                .query_async(&mut store.admin().await)
+                .await
+                .unwrap();
+        }
+        let Some(url) = url() else { return };
+        let _serial = SERIAL.lock().await;
+        let store = store(&url).await;
+        let now = now();
+        let record = Record::new(Id::random(), now - 10, Some(10), 3_600);
+        assert!(record.is_expired_at(now));
+        put(&store, &record).await;
+        assert_eq!(
+            save(&store, &record, header(&record, 3), now).await,
+            1,
+            "exact header: written"
+        );
+        let mut touched = record.clone();
+        touched.idle_deadline = Some(now + 5);
+        for expected in [b"3".to_vec(), header(&touched, 3)] {
+            put(&store, &record).await;
+            assert_eq!(
+                save(&store, &record, expected, now).await,
+                -1,
+                "full check: gone"
+            );
+            assert_eq!(
+                store.load(&record.id, 0).await.unwrap(),
+                None,
+                "and deleted"
+            );
+        }
+        put(&store, &touched).await;
+        assert_eq!(
+            save(&store, &touched, header(&touched, 2), now).await,
+            0,
+            "an older version"
+        );
+        assert_eq!(save(&store, &touched, header(&touched, 3), now).await, 1);
+        store.delete(&touched.id).await.unwrap();
+        assert_eq!(
+            save(&store, &touched, header(&touched, 4), now).await,
+            -1,
+            "no session"
+        );
         cleanup(&store).await;
     }
 

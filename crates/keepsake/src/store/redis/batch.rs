@@ -27,13 +27,13 @@ pub(super) struct Job {
     pub(super) key: String,
     /// The session in the local cache.
     pub(super) cached: (u64, Id),
-    pub(super) prefix: Arc<str>,
-    pub(super) id: String,
+    /// What Redis is to hold: a header or a version (see `SAVE`).
+    pub(super) expected: Vec<u8>,
     pub(super) value: Vec<u8>,
     pub(super) now: u64,
-    pub(super) expected: u64,
     pub(super) expire_at: String,
-    pub(super) user_hex: Option<String>,
+    /// Empty without a user, else `=` and the user's name in hex.
+    pub(super) user: String,
     /// What Redis holds once the save succeeds, for the local cache (none
     /// when the store handle keeps no copies).
     pub(super) keep: Option<Arc<Record>>,
@@ -118,22 +118,14 @@ async fn send(conn: &Connection, jobs: &mut Vec<Job>) {
     for job in jobs.iter() {
         cmd.arg(&job.key);
     }
+    cmd.arg(if keeps { super::READ_BACK } else { "0" });
     let mut tickets = Vec::with_capacity(jobs.len());
     for job in jobs.iter() {
-        let (has_user, user_hex) = match &job.user_hex {
-            Some(hex) => ("1", hex.as_str()),
-            None => ("0", ""),
-        };
-        let read_back = keeps && job.keep.is_some();
-        cmd.arg(&*job.prefix)
-            .arg(&job.id)
+        cmd.arg(&job.expected)
             .arg(&job.value)
             .arg(job.now)
-            .arg(job.expected)
             .arg(&job.expire_at)
-            .arg(has_user)
-            .arg(user_hex)
-            .arg(if read_back { super::READ_BACK } else { "0" });
+            .arg(&job.user);
         tickets.push(conn.cache.ticket(&job.cached));
     }
     let mut redis = link.conn();
