@@ -611,6 +611,53 @@ impl RedisStore {
         self.conn.cache.wrote(ticket, &cached, record);
         result
     }
+
+    /// Reads session `id` from Redis, for a load the cache could not
+    /// serve, and keeps the copy if Redis tracks the read for this
+    /// connection.
+    async fn load_from_redis(&self, id: &Id, now: u64) -> Result<Option<Arc<Record>>, StoreError> {
+        let cached = (self.tag, *id);
+        let key = self.session_key(id);
+        let mut link = self.link("load").await?;
+        let cache = match self.cache() {
+            Some(cache) if self.tracked(&link).await => Some(cache),
+            _ => None,
+        };
+        let filling = cache.map(|cache| (cache, cache.ticket(&cached)));
+        let asked_on = link.generation();
+        let get = redis::cmd("GET").arg(&key).clone();
+        let mut conn = link.conn();
+        // With the cache, the read is tracked.
+        let first = send(&mut conn, &get, filling.is_some());
+        let value: Option<Vec<u8>> = match tokio::time::timeout(self.timeout, first).await {
+            Err(_) => return Err(self.timed_out("load")),
+            // A connection Redis closed while idle (`timeout`, a proxy)
+            // fails the first command sent on it. A read is safe to send
+            // again, on a new connection; what it reads there is not kept
+            // (the ticket was for the old one), nor tracked.
+            Ok(Err(err)) if err.is_connection_dropped() => {
+                link.failed(&err);
+                link = self.link("load").await?;
+                let mut conn = link.conn();
+                self.run("load", &link, get.query_async(&mut conn)).await?
+            }
+            Ok(result) => self.run("load", &link, std::future::ready(result)).await?,
+        };
+        let Some(bytes) = value else {
+            return Ok(None);
+        };
+        let record = Arc::new(decode(&bytes, Some(id))?);
+        if record.is_expired_at(now) {
+            return Ok(None);
+        }
+        if let Some((cache, ticket)) = filling
+            && link.generation() == asked_on
+            && !link.is_broken()
+        {
+            cache.fill(ticket, &cached, record.clone());
+        }
+        Ok(Some(record))
+    }
 }
 
 /// The error of a command that got no answer within `timeout`.
@@ -1083,7 +1130,7 @@ for i, key in ipairs(KEYS) do
   local expected, exp, new = ARGV[a + 1], ARGV[a + 4], nil
   if ARGV[a + 5] ~= '' then new = string.sub(ARGV[a + 5], 2) end
   local old = value(key, 'GETEX')
-  local fast = old and string.byte(expected) == 123 and string.sub(old, 1, #expected) == expected
+  local fast = old and string.byte(expected) == 123 and string.find(old, expected, 1, true) == 1
   local prefix, id
   if new or not fast then prefix, id = string.match(key, '^(.*)session:([^:]*)$') end
   local user, status = new, 1
@@ -1307,46 +1354,10 @@ impl SessionStore for RedisStore {
         {
             return Ok((!record.is_expired_at(now)).then_some(record));
         }
-        let key = self.session_key(id);
-        let mut link = self.link("load").await?;
-        let cache = match self.cache() {
-            Some(cache) if self.tracked(&link).await => Some(cache),
-            _ => None,
-        };
-        let filling = cache.map(|cache| (cache, cache.ticket(&cached)));
-        let asked_on = link.generation();
-        let get = redis::cmd("GET").arg(&key).clone();
-        let mut conn = link.conn();
-        // With the cache, the read is tracked.
-        let first = send(&mut conn, &get, filling.is_some());
-        let value: Option<Vec<u8>> = match tokio::time::timeout(self.timeout, first).await {
-            Err(_) => return Err(self.timed_out("load")),
-            // A connection Redis closed while idle (`timeout`, a proxy)
-            // fails the first command sent on it. A read is safe to send
-            // again, on a new connection; what it reads there is not kept
-            // (the ticket was for the old one), nor tracked.
-            Ok(Err(err)) if err.is_connection_dropped() => {
-                link.failed(&err);
-                link = self.link("load").await?;
-                let mut conn = link.conn();
-                self.run("load", &link, get.query_async(&mut conn)).await?
-            }
-            Ok(result) => self.run("load", &link, std::future::ready(result)).await?,
-        };
-        let Some(bytes) = value else {
-            return Ok(None);
-        };
-        let record = Arc::new(decode(&bytes, Some(id))?);
-        if record.is_expired_at(now) {
-            return Ok(None);
-        }
-        if let Some((cache, ticket)) = filling
-            && link.generation() == asked_on
-            && !link.is_broken()
-        {
-            cache.fill(ticket, &cached, record.clone());
-        }
-        Ok(Some(record))
+        // Boxed: the way to Redis makes a future of a few kilobytes, which
+        // a load served from the cache would otherwise allocate too (the
+        // middleware boxes this one).
+        Box::pin(self.load_from_redis(id, now)).await
     }
 
     async fn save(&self, record: &Record, now: u64) -> Result<Saved, StoreError> {
