@@ -486,12 +486,22 @@ pub async fn per_user_index<S: SessionStore>(store: &S) {
     let now = base();
     let (ada, bob) = (user("ada"), user("bob"));
     let mut ids = BTreeSet::new();
+    let mut last = None;
     for _ in 0..3 {
         let mut record = record(now);
         record.user = Some(ada.clone());
         store.create(&record).await.unwrap();
         ids.insert(record.id);
+        last = Some(record);
     }
+    // A save that keeps the user keeps the session in the user's index
+    // (checked with the listings below).
+    let mut again = last.unwrap();
+    again.data.insert("n".into(), 1.into());
+    assert!(matches!(
+        store.save(&again, now).await.unwrap(),
+        Saved::Saved { .. }
+    ));
     let mut moving = record(now);
     moving.user = Some(bob.clone());
     store.create(&moving).await.unwrap();

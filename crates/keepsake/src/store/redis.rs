@@ -1132,7 +1132,8 @@ for i, key in ipairs(KEYS) do
   local old = value(key, 'GETEX')
   local fast = old and string.byte(expected) == 123 and string.find(old, expected, 1, true) == 1
   local prefix, id
-  if new or not fast then prefix, id = string.match(key, '^(.*)session:([^:]*)$') end
+  -- A session key is `<prefix>session:<id>`, the id 22 characters long.
+  if new or not fast then prefix, id = string.sub(key, 1, -31), string.sub(key, -22) end
   local user, status = new, 1
   if not fast then
     if string.byte(expected) == 123 then expected = parse(expected) end
