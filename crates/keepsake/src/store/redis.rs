@@ -120,11 +120,11 @@ const MAX_EXPIRE_AT: u64 = 253_402_300_799;
 /// the record (`id`, `created_at`, `idle_timeout`, `persistent`, `data`).
 /// The Lua scripts read and rewrite the header with string patterns (and
 /// compare numbers as decimal strings, exactly, with no float rounding) and
-/// never decode or re-encode the session data. A save of a session this
-/// process has a copy of sends the header it expects Redis to hold; when
-/// Redis holds exactly that, the script has nothing to parse or check
-/// before it writes. The user is hex-encoded so a
-/// script can rebuild the user's set key from it without a JSON decoder.
+/// never decode or re-encode the session data. The user is hex-encoded so
+/// a script can rebuild the user's set key from it without a JSON decoder.
+/// A save of a session this process has a copy of sends the header it
+/// expects Redis to hold; when Redis holds exactly that, the script has
+/// nothing to parse or check before it writes.
 ///
 /// # Expiry: Redis's clock *and* the app's
 ///
@@ -529,10 +529,6 @@ impl RedisStore {
     ) -> Result<Saved, StoreError> {
         let version = expected + 1;
         let cached = (self.tag, record.id);
-        let mut user = String::new();
-        if let Some(name) = &record.user {
-            user = format!("={}", hex(name.as_bytes()));
-        }
         let (reply, status) = tokio::sync::oneshot::channel();
         self.saves.push(Job {
             key: self.session_key(&record.id),
@@ -541,7 +537,7 @@ impl RedisStore {
             value: encode(record, version),
             now,
             expire_at: expire_at(record.deadline()),
-            user,
+            user: user_arg(record.user.as_deref()),
             keep,
             timeout: self.timeout,
             reply,
@@ -911,12 +907,10 @@ fn expire_at(deadline: u64) -> String {
     }
 }
 
-/// The user arguments of the scripts: a flag and the hex of the name.
-fn user_args(user: Option<&str>) -> (&'static str, String) {
-    match user {
-        Some(user) => ("1", hex(user.as_bytes())),
-        None => ("0", String::new()),
-    }
+/// The user argument of the `CREATE` and `SAVE` scripts: empty without a
+/// user, else `=` and the name in hex (so that an empty name is a user).
+fn user_arg(user: Option<&str>) -> String {
+    user.map_or_else(String::new, |user| format!("={}", hex(user.as_bytes())))
 }
 
 /// `*`, `?`, `[`, `]` and `\` escaped for a `SCAN MATCH` pattern.
@@ -1071,9 +1065,9 @@ end
 /// it, another server's next change would send no invalidation here.
 const READ_BACK: &str = "1";
 
-/// KEYS: session. ARGV: prefix, id, value, now, expire-at, has-user, user
-/// hex, re-read (see `READ_BACK`). 1 created, 0 collision, -2 unparsable,
-/// -3 the user's index holds another type.
+/// KEYS: session. ARGV: prefix, id, value, now, expire-at, user (see
+/// [`user_arg`]), re-read (see `READ_BACK`). 1 created, 0 collision, -2
+/// unparsable, -3 the user's index holds another type.
 static CREATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         lua_refused_when_full!(),
@@ -1089,13 +1083,13 @@ if old then
   olduser = user
 end
 local new = nil
-if ARGV[6] == '1' then new = ARGV[7] end
+if ARGV[6] ~= '' then new = string.sub(ARGV[6], 2) end
 local uk, ut = index(ARGV[1], new)
 if uk and not ut then return -3 end
 unlink(ARGV[1], olduser, ARGV[2])
 put(KEYS[1], ARGV[3], ARGV[5])
 if uk then link(uk, ut, ARGV[2], ARGV[5]) end
-if ARGV[8] == '1' then redis.call('EXISTS', KEYS[1]) end
+if ARGV[7] == '1' then redis.call('EXISTS', KEYS[1]) end
 return 1
 "#
     ))
@@ -1105,10 +1099,9 @@ return 1
 /// session: expected, value, now, expire-at, user. `expected` is either
 /// the exact header of the stored JSON this process last saw at the
 /// version the save expects (from [`write_header`]), or that version alone,
-/// in decimal; `user` is empty without a user, else `=` and its hex. For
-/// each session in turn: 1 saved, 0 conflict, -1 gone, -2 unparsable, -3
-/// the user's index holds another type. Many saves go in one call (see
-/// `batch.rs`).
+/// in decimal; `user` as [`user_arg`] makes it. For each session in turn:
+/// 1 saved, 0 conflict, -1 gone, -2 unparsable, -3 the user's index holds
+/// another type. Many saves go in one call (see `batch.rs`).
 ///
 /// A stored value that starts with the expected header has the expected
 /// version, deadlines and user, which the store has checked against `now`
@@ -1321,7 +1314,6 @@ return n
 
 impl SessionStore for RedisStore {
     async fn create(&self, record: &Record) -> Result<Created, StoreError> {
-        let (has_user, user_hex) = user_args(record.user.as_deref());
         let mut cmd = evalsha(&CREATE, 1);
         cmd.arg(self.session_key(&record.id))
             .arg(&*self.prefix)
@@ -1329,8 +1321,7 @@ impl SessionStore for RedisStore {
             .arg(encode(record, record.version))
             .arg(record.created_at)
             .arg(expire_at(record.deadline()))
-            .arg(has_user)
-            .arg(user_hex);
+            .arg(user_arg(record.user.as_deref()));
         let kept = |status| (status == 1).then(|| Arc::new(record.clone()));
         match self
             .write("create", &record.id, &CREATE, cmd, Some(&kept))

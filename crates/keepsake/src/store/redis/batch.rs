@@ -32,7 +32,7 @@ pub(super) struct Job {
     pub(super) value: Vec<u8>,
     pub(super) now: u64,
     pub(super) expire_at: String,
-    /// Empty without a user, else `=` and the user's name in hex.
+    /// As [`user_arg`](super::user_arg) makes it.
     pub(super) user: String,
     /// What Redis holds once the save succeeds, for the local cache (none
     /// when the store handle keeps no copies).
