@@ -2431,6 +2431,73 @@ mod tests {
         cleanup(&store).await;
     }
 
+    /// Two app servers with their own caches (so both send the headers
+    /// they expect) increment one counter concurrently, replaying on every
+    /// conflict, while a third touches the session (which changes the
+    /// stored header but not its version): every increment lands once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_servers_with_caches_lose_no_increment() {
+        const EACH: u64 = 150;
+        let Some(url) = url() else { return };
+        let _serial = SERIAL.lock().await;
+        let store = store(&url).await;
+        let other = RedisStore::connect(&url)
+            .await
+            .unwrap()
+            .with_prefix(store.prefix());
+        let now = now();
+        let mut record = Record::new(Id::random(), now, Some(600), 3_600);
+        record.data.insert("n".into(), json!(0));
+        store.create(&record).await.unwrap();
+        let id = record.id;
+        let increments = |server: RedisStore| async move {
+            let mut conflicts = 0_u64;
+            for _ in 0..EACH {
+                loop {
+                    let mut record = server.load_shared(&id, now).await.unwrap().unwrap();
+                    let n = record.data["n"].as_u64().unwrap();
+                    Arc::make_mut(&mut record)
+                        .data
+                        .insert("n".into(), json!(n + 1));
+                    match server.save_shared(&mut record, now).await.unwrap() {
+                        Saved::Saved { .. } => break,
+                        Saved::Conflict => conflicts += 1,
+                        Saved::Gone => panic!("the session went"),
+                    }
+                }
+            }
+            conflicts
+        };
+        let toucher = other_server(&store, &url).await;
+        let touches = async {
+            for i in 0..EACH {
+                toucher.touch(&id, now + 600 + i, now).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        };
+        let (a, b, ()) = tokio::join!(
+            tokio::spawn(increments(store.clone())),
+            tokio::spawn(increments(other)),
+            touches
+        );
+        let conflicts = a.unwrap() + b.unwrap();
+        let held = store
+            .clone()
+            .with_local_cache(0)
+            .load(&id, now)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            held.data["n"],
+            json!(2 * EACH),
+            "{conflicts} conflicts replayed"
+        );
+        assert_eq!(held.version, 2 * EACH);
+        eprintln!("{} increments, {conflicts} conflicts replayed", 2 * EACH);
+        cleanup(&store).await;
+    }
+
     /// The `SAVE` script writes with no further check only when Redis holds
     /// exactly the header it was given, and makes the full check otherwise:
     /// shown with a stored session that expired at `now` (for which the
