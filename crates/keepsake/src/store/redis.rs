@@ -1059,10 +1059,11 @@ end
 
 /// An argument of `CREATE` (its last) and `SAVE` (its first, for every
 /// session of the call): `1` when the store keeps a copy of what it wrote.
-/// `CREATE` and `SAVE` then read the key again after writing it (`EXISTS`, a read that copies no value),
-/// because a write ends Redis's tracking of the key for every connection
-/// (this one's included), and a read starts it again for this one: without
-/// it, another server's next change would send no invalidation here.
+/// `CREATE` and `SAVE` then read the key again after writing it
+/// (`EXISTS`, a read that copies no value), because a write ends Redis's
+/// tracking of the key for every connection (this one's included), and a
+/// read starts it again for this one: without it, another server's next
+/// change would send no invalidation here.
 const READ_BACK: &str = "1";
 
 /// KEYS: session. ARGV: prefix, id, value, now, expire-at, user (see
