@@ -992,10 +992,16 @@ macro_rules! lua_refused_when_full {
     };
 }
 
-/// Lua: the user sets (`ukey`, `index`, `link`, `unlink`).
+/// Lua: a session key's parts (`owner`) and the user sets (`ukey`,
+/// `index`, `link`, `unlink`).
 macro_rules! lua_users {
     () => {
         r#"
+-- The prefix and id of session key `key`, `<prefix>session:<id>`, as
+-- `RedisStore::session_key` makes it (an id is always 22 characters).
+local function owner(key)
+  return string.sub(key, 1, -31), string.sub(key, -22)
+end
 local function ukey(prefix, uhex)
   return prefix .. 'user:' .. (string.gsub(uhex, '%x%x', function(c) return string.char(tonumber(c, 16)) end))
 end
@@ -1025,6 +1031,13 @@ end
 local function unlink(prefix, uhex, id)
   if uhex then redis.pcall('SREM', ukey(prefix, uhex), id) end
 end
+-- The same for session key `key`.
+local function unlink_key(key, uhex)
+  if uhex then
+    local prefix, id = owner(key)
+    unlink(prefix, uhex, id)
+  end
+end
 "#
     };
 }
@@ -1042,13 +1055,13 @@ end
 -- nil and the status -1 (no session; one that has expired by `now` is
 -- deleted on the way) or -2 (unparsable). Without `now`, expiry is not
 -- looked at.
-local function stored(key, prefix, id, now, old)
+local function stored(key, now, old)
   if not old then return nil, -1 end
   local version, deadline, user, abs, rest = parse(old)
   if not version then return nil, -2 end
   if now and not lt(now, deadline) then
     redis.call('DEL', key)
-    unlink(prefix, user, id)
+    unlink_key(key, user)
     return nil, -1
   end
   return old, version, user, abs, rest
@@ -1066,8 +1079,8 @@ end
 /// change would send no invalidation here.
 const READ_BACK: &str = "1";
 
-/// KEYS: session. ARGV: prefix, id, value, now, expire-at, user (see
-/// [`user_arg`]), re-read (see `READ_BACK`). 1 created, 0 collision, -2
+/// KEYS: session. ARGV: value, now, expire-at, user (see [`user_arg`]),
+/// re-read (see `READ_BACK`). 1 created, 0 collision, -2
 /// unparsable, -3 the user's index holds another type.
 static CREATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
@@ -1080,17 +1093,18 @@ local old, olduser = value(KEYS[1], 'GETEX'), nil
 if old then
   local version, deadline, user = parse(old)
   if not version then return -2 end
-  if lt(ARGV[4], deadline) then return 0 end
+  if lt(ARGV[2], deadline) then return 0 end
   olduser = user
 end
 local new = nil
-if ARGV[6] ~= '' then new = string.sub(ARGV[6], 2) end
-local uk, ut = index(ARGV[1], new)
+if ARGV[4] ~= '' then new = string.sub(ARGV[4], 2) end
+local prefix, id = owner(KEYS[1])
+local uk, ut = index(prefix, new)
 if uk and not ut then return -3 end
-unlink(ARGV[1], olduser, ARGV[2])
-put(KEYS[1], ARGV[3], ARGV[5])
-if uk then link(uk, ut, ARGV[2], ARGV[5]) end
-if ARGV[7] == '1' then redis.call('EXISTS', KEYS[1]) end
+unlink(prefix, olduser, id)
+put(KEYS[1], ARGV[1], ARGV[3])
+if uk then link(uk, ut, id, ARGV[3]) end
+if ARGV[5] == '1' then redis.call('EXISTS', KEYS[1]) end
 return 1
 "#
     ))
@@ -1125,17 +1139,16 @@ for i, key in ipairs(KEYS) do
   if ARGV[a + 5] ~= '' then new = string.sub(ARGV[a + 5], 2) end
   local old = value(key, 'GETEX')
   local fast = old and string.byte(expected) == 123 and string.find(old, expected, 1, true) == 1
-  local prefix, id
-  -- A session key is `<prefix>session:<id>`, the id 22 characters long.
-  if new or not fast then prefix, id = string.sub(key, 1, -31), string.sub(key, -22) end
   local user, status = new, 1
   if not fast then
     if string.byte(expected) == 123 then expected = parse(expected) end
     local version
-    old, version, user = stored(key, prefix, id, ARGV[a + 3], old)
+    old, version, user = stored(key, ARGV[a + 3], old)
     if not old then status = version elseif version ~= expected then status = 0 end
   end
   if status == 1 then
+    local prefix, id
+    if new or user then prefix, id = owner(key) end
     local uk, ut = index(prefix, new)
     if uk and not ut then
       status = -3
@@ -1153,7 +1166,7 @@ return out
     ))
 });
 
-/// KEYS: session. ARGV: prefix, id, idle deadline, now. 1 touched, -1 gone,
+/// KEYS: session. ARGV: idle deadline, now. 1 touched, -1 gone,
 /// -2 unparsable, -3 the user's index holds another type.
 static TOUCH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
@@ -1162,12 +1175,12 @@ static TOUCH: LazyLock<Script> = LazyLock::new(|| {
         lua_users!(),
         lua_write!(),
         r#"
-local old, version, user, abs, rest = stored(KEYS[1], ARGV[1], ARGV[2], ARGV[4],
-  value(KEYS[1], 'GETEX'))
+local old, version, user, abs, rest = stored(KEYS[1], ARGV[2], value(KEYS[1], 'GETEX'))
 if not old then return version end
-local uk, ut = index(ARGV[1], user)
+local prefix, id = owner(KEYS[1])
+local uk, ut = index(prefix, user)
 if uk and not ut then return -3 end
-local idle = ARGV[3]
+local idle = ARGV[1]
 if lt(abs, idle) then idle = abs end
 local uj = 'null'
 if user then uj = '"' .. user .. '"' end
@@ -1176,13 +1189,13 @@ local val = '{"format":1,"version":' .. version .. ',"absolute_deadline":' .. ab
 local exp = idle
 if lt('253402300799', idle) then exp = '' elseif idle == '0' then exp = '1' end
 put(KEYS[1], val, exp)
-if uk then link(uk, ut, ARGV[2], exp) end
+if uk then link(uk, ut, id, exp) end
 return 1
 "#
     ))
 });
 
-/// KEYS: session. ARGV: prefix, id. 1 deleted, 0 absent.
+/// KEYS: session. 1 deleted, 0 absent.
 static DELETE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         lua_parse!(),
@@ -1192,13 +1205,13 @@ local old = value(KEYS[1], 'GETEX')
 if not old then return 0 end
 local version, _, user = parse(old)
 redis.call('DEL', KEYS[1])
-if version then unlink(ARGV[1], user, ARGV[2]) end
+if version then unlink_key(KEYS[1], user) end
 return 1
 "#
     ))
 });
 
-/// KEYS: session. ARGV: prefix, id, version. 1 deleted, 0 another version,
+/// KEYS: session. ARGV: version. 1 deleted, 0 another version,
 /// -1 no such session.
 static DELETE_IF_VERSION: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
@@ -1206,11 +1219,11 @@ static DELETE_IF_VERSION: LazyLock<Script> = LazyLock::new(|| {
         lua_users!(),
         lua_write!(),
         r#"
-local old, version, user = stored(KEYS[1], ARGV[1], ARGV[2], nil, value(KEYS[1], 'GETEX'))
+local old, version, user = stored(KEYS[1], nil, value(KEYS[1], 'GETEX'))
 if not old then return version end
-if version ~= ARGV[3] then return 0 end
+if version ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
-unlink(ARGV[1], user, ARGV[2])
+unlink_key(KEYS[1], user)
 return 1
 "#
     ))
@@ -1317,8 +1330,6 @@ impl SessionStore for RedisStore {
     async fn create(&self, record: &Record) -> Result<Created, StoreError> {
         let mut cmd = evalsha(&CREATE, 1);
         cmd.arg(self.session_key(&record.id))
-            .arg(&*self.prefix)
-            .arg(record.id.to_string())
             .arg(encode(record, record.version))
             .arg(record.created_at)
             .arg(expire_at(record.deadline()))
@@ -1378,11 +1389,7 @@ impl SessionStore for RedisStore {
 
     async fn touch(&self, id: &Id, idle_deadline: u64, now: u64) -> Result<Touched, StoreError> {
         let mut cmd = evalsha(&TOUCH, 1);
-        cmd.arg(self.session_key(id))
-            .arg(&*self.prefix)
-            .arg(id.to_string())
-            .arg(idle_deadline)
-            .arg(now);
+        cmd.arg(self.session_key(id)).arg(idle_deadline).arg(now);
         // The copy goes: touches are rare, and the script caps the deadline.
         match self.write("touch", id, &TOUCH, cmd, None).await? {
             1 => Ok(Touched::Touched),
@@ -1392,18 +1399,13 @@ impl SessionStore for RedisStore {
 
     async fn delete(&self, id: &Id) -> Result<bool, StoreError> {
         let mut cmd = evalsha(&DELETE, 1);
-        cmd.arg(self.session_key(id))
-            .arg(&*self.prefix)
-            .arg(id.to_string());
+        cmd.arg(self.session_key(id));
         Ok(self.write("delete", id, &DELETE, cmd, None).await? == 1)
     }
 
     async fn delete_if_version(&self, id: &Id, version: u64) -> Result<Deleted, StoreError> {
         let mut cmd = evalsha(&DELETE_IF_VERSION, 1);
-        cmd.arg(self.session_key(id))
-            .arg(&*self.prefix)
-            .arg(id.to_string())
-            .arg(version.to_string());
+        cmd.arg(self.session_key(id)).arg(version.to_string());
         match self
             .write("delete_if_version", id, &DELETE_IF_VERSION, cmd, None)
             .await?
@@ -2335,6 +2337,84 @@ mod tests {
             .unwrap();
         assert_eq!(members, 0);
         assert_eq!(cleanup(&store).await, 0, "nothing left behind");
+    }
+
+    /// Every script that writes a session keeps its user's index: the
+    /// scripts find the prefix and id of the index entry from the session
+    /// key alone, so this looks at the index itself.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_script_keeps_the_user_index() {
+        let Some(url) = url() else { return };
+        let _serial = SERIAL.lock().await;
+        let store = store(&url).await;
+        let mut conn = store.admin().await;
+        let now = now();
+        let user = |name: &str, mut record: Record| {
+            record.user = Some(name.into());
+            record
+        };
+        let (ada, bob) = (store.user_key("ada"), store.user_key("bob"));
+        let mut listed = async |key: &str, id: &Id| -> bool {
+            redis::cmd("SISMEMBER")
+                .arg(key)
+                .arg(id.to_string())
+                .query_async(&mut conn)
+                .await
+                .unwrap()
+        };
+
+        // CREATE links, TOUCH moves the index's expiry with the session's,
+        // DELETE_IF_VERSION unlinks.
+        let a = user("ada", Record::new(Id::random(), now, Some(600), 3_600));
+        store.create(&a).await.unwrap();
+        assert!(listed(&ada, &a.id).await);
+        let touched = store.touch(&a.id, now + 1_200, now).await.unwrap();
+        assert_eq!(touched, Touched::Touched);
+        assert!(listed(&ada, &a.id).await);
+        let mut admin = store.admin().await;
+        let expires: u64 = redis::cmd("EXPIRETIME")
+            .arg(&ada)
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        assert_eq!(
+            expires,
+            now + 1_200,
+            "the index lives as long as its session"
+        );
+        let deleted = store.delete_if_version(&a.id, a.version).await.unwrap();
+        assert_eq!(deleted, Deleted::Deleted);
+        assert!(!listed(&ada, &a.id).await);
+
+        // DELETE unlinks.
+        let b = user("ada", Record::new(Id::random(), now, Some(600), 3_600));
+        store.create(&b).await.unwrap();
+        assert!(store.delete(&b.id).await.unwrap());
+        assert!(!listed(&ada, &b.id).await);
+
+        // CREATE over an expired session of another user moves the entry,
+        // and so does SAVE.
+        let c = user("ada", Record::new(Id::random(), now, Some(600), 3_600));
+        store.create(&c).await.unwrap();
+        let later = now + 7_200;
+        let mut c = user("bob", Record::new(c.id, later, Some(600), 3_600));
+        assert_eq!(store.create(&c).await.unwrap(), Created::Created);
+        assert!(!listed(&ada, &c.id).await);
+        assert!(listed(&bob, &c.id).await);
+        c.user = Some("ada".into());
+        let saved = store.save(&c, later).await.unwrap();
+        assert!(matches!(saved, Saved::Saved { .. }));
+        assert!(listed(&ada, &c.id).await);
+        assert!(!listed(&bob, &c.id).await);
+
+        // A script that finds its session expired deletes and unlinks it.
+        let d = user("ada", Record::new(Id::random(), now, Some(600), 3_600));
+        store.create(&d).await.unwrap();
+        let touched = store.touch(&d.id, later + 600, later).await.unwrap();
+        assert_eq!(touched, Touched::Gone);
+        assert!(!listed(&ada, &d.id).await);
+
+        cleanup(&store).await;
     }
 
     /// Puts a value no session has at `record`'s key: a string that is not
