@@ -33,10 +33,7 @@ fn main() {
         .build()
         .expect("tokio runtime")
         .block_on(async move {
-            let ns = std::env::var("KEEPSAKE_BENCH_SPIN_NS")
-                .ok()
-                .and_then(|ns| ns.parse().ok())
-                .unwrap_or(0);
+            let ns = keepsake_compare::env_number("KEEPSAKE_BENCH_SPIN_NS").unwrap_or(0);
             let cost = Duration::from_nanos(ns);
             let handler = move || async move { answer(cost) };
             let app = Router::new()

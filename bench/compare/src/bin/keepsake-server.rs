@@ -40,26 +40,18 @@ async fn layer(store: &str, arg: Option<String>) -> SessionLayerBuilder {
         "memory" => SessionLayer::with_store(MemoryStore::new(), ring),
         "sqlite" => {
             let mut builder = SqliteStore::builder(arg());
-            if let Some(n) = std::env::var("KEEPSAKE_BENCH_SQLITE_CONNECTIONS")
-                .ok()
-                .and_then(|n| n.parse().ok())
-            {
+            if let Some(n) = keepsake_compare::env_number("KEEPSAKE_BENCH_SQLITE_CONNECTIONS") {
                 builder = builder.connections(n);
             }
             let store = builder.open().await.expect("open SQLite");
             SessionLayer::with_store(store, ring)
         }
         "redis" => {
-            let mut store = RedisStore::connect(&arg())
+            let store = RedisStore::connect(&arg())
                 .await
                 .expect("connect to Redis")
                 .with_prefix("keepsake-bench:");
-            if let Some(capacity) = std::env::var("KEEPSAKE_BENCH_REDIS_CACHE")
-                .ok()
-                .and_then(|n| n.parse().ok())
-            {
-                store = store.with_local_cache(capacity);
-            }
+            let store = keepsake_compare::with_bench_cache(store);
             SessionLayer::with_store(store, ring)
         }
         "postgres" => {

@@ -241,13 +241,8 @@ fn main() {
             "redis" => {
                 let server = RedisServer::start();
                 let url = format!("redis://127.0.0.1:{}", server.port);
-                let mut store = RedisStore::connect(&url).await.expect("connect");
-                if let Some(capacity) = std::env::var("KEEPSAKE_BENCH_REDIS_CACHE")
-                    .ok()
-                    .and_then(|n| n.parse().ok())
-                {
-                    store = store.with_local_cache(capacity);
-                }
+                let store = RedisStore::connect(&url).await.expect("connect");
+                let store = keepsake_compare::with_bench_cache(store);
                 measure("redis", store, n, expired, loads, || server.used_memory()).await
             }
             other => panic!("unknown store {other:?} (memory|sqlite|redis)"),
