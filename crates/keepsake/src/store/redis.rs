@@ -591,13 +591,14 @@ impl RedisStore {
         let link = self.link(what).await?;
         let tracked = kept.is_some() && self.tracked(&link).await;
         cmd.arg(if tracked { READ_BACK } else { "0" });
+        let request = Request::new(cmd, tracked);
         // The cache is shared with this handle's clones, which may keep
         // copies even if this handle does not: every write settles the copy.
         let cached = (self.tag, *id);
         let ticket = self.conn.cache.ticket(&cached);
         let mut conn = link.conn();
         let result = self
-            .run(what, &link, eval::<i64>(&mut conn, script, &cmd, tracked))
+            .run(what, &link, eval::<i64>(&mut conn, script, &request))
             .await
             .and_then(|code| corrupt_status(what, code));
         let record = match (&result, kept) {
@@ -621,10 +622,11 @@ impl RedisStore {
         };
         let filling = cache.map(|cache| (cache, cache.ticket(&cached)));
         let asked_on = link.generation();
-        let get = redis::cmd("GET").arg(&key).clone();
+        let get = || redis::cmd("GET").arg(&key).clone();
         let mut conn = link.conn();
         // With the cache, the read is tracked.
-        let first = send(&mut conn, &get, filling.is_some());
+        let request = Request::new(get(), filling.is_some());
+        let first = request.send(&mut conn);
         let value: Option<Vec<u8>> = match tokio::time::timeout(self.timeout, first).await {
             Err(_) => return Err(self.timed_out("load")),
             // A connection Redis closed while idle (`timeout`, a proxy)
@@ -635,7 +637,8 @@ impl RedisStore {
                 link.failed(&err);
                 link = self.link("load").await?;
                 let mut conn = link.conn();
-                self.run("load", &link, get.query_async(&mut conn)).await?
+                self.run("load", &link, get().query_async(&mut conn))
+                    .await?
             }
             Ok(result) => self.run("load", &link, std::future::ready(result)).await?,
         };
@@ -688,45 +691,58 @@ fn evalsha(script: &Script, keys: usize) -> redis::Cmd {
     cmd
 }
 
-/// Runs `cmd`, an `EVALSHA` of `script`, loading the script first if Redis
-/// has forgotten it (a restart, `SCRIPT FLUSH`). With `track`, it goes
-/// right after `CLIENT CACHING YES`, in one write, so that Redis tracks for
-/// this connection the keys the script reads (the local cache's
-/// invalidations; tracking is `OPTIN`, so no other read is tracked).
+/// Runs `request`, an `EVALSHA` of `script`, loading the script first if
+/// Redis has forgotten it (a restart, `SCRIPT FLUSH`).
 async fn eval<T: redis::FromRedisValue>(
     conn: &mut redis::aio::MultiplexedConnection,
     script: &Script,
-    cmd: &redis::Cmd,
-    track: bool,
+    request: &Request,
 ) -> Result<T, RedisError> {
-    match send(conn, cmd, track).await {
+    match request.send(conn).await {
         Err(err) if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
             script.load_async(conn).await?;
-            send(conn, cmd, track).await
+            request.send(conn).await
         }
         result => result,
     }
 }
 
-/// Sends `cmd`; with `track`, right after `CLIENT CACHING YES`, in the same
-/// write, so that Redis tracks the keys it reads for this connection
-/// (tracking is `OPTIN`).
-async fn send<T: redis::FromRedisValue>(
-    conn: &mut redis::aio::MultiplexedConnection,
-    cmd: &redis::Cmd,
-    track: bool,
-) -> Result<T, RedisError> {
-    if !track {
-        return cmd.query_async(conn).await;
+/// A command as it goes to Redis: alone, or, tracked, right after `CLIENT
+/// CACHING YES` in the same write, so that Redis tracks for this connection
+/// the keys it reads (the local cache's invalidations; tracking is `OPTIN`,
+/// so no other read is tracked). Made once, so that a command sent again
+/// (a script Redis had forgotten) is not copied.
+enum Request {
+    Plain(redis::Cmd),
+    Tracked(redis::Pipeline),
+}
+
+impl Request {
+    fn new(cmd: redis::Cmd, track: bool) -> Self {
+        if !track {
+            return Self::Plain(cmd);
+        }
+        let mut pipe = redis::pipe();
+        pipe.cmd("CLIENT")
+            .arg("CACHING")
+            .arg("YES")
+            .ignore()
+            .add_command(cmd);
+        Self::Tracked(pipe)
     }
-    let mut pipe = redis::pipe();
-    pipe.cmd("CLIENT")
-        .arg("CACHING")
-        .arg("YES")
-        .ignore()
-        .add_command(cmd.clone());
-    let (value,): (T,) = pipe.query_async(conn).await?;
-    Ok(value)
+
+    async fn send<T: redis::FromRedisValue>(
+        &self,
+        conn: &mut redis::aio::MultiplexedConnection,
+    ) -> Result<T, RedisError> {
+        match self {
+            Self::Plain(cmd) => cmd.query_async(conn).await,
+            Self::Tracked(pipe) => {
+                let (value,): (T,) = pipe.query_async(conn).await?;
+                Ok(value)
+            }
+        }
+    }
 }
 
 /// Maps a redis-rs error to a store error.
@@ -2605,7 +2621,8 @@ mod tests {
                 .arg(now)
                 .arg(expire_at(now + 60))
                 .arg("");
-            let codes: Vec<i64> = eval(&mut store.admin().await, &SAVE, &cmd, false)
+            let request = Request::new(cmd, false);
+            let codes: Vec<i64> = eval(&mut store.admin().await, &SAVE, &request)
                 .await
                 .unwrap();
             codes[0]

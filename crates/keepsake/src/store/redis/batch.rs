@@ -129,7 +129,8 @@ async fn send(conn: &Connection, jobs: &mut Vec<Job>) {
         tickets.push(conn.cache.ticket(&job.cached));
     }
     let mut redis = link.conn();
-    let call = super::eval::<Vec<i64>>(&mut redis, &SAVE, &cmd, keeps);
+    let request = super::Request::new(cmd, keeps);
+    let call = super::eval::<Vec<i64>>(&mut redis, &SAVE, &request);
     let codes = match tokio::time::timeout(timeout, call).await {
         Ok(Ok(codes)) if codes.len() == jobs.len() => codes,
         Ok(Ok(codes)) => {
