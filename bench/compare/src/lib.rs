@@ -6,7 +6,7 @@ use keepsake::store::RedisStore;
 /// The number environment variable `name` holds, if it is set to one.
 ///
 /// ```
-/// assert_eq!(keepsake_compare::env_number("KEEPSAKE_BENCH_NOT_SET"), None);
+/// assert_eq!(keepsake_compare::env_number::<u64>("KEEPSAKE_BENCH_NOT_SET"), None);
 /// ```
 pub fn env_number<T: std::str::FromStr>(name: &str) -> Option<T> {
     std::env::var(name).ok().and_then(|n| n.parse().ok())

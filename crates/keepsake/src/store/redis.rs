@@ -1096,8 +1096,8 @@ end
 const READ_BACK: &str = "1";
 
 /// KEYS: session. ARGV: value, now, expire-at, user (see [`user_arg`]),
-/// re-read (see `READ_BACK`). 1 created, 0 collision, -2
-/// unparsable, -3 the user's index holds another type.
+/// re-read (see `READ_BACK`). 1 created, 0 collision, -2 unparsable, -3
+/// the user's index holds another type.
 static CREATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         lua_refused_when_full!(),
@@ -1182,8 +1182,8 @@ return out
     ))
 });
 
-/// KEYS: session. ARGV: idle deadline, now. 1 touched, -1 gone,
-/// -2 unparsable, -3 the user's index holds another type.
+/// KEYS: session. ARGV: idle deadline, now. 1 touched, -1 gone, -2
+/// unparsable, -3 the user's index holds another type.
 static TOUCH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         lua_refused_when_full!(),
