@@ -569,9 +569,7 @@ impl RedisStore {
                     && old.user == record.user
                     && !old.is_expired_at(now) =>
             {
-                let mut header = Vec::with_capacity(128);
-                write_header(&mut header, &old, expected);
-                header
+                header(&old, expected)
             }
             _ => expected.to_string().into_bytes(),
         }
@@ -859,6 +857,14 @@ fn write_header(out: &mut Vec<u8>, record: &Record, version: u64) {
     out.push(b',');
 }
 
+/// The header of the JSON stored for `record` at `version` (see
+/// [`write_header`]).
+fn header(record: &Record, version: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    write_header(&mut out, record, version);
+    out
+}
+
 /// The JSON stored for `record`, with `version`: the header, then the rest
 /// of the record.
 fn encode(record: &Record, version: u64) -> Vec<u8> {
@@ -925,8 +931,14 @@ fn expire_at(deadline: u64) -> String {
 
 /// The user argument of the `CREATE` and `SAVE` scripts: empty without a
 /// user, else `=` and the name in hex (so that an empty name is a user).
-fn user_arg(user: Option<&str>) -> String {
-    user.map_or_else(String::new, |user| format!("={}", hex(user.as_bytes())))
+fn user_arg(user: Option<&str>) -> Vec<u8> {
+    let Some(user) = user else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(1 + 2 * user.len());
+    out.push(b'=');
+    push_hex(&mut out, user.as_bytes());
+    out
 }
 
 /// `*`, `?`, `[`, `]` and `\` escaped for a `SCAN MATCH` pattern.
@@ -1154,10 +1166,11 @@ for i, key in ipairs(KEYS) do
   local expected, exp, new = ARGV[a + 1], ARGV[a + 4], nil
   if ARGV[a + 5] ~= '' then new = string.sub(ARGV[a + 5], 2) end
   local old = value(key, 'GETEX')
-  local fast = old and string.byte(expected) == 123 and string.find(old, expected, 1, true) == 1
+  local header = string.byte(expected) == 123
+  local fast = header and old and string.find(old, expected, 1, true) == 1
   local user, status = new, 1
   if not fast then
-    if string.byte(expected) == 123 then expected = parse(expected) end
+    if header then expected = parse(expected) end
     local version
     old, version, user = stored(key, ARGV[a + 3], old)
     if not old then status = version elseif version ~= expected then status = 0 end
@@ -2363,18 +2376,18 @@ mod tests {
         let Some(url) = url() else { return };
         let _serial = SERIAL.lock().await;
         let store = store(&url).await;
-        let mut conn = store.admin().await;
+        let conn = store.admin().await;
         let now = now();
         let user = |name: &str, mut record: Record| {
             record.user = Some(name.into());
             record
         };
         let (ada, bob) = (store.user_key("ada"), store.user_key("bob"));
-        let mut listed = async |key: &str, id: &Id| -> bool {
+        let listed = async |key: &str, id: &Id| -> bool {
             redis::cmd("SISMEMBER")
                 .arg(key)
                 .arg(id.to_string())
-                .query_async(&mut conn)
+                .query_async(&mut conn.clone())
                 .await
                 .unwrap()
         };
@@ -2387,10 +2400,9 @@ mod tests {
         let touched = store.touch(&a.id, now + 1_200, now).await.unwrap();
         assert_eq!(touched, Touched::Touched);
         assert!(listed(&ada, &a.id).await);
-        let mut admin = store.admin().await;
         let expires: u64 = redis::cmd("EXPIRETIME")
             .arg(&ada)
-            .query_async(&mut admin)
+            .query_async(&mut conn.clone())
             .await
             .unwrap();
         assert_eq!(
@@ -2515,10 +2527,8 @@ mod tests {
                     .await
                     .unwrap();
                 let held = decode(&raw, Some(&record.id)).unwrap();
-                let mut header = Vec::new();
-                write_header(&mut header, &held, held.version);
                 assert!(
-                    raw.starts_with(&header),
+                    raw.starts_with(&header(&held, held.version)),
                     "{step}: {}",
                     String::from_utf8_lossy(&raw)
                 );
@@ -2605,12 +2615,6 @@ mod tests {
     /// session is gone.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_save_script_trusts_only_the_exact_header() {
-        /// The header of `record` stored at `version`.
-        fn header(record: &Record, version: u64) -> Vec<u8> {
-            let mut header = Vec::new();
-            write_header(&mut header, record, version);
-            header
-        }
         /// Runs `SAVE` alone: `record` over `expected`, at `now`.
         async fn save(store: &RedisStore, record: &Record, expected: Vec<u8>, now: u64) -> i64 {
             let mut cmd = evalsha(&SAVE, 1);

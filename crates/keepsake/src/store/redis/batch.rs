@@ -33,7 +33,7 @@ pub(super) struct Job {
     pub(super) now: u64,
     pub(super) expire_at: String,
     /// As [`user_arg`](super::user_arg) makes it.
-    pub(super) user: String,
+    pub(super) user: Vec<u8>,
     /// What Redis holds once the save succeeds, for the local cache (none
     /// when the store handle keeps no copies).
     pub(super) keep: Option<Arc<Record>>,
