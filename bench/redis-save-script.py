@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Redis's own time per save in keepsake's `SAVE` script, measured inside Redis.
 
-usage: python3 bench/redis-save-script.py [PORT] [ROUNDS]
+usage: python3 bench/redis-save-script.py [PORT] [ROUNDS] [SOURCE]
 
 Runs the `SAVE` script of crates/keepsake/src/store/redis.rs (read from the
-source, so it is always the current one) on the Redis at 127.0.0.1:PORT
-(default 6379), 16 saves per call as under load, in four ways:
+source, so it is always the current one; SOURCE names another copy of that
+file, such as `git show OLD:crates/keepsake/src/store/redis.rs` saved, to
+compare two versions) on the Redis at 127.0.0.1:PORT (default 6379), 16
+saves per call as under load, in eight ways:
 
   header   the store has a copy of the session: it sends the exact stored
            header it expects, and the script only compares bytes and writes
@@ -13,7 +15,9 @@ source, so it is always the current one) on the Redis at 127.0.0.1:PORT
            the stored header and checks it
   and each of them on a connection with client tracking (`OPTIN NOLOOP`,
   `CLIENT CACHING YES` before each call, the read-back after each write: the
-  store with its local cache, the default) and without (`with_local_cache(0)`).
+  store with its local cache, the default) and without (`with_local_cache(0)`);
+  and all four for anonymous sessions and for sessions of a logged-in user
+  (`Session::set_user`: each save also keeps the user's index set).
 
 Each round runs every way once (3,000 calls), in turn; the figure is the
 median over ROUNDS rounds (default 5) of Redis's `EVALSHA` time per save,
@@ -32,6 +36,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PORT = int(sys.argv[1]) if len(sys.argv) > 1 else 6379
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+SOURCE = sys.argv[3] if len(sys.argv) > 3 else os.path.join(ROOT, "crates/keepsake/src/store/redis.rs")
 BATCH = 16
 CALLS = 3000
 PIPELINE = 50
@@ -39,7 +44,7 @@ PIPELINE = 50
 
 def save_script():
     """The SAVE script as the store sends it: its helper macros, then its body."""
-    src = open(os.path.join(ROOT, "crates/keepsake/src/store/redis.rs")).read()
+    src = open(SOURCE).read()
 
     def macro(name):
         return re.search(r"macro_rules! " + name + r' \{\s*\(\) => \{\s*r?#?"(.*?)"#?\s*\};', src, re.S).group(1)
@@ -116,19 +121,22 @@ def main():
     ids = ["%022d" % i for i in range(BATCH)]
     keys = [f"{prefix}session:{id_}" for id_ in ids]
 
-    def header(version):
-        return '{"format":1,"version":%d,"absolute_deadline":%d,"idle_deadline":%d,"user_hex":null,' % (
-            version, now + 14 * 86400, now + 1800)
+    user_hex = b"ada".hex()
 
-    def value(id_, version):
-        return header(version) + '"id":"%s","created_at":%d,"idle_timeout":1800,"persistent":false,"data":{"count":%d}}' % (
+    def header(version, user):
+        return '{"format":1,"version":%d,"absolute_deadline":%d,"idle_deadline":%d,"user_hex":%s,' % (
+            version, now + 14 * 86400, now + 1800, '"%s"' % user_hex if user else "null")
+
+    def value(id_, version, user):
+        return header(version, user) + '"id":"%s","created_at":%d,"idle_timeout":1800,"persistent":false,"data":{"count":%d}}' % (
             id_, now, version)
 
-    def run(expect_header, tracked):
+    def run(expect_header, tracked, user):
         versions = [1] * BATCH
-        conn.send([("SET", key, value(id_, 1)) for key, id_ in zip(keys, ids)])
+        conn.send([("SET", key, value(id_, 1, user)) for key, id_ in zip(keys, ids)])
         for _ in keys:
             conn.reply()
+        conn.call("DEL", f"{prefix}user:ada")
         if tracked:
             conn.call("CLIENT", "TRACKING", "ON", "OPTIN", "NOLOOP")
         before = evalsha_stats(conn)
@@ -140,8 +148,8 @@ def main():
                     commands.append(("CLIENT", "CACHING", "YES"))
                 args = ["EVALSHA", sha, BATCH, *keys, "1" if tracked else "0"]
                 for i, id_ in enumerate(ids):
-                    expected = header(versions[i]) if expect_header else versions[i]
-                    args += [expected, value(id_, versions[i] + 1), now, now + 1800, ""]
+                    expected = header(versions[i], user) if expect_header else versions[i]
+                    args += [expected, value(id_, versions[i] + 1, user), now, now + 1800, "=" + user_hex if user else ""]
                     versions[i] += 1
                 commands.append(args)
             conn.send(commands)
@@ -155,19 +163,20 @@ def main():
             conn.call("CLIENT", "TRACKING", "OFF")
         return (after[1] - before[1]) / ((after[0] - before[0]) * BATCH)
 
-    ways = [(h, t) for t in (True, False) for h in (True, False)]
+    ways = [(h, t, u) for u in (False, True) for t in (True, False) for h in (True, False)]
     results = {way: [] for way in ways}
     for _ in range(ROUNDS):
         for way in ways:
             results[way].append(run(*way))
-    conn.call("DEL", *keys)
+    conn.call("DEL", *keys, f"{prefix}user:ada")
     version = re.search(r"redis_version:(\S+)", conn.call("INFO", "server")).group(1)
     print(f"Redis {version} on 127.0.0.1:{PORT}: EVALSHA time per save, {BATCH} saves per call, "
-          f"{CALLS} calls per way and round, medians of {ROUNDS} rounds")
-    print("| expected | tracking (cache on) | µs per save | per round |")
-    print("|---|---|---|---|")
-    for (h, t), values in results.items():
-        print(f"| {'header' if h else 'version'} | {'yes' if t else 'no'} | {statistics.median(values):.2f} | "
+          f"{CALLS} calls per way and round, medians of {ROUNDS} rounds; script from {SOURCE}")
+    print("| session | expected | tracking (cache on) | µs per save | per round |")
+    print("|---|---|---|---|---|")
+    for (h, t, u), values in results.items():
+        print(f"| {'user' if u else 'anonymous'} | {'header' if h else 'version'} | {'yes' if t else 'no'} | "
+              f"{statistics.median(values):.2f} | "
               + " / ".join(f"{v:.2f}" for v in values) + " |")
     if conn.pushes:
         print(f"({conn.pushes} invalidation pushes received)")

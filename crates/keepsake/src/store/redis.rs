@@ -1021,7 +1021,7 @@ macro_rules! lua_refused_when_full {
 }
 
 /// Lua: a session key's parts (`owner`) and the user sets (`ukey`,
-/// `index`, `link`, `unlink`).
+/// `link`, `unlink`).
 macro_rules! lua_users {
     () => {
         r#"
@@ -1033,25 +1033,28 @@ end
 local function ukey(prefix, uhex)
   return prefix .. 'user:' .. (string.gsub(uhex, '%x%x', function(c) return string.char(tonumber(c, 16)) end))
 end
--- The index key of user `uhex` (nil for none) and its type, 'none' or
--- 'set'; the type is nil if the key holds another type (written by hand,
--- or by another app). A write that would add a session to such a key
--- writes nothing and answers -3, so that the script does not fail halfway
--- (with the sessions of a batched SAVE before it written and those after
--- it not).
-local function index(prefix, uhex)
-  if not uhex then return nil end
+-- Adds session `id` to the index of user `uhex` (nothing for no user)
+-- and makes the index live as long as its longest session: `exp` is that
+-- session's expire-at, '' for none. False, with nothing written, if the
+-- index key holds another type than a set (written by hand, or by another
+-- app): the script then answers -3 rather than fail halfway (with the
+-- sessions of a batched SAVE before it written and those after it not),
+-- so this runs before the session is written. No read of the key comes
+-- first (a read would be tracked for a caching connection): SADD itself
+-- finds a wrong type, and only a set it made needs telling apart from a
+-- persistent one, which `EXPIREAT ... GT` would leave without expiry.
+local function link(prefix, uhex, id, exp)
+  if not uhex then return true end
   local key = ukey(prefix, uhex)
-  local t = redis.call('TYPE', key).ok
-  if t == 'none' or t == 'set' then return key, t end
-  return key, nil
-end
--- Adds session `id` to index `key`, of type `t` (from `index`).
-local function link(key, t, id, exp)
-  redis.call('SADD', key, id)
+  local added = redis.pcall('SADD', key, id)
+  if type(added) == 'table' and added.err then
+    if string.find(added.err, 'WRONGTYPE', 1, true) then return false end
+    redis.call('SADD', key, id)
+  end
   if exp == '' then redis.call('PERSIST', key)
-  elseif t == 'none' then redis.call('EXPIREAT', key, exp)
+  elseif added == 1 and redis.call('SCARD', key) == 1 then redis.call('EXPIREAT', key, exp)
   else redis.call('EXPIREAT', key, exp, 'GT') end
+  return true
 end
 -- Removes session `id` from its user's index. An index of another type is
 -- left alone: a member left behind is harmless (the index is checked
@@ -1127,11 +1130,9 @@ end
 local new = nil
 if ARGV[4] ~= '' then new = string.sub(ARGV[4], 2) end
 local prefix, id = owner(KEYS[1])
-local uk, ut = index(prefix, new)
-if uk and not ut then return -3 end
-unlink(prefix, olduser, id)
+if not link(prefix, new, id, ARGV[3]) then return -3 end
+if olduser ~= new then unlink(prefix, olduser, id) end
 put(KEYS[1], ARGV[1], ARGV[3])
-if uk then link(uk, ut, id, ARGV[3]) end
 if ARGV[5] == '1' then redis.call('EXISTS', KEYS[1]) end
 return 1
 "#
@@ -1178,13 +1179,11 @@ for i, key in ipairs(KEYS) do
   if status == 1 then
     local prefix, id
     if new or user then prefix, id = owner(key) end
-    local uk, ut = index(prefix, new)
-    if uk and not ut then
+    if not link(prefix, new, id, exp) then
       status = -3
     else
       put(key, ARGV[a + 2], exp)
       if user and user ~= new then unlink(prefix, user, id) end
-      if uk then link(uk, ut, id, exp) end
       if ARGV[1] == '1' then redis.call('EXISTS', key) end
     end
   end
@@ -1206,19 +1205,17 @@ static TOUCH: LazyLock<Script> = LazyLock::new(|| {
         r#"
 local old, version, user, abs, rest = stored(KEYS[1], ARGV[2], value(KEYS[1], 'GETEX'))
 if not old then return version end
-local prefix, id = owner(KEYS[1])
-local uk, ut = index(prefix, user)
-if uk and not ut then return -3 end
 local idle = ARGV[1]
 if lt(abs, idle) then idle = abs end
+local exp = idle
+if lt('253402300799', idle) then exp = '' elseif idle == '0' then exp = '1' end
+local prefix, id = owner(KEYS[1])
+if not link(prefix, user, id, exp) then return -3 end
 local uj = 'null'
 if user then uj = '"' .. user .. '"' end
 local val = '{"format":1,"version":' .. version .. ',"absolute_deadline":' .. abs ..
   ',"idle_deadline":' .. idle .. ',"user_hex":' .. uj .. ',' .. string.sub(old, rest)
-local exp = idle
-if lt('253402300799', idle) then exp = '' elseif idle == '0' then exp = '1' end
 put(KEYS[1], val, exp)
-if uk then link(uk, ut, id, exp) end
 return 1
 "#
     ))
@@ -2324,6 +2321,19 @@ mod tests {
             .await
             .unwrap();
         assert!(raw.starts_with(r#"{"format":1,"version":0,"#), "{raw}");
+        // The user's index lives as long as the longest of their sessions,
+        // and for ever once one of them has no expiry.
+        let create_for_user = async |idle: Option<u64>, absolute: u64| {
+            let mut record = Record::new(Id::random(), now, idle, absolute);
+            record.user = Some("exp ✓".into());
+            store.create(&record).await.unwrap();
+            expire_time(user_key.clone()).await
+        };
+        let at = |secs: u64| i64::try_from(now + secs).unwrap();
+        assert_eq!(create_for_user(Some(900), 3_600).await, at(900));
+        assert_eq!(create_for_user(Some(60), 3_600).await, at(900));
+        assert_eq!(create_for_user(None, u64::MAX).await, -1);
+        assert_eq!(create_for_user(Some(60), 3_600).await, -1);
         // A deadline Redis cannot express gets no native expiry.
         let forever = Record::new(Id::random(), now, None, u64::MAX);
         store.create(&forever).await.unwrap();
