@@ -1021,7 +1021,7 @@ macro_rules! lua_refused_when_full {
 }
 
 /// Lua: a session key's parts (`owner`) and the user sets (`ukey`,
-/// `link`, `unlink`).
+/// `link`, `unlink`, `unlink_key`).
 macro_rules! lua_users {
     () => {
         r#"
@@ -1033,9 +1033,9 @@ end
 local function ukey(prefix, uhex)
   return prefix .. 'user:' .. (string.gsub(uhex, '%x%x', function(c) return string.char(tonumber(c, 16)) end))
 end
--- Adds session `id` to the index of user `uhex` (nothing for no user)
--- and makes the index live as long as its longest session: `exp` is that
--- session's expire-at, '' for none. False, with nothing written, if the
+-- Adds session key `key` to the index of user `uhex` (nothing for no
+-- user) and makes the index live as long as its longest session: `exp` is
+-- that session's expire-at, '' for none. False, with nothing written, if the
 -- index key holds another type than a set (written by hand, or by another
 -- app): the script then answers -3 rather than fail halfway (with the
 -- sessions of a batched SAVE before it written and those after it not),
@@ -1043,17 +1043,18 @@ end
 -- first (a read would be tracked for a caching connection): SADD itself
 -- finds a wrong type, and only a set it made needs telling apart from a
 -- persistent one, which `EXPIREAT ... GT` would leave without expiry.
-local function link(prefix, uhex, id, exp)
+local function link(key, uhex, exp)
   if not uhex then return true end
-  local key = ukey(prefix, uhex)
-  local added = redis.pcall('SADD', key, id)
+  local prefix, id = owner(key)
+  local index = ukey(prefix, uhex)
+  local added = redis.pcall('SADD', index, id)
   if type(added) == 'table' and added.err then
     if string.find(added.err, 'WRONGTYPE', 1, true) then return false end
-    redis.call('SADD', key, id)
+    redis.call('SADD', index, id)
   end
-  if exp == '' then redis.call('PERSIST', key)
-  elseif added == 1 and redis.call('SCARD', key) == 1 then redis.call('EXPIREAT', key, exp)
-  else redis.call('EXPIREAT', key, exp, 'GT') end
+  if exp == '' then redis.call('PERSIST', index)
+  elseif added == 1 and redis.call('SCARD', index) == 1 then redis.call('EXPIREAT', index, exp)
+  else redis.call('EXPIREAT', index, exp, 'GT') end
   return true
 end
 -- Removes session `id` from its user's index. An index of another type is
@@ -1129,9 +1130,8 @@ if old then
 end
 local new = nil
 if ARGV[4] ~= '' then new = string.sub(ARGV[4], 2) end
-local prefix, id = owner(KEYS[1])
-if not link(prefix, new, id, ARGV[3]) then return -3 end
-if olduser ~= new then unlink(prefix, olduser, id) end
+if not link(KEYS[1], new, ARGV[3]) then return -3 end
+if olduser ~= new then unlink_key(KEYS[1], olduser) end
 put(KEYS[1], ARGV[1], ARGV[3])
 if ARGV[5] == '1' then redis.call('EXISTS', KEYS[1]) end
 return 1
@@ -1177,13 +1177,11 @@ for i, key in ipairs(KEYS) do
     if not old then status = version elseif version ~= expected then status = 0 end
   end
   if status == 1 then
-    local prefix, id
-    if new or user then prefix, id = owner(key) end
-    if not link(prefix, new, id, exp) then
+    if not link(key, new, exp) then
       status = -3
     else
       put(key, ARGV[a + 2], exp)
-      if user and user ~= new then unlink(prefix, user, id) end
+      if user ~= new then unlink_key(key, user) end
       if ARGV[1] == '1' then redis.call('EXISTS', key) end
     end
   end
@@ -1209,8 +1207,7 @@ local idle = ARGV[1]
 if lt(abs, idle) then idle = abs end
 local exp = idle
 if lt('253402300799', idle) then exp = '' elseif idle == '0' then exp = '1' end
-local prefix, id = owner(KEYS[1])
-if not link(prefix, user, id, exp) then return -3 end
+if not link(KEYS[1], user, exp) then return -3 end
 local uj = 'null'
 if user then uj = '"' .. user .. '"' end
 local val = '{"format":1,"version":' .. version .. ',"absolute_deadline":' .. abs ..
