@@ -24,11 +24,11 @@
 //! are set (the machine has the servers), one at a time. Figures and method:
 //! docs/FAULTS.md.
 
+#[allow(dead_code)]
 mod support;
 
 use std::{
     collections::BTreeMap,
-    sync::atomic::Ordering,
     time::{Duration, Instant},
 };
 
@@ -37,38 +37,28 @@ use keepsake::{
     key::{Key, KeyRing},
     middleware::SessionLayer,
     session::{ManualClock, Session, SessionError},
-    store::{
-        Created, Id, PostgresStore, Record, RedisStore, Saved, SessionStore, StoreError,
-        StoreErrorKind,
-    },
+    store::{Created, Id, Record, RedisStore, Saved, SessionStore, StoreError, StoreErrorKind},
 };
 use support::{
-    load::{
-        Outcome, PANICS, STORE_TIMEOUT, Sample, browser, count, count_panics, layer, paced_load,
-        request, serve,
+    faults::{
+        Fault, Pattern, PostgresCrash, RedisCrash, SERIAL, Schedule, drop_off_runtime,
+        postgres_store, redis_store, router, run, spare_postgres, spare_redis,
     },
+    load::{browser, count, serve},
     proxy::{Mode, SlowProxy},
     servers::{self, SparePostgres, SpareRedis, redis_command},
 };
 
-/// The tests run one at a time: each is a load, and each counts panics.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Browsers.
-const CLIENTS: usize = 20;
-/// Each browser's pace: 20 × 10/s = 200 requests per second.
-const PACE: Duration = Duration::from_millis(100);
-/// The load's length; it stops by itself.
-const LOAD: Duration = Duration::from_secs(13);
-/// When the store is crashed.
-const KILL_AT: Duration = Duration::from_secs(4);
-/// When the store is started again.
-const RESTART_AT: Duration = Duration::from_secs(8);
-/// The longest recovery accepted (the real figure is printed).
-const RECOVERY_BOUND: Duration = Duration::from_secs(10);
-/// A request slower than this during the outage is a hang: two store calls
-/// (load, save) of one timeout each, plus a generous margin.
-const HANG_BOUND: Duration = Duration::from_millis(2 * 400 + 1_500);
+/// 20 browsers for 13 s; the store is crashed (or frozen) 4 s in and
+/// started again (or thawed) 8 s in.
+const SCHEDULE: Schedule = Schedule {
+    clients: 20,
+    load: Duration::from_secs(13),
+    fault: Duration::from_secs(4),
+    stall: None,
+    back: Duration::from_secs(8),
+    recover_within: Duration::from_secs(10),
+};
 
 /// Reads `n` only.
 async fn read(session: Session) -> Result<String, SessionError> {
@@ -76,34 +66,21 @@ async fn read(session: Session) -> Result<String, SessionError> {
 }
 
 // ---------------------------------------------------------------------------
-// The fault test
+// The fault tests
 // ---------------------------------------------------------------------------
-
-/// A store server the test can crash and start again.
-trait Spare: Send + 'static {
-    fn crash(&mut self) -> Result<(), String>;
-    fn start_again(&mut self) -> Result<(), String>;
-}
-
-impl Spare for SpareRedis {
-    fn crash(&mut self) -> Result<(), String> {
-        self.kill();
-        Ok(())
-    }
-    fn start_again(&mut self) -> Result<(), String> {
-        self.restart()
-    }
-}
 
 /// A Redis that hangs instead of dying: `SIGSTOP`, then `SIGCONT`.
 #[derive(Debug)]
 struct FrozenRedis(SpareRedis);
 
-impl Spare for FrozenRedis {
-    fn crash(&mut self) -> Result<(), String> {
+impl Fault for FrozenRedis {
+    fn describe(&self) -> &'static str {
+        "redis-server SIGSTOP, then SIGCONT"
+    }
+    fn begin(&mut self) -> Result<(), String> {
         self.0.signal("STOP")
     }
-    fn start_again(&mut self) -> Result<(), String> {
+    fn end(&mut self) -> Result<(), String> {
         self.0.signal("CONT")?;
         // Back once it answers again.
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -122,382 +99,62 @@ impl Spare for FrozenRedis {
 #[derive(Debug)]
 struct FrozenPostgres(SparePostgres);
 
-impl Spare for FrozenPostgres {
-    fn crash(&mut self) -> Result<(), String> {
+impl Fault for FrozenPostgres {
+    fn describe(&self) -> &'static str {
+        "every PostgreSQL process SIGSTOP, then SIGCONT"
+    }
+    fn begin(&mut self) -> Result<(), String> {
         self.0.signal_all("STOP")
     }
-    fn start_again(&mut self) -> Result<(), String> {
+    fn end(&mut self) -> Result<(), String> {
         self.0.signal_all("CONT")
     }
 }
 
-impl Spare for SparePostgres {
-    fn crash(&mut self) -> Result<(), String> {
-        SparePostgres::crash(self)
-    }
-    fn start_again(&mut self) -> Result<(), String> {
-        self.restart()
-    }
-}
-
-/// The figures of one fault run.
-#[derive(Debug, Default)]
-struct Figures {
-    requests: usize,
-    ok: usize,
-    unavailable: usize,
-    without_retry_after: usize,
-    set_cookie_on_503: usize,
-    other_status: usize,
-    first_other: Option<u16>,
-    transport: usize,
-    first_transport: Option<String>,
-    /// 200s that set a cookie after the session existed: a new session.
-    fresh_sessions: usize,
-    /// 200s whose counter went back or stayed: an update lost.
-    lost_updates: usize,
-    /// Counter jumps with no 503 in between (should never happen).
-    unexplained_jumps: usize,
-    /// Increments the store applied while the request got a 503 (the
-    /// crash cut the reply): the next 200 is previous + 2.
-    applied_but_503: u64,
-    /// 503s answered before the crash.
-    early_503: usize,
-    /// 503s after the browser had already had a 200 since the store's
-    /// return (reported: within the timeout of the return they are allowed).
-    relapse_503: usize,
-    /// 503s sent more than one store timeout after the store was back.
-    late_503: usize,
-    worst_outage_latency: Duration,
-    worst_latency: Duration,
-    /// From the store's return to the first 200 (any browser), and until
-    /// every browser had one.
-    recovery_first: Option<Duration>,
-    recovery_all: Option<Duration>,
-    unrecovered: usize,
-}
-
-/// When the faults happened, since the load's start.
-#[derive(Debug, Clone, Copy)]
-struct Timeline {
-    /// The crash was started (`SIGKILL`, `pg_ctl stop -m immediate`).
-    crash: Duration,
-    /// The crash command returned.
-    crashed: Duration,
-    /// The restart was started.
-    restart: Duration,
-    /// The server accepted connections again: the store's return.
-    back: Duration,
-}
-
-fn analyse(per_client: &[Vec<Sample>], t: Timeline) -> Figures {
-    let Timeline { crash, back, .. } = t;
-    let mut f = Figures::default();
-    let mut recoveries = Vec::new();
-    for samples in per_client {
-        // Every browser made its session (n = 1) before the load.
-        let mut last = 1_u64;
-        let mut failed_since_last = false;
-        let mut recovered: Option<Duration> = None;
-        for sample in samples {
-            f.requests += 1;
-            let latency = sample.done.saturating_sub(sample.sent);
-            f.worst_latency = f.worst_latency.max(latency);
-            if sample.sent >= crash && sample.sent <= back {
-                f.worst_outage_latency = f.worst_outage_latency.max(latency);
-            }
-            match &sample.outcome {
-                Outcome::Ok { value, set_cookie } => {
-                    f.ok += 1;
-                    f.fresh_sessions += usize::from(*set_cookie);
-                    let value = *value;
-                    if value <= last {
-                        f.lost_updates += 1;
-                    } else if value > last + 1 {
-                        if failed_since_last {
-                            f.applied_but_503 += value - last - 1;
-                        } else {
-                            f.unexplained_jumps += 1;
-                        }
-                    }
-                    last = value;
-                    failed_since_last = false;
-                    if recovered.is_none() && sample.done >= back {
-                        recovered = Some(sample.done - back);
-                    }
-                }
-                Outcome::Unavailable {
-                    retry_after,
-                    set_cookie,
-                } => {
-                    f.unavailable += 1;
-                    failed_since_last = true;
-                    f.without_retry_after += usize::from(!retry_after);
-                    f.set_cookie_on_503 += usize::from(*set_cookie);
-                    f.early_503 += usize::from(sample.done < crash);
-                    f.relapse_503 += usize::from(recovered.is_some());
-                    f.late_503 += usize::from(sample.sent > back + STORE_TIMEOUT);
-                }
-                Outcome::Other(status) => {
-                    f.other_status += 1;
-                    f.first_other.get_or_insert(*status);
-                }
-                Outcome::Transport(err) => {
-                    f.transport += 1;
-                    f.first_transport.get_or_insert_with(|| err.clone());
-                }
-            }
-        }
-        match recovered {
-            Some(after) => recoveries.push(after),
-            None => f.unrecovered += 1,
-        }
-    }
-    f.recovery_first = recoveries.iter().min().copied();
-    f.recovery_all = recoveries.iter().max().copied();
-    f
-}
-
-/// Runs the load against `router`, crashing `spare` during it; returns the
-/// figures and the server (still running, to be dropped by the caller).
-async fn fault_run<S: Spare>(name: &str, router: Router, spare: S) -> (Figures, S) {
-    count_panics();
-    let panics_before = PANICS.load(Ordering::SeqCst);
-    let app = serve(router).await;
-    let url = format!("{}/count", app.base);
-
-    // Every browser makes its session first.
-    let mut browsers = Vec::new();
-    for _ in 0..CLIENTS {
-        let client = browser();
-        match request(&client, &url).await {
-            Outcome::Ok {
-                value: 1,
-                set_cookie: true,
-            } => {}
-            other => panic!("{name}: warm-up request: {other:?}"),
-        }
-        browsers.push(client);
-    }
-
-    let start = Instant::now();
-    let end = start + LOAD;
-    // The crash and the restart run on their own thread (the server tools
-    // block), which hands the server back with the instants.
-    let faults = std::thread::spawn(move || {
-        let mut spare = spare;
-        std::thread::sleep(KILL_AT.saturating_sub(start.elapsed()));
-        let crash = start.elapsed();
-        let result = spare.crash();
-        let crashed = start.elapsed();
-        std::thread::sleep(RESTART_AT.saturating_sub(start.elapsed()));
-        let restart = start.elapsed();
-        let result = result.and_then(|()| spare.start_again());
-        let back = start.elapsed();
-        let timeline = Timeline {
-            crash,
-            crashed,
-            restart,
-            back,
-        };
-        (spare, result, timeline)
-    });
-
-    let per_client = paced_load(browsers, &url, (start, end), PACE, |_| false).await;
-    let (spare, result, timeline) = tokio::task::spawn_blocking(move || faults.join())
-        .await
-        .expect("join")
-        .expect("the fault thread");
-    let server_alive = !app.task.is_finished();
-    drop(app);
-    let panics = PANICS.load(Ordering::SeqCst) - panics_before;
-    if let Err(err) = result {
-        panic!("{name}: crashing or restarting the store failed: {err}");
-    }
-
-    let f = analyse(&per_client, timeline);
-    let ms = |d: Option<Duration>| {
-        d.map_or_else(
-            || "never".to_owned(),
-            |d| format!("{:.2}s", d.as_secs_f64()),
-        )
-    };
-    let t = timeline;
-    println!(
-        "faults[{name}]: {} requests, {CLIENTS} clients, {LOAD:?}, store timeout {STORE_TIMEOUT:?}; \
-         crash {:.2}-{:.2}s, restart {:.2}s, back {:.2}s | 200={} 503={} \
-         (without Retry-After {}, with Set-Cookie {}) other_status={} transport_errors={} \
-         panics={panics} server_alive={server_alive} | fresh_sessions={} lost_updates={} \
-         unexplained_jumps={} applied_but_503={} | 503 outside the outage: before={} \
-         after_back+timeout={} after_recovery={} | worst latency: outage={}ms all={}ms | \
-         recovery after back: first={} all={}",
-        f.requests,
-        t.crash.as_secs_f64(),
-        t.crashed.as_secs_f64(),
-        t.restart.as_secs_f64(),
-        t.back.as_secs_f64(),
-        f.ok,
-        f.unavailable,
-        f.without_retry_after,
-        f.set_cookie_on_503,
-        f.other_status,
-        f.transport,
-        f.fresh_sessions,
-        f.lost_updates,
-        f.unexplained_jumps,
-        f.applied_but_503,
-        f.early_503,
-        f.late_503,
-        f.relapse_503,
-        f.worst_outage_latency.as_millis(),
-        f.worst_latency.as_millis(),
-        ms(f.recovery_first),
-        ms(f.recovery_all),
-    );
-
-    assert_eq!(panics, 0, "{name}: panics");
-    assert!(server_alive, "{name}: the server task ended");
-    assert_eq!(
-        f.transport, 0,
-        "{name}: requests without an HTTP answer, e.g. {:?}",
-        f.first_transport
-    );
-    assert_eq!(
-        f.other_status, 0,
-        "{name}: statuses other than 200 and 503, e.g. {:?}",
-        f.first_other
-    );
-    assert!(f.unavailable > 0, "{name}: the outage was never seen");
-    assert_eq!(f.without_retry_after, 0, "{name}: 503 without Retry-After");
-    assert_eq!(f.set_cookie_on_503, 0, "{name}: a 503 changed the cookie");
-    assert_eq!(f.fresh_sessions, 0, "{name}: fresh sessions minted");
-    assert_eq!(f.lost_updates, 0, "{name}: counters went back");
-    assert_eq!(f.unexplained_jumps, 0, "{name}: counters jumped");
-    assert_eq!(f.early_503, 0, "{name}: 503s before the crash");
-    assert_eq!(
-        f.late_503, 0,
-        "{name}: 503s sent more than the store timeout after the store was back"
-    );
-    // A 503 after a browser's first success but within the timeout of the
-    // store's return (a request queued behind work the outage left on a
-    // connection) is reported, not failed: the window allows the timeout.
-    assert!(
-        f.worst_outage_latency <= HANG_BOUND,
-        "{name}: a request hung {:?} during the outage",
-        f.worst_outage_latency
-    );
-    assert_eq!(f.unrecovered, 0, "{name}: browsers that never recovered");
-    assert!(
-        f.recovery_all.is_some_and(|d| d <= RECOVERY_BOUND),
-        "{name}: recovery took {:?}",
-        f.recovery_all
-    );
-    (f, spare)
-}
-
-/// A spare Redis of the test's own, or `None` when skipped.
-async fn spare_redis() -> Option<SpareRedis> {
-    if !servers::gate("KEEPSAKE_TEST_REDIS_URL") {
-        return None;
-    }
-    match tokio::task::spawn_blocking(SpareRedis::start)
-        .await
-        .expect("join")
-    {
-        Ok(spare) => Some(spare),
-        Err(reason) => {
-            servers::skip_or_fail(&format!("no spare Redis: {reason}"));
-            None
-        }
-    }
-}
-
-/// A spare Redis and an app over it, or `None` when skipped.
-async fn redis_app() -> Option<(SpareRedis, Router)> {
-    let spare = spare_redis().await?;
-    let store = RedisStore::connect(&spare.url())
-        .await
-        .expect("connect to the spare Redis")
-        .with_prefix("faults:")
-        .with_command_timeout(STORE_TIMEOUT);
-    let router = Router::new()
-        .route("/count", get(count))
-        .layer(layer(store));
-    Some((spare, router))
+/// Runs `SCHEDULE` with `fault` against an app over `store`.
+async fn fault_run(name: &str, store: impl SessionStore, fault: impl Fault) {
+    let (_figures, fault) = run(name, router(store), fault, SCHEDULE, Pattern::Steady).await;
+    drop_off_runtime(fault).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_crash_and_restart_under_load() {
     let _serial = SERIAL.lock().await;
-    let Some((spare, router)) = redis_app().await else {
+    let Some(spare) = spare_redis().await else {
         return;
     };
-    let (_figures, spare) = fault_run("redis", router, spare).await;
-    tokio::task::spawn_blocking(move || drop(spare))
-        .await
-        .expect("join");
+    let store = redis_store(&spare.url()).await;
+    fault_run("redis", store, RedisCrash(spare)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_freeze_and_thaw_under_load() {
     let _serial = SERIAL.lock().await;
-    let Some((spare, router)) = redis_app().await else {
+    let Some(spare) = spare_redis().await else {
         return;
     };
-    let (_figures, spare) = fault_run("redis-frozen", router, FrozenRedis(spare)).await;
-    tokio::task::spawn_blocking(move || drop(spare))
-        .await
-        .expect("join");
-}
-
-/// A spare PostgreSQL and an app over it, or `None` when skipped.
-async fn postgres_app() -> Option<(SparePostgres, Router)> {
-    if !servers::gate("KEEPSAKE_TEST_POSTGRES_URL") {
-        return None;
-    }
-    let spare = match tokio::task::spawn_blocking(SparePostgres::start)
-        .await
-        .expect("join")
-    {
-        Ok(spare) => spare,
-        Err(reason) => {
-            servers::skip_or_fail(&format!("no spare PostgreSQL: {reason}"));
-            return None;
-        }
-    };
-    let store = PostgresStore::builder()
-        .timeout(STORE_TIMEOUT)
-        .connect(&spare.url())
-        .await
-        .expect("connect to the spare PostgreSQL");
-    let router = Router::new()
-        .route("/count", get(count))
-        .layer(layer(store));
-    Some((spare, router))
+    let store = redis_store(&spare.url()).await;
+    fault_run("redis-frozen", store, FrozenRedis(spare)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_crash_and_restart_under_load() {
     let _serial = SERIAL.lock().await;
-    let Some((spare, router)) = postgres_app().await else {
+    let Some(spare) = spare_postgres().await else {
         return;
     };
-    let (_figures, spare) = fault_run("postgres", router, spare).await;
-    tokio::task::spawn_blocking(move || drop(spare))
-        .await
-        .expect("join");
+    let store = postgres_store(&spare.url()).await;
+    fault_run("postgres", store, PostgresCrash(spare)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_freeze_and_thaw_under_load() {
     let _serial = SERIAL.lock().await;
-    let Some((spare, router)) = postgres_app().await else {
+    let Some(spare) = spare_postgres().await else {
         return;
     };
-    let (_figures, spare) = fault_run("postgres-frozen", router, FrozenPostgres(spare)).await;
-    tokio::task::spawn_blocking(move || drop(spare))
-        .await
-        .expect("join");
+    let store = postgres_store(&spare.url()).await;
+    fault_run("postgres-frozen", store, FrozenPostgres(spare)).await;
 }
 
 // ---------------------------------------------------------------------------
