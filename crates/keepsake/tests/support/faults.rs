@@ -142,14 +142,33 @@ impl Fault for PostgresCrash {
 // The load and its figures
 // ---------------------------------------------------------------------------
 
+/// The worst delay a [`StallWatch`] saw, and when it began (since the
+/// load's start).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Worst {
+    late: Duration,
+    at: Duration,
+}
+
+impl Worst {
+    fn see(&mut self, late: Duration, at: Duration) {
+        if late > self.late {
+            *self = Self { late, at };
+        }
+    }
+}
+
 /// A thread that sleeps 20 ms at a time and records how late it wakes: a
-/// stall of the whole test process (the machine starved it of CPU, or I/O
-/// froze it), which no store or library can cause in a plain thread. It is
-/// printed with the figures so a failure on a starved machine says so.
+/// stall of the whole test process (the machine starved it of CPU), which
+/// no store or library can cause in a plain thread. Every 100 ms it also
+/// writes a byte to a file of its own under Cargo's test temp dir, where the
+/// spare servers keep their data, and times the `fsync`: a disk that stalls
+/// stalls a store that syncs every commit. Both are printed with the
+/// figures, so a failure on a starved or stalled machine says so.
 #[derive(Debug)]
 pub(crate) struct StallWatch {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<(Duration, Duration)>,
+    thread: std::thread::JoinHandle<(Worst, Worst)>,
 }
 
 impl StallWatch {
@@ -157,26 +176,45 @@ impl StallWatch {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
+            let path = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("fsync-watch-{}", std::process::id()));
+            let mut file = std::fs::File::create(&path).ok();
             let tick = Duration::from_millis(20);
-            let (mut worst, mut at) = (Duration::ZERO, Duration::ZERO);
+            let (mut cpu, mut disk) = (Worst::default(), Worst::default());
+            let mut ticks = 0_u32;
             while !flag.load(Ordering::SeqCst) {
                 let before = Instant::now();
                 std::thread::sleep(tick);
-                let late = before.elapsed().saturating_sub(tick);
-                if late > worst {
-                    worst = late;
-                    at = before.duration_since(start);
+                cpu.see(
+                    before.elapsed().saturating_sub(tick),
+                    before.duration_since(start),
+                );
+                ticks += 1;
+                if let Some(file) = file.as_mut().filter(|_| ticks.is_multiple_of(5)) {
+                    let before = Instant::now();
+                    if std::io::Write::write_all(file, b"x").is_ok() && file.sync_data().is_ok() {
+                        disk.see(before.elapsed(), before.duration_since(start));
+                    }
                 }
             }
-            (worst, at)
+            drop(file);
+            let _ = std::fs::remove_file(path);
+            (cpu, disk)
         });
         Self { stop, thread }
     }
 
-    /// The worst lateness and when it began (since the load's start).
-    fn finish(self) -> (Duration, Duration) {
+    /// Stops the watch and says what it saw.
+    fn finish(self) -> String {
         self.stop.store(true, Ordering::SeqCst);
-        self.thread.join().unwrap_or_default()
+        let (cpu, disk) = self.thread.join().unwrap_or_default();
+        format!(
+            "test process stalled at most {}ms (at {:.2}s), an fsync under target/tmp took at most {}ms (at {:.2}s)",
+            cpu.late.as_millis(),
+            cpu.at.as_secs_f64(),
+            disk.late.as_millis(),
+            disk.at.as_secs_f64(),
+        )
     }
 }
 
@@ -220,8 +258,9 @@ pub(crate) struct Figures {
     /// Increments the store applied while the request got a 503 (the
     /// outage cut the reply): the next 200 is previous + 2.
     pub(crate) applied_but_503: u64,
-    /// 503s answered before the fault began.
+    /// 503s answered before the fault began, and when the first was sent.
     pub(crate) early_503: usize,
+    pub(crate) first_early_503: Option<Duration>,
     /// 503s sent more than one store timeout after the store was back.
     pub(crate) late_503: usize,
     /// 503s after a browser's first 200 since the return (but not late).
@@ -306,7 +345,11 @@ pub(crate) fn analyse(per_client: &[Vec<Sample>], t: Timeline, expect_outage: bo
                     failed_since_last = true;
                     f.without_retry_after += usize::from(!retry_after);
                     f.set_cookie_on_503 += usize::from(*set_cookie);
-                    f.early_503 += usize::from(!expect_outage || sample.done < t.fault);
+                    if !expect_outage || sample.done < t.fault {
+                        f.early_503 += 1;
+                        let first = f.first_early_503.get_or_insert(sample.sent);
+                        *first = (*first).min(sample.sent);
+                    }
                     f.relapse_503 += usize::from(recovered.is_some());
                     f.late_503 +=
                         usize::from(expect_outage && sample.sent > t.back + STORE_TIMEOUT);
@@ -413,12 +456,7 @@ pub(crate) async fn run<F: Fault>(
     };
     let per_client = paced_load(browsers, &url, (start, end), PACE, quiet).await;
     let rss_after = rss_kb();
-    let (stall_worst, stall_at) = stalls.finish();
-    let stall = format!(
-        "test process stalled at most {}ms (at {:.2}s)",
-        stall_worst.as_millis(),
-        stall_at.as_secs_f64()
-    );
+    let stall = stalls.finish();
     let (fault, result, timeline) = tokio::task::spawn_blocking(move || faults.join())
         .await
         .expect("join")
@@ -511,7 +549,11 @@ pub(crate) async fn run<F: Fault>(
     assert_eq!(f.fresh_sessions, 0, "{name}: fresh sessions minted");
     assert_eq!(f.lost_updates, 0, "{name}: counters went back");
     assert_eq!(f.unexplained_jumps, 0, "{name}: counters jumped");
-    assert_eq!(f.early_503, 0, "{name}: 503s outside any outage ({stall})");
+    assert_eq!(
+        f.early_503, 0,
+        "{name}: 503s outside any outage, the first sent at {:?} ({stall})",
+        f.first_early_503
+    );
     assert_eq!(
         f.late_503, 0,
         "{name}: 503s sent more than the store timeout after the store was back"
