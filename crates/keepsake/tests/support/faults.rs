@@ -25,15 +25,15 @@ use super::{
 pub(crate) static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Each browser's pace: 10 requests per second.
-pub(crate) const PACE: Duration = Duration::from_millis(100);
+const PACE: Duration = Duration::from_millis(100);
 /// A request slower than this during the outage is a hang: two store calls
 /// (load, save) of one timeout each, plus a generous margin for a loaded
 /// 2-core machine. The expected figure (timeout + 50 ms) is reported.
-pub(crate) const HANG_BOUND: Duration = Duration::from_millis(2 * 400 + 1_500);
+const HANG_BOUND: Duration = Duration::from_millis(2 * 400 + 1_500);
 /// The test process's resident memory may grow by at most this much over a
 /// scenario (a leak of per-request state would exceed it at 300 req/s,
 /// the longer tests' rate).
-pub(crate) const RSS_GROWTH_BOUND_KB: u64 = 256 * 1024;
+const RSS_GROWTH_BOUND_KB: u64 = 256 * 1024;
 
 /// How many browsers, and when things happen, since the load's start.
 #[derive(Debug, Clone, Copy)]
@@ -63,7 +63,7 @@ pub(crate) enum Pattern {
 }
 
 /// The test process's resident set size in KiB (`VmRSS`).
-pub(crate) fn rss_kb() -> u64 {
+fn rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
@@ -145,7 +145,7 @@ impl Fault for PostgresCrash {
 /// The worst delay a [`StallWatch`] saw, and when it began (since the
 /// load's start).
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Worst {
+struct Worst {
     late: Duration,
     at: Duration,
 }
@@ -166,7 +166,7 @@ impl Worst {
 /// stalls a store that syncs every commit. Both are printed with the
 /// figures, so a failure on a starved or stalled machine says so.
 #[derive(Debug)]
-pub(crate) struct StallWatch {
+struct StallWatch {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: std::thread::JoinHandle<(Worst, Worst)>,
 }
@@ -220,7 +220,7 @@ impl StallWatch {
 
 /// When the fault actually happened (the commands' real instants).
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Timeline {
+struct Timeline {
     /// The fault was started.
     fault: Duration,
     /// The fault's command returned (a crash can take a while).
@@ -285,7 +285,7 @@ pub(crate) struct Figures {
     pub(crate) unrecovered: usize,
 }
 
-pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -293,7 +293,7 @@ pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank - 1]
 }
 
-pub(crate) fn analyse(per_client: &[Vec<Sample>], t: Timeline, expect_outage: bool) -> Figures {
+fn analyse(per_client: &[Vec<Sample>], t: Timeline, expect_outage: bool) -> Figures {
     let mut f = Figures::default();
     let mut outage = Vec::new();
     let mut slow = Vec::new();
