@@ -42,7 +42,7 @@ use keepsake::{
 use support::{
     faults::{
         Fault, Pattern, PostgresCrash, RedisCrash, SERIAL, Schedule, drop_off_runtime,
-        postgres_store, redis_store, router, run, spare, spare_postgres, spare_redis,
+        postgres_store, redis_store, router, run, spare_postgres, spare_redis,
     },
     load::{browser, count, serve},
     proxy::{Mode, SlowProxy},
@@ -150,15 +150,7 @@ async fn postgres_crash_and_restart_under_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_freeze_and_thaw_under_load() {
     let _serial = SERIAL.lock().await;
-    // Nothing crashes here, so commits need not wait for the disk: on a
-    // shared disk an fsync can take longer than the store timeout, which
-    // would fail requests outside the freeze for a reason that is not the
-    // store's (a CI run on 2026-12-07 saw an fsync of 296 ms).
-    let Some(spare) = spare("KEEPSAKE_TEST_POSTGRES_URL", "PostgreSQL", || {
-        SparePostgres::start_with(&["synchronous_commit=off"])
-    })
-    .await
-    else {
+    let Some(spare) = spare_postgres().await else {
         return;
     };
     let store = postgres_store(&spare.url()).await;

@@ -594,7 +594,7 @@ pub(crate) async fn drop_off_runtime<T: Send + 'static>(value: T) {
 
 /// A spare server of the test's own, started by `start` off the runtime, or
 /// `None` when `var` is unset (skipped; a failure under CI).
-pub(crate) async fn spare<S: Send + 'static>(
+async fn spare<S: Send + 'static>(
     var: &str,
     what: &str,
     start: fn() -> Result<S, String>,
