@@ -163,8 +163,9 @@ impl Worst {
 /// no store or library can cause in a plain thread. Every 100 ms it also
 /// writes a byte to a file of its own under Cargo's test temp dir, where the
 /// spare servers keep their data, and times the `fsync`: a disk that stalls
-/// stalls a store that syncs every commit. Both are printed with the
-/// figures, so a failure on a starved or stalled machine says so.
+/// stalls a store that syncs its writes (the spare Redis syncs every one).
+/// Both are printed with the figures, so a failure on a starved or stalled
+/// machine says so.
 #[derive(Debug)]
 struct StallWatch {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
