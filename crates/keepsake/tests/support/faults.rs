@@ -163,7 +163,8 @@ impl Worst {
 /// no store or library can cause in a plain thread. Every 100 ms it also
 /// writes a byte to a file of its own under Cargo's test temp dir, where the
 /// spare servers keep their data, and times the `fsync`: a disk that stalls
-/// stalls a store that syncs its writes (the spare Redis syncs every one).
+/// stalls a store that syncs its writes (no spare does since 2026-12-07,
+/// but the machine's own servers may).
 /// Both are printed with the figures, so a failure on a starved or stalled
 /// machine says so.
 #[derive(Debug)]
