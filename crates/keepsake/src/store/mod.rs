@@ -80,6 +80,9 @@ pub type Data = Map<String, Value>;
 /// Length of a session id in bytes (128 bits).
 pub const ID_LEN: usize = 16;
 
+/// Length of a session id's text: unpadded base64 of [`ID_LEN`] bytes.
+pub(crate) const ID_TEXT_LEN: usize = 22;
+
 /// A session id: 128 random bits from a CSPRNG.
 ///
 /// `Display` gives its 22-character URL-safe base64 form, which stores use as
@@ -165,7 +168,10 @@ impl Id {
 
 impl fmt::Display for Id {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&base64_simd::URL_SAFE_NO_PAD.encode_to_string(self.0))
+        // Encoded on the stack: stores format an id for every key they use.
+        let mut text = [0u8; ID_TEXT_LEN];
+        let out = base64_simd::Out::from_slice(&mut text);
+        f.write_str(base64_simd::URL_SAFE_NO_PAD.encode_as_str(&self.0, out))
     }
 }
 
@@ -205,7 +211,7 @@ impl std::str::FromStr for Id {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let mut bytes = [0u8; ID_LEN];
-        if text.len() != 22 {
+        if text.len() != ID_TEXT_LEN {
             return Err(ParseIdError);
         }
         let decoded = base64_simd::URL_SAFE_NO_PAD

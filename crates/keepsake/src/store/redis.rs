@@ -43,7 +43,8 @@ use self::{
 };
 
 use super::{
-    Created, Data, Deleted, Id, Record, Saved, SessionStore, StoreError, StoreErrorKind, Touched,
+    Created, Data, Deleted, ID_TEXT_LEN, Id, Record, Saved, SessionStore, StoreError,
+    StoreErrorKind, Touched,
 };
 
 /// The default key prefix.
@@ -435,7 +436,14 @@ impl RedisStore {
     }
 
     fn session_key(&self, id: &Id) -> String {
-        format!("{}session:{id}", self.prefix)
+        use std::fmt::Write as _;
+        // Sized once: this runs for every load and save.
+        let mut key = String::with_capacity(self.prefix.len() + "session:".len() + ID_TEXT_LEN);
+        key.push_str(&self.prefix);
+        key.push_str("session:");
+        // Writing to a String cannot fail.
+        let _ = write!(key, "{id}");
+        key
     }
 
     fn user_key(&self, user: &str) -> String {
