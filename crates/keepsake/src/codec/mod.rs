@@ -764,6 +764,24 @@ impl Codec {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn decode(&self, name: &str, value: &str, now: u64) -> Result<Opened, DecodeError> {
+        let (payload, claims, key_used) = self.open(name, value, now)?;
+        Ok(Opened {
+            payload,
+            claims,
+            key_used,
+        })
+    }
+
+    /// [`decode`](Self::decode), with the payload made into a `P`: the
+    /// session middleware opens a session id into an array, with no
+    /// allocation for a signed one. A payload `P` cannot hold is
+    /// [`DecodeError::Malformed`] (checked after the value verified).
+    pub(crate) fn open<P: PayloadOut>(
+        &self,
+        name: &str,
+        value: &str,
+        now: u64,
+    ) -> Result<(P, Claims, KeyUsed), DecodeError> {
         if value.len() > MAX_COOKIE_SIZE {
             return Err(DecodeError::TooLarge {
                 size: value.len(),
@@ -784,11 +802,36 @@ impl Codec {
         if let Some(expires_at) = claims.expires_at.filter(|_| claims.is_expired_at(now)) {
             return Err(DecodeError::Expired { expires_at });
         }
-        Ok(Opened {
-            payload,
-            claims,
-            key_used: KeyUsed::from_position(position),
-        })
+        Ok((payload, claims, KeyUsed::from_position(position)))
+    }
+}
+
+/// What a verified payload is made into by [`Codec::open`]: from the
+/// decoder's stack buffer (a small signed value) or from its `Vec`.
+pub(crate) trait PayloadOut: Sized {
+    /// From bytes the decoder still owns.
+    fn from_slice(bytes: &[u8]) -> Result<Self, DecodeError>;
+    /// From bytes the decoder allocated and gives away.
+    fn from_vec(bytes: Vec<u8>) -> Result<Self, DecodeError>;
+}
+
+impl PayloadOut for Vec<u8> {
+    fn from_slice(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Ok(bytes.to_vec())
+    }
+
+    fn from_vec(bytes: Vec<u8>) -> Result<Self, DecodeError> {
+        Ok(bytes)
+    }
+}
+
+impl<const N: usize> PayloadOut for [u8; N] {
+    fn from_slice(bytes: &[u8]) -> Result<Self, DecodeError> {
+        bytes.try_into().map_err(|_| DecodeError::Malformed)
+    }
+
+    fn from_vec(bytes: Vec<u8>) -> Result<Self, DecodeError> {
+        Self::from_slice(&bytes)
     }
 }
 

@@ -12,7 +12,8 @@ use aes_gcm_siv::{
 };
 
 use super::{
-    Claims, DecodeError, EncodeError, HEADER_LEN, b64_append, b64_decode_into, b64_len, name_prefix,
+    Claims, DecodeError, EncodeError, HEADER_LEN, PayloadOut, b64_append, b64_decode_into, b64_len,
+    name_prefix,
 };
 use crate::key::{KeyRing, Namespace};
 
@@ -131,12 +132,12 @@ pub(super) fn encode_with_nonce(
 
 /// Decodes the part after `e1.`; returns the payload, the claims and the
 /// position in the ring of the key that opened it.
-pub(super) fn decode(
+pub(super) fn decode<P: PayloadOut>(
     ring: &KeyRing,
     namespace: Namespace,
     name: &str,
     body: &str,
-) -> Result<(Vec<u8>, Claims, usize), DecodeError> {
+) -> Result<(P, Claims, usize), DecodeError> {
     // Sized by the decoder; one allocation, which becomes the payload.
     let mut buf = Vec::new();
     b64_decode_into(body, &mut buf)?;
@@ -166,7 +167,7 @@ pub(super) fn decode(
         .map_err(|_| DecodeError::Malformed)?;
     buf.truncate(buf.len() - TAG_LEN);
     buf.drain(..NONCE_LEN + HEADER_LEN);
-    Ok((buf, Claims::from_header(&header), position))
+    Ok((P::from_vec(buf)?, Claims::from_header(&header), position))
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
 
 use super::{
-    Claims, DecodeError, HEADER_LEN, b64_append, b64_decode_exact, b64_decode_into,
+    Claims, DecodeError, HEADER_LEN, PayloadOut, b64_append, b64_decode_exact, b64_decode_into,
     b64_decode_slice, b64_len, name_prefix,
 };
 use crate::key::{KeyRing, Namespace, Subkeys};
@@ -131,12 +131,12 @@ pub(super) fn encode(
 /// position in the ring of the key that verified it. (Claims rather than the
 /// header: a 12-byte array returned in a tuple is written and read back in
 /// differently sized pieces, which stalls store forwarding.)
-pub(super) fn decode(
+pub(super) fn decode<P: PayloadOut>(
     ring: &KeyRing,
     namespace: Namespace,
     name: &str,
     body: &str,
-) -> Result<(Vec<u8>, Claims, usize), DecodeError> {
+) -> Result<(P, Claims, usize), DecodeError> {
     let (data, tag_b64) = split_tag(body)?;
     // Decoded in place: an array returned inside a `Result` is copied
     // through unaligned stack slots, which measurably stalls the stores.
@@ -146,7 +146,7 @@ pub(super) fn decode(
 
     if name.len() <= INLINE_NAME && data.len() <= b64_len(HEADER_LEN + INLINE_PAYLOAD) {
         // Small: decode header ‖ payload in one call behind the MAC prefix
-        // on the stack, MAC it in one update, copy the payload out.
+        // on the stack, MAC it in one update, make the payload from there.
         let mut buf = [0u8; PREFIX_MAX + HEADER_LEN + INLINE_PAYLOAD];
         let at = write_prefix(&mut buf, namespace, name.as_bytes());
         let len = b64_decode_slice(data, &mut buf[at..])?;
@@ -167,7 +167,11 @@ pub(super) fn decode(
         let mut first = current.signer(namespace).clone();
         first.update(&buf[..end]);
         let position = key_position(first, keys, namespace, name, &header, payload, &tag)?;
-        return Ok((payload.to_vec(), Claims::from_header(&header), position));
+        return Ok((
+            P::from_slice(payload)?,
+            Claims::from_header(&header),
+            position,
+        ));
     }
 
     // Large: decode the payload straight into the Vec that is returned.
@@ -180,7 +184,11 @@ pub(super) fn decode(
     b64_decode_into(payload_b64, &mut payload)?;
     let first = mac(current, namespace, name, &header, &payload);
     let position = key_position(first, keys, namespace, name, &header, &payload, &tag)?;
-    Ok((payload, Claims::from_header(&header), position))
+    Ok((
+        P::from_vec(payload)?,
+        Claims::from_header(&header),
+        position,
+    ))
 }
 
 /// The position in the ring of the key that made `tag`: 0 if `first` (the

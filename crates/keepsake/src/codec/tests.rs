@@ -172,6 +172,44 @@ fn too_large_is_refused_both_ways() {
     }
 }
 
+/// `open` into a fixed-size array (how the middleware reads a session id)
+/// gives what `decode` gives, from both the stack path and the large path,
+/// and refuses a payload of another length only once it has verified.
+#[test]
+fn open_into_an_array_matches_decode() {
+    for codec in codecs(&ring()) {
+        for len in [16, 300] {
+            let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let value = codec.encode("id", &payload, Claims::new(NOW)).unwrap();
+            let opened = codec.decode("id", &value, NOW).unwrap();
+            let (vec, claims, key_used) = codec.open::<Vec<u8>>("id", &value, NOW).unwrap();
+            assert_eq!(
+                (vec.as_slice(), claims, key_used),
+                (opened.payload(), opened.claims(), opened.key_used())
+            );
+            if len == 16 {
+                let (array, ..) = codec.open::<[u8; 16]>("id", &value, NOW).unwrap();
+                assert_eq!(array.as_slice(), payload.as_slice());
+            } else {
+                assert_eq!(
+                    codec.open::<[u8; 16]>("id", &value, NOW),
+                    Err(DecodeError::Malformed)
+                );
+            }
+        }
+        let short = codec.encode("id", &[1; 15], Claims::new(NOW)).unwrap();
+        assert_eq!(
+            codec.open::<[u8; 16]>("id", &short, NOW),
+            Err(DecodeError::Malformed)
+        );
+        let other = Codec::new(codec.format(), KeyRing::new(key(9)));
+        assert_eq!(
+            other.open::<[u8; 16]>("id", &short, NOW),
+            Err(DecodeError::BadSignature)
+        );
+    }
+}
+
 #[test]
 fn expiry_is_enforced_at_the_second() {
     for codec in codecs(&ring()) {

@@ -308,27 +308,25 @@ impl Context {
                 Err(_) => Err("malformed"),
             };
         }
-        let opened = match self.codec.decode(&self.cookie_name, value, now) {
-            Ok(opened) => opened,
-            Err(DecodeError::Expired { .. }) => return Ok((Incoming::Expired, false)),
-            Err(DecodeError::BadSignature) => return Err("bad signature"),
-            Err(DecodeError::UnknownVersion { .. }) => return Err("unknown format version"),
-            Err(DecodeError::TooLarge { .. }) => return Err("too large"),
-            Err(_) => return Err("malformed"),
-        };
-        let stale = opened.key_used().is_fallback();
         match self.backend {
-            Backend::Store(_) => {
-                let bytes: [u8; 16] = opened.payload().try_into().map_err(|_| "malformed id")?;
-                Ok((Incoming::Id(Id::from_bytes(bytes)), stale))
-            }
+            Backend::Store(_) => match self.codec.open(&self.cookie_name, value, now) {
+                Ok((bytes, _, key_used)) => {
+                    Ok((Incoming::Id(Id::from_bytes(bytes)), key_used.is_fallback()))
+                }
+                Err(err) => refused(&err),
+            },
             Backend::Cookie => {
-                let record = Record::from_cookie_payload(opened.payload())
-                    .map_err(|_| "malformed record")?;
+                let (payload, _, key_used) =
+                    match self.codec.open::<Vec<u8>>(&self.cookie_name, value, now) {
+                        Ok(opened) => opened,
+                        Err(err) => return refused(&err),
+                    };
+                let record =
+                    Record::from_cookie_payload(&payload).map_err(|_| "malformed record")?;
                 if record.is_expired_at(now) {
                     return Ok((Incoming::Expired, false));
                 }
-                Ok((Incoming::Record(Arc::new(record)), stale))
+                Ok((Incoming::Record(Arc::new(record)), key_used.is_fallback()))
             }
         }
     }
@@ -396,6 +394,18 @@ fn cookie_values<'h>(header: &'h str, name: &'h str) -> impl Iterator<Item = &'h
         let (found, value) = pair.split_once('=')?;
         (found.trim() == name).then(|| value.trim())
     })
+}
+
+/// A session cookie the codec did not open: an expired one is no session
+/// (and not an error); anything else is refused, with the reason.
+fn refused(err: &DecodeError) -> Result<(Incoming, bool), &'static str> {
+    match err {
+        DecodeError::Expired { .. } => Ok((Incoming::Expired, false)),
+        DecodeError::BadSignature => Err("bad signature"),
+        DecodeError::UnknownVersion { .. } => Err("unknown format version"),
+        DecodeError::TooLarge { .. } => Err("too large"),
+        _ => Err("malformed"),
+    }
 }
 
 #[cfg(test)]

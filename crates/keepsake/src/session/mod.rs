@@ -44,6 +44,7 @@ use futures_util::lock::{Mutex, MutexGuard};
 use http::HeaderValue;
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
+use smallvec::SmallVec;
 
 use self::context::{Backend, Context, Incoming};
 pub use self::{
@@ -225,12 +226,11 @@ pub(crate) enum Finish {
 
 /// One change a request made, kept so it can be replayed on a newer copy of
 /// the session.
-#[derive(Clone)]
 pub(crate) enum Change {
     Set(String, Value),
     /// [`Session::update`]: the new value is computed from the current one,
     /// again on every replay.
-    Update(String, Arc<Updater>),
+    Update(String, Box<Updater>),
     Remove(String),
     Clear,
     /// [`Session::set_user`].
@@ -324,7 +324,9 @@ struct State {
     is_new: bool,
     /// The request came with a session that had expired.
     expired: bool,
-    changes: Vec<Change>,
+    /// What the request changed, in order, to replay on a newer copy. Most
+    /// requests make one change: that one is kept inline, not allocated.
+    changes: SmallVec<[Change; 1]>,
     /// Data changed, or the user or expiry did.
     modified: bool,
     /// Ids to delete from the store when the request succeeds (flush, cycle).
@@ -410,7 +412,7 @@ impl Session {
                     record: None,
                     is_new: true,
                     expired: false,
-                    changes: Vec::new(),
+                    changes: SmallVec::new(),
                     modified: false,
                     delete: Vec::new(),
                     remove_cookie: false,
@@ -740,7 +742,7 @@ impl Session {
         T: Serialize + DeserializeOwned + 'static,
         F: Fn(Option<T>) -> T + Send + Sync + 'static,
     {
-        let update: Arc<Updater> = Arc::new(move |current: Option<&Value>| {
+        let update: Box<Updater> = Box::new(move |current: Option<&Value>| {
             let current = current.map(T::deserialize).transpose()?;
             serde_json::to_value(f(current))
         });
