@@ -44,7 +44,6 @@ use futures_util::lock::{Mutex, MutexGuard};
 use http::HeaderValue;
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
-use smallvec::SmallVec;
 
 use self::context::{Backend, Context, Incoming};
 pub use self::{
@@ -324,9 +323,7 @@ struct State {
     is_new: bool,
     /// The request came with a session that had expired.
     expired: bool,
-    /// What the request changed, in order, to replay on a newer copy. Most
-    /// requests make one change: that one is kept inline, not allocated.
-    changes: SmallVec<[Change; 1]>,
+    changes: Vec<Change>,
     /// Data changed, or the user or expiry did.
     modified: bool,
     /// Ids to delete from the store when the request succeeds (flush, cycle).
@@ -412,7 +409,7 @@ impl Session {
                     record: None,
                     is_new: true,
                     expired: false,
-                    changes: SmallVec::new(),
+                    changes: Vec::new(),
                     modified: false,
                     delete: Vec::new(),
                     remove_cookie: false,
