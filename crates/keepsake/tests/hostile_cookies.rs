@@ -135,6 +135,53 @@ async fn two_verified_values_rejected_under_reject(backend: Backend) {
     );
 }
 
+/// GET `path` with one `Cookie` header of any bytes; status and body.
+async fn send_bytes(server: &Server, path: &str, header: &[u8]) -> (u16, String) {
+    let value = reqwest::header::HeaderValue::from_bytes(header).expect("a header value");
+    let response = server
+        .raw
+        .get(format!("{}{path}", server.base))
+        .header(reqwest::header::COOKIE, value)
+        .send()
+        .await
+        .expect("request");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+/// Another cookie of the site in bytes that are not ASCII (UTF-8) or not
+/// UTF-8 at all (Latin-1, raw bytes), in the same `Cookie` header as the
+/// session cookie: browsers send such cookies as they were set, and the
+/// session is still found, before or after them. A session cookie that is
+/// not UTF-8 is junk like any other.
+async fn other_cookies_in_any_bytes_leave_the_session(backend: Backend) {
+    let server = Server::start(backend).await;
+    let mine = session_with(&server, 3).await;
+    let others: [&[u8]; 3] = [b"name=Jos\xc3\xa9", b"latin1=Jos\xe9", b"raw=\x80\xff"];
+    for other in others {
+        for header in [
+            [other, b"; session=", mine.as_bytes()].concat(),
+            [b"session=", mine.as_bytes(), b"; ", other].concat(),
+        ] {
+            assert_eq!(
+                send_bytes(&server, "/status", &header).await,
+                (200, status_of(3)),
+                "{backend:?}: {}",
+                String::from_utf8_lossy(&header)
+            );
+        }
+    }
+    assert_eq!(
+        send_bytes(&server, "/status", b"session=\xff\xfe").await,
+        (200, ANONYMOUS.to_owned())
+    );
+    let junk_beside_mine = [b"session=\xe9; session=", mine.as_bytes()].concat();
+    assert_eq!(
+        send_bytes(&server, "/status", &junk_beside_mine).await,
+        (200, status_of(3))
+    );
+}
+
 /// A value made with an unrelated key never counts, even for the session's
 /// real id (so read access to a store's ids is not enough to hijack a
 /// session), and a cookie of another name is not the session cookie.
@@ -240,6 +287,7 @@ for_each_backend!(
     only_the_verified_value_is_used,
     two_verified_values_are_anonymous,
     two_verified_values_rejected_under_reject,
+    other_cookies_in_any_bytes_leave_the_session,
     tossed_foreign_values_do_not_count,
     expired_beside_live_is_anonymous,
     replay_after_logout,

@@ -228,8 +228,9 @@ impl CookieJar {
     }
 
     /// A jar holding the cookies of every `Cookie` header in `headers`
-    /// (HTTP/2 may split them over several). Header values that are not
-    /// UTF-8 are skipped.
+    /// (HTTP/2 may split them over several). Browsers send cookie bytes as
+    /// they were set, UTF-8 or not: UTF-8 is kept as it is, and any byte
+    /// that is not UTF-8 becomes U+FFFD, so one such cookie costs no other.
     ///
     /// # Example
     ///
@@ -238,16 +239,18 @@ impl CookieJar {
     ///
     /// let mut headers = HeaderMap::new();
     /// headers.append(COOKIE, HeaderValue::from_static("a=1"));
-    /// headers.append(COOKIE, HeaderValue::from_static("b=2"));
+    /// headers.append(COOKIE, HeaderValue::from_bytes(b"name=Jos\xc3\xa9; b=2")?);
+    /// headers.append(COOKIE, HeaderValue::from_bytes(b"latin1=Jos\xe9; c=3")?);
     /// let jar = keepsake::cookies::CookieJar::from_headers(&headers);
-    /// assert_eq!(jar.get("b"), Some("2"));
+    /// assert_eq!(jar.get("name"), Some("José"));
+    /// assert_eq!((jar.get("b"), jar.get("c")), (Some("2"), Some("3")));
+    /// assert_eq!(jar.get("latin1"), Some("Jos\u{fffd}"));
+    /// # Ok::<(), http::header::InvalidHeaderValue>(())
     /// ```
     pub fn from_headers(headers: &HeaderMap) -> Self {
         let mut jar = Self::new();
         for value in headers.get_all(header::COOKIE) {
-            if let Ok(text) = value.to_str() {
-                jar.add_header(text);
-            }
+            jar.add_header(&String::from_utf8_lossy(value.as_bytes()));
         }
         jar
     }

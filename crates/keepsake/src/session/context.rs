@@ -253,10 +253,11 @@ impl Context {
     }
 
     /// Finds and verifies the session cookie in the request's `Cookie`
-    /// headers, borrowing from them: other cookies are skipped, not copied.
-    /// Also the time it was checked at, if there was a cookie to check.
-    /// Several cookies with the session name: exactly one may verify (cookie
-    /// tossing otherwise).
+    /// headers, borrowing from them: other cookies are skipped, not copied,
+    /// whatever bytes they hold (a browser sends another script's UTF-8 or
+    /// Latin-1 cookie as it was set). Also the time it was checked at, if
+    /// there was a cookie to check. Several cookies with the session name:
+    /// exactly one may verify (cookie tossing otherwise).
     pub(crate) fn read_cookie(&self, headers: &http::HeaderMap) -> (CookieRead, Option<u64>) {
         let mut now = None;
         let mut found: Option<(&str, Incoming, bool)> = None;
@@ -264,9 +265,12 @@ impl Context {
         let values = headers
             .get_all(http::header::COOKIE)
             .iter()
-            .filter_map(|header| header.to_str().ok())
-            .flat_map(|header| cookie_values(header, &self.cookie_name));
+            .flat_map(|header| cookie_values(header.as_bytes(), &self.cookie_name));
         for value in values {
+            let Ok(value) = value else {
+                bad = Some("malformed");
+                continue;
+            };
             // The same cookie sent twice is one cookie.
             if found.as_ref().is_some_and(|(seen, ..)| *seen == value) {
                 continue;
@@ -386,14 +390,31 @@ impl Context {
 }
 
 /// The values of the cookies called `name` in one `Cookie` request header,
-/// exactly as `cookie::Cookie::split_parse` finds them (pairs split at `;`
-/// and the first `=`, name and value trimmed, nothing decoded), without
-/// building a `Cookie` for every pair: this runs on every request.
-fn cookie_values<'h>(header: &'h str, name: &'h str) -> impl Iterator<Item = &'h str> {
-    header.split(';').filter_map(move |pair| {
-        let (found, value) = pair.split_once('=')?;
-        (found.trim() == name).then(|| value.trim())
-    })
+/// exactly as `cookie::Cookie::split_parse` finds them in a UTF-8 header
+/// (pairs split at `;` and the first `=`, name and value trimmed, nothing
+/// decoded), without building a `Cookie` for every pair: this runs on every
+/// request. The header is taken as bytes, so that a cookie of another name
+/// that is not UTF-8 does not hide this one; a value that is not UTF-8
+/// comes out as `Err`.
+fn cookie_values<'h>(
+    header: &'h [u8],
+    name: &'h str,
+) -> impl Iterator<Item = Result<&'h str, &'h [u8]>> {
+    let mut start = 0;
+    memchr::memchr_iter(b';', header)
+        .chain([header.len()])
+        .filter_map(move |end| {
+            let pair = &header[start..end];
+            start = end + 1;
+            let at = memchr::memchr(b'=', pair)?;
+            (trimmed(&pair[..at]) == Ok(name)).then(|| trimmed(&pair[at + 1..]))
+        })
+}
+
+/// `bytes` as text without the whitespace around it, as `str::trim` trims
+/// it; bytes that are not UTF-8 are given back as they are.
+fn trimmed(bytes: &[u8]) -> Result<&str, &[u8]> {
+    std::str::from_utf8(bytes).map(str::trim).map_err(|_| bytes)
 }
 
 /// A session cookie the codec did not open: an expired one is no session
@@ -432,21 +453,38 @@ mod tests {
             "sessionx=1;xsession=2;session=3",
             "session=\u{a0}v\u{a0}; \u{2003}session=w",
         ] {
-            let ours: Vec<&str> = cookie_values(header, "session").collect();
+            let ours: Vec<&str> = cookie_values(header.as_bytes(), "session")
+                .map(|value| value.expect("UTF-8"))
+                .collect();
             assert_eq!(ours, with_cookie_crate(header, "session"), "{header:?}");
         }
+    }
+
+    /// Bytes that are not UTF-8 in another cookie do not hide the session
+    /// cookie; in the session cookie itself they come out as an error.
+    #[test]
+    fn cookie_values_take_any_bytes() {
+        let header = b"note=Jos\xc3\xa9; latin1=Jos\xe9; session=abc; session=x\xff ";
+        let found: Vec<_> = cookie_values(header, "session").collect();
+        assert_eq!(found, [Ok("abc"), Err(&b"x\xff "[..])]);
+        assert_eq!(
+            cookie_values(b"\xe9=1; session=v", "session").collect::<Vec<_>>(),
+            [Ok("v")]
+        );
     }
 
     proptest! {
         #[test]
         fn cookie_values_match_the_cookie_crate_on_any_header(
             parts in prop::collection::vec(
-                prop::sample::select(&["session", "sess", "=", ";", " ", "\"", "v", "\t", "\u{a0}"][..]),
+                prop::sample::select(&["session", "sess", "=", ";", " ", "\"", "v", "\t", "\u{a0}", "\u{e9}"][..]),
                 0..16,
             )
         ) {
             let header = parts.concat();
-            let ours: Vec<&str> = cookie_values(&header, "session").collect();
+            let ours: Vec<&str> = cookie_values(header.as_bytes(), "session")
+                .map(|value| value.expect("UTF-8"))
+                .collect();
             prop_assert_eq!(ours, with_cookie_crate(&header, "session"));
         }
     }
