@@ -88,7 +88,8 @@ if [[ -z "${BENCH_SKIP_BUILD:-}" ]]; then
   echo "== cargo build --release --locked (bench/compare, standalone; target dir bench/target)"
   (cd "$HERE" && CARGO_TARGET_DIR=$ROOT/bench/target cargo build --release --locked --quiet)
 fi
-if [[ ! -x "$VENV/bin/gunicorn" ]]; then
+# Only when Flask is measured (BENCH_ONLY may leave it out).
+if [[ "flask/cookie" =~ $ONLY && ! -x "$VENV/bin/gunicorn" ]]; then
   echo "== creating $VENV (Flask + gunicorn, pinned in bench/compare/flask/requirements.txt)"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q -r "$HERE/flask/requirements.txt"
