@@ -174,7 +174,8 @@ pub(super) fn decode<P: PayloadOut>(
         ));
     }
 
-    // Large: decode the payload straight into the Vec that is returned.
+    // Large: decode the payload straight into a Vec, which becomes the
+    // payload (a `Vec` for `decode`, moved, not copied).
     if b64_decode_slice(tag_b64, &mut tag)? != TAG_LEN {
         return Err(DecodeError::Malformed);
     }

@@ -17,7 +17,7 @@ use std::{
     },
 };
 
-use crate::store::{Id, IdHash, Record};
+use crate::store::{ID_TEXT_LEN, Id, IdHash, Record};
 
 /// Shards of the cache; each has its own lock and epoch. Many, so that a
 /// write or an invalidation seldom turns away a read or write of another
@@ -103,7 +103,7 @@ impl Cache {
     /// is a session of a prefix the cache holds.
     fn key_of(&self, key: &[u8]) -> Option<Key> {
         let key = std::str::from_utf8(key).ok()?;
-        let (head, id) = key.split_at_checked(key.len().checked_sub(22)?)?;
+        let (head, id) = key.split_at_checked(key.len().checked_sub(ID_TEXT_LEN)?)?;
         let prefix = head.strip_suffix("session:")?;
         let id = id.parse().ok()?;
         let prefixes = self.prefixes.lock().unwrap_or_else(PoisonError::into_inner);
