@@ -199,14 +199,17 @@ impl CookieBuilder {
     }
 
     /// Sets `Domain`, sharing the cookie with subdomains (default: none, a
-    /// host-only cookie).
+    /// host-only cookie). It is kept as browsers keep it: without a leading
+    /// dot, in lowercase.
     ///
     /// # Example
     ///
     /// ```
     /// # use keepsake::cookies::Cookie;
-    /// let cookie = Cookie::build("a", "1").domain("example.com").build()?;
+    /// let cookie = Cookie::build("a", "1").domain(".Example.com").build()?;
+    /// assert_eq!(cookie.domain(), Some("example.com"));
     /// assert!(cookie.to_string().contains("Domain=example.com"));
+    /// assert!(Cookie::build("a", "1").domain("example..com").build().is_err());
     /// # Ok::<(), keepsake::cookies::CookieError>(())
     /// ```
     pub fn domain(mut self, domain: impl Into<String>) -> Self {
@@ -214,8 +217,9 @@ impl CookieBuilder {
         self
     }
 
-    /// Sets `Max-Age`, in whole seconds (default: none, a browser-session
-    /// cookie).
+    /// Sets `Max-Age` (default: none, a browser-session cookie). It is
+    /// written in whole seconds, rounded up: a part of a second would
+    /// otherwise become `Max-Age=0`, which deletes the cookie.
     ///
     /// # Example
     ///
@@ -224,6 +228,8 @@ impl CookieBuilder {
     /// # use keepsake::cookies::Cookie;
     /// let cookie = Cookie::build("a", "1").max_age(Duration::from_secs(60)).build()?;
     /// assert_eq!(cookie.max_age(), Some(Duration::from_secs(60)));
+    /// let brief = Cookie::build("a", "1").max_age(Duration::from_millis(300)).build()?;
+    /// assert!(brief.to_string().ends_with("Max-Age=1"));
     /// # Ok::<(), keepsake::cookies::CookieError>(())
     /// ```
     pub fn max_age(mut self, max_age: impl Into<Option<Duration>>) -> Self {
@@ -362,7 +368,7 @@ impl CookieBuilder {
     /// let err = Cookie::build("id", "1").prefix(Prefix::Host).domain("example.com").build();
     /// assert!(matches!(err, Err(CookieError::HostPrefixDomain { .. })));
     /// ```
-    pub fn build(self) -> Result<Cookie, CookieError> {
+    pub fn build(mut self) -> Result<Cookie, CookieError> {
         let name = self.full_name();
         if name.is_empty() || !name.bytes().all(is_token_byte) {
             return Err(CookieError::InvalidName { name });
@@ -371,19 +377,20 @@ impl CookieBuilder {
             return Err(CookieError::InvalidValue { name });
         }
         if let Some(path) = &self.path
-            && (!path.starts_with('/') || !path.bytes().all(is_attribute_byte))
+            && (!path.starts_with('/')
+                || path.len() > MAX_ATTRIBUTE_LEN
+                || !path.bytes().all(is_attribute_byte))
         {
             return Err(CookieError::InvalidPath { path: path.clone() });
         }
-        if let Some(domain) = &self.domain
-            && (domain.trim_start_matches('.').is_empty()
-                || !domain
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'))
-        {
-            return Err(CookieError::InvalidDomain {
-                domain: domain.clone(),
-            });
+        if let Some(domain) = &mut self.domain {
+            let host = domain.strip_prefix('.').unwrap_or(domain);
+            if !is_host_name(host) {
+                return Err(CookieError::InvalidDomain {
+                    domain: domain.clone(),
+                });
+            }
+            *domain = host.to_ascii_lowercase();
         }
         let insecure = |requirement| {
             if self.secure {
@@ -495,9 +502,8 @@ impl SetCookieTemplate {
         text.push_str(value);
         text.push_str(&self.before_max_age);
         if let Some(max_age) = max_age {
-            let secs = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
             // Writing to a `String` cannot fail.
-            let _ = write!(text, "; Max-Age={secs}");
+            let _ = write!(text, "; Max-Age={}", max_age_secs(max_age));
         }
         text.push_str(&self.after_max_age);
         HeaderValue::try_from(text).ok()
@@ -544,6 +550,32 @@ fn is_cookie_value(value: &str) -> bool {
 /// Characters allowed in `Path`: printable ASCII except `;`.
 fn is_attribute_byte(b: u8) -> bool {
     (0x20..0x7F).contains(&b) && b != b';'
+}
+
+/// The longest attribute value browsers take (RFC 6265bis): a longer
+/// `Path` is ignored, and the cookie gets the request's.
+const MAX_ATTRIBUTE_LEN: usize = 1024;
+
+/// Whether `host` is an ASCII host name a browser takes as `Domain`:
+/// labels of 1 to 63 letters, digits and hyphens, not starting or ending
+/// with a hyphen, separated by single dots, 253 bytes at most.
+fn is_host_name(host: &str) -> bool {
+    host.len() <= 253
+        && host.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// `Max-Age` in whole seconds, rounded up: a part of a second must not
+/// become `Max-Age=0`, which deletes the cookie.
+fn max_age_secs(max_age: Duration) -> i64 {
+    let secs = max_age.as_secs() + u64::from(max_age.subsec_nanos() > 0);
+    i64::try_from(secs).unwrap_or(i64::MAX)
 }
 
 /// `at` as an `Expires` date, clamped to the years 1970 to 9999 that the
@@ -699,7 +731,8 @@ impl Cookie {
     /// # Ok::<(), keepsake::cookies::CookieError>(())
     /// ```
     pub fn is_removal(&self) -> bool {
-        self.builder.value.is_empty() && self.builder.max_age == Some(Duration::ZERO)
+        // `Max-Age=0` deletes the cookie in a browser, whatever its value.
+        self.builder.max_age == Some(Duration::ZERO)
     }
 
     /// The cookie that deletes this one: same name, `Path`, `Domain`,
@@ -770,8 +803,7 @@ impl fmt::Display for Cookie {
             cookie.set_domain(domain.as_str());
         }
         if let Some(max_age) = b.max_age {
-            let secs = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
-            cookie.set_max_age(time::Duration::seconds(secs));
+            cookie.set_max_age(time::Duration::seconds(max_age_secs(max_age)));
         }
         if let Some(expires) = b.expires {
             cookie.set_expires(http_date(expires));

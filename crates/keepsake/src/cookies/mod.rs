@@ -84,15 +84,19 @@ pub enum CookieError {
         /// The cookie name.
         name: String,
     },
-    /// The path does not start with `/` or has `;` or control characters.
+    /// The path does not start with `/`, has `;` or control characters, or
+    /// is over 1024 bytes (browsers ignore longer attribute values).
     #[error(
-        "the cookie path {path:?} must start with `/` and hold only printable ASCII without `;`"
+        "the cookie path {path:?} must start with `/`, hold only printable ASCII without `;`, \
+         and be at most 1024 bytes"
     )]
     InvalidPath {
         /// The path given.
         path: String,
     },
-    /// The domain is empty or not a plain ASCII host name.
+    /// The domain is not a plain ASCII host name: labels of 1 to 63
+    /// letters, digits and inner hyphens, separated by single dots (one
+    /// leading dot is allowed and dropped), at most 253 bytes.
     #[error("the cookie domain {domain:?} is not a host name (use punycode for non-ASCII names)")]
     InvalidDomain {
         /// The domain given.

@@ -50,7 +50,8 @@ fn builder_rules() {
             "{value:?}"
         );
     }
-    for path in ["app", "/a;b", "/a\nb"] {
+    let long_path = format!("/{}", "a".repeat(1024));
+    for path in ["app", "/a;b", "/a\nb", long_path.as_str()] {
         assert!(
             matches!(
                 err(base().path_owned(path.to_owned())),
@@ -59,7 +60,20 @@ fn builder_rules() {
             "{path:?}"
         );
     }
-    for domain in ["", ".", "a b", "a;b", "exämple.com"] {
+    let long_label = format!("{}.com", "a".repeat(64));
+    for domain in [
+        "",
+        ".",
+        "a b",
+        "a;b",
+        "exämple.com",
+        "example..com",
+        "example.com.",
+        "..example.com",
+        "-a.com",
+        "a-.com",
+        long_label.as_str(),
+    ] {
         assert!(
             matches!(
                 err(base().domain(domain)),
@@ -68,7 +82,13 @@ fn builder_rules() {
             "{domain:?}"
         );
     }
-    assert!(ok(base().domain(".example.com")).is_ok());
+    // Kept as browsers keep it: no leading dot, lowercase.
+    for domain in [".example.com", "Example.COM", "example.com"] {
+        let cookie = base().domain(domain).build().unwrap();
+        assert_eq!(cookie.domain(), Some("example.com"));
+    }
+    assert!(ok(base().domain("xn--bcher-kva.example")).is_ok());
+    assert!(ok(base().path_owned(format!("/{}", "a".repeat(1023)))).is_ok());
 
     // Prefixes, whether set with `prefix` or written into the name, in any case.
     for builder in [
@@ -138,6 +158,21 @@ fn expires_and_max_age_render() {
             .to_string()
             .ends_with("Max-Age=90; Expires=Tue, 14 Nov 2023 22:13:20 GMT")
     );
+    // Parts of a second round up: `Max-Age=0` would delete the cookie.
+    for (millis, secs) in [(1, 1), (999, 1), (1_000, 1), (1_001, 2)] {
+        let cookie = Cookie::build("n", "v")
+            .max_age(Duration::from_millis(millis))
+            .build()
+            .unwrap();
+        assert!(cookie.to_string().ends_with(&format!("Max-Age={secs}")));
+        assert!(!cookie.is_removal());
+    }
+    // `Max-Age=0` removes the cookie, whatever its value.
+    let zero = Cookie::build("n", "v")
+        .max_age(Duration::ZERO)
+        .build()
+        .unwrap();
+    assert!(zero.is_removal());
     // Dates beyond what the format holds are clamped, never a panic.
     let far = std::time::UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX) * 100);
     assert!(
@@ -188,11 +223,34 @@ fn outgoing_cookies_replace_by_name_path_domain() {
         ["2", "3"]
     );
     assert_eq!(jar.get("a"), Some("3"));
+    // The same domain written two ways is one browser cookie, one header.
+    jar.add(
+        Cookie::build("a", "4")
+            .domain(".Example.com")
+            .build()
+            .unwrap(),
+    );
+    jar.add(
+        Cookie::build("a", "5")
+            .domain("example.com")
+            .build()
+            .unwrap(),
+    );
+    assert_eq!(
+        jar.delta().map(Cookie::value).collect::<Vec<_>>(),
+        ["2", "3", "5"]
+    );
+    jar.remove(
+        Cookie::build("a", "")
+            .domain("example.com")
+            .build()
+            .unwrap(),
+    );
     jar.remove(Cookie::build("a", "").build().unwrap());
     assert_eq!(jar.get("a"), None);
     let mut headers = HeaderMap::new();
     jar.write_set_cookies(&mut headers);
-    assert_eq!(headers.get_all(header::SET_COOKIE).iter().count(), 2);
+    assert_eq!(headers.get_all(header::SET_COOKIE).iter().count(), 3);
 }
 
 /// Copies the outgoing cookies into a new request jar, as a browser would.
