@@ -243,8 +243,9 @@ pub enum InteropEncodeError {
     /// tag cannot carry (Python reads years below 100 as 19xx or 20xx).
     #[error("a datetime in the session is outside the years 100 to 9999 Flask can carry")]
     DateOutOfRange,
-    /// The session is nested deeper than Python would read back.
-    #[error("the session is nested too deeply for Python to read back")]
+    /// The session is nested deeper than the 128 levels keepsake reads
+    /// back (Python reads a few hundred; sessions never come near either).
+    #[error("the session is nested deeper than the 128 levels keepsake reads back")]
     TooDeep,
     /// The cookie (name plus value) would exceed [`MAX_COOKIE_SIZE`].
     #[error(
@@ -270,6 +271,18 @@ pub enum InteropEncodeError {
     /// zlib failed (it does not, for inputs of cookie size).
     #[error("zlib could not compress the session")]
     Compression,
+    /// The session's JSON is over [`MAX_DECOMPRESSED_LEN`]: it might
+    /// compress into a cookie, but keepsake would refuse to read it back.
+    #[error(
+        "the session is {size} bytes of JSON, over the {limit} bytes keepsake reads back from \
+         a compressed cookie; store less in the session"
+    )]
+    TooLargeToRead {
+        /// The JSON's length, in bytes.
+        size: usize,
+        /// The limit, [`MAX_DECOMPRESSED_LEN`].
+        limit: usize,
+    },
 }
 
 /// Why a framework's cookie was refused.
@@ -1000,6 +1013,13 @@ impl InteropCodec {
 /// shorter (itsdangerous' and Django's rule), then URL-safe base64 with a
 /// leading `.` when compressed.
 fn compressed_payload(raw: &[u8]) -> Result<String, InteropEncodeError> {
+    // What `decompress` would refuse is never written.
+    if raw.len() > MAX_DECOMPRESSED_LEN {
+        return Err(InteropEncodeError::TooLargeToRead {
+            size: raw.len(),
+            limit: MAX_DECOMPRESSED_LEN,
+        });
+    }
     let mut compressor = Compress::new(Compression::new(6), true);
     let mut compressed = Vec::with_capacity(raw.len() + raw.len() / 100 + 64);
     match compressor.compress_vec(raw, &mut compressed, FlushCompress::Finish) {

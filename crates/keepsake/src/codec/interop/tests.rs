@@ -244,6 +244,32 @@ fn oversized_session_is_refused() {
     ));
 }
 
+/// A session that compresses into a cookie but is longer than what
+/// `decompress` reads is refused when written: written, it would be lost
+/// on the next request.
+#[test]
+fn what_is_written_can_be_read_back() {
+    for framework in [Framework::Flask, Framework::Django] {
+        let codec = codec(framework);
+        let at_limit = "a".repeat(MAX_DECOMPRESSED_LEN - 20);
+        let session: PyDict = [("data", at_limit.as_str())].into_iter().collect();
+        let cookie = codec.encode(&session, 10).expect("just under the limit");
+        assert_eq!(
+            codec.decode(&cookie, 10).expect("read back").session,
+            session
+        );
+        let over: PyDict = [("data", "a".repeat(300_000))].into_iter().collect();
+        assert!(
+            matches!(
+                codec.encode(&over, 10),
+                Err(InteropEncodeError::TooLargeToRead { size, limit: MAX_DECOMPRESSED_LEN })
+                    if size > MAX_DECOMPRESSED_LEN
+            ),
+            "{framework}"
+        );
+    }
+}
+
 #[test]
 fn deep_nesting_is_refused() {
     let mut value = PyValue::None;
