@@ -9,7 +9,9 @@
 //! - a slow write overlapping a logout or a `cycle_id` never brings the old
 //!   session back (`KEEPSAKE_TEST_RESURRECTION_TRIALS`, default 1,000);
 //! - of several concurrent `cycle_id`s exactly one new id survives, and the
-//!   old id is anonymous afterwards.
+//!   old id is anonymous afterwards;
+//! - a request that only read the session does not undo, with its refresh
+//!   of the idle deadline, the new expiry another request just saved.
 //!
 //! Redis and Postgres run when `KEEPSAKE_TEST_REDIS_URL` /
 //! `KEEPSAKE_TEST_POSTGRES_URL` are set (each run in its own key prefix or
@@ -27,7 +29,7 @@ use keepsake::{
     codec::unix_now,
     key::{Key, KeyRing},
     middleware::SessionLayer,
-    session::{Session, SessionError},
+    session::{Expiry, ManualClock, Session, SessionError},
     store::{AnyStore, Id, SessionStore as _},
 };
 use serde_json::{Value, json};
@@ -88,6 +90,26 @@ async fn slow(session: Session, State(gate): State<Gate>, Path(key): Path<String
         let _ = go.await;
     }
     session.insert(&key, true).await?;
+    Ok(Json(json!(true)))
+}
+
+/// Reads the session, then waits at the gate: it writes nothing.
+async fn slow_read(session: Session, State(gate): State<Gate>) -> Reply {
+    let n = session.get::<u64>("n").await?;
+    let armed = gate.inner.lock().unwrap().take();
+    if let Some((loaded, go)) = armed {
+        let _ = loaded.send(());
+        let _ = go.await;
+    }
+    Ok(Json(json!(n)))
+}
+
+/// "Remember me": 30 days, without an idle timeout.
+async fn remember(session: Session) -> Reply {
+    let month = std::time::Duration::from_secs(30 * 86_400);
+    session
+        .set_expiry(Expiry::persistent(month).with_idle(None))
+        .await?;
     Ok(Json(json!(true)))
 }
 
@@ -196,24 +218,35 @@ struct Server {
 
 impl Server {
     async fn start(store: AnyStore) -> Self {
+        Self::start_with(store, None).await
+    }
+
+    /// A server whose sessions go by `clock`, with a 60 s idle timeout.
+    async fn start_with(store: AnyStore, clock: Option<ManualClock>) -> Self {
         // One key for every server of a test, as app servers share theirs.
         static KEY: std::sync::LazyLock<Key> = std::sync::LazyLock::new(Key::generate);
         let ring = KeyRing::new(KEY.clone());
-        let layer = SessionLayer::with_store(store.clone(), ring)
+        let mut layer = SessionLayer::with_store(store.clone(), ring)
             .secure(false)
             .on_unavailable(|err| {
                 let mut response = http::Response::new(json!(err.to_string()).to_string());
                 *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
                 response
-            })
-            .build()
-            .expect("layer");
+            });
+        if let Some(clock) = clock {
+            layer = layer
+                .clock(clock)
+                .idle_timeout(Some(std::time::Duration::from_secs(60)));
+        }
+        let layer = layer.build().expect("layer");
         let gate = Gate::default();
         let app = Router::new()
             .route("/incr", post(incr))
             .route("/state", get(state))
             .route("/set/{key}", post(set))
             .route("/slow/{key}", post(slow))
+            .route("/slow-read", get(slow_read))
+            .route("/remember", post(remember))
             .route("/logout", post(logout))
             .route("/login/{user}", post(login))
             .with_state(gate.clone())
@@ -511,6 +544,51 @@ async fn of_concurrent_cycles_exactly_one_new_id_survives() {
             let old = server.state(&cookie).await;
             assert_eq!(old["new"], json!(true), "{name}: the old id is anonymous");
         }
+        test.clean().await;
+    }
+}
+
+/// A request that only reads the session, and is due to move its idle
+/// deadline, overlaps a "remember me" that saves 30 days without an idle
+/// timeout. The read-only request's refresh was computed from the older
+/// copy (60 s idle): it must not put that deadline back on the saved
+/// session, which would then end a minute later instead of in 30 days.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_only_refresh_never_undoes_a_concurrent_new_expiry() {
+    for test in stores().await {
+        let name = test.name;
+        let clock = ManualClock::new(unix_now());
+        let server = Arc::new(Server::start_with(test.store.clone(), Some(clock.clone())).await);
+        let cookie = server.new_session().await;
+        clock.advance(30); // the idle deadline is now due to move
+        let (loaded, go) = server.gate.arm();
+        let slow = tokio::spawn({
+            let (server, cookie) = (server.clone(), cookie.clone());
+            async move {
+                server
+                    .send(reqwest::Method::GET, "/slow-read", Some(&cookie))
+                    .await
+            }
+        });
+        loaded.await.expect("slow request loaded");
+        let (status, set_cookie, _) = server.post("/remember", Some(&cookie)).await;
+        assert_eq!(status, 200, "{name}");
+        let remembered = pair(&set_cookie.expect("a new expiry sends the cookie again"));
+        go.send(()).expect("go");
+        let (status, set_cookie, body) = slow.await.expect("task");
+        assert_eq!((status, &body), (200, &json!(1)), "{name}");
+        assert_eq!(
+            set_cookie, None,
+            "{name}: the read-only request sets nothing"
+        );
+
+        clock.advance(3_600); // long past the old idle timeout
+        let after = server.state(&remembered).await;
+        assert_eq!(
+            (&after["new"], &after["n"]),
+            (&json!(false), &json!(1)),
+            "{name}: the remembered session lives on"
+        );
         test.clean().await;
     }
 }

@@ -563,7 +563,10 @@ async fn redis_over_maxmemory_refuses_session_writes_and_keeps_deletes() {
     }
     refused(
         "touch",
-        store.touch(&records[0].id, now + 900, now).await.map(drop),
+        store
+            .touch(&records[0].id, 0, now + 900, now)
+            .await
+            .map(drop),
     );
     assert!(
         store

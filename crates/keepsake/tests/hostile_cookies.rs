@@ -124,8 +124,24 @@ async fn two_verified_values_rejected_under_reject(backend: Backend) {
     let attacker = session_with(&server, 7).await;
     let both = format!("session={attacker}; session={victim}");
     assert_eq!(
-        send(&server, "/status", &[both]).await,
+        send(&server, "/status", std::slice::from_ref(&both)).await,
         (400, "bad cookie".to_owned())
+    );
+    // Neither is removed: removing ours would leave the planted one in use
+    // (a cookie that does not verify is removed; see tests/tamper.rs).
+    let response = server
+        .raw
+        .get(format!("{}/status", server.base))
+        .header(reqwest::header::COOKIE, both)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 400);
+    assert!(
+        response
+            .headers()
+            .get(reqwest::header::SET_COOKIE)
+            .is_none()
     );
     // A bad value beside a good one is not a reason to refuse the request.
     let mixed = format!("session=junk; session={victim}");

@@ -14,11 +14,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::{Router, extract::State, routing::get};
+use axum::{
+    Router,
+    extract::State,
+    response::{IntoResponse as _, Response},
+    routing::get,
+};
 use common::{Backend, Counts, Mode, Reply, Server, tamper};
+use http::header;
 use keepsake::{
     cookies::SameSite,
-    session::{BadCookie, Session, SessionError},
+    session::{BadCookie, Expiry, Session, SessionError},
     store::StoreErrorKind,
 };
 use tokio::sync::Notify;
@@ -510,7 +516,8 @@ async fn tampered_cookie_rejected_with_400(backend: Backend) {
             (400, "bad cookie"),
             "cookie {bad}"
         );
-        assert_no_set_cookie(&reply, "rejected cookie");
+        // Removed, so that the browser is not refused until it expires.
+        assert_removal(&reply, "/", "rejected cookie");
         assert_eq!(server.store.counts().total(), 0);
     }
     // The genuine cookie still works, and no cookie at all is fine.
@@ -841,6 +848,31 @@ async fn cache_headers_on_set_cookie(backend: Backend) {
     );
     assert_eq!(logout.header("cache-control"), Some("private"));
 
+    // A response made with the session, but without a cookie change,
+    // varies by cookie too (as in Flask and Django); one that did not use
+    // the session does not.
+    let vary_cookie = |reply: &Reply| {
+        reply
+            .header_list("vary")
+            .iter()
+            .any(|v| v.eq_ignore_ascii_case("cookie"))
+    };
+    assert_eq!(server.get("/count").await.body, "1");
+    let read = server.get("/get").await;
+    assert_no_set_cookie(&read, "read-only");
+    assert!(
+        vary_cookie(&read),
+        "read-only: {:?}",
+        read.header_list("vary")
+    );
+    assert_eq!(read.header("cache-control"), None);
+    let plain = server.get("/plain").await;
+    assert!(
+        !vary_cookie(&plain),
+        "no session: {:?}",
+        plain.header_list("vary")
+    );
+
     // The handler's own no-store and Vary are kept.
     let reply = server.get_via(&server.browser(), "/no-store").await;
     assert!(reply.session_cookie().is_some());
@@ -854,6 +886,24 @@ async fn cache_headers_on_set_cookie(backend: Backend) {
     assert!(
         vary.iter().any(|v| v.eq_ignore_ascii_case("cookie")),
         "Vary: {vary:?}"
+    );
+    // Its other directives too, with `private` added (and `public` gone).
+    async fn revalidate(session: Session) -> Result<Response, SessionError> {
+        session.insert("seen", true).await?;
+        let directives = "public, no-cache, max-age=0, must-revalidate";
+        Ok(([(header::CACHE_CONTROL, directives)], "fresh").into_response())
+    }
+    let server = Server::start_with_routes(
+        backend,
+        |b| b,
+        Router::new().route("/revalidate", get(revalidate)),
+    )
+    .await;
+    let reply = server.get("/revalidate").await;
+    assert!(reply.session_cookie().is_some());
+    assert_eq!(
+        reply.header("cache-control"),
+        Some("no-cache, max-age=0, must-revalidate, private")
     );
 }
 
@@ -1097,6 +1147,41 @@ async fn host_prefix_cookie(backend: Backend) {
 }
 
 // ---------------------------------------------------------------------------
+// 16. Lifetimes without a limit
+// ---------------------------------------------------------------------------
+
+/// "No limit" is `Duration::MAX`, on the layer or with `set_expiry`: the
+/// deadline is capped at the latest time a cookie can carry, and the
+/// session works (before, no cookie could be written, so none was sent and
+/// every request started a session of its own).
+async fn unlimited_lifetimes_still_send_the_cookie(backend: Backend) {
+    async fn forever(session: Session) -> Result<&'static str, SessionError> {
+        session
+            .set_expiry(Expiry::persistent(Duration::MAX).with_idle(None))
+            .await?;
+        Ok("forever")
+    }
+    let server = Server::start_with_routes(
+        backend,
+        |b| b.absolute_lifetime(Duration::MAX).idle_timeout(None),
+        Router::new().route("/forever", get(forever)),
+    )
+    .await;
+    let first = server.get("/count").await;
+    assert!(first.session_set_cookie().is_some(), "no cookie: {first:?}");
+    assert_eq!(server.get("/count").await.body, "2");
+
+    let reply = server.get("/forever").await;
+    assert_eq!(reply.body, "forever");
+    let header = reply.session_set_cookie().expect("the new expiry's cookie");
+    assert!(header.contains("Max-Age="), "persistent: {header}");
+    assert_eq!(server.get("/count").await.body, "3");
+    if backend.is_store() {
+        assert_eq!(server.store.len(), 1, "one session, not one per request");
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Run everything for every backend.
 // ---------------------------------------------------------------------------
 
@@ -1138,6 +1223,7 @@ for_each_backend!(
         oversized_session_is_refused,
         cookie_attributes,
         host_prefix_cookie,
+        unlimited_lifetimes_still_send_the_cookie,
     ],
     client_side: [full_session_other_changes_not_lost],
 );

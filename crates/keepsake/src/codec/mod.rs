@@ -93,6 +93,18 @@ const HEADER_LEN: usize = 12;
 /// Largest time the 48-bit header fields hold (year 8.9 million).
 pub(crate) const MAX_TIME: u64 = (1 << 48) - 1;
 
+/// The time `secs` seconds after `now`, capped at [`MAX_TIME`]: a lifetime
+/// of `Duration::MAX` ("no limit") becomes the latest time a cookie can
+/// carry, instead of a deadline no cookie can be written with.
+pub(crate) const fn deadline_after(now: u64, secs: u64) -> u64 {
+    let deadline = now.saturating_add(secs);
+    if deadline > MAX_TIME {
+        MAX_TIME
+    } else {
+        deadline
+    }
+}
+
 /// The low 48 bits of `value`, big-endian: how times are written in the
 /// claims header and in a cookie's session record.
 pub(crate) fn u48_bytes(value: u64) -> [u8; 6] {
@@ -250,16 +262,21 @@ impl Claims {
         Self::new(unix_now())
     }
 
-    /// Sets the expiry `ttl` seconds after the issue time.
+    /// Sets the expiry `ttl` seconds after the issue time, but no later
+    /// than the latest time a value can carry (2^48 - 1, in the year 8.9
+    /// million), so that `u64::MAX` means "as long as possible".
     ///
     /// # Example
     ///
     /// ```
-    /// assert_eq!(keepsake::codec::Claims::new(10).with_ttl(5).expires_at(), Some(15));
+    /// use keepsake::codec::Claims;
+    ///
+    /// assert_eq!(Claims::new(10).with_ttl(5).expires_at(), Some(15));
+    /// assert_eq!(Claims::new(10).with_ttl(u64::MAX).expires_at(), Some((1 << 48) - 1));
     /// ```
     #[must_use]
     pub const fn with_ttl(self, ttl: u64) -> Self {
-        self.with_expiry(Some(self.issued_at.saturating_add(ttl)))
+        self.with_expiry(Some(deadline_after(self.issued_at, ttl)))
     }
 
     /// Sets the expiry to an absolute time (`None`: never).

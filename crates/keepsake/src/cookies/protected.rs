@@ -425,8 +425,10 @@ impl<J: BorrowMut<CookieJar>> ProtectedJar<J> {
             source,
         })?;
         let now = self.now();
-        let claims =
-            Claims::new(now).with_expiry(self.ttl.map(|ttl| now.saturating_add(ttl.as_secs())));
+        let claims = Claims::new(now).with_expiry(
+            self.ttl
+                .map(|ttl| crate::codec::deadline_after(now, ttl.as_secs())),
+        );
         self.set_protected(name, &full, &payload, claims, self.ttl)
     }
 

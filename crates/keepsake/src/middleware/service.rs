@@ -196,7 +196,9 @@ fn poll_saving<F, B: From<String>, E>(
 
 /// The response, with what saving the session decided: a `Set-Cookie`
 /// (and the headers that keep it out of shared caches), nothing, or the
-/// store-failure response instead.
+/// store-failure response instead. A response made with the session (the
+/// handler read or changed it) also gets `Vary: Cookie`, as Flask and
+/// Django add it: a cache must not hand one visitor's page to another.
 fn respond<B: From<String>>(
     session: &Session,
     mut response: Response<B>,
@@ -207,12 +209,15 @@ fn respond<B: From<String>>(
             let headers = response.headers_mut();
             headers.append(header::SET_COOKIE, cookie);
             add_vary_cookie(headers);
-            if !keeps_out_of_shared_caches(headers) {
-                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+            make_private(headers);
+            response
+        }
+        Ok(None) => {
+            if session.accessed() {
+                add_vary_cookie(response.headers_mut());
             }
             response
         }
-        Ok(None) => response,
         Err(err) => {
             tracing::error!(error = %err, "session store failed; answering 503");
             unavailable_response(session.context().unavailable.as_ref(), &err).map(B::from)
@@ -236,15 +241,31 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let (read, now) = self.ctx.read_cookie(request.headers());
         let (incoming, stale_key, bad) = match read {
-            CookieRead::Ok(incoming, stale_key) => (incoming, stale_key, false),
+            CookieRead::Ok(incoming, stale_key) => (incoming, stale_key, None),
             CookieRead::Bad(reason) => {
                 tracing::warn!(reason, "session cookie did not verify");
-                (Incoming::Nothing, false, true)
+                (Incoming::Nothing, false, Some(true))
+            }
+            CookieRead::Several => {
+                tracing::warn!(
+                    reason = "several session cookies verified",
+                    "session cookie did not verify"
+                );
+                (Incoming::Nothing, false, Some(false))
             }
         };
-        if bad && self.ctx.bad_cookie == BadCookie::Reject {
+        if let Some(remove) = bad
+            && self.ctx.bad_cookie == BadCookie::Reject
+        {
             let mut response = Response::new(ResBody::from("bad cookie".to_owned()));
             *response.status_mut() = StatusCode::BAD_REQUEST;
+            // A cookie that does not verify is removed, or the browser would
+            // be refused until it expired (after a change of secret, for
+            // weeks).
+            if remove {
+                let removal = self.ctx.removal_cookie();
+                response.headers_mut().append(header::SET_COOKIE, removal);
+            }
             return ResponseFuture {
                 state: State::Answered {
                     response: Some(response),
@@ -267,28 +288,56 @@ where
     }
 }
 
-/// Whether the response's `Cache-Control` already has `private` or
-/// `no-store` (compared without case and without allocating: this runs on
-/// every response that sets the session cookie).
-fn keeps_out_of_shared_caches(headers: &http::HeaderMap) -> bool {
-    headers
-        .get_all(header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|directive| {
-            let name = directive.split('=').next().unwrap_or_default().trim();
-            name.eq_ignore_ascii_case("private") || name.eq_ignore_ascii_case("no-store")
-        })
+/// Keeps a response that sets the session cookie out of shared caches:
+/// `Cache-Control: private`, added to the handler's own directives (so
+/// that `no-cache` or `must-revalidate` still hold), with `public` and
+/// `s-maxage` taken out. Nothing changes when `private` or `no-store` is
+/// already there.
+fn make_private(headers: &mut http::HeaderMap) {
+    let directives = || {
+        headers
+            .get_all(header::CACHE_CONTROL)
+            .iter()
+            .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+            .map(|directive| {
+                let name = directive.split(|&b| b == b'=').next().unwrap_or_default();
+                (directive.trim_ascii(), name.trim_ascii())
+            })
+    };
+    if directives().any(|(_, name)| {
+        name.eq_ignore_ascii_case(b"private") || name.eq_ignore_ascii_case(b"no-store")
+    }) {
+        return;
+    }
+    // The common case, and the cheap one: no directives of the handler's.
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+        return;
+    }
+    let mut combined = Vec::new();
+    for (directive, name) in directives() {
+        if directive.is_empty()
+            || name.eq_ignore_ascii_case(b"public")
+            || name.eq_ignore_ascii_case(b"s-maxage")
+        {
+            continue;
+        }
+        combined.extend_from_slice(directive);
+        combined.extend_from_slice(b", ");
+    }
+    combined.extend_from_slice(b"private");
+    // Made of the bytes of valid header values, split at commas.
+    let value =
+        HeaderValue::from_bytes(&combined).unwrap_or_else(|_| HeaderValue::from_static("private"));
+    headers.insert(header::CACHE_CONTROL, value);
 }
 
 /// Adds `Cookie` to `Vary` unless it is already there.
 fn add_vary_cookie(headers: &mut http::HeaderMap) {
     let present = headers.get_all(header::VARY).iter().any(|value| {
-        value.to_str().is_ok_and(|value| {
-            value
-                .split(',')
-                .any(|part| part.trim().eq_ignore_ascii_case("cookie") || part.trim() == "*")
+        value.as_bytes().split(|&b| b == b',').any(|part| {
+            let part = part.trim_ascii();
+            part.eq_ignore_ascii_case(b"cookie") || part == b"*"
         })
     });
     if !present {
@@ -300,22 +349,67 @@ fn add_vary_cookie(headers: &mut http::HeaderMap) {
 mod tests {
     use http::{HeaderMap, HeaderValue, header};
 
-    use super::keeps_out_of_shared_caches;
+    use super::{add_vary_cookie, make_private};
+
+    /// The `Cache-Control` values after `make_private`, from `values`.
+    fn private(values: &[&'static str]) -> Vec<String> {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(header::CACHE_CONTROL, HeaderValue::from_static(value));
+        }
+        make_private(&mut headers);
+        headers
+            .get_all(header::CACHE_CONTROL)
+            .iter()
+            .map(|value| value.to_str().unwrap().to_owned())
+            .collect()
+    }
 
     #[test]
-    fn cache_control_directives_are_matched_by_name() {
-        let with = |values: &[&'static str]| {
+    fn private_is_added_to_the_handlers_directives() {
+        assert_eq!(private(&[]), ["private"]);
+        // Already kept out of shared caches: left as it is.
+        assert_eq!(private(&["max-age=0, Private"]), ["max-age=0, Private"]);
+        assert_eq!(
+            private(&["private=\"set-cookie\""]),
+            ["private=\"set-cookie\""]
+        );
+        assert_eq!(
+            private(&["max-age=60", "NO-STORE"]),
+            ["max-age=60", "NO-STORE"]
+        );
+        // The handler's other directives hold; `public` and `s-maxage` go.
+        assert_eq!(
+            private(&["no-cache, max-age=0, must-revalidate"]),
+            ["no-cache, max-age=0, must-revalidate, private"]
+        );
+        assert_eq!(
+            private(&["public, max-age=60", "S-MAXAGE=600"]),
+            ["max-age=60, private"]
+        );
+        assert_eq!(
+            private(&["no-cache=\"set-cookie, x\""]),
+            ["no-cache=\"set-cookie, x\", private"]
+        );
+    }
+
+    #[test]
+    fn vary_cookie_is_added_once() {
+        let vary = |values: &[&'static str]| {
             let mut headers = HeaderMap::new();
             for value in values {
-                headers.append(header::CACHE_CONTROL, HeaderValue::from_static(value));
+                headers.append(header::VARY, HeaderValue::from_static(value));
             }
-            keeps_out_of_shared_caches(&headers)
+            add_vary_cookie(&mut headers);
+            headers
+                .get_all(header::VARY)
+                .iter()
+                .map(|value| value.to_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
         };
-        assert!(with(&["max-age=0, Private"]));
-        assert!(with(&["private=\"set-cookie\""]));
-        assert!(with(&["max-age=60", "NO-STORE"]));
-        assert!(!with(&[]));
-        assert!(!with(&["public, max-age=60"]));
-        assert!(!with(&["no-cache"]));
+        assert_eq!(vary(&[]), ["Cookie"]);
+        assert_eq!(vary(&["Accept-Encoding"]), ["Accept-Encoding", "Cookie"]);
+        assert_eq!(vary(&["accept, COOKIE"]), ["accept, COOKIE"]);
+        assert_eq!(vary(&["*"]), ["*"]);
     }
 }

@@ -27,7 +27,13 @@ pub enum BadCookie {
     /// `tracing` event.
     #[default]
     Ignore,
-    /// Answer 400 "bad cookie" without calling the handler, as JustPy does.
+    /// Answer 400 "bad cookie" without calling the handler, as JustPy does,
+    /// with a `Set-Cookie` that removes the cookie, so that the browser's
+    /// next request starts a new session instead of being refused until
+    /// the cookie expires (after a change of secret, say). When two session
+    /// cookies both verify (cookie tossing: another site of the domain
+    /// planted one), neither is removed: removing ours would leave the
+    /// planted one in use.
     Reject,
 }
 
@@ -52,6 +58,7 @@ pub(crate) trait DynStore: Send + Sync {
     fn touch<'a>(
         &'a self,
         id: &'a Id,
+        version: u64,
         deadline: u64,
         now: u64,
     ) -> BoxFuture<'a, Result<Touched, StoreError>>;
@@ -90,10 +97,11 @@ impl<S: SessionStore> DynStore for S {
     fn touch<'a>(
         &'a self,
         id: &'a Id,
+        version: u64,
         deadline: u64,
         now: u64,
     ) -> BoxFuture<'a, Result<Touched, StoreError>> {
-        Box::pin(SessionStore::touch(self, id, deadline, now))
+        Box::pin(SessionStore::touch(self, id, version, deadline, now))
     }
     fn delete<'a>(&'a self, id: &'a Id) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(SessionStore::delete(self, id))
@@ -146,6 +154,10 @@ pub(crate) enum CookieRead {
     Ok(Incoming, bool),
     /// A cookie was there but did not verify; the reason is for logs only.
     Bad(&'static str),
+    /// Several session cookies verified (cookie tossing: another site of
+    /// the domain planted one). Removing ours would leave the planted one
+    /// to be used, so it is left alone.
+    Several,
 }
 
 /// Aligned to 128 bytes so that its fields never share a cache line with
@@ -280,10 +292,7 @@ impl Context {
             match self.verify(value, now) {
                 Ok((incoming, stale)) if found.is_none() => found = Some((value, incoming, stale)),
                 Ok(_) => {
-                    return (
-                        CookieRead::Bad("several session cookies verified"),
-                        Some(now),
-                    );
+                    return (CookieRead::Several, Some(now));
                 }
                 Err(reason) => bad = Some(reason),
             }
@@ -372,7 +381,15 @@ impl Context {
 
     /// The Set-Cookie header for `record`.
     pub(crate) fn cookie_for(&self, record: &Record, now: u64) -> Option<HeaderValue> {
-        let value = self.cookie_value(record, now).ok()?;
+        let value = match self.cookie_value(record, now) {
+            Ok(value) => value,
+            Err(err) => {
+                // Sizes are checked as the session changes, and deadlines
+                // capped: only a broken clock gets here.
+                tracing::error!(error = %err, "session cookie not written");
+                return None;
+            }
+        };
         let max_age = record.persistent.then(|| {
             let until = match self.backend {
                 Backend::Store(_) => record.absolute_deadline,

@@ -34,7 +34,7 @@ use std::{
     fmt,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     task::Poll,
     time::Duration,
@@ -384,6 +384,9 @@ struct Shared {
     /// Microseconds this request has spent waiting on the store (outside
     /// the lock: store calls are made while `state` is held).
     store_time: AtomicU64,
+    /// The handler read or changed the session: the response depends on
+    /// the cookie, and says so with `Vary: Cookie`.
+    accessed: AtomicBool,
 }
 
 impl fmt::Debug for Session {
@@ -419,6 +422,7 @@ impl Session {
                     now,
                 }),
                 store_time: AtomicU64::new(0),
+                accessed: AtomicBool::new(false),
             }),
         }
     }
@@ -501,6 +505,11 @@ impl Session {
         self.ctx()
     }
 
+    /// Whether the handler used the session (it was loaded).
+    pub(crate) fn accessed(&self) -> bool {
+        self.shared.accessed.load(Ordering::Relaxed)
+    }
+
     /// The request's time: the clock is read once per request (when the
     /// cookie is checked, or at first need) and every deadline the request
     /// computes counts from it.
@@ -545,6 +554,7 @@ impl Session {
             }
             _ => None,
         };
+        self.shared.accessed.store(true, Ordering::Relaxed);
         state.is_new = existing.is_none();
         state.record = Some(existing.unwrap_or_else(|| Arc::new(self.fresh_record(now))));
         Ok(())
@@ -1106,7 +1116,7 @@ impl Session {
     pub async fn set_expiry(&self, expiry: Expiry) -> Result<(), SessionError> {
         let mut state = self.loaded().await?;
         let now = self.now(&mut state);
-        let absolute_deadline = now.saturating_add(expiry.absolute.as_secs());
+        let absolute_deadline = crate::codec::deadline_after(now, expiry.absolute.as_secs());
         let idle_timeout = expiry.idle.map(|idle| idle.as_secs());
         let change = Change::Expiry {
             absolute_deadline,
@@ -1389,8 +1399,10 @@ impl Session {
             self.save(store, record, &state.changes, state.new_id, now)
                 .await?
         } else if let Some(deadline) = touch_due(&record, now) {
-            match self.timed(store.touch(&record.id, deadline, now)).await? {
-                Touched::Touched => None,
+            let touch = store.touch(&record.id, record.version, deadline, now);
+            match self.timed(touch).await? {
+                // Saved since: that save set the deadline.
+                Touched::Touched | Touched::Outdated => None,
                 Touched::Gone => Some(removal()),
             }
         } else {

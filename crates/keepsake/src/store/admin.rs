@@ -827,8 +827,14 @@ impl SessionStore for AnyStore {
         delegate!(self, store => store.save_shared(record, now).await)
     }
 
-    async fn touch(&self, id: &Id, idle_deadline: u64, now: u64) -> Result<Touched, StoreError> {
-        delegate!(self, store => store.touch(id, idle_deadline, now).await)
+    async fn touch(
+        &self,
+        id: &Id,
+        version: u64,
+        idle_deadline: u64,
+        now: u64,
+    ) -> Result<Touched, StoreError> {
+        delegate!(self, store => store.touch(id, version, idle_deadline, now).await)
     }
 
     async fn delete(&self, id: &Id) -> Result<bool, StoreError> {

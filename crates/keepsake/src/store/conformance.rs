@@ -276,7 +276,7 @@ pub async fn no_resurrection<S: SessionStore>(store: &S) {
         "save after delete"
     );
     assert_eq!(
-        store.touch(&record.id, now + 10, now).await.unwrap(),
+        store.touch(&record.id, 0, now + 10, now).await.unwrap(),
         Touched::Gone,
         "touch after delete"
     );
@@ -393,7 +393,10 @@ pub async fn expiry_at_the_second<S: SessionStore>(store: &S) {
         "save at the deadline"
     );
     assert_eq!(
-        store.touch(&record.id, now + 120, now + 60).await.unwrap(),
+        store
+            .touch(&record.id, 0, now + 120, now + 60)
+            .await
+            .unwrap(),
         Touched::Gone,
         "touch at the deadline"
     );
@@ -403,7 +406,7 @@ pub async fn expiry_at_the_second<S: SessionStore>(store: &S) {
     store.create(&short).await.unwrap();
     for at in (now + 50..now + 100).step_by(10) {
         assert_eq!(
-            store.touch(&short.id, at + 60, at).await.unwrap(),
+            store.touch(&short.id, 0, at + 60, at).await.unwrap(),
             Touched::Touched,
             "touch at {at}"
         );
@@ -419,8 +422,8 @@ pub async fn expiry_at_the_second<S: SessionStore>(store: &S) {
     );
 }
 
-/// `touch` moves only the idle deadline (never past the absolute one); data
-/// and version stay.
+/// `touch` moves only the idle deadline (never past the absolute one), and
+/// only while the record is at the version given; data and version stay.
 ///
 /// # Panics
 ///
@@ -438,7 +441,10 @@ pub async fn touch_moves_only_the_idle_deadline<S: SessionStore>(store: &S) {
     let record = record(now);
     store.create(&record).await.unwrap();
     assert_eq!(
-        store.touch(&record.id, now + 90, now + 30).await.unwrap(),
+        store
+            .touch(&record.id, 0, now + 90, now + 30)
+            .await
+            .unwrap(),
         Touched::Touched
     );
     let loaded = store
@@ -453,7 +459,7 @@ pub async fn touch_moves_only_the_idle_deadline<S: SessionStore>(store: &S) {
         "touch changes nothing else"
     );
     store
-        .touch(&record.id, now + 1_000_000, now + 40)
+        .touch(&record.id, 0, now + 1_000_000, now + 40)
         .await
         .unwrap();
     let loaded = store
@@ -465,6 +471,41 @@ pub async fn touch_moves_only_the_idle_deadline<S: SessionStore>(store: &S) {
         loaded.idle_deadline,
         Some(record.absolute_deadline),
         "clamped to the absolute deadline"
+    );
+    // Saved since, without an idle limit: a touch from the older version
+    // changes nothing, and says so.
+    let mut saved = loaded;
+    saved.idle_timeout = None;
+    saved.idle_deadline = None;
+    assert_eq!(
+        store.save(&saved, now + 50).await.unwrap(),
+        Saved::Saved { version: 1 }
+    );
+    assert_eq!(
+        store
+            .touch(&record.id, 0, now + 110, now + 50)
+            .await
+            .unwrap(),
+        Touched::Outdated,
+        "touch from an older version"
+    );
+    let loaded = store
+        .load(&record.id, now + 200)
+        .await
+        .unwrap()
+        .expect("the save's deadline stands");
+    assert_eq!(
+        (loaded.version, loaded.idle_deadline),
+        (1, None),
+        "an outdated touch changes nothing"
+    );
+    assert_eq!(
+        store
+            .touch(&record.id, 1, now + 260, now + 200)
+            .await
+            .unwrap(),
+        Touched::Touched,
+        "touch at the current version"
     );
 }
 

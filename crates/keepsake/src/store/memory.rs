@@ -553,7 +553,7 @@ impl Inner {
         Saved::Saved { version }
     }
 
-    fn touch(&self, id: &Id, idle_deadline: u64, now: u64) -> Touched {
+    fn touch(&self, id: &Id, version: u64, idle_deadline: u64, now: u64) -> Touched {
         let mut shard = self.shard(id);
         self.purge_front(&mut shard, now, PURGE_ON_WRITE);
         match shard.records.get(id) {
@@ -562,6 +562,7 @@ impl Inner {
                 self.remove(&mut shard, id);
                 return Touched::Gone;
             }
+            Some(stored) if stored.version != version => return Touched::Outdated,
             Some(_) => {}
         }
         let Shard { records, expiry } = &mut *shard;
@@ -663,8 +664,14 @@ impl SessionStore for MemoryStore {
         Ok(self.inner.save(record, now))
     }
 
-    async fn touch(&self, id: &Id, idle_deadline: u64, now: u64) -> Result<Touched, StoreError> {
-        Ok(self.inner.touch(id, idle_deadline, now))
+    async fn touch(
+        &self,
+        id: &Id,
+        version: u64,
+        idle_deadline: u64,
+        now: u64,
+    ) -> Result<Touched, StoreError> {
+        Ok(self.inner.touch(id, version, idle_deadline, now))
     }
 
     async fn delete(&self, id: &Id) -> Result<bool, StoreError> {
@@ -1016,7 +1023,7 @@ mod tests {
         record.data.insert("k".into(), "v".into());
         store.create(&record).await.unwrap();
         assert_eq!(
-            store.touch(&record.id, 90, 30).await.unwrap(),
+            store.touch(&record.id, 0, 90, 30).await.unwrap(),
             Touched::Touched
         );
         let loaded = store.load(&record.id, 89).await.unwrap().unwrap();
@@ -1039,7 +1046,7 @@ mod tests {
         let record = record(0, Some(60), 100);
         store.create(&record).await.unwrap();
         assert_eq!(
-            store.touch(&record.id, 500, 50).await.unwrap(),
+            store.touch(&record.id, 0, 500, 50).await.unwrap(),
             Touched::Touched
         );
         let loaded = store.load(&record.id, 99).await.unwrap().unwrap();
@@ -1054,7 +1061,7 @@ mod tests {
         let record = record(0, None, 100);
         store.create(&record).await.unwrap();
         assert_eq!(
-            store.touch(&record.id, 40, 10).await.unwrap(),
+            store.touch(&record.id, 0, 40, 10).await.unwrap(),
             Touched::Touched
         );
         assert!(store.load(&record.id, 40).await.unwrap().is_none());
@@ -1065,18 +1072,18 @@ mod tests {
     async fn touch_of_an_absent_or_expired_record_is_gone() {
         let store = MemoryStore::new();
         assert_eq!(
-            store.touch(&Id::random(), 10, 0).await.unwrap(),
+            store.touch(&Id::random(), 0, 10, 0).await.unwrap(),
             Touched::Gone
         );
         let record = record(0, Some(60), 1_000);
         store.create(&record).await.unwrap();
         assert_eq!(
-            store.touch(&record.id, 200, 60).await.unwrap(),
+            store.touch(&record.id, 0, 200, 60).await.unwrap(),
             Touched::Gone
         );
         assert!(store.is_empty(), "the expired record is dropped");
         assert_eq!(
-            store.touch(&record.id, 200, 10).await.unwrap(),
+            store.touch(&record.id, 0, 200, 10).await.unwrap(),
             Touched::Gone
         );
         assert!(store.is_empty(), "touch never inserts");
@@ -1199,7 +1206,7 @@ mod tests {
         );
         assert_eq!(store.len(), 21 - 8);
         assert_eq!(
-            store.touch(&live.id, 500, 10).await.unwrap(),
+            store.touch(&live.id, 1, 500, 10).await.unwrap(),
             Touched::Touched
         );
         assert_eq!(store.len(), 21 - 16);
@@ -1423,7 +1430,7 @@ mod tests {
                         store.create(&record).await.unwrap();
                         record.user = Some("bob".into());
                         store.save(&record, i).await.unwrap();
-                        store.touch(&record.id, i + 10, i).await.unwrap();
+                        store.touch(&record.id, 1, i + 10, i).await.unwrap();
                         store.list_user("ada", i).await.unwrap();
                     }
                 })

@@ -9,7 +9,7 @@
 //! | [`create`](SessionStore::create) (if absent) | [`Created::Created`], [`Created::Collision`] |
 //! | [`load`](SessionStore::load) | the record, or `None` (absent or expired) |
 //! | [`save`](SessionStore::save) (if the version matches) | [`Saved::Saved`], [`Saved::Conflict`], [`Saved::Gone`] |
-//! | [`touch`](SessionStore::touch) (idle deadline only) | [`Touched::Touched`], [`Touched::Gone`] |
+//! | [`touch`](SessionStore::touch) (idle deadline only, if the version matches) | [`Touched::Touched`], [`Touched::Outdated`], [`Touched::Gone`] |
 //! | [`delete`](SessionStore::delete), [`delete_user`](SessionStore::delete_user) | how many were deleted |
 //! | [`list_user`](SessionStore::list_user), [`purge_expired`](SessionStore::purge_expired) | records, a count |
 //!
@@ -268,7 +268,10 @@ pub struct Record {
 }
 
 impl Record {
-    /// A new, empty record created at `now`, version 0.
+    /// A new, empty record created at `now`, version 0. Its deadline is
+    /// capped at the latest time a cookie can carry (2^48 - 1 seconds, in
+    /// the year 8.9 million), so that a lifetime of `u64::MAX` means "no
+    /// limit" and the session's cookie can still be written.
     ///
     /// # Example
     ///
@@ -277,9 +280,10 @@ impl Record {
     ///
     /// let record = Record::new(Id::random(), 10, None, 100);
     /// assert_eq!((record.version, record.idle_deadline, record.deadline()), (0, None, 110));
+    /// assert_eq!(Record::new(Id::random(), 10, None, u64::MAX).deadline(), (1 << 48) - 1);
     /// ```
     pub fn new(id: Id, now: u64, idle_timeout: Option<u64>, absolute_lifetime: u64) -> Self {
-        let absolute_deadline = now.saturating_add(absolute_lifetime);
+        let absolute_deadline = crate::codec::deadline_after(now, absolute_lifetime);
         Self {
             id,
             data: Data::new(),
@@ -369,6 +373,10 @@ pub enum Saved {
 pub enum Touched {
     /// The idle deadline moved.
     Touched,
+    /// The record was saved since the version the caller read: nothing was
+    /// changed. That save set the deadline, under the expiry settings it
+    /// stored, which a touch computed from the older copy must not undo.
+    Outdated,
     /// The record no longer exists (deleted or expired).
     Gone,
 }
@@ -554,7 +562,7 @@ impl std::hash::Hasher for IdHasher {
 /// let store = MemoryStore::new();
 /// let record = Record::new(Id::random(), 0, Some(60), 1_000);
 /// store.create(&record).await?;
-/// assert_eq!(store.touch(&record.id, 100, 50).await?, Touched::Touched);
+/// assert_eq!(store.touch(&record.id, 0, 100, 50).await?, Touched::Touched);
 /// assert_eq!(store.load(&record.id, 99).await?.unwrap().idle_deadline, Some(100));
 /// assert!(store.load(&record.id, 100).await?.is_none()); // idle deadline reached
 /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
@@ -653,11 +661,40 @@ pub trait SessionStore: Send + Sync + 'static {
     }
 
     /// Moves only the idle deadline of the record with `id` to
-    /// `idle_deadline`, if it exists and has not expired at `now`. The data
-    /// and version do not change.
+    /// `idle_deadline` (never past its absolute deadline), if it exists, has
+    /// not expired at `now`, and its stored version still equals `version`,
+    /// the one the caller computed the deadline from. The data and version
+    /// do not change.
+    ///
+    /// A record saved since is left alone ([`Touched::Outdated`]): its save
+    /// set the deadline under the expiry settings it stored, and a request
+    /// that only read the older copy must not put back the older settings'
+    /// deadline (say, an idle deadline on a session just made to last 30
+    /// days without one).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::store::{Id, MemoryStore, Record, SessionStore, Touched};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// let mut record = Record::new(Id::random(), 0, Some(60), 1_000);
+    /// store.create(&record).await?;
+    /// assert_eq!(store.touch(&record.id, 0, 90, 30).await?, Touched::Touched);
+    /// // Saved meanwhile, now without an idle limit: a touch from version 0
+    /// // changes nothing.
+    /// record.idle_timeout = None;
+    /// record.idle_deadline = None;
+    /// store.save(&record, 40).await?;
+    /// assert_eq!(store.touch(&record.id, 0, 100, 40).await?, Touched::Outdated);
+    /// assert_eq!(store.load(&record.id, 500).await?.unwrap().idle_deadline, None);
+    /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+    /// ```
     fn touch(
         &self,
         id: &Id,
+        version: u64,
         idle_deadline: u64,
         now: u64,
     ) -> impl Future<Output = Result<Touched, StoreError>> + Send;

@@ -512,7 +512,7 @@ impl Sql {
             touch: format!(
                 "UPDATE {t} SET idle_deadline = LEAST($2, absolute_deadline), \
                  deadline = LEAST($2, absolute_deadline) \
-                 WHERE id = $1 AND deadline > $3"
+                 WHERE id = $1 AND deadline > $3 AND version = $4"
             ),
             delete: format!("DELETE FROM {t} WHERE id = $1"),
             // The outer SELECT sees the table as it was before the DELETE:
@@ -982,17 +982,33 @@ impl SessionStore for PostgresStore {
         Ok(if live { Saved::Conflict } else { Saved::Gone })
     }
 
-    async fn touch(&self, id: &Id, idle_deadline: u64, now: u64) -> Result<Touched, StoreError> {
+    async fn touch(
+        &self,
+        id: &Id,
+        version: u64,
+        idle_deadline: u64,
+        now: u64,
+    ) -> Result<Touched, StoreError> {
+        let id = id.to_string();
+        let now = to_db(now);
+        // A version beyond BIGINT matches no stored version.
+        let expected = i64::try_from(version).ok();
         let changed = self
             .execute(
                 &self.sql.touch,
-                &[&id.to_string(), &to_db(idle_deadline), &to_db(now)],
+                &[&id, &to_db(idle_deadline), &now, &expected],
             )
             .await?;
-        Ok(if changed == 0 {
-            Touched::Gone
+        if changed > 0 {
+            return Ok(Touched::Touched);
+        }
+        // Nothing written: saved since (the row is live) or gone.
+        let rows = self.query(&self.sql.save_check, &[&id, &now]).await?;
+        let live = rows.first().is_some_and(|row| row.get::<_, bool>(0));
+        Ok(if live {
+            Touched::Outdated
         } else {
-            Touched::Touched
+            Touched::Gone
         })
     }
 

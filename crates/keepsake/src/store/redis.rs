@@ -825,14 +825,18 @@ fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 fn unhex(text: &str) -> Option<String> {
+    String::from_utf8(unhex_bytes(text)?).ok()
+}
+
+/// The bytes of lowercase or uppercase hex `text`.
+fn unhex_bytes(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
     }
-    let bytes = (0..text.len())
+    (0..text.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect::<Option<Vec<u8>>>()?;
-    String::from_utf8(bytes).ok()
+        .collect()
 }
 
 /// Appends the header of the JSON stored for `record` at `version`:
@@ -1200,8 +1204,9 @@ return out
     ))
 });
 
-/// KEYS: session. ARGV: idle deadline, now. 1 touched, -1 gone, -2
-/// unparsable, -3 the user's index holds another type.
+/// KEYS: session. ARGV: idle deadline, now, expected version. 1 touched,
+/// 2 saved since (nothing written), -1 gone, -2 unparsable, -3 the user's
+/// index holds another type.
 static TOUCH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         lua_refused_when_full!(),
@@ -1211,6 +1216,7 @@ static TOUCH: LazyLock<Script> = LazyLock::new(|| {
         r#"
 local old, version, user, abs, rest = stored(KEYS[1], ARGV[2], value(KEYS[1], 'GETEX'))
 if not old then return version end
+if version ~= ARGV[3] then return 2 end
 local idle = ARGV[1]
 if lt(abs, idle) then idle = abs end
 local exp = idle
@@ -1418,12 +1424,22 @@ impl SessionStore for RedisStore {
         saved
     }
 
-    async fn touch(&self, id: &Id, idle_deadline: u64, now: u64) -> Result<Touched, StoreError> {
+    async fn touch(
+        &self,
+        id: &Id,
+        version: u64,
+        idle_deadline: u64,
+        now: u64,
+    ) -> Result<Touched, StoreError> {
         let mut cmd = evalsha(&TOUCH, 1);
-        cmd.arg(self.session_key(id)).arg(idle_deadline).arg(now);
+        cmd.arg(self.session_key(id))
+            .arg(idle_deadline)
+            .arg(now)
+            .arg(version.to_string());
         // The copy goes: touches are rare, and the script caps the deadline.
         match self.write("touch", id, &TOUCH, cmd, None).await? {
             1 => Ok(Touched::Touched),
+            2 => Ok(Touched::Outdated),
             _ => Ok(Touched::Gone),
         }
     }
@@ -1600,40 +1616,62 @@ fn scan_cursor(cursor: Option<&Cursor>) -> Result<u64, StoreError> {
 }
 
 /// Walks use `SCAN` on the prefix (never `KEYS`), asking for `limit` keys
-/// per step; the cursor is Redis's `SCAN` cursor (and, for a page, how
-/// many of that step's keys earlier pages took). A page is one `SCAN` and
-/// one `MGET`; it may hold fewer than `limit` records, or none, before the
-/// walk ends, and `SCAN` may return a key twice if Redis resizes its
-/// keyspace during the walk. Sessions whose TTL has fired are gone and are
+/// per step; the cursor is Redis's `SCAN` cursor (and, for a page, the keys
+/// of that step that earlier pages did not take). A page is one `SCAN` (or
+/// none, while keys are left over) and one `MGET`; it may hold fewer than
+/// `limit` records, or none, before the walk ends, and `SCAN` may return a
+/// key twice if Redis resizes its keyspace during the walk. Sessions whose TTL has fired are gone and are
 /// not seen; "expired" records are those whose deadline `now` has reached
 /// while their TTL has not fired yet.
 impl StoreAdmin for RedisStore {
     async fn page(&self, cursor: Option<&Cursor>, limit: usize) -> Result<Page, StoreError> {
         let limit = limit.max(1);
-        // `SCAN` may answer with more keys than asked for: the cursor is
-        // then the same `SCAN` cursor and how many of its keys were seen.
-        let (scan, skip) = match cursor {
-            None => (0, 0),
-            Some(cursor) => {
-                let text = cursor.as_str();
-                let (scan, skip) = text.split_once('/').unwrap_or((text, "0"));
-                (
-                    scan.parse::<u64>().map_err(|_| bad_cursor(cursor))?,
-                    skip.parse::<usize>().map_err(|_| bad_cursor(cursor))?,
-                )
+        // `SCAN` may answer with more keys than asked for. Those not taken
+        // travel in the cursor, in hex after the `SCAN` cursor to go on
+        // from: `SCAN` again from the same cursor need not find the same
+        // keys in the same order (a session that ended meanwhile would
+        // shift the rest), so a page never skips keys by position.
+        let (after, mut keys) = match cursor.map(|cursor| (cursor, cursor.as_str().split_once('/')))
+        {
+            None => self.scan_step(0, "session:*", limit).await?,
+            Some((cursor, None)) => {
+                let scan = cursor.as_str().parse().map_err(|_| bad_cursor(cursor))?;
+                self.scan_step(scan, "session:*", limit).await?
+            }
+            Some((cursor, Some((after, left)))) => {
+                let after = after.parse().map_err(|_| bad_cursor(cursor))?;
+                let left = left
+                    .split(',')
+                    .map(|hex| {
+                        let mut key = self.prefix.as_bytes().to_vec();
+                        key.extend(unhex_bytes(hex)?);
+                        Some(key)
+                    })
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| bad_cursor(cursor))?;
+                (after, left)
             }
         };
-        let (after, keys) = self.scan_step(scan, "session:*", limit).await?;
-        let rest = keys.get(skip..).unwrap_or_default();
-        let (keys, next) = if rest.len() > limit {
-            (&rest[..limit], Some(format!("{scan}/{}", skip + limit)))
+        let left = keys.split_off(keys.len().min(limit));
+        let next = if left.is_empty() {
+            (after != 0).then(|| after.to_string())
         } else {
-            (rest, (after != 0).then(|| after.to_string()))
+            let mut next = format!("{after}/").into_bytes();
+            for (i, key) in left.iter().enumerate() {
+                if i > 0 {
+                    next.push(b',');
+                }
+                push_hex(
+                    &mut next,
+                    key.strip_prefix(self.prefix.as_bytes()).unwrap_or(key),
+                );
+            }
+            Some(String::from_utf8(next).unwrap_or_else(|_| unreachable!("digits are ASCII")))
         };
         let mut records = Vec::with_capacity(keys.len());
         if !keys.is_empty() {
             let values: Vec<Option<Vec<u8>>> = self
-                .query("page (MGET)", redis::cmd("MGET").arg(keys))
+                .query("page (MGET)", redis::cmd("MGET").arg(&keys))
                 .await?;
             for bytes in values.into_iter().flatten() {
                 records.push(decode(&bytes, None)?);
@@ -1918,7 +1956,7 @@ mod tests {
         record.user = Some("ada".into());
         // Warm up: the first call of each script may load it.
         store.create(&record).await.unwrap();
-        store.touch(&record.id, now + 60, now).await.unwrap();
+        store.touch(&record.id, 0, now + 60, now).await.unwrap();
         let saved = store.save(&record, now).await.unwrap();
         assert_eq!(saved, Saved::Saved { version: 1 });
         record.version = 1;
@@ -1935,7 +1973,10 @@ mod tests {
             })
             .await;
             let touch = commands_of(&mut admin, || async {
-                let touched = store.touch(&record.id, now + 60, now).await.unwrap();
+                let touched = store
+                    .touch(&record.id, record.version, now + 60, now)
+                    .await
+                    .unwrap();
                 assert_eq!(touched, Touched::Touched);
             })
             .await;
@@ -2269,7 +2310,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            store.touch(&record.id, now + 60, now).await.unwrap(),
+            store.touch(&record.id, 0, now + 60, now).await.unwrap(),
             Touched::Touched
         );
         assert_eq!(
@@ -2310,7 +2351,10 @@ mod tests {
             expire_time(user_key.clone()).await,
             i64::try_from(now + 60).unwrap()
         );
-        store.touch(&record.id, now + 600, now + 1).await.unwrap();
+        store
+            .touch(&record.id, 0, now + 600, now + 1)
+            .await
+            .unwrap();
         assert_eq!(
             expire_time(key.clone()).await,
             i64::try_from(now + 600).unwrap()
@@ -2340,12 +2384,17 @@ mod tests {
         assert_eq!(create_for_user(None, u64::MAX).await, -1);
         assert_eq!(create_for_user(Some(60), 3_600).await, -1);
         // A deadline Redis cannot express gets no native expiry.
-        let forever = Record::new(Id::random(), now, None, u64::MAX);
+        // `Record::new` caps its deadlines; a record made by hand need not.
+        let mut forever = Record::new(Id::random(), now, None, 1);
+        forever.absolute_deadline = u64::MAX;
         store.create(&forever).await.unwrap();
         assert_eq!(expire_time(store.session_key(&forever.id)).await, -1);
         assert!(store.load(&forever.id, now).await.unwrap().is_some());
         assert_eq!(
-            store.touch(&forever.id, u64::MAX - 1, now).await.unwrap(),
+            store
+                .touch(&forever.id, 0, u64::MAX - 1, now)
+                .await
+                .unwrap(),
             Touched::Touched
         );
         let loaded = store.load(&forever.id, now).await.unwrap().unwrap();
@@ -2355,6 +2404,49 @@ mod tests {
             "exact, no float rounding"
         );
         cleanup(&store).await;
+    }
+
+    /// Paging one record at a time while sessions end (each page's session
+    /// is deleted before the next page is asked for, as visitors log out
+    /// during an operator's `list`): every session is listed. A `SCAN` step
+    /// may find several keys; run again from the same cursor it finds
+    /// fewer once one is gone, so a page must not skip by position.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn paging_sees_every_session_while_sessions_end() {
+        use crate::store::admin::{Cursor, StoreAdmin as _};
+        let Some(url) = url() else { return };
+        let _serial = SERIAL.lock().await;
+        let store = store(&url).await;
+        let now = now();
+        let mut ids = Vec::new();
+        for _ in 0..200 {
+            let record = Record::new(Id::random(), now, None, 3_600);
+            store.create(&record).await.unwrap();
+            ids.push(record.id);
+        }
+        ids.sort();
+        let mut seen = Vec::new();
+        let mut cursor: Option<Cursor> = None;
+        loop {
+            let page = store.page(cursor.as_ref(), 1).await.unwrap();
+            for record in &page.records {
+                seen.push(record.id);
+                store.delete(&record.id).await.unwrap();
+            }
+            let Some(next) = page.next else { break };
+            cursor = Some(next);
+        }
+        cleanup(&store).await;
+        seen.sort();
+        seen.dedup();
+        assert_eq!(
+            seen.len(),
+            ids.len(),
+            "listed {} of {}",
+            seen.len(),
+            ids.len()
+        );
+        assert_eq!(seen, ids);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2412,7 +2504,7 @@ mod tests {
         let a = user("ada", Record::new(Id::random(), now, Some(600), 3_600));
         store.create(&a).await.unwrap();
         assert!(listed(&ada, &a.id).await);
-        let touched = store.touch(&a.id, now + 1_200, now).await.unwrap();
+        let touched = store.touch(&a.id, 0, now + 1_200, now).await.unwrap();
         assert_eq!(touched, Touched::Touched);
         assert!(listed(&ada, &a.id).await);
         let expires: u64 = redis::cmd("EXPIRETIME")
@@ -2453,7 +2545,7 @@ mod tests {
         // A script that finds its session expired deletes and unlinks it.
         let d = user("ada", Record::new(Id::random(), now, Some(600), 3_600));
         store.create(&d).await.unwrap();
-        let touched = store.touch(&d.id, later + 600, later).await.unwrap();
+        let touched = store.touch(&d.id, 0, later + 600, later).await.unwrap();
         assert_eq!(touched, Touched::Gone);
         assert!(!listed(&ada, &d.id).await);
 
@@ -2508,7 +2600,7 @@ mod tests {
                 "hash: {hash}"
             );
             assert_eq!(
-                kind(store.touch(&record.id, now, now).await),
+                kind(store.touch(&record.id, 0, now, now).await),
                 corrupt,
                 "hash: {hash}"
             );
@@ -2547,7 +2639,8 @@ mod tests {
                     "{step}: {}",
                     String::from_utf8_lossy(&raw)
                 );
-                store.touch(&record.id, now + 30, now).await.unwrap();
+                let touched = store.touch(&record.id, held.version, now + 30, now);
+                assert_eq!(touched.await.unwrap(), Touched::Touched, "{step}");
             }
         }
         cleanup(&store).await;
@@ -2593,7 +2686,10 @@ mod tests {
         let toucher = other_server(&store, &url).await;
         let touches = async {
             for i in 0..EACH {
-                toucher.touch(&id, now + 600 + i, now).await.unwrap();
+                // At the version it last saw, as the middleware touches:
+                // a save in between makes the touch outdated.
+                let seen = toucher.load(&id, now).await.unwrap().unwrap().version;
+                toucher.touch(&id, seen, now + 600 + i, now).await.unwrap();
                 tokio::task::yield_now().await;
             }
         };
@@ -2786,7 +2882,7 @@ mod tests {
         assert_eq!(kind(store.create(&fresh).await), StoreErrorKind::Corrupt);
         assert_eq!(store.load(&fresh.id, now).await.unwrap(), None);
         assert_eq!(
-            kind(store.touch(&bad.id, now + 90, now).await),
+            kind(store.touch(&bad.id, 0, now + 90, now).await),
             StoreErrorKind::Corrupt
         );
         assert_eq!(stored().await, before, "the touch wrote nothing");

@@ -891,28 +891,42 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    async fn touch(&self, id: &Id, idle_deadline: u64, now: u64) -> Result<Touched, StoreError> {
+    async fn touch(
+        &self,
+        id: &Id,
+        version: u64,
+        idle_deadline: u64,
+        now: u64,
+    ) -> Result<Touched, StoreError> {
         let (id, idle_deadline, now) = (id.to_string(), sql_int(idle_deadline), sql_int(now));
+        // A version beyond INTEGER matches no stored version.
+        let version = i64::try_from(version).ok();
         self.run(Access::Write, move |conn| {
             let fail = |err| sql_error("touch", err);
             let updated = conn
                 .prepare_cached(
                     "UPDATE sessions SET idle_deadline = MIN(?2, absolute_deadline), \
                      deadline = MIN(?2, absolute_deadline) \
-                     WHERE id = ?1 AND deadline > ?3",
+                     WHERE id = ?1 AND deadline > ?3 AND version = ?4",
                 )
-                .and_then(|mut s| s.execute(params![id, idle_deadline, now]))
+                .and_then(|mut s| s.execute(params![id, idle_deadline, now, version]))
                 .map_err(fail)?;
-            let outcome = if updated == 1 {
-                Touched::Touched
+            if updated == 1 {
+                return Ok(Touched::Touched);
+            }
+            // Saved since, missing or expired; drop the row if it is expired.
+            conn.prepare_cached("DELETE FROM sessions WHERE id = ?1 AND deadline <= ?2")
+                .and_then(|mut s| s.execute(params![id, now]))
+                .map_err(fail)?;
+            let live = conn
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM sessions WHERE id = ?1)")
+                .and_then(|mut s| s.query_row(params![id], |row| row.get::<_, bool>(0)))
+                .map_err(fail)?;
+            Ok(if live {
+                Touched::Outdated
             } else {
-                // Missing or expired; drop the row if it is expired.
-                conn.prepare_cached("DELETE FROM sessions WHERE id = ?1 AND deadline <= ?2")
-                    .and_then(|mut s| s.execute(params![id, now]))
-                    .map_err(fail)?;
                 Touched::Gone
-            };
-            Ok(outcome)
+            })
         })
         .await
     }
@@ -1152,7 +1166,8 @@ mod tests {
                             store.save(&own, 11).await.unwrap(),
                             Saved::Saved { .. }
                         ));
-                        store.touch(&own.id, 100, 12).await.unwrap();
+                        let touched = store.touch(&own.id, 1, 100, 12).await.unwrap();
+                        assert_eq!(touched, Touched::Touched);
                         // Compare-and-set increments of one shared record.
                         loop {
                             let mut current = store.load(&shared, 20).await.unwrap().unwrap();
@@ -1287,7 +1302,9 @@ mod tests {
     #[tokio::test]
     async fn huge_times_are_capped() {
         let store = SqliteStore::open_in_memory().unwrap();
-        let record = Record::new(Id::random(), 0, Some(u64::MAX), u64::MAX);
+        // `Record::new` caps its deadlines; a record made by hand need not.
+        let mut record = Record::new(Id::random(), 0, Some(u64::MAX), 1);
+        (record.absolute_deadline, record.idle_deadline) = (u64::MAX, Some(u64::MAX));
         store.create(&record).await.unwrap();
         let loaded = store.load(&record.id, 1_000).await.unwrap().unwrap();
         assert_eq!(loaded.absolute_deadline, i64::MAX as u64);
@@ -1295,7 +1312,7 @@ mod tests {
         stale.version = u64::MAX;
         assert_eq!(store.save(&stale, 1).await.unwrap(), Saved::Conflict);
         assert_eq!(
-            store.touch(&record.id, u64::MAX, 1).await.unwrap(),
+            store.touch(&record.id, 0, u64::MAX, 1).await.unwrap(),
             Touched::Touched
         );
     }

@@ -190,9 +190,15 @@ impl SessionStore for CountingStore {
         self.inner.save(record, now).await
     }
 
-    async fn touch(&self, id: &Id, idle_deadline: u64, now: u64) -> Result<Touched, StoreError> {
+    async fn touch(
+        &self,
+        id: &Id,
+        version: u64,
+        idle_deadline: u64,
+        now: u64,
+    ) -> Result<Touched, StoreError> {
         self.gate(&self.counters.touch, true).await?;
-        self.inner.touch(id, idle_deadline, now).await
+        self.inner.touch(id, version, idle_deadline, now).await
     }
 
     async fn delete(&self, id: &Id) -> Result<bool, StoreError> {
