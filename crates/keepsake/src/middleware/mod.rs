@@ -13,7 +13,9 @@
 //! 3. after the handler: unless it answered 5xx, saves what changed (at most
 //!    one write: create, compare-and-set save, or a throttled touch), and
 //!    adds `Set-Cookie` only when the cookie must change, with
-//!    `Vary: Cookie` and `Cache-Control: private`;
+//!    `Cache-Control: private` (added to the handler's own directives); a
+//!    response made with the session gets `Vary: Cookie`, whether or not
+//!    the cookie changed;
 //! 4. if the store failed or timed out at any point: 503 with
 //!    `Retry-After`, and the visitor's cookie is left as it was.
 //!
