@@ -594,21 +594,40 @@ impl std::str::FromStr for StoreUrl {
     }
 }
 
-/// `url` with the password of its authority (`user:PASSWORD@`) replaced by
-/// `***`.
+/// `url` with its passwords replaced by `***`: the authority's
+/// (`user:PASSWORD@`; up to the last `@` before the query, since a client
+/// such as tokio-postgres takes a `/` in a password as it is) and the
+/// value of a `password` query parameter.
 fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
+    let (before_query, query) = match rest.find(['?', '#']) {
+        Some(at) => rest.split_at(at),
+        None => (rest, ""),
+    };
+    let mut shown = format!("{scheme}://");
+    match before_query.rsplit_once('@') {
         Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => url.to_owned(),
+            Some((user, _password)) => shown.push_str(&format!("{user}:***@{host}")),
+            None => shown.push_str(before_query),
         },
-        None => url.to_owned(),
+        None => shown.push_str(before_query),
     }
+    let (query, fragment) = query.split_at(query.find('#').unwrap_or(query.len()));
+    if let Some(params) = query.strip_prefix('?') {
+        let params: Vec<&str> = params
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) if name.eq_ignore_ascii_case("password") => "password=***",
+                _ => pair,
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&params.join("&"));
+    }
+    shown.push_str(fragment);
+    shown
 }
 
 /// Removes the query parameters named in `names` from `url`; the URL
@@ -1042,6 +1061,23 @@ mod tests {
                 if url == "redis://127.0.0.1/0" && prefix.as_deref() == Some("a b c")));
         assert_eq!(redact("redis://user@h/0"), "redis://user@h/0");
         assert_eq!(redact("redis://h/x@y"), "redis://h/x@y");
+        // A `/` in the password, and a password given as a parameter.
+        assert_eq!(
+            redact("postgres://u:se/cret@h:1/db?x=1"),
+            "postgres://u:***@h:1/db?x=1"
+        );
+        assert_eq!(
+            redact("postgres://u@h/db?sslmode=off&Password=hunter2&x=1"),
+            "postgres://u@h/db?sslmode=off&password=***&x=1"
+        );
+        assert_eq!(
+            redact("postgres://h/db?password=p"),
+            "postgres://h/db?password=***"
+        );
+        let shown = StoreUrl::parse("postgres://u@h/db?password=hunter2")
+            .unwrap()
+            .to_string();
+        assert!(!shown.contains("hunter2"), "{shown}");
         for bad in ["", "sqlite", "mysql://x", "redis:/x", "file:///x"] {
             assert!(
                 matches!(StoreUrl::parse(bad), Err(OpenError::UnknownScheme { .. })),
