@@ -114,8 +114,8 @@ pub(crate) fn run(args: SessionsArgs, out: &mut impl Write) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let url = StoreUrl::parse(&url)?;
-    // Opening a SQLite store creates the file; here a missing file is a
-    // mistyped path, not a new store.
+    // The store must exist: a mistyped path, schema or table is an error,
+    // not a new store, and another app's database is left as it was.
     if let StoreUrl::Sqlite { path } = &url
         && path != ":memory:"
         && !Path::new(path).exists()
@@ -123,7 +123,7 @@ pub(crate) fn run(args: SessionsArgs, out: &mut impl Write) -> Result<()> {
         bail!("no SQLite database at {path}");
     }
     runtime.block_on(async move {
-        let store = url.open().await?;
+        let store = url.open_existing().await?;
         execute(&store, args.command, now, out).await
     })
 }

@@ -317,7 +317,20 @@ fn postgres_store() {
         return;
     };
     let schema = format!("keepsake_cli_test_{}", tag());
-    let result = std::panic::catch_unwind(|| scenario(&format!("{base}?schema={schema}")));
+    let result = std::panic::catch_unwind(|| {
+        // A schema or table that is not there (a typo) is an error, and is
+        // not created.
+        let err = fails(&sessions(&format!("{base}?schema={schema}"), &["stats"]), 2);
+        assert!(err.contains("there is no session table"), "{err}");
+        let err = fails(
+            &sessions(&format!("{base}?schema={schema}&table=typo"), &["list"]),
+            2,
+        );
+        assert!(err.contains(&format!("\"{schema}\".\"typo\"")), "{err}");
+        // Once the app has made its table (`scenario` opens the store as
+        // the app does), the commands work.
+        scenario(&format!("{base}?schema={schema}"));
+    });
     runtime().block_on(async {
         let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
             .await
@@ -402,6 +415,43 @@ fn store_errors_exit_2_with_a_clear_message() {
         err.starts_with("keepsake: cannot open the sqlite session store at "),
         "{err}"
     );
+    // Another app's database is refused, and left exactly as it was (no
+    // sessions table, no WAL mode, no schema version).
+    let other = dir.path().join("other.db");
+    let fingerprint = || {
+        let conn = rusqlite::Connection::open(&other).expect("open the other app's database");
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |row| row.get(0))
+            .expect("journal mode");
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .expect("user version");
+        let mut names = conn
+            .prepare("SELECT name FROM sqlite_schema ORDER BY name")
+            .expect("schema");
+        let names: Vec<String> = names
+            .query_map([], |row| row.get(0))
+            .expect("names")
+            .map(|name| name.expect("name"))
+            .collect();
+        (mode, version, names)
+    };
+    rusqlite::Connection::open(&other)
+        .expect("create")
+        .execute_batch("CREATE TABLE users (id INTEGER PRIMARY KEY)")
+        .expect("the other app's table");
+    let before = fingerprint();
+    for command in [&["stats"][..], &["list"], &["purge"]] {
+        let err = fails(
+            &sessions(&format!("sqlite://{}", other.display()), command),
+            2,
+        );
+        assert!(
+            err.contains("is not a keepsake session database"),
+            "{command:?}: {err}"
+        );
+    }
+    assert_eq!(fingerprint(), before);
     // A usage error from clap.
     let output = sessions("memory://", &["frobnicate"]);
     assert_eq!(output.status.code(), Some(2));

@@ -523,6 +523,46 @@ impl StoreUrl {
     /// # Ok::<(), OpenError>(()) }).unwrap();
     /// ```
     pub async fn open(&self) -> Result<AnyStore, OpenError> {
+        self.open_with(true).await
+    }
+
+    /// Opens a store that exists, creating and changing nothing: a SQLite
+    /// file must hold this build's session schema, and a PostgreSQL session
+    /// table must be there already. For operators' tools (the `keepsake
+    /// sessions` commands), so that a mistyped path, schema or table is an
+    /// error instead of a new, empty store, and another app's database is
+    /// left as it was.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open), and [`OpenError::Store`] when there is no
+    /// such store.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::store::{OpenError, StoreUrl};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let path = std::env::temp_dir().join(format!("keepsake-doc-existing-{}.db", std::process::id()));
+    /// let url = StoreUrl::parse(&format!("sqlite://{}", path.display()))?;
+    /// assert!(matches!(url.open_existing().await, Err(OpenError::Store { .. })));
+    /// assert!(!path.exists());
+    /// drop(url.open().await?); // the app creates it
+    /// assert!(url.open_existing().await.is_ok());
+    /// # for suffix in ["", "-wal", "-shm"] {
+    /// #     let mut file = path.clone().into_os_string();
+    /// #     file.push(suffix);
+    /// #     let _ = std::fs::remove_file(file);
+    /// # }
+    /// # Ok::<(), OpenError>(()) }).unwrap();
+    /// ```
+    pub async fn open_existing(&self) -> Result<AnyStore, OpenError> {
+        self.open_with(false).await
+    }
+
+    /// [`open`](Self::open), creating and migrating only if `migrate`.
+    async fn open_with(&self, migrate: bool) -> Result<AnyStore, OpenError> {
         let failed = |source: StoreError| OpenError::Store {
             store: self.name(),
             url: self.to_string(),
@@ -535,7 +575,8 @@ impl StoreUrl {
                 let store = if path == ":memory:" {
                     super::SqliteStore::open_in_memory()
                 } else {
-                    super::SqliteStore::open(path).await
+                    let builder = super::SqliteStore::builder(path).migrate(migrate);
+                    builder.open().await
                 };
                 store.map(AnyStore::Sqlite).map_err(failed)
             }
@@ -551,18 +592,18 @@ impl StoreUrl {
             Self::Postgres {
                 url, schema, table, ..
             } => {
-                let mut builder = super::PostgresStore::builder();
+                let mut builder = super::PostgresStore::builder().migrate(migrate);
                 if let Some(schema) = schema {
                     builder = builder.schema(schema.clone());
                 }
                 if let Some(table) = table {
                     builder = builder.table(table.clone());
                 }
-                builder
-                    .connect(url)
-                    .await
-                    .map(AnyStore::Postgres)
-                    .map_err(failed)
+                let store = builder.connect(url).await.map_err(failed)?;
+                if !migrate {
+                    store.check_table().await.map_err(failed)?;
+                }
+                Ok(AnyStore::Postgres(store))
             }
             #[allow(unreachable_patterns)]
             _ => {

@@ -676,6 +676,28 @@ impl PostgresStore {
         PostgresStoreBuilder::default()
     }
 
+    /// Fails unless the session table exists (for opening an existing
+    /// store without migrating: [`StoreUrl::open_existing`]).
+    ///
+    /// [`StoreUrl::open_existing`]: crate::store::StoreUrl::open_existing
+    pub(crate) async fn check_table(&self) -> Result<(), StoreError> {
+        let table = format!("\"{}\".\"{}\"", self.sql.schema, self.sql.table);
+        let exists: bool = self
+            .client()
+            .await?
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+            .await
+            .map_err(unavailable("the PostgreSQL server does not answer"))?
+            .get(0);
+        if exists {
+            return Ok(());
+        }
+        Err(StoreError::new(
+            StoreErrorKind::Unavailable,
+            format!("there is no session table {table} in this database"),
+        ))
+    }
+
     /// Creates the table, its indexes and the `keepsake_schema` version
     /// table if they are absent (see [`PostgresStore`]). Idempotent,
     /// and safe to run from several processes at once. Run by

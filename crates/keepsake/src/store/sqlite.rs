@@ -42,7 +42,9 @@ use std::{
     time::Duration,
 };
 
-use rusqlite::{Connection, ErrorCode, OptionalExtension as _, TransactionBehavior, params};
+use rusqlite::{
+    Connection, ErrorCode, OpenFlags, OptionalExtension as _, TransactionBehavior, params,
+};
 
 mod worker;
 
@@ -241,9 +243,36 @@ pub struct SqliteStoreBuilder {
     path: PathBuf,
     connections: usize,
     busy_timeout: Duration,
+    migrate: bool,
 }
 
 impl SqliteStoreBuilder {
+    /// Whether [`open`](Self::open) creates the file and the schema, or
+    /// upgrades an older schema (default `true`). Turned off, it opens only
+    /// an existing keepsake session database of this build's
+    /// [`SCHEMA_VERSION`](SqliteStore::SCHEMA_VERSION), and changes nothing
+    /// in the file, not even its journal mode: for an operator's tool, so
+    /// that a mistyped path or another app's database is refused, not
+    /// turned into a session store.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::store::{SqliteStore, StoreErrorKind};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let path = std::env::temp_dir().join(format!("keepsake-doc-{}.db", std::process::id()));
+    /// let err = SqliteStore::builder(&path).migrate(false).open().await.unwrap_err();
+    /// assert_eq!(err.kind(), StoreErrorKind::Unavailable);
+    /// assert!(!path.exists(), "nothing created");
+    /// # });
+    /// ```
+    #[must_use]
+    pub fn migrate(mut self, migrate: bool) -> Self {
+        self.migrate = migrate;
+        self
+    }
+
     /// The number of connections, each on its own thread (default: 1 plus
     /// one per two CPUs, at most 9; 0 is taken as 1): one writer and the
     /// rest readers, so how many reads run at once is one less than this
@@ -307,18 +336,20 @@ impl SqliteStoreBuilder {
             path,
             connections,
             busy_timeout,
+            migrate,
         } = self;
         let opened_path = path.clone();
-        let pool =
-            tokio::task::spawn_blocking(move || open_pool(&opened_path, connections, busy_timeout))
-                .await
-                .map_err(|err| {
-                    StoreError::with_source(
-                        StoreErrorKind::Unavailable,
-                        "opening the SQLite session database panicked",
-                        err,
-                    )
-                })??;
+        let pool = tokio::task::spawn_blocking(move || {
+            open_pool(&opened_path, connections, busy_timeout, migrate)
+        })
+        .await
+        .map_err(|err| {
+            StoreError::with_source(
+                StoreErrorKind::Unavailable,
+                "opening the SQLite session database panicked",
+                err,
+            )
+        })??;
         SqliteStore::from_pool(pool, Some(path), busy_timeout)
     }
 }
@@ -387,6 +418,7 @@ impl SqliteStore {
             path: path.as_ref().to_path_buf(),
             connections: default_connections(),
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
+            migrate: true,
         }
     }
 
@@ -571,19 +603,34 @@ fn configure(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> 
     Ok(())
 }
 
-/// Opens the first connection, sets WAL mode and migrates, then opens the
-/// rest of the pool.
+/// Opens the first connection, sets WAL mode and migrates (or, without
+/// `migrating`, checks that an existing file holds this build's schema),
+/// then opens the rest of the pool.
 fn open_pool(
     path: &Path,
     connections: usize,
     busy_timeout: Duration,
+    migrating: bool,
 ) -> Result<Vec<Connection>, StoreError> {
     let open = || -> Result<Connection, StoreError> {
-        let conn = Connection::open(path).map_err(|err| sql_error("open", err))?;
+        let mut flags = OpenFlags::default();
+        if !migrating {
+            flags.remove(OpenFlags::SQLITE_OPEN_CREATE);
+        }
+        let conn =
+            Connection::open_with_flags(path, flags).map_err(|err| sql_error("open", err))?;
         configure(&conn, busy_timeout).map_err(|err| sql_error("configure", err))?;
         Ok(conn)
     };
     let mut first = open()?;
+    if !migrating {
+        check_schema(&first, path)?;
+        let mut pool = vec![first];
+        for _ in 1..connections {
+            pool.push(open()?);
+        }
+        return Ok(pool);
+    }
     let mode: String = first
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
         .map_err(|err| sql_error("switch to WAL mode", err))?;
@@ -601,6 +648,34 @@ fn open_pool(
         pool.push(open()?);
     }
     Ok(pool)
+}
+
+/// Refuses a database that is not a keepsake session database of this
+/// build's [`SqliteStore::SCHEMA_VERSION`], changing nothing.
+fn check_schema(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(|err| sql_error("reading the schema version", err))?;
+    let table: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'sessions')",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(|err| sql_error("reading the schema", err))?;
+    let known = i64::from(SqliteStore::SCHEMA_VERSION);
+    if found == known && table {
+        return Ok(());
+    }
+    Err(StoreError::new(
+        StoreErrorKind::Unavailable,
+        format!(
+            "{} is not a keepsake session database of schema version {known} (it has version \
+             {found}{}); the app creates or upgrades it when it opens it",
+            path.display(),
+            if table { "" } else { " and no sessions table" },
+        ),
+    ))
 }
 
 /// Creates or migrates the schema to [`SqliteStore::SCHEMA_VERSION`], or
