@@ -452,6 +452,30 @@ fn store_errors_exit_2_with_a_clear_message() {
         );
     }
     assert_eq!(fingerprint(), before);
+    // A record that cannot be read is named, so it can be found and revoked.
+    let app = dir.path().join("app.db");
+    let url = format!("sqlite://{}", app.display());
+    let id = runtime().block_on(async {
+        let store = AnyStore::open(&url).await.expect("the app's store");
+        create(&store, unix_now(), None, 3_600).await
+    });
+    rusqlite::Connection::open(&app)
+        .expect("open")
+        .execute(
+            "UPDATE sessions SET data = 'not json' WHERE id = ?1",
+            [id.to_string()],
+        )
+        .expect("corrupt the record");
+    // (`list` streams: its header line is out before the bad record.)
+    let output = sessions(&url, &["list"]);
+    assert_eq!(output.status.code(), Some(2));
+    let err = stderr(&output);
+    assert!(err.contains(&format!("stored session \"{id}\"")), "{err}");
+    assert_eq!(
+        ok(&sessions(&url, &["revoke", &id.to_string()])),
+        "revoked 1 session\n"
+    );
+    ok(&sessions(&url, &["list"]));
     // A usage error from clap.
     let output = sessions("memory://", &["frobnicate"]);
     assert_eq!(output.status.code(), Some(2));

@@ -505,6 +505,13 @@ impl StoreError {
     pub fn kind(&self) -> StoreErrorKind {
         self.kind
     }
+
+    /// The same error, saying which stored session it is about (so that
+    /// an operator can find an unreadable record).
+    pub(crate) fn about(mut self, session: impl fmt::Debug) -> Self {
+        self.message = format!("stored session {session:?}: {}", self.message);
+        self
+    }
 }
 
 /// Hashes keys made of session ids (an [`Id`], or a tuple ending in one) by

@@ -580,8 +580,12 @@ fn decode_data(text: &str) -> Result<Data, StoreError> {
     }
 }
 
-/// A record from a row of [`COLUMNS`].
+/// A record from a row of [`COLUMNS`], its error naming the row's id.
 fn decode(row: &Row) -> Result<Record, StoreError> {
+    decode_row(row).map_err(|err| err.about(row.try_get::<_, &str>(0).unwrap_or("?")))
+}
+
+fn decode_row(row: &Row) -> Result<Record, StoreError> {
     fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
         row: &'a Row,
         index: usize,

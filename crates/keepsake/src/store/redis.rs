@@ -1673,8 +1673,11 @@ impl StoreAdmin for RedisStore {
             let values: Vec<Option<Vec<u8>>> = self
                 .query("page (MGET)", redis::cmd("MGET").arg(&keys))
                 .await?;
-            for bytes in values.into_iter().flatten() {
-                records.push(decode(&bytes, None)?);
+            for (key, bytes) in keys.iter().zip(values) {
+                let Some(bytes) = bytes else { continue };
+                let record =
+                    decode(&bytes, None).map_err(|err| err.about(String::from_utf8_lossy(key)))?;
+                records.push(record);
             }
         }
         Ok(Page {

@@ -794,7 +794,13 @@ fn unsigned(value: i64, what: &str) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| corrupt(what))
 }
 
+/// [`decode_row`], its error naming the row's id.
 fn decode(raw: RawRow) -> Result<Record, StoreError> {
+    let id = raw.0.clone();
+    decode_row(raw).map_err(|err| err.about(id))
+}
+
+fn decode_row(raw: RawRow) -> Result<Record, StoreError> {
     let (
         id,
         data,
