@@ -687,6 +687,7 @@ pub async fn numbers_round_trip_exactly<S: SessionStore>(store: &S) {
         5e-324,
         -2.225073858507201e-308,
         1e300,
+        -0.0,
     ];
     let now = base();
     let mut record = record(now);

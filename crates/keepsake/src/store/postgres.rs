@@ -125,9 +125,11 @@ const COLUMNS: &str = "id, data::text, created_at, idle_timeout, idle_deadline, 
 /// inject SQL.
 ///
 /// Session data is stored as a JSONB object, so it can be inspected with
-/// SQL. One exception: JSONB cannot hold the character U+0000, so data that
-/// contains it anywhere is stored as a JSONB *string* holding the data's JSON
-/// text instead. Reading accepts both forms.
+/// SQL. Two exceptions, data JSONB cannot hold as it is: the character
+/// U+0000, and the number `-0.0` (JSONB keeps it as `0`). Data that
+/// contains either anywhere is stored as a JSONB *string* holding the data's
+/// JSON text instead, so that it loads back exactly. Reading accepts both
+/// forms.
 ///
 /// # Why compare-and-set on `version`
 ///
@@ -556,17 +558,31 @@ fn from_db(value: i64, column: &str) -> Result<u64, StoreError> {
 }
 
 /// The JSON text to store for `data`: the object itself, or, if it holds a
-/// U+0000 (which JSONB refuses), a JSON string of its text.
+/// U+0000 (which JSONB refuses) or a `-0.0` (which JSONB makes `0`), a JSON
+/// string of its text.
 fn encode_data(data: &Data) -> Result<String, StoreError> {
     let text = serde_json::to_string(data).map_err(|err| {
         StoreError::with_source(StoreErrorKind::Corrupt, "cannot encode session data", err)
     })?;
-    if !text.contains("\\u0000") {
+    // `-0.0` in the text is a cheap first look; only then is the data
+    // walked (the text may hold it inside a string).
+    let negative_zero = text.contains("-0.0") && data.values().any(has_negative_zero);
+    if !text.contains("\\u0000") && !negative_zero {
         return Ok(text);
     }
     serde_json::to_string(&Value::String(text)).map_err(|err| {
         StoreError::with_source(StoreErrorKind::Corrupt, "cannot encode session data", err)
     })
+}
+
+/// Whether `value` holds the number `-0.0`, which JSONB turns into `0`.
+fn has_negative_zero(value: &Value) -> bool {
+    match value {
+        Value::Number(n) => n.as_f64().is_some_and(|f| f == 0.0 && f.is_sign_negative()),
+        Value::Array(items) => items.iter().any(has_negative_zero),
+        Value::Object(fields) => fields.values().any(has_negative_zero),
+        _ => false,
+    }
 }
 
 /// The session data from the `data` column's text: an object, or a string
