@@ -35,6 +35,10 @@ pub enum SameSite {
 
 /// A cookie-name prefix that browsers enforce (RFC 6265bis §4.1.3).
 ///
+/// The builder also checks the newer `__Http-` and `__Host-Http-`
+/// prefixes, written into the name: both need `HttpOnly` and `Secure`,
+/// and `__Host-Http-` also what `__Host-` needs.
+///
 /// # Example
 ///
 /// ```
@@ -414,6 +418,13 @@ impl CookieBuilder {
             }
             Some(Prefix::Secure) => insecure("the `__Secure-` prefix")?,
             None => {}
+        }
+        let lower = name.get(..12).unwrap_or(&name).to_ascii_lowercase();
+        if lower.starts_with("__http-") || lower.starts_with("__host-http-") {
+            insecure("the `__Http-` prefix")?;
+            if !self.http_only {
+                return Err(CookieError::HttpPrefixNeedsHttpOnly { name });
+            }
         }
         if self.partitioned {
             insecure("`Partitioned`")?;

@@ -110,6 +110,14 @@ pub enum CookieError {
         /// What needed `Secure`.
         requirement: &'static str,
     },
+    /// A `__Http-` or `__Host-Http-` cookie without `HttpOnly` (the
+    /// prefixes of RFC 6265bis that promise the cookie was set by the
+    /// server, not by a script).
+    #[error("cookie `{name}`: its name's `Http-` prefix requires `HttpOnly`, which is turned off")]
+    HttpPrefixNeedsHttpOnly {
+        /// The cookie name.
+        name: String,
+    },
     /// A `__Host-` cookie with a `Domain`.
     #[error("cookie `{name}`: the `__Host-` prefix forbids a `Domain` attribute")]
     HostPrefixDomain {

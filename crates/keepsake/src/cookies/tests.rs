@@ -121,6 +121,24 @@ fn builder_rules() {
             CookieError::RequiresSecure { .. }
         ));
     }
+    // The `Http-` prefixes need `HttpOnly` (and `Secure`); `__Host-Http-`
+    // is a `__Host-` name too.
+    for name in ["__Http-n", "__host-http-n"] {
+        assert!(ok(base().name(name)).is_ok(), "{name}");
+        assert!(matches!(
+            err(base().name(name).http_only(false)),
+            CookieError::HttpPrefixNeedsHttpOnly { .. }
+        ));
+        assert!(matches!(
+            err(base().name(name).secure(false)),
+            CookieError::RequiresSecure { .. }
+        ));
+    }
+    assert!(matches!(
+        err(base().name("__Host-Http-n").domain("example.com")),
+        CookieError::HostPrefixDomain { .. }
+    ));
+    assert!(ok(base().name("__Httpx").http_only(false)).is_ok());
     assert!(matches!(
         err(base().partitioned(true).secure(false)),
         CookieError::RequiresSecure { .. }
