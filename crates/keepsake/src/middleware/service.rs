@@ -240,6 +240,8 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let (read, now) = self.ctx.read_cookie(request.headers());
+        // `bad`: the cookie did not verify, and whether a rejection may
+        // remove it.
         let (incoming, stale_key, bad) = match read {
             CookieRead::Ok(incoming, stale_key) => (incoming, stale_key, None),
             CookieRead::Bad(reason) => {

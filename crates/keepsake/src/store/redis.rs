@@ -1631,42 +1631,34 @@ impl StoreAdmin for RedisStore {
         // from: `SCAN` again from the same cursor need not find the same
         // keys in the same order (a session that ended meanwhile would
         // shift the rest), so a page never skips keys by position.
-        let (after, mut keys) = match cursor.map(|cursor| (cursor, cursor.as_str().split_once('/')))
-        {
+        let (after, mut keys) = match cursor {
             None => self.scan_step(0, "session:*", limit).await?,
-            Some((cursor, None)) => {
-                let scan = cursor.as_str().parse().map_err(|_| bad_cursor(cursor))?;
-                self.scan_step(scan, "session:*", limit).await?
-            }
-            Some((cursor, Some((after, left)))) => {
-                let after = after.parse().map_err(|_| bad_cursor(cursor))?;
-                let left = left
-                    .split(',')
-                    .map(|hex| {
-                        let mut key = self.prefix.as_bytes().to_vec();
-                        key.extend(unhex_bytes(hex)?);
-                        Some(key)
-                    })
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| bad_cursor(cursor))?;
-                (after, left)
-            }
+            Some(cursor) => match cursor.as_str().split_once('/') {
+                None => {
+                    let scan = cursor.as_str().parse().map_err(|_| bad_cursor(cursor))?;
+                    self.scan_step(scan, "session:*", limit).await?
+                }
+                Some((after, left)) => {
+                    let after = after.parse().map_err(|_| bad_cursor(cursor))?;
+                    let left = left
+                        .split(',')
+                        .map(|hex| Some([self.prefix.as_bytes(), &unhex_bytes(hex)?].concat()))
+                        .collect::<Option<Vec<_>>>()
+                        .ok_or_else(|| bad_cursor(cursor))?;
+                    (after, left)
+                }
+            },
         };
         let left = keys.split_off(keys.len().min(limit));
         let next = if left.is_empty() {
             (after != 0).then(|| after.to_string())
         } else {
-            let mut next = format!("{after}/").into_bytes();
-            for (i, key) in left.iter().enumerate() {
-                if i > 0 {
-                    next.push(b',');
-                }
-                push_hex(
-                    &mut next,
-                    key.strip_prefix(self.prefix.as_bytes()).unwrap_or(key),
-                );
-            }
-            Some(String::from_utf8(next).unwrap_or_else(|_| unreachable!("digits are ASCII")))
+            let prefix = self.prefix.as_bytes();
+            let left: Vec<String> = left
+                .iter()
+                .map(|key| hex(key.strip_prefix(prefix).unwrap_or(key)))
+                .collect();
+            Some(format!("{after}/{}", left.join(",")))
         };
         let mut records = Vec::with_capacity(keys.len());
         if !keys.is_empty() {

@@ -623,25 +623,21 @@ fn open_pool(
         Ok(conn)
     };
     let mut first = open()?;
-    if !migrating {
-        check_schema(&first, path)?;
-        let mut pool = vec![first];
-        for _ in 1..connections {
-            pool.push(open()?);
+    if migrating {
+        let mode: String = first
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(|err| sql_error("switch to WAL mode", err))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(
+                path = %path.display(),
+                journal_mode = %mode,
+                "SQLite session database could not switch to WAL mode; writes will block reads"
+            );
         }
-        return Ok(pool);
+        migrate(&mut first, path)?;
+    } else {
+        check_schema(&first, path)?;
     }
-    let mode: String = first
-        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-        .map_err(|err| sql_error("switch to WAL mode", err))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        tracing::warn!(
-            path = %path.display(),
-            journal_mode = %mode,
-            "SQLite session database could not switch to WAL mode; writes will block reads"
-        );
-    }
-    migrate(&mut first, path)?;
     let mut pool = Vec::with_capacity(connections.max(1));
     pool.push(first);
     for _ in 1..connections {
