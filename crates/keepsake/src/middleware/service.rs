@@ -353,18 +353,27 @@ mod tests {
 
     use super::{add_vary_cookie, make_private};
 
-    /// The `Cache-Control` values after `make_private`, from `values`.
-    fn private(values: &[&'static str]) -> Vec<String> {
+    /// The values of header `name` after `change`, which is given a map
+    /// holding `values` under that name.
+    fn after(
+        name: &header::HeaderName,
+        values: &[&'static str],
+        change: fn(&mut HeaderMap),
+    ) -> Vec<String> {
         let mut headers = HeaderMap::new();
         for value in values {
-            headers.append(header::CACHE_CONTROL, HeaderValue::from_static(value));
+            headers.append(name, HeaderValue::from_static(value));
         }
-        make_private(&mut headers);
+        change(&mut headers);
         headers
-            .get_all(header::CACHE_CONTROL)
+            .get_all(name)
             .iter()
             .map(|value| value.to_str().unwrap().to_owned())
             .collect()
+    }
+
+    fn private(values: &[&'static str]) -> Vec<String> {
+        after(&header::CACHE_CONTROL, values, make_private)
     }
 
     #[test]
@@ -397,18 +406,7 @@ mod tests {
 
     #[test]
     fn vary_cookie_is_added_once() {
-        let vary = |values: &[&'static str]| {
-            let mut headers = HeaderMap::new();
-            for value in values {
-                headers.append(header::VARY, HeaderValue::from_static(value));
-            }
-            add_vary_cookie(&mut headers);
-            headers
-                .get_all(header::VARY)
-                .iter()
-                .map(|value| value.to_str().unwrap().to_owned())
-                .collect::<Vec<_>>()
-        };
+        let vary = |values| after(&header::VARY, values, add_vary_cookie);
         assert_eq!(vary(&[]), ["Cookie"]);
         assert_eq!(vary(&["Accept-Encoding"]), ["Accept-Encoding", "Cookie"]);
         assert_eq!(vary(&["accept, COOKIE"]), ["accept, COOKIE"]);
