@@ -197,10 +197,13 @@ struct CodecArgs {
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
 struct SecretArgs {
-    /// Read the secret (base64) from this environment variable.
+    /// Read the secret from this environment variable: base64 for the
+    /// keepsake formats, the app's secret key as text for flask, starlette
+    /// and django.
     #[arg(long, value_name = "VAR")]
     secret_env: Option<String>,
-    /// Read the secret (base64) from this file.
+    /// Read the secret from this file (base64, or the app's secret key as
+    /// text for flask, starlette and django).
     #[arg(long, value_name = "PATH")]
     secret_file: Option<PathBuf>,
 }
