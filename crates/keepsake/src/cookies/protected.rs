@@ -425,10 +425,9 @@ impl<J: BorrowMut<CookieJar>> ProtectedJar<J> {
             source,
         })?;
         let now = self.now();
-        let claims = Claims::new(now).with_expiry(
-            self.ttl
-                .map(|ttl| crate::codec::deadline_after(now, ttl.as_secs())),
-        );
+        let claims = self.ttl.map_or(Claims::new(now), |ttl| {
+            Claims::new(now).with_ttl(ttl.as_secs())
+        });
         self.set_protected(name, &full, &payload, claims, self.ttl)
     }
 
