@@ -20,7 +20,7 @@ use keepsake::{
     key::{Key, KeyRing, Namespace},
     middleware::SessionLayer,
     session::{BadCookie, Session, SessionError},
-    store::{Data, Id, MemoryStore, Record},
+    store::{Data, Id, MemoryStore, Record, StoreUrl},
 };
 use proptest::prelude::*;
 use tower_service::Service as _;
@@ -92,6 +92,32 @@ fn check_interop(value: &str) {
         let _ = codec.deserialize(value);
     }
     let _ = interop::inspect(value);
+}
+
+/// What `StoreUrl` shows of `text`: the parsed URL or the error.
+fn shown_url(text: &str) -> String {
+    match StoreUrl::parse(text) {
+        Ok(url) => url.to_string(),
+        Err(err) => err.to_string(),
+    }
+}
+
+/// Operator text: store URLs (a password in the user info never shows),
+/// base64 secrets, format, framework and namespace names.
+fn check_operator_text(text: &str) {
+    let _ = shown_url(text);
+    if !text.contains("Pw5ecret") {
+        for scheme in ["redis", "rediss", "postgres", "postgresql", "mongodb"] {
+            let url = format!("{scheme}://user:Pw5ecret@{text}");
+            let shown = shown_url(&url);
+            assert!(!shown.contains("Pw5ecret"), "{url:?} shows as {shown:?}");
+        }
+    }
+    let _ = Key::from_base64(text);
+    let _ = Key::from_bytes(text.as_bytes());
+    let _ = text.parse::<Format>();
+    let _ = text.parse::<Framework>();
+    let _ = text.parse::<Namespace>();
 }
 
 /// Reads `n`; answers "none" for an anonymous session.
@@ -195,6 +221,17 @@ proptest! {
         check_interop(&text);
         check_interop(&near);
         check_interop(&django);
+    }
+
+    #[test]
+    fn operator_text_any_text(
+        text in any_text(),
+        url in "(redis|postgres|sqlite|memory)://([a-z:%/@]{0,12}@)?[a-z0-9.:/]{0,20}([?#][a-z=&%#?]{0,30})?",
+        key in "[A-Za-z0-9+/_ =-]{0,90}",
+    ) {
+        check_operator_text(&text);
+        check_operator_text(&url);
+        check_operator_text(&key);
     }
 }
 
@@ -309,6 +346,25 @@ fn write_fuzz_seeds() {
     write("session_id", "valid", id.as_bytes());
     write("session_id", "json", format!("\"{id}\"").as_bytes());
     write("session_id", "padded", format!("{id}==").as_bytes());
+    for (name, url) in [
+        ("memory", "memory://"),
+        ("sqlite", "sqlite:///var/lib/app/sessions.db"),
+        (
+            "redis",
+            "redis://:pw@127.0.0.1:6379/2?prefix=shop%3A&protocol=resp3",
+        ),
+        (
+            "postgres",
+            "postgres://app:pw@127.0.0.1/app?schema=s1&table=t&password=x",
+        ),
+    ] {
+        write("operator_text", name, url.as_bytes());
+    }
+    write(
+        "operator_text",
+        "key",
+        b"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n",
+    );
     write("store_record", "record", &record_json);
     write("store_record", "compact", &record_payload);
     let mut with_data = record;
