@@ -279,7 +279,8 @@ impl Claims {
         self.with_expiry(Some(deadline_after(self.issued_at, ttl)))
     }
 
-    /// Sets the expiry to an absolute time (`None`: never).
+    /// Sets the expiry to an absolute time (`None`: never). Time 0 becomes
+    /// 1 (expired all the same): a value writes "never" as 0.
     ///
     /// # Example
     ///
@@ -288,10 +289,14 @@ impl Claims {
     ///
     /// assert_eq!(Claims::new(10).with_expiry(Some(99)).expires_at(), Some(99));
     /// assert_eq!(Claims::new(10).with_ttl(5).with_expiry(None).expires_at(), None);
+    /// assert_eq!(Claims::new(0).with_ttl(0).expires_at(), Some(1));
     /// ```
     #[must_use]
     pub const fn with_expiry(mut self, expires_at: Option<u64>) -> Self {
-        self.expires_at = expires_at;
+        self.expires_at = match expires_at {
+            Some(0) => Some(1),
+            other => other,
+        };
         self
     }
 

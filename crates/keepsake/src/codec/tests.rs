@@ -226,6 +226,13 @@ fn expiry_is_enforced_at_the_second() {
         // No expiry means no expiry.
         let value = codec.encode("c", b"x", Claims::new(NOW)).unwrap();
         assert!(codec.decode("c", &value, MAX_TIME).is_ok());
+        // An expiry at time 0 (a ttl of 0 at time 0) is not "no expiry",
+        // which the wire writes as 0.
+        let value = codec.encode("c", b"x", Claims::new(0).with_ttl(0)).unwrap();
+        assert_eq!(
+            codec.decode("c", &value, NOW),
+            Err(DecodeError::Expired { expires_at: 1 })
+        );
     }
 }
 

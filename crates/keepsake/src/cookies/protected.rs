@@ -456,7 +456,8 @@ impl<J: BorrowMut<CookieJar>> ProtectedJar<J> {
     }
 
     /// Re-issues cookie `name` under the current key if only a fallback key
-    /// verified it, keeping its payload and expiry. Returns whether it did.
+    /// verified it, keeping its payload, issue time and expiry. Returns
+    /// whether it did.
     ///
     /// # Errors
     ///
@@ -492,13 +493,7 @@ impl<J: BorrowMut<CookieJar>> ProtectedJar<J> {
         let max_age = claims
             .expires_at()
             .map(|expires_at| Duration::from_secs(expires_at.saturating_sub(now)));
-        self.set_protected(
-            name,
-            &full,
-            opened.payload(),
-            Claims::new(now).with_expiry(claims.expires_at()),
-            max_age,
-        )?;
+        self.set_protected(name, &full, opened.payload(), claims, max_age)?;
         Ok(true)
     }
 

@@ -9,7 +9,7 @@ use super::{ConfigError, SessionService};
 use crate::{
     codec::{Codec, Format},
     cookies::{Cookie, CookieBuilder, Prefix, SameSite, SetCookieTemplate},
-    key::{Key, KeyRing},
+    key::{Key, KeyError, KeyRing},
     session::{
         BadCookie, Clock, SystemClock,
         context::{Backend, Context, WriteLocks},
@@ -135,9 +135,10 @@ impl SessionLayer {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::Key`] when `KEEPSAKE_SECRET` is missing or not a valid
-    /// secret (the message says how to make one), and the errors of
-    /// [`SessionLayerBuilder::from_env`].
+    /// [`ConfigError::Key`] when `KEEPSAKE_SECRET` is missing (the message
+    /// says how to make a secret) or either variable is not valid UTF-8,
+    /// [`ConfigError::EnvKey`] when it or one of the fallback keys is not a
+    /// valid secret, and the errors of [`SessionLayerBuilder::from_env`].
     ///
     /// # Example
     ///
@@ -183,11 +184,42 @@ impl<S> Layer<S> for SessionLayer {
 
 /// Reads the key ring from `KEEPSAKE_SECRET` and `KEEPSAKE_SECRET_FALLBACKS`.
 fn ring_from_env() -> Result<KeyRing, ConfigError> {
-    let mut ring = KeyRing::new(Key::from_env("KEEPSAKE_SECRET")?);
-    if let Ok(fallbacks) = std::env::var("KEEPSAKE_SECRET_FALLBACKS") {
-        for text in fallbacks.split(',').filter(|text| !text.trim().is_empty()) {
-            ring = ring.with_fallback(Key::from_base64(text)?);
+    ring_from_vars(|var| std::env::var(var))
+}
+
+/// The key ring from the variables `lookup` reads; an error names the
+/// variable (and which of the fallback keys), never the secret.
+fn ring_from_vars(
+    lookup: impl Fn(&str) -> Result<String, std::env::VarError>,
+) -> Result<KeyRing, ConfigError> {
+    use std::env::VarError;
+    const SECRET: &str = "KEEPSAKE_SECRET";
+    const FALLBACKS: &str = "KEEPSAKE_SECRET_FALLBACKS";
+    let not_unicode = |var: &str| KeyError::EnvNotUnicode {
+        var: var.to_owned(),
+    };
+    let secret = match lookup(SECRET) {
+        Ok(text) => text,
+        Err(VarError::NotPresent) => {
+            return Err(KeyError::MissingEnv {
+                var: SECRET.to_owned(),
+            }
+            .into());
         }
+        Err(VarError::NotUnicode(_)) => return Err(not_unicode(SECRET).into()),
+    };
+    let key = |var: String, text: &str| {
+        Key::from_base64(text).map_err(|source| ConfigError::EnvKey { var, source })
+    };
+    let mut ring = KeyRing::new(key(SECRET.to_owned(), &secret)?);
+    let fallbacks = match lookup(FALLBACKS) {
+        Ok(text) => text,
+        Err(VarError::NotPresent) => String::new(),
+        Err(VarError::NotUnicode(_)) => return Err(not_unicode(FALLBACKS).into()),
+    };
+    let texts = fallbacks.split(',').filter(|text| !text.trim().is_empty());
+    for (n, text) in (1..).zip(texts) {
+        ring = ring.with_fallback(key(format!("{FALLBACKS} (key {n})"), text)?);
     }
     Ok(ring)
 }
@@ -635,7 +667,9 @@ impl SessionLayerBuilder {
     /// [`ConfigError::Cookie`] for a cookie name, path or domain that is not
     /// valid, or attributes browsers would reject (such as `__Host-` with a
     /// `Domain`); [`ConfigError::Lifetime`] for a zero lifetime, an idle
-    /// timeout longer than the lifetime, or a zero store timeout.
+    /// timeout longer than the lifetime, or a zero store timeout;
+    /// [`ConfigError::EmptySecret`] for a Flask, Starlette or Django codec
+    /// with an empty secret key.
     ///
     /// # Example
     ///
@@ -660,6 +694,12 @@ impl SessionLayerBuilder {
             return Err(ConfigError::Lifetime(
                 "the idle timeout cannot be longer than the absolute lifetime",
             ));
+        }
+        #[cfg(feature = "interop")]
+        if let Some(codec) = &self.interop
+            && codec.has_empty_key()
+        {
+            return Err(ConfigError::EmptySecret(codec.framework()));
         }
         let mut cookie: CookieBuilder = Cookie::build(self.name.clone(), "")
             .path_owned(self.path.clone())
@@ -735,4 +775,61 @@ pub(crate) fn unavailable_response(
         .entry(header::RETRY_AFTER)
         .or_insert(http::HeaderValue::from_static("1"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::env::VarError;
+
+    use super::*;
+
+    fn vars(
+        secret: Option<&str>,
+        fallbacks: Option<&str>,
+    ) -> impl Fn(&str) -> Result<String, VarError> {
+        let (secret, fallbacks) = (secret.map(str::to_owned), fallbacks.map(str::to_owned));
+        move |var| {
+            let value = match var {
+                "KEEPSAKE_SECRET" => secret.clone(),
+                "KEEPSAKE_SECRET_FALLBACKS" => fallbacks.clone(),
+                _ => None,
+            };
+            match value.as_deref() {
+                Some("\u{fffd}") => Err(VarError::NotUnicode("\u{fffd}".into())),
+                Some(text) => Ok(text.to_owned()),
+                None => Err(VarError::NotPresent),
+            }
+        }
+    }
+
+    #[test]
+    fn env_key_errors_name_the_variable_never_the_secret() {
+        let good = Key::generate().to_base64();
+        let ring = ring_from_vars(vars(Some(&good), Some(&format!(" {good} ,,{good}"))));
+        assert_eq!(ring.unwrap().fallbacks().len(), 2);
+        let message = |secret: Option<&str>, fallbacks: Option<&str>| {
+            ring_from_vars(vars(secret, fallbacks))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(message(None, None).contains("KEEPSAKE_SECRET"));
+        assert!(message(None, None).contains("keepsake keygen"));
+        let short = message(Some("aHVudGVyMg=="), None);
+        assert!(
+            short.starts_with("the environment variable KEEPSAKE_SECRET: the secret is 7 bytes"),
+            "{short}"
+        );
+        let second = message(Some(&good), Some(&format!("{good},hunter2")));
+        assert!(
+            second.starts_with("the environment variable KEEPSAKE_SECRET_FALLBACKS (key 2): "),
+            "{second}"
+        );
+        assert!(!second.contains("hunter2"), "{second}");
+        // A fallback list that is not UTF-8 is an error, not "no fallbacks".
+        let garbled = message(Some(&good), Some("\u{fffd}"));
+        assert!(
+            garbled.contains("KEEPSAKE_SECRET_FALLBACKS is not valid UTF-8"),
+            "{garbled}"
+        );
+    }
 }

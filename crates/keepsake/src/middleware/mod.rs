@@ -71,6 +71,31 @@ pub enum ConfigError {
     /// The lifetimes or the timeout do not make sense together.
     #[error("session lifetimes: {0}")]
     Lifetime(&'static str),
+    /// The secret in an environment variable (`KEEPSAKE_SECRET`, or one of
+    /// the keys in `KEEPSAKE_SECRET_FALLBACKS`) is not a valid secret.
+    #[error("the environment variable {var}: {source}")]
+    EnvKey {
+        /// The variable, and which key of a list.
+        var: String,
+        /// Why the secret was refused.
+        source: crate::key::KeyError,
+    },
+    /// The Flask, Starlette or Django secret key, or one of its fallbacks,
+    /// is empty: anyone could sign session cookies with it (the frameworks
+    /// refuse it too).
+    ///
+    /// ```
+    /// # #[cfg(feature = "interop")] {
+    /// use keepsake::{codec::interop::{Framework, InteropCodec}, middleware::{ConfigError, SessionLayer}};
+    ///
+    /// let err = SessionLayer::with_interop(InteropCodec::new(Framework::Flask, "")).build().unwrap_err();
+    /// assert!(matches!(err, ConfigError::EmptySecret(Framework::Flask)));
+    /// # }
+    /// ```
+    #[cfg(feature = "interop")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "interop")))]
+    #[error("the {0} secret key is empty: anyone could sign session cookies with it")]
+    EmptySecret(crate::codec::interop::Framework),
     /// An environment variable has a value that cannot be used.
     #[error("the environment variable {var} has an invalid value {value:?}")]
     Env {

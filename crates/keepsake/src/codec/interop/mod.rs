@@ -504,6 +504,12 @@ impl InteropCodec {
         codec
     }
 
+    /// Whether the secret key or a fallback key is empty (the layer refuses
+    /// such a codec).
+    pub(crate) fn has_empty_key(&self) -> bool {
+        self.secret.is_empty() || self.fallbacks.iter().any(Vec::is_empty)
+    }
+
     /// Also accepts cookies signed with these old keys, given in the order
     /// of the framework's `SECRET_KEY_FALLBACKS` setting. They are tried as
     /// the framework tries them (Flask last to first, Django in order;
