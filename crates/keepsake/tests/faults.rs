@@ -488,6 +488,79 @@ async fn redis_cache_is_not_trusted_after_a_second_of_silence() {
     assert!(deleted.expect("delete the session"), "the session was gone");
 }
 
+/// The store's connection is forgotten on the way (a firewall or NAT that
+/// dropped it: nothing passes, nothing closes), while new connections pass.
+/// A command that times out with Redis silent on the connection makes the
+/// store connect again, so loads and saves work again at once instead of
+/// timing out until TCP gives up, many minutes later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_connects_again_when_its_connection_goes_silent() {
+    let _serial = SERIAL.lock().await;
+    let Some(spare) = spare_redis().await else {
+        return;
+    };
+    let proxy = SlowProxy::start(spare.port(), Duration::ZERO)
+        .await
+        .expect("proxy");
+    let control = proxy.control();
+    let store = RedisStore::connect(&format!("redis://127.0.0.1:{}", proxy.port()))
+        .await
+        .expect("connect through the proxy")
+        .with_prefix(format!("faults-forgotten-{}:", std::process::id()))
+        .with_command_timeout(SILENT_TIMEOUT)
+        // Every load goes to Redis.
+        .with_local_cache(0);
+    let now = unix_now();
+    let mut record = Record::new(Id::random(), now, Some(600), 3_600);
+    assert_eq!(
+        store.create(&record).await.expect("create"),
+        Created::Created
+    );
+
+    // Loads: the first one after the connection is forgotten may time out;
+    // within a few more, one goes through on a new connection.
+    control.forget_open();
+    let mut loads = Vec::new();
+    for _ in 0..4 {
+        let got = bounded_load(&store, &record.id, now).await;
+        let ok = matches!(&got, Ok(Ok(Some(loaded))) if *loaded == record);
+        loads.push(describe(&got, &record));
+        if ok {
+            break;
+        }
+    }
+    // Saves, which go through the store's batching task.
+    control.forget_open();
+    let mut saves = Vec::new();
+    for _ in 0..4 {
+        record
+            .data
+            .insert("n".into(), serde_json::json!(saves.len()));
+        let got = tokio::time::timeout(LOAD_BOUND, store.save(&record, now)).await;
+        saves.push(format!("{got:?}"));
+        if let Ok(Ok(Saved::Saved { version })) = got {
+            record.version = version;
+            break;
+        }
+    }
+    let deleted = store.delete(&record.id).await;
+    drop(store);
+    drop(proxy);
+    tokio::task::spawn_blocking(move || drop(spare))
+        .await
+        .expect("join");
+    println!("forgotten connection: loads {loads:?}; saves {saves:?}");
+    assert!(
+        loads.len() <= 2 && loads.last().is_some_and(|last| last == "the old copy"),
+        "loads after the connection was forgotten: {loads:?}"
+    );
+    assert!(
+        saves.len() <= 2 && saves.last().is_some_and(|last| last.contains("Saved")),
+        "saves after the connection was forgotten: {saves:?}"
+    );
+    assert!(deleted.expect("delete the session"), "the session was gone");
+}
+
 /// The real time, in seconds since 1970.
 fn unix_now() -> u64 {
     std::time::SystemTime::now()

@@ -99,6 +99,11 @@ pub enum SessionError {
         /// The limit.
         limit: usize,
     },
+    /// [`Session::set_user`] with a user that holds the character U+0000,
+    /// which PostgreSQL cannot store (refused with every store, so that an
+    /// app behaves the same on each). The change was not made.
+    #[error("a session's user cannot contain the character U+0000")]
+    InvalidUser,
 }
 
 /// How long a session lasts; set for all sessions on the layer, or for one
@@ -999,6 +1004,15 @@ impl Session {
     /// logs in, so an id planted before login (session fixation) is worth
     /// nothing. The old id stops working when the response is sent.
     ///
+    /// A request the browser sent with the old cookie before the new one
+    /// arrived, and that reaches a store-backed session after the cycle,
+    /// finds its session gone: it is answered with a cookie that removes
+    /// the session cookie (or, if its handler writes to the session, with
+    /// a new session's cookie), and if the browser applies that answer
+    /// after the login's, the user is logged out again (Django's sessions
+    /// do the same). Cycle the id on the login request itself, not on a
+    /// page that fires other requests at once.
+    ///
     /// # Errors
     ///
     /// [`SessionError::Unavailable`].
@@ -1134,19 +1148,28 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// [`SessionError::Unavailable`], and with client-side sessions
-    /// [`SessionError::TooLarge`] (the session is left unchanged).
+    /// [`SessionError::Unavailable`]; [`SessionError::InvalidUser`] for a
+    /// user holding U+0000; with client-side sessions
+    /// [`SessionError::TooLarge`]. The session is left unchanged on error.
     ///
     /// # Example
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
-    /// let session = keepsake::session::Session::detached();
+    /// use keepsake::session::{Session, SessionError};
+    ///
+    /// let session = Session::detached();
     /// session.set_user(Some("ada")).await?;
     /// assert_eq!(session.user().await?.as_deref(), Some("ada"));
-    /// # Ok::<(), keepsake::session::SessionError>(()) }).unwrap();
+    /// let err = session.set_user(Some("a\0b")).await.unwrap_err();
+    /// assert!(matches!(err, SessionError::InvalidUser));
+    /// assert_eq!(session.user().await?.as_deref(), Some("ada"));
+    /// # Ok::<(), SessionError>(()) }).unwrap();
     /// ```
     pub async fn set_user(&self, user: Option<&str>) -> Result<(), SessionError> {
+        if user.is_some_and(|user| user.contains('\0')) {
+            return Err(SessionError::InvalidUser);
+        }
         let mut state = self.loaded().await?;
         self.change(&mut state, Change::User(user.map(str::to_owned)))
     }

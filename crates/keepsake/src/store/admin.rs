@@ -562,6 +562,10 @@ impl StoreUrl {
     }
 
     /// [`open`](Self::open), creating and migrating only if `migrate`.
+    #[cfg_attr(
+        not(any(feature = "sqlite", feature = "postgres")),
+        allow(unused_variables)
+    )]
     async fn open_with(&self, migrate: bool) -> Result<AnyStore, OpenError> {
         let failed = |source: StoreError| OpenError::Store {
             store: self.name(),

@@ -31,7 +31,7 @@ use std::{
     hash::{BuildHasher as _, RandomState},
     sync::{
         Arc, Mutex, MutexGuard, PoisonError,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
 };
 
@@ -224,6 +224,7 @@ impl MemoryStoreBuilder {
                 users: (0..shards).map(|_| Mutex::default()).collect(),
                 user_hasher: RandomState::new(),
                 len: AtomicUsize::new(0),
+                latest_now: AtomicU64::new(0),
                 max_records: self.max_records,
             }),
         }
@@ -334,6 +335,10 @@ struct Inner {
     user_hasher: RandomState,
     /// Records held across all shards, expired or not.
     len: AtomicUsize,
+    /// The latest `now` a load was given: the store's idea of the time
+    /// when `create` must make room, as a record's `created_at` may be
+    /// long past (a session that moves to a new id keeps it).
+    latest_now: AtomicU64,
     max_records: usize,
 }
 
@@ -475,7 +480,8 @@ impl Inner {
             // Full. With no shard lock held (so shards are only ever locked
             // one at a time), make room from expired records, then retry.
             if attempt == 0 {
-                self.purge_when_full(&record.id, now);
+                let latest = self.latest_now.load(Ordering::Relaxed);
+                self.purge_when_full(&record.id, now.max(latest));
             }
         }
         Err(StoreError::new(
@@ -504,6 +510,10 @@ impl Inner {
     }
 
     fn load(&self, id: &Id, now: u64) -> Option<Arc<Record>> {
+        // Written about once a second, so the cache line is mostly read.
+        if now > self.latest_now.load(Ordering::Relaxed) {
+            self.latest_now.fetch_max(now, Ordering::Relaxed);
+        }
         let shard = self.shard(id);
         shard
             .records
@@ -1156,6 +1166,21 @@ mod tests {
         store.inner.len.fetch_sub(16, Ordering::AcqRel);
         // 8 purged on write, 256 more when full, 8 on write again on retry.
         assert_eq!(store.len(), 292 - 8 - 256 - 8 + 1);
+        assert_consistent(&store);
+    }
+
+    #[tokio::test]
+    async fn a_full_store_makes_room_by_the_time_of_the_latest_load() {
+        // A session moving to a new id (a login) keeps its `created_at`,
+        // long past: the store makes room by the time its loads were given.
+        let store = MemoryStore::builder().max_records(4).build();
+        let old: Vec<Record> = (0..4).map(|_| record(0, None, 10)).collect();
+        for record in &old {
+            store.create(record).await.unwrap();
+        }
+        assert!(store.load(&old[0].id, 1_000).await.unwrap().is_none());
+        let cycled = record(5, Some(60), 10_000);
+        assert_eq!(store.create(&cycled).await.unwrap(), Created::Created);
         assert_consistent(&store);
     }
 

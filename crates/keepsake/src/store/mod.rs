@@ -508,6 +508,7 @@ impl StoreError {
 
     /// The same error, saying which stored session it is about (so that
     /// an operator can find an unreadable record).
+    #[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
     pub(crate) fn about(mut self, session: impl fmt::Debug) -> Self {
         self.message = format!("stored session {session:?}: {}", self.message);
         self

@@ -63,9 +63,13 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// locks for long.
 const PURGE_BATCH: i64 = 1_000;
 
-/// The longest table name: index names add up to 12 characters and
-/// PostgreSQL truncates identifiers past 63.
-const MAX_TABLE_LEN: usize = 63 - "_user_id_idx".len();
+/// The longest table name: index names add up to 13 characters
+/// (`_deadline_idx`) and PostgreSQL truncates identifiers past 63.
+const MAX_TABLE_LEN: usize = 63 - "_deadline_idx".len();
+
+/// The table that records each session table's layout version, in the
+/// same schema: no session table may take its name.
+const VERSIONS_TABLE: &str = "keepsake_schema";
 
 /// The longest schema name.
 const MAX_SCHEMA_LEN: usize = 63;
@@ -125,11 +129,12 @@ const COLUMNS: &str = "id, data::text, created_at, idle_timeout, idle_deadline, 
 /// inject SQL.
 ///
 /// Session data is stored as a JSONB object, so it can be inspected with
-/// SQL. Two exceptions, data JSONB cannot hold as it is: the character
-/// U+0000, and the number `-0.0` (JSONB keeps it as `0`). Data that
-/// contains either anywhere is stored as a JSONB *string* holding the data's
-/// JSON text instead, so that it loads back exactly. Reading accepts both
-/// forms.
+/// SQL. The exceptions are data JSONB cannot hold as it is: the character
+/// U+0000, the float `-0.0` (JSONB keeps it as `0`) and whole floats from
+/// `1e16` up (JSONB gives `1e16` back as the integer `10000000000000000`).
+/// Data that contains any of these anywhere is stored as a JSONB *string*
+/// holding the data's JSON text instead, so that it loads back exactly.
+/// Reading accepts both forms.
 ///
 /// # Why compare-and-set on `version`
 ///
@@ -371,6 +376,15 @@ impl PostgresStoreBuilder {
     fn unchecked(&self, pool: Pool) -> Result<PostgresStore, StoreError> {
         check_name("schema", &self.schema, MAX_SCHEMA_LEN)?;
         check_name("table", &self.table, MAX_TABLE_LEN)?;
+        if self.table == VERSIONS_TABLE {
+            return Err(StoreError::new(
+                StoreErrorKind::Unavailable,
+                format!(
+                    "invalid PostgreSQL table name {VERSIONS_TABLE:?}: keepsake keeps its \
+                     layout versions in that table"
+                ),
+            ));
+        }
         Ok(PostgresStore {
             pool,
             sql: Arc::new(Sql::new(&self.schema, &self.table)),
@@ -468,7 +482,7 @@ impl Sql {
         Self {
             schema: schema.to_owned(),
             table: table.to_owned(),
-            versions: format!("\"{schema}\".\"keepsake_schema\""),
+            versions: format!("\"{schema}\".\"{VERSIONS_TABLE}\""),
             create_table: format!(
                 "CREATE TABLE IF NOT EXISTS {t} (
                     id TEXT PRIMARY KEY,
@@ -558,16 +572,15 @@ fn from_db(value: i64, column: &str) -> Result<u64, StoreError> {
 }
 
 /// The JSON text to store for `data`: the object itself, or, if it holds a
-/// U+0000 (which JSONB refuses) or a `-0.0` (which JSONB makes `0`), a JSON
-/// string of its text.
+/// U+0000 (which JSONB refuses) or a float JSONB would change (see
+/// [`jsonb_alters`]), a JSON string of its text.
 fn encode_data(data: &Data) -> Result<String, StoreError> {
     let text = serde_json::to_string(data).map_err(|err| {
         StoreError::with_source(StoreErrorKind::Corrupt, "cannot encode session data", err)
     })?;
-    // `-0.0` in the text is a cheap first look; only then is the data
-    // walked (the text may hold it inside a string).
-    let negative_zero = text.contains("-0.0") && data.values().any(has_negative_zero);
-    if !text.contains("\\u0000") && !negative_zero {
+    let as_string = text.contains("\\u0000")
+        || (may_hold_altered_float(&text) && data.values().any(jsonb_alters));
+    if !as_string {
         return Ok(text);
     }
     serde_json::to_string(&Value::String(text)).map_err(|err| {
@@ -575,12 +588,28 @@ fn encode_data(data: &Data) -> Result<String, StoreError> {
     })
 }
 
-/// Whether `value` holds the number `-0.0`, which JSONB turns into `0`.
-fn has_negative_zero(value: &Value) -> bool {
+/// A cheap first look at the JSON text for a float [`jsonb_alters`]: a
+/// `-0.0` or an exponent with no minus sign (`1e+16`). Only then is the data
+/// walked (the text may hold these inside strings or keys).
+fn may_hold_altered_float(text: &str) -> bool {
+    text.contains("-0.0")
+        || text
+            .as_bytes()
+            .windows(2)
+            .any(|pair| pair[0] == b'e' && (pair[1] == b'+' || pair[1].is_ascii_digit()))
+}
+
+/// Whether `value` holds a float that JSONB gives back changed: it keeps
+/// numbers as decimals, so `-0.0` loses its sign and a whole float written
+/// with an exponent (serde_json does so from `1e16` up) comes back as an
+/// integer.
+fn jsonb_alters(value: &Value) -> bool {
     match value {
-        Value::Number(n) => n.as_f64().is_some_and(|f| f == 0.0 && f.is_sign_negative()),
-        Value::Array(items) => items.iter().any(has_negative_zero),
-        Value::Object(fields) => fields.values().any(has_negative_zero),
+        Value::Number(n) if n.is_f64() => n
+            .as_f64()
+            .is_some_and(|f| (f == 0.0 && f.is_sign_negative()) || f.abs() >= 1e16),
+        Value::Array(items) => items.iter().any(jsonb_alters),
+        Value::Object(fields) => fields.values().any(jsonb_alters),
         _ => false,
     }
 }
@@ -645,6 +674,15 @@ struct Columns {
 
 impl Columns {
     fn of(record: &Record) -> Result<Self, StoreError> {
+        if record
+            .user
+            .as_deref()
+            .is_some_and(|user| user.contains('\0'))
+        {
+            return Err(corrupt(
+                "a session's user cannot contain U+0000 in PostgreSQL",
+            ));
+        }
         Ok(Self {
             data: encode_data(&record.data)?,
             created_at: to_db(record.created_at),
@@ -910,28 +948,78 @@ impl PostgresStore {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(sql)
-            .await
-            .map_err(unavailable("preparing a session statement failed"))?;
-        client
-            .query(&statement, params)
-            .await
-            .map_err(unavailable("a session query failed"))
+        let busy = Busy(Some(self.client().await?));
+        let rows = async {
+            let client = busy.client();
+            let statement = client
+                .prepare_cached(sql)
+                .await
+                .map_err(unavailable("preparing a session statement failed"))?;
+            client
+                .query(&statement, params)
+                .await
+                .map_err(unavailable("a session query failed"))
+        }
+        .await;
+        busy.done();
+        rows
     }
 
     /// Runs a cached prepared statement; how many rows it changed.
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(sql)
-            .await
-            .map_err(unavailable("preparing a session statement failed"))?;
-        client
-            .execute(&statement, params)
-            .await
-            .map_err(unavailable("a session statement failed"))
+        let busy = Busy(Some(self.client().await?));
+        let changed = async {
+            let client = busy.client();
+            let statement = client
+                .prepare_cached(sql)
+                .await
+                .map_err(unavailable("preparing a session statement failed"))?;
+            client
+                .execute(&statement, params)
+                .await
+                .map_err(unavailable("a session statement failed"))
+        }
+        .await;
+        busy.done();
+        changed
+    }
+}
+
+/// A pooled connection while a statement runs on it. If the caller stops
+/// waiting (its timeout) before the statement is done, the connection
+/// must not go back to the pool: the statement still runs on it, and the
+/// next request to get it would wait behind it (with a locked row or a
+/// server that stopped answering, without end). So it is taken out of the
+/// pool and closed, and the server is asked to cancel the statement (a
+/// best effort, without TLS), which then takes no effect if it had not yet.
+struct Busy(Option<deadpool_postgres::Object>);
+
+impl Busy {
+    fn client(&self) -> &deadpool_postgres::Object {
+        self.0
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("set until done or dropped"))
+    }
+
+    /// The statement finished: the connection goes back to the pool.
+    fn done(mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let Some(client) = self.0.take() else {
+            return;
+        };
+        let cancel = client.cancel_token();
+        drop(deadpool_postgres::Object::take(client));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = cancel.cancel_query(NoTls).await;
+            });
+        }
+        tracing::debug!("a PostgreSQL statement was abandoned; its connection is closed");
     }
 }
 
@@ -1074,10 +1162,17 @@ impl SessionStore for PostgresStore {
     }
 
     async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
+        // PostgreSQL text cannot hold U+0000, so no stored user does.
+        if user.contains('\0') {
+            return Ok(0);
+        }
         Ok(count(self.execute(&self.sql.delete_user, &[&user]).await?))
     }
 
     async fn list_user(&self, user: &str, now: u64) -> Result<Vec<Record>, StoreError> {
+        if user.contains('\0') {
+            return Ok(Vec::new());
+        }
         self.query(&self.sql.list_user, &[&user, &to_db(now)])
             .await?
             .iter()
@@ -1509,6 +1604,63 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_statement_its_caller_gave_up_on_does_not_hold_up_the_next() {
+        with_schema(|url, schema| async move {
+            let store = PostgresStore::builder()
+                .schema(&schema)
+                .pool_size(1)
+                .connect(&url)
+                .await
+                .unwrap();
+            let mut locked = record(1_000, 3_600);
+            let free = record(1_000, 3_600);
+            store.create(&locked).await.unwrap();
+            store.create(&free).await.unwrap();
+            // Another client holds the row's lock.
+            let mut holder = raw(&url).await;
+            let transaction = holder.transaction().await.unwrap();
+            transaction
+                .execute(
+                    &format!(
+                        "SELECT 1 FROM \"{schema}\".keepsake_sessions WHERE id = $1 FOR UPDATE"
+                    ),
+                    &[&locked.id.to_string()],
+                )
+                .await
+                .unwrap();
+            locked.data.insert("n".into(), json!(2));
+            let save = tokio::time::timeout(Duration::from_millis(300), store.save(&locked, 1_000));
+            assert!(save.await.is_err(), "the save waited for the lock");
+            // The pool's one connection was not handed out again with the
+            // abandoned statement on it.
+            let load = tokio::time::timeout(Duration::from_secs(2), store.load(&free.id, 1_000));
+            assert_eq!(load.await.expect("the load waited").unwrap(), Some(free));
+            // The statement was cancelled: once the lock goes, it does not
+            // take effect after all.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            transaction.commit().await.unwrap();
+            let loaded = store.load(&locked.id, 1_000).await.unwrap().unwrap();
+            assert_eq!((loaded.version, &loaded.data["n"]), (0, &json!(1)));
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_user_with_nul_is_refused_clearly_and_found_nowhere() {
+        with_schema(|url, schema| async move {
+            let store = store(&url, &schema).await;
+            let mut record = record(1_000, 3_600);
+            record.user = Some("a\u{0}b".to_owned());
+            let err = store.create(&record).await.unwrap_err();
+            assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{err}");
+            assert!(err.to_string().contains("U+0000"), "{err}");
+            assert_eq!(store.list_user("a\u{0}b", 1_000).await.unwrap(), []);
+            assert_eq!(store.delete_user("a\u{0}b").await.unwrap(), 0);
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn bad_rows_are_corrupt() {
         with_schema(|url, schema| async move {
             let store = store(&url, &schema).await;
@@ -1595,6 +1747,7 @@ mod tests {
             ("", "sessions"),
             ("pub lic", "sessions"),
             ("public", &"t".repeat(MAX_TABLE_LEN + 1)),
+            ("public", VERSIONS_TABLE),
         ] {
             // The names are checked before any connection is made.
             let err = PostgresStore::builder()
@@ -1675,6 +1828,12 @@ mod tests {
         let text = encode_data(&plain).unwrap();
         assert!(text.starts_with('{'));
         assert_eq!(decode_data(&text).unwrap(), plain);
+        for (float, string_form) in [(1e16, true), (-0.0, true), (1e-7, false), (1.5, false)] {
+            let data: Data = [("f".to_owned(), json!(float))].into_iter().collect();
+            let text = encode_data(&data).unwrap();
+            assert_eq!(text.starts_with('"'), string_form, "{text}");
+            assert_eq!(decode_data(&text).unwrap()["f"].as_f64(), Some(float));
+        }
         assert!(decode_data("[1]").is_err());
         assert!(decode_data("\"[1]\"").is_err());
         assert_eq!(to_db(u64::MAX), i64::MAX);

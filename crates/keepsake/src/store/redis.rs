@@ -484,7 +484,10 @@ impl RedisStore {
                 link.failed(&err);
                 Err(map_error(err, what))
             }
-            Err(_) => Err(self.timed_out(what)),
+            Err(_) => {
+                self.conn.timed_out(link, self.timeout);
+                Err(self.timed_out(what))
+            }
         }
     }
 
@@ -634,7 +637,10 @@ impl RedisStore {
         let request = Request::new(get(), filling.is_some());
         let first = request.send(&mut conn);
         let value: Option<Vec<u8>> = match tokio::time::timeout(self.timeout, first).await {
-            Err(_) => return Err(self.timed_out("load")),
+            Err(_) => {
+                self.conn.timed_out(&link, self.timeout);
+                return Err(self.timed_out("load"));
+            }
             // A connection Redis closed while idle (`timeout`, a proxy)
             // fails the first command sent on it. A read is safe to send
             // again, on a new connection; what it reads there is not kept

@@ -1192,6 +1192,29 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_its_caller_gave_up_on_is_not_made_once_the_lock_comes() {
+        let db = TempDb::new("abandoned");
+        let store = SqliteStore::open(&db.0).await.unwrap();
+        let mut record = Record::new(Id::random(), 1_000, Some(600), 3_600);
+        store.create(&record).await.unwrap();
+        // Another process holds the write lock for longer than the caller
+        // waits (but less than the store's 5 s busy timeout).
+        let holder = raw(&db);
+        holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        record.data.insert("n".into(), json!(1));
+        let gave_up = tokio::time::timeout(Duration::from_millis(300), store.save(&record, 1_000));
+        assert!(gave_up.await.is_err(), "the save waited for the lock");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        holder.execute_batch("COMMIT").unwrap();
+        // The writer thread got the lock: the next write goes after the
+        // abandoned one, which was not made.
+        let other = Record::new(Id::random(), 1_000, Some(600), 3_600);
+        store.create(&other).await.unwrap();
+        let loaded = store.load(&record.id, 1_000).await.unwrap().unwrap();
+        assert_eq!((loaded.version, loaded.data.get("n")), (0, None));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn conformance_in_memory() {
         let store = SqliteStore::open_in_memory().unwrap();
         conformance::run_all(&store).await;

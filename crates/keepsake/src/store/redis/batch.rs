@@ -113,6 +113,17 @@ async fn send(conn: &Connection, jobs: &mut Vec<Job>) {
         Err(_) => return fail(conn, jobs, &[], &timed_out("save", timeout)),
     };
     let tracked = conn.track(&link, timeout).await;
+    if link.is_broken() {
+        // Redis did not answer the tracking request either: the next batch
+        // connects again, rather than this one waiting out another timeout.
+        return fail(conn, jobs, &[], &timed_out("save", timeout));
+    }
+    // A save whose request stopped waiting (and was answered that it
+    // failed) is not sent: it must not be made after all.
+    jobs.retain(|job| !job.reply.is_closed());
+    if jobs.is_empty() {
+        return;
+    }
     let keeps = tracked && jobs.iter().any(|job| job.keep.is_some());
     let mut cmd = super::evalsha(&SAVE, jobs.len());
     for job in jobs.iter() {
@@ -148,7 +159,10 @@ async fn send(conn: &Connection, jobs: &mut Vec<Job>) {
             link.failed(&err);
             return fail(conn, jobs, &tickets, &map_error(err, "save"));
         }
-        Err(_) => return fail(conn, jobs, &tickets, &timed_out("save", timeout)),
+        Err(_) => {
+            conn.timed_out(&link, timeout);
+            return fail(conn, jobs, &tickets, &timed_out("save", timeout));
+        }
     };
     conn.heard(&link);
     for ((mut job, code), ticket) in jobs.drain(..).zip(codes).zip(tickets) {
@@ -170,8 +184,9 @@ fn fail(conn: &Connection, jobs: &mut Vec<Job>, tickets: &[Ticket], err: &StoreE
             Some(ticket) => conn.cache.wrote(*ticket, &job.cached, None),
             None => conn.cache.invalidate(&job.cached),
         }
+        // The message, not the `Display`, which starts with the kind again.
         let _ = job
             .reply
-            .send(Err(StoreError::new(err.kind(), err.to_string())));
+            .send(Err(StoreError::new(err.kind(), err.message.clone())));
     }
 }

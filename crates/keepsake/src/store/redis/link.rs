@@ -149,6 +149,28 @@ impl Connection {
         Ok(link)
     }
 
+    /// Notes that a command on `link` got no answer within `timeout`. If
+    /// Redis has said nothing on the link for that long, the link is taken
+    /// for dead and marked broken (the cache drops its copies), so that the
+    /// next command connects again: a connection that a firewall or NAT
+    /// forgot answers nothing and is not closed, and TCP may take many
+    /// minutes to notice. A Redis that is only slow still answers other
+    /// commands, which keeps the link.
+    pub(super) fn timed_out(&self, link: &Link, timeout: Duration) {
+        let silent = self
+            .millis()
+            .saturating_sub(link.state.heard.load(Ordering::Relaxed));
+        if u128::from(silent) >= timeout.as_millis()
+            && !link.state.broken.swap(true, Ordering::AcqRel)
+        {
+            tracing::warn!(
+                silent_ms = silent,
+                "Redis said nothing on its connection within the command timeout; connecting again"
+            );
+            link.state.cache.flush();
+        }
+    }
+
     /// Notes that Redis answered on `link`.
     pub(super) fn heard(&self, link: &Link) {
         let now = self.millis();
@@ -203,7 +225,10 @@ impl Connection {
                     tracing::warn!(error = %err, "Redis refused client tracking; sessions are read from Redis every time");
                     Ok(false)
                 }
-                Err(_) => Err(()),
+                Err(_) => {
+                    self.timed_out(link, timeout);
+                    Err(())
+                }
             }
         };
         match link.tracking.get() {

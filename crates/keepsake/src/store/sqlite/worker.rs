@@ -107,7 +107,13 @@ impl<T: Send> Task for Pending<T> {
 
 /// The same error again, for each operation of a failed batch.
 fn copy(err: &StoreError) -> StoreError {
-    StoreError::new(err.kind(), err.to_string())
+    // The message, not the `Display`, which starts with the kind again;
+    // the source cannot be cloned, so its text goes into the message.
+    let message = match &err.source {
+        Some(source) => format!("{}: {source}", err.message),
+        None => err.message.clone(),
+    };
+    StoreError::new(err.kind(), message)
 }
 
 /// Operations waiting for a thread.
@@ -226,10 +232,14 @@ fn write_batch(conn: &Connection, batch: &mut Vec<Box<dyn Task>>) {
     if batch.is_empty() {
         return;
     }
-    let single = batch.len() == 1;
     let result = (|| {
         exec(conn, "BEGIN IMMEDIATE")?;
-        if single {
+        // Getting the lock may have taken longer than a caller waits (the
+        // busy timeout, 5 s by default, against the layer's 1 s): a write
+        // whose caller gave up, and was answered that it failed, must not
+        // be made after all.
+        batch.retain(|task| !task.abandoned());
+        if batch.len() == 1 {
             // No savepoint needed: a failed task rolls back the transaction.
             if !batch[0].run(conn) {
                 exec(conn, "ROLLBACK")?;
@@ -280,6 +290,20 @@ fn exec(conn: &Connection, sql: &str) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_copied_error_says_its_kind_once_and_keeps_its_source_text() {
+        let err = StoreError::with_source(
+            StoreErrorKind::Unavailable,
+            "SQLite ROLLBACK TO task failed",
+            std::io::Error::other("no such savepoint"),
+        );
+        assert_eq!(
+            copy(&err).to_string(),
+            "session store unavailable: SQLite ROLLBACK TO task failed: no such savepoint"
+        );
+        assert_eq!(copy(&err).kind(), StoreErrorKind::Unavailable);
+    }
 
     fn table() -> Connection {
         let conn = Connection::open_in_memory().unwrap();
