@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `keepsake keygen` | prints a new random 32-byte secret, in standard padded base64 |
 //! | `keepsake sign --name NAME --secret-env VAR --json JSON` | prints a cookie value holding the JSON |
-//! | `keepsake verify --name NAME --secret-env VAR VALUE` | checks a value and prints its JSON payload |
+//! | `keepsake verify --name NAME --secret-env VAR VALUE` | checks a value and prints its payload as JSON (see below) |
 //! | `keepsake decode VALUE` | shows what a value holds without any key (nothing is verified); also reads Flask, Starlette and Django session cookies |
 //! | `keepsake sessions --store URL list\|show\|revoke\|revoke-user\|purge\|stats` | administers a session store (see `sessions.rs`) |
 //!
@@ -14,7 +14,19 @@
 //! or `--format flask|starlette|django` for those frameworks' session cookies
 //! (see `interop.rs`; `verify` then takes `--max-age SECS`),
 //! `--namespace local|shared` (default `local`), `--app LABEL` (default empty)
-//! and `--now UNIX` (default: the system clock); `sign` takes `--ttl SECS`.
+//! and `--now UNIX` (default: the system clock); `sign` takes `--ttl SECS`
+//! (at least 1; without it the value never expires).
+//!
+//! # Payloads
+//!
+//! `verify` prints a JSON payload as it is, and a client-side session
+//! cookie's record as the record's JSON. A payload of exactly 16 bytes that
+//! is not JSON is a server-side session cookie's session id, printed as
+//! `{"session_id":"ID"}` (look it up with `keepsake sessions show ID`); any
+//! other payload that is not JSON is printed as `{"base64":"..."}`
+//! (standard padded base64). A value that verified is never refused for its
+//! payload. `decode` shows the payload the same way, except that any other
+//! payload that is not JSON shows as a JSON string (invalid UTF-8 replaced).
 //!
 //! # Secrets
 //!
@@ -56,6 +68,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use keepsake::{
     codec::{self, Claims, Codec, DecodeError, Format, unix_now},
     key::{Key, KeyError, KeyRing, MAX_SECRET_LEN, Namespace},
+    store::{ID_LEN, Id, Record},
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -153,7 +166,12 @@ enum Command {
     Keygen,
     /// Protect a JSON payload and print the cookie value.
     Sign(SignArgs),
-    /// Verify a cookie value and print its JSON payload.
+    /// Verify a cookie value and print its payload as JSON.
+    ///
+    /// A JSON payload is printed as it is, a client-side session's record as
+    /// its JSON, a server-side session cookie's 16-byte session id as
+    /// {"session_id":"ID"} (for `keepsake sessions show ID`), and any other
+    /// payload as {"base64":"..."} (standard padded base64).
     ///
     /// Exits 1 with the reason on stderr if the value does not verify. When
     /// only a fallback key verified it, prints `stale-key` on stderr and exits
@@ -162,8 +180,9 @@ enum Command {
     /// Show what a value holds, without a key and without verifying it.
     ///
     /// Prints a JSON object with "verified": false. Signed values show their
-    /// times and payload; sealed values are encrypted, so only their size
-    /// (in bytes, nonce and tag included) is shown.
+    /// times and payload (a session id as {"session_id":"ID"}, as `verify`
+    /// shows it); sealed values are encrypted, so only their size (in bytes,
+    /// nonce and tag included) is shown.
     Decode(DecodeArgs),
     /// Administer a session store: list, show, revoke, purge, stats.
     ///
@@ -215,8 +234,8 @@ struct SignArgs {
     codec: CodecArgs,
     #[command(flatten)]
     secret: SecretArgs,
-    /// Seconds until the value expires (default: never).
-    #[arg(long, value_name = "SECS")]
+    /// Seconds until the value expires, at least 1 (default: never).
+    #[arg(long, value_name = "SECS", value_parser = parse_ttl)]
     ttl: Option<u64>,
     /// Issue time in Unix seconds (default: now, by the system clock).
     #[arg(long, value_name = "UNIX")]
@@ -326,6 +345,20 @@ fn parse_json(text: &str) -> Result<JsonArg, String> {
         text: text.to_owned(),
         value,
     })
+}
+
+/// Parses `--ttl`, so that 0 (a value expired as soon as it is issued) is
+/// a usage error.
+fn parse_ttl(text: &str) -> Result<u64, String> {
+    match text.parse() {
+        Ok(0) => Err(
+            "0 makes a value that has already expired; give at least 1 second, \
+             or omit --ttl for a value that never expires"
+                .to_owned(),
+        ),
+        Ok(ttl) => Ok(ttl),
+        Err(err) => Err(err.to_string()),
+    }
 }
 
 /// A command with its configuration loaded, ready to run.
@@ -439,11 +472,9 @@ impl Task {
                 now,
             } => {
                 let opened = codec.decode(&name, &value, now).map_err(Rejected::from)?;
-                let payload = payload_json(opened.payload()).map_err(|err| {
-                    Rejected(format!(
-                        "the payload is not JSON, nor a session record: {err}"
-                    ))
-                })?;
+                // The value verified: whatever its payload, it is shown.
+                let payload = payload_json(opened.payload())
+                    .unwrap_or_else(|| serde_json::json!({ "base64": base64_simd::STANDARD.encode_to_string(opened.payload()) }));
                 serde_json::to_writer(&mut *out, &payload)?;
                 writeln!(out)?;
                 out.flush()?;
@@ -537,7 +568,8 @@ enum Inspection {
         issued_at: u64,
         /// Expiry, Unix seconds, if any.
         expires_at: Option<u64>,
-        /// The payload as JSON, or as a string if it is not JSON.
+        /// The payload as [`payload_json`] shows it, or as a string if it is
+        /// none of those.
         payload: Value,
         /// Always false: decoding checks no signature.
         verified: bool,
@@ -553,14 +585,22 @@ enum Inspection {
     },
 }
 
-/// A payload as JSON: JSON itself, or a client-side session's record (which
-/// keepsake writes in a compact binary layout), shown as the record's JSON.
-fn payload_json(payload: &[u8]) -> Result<Value, String> {
-    serde_json::from_slice(payload).or_else(|json_err| {
-        let record = keepsake::store::Record::from_cookie_payload(payload)
-            .map_err(|_| json_err.to_string())?;
-        serde_json::to_value(record).map_err(|err| err.to_string())
-    })
+/// A payload as JSON: JSON itself; a server-side session cookie's session
+/// id (its raw [`ID_LEN`] bytes, which are not JSON) as
+/// `{"session_id":"ID"}`, in the text `keepsake sessions show` takes; or a
+/// client-side session's record (which keepsake writes in a compact binary
+/// layout), shown as the record's JSON. `None` if the payload is none of
+/// these.
+fn payload_json(payload: &[u8]) -> Option<Value> {
+    if let Ok(json) = serde_json::from_slice(payload) {
+        return Some(json);
+    }
+    if let Ok(bytes) = <[u8; ID_LEN]>::try_from(payload) {
+        let id = Id::from_bytes(bytes);
+        return Some(serde_json::json!({ "session_id": id.to_string() }));
+    }
+    let record = Record::from_cookie_payload(payload).ok()?;
+    serde_json::to_value(record).ok()
 }
 
 /// Takes a value apart without a key. Only the layout is checked.
@@ -579,7 +619,7 @@ fn inspect(value: &str) -> Result<Inspection, Rejected> {
             issued_at: claims.issued_at(),
             expires_at: claims.expires_at(),
             payload: payload_json(payload)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(payload).into_owned())),
+                .unwrap_or_else(|| Value::String(String::from_utf8_lossy(payload).into_owned())),
             verified: false,
         },
         _ => Inspection::Sealed {
@@ -588,4 +628,27 @@ fn inspect(value: &str) -> Result<Inspection, Rejected> {
             verified: false,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::payload_json;
+    use keepsake::store::Id;
+    use serde_json::json;
+
+    #[test]
+    fn sixteen_bytes_that_are_not_json_are_a_session_id() {
+        let id = Id::from_bytes([0xfe; 16]);
+        assert_eq!(
+            payload_json(id.as_bytes()),
+            Some(json!({ "session_id": id.to_string() }))
+        );
+        // JSON of 16 bytes stays JSON; other lengths are not ids.
+        assert_eq!(
+            payload_json(b"\"0123456789abcd\""),
+            Some(json!("0123456789abcd"))
+        );
+        assert_eq!(payload_json(&[0xfe; 15]), None);
+        assert_eq!(payload_json(&[0xfe; 17]), None);
+    }
 }

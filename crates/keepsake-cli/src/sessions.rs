@@ -7,12 +7,23 @@
 //! goes page by page (`StoreAdmin::page`), so a store of a million sessions
 //! is never loaded at once.
 //!
+//! Text from the store (user names) is printed with control characters and
+//! Unicode format characters escaped ([`escape_text`]), so a stored value
+//! can neither forge rows of the tab-separated output nor drive the
+//! terminal.
+//!
+//! `--now` (for tests and inspection) moves the clock for `list`, `show` and
+//! `stats`; `purge` refuses a `--now` later than the system clock, which
+//! would delete live sessions, and `revoke-user` does not use it.
+//!
 //! Exit status: 0 success; 1 when `show`, `revoke` or `revoke-user` finds
 //! nothing; 2 for usage errors and a store that cannot be opened, reached
 //! or read.
 
 use std::{
+    borrow::Cow,
     collections::HashMap,
+    fmt::Write as _,
     io::{self, IsTerminal as _, Write},
     path::Path,
     time::{Duration, Instant},
@@ -41,7 +52,8 @@ pub(crate) struct SessionsArgs {
     #[arg(long, value_name = "URL", global = true)]
     store: Option<String>,
     /// The current time for expiry, in Unix seconds (default: the system
-    /// clock).
+    /// clock). `purge` refuses a time later than the system clock, and
+    /// `revoke-user` does not use it.
     #[arg(long, value_name = "UNIX", global = true)]
     now: Option<u64>,
     /// What to do.
@@ -75,12 +87,18 @@ enum SessionsCommand {
     },
     /// Delete every session of a user ("log out everywhere"). Exits 1 if
     /// the user has none.
+    ///
+    /// --now does not apply: every session of the user goes, live or
+    /// expired.
     RevokeUser {
         /// The user (it may begin with '-').
         #[arg(allow_hyphen_values = true)]
         user: String,
     },
     /// Delete the expired sessions, in batches, showing progress on stderr.
+    ///
+    /// --now may be earlier than the system clock (to purge only sessions
+    /// expired by then), never later: that would delete live sessions.
     Purge {
         /// Sessions deleted per batch.
         #[arg(long, value_name = "N", default_value_t = 1_000)]
@@ -108,7 +126,14 @@ pub(crate) fn run(args: SessionsArgs, out: &mut impl Write) -> Result<()> {
             }
         },
     };
-    let now = args.now.unwrap_or_else(unix_now);
+    let clock = unix_now();
+    let now = args.now.unwrap_or(clock);
+    if matches!(args.command, SessionsCommand::Purge { .. }) && now > clock {
+        bail!(
+            "purge refuses --now {now}: it is later than the system clock ({clock}), so \
+             sessions still live would be deleted; omit --now, or give an earlier time"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -222,6 +247,61 @@ fn parse_id(text: &str) -> Result<Id> {
         .with_context(|| format!("invalid session id {text:?}"))
 }
 
+/// Stored text made safe to print: control characters (tab, newline, ESC,
+/// the C1 controls, ...) and Unicode format characters (bidi overrides such
+/// as U+202E, zero-width characters, ...) are escaped as `char::escape_debug`
+/// escapes them (`\t`, `\n`, `\u{1b}`, `\u{202e}`); everything else,
+/// accented letters and other printable Unicode included, is kept as is.
+fn escape_text(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(needs_escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if needs_escape(c) {
+            // Writing to a String cannot fail.
+            let _ = write!(escaped, "{}", c.escape_debug());
+        } else {
+            escaped.push(c);
+        }
+    }
+    Cow::Owned(escaped)
+}
+
+/// Whether `c` is a control character (general category Cc), a Unicode
+/// format character (Cf), or a line or paragraph separator (Zl, Zp).
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            // Cf, as of Unicode 16.
+            '\u{ad}'
+                | '\u{600}'..='\u{605}'
+                | '\u{61c}'
+                | '\u{6dd}'
+                | '\u{70f}'
+                | '\u{890}'..='\u{891}'
+                | '\u{8e2}'
+                | '\u{180e}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206f}'
+                | '\u{feff}'
+                | '\u{fff9}'..='\u{fffb}'
+                | '\u{110bd}'
+                | '\u{110cd}'
+                | '\u{13430}'..='\u{1343f}'
+                | '\u{1bca0}'..='\u{1bca3}'
+                | '\u{1d173}'..='\u{1d17a}'
+                | '\u{e0001}'
+                | '\u{e0020}'..='\u{e007f}'
+                // Zl and Zp.
+                | '\u{2028}'
+                | '\u{2029}'
+        )
+}
+
 /// One line of `list`.
 fn write_line(out: &mut impl Write, record: &Record, now: u64) -> io::Result<()> {
     let state = if record.is_expired_at(now) {
@@ -233,7 +313,10 @@ fn write_line(out: &mut impl Write, record: &Record, now: u64) -> io::Result<()>
         out,
         "{}\t{}\t{}\t{}\t{state}",
         record.id,
-        record.user.as_deref().unwrap_or("-"),
+        record
+            .user
+            .as_deref()
+            .map_or(Cow::Borrowed("-"), escape_text),
         utc(record.created_at),
         utc(record.deadline()),
     )
@@ -353,7 +436,7 @@ async fn stats(store: &AnyStore, now: u64, top: usize, out: &mut impl Write) -> 
     ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     writeln!(out, "top users:")?;
     for (user, sessions) in ranked.into_iter().take(top) {
-        writeln!(out, "  {user}\t{sessions}")?;
+        writeln!(out, "  {}\t{sessions}", escape_text(&user))?;
     }
     Ok(())
 }
@@ -382,7 +465,25 @@ fn utc(secs: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::utc;
+    use super::{escape_text, utc};
+
+    #[test]
+    fn escape_text_escapes_controls_and_format_characters_only() {
+        assert_eq!(escape_text("alice"), "alice");
+        assert_eq!(escape_text("Zoë Ångström 山田 🙂"), "Zoë Ångström 山田 🙂");
+        // Decomposed accents (combining marks) stay too.
+        assert_eq!(escape_text("Zoe\u{308}"), "Zoe\u{308}");
+        // Quotes and backslashes are not escaped.
+        assert_eq!(escape_text(r#"a"b'c\d"#), r#"a"b'c\d"#);
+        assert_eq!(
+            escape_text("a\tb\nc\rd\0e\u{1b}[31mf\u{7f}g\u{9b}h"),
+            r"a\tb\nc\rd\0e\u{1b}[31mf\u{7f}g\u{9b}h"
+        );
+        assert_eq!(
+            escape_text("x\u{202e}gpj.exe\u{2066}\u{200b}\u{feff}\u{ad}\u{2028}\u{e0041}"),
+            r"x\u{202e}gpj.exe\u{2066}\u{200b}\u{feff}\u{ad}\u{2028}\u{e0041}"
+        );
+    }
 
     #[test]
     fn utc_times() {

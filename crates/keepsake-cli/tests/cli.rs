@@ -393,6 +393,33 @@ fn expiry_from_now_and_ttl() {
     }
 }
 
+/// `--ttl 0` would make a value that expired as it was issued: refused.
+#[test]
+fn ttl_0_is_refused() {
+    for format in ["signed", "sealed"] {
+        let err = usage_error(&keepsake(&[
+            "sign",
+            "--name",
+            "n",
+            "--secret-env",
+            VAR,
+            "--format",
+            format,
+            "--ttl",
+            "0",
+            "--json",
+            "1",
+        ]));
+        assert!(err.contains("--ttl"), "{err}");
+        assert!(err.contains("already expired"), "{err}");
+        assert!(err.contains("omit --ttl"), "{err}");
+    }
+    // 1 second is the shortest.
+    let value = sign("n", "1", &["--now", NOW, "--ttl", "1"]);
+    assert_eq!(ok_line(&verify("n", &value, &["--now", NOW])), "1");
+    failure(&verify("n", &value, &["--now", "1700000001"]), 1);
+}
+
 #[test]
 fn no_ttl_means_no_expiry() {
     let value = sign("n", "1", &["--now", "1"]);
@@ -678,21 +705,95 @@ fn a_session_record_payload_shows_as_its_json() {
     assert_eq!(decoded["payload"], json);
 }
 
+/// A server-side session cookie holds the session's raw 16-byte id, which
+/// is not JSON: `verify` prints the id as `keepsake sessions show` takes it,
+/// and `decode` shows the same.
 #[test]
-fn payload_that_is_not_json_does_not_verify() {
+fn a_session_id_payload_shows_as_the_id() {
     let key = Key::from_base64(SECRET).unwrap();
-    let value = Codec::signed(KeyRing::new(key))
-        .encode("n", b"not json", Claims::new(1))
-        .unwrap();
-    let err = failure(&verify("n", &value, &[]), 1);
-    assert!(err.contains("not JSON"), "{err}");
+    // Bytes that are not UTF-8, as most ids are; and one whose text begins
+    // with '-'.
+    for id in [
+        Id::from_bytes([0xff; 16]),
+        Id::from_bytes([0xf8; 16]),
+        Id::random(),
+    ] {
+        let expected = serde_json::json!({ "session_id": id.to_string() });
+        for codec in [
+            Codec::signed(KeyRing::new(key.clone())),
+            Codec::sealed(KeyRing::new(key.clone())),
+        ] {
+            let value = codec
+                .encode("session", id.as_bytes(), Claims::new(1_000).with_ttl(60))
+                .unwrap();
+            let format = if value.starts_with("e1.") {
+                "sealed"
+            } else {
+                "signed"
+            };
+            let out = ok_line(&verify(
+                "session",
+                &value,
+                &["--format", format, "--now", "1000"],
+            ));
+            let verified: serde_json::Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(verified, expected, "{out}");
+            let shown: Id = verified["session_id"].as_str().unwrap().parse().unwrap();
+            assert_eq!(shown, id);
+            // Expired, tampered or under another name, it still does not verify.
+            failure(
+                &verify("session", &value, &["--format", format, "--now", "1060"]),
+                1,
+            );
+            failure(
+                &verify("other", &value, &["--format", format, "--now", "1000"]),
+                1,
+            );
+            if format == "signed" {
+                let decoded: serde_json::Value =
+                    serde_json::from_str(&ok_line(&keepsake(&["decode", &value]))).unwrap();
+                assert_eq!(decoded["payload"], expected, "{decoded}");
+                assert_eq!(decoded["verified"], false, "{decoded}");
+            }
+        }
+    }
+    assert_eq!(
+        Id::from_bytes([0xff; 16]).to_string(),
+        "_____________________w"
+    );
+}
 
-    // decode shows it as a string.
+/// Once a value verified, its payload is shown whatever it is: a payload
+/// that is neither JSON, nor a session id, nor a session record, comes out
+/// in base64, with exit status 0.
+#[test]
+fn a_verified_payload_that_is_not_json_shows_in_base64() {
+    let key = Key::from_base64(SECRET).unwrap();
+    let codec = Codec::signed(KeyRing::new(key));
+    for (payload, base64) in [
+        (&b"not json"[..], "bm90IGpzb24="),
+        (&[0xff; 15], "////////////////////"),
+        (&[0xfe; 17], "/v7+/v7+/v7+/v7+/v7+/v4="),
+        (b"{\"a\":1", "eyJhIjox"),
+    ] {
+        let value = codec.encode("n", payload, Claims::new(1)).unwrap();
+        assert_eq!(
+            ok_line(&verify("n", &value, &[])),
+            format!(r#"{{"base64":"{base64}"}}"#)
+        );
+    }
+
+    // decode shows text as a string.
+    let value = codec.encode("n", b"not json", Claims::new(1)).unwrap();
     let decoded = ok_line(&keepsake(&["decode", &value]));
     assert_eq!(
         decoded,
         r#"{"format":"signed","version":1,"issued_at":1,"expires_at":null,"payload":"not json","verified":false}"#
     );
+    // A forged value with such a payload still does not verify.
+    let (data, _) = value.rsplit_once('.').unwrap();
+    let forged = format!("{data}.{}", "A".repeat(43));
+    failure(&verify("n", &forged, &[]), 1);
 }
 
 #[test]

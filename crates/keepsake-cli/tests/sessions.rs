@@ -243,27 +243,58 @@ fn scenario(url: &str) {
     let err = fails(&sessions(url, &["revoke-user", "alice"]), 1);
     assert_eq!(err, "keepsake: user \"alice\" has no sessions\n");
 
-    // purge, one session per batch; stderr is not a terminal here, so
-    // progress comes as plain lines.
+    // purge refuses a clock later than the system's, which would delete
+    // live sessions: carol's are still live, and stay.
+    let err = fails(&sessions(url, &["purge", "--now", &later]), 2);
+    assert!(err.contains("later than the system clock"), "{err}");
+    let err = fails(&sessions(url, &["--now", &later, "purge"]), 2);
+    assert!(err.contains("later than the system clock"), "{err}");
+    assert_eq!(rt.block_on(store.count(now)).unwrap().total, 4);
+
+    // purge, one session per batch, of two sessions of dave that ended
+    // before now (Redis, which expires sessions itself, has dropped them
+    // already); stderr is not a terminal here, so progress comes as plain
+    // lines. An explicit --now that is not in the future is accepted.
     // (On Redis a batch is a SCAN step over the whole database, which other
     // tests share, so it is larger there.)
-    let batch = if url.starts_with("redis") { "100" } else { "1" };
-    let output = sessions(url, &["purge", "--now", &later, "--batch", batch]);
-    assert_eq!(ok(&output), "purged 2 expired sessions\n");
-    let err = stderr(&output);
-    assert!(err.starts_with("purging 2 expired sessions\n"), "{err}");
-    assert!(err.ends_with("purged 2 of 2\n"), "{err}");
-    let later_secs = now + 150;
-    let counts = rt.block_on(store.count(later_secs)).unwrap();
-    assert_eq!((counts.total, counts.expired), (2, 0));
-    assert!(rt.block_on(store.load(&seeded.bob, now)).unwrap().is_some());
+    for _ in 0..2 {
+        rt.block_on(create(&store, now - 200, Some("dave"), 100));
+    }
+    let (batch, expired) = if url.starts_with("redis") {
+        ("100", 0)
+    } else {
+        ("1", 2)
+    };
+    let plural = if expired == 1 { "" } else { "s" };
+    let output = sessions(url, &["purge", "--now", &now.to_string(), "--batch", batch]);
     assert_eq!(
-        ok(&sessions(url, &["purge", "--now", &later])),
+        ok(&output),
+        format!("purged {expired} expired session{plural}\n")
+    );
+    let err = stderr(&output);
+    assert!(
+        err.starts_with(&format!("purging {expired} expired sessions\n")),
+        "{err}"
+    );
+    assert!(
+        err.ends_with(&format!("purged {expired} of {expired}\n")),
+        "{err}"
+    );
+    let counts = rt.block_on(store.count(now)).unwrap();
+    assert_eq!((counts.total, counts.expired), (4, 0));
+    assert!(rt.block_on(store.load(&seeded.bob, now)).unwrap().is_some());
+    assert!(
+        rt.block_on(store.load(&seeded.carol[0], now))
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        ok(&sessions(url, &["purge"])),
         "purged 0 expired sessions\n"
     );
     let out = ok(&sessions(url, &["stats"]));
     assert!(
-        out.starts_with("sessions: 2\nlive: 2\nexpired: 0\n"),
+        out.starts_with("sessions: 4\nlive: 4\nexpired: 0\n"),
         "{out}"
     );
 
@@ -271,6 +302,10 @@ fn scenario(url: &str) {
     assert_eq!(
         ok(&sessions(url, &["revoke-user", "-bob"])),
         "revoked 1 session of user \"-bob\"\n"
+    );
+    assert_eq!(
+        ok(&sessions(url, &["revoke-user", "carol"])),
+        "revoked 2 sessions of user \"carol\"\n"
     );
     ok(&sessions(url, &["revoke", &seeded.anonymous.to_string()]));
     assert_eq!(rt.block_on(store.count(now)).unwrap().total, 0);
@@ -343,6 +378,73 @@ fn postgres_store() {
     });
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
+    }
+}
+
+/// User names are stored text: control and format characters in them are
+/// escaped, so they can neither forge rows of `list` or `stats` nor drive
+/// the terminal, while printable Unicode is shown as it is.
+#[test]
+fn hostile_user_names_are_escaped() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("hostile.db").display());
+    let rt = runtime();
+    let now = unix_now();
+    let store = rt.block_on(AnyStore::open(&url)).expect("open the store");
+    let users = [
+        (
+            "mallory\tforged\t1970-01-01T00:00:00Z\t-\tlive\nAAAAAAAAAAAAAAAAAAAAAA",
+            r"mallory\tforged\t1970-01-01T00:00:00Z\t-\tlive\nAAAAAAAAAAAAAAAAAAAAAA",
+        ),
+        (
+            "\u{1b}]0;pwned\u{7}\u{1b}[2J\r",
+            r"\u{1b}]0;pwned\u{7}\u{1b}[2J\r",
+        ),
+        (
+            "\u{202e}nimda\u{2066}\u{200b}\u{9b}",
+            r"\u{202e}nimda\u{2066}\u{200b}\u{9b}",
+        ),
+        ("Zoë Ångström 山田", "Zoë Ångström 山田"),
+    ];
+    let ids: Vec<Id> = users
+        .iter()
+        .map(|(user, _)| rt.block_on(create(&store, now, Some(*user), 3_600)))
+        .collect();
+
+    let out = ok(&sessions(&url, &["list"]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1 + users.len(), "{out}");
+    for (id, (_, shown)) in ids.iter().zip(&users) {
+        let line = lines
+            .iter()
+            .find(|line| line.starts_with(&id.to_string()))
+            .unwrap_or_else(|| panic!("{id} missing: {out}"));
+        let fields: Vec<&str> = line.split('\t').collect();
+        assert_eq!(fields.len(), 5, "{line}");
+        assert_eq!((fields[1], fields[4]), (*shown, "live"), "{line}");
+    }
+
+    let out = ok(&sessions(&url, &["stats"]));
+    let top: Vec<&str> = out
+        .split_once("top users:\n")
+        .expect("a top users section")
+        .1
+        .lines()
+        .collect();
+    assert_eq!(top.len(), users.len(), "{out}");
+    for (_, shown) in &users {
+        assert!(
+            top.contains(&format!("  {shown}\t1").as_str()),
+            "{shown}: {out}"
+        );
+    }
+
+    // Nothing raw reaches the terminal.
+    let out = ok(&sessions(&url, &["list"])) + &ok(&sessions(&url, &["stats"]));
+    for c in [
+        '\u{1b}', '\u{7}', '\r', '\u{9b}', '\u{202e}', '\u{2066}', '\u{200b}',
+    ] {
+        assert!(!out.contains(c), "{c:?} printed raw: {out:?}");
     }
 }
 
