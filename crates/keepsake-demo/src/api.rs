@@ -3,8 +3,9 @@
 use axum::{
     Json,
     body::{Body, Bytes},
-    extract::State,
-    http::{HeaderValue, StatusCode, header},
+    extract::{Request, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    middleware::Next,
     response::{IntoResponse, Response},
 };
 use keepsake::{
@@ -83,6 +84,59 @@ impl From<CookieError> for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
+/// The guard of every `POST` under `/api` (see [`check_same_site_json`]):
+/// a refused request never reaches its handler, so it changes nothing.
+pub(crate) async fn same_site_json(request: Request, next: Next) -> Response {
+    match check_same_site_json(request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(err) => err.into_response(),
+    }
+}
+
+/// Refuses requests that another site may have made: 403 when
+/// `Sec-Fetch-Site` says `cross-site`, 415 unless the `Content-Type` is
+/// `application/json` (parameters such as `charset` allowed).
+///
+/// `SameSite=Lax` keeps the session cookie off another site's form `POST`,
+/// but the browser still sends the post and keeps the cookies of the
+/// answer: without this guard a form on any site could log its visitor in
+/// as someone else (login CSRF) or set their theme. A page cannot send
+/// `application/json` to another origin without a CORS preflight, which
+/// the demo never grants; browsers that send `Sec-Fetch-Site` are refused
+/// before that.
+fn check_same_site_json(headers: &HeaderMap) -> ApiResult<()> {
+    let cross_site = headers.get_all("sec-fetch-site").iter().any(|value| {
+        value
+            .as_bytes()
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"cross-site")
+    });
+    if cross_site {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "cross-site requests cannot change anything here",
+        ));
+    }
+    let mut types = headers.get_all(header::CONTENT_TYPE).iter();
+    match (types.next(), types.next()) {
+        (Some(value), None) if is_json(value) => Ok(()),
+        _ => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send `Content-Type: application/json` (with a JSON body where the route takes one)",
+        )),
+    }
+}
+
+/// Whether a `Content-Type` is `application/json`, with or without
+/// parameters.
+fn is_json(value: &HeaderValue) -> bool {
+    value
+        .to_str()
+        .ok()
+        .and_then(|text| text.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
 /// The session layer's answer when the store fails: a JSON 503 (the layer
 /// adds `Retry-After`).
 pub(crate) fn unavailable_response(err: &StoreError) -> axum::http::Response<String> {
@@ -151,8 +205,11 @@ pub(crate) async fn count_visit(session: &Session) -> ApiResult<u64> {
     if session.is_new().await? {
         session.insert("started", now()).await?;
     }
-    // An atomic read-modify-write: concurrent posts with one cookie (two
-    // tabs) each count, on every store.
+    // An atomic read-modify-write: with a server-side store (memory,
+    // SQLite, Redis, PostgreSQL) concurrent posts with one cookie (two tabs)
+    // each count. With a client-side store (cookie, sealed) each response
+    // carries the whole session and the browser keeps the last one, so
+    // concurrent posts can overwrite each other's counts.
     let visits = session
         .update("visits", |n: Option<u64>| n.unwrap_or(0).saturating_add(1))
         .await?;
@@ -289,11 +346,29 @@ pub(crate) async fn devices(session: Session) -> ApiResult<Json<Value>> {
     Ok(Json(json!({ "sessions": devices })))
 }
 
-/// `POST /api/logout-everywhere`: ends every session of the logged-in user.
-pub(crate) async fn logout_everywhere(session: Session) -> ApiResult<Json<Value>> {
+/// `POST /api/logout-everywhere`: ends every session of the logged-in user,
+/// this one included, and says how many: `{"revoked": 2}`.
+///
+/// A client-side store keeps no list of sessions, so only this one can be
+/// ended (its cookie is removed): the answer is `{"revoked": 1}` with a
+/// `note` that says so.
+pub(crate) async fn logout_everywhere(
+    State(state): State<AppState>,
+    session: Session,
+) -> ApiResult<Json<Value>> {
     let user = session.user().await?.ok_or_else(ApiError::not_logged_in)?;
     let revoked = session.end_user_sessions(&user).await?;
-    Ok(Json(json!({ "revoked": revoked })))
+    if !state.store.is_client_side() {
+        return Ok(Json(json!({ "revoked": revoked })));
+    }
+    // The library counts no client-side session (it cannot end the others)
+    // but flushes this one, which belongs to `user`.
+    Ok(Json(json!({
+        "revoked": 1,
+        "note": "client-side sessions live in their cookies and the server keeps no list of \
+                 them, so only this session was ended; other browsers stay logged in until \
+                 their sessions expire",
+    })))
 }
 
 /// `POST /api/theme` with `{"theme": "dark"}`: sets the signed `theme`

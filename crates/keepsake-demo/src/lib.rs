@@ -8,6 +8,17 @@
 //! sessions and switches between a light and a dark theme kept in a signed
 //! cookie; the JSON API under `/api` does the same for scripts and tests.
 //!
+//! The API's `POST` routes take only `Content-Type: application/json`
+//! (415 otherwise), even those that need no body, and refuse requests whose
+//! `Sec-Fetch-Site` is `cross-site` (403). `SameSite=Lax` alone would not
+//! stop another site's form from logging a visitor in as someone else: the
+//! browser keeps the cookie such a post is answered with. From a shell:
+//!
+//! ```text
+//! curl -H 'Content-Type: application/json' -d '{"user": "alice"}' \
+//!      http://127.0.0.1:3000/api/login
+//! ```
+//!
 //! # Example
 //!
 //! ```
@@ -32,7 +43,8 @@ use std::{fmt, str::FromStr, sync::Arc, time::Duration};
 
 use axum::{
     Router,
-    routing::{get, post},
+    handler::Handler,
+    routing::{MethodRouter, get, post},
 };
 use keepsake::{
     codec::Format,
@@ -305,12 +317,12 @@ pub async fn app(config: Config) -> Result<Router, AppError> {
     Ok(Router::new()
         .route("/", get(page::index))
         .route("/api/session", get(api::session))
-        .route("/api/visits", post(api::visits))
-        .route("/api/login", post(api::login))
-        .route("/api/logout", post(api::logout))
+        .route("/api/visits", api_post(api::visits))
+        .route("/api/login", api_post(api::login))
+        .route("/api/logout", api_post(api::logout))
         .route("/api/devices", get(api::devices))
-        .route("/api/logout-everywhere", post(api::logout_everywhere))
-        .route("/api/theme", post(api::theme))
+        .route("/api/logout-everywhere", api_post(api::logout_everywhere))
+        .route("/api/theme", api_post(api::theme))
         .route("/healthz", get(api::healthz))
         .fallback(api::not_found)
         .with_state(state)
@@ -318,6 +330,18 @@ pub async fn app(config: Config) -> Result<Router, AppError> {
         // Outside the session layer, so that its own answers (a rejected
         // cookie) become JSON errors too.
         .layer(axum::middleware::map_response(api::finish_response)))
+}
+
+/// `POST` to `handler`, for requests that cannot come from another site:
+/// `Content-Type: application/json` and no `Sec-Fetch-Site: cross-site`
+/// (else a JSON 415 or 403, see [`api::same_site_json`]). Other methods
+/// still get axum's 405.
+fn api_post<H, T>(handler: H) -> MethodRouter<AppState>
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    post(handler).route_layer(axum::middleware::from_fn(api::same_site_json))
 }
 
 fn configure(builder: SessionLayerBuilder, config: &Config) -> SessionLayerBuilder {

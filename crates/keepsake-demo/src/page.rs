@@ -336,12 +336,12 @@ function showError(message) {
   box.hidden = false;
 }
 async function call(path, body) {
-  const init = { method: "POST", headers: { "Accept": "application/json" } };
-  if (body !== undefined) {
-    init.headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
-  }
-  const response = await fetch(path, init);
+  // Always JSON, even with no body: the API refuses other content types.
+  const response = await fetch(path, {
+    method: "POST",
+    headers: { "Accept": "application/json", "Content-Type": "application/json" },
+    body: JSON.stringify(body === undefined ? {} : body),
+  });
   let data = null;
   try { data = await response.json(); } catch (_) { /* no JSON body */ }
   if (!response.ok) {

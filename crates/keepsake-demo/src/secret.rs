@@ -7,7 +7,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use keepsake::key::Key;
+use keepsake::key::{Key, KeyError};
 
 /// Where [`load_secret`] found the secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +69,11 @@ fn shown(path: &Path) -> String {
 /// ```
 pub fn load_secret(file: &Path) -> Result<(Key, SecretSource), String> {
     if std::env::var_os("KEEPSAKE_SECRET").is_some_and(|value| !value.is_empty()) {
-        let key = Key::from_env("KEEPSAKE_SECRET").map_err(|err| err.to_string())?;
+        let key = Key::from_env("KEEPSAKE_SECRET").map_err(|err| match err {
+            // These name the variable already.
+            KeyError::EnvNotUnicode { .. } | KeyError::MissingEnv { .. } => err.to_string(),
+            err => format!("KEEPSAKE_SECRET does not hold a valid secret: {err}"),
+        })?;
         return Ok((key, SecretSource::Env));
     }
     match read(file) {

@@ -71,6 +71,8 @@ impl Server {
 
     /// A request with an explicit `Cookie` header (or none), through a
     /// client that keeps no cookies: for looking at every `Set-Cookie`.
+    /// A `POST` (or a body) comes with `Content-Type: application/json`, as
+    /// the page's script sends it.
     async fn raw(
         &self,
         method: Method,
@@ -78,19 +80,37 @@ impl Server {
         cookie: Option<&str>,
         body: Option<&str>,
     ) -> Reply {
+        let json = method == Method::POST || body.is_some();
+        let content_type = json.then_some((header::CONTENT_TYPE.as_str(), "application/json"));
+        self.raw_with(method, path, cookie, content_type.as_slice(), body)
+            .await
+    }
+
+    /// As [`Server::raw`], with exactly `headers` besides the cookie (no
+    /// `Content-Type` unless it is one of them).
+    async fn raw_with(
+        &self,
+        method: Method,
+        path: &str,
+        cookie: Option<&str>,
+        headers: Headers<'_>,
+        body: Option<&str>,
+    ) -> Reply {
         let mut request = plain_client().request(method, self.url(path));
         if let Some(cookie) = cookie {
             request = request.header(header::COOKIE, cookie);
         }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some(body) = body {
-            request = request
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(body.to_owned());
+            request = request.body(body.to_owned());
         }
         Reply::from(request.send().await.expect("request")).await
     }
 
-    /// A request through `browser`, which keeps cookies like a browser.
+    /// A request through `browser`, which keeps cookies like a browser. A
+    /// `POST` is JSON, body or not, as the page's script sends it.
     async fn via(
         &self,
         browser: &Client,
@@ -98,9 +118,11 @@ impl Server {
         path: &str,
         body: Option<Value>,
     ) -> Reply {
-        let mut request = browser.request(method, self.url(path));
+        let mut request = browser.request(method.clone(), self.url(path));
         if let Some(body) = body {
             request = request.json(&body);
+        } else if method == Method::POST {
+            request = request.header(header::CONTENT_TYPE, "application/json");
         }
         Reply::from(request.send().await.expect("request")).await
     }
@@ -126,6 +148,9 @@ impl Server {
         reply
     }
 }
+
+/// Request headers, as `(name, value)` pairs.
+type Headers<'a> = &'a [(&'a str, &'a str)];
 
 /// A client that keeps cookies, as a browser does.
 fn browser() -> Client {
@@ -314,7 +339,8 @@ async fn concurrent_visits_lose_no_increment(store: StoreKind) {
         .map(|_| {
             let request = plain_client()
                 .post(url.clone())
-                .header(header::COOKIE, cookie.clone());
+                .header(header::COOKIE, cookie.clone())
+                .header(header::CONTENT_TYPE, "application/json");
             tokio::spawn(async move { request.send().await.expect("request").status() })
         })
         .collect();
@@ -588,8 +614,24 @@ async fn logout_everywhere(store: StoreKind) {
 
     let reply = server.post(&one, "/api/logout-everywhere", None).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
-    let revoked = if server.is_memory() { 2 } else { 0 };
-    assert_eq!(reply.json(), json!({ "revoked": revoked }));
+    let body = reply.json();
+    if server.is_memory() {
+        assert_eq!(body, json!({ "revoked": 2 }));
+    } else {
+        // Only this session could be ended, and the answer says so.
+        assert_eq!(body["revoked"], 1, "{body}");
+        let note = body["note"].as_str().expect("a note");
+        assert!(
+            note.contains("keeps no list") && note.contains("only this session"),
+            "{note}"
+        );
+    }
+    // Either way this browser's cookie is removed.
+    let removal = reply.set_cookie("session").expect("a removal Set-Cookie");
+    assert!(
+        removal.starts_with("session=;") && removal.contains("Max-Age=0"),
+        "{removal}"
+    );
 
     // This browser is logged out either way.
     assert_eq!(
@@ -611,6 +653,164 @@ async fn logout_everywhere(store: StoreKind) {
             "alice"
         );
     }
+}
+
+/// Every `POST` route refuses what another site's page can send: a form
+/// (`text/plain`, urlencoded, multipart) or a request without a type gets a
+/// JSON 415, and `Sec-Fetch-Site: cross-site` a JSON 403; either way the
+/// handler never runs, so the session, its cookie and the theme are as
+/// they were.
+async fn cross_site_posts_change_nothing(store: StoreKind) {
+    let server = Server::start(store).await;
+    let login = server
+        .raw(
+            Method::POST,
+            "/api/login",
+            None,
+            Some(r#"{"user": "alice"}"#),
+        )
+        .await;
+    let cookie = login.cookie_pair("session").expect("session cookie");
+    let json_type = (header::CONTENT_TYPE.as_str(), "application/json");
+    let refused: [(&str, Headers<'_>, StatusCode); 8] = [
+        ("no Content-Type", &[], StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        (
+            "a text/plain form",
+            &[("content-type", "text/plain")],
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "an urlencoded form",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "a multipart form",
+            &[("content-type", "multipart/form-data; boundary=x")],
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "JSON only as a parameter",
+            &[("content-type", "text/plain; type=application/json")],
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "another JSON type",
+            &[("content-type", "application/json-patch+json")],
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "cross-site JSON",
+            &[json_type, ("sec-fetch-site", "cross-site")],
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "a cross-site form",
+            &[
+                ("content-type", "text/plain"),
+                ("sec-fetch-site", "cross-site"),
+            ],
+            StatusCode::FORBIDDEN,
+        ),
+    ];
+    let routes = [
+        ("/api/login", Some(r#"{"user": "mallory"}"#)),
+        ("/api/theme", Some(r#"{"theme": "dark"}"#)),
+        ("/api/visits", None),
+        ("/api/logout", None),
+        ("/api/logout-everywhere", None),
+    ];
+    for (path, body) in routes {
+        for (what, headers, status) in refused {
+            let what = format!("{what} to {path}");
+            for cookie in [None, Some(cookie.as_str())] {
+                let reply = server
+                    .raw_with(Method::POST, path, cookie, headers, body)
+                    .await;
+                reply.assert_error(status, &what);
+                assert!(
+                    reply.set_cookies().is_empty(),
+                    "{what}: {:?}",
+                    reply.set_cookies()
+                );
+            }
+        }
+    }
+    // Alice is still alice, with her one visit-free session, in light.
+    let now = server
+        .raw(Method::GET, "/api/session", Some(&cookie), None)
+        .await
+        .json();
+    assert_eq!(
+        (&now["user"], &now["visits"], &now["theme"]),
+        (&json!("alice"), &json!(0), &json!("light")),
+        "{now}"
+    );
+
+    // JSON with parameters, in any case, from the same origin or site or
+    // typed in: accepted.
+    let mut cookie = cookie;
+    for (visits, content_type, fetch_site) in [
+        (1, "application/json; charset=utf-8", None),
+        (2, "Application/JSON", Some("same-origin")),
+        (3, "application/json ; charset=UTF-8", Some("same-site")),
+        (4, "application/json", Some("none")),
+    ] {
+        let mut headers = vec![(header::CONTENT_TYPE.as_str(), content_type)];
+        headers.extend(fetch_site.map(|site| ("sec-fetch-site", site)));
+        let reply = server
+            .raw_with(Method::POST, "/api/visits", Some(&cookie), &headers, None)
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{content_type} {fetch_site:?}: {}",
+            reply.text
+        );
+        assert_eq!(reply.json()["visits"], visits);
+        // A client-side session is in the cookie, which each visit replaces.
+        cookie = reply.cookie_pair("session").unwrap_or(cookie);
+    }
+    // Reading stays open to anyone: it changes nothing.
+    let read = server
+        .raw_with(
+            Method::GET,
+            "/api/session",
+            Some(&cookie),
+            &[("sec-fetch-site", "cross-site")],
+            None,
+        )
+        .await;
+    assert_eq!(read.json()["visits"], 4, "{}", read.text);
+}
+
+/// The login CSRF itself: another site's `<form enctype="text/plain">`
+/// posting `{"user":"mallory"}` (a browser sends a top-level form post
+/// without the victim's `SameSite=Lax` cookie, but keeps the cookie the
+/// answer sets) no longer logs the visitor in as mallory.
+async fn a_foreign_form_cannot_log_the_visitor_in(store: StoreKind) {
+    let server = Server::start(store).await;
+    let victim = browser();
+    server.post(&victim, "/api/visits", None).await;
+    // What `<input name='{"user":"mallory","x":"' value='"}'>` sends.
+    let form = r#"{"user":"mallory","x":"="}"#;
+    for headers in [
+        &[("content-type", "text/plain")][..],
+        &[
+            ("content-type", "text/plain"),
+            ("sec-fetch-site", "cross-site"),
+        ],
+    ] {
+        let mut request = victim.post(server.url("/api/login")).body(form);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let reply = Reply::from(request.send().await.expect("request")).await;
+        assert!(reply.status.is_client_error(), "{headers:?}: {reply:?}");
+        assert!(reply.set_cookies().is_empty(), "{headers:?}: {reply:?}");
+    }
+    let now = server.get(&victim, "/api/session").await.json();
+    assert_eq!((&now["user"], &now["visits"]), (&Value::Null, &json!(1)));
 }
 
 async fn theme_cookie(store: StoreKind) {
@@ -973,6 +1173,8 @@ for_each_store!(
     logout_removes_the_cookie,
     devices_need_login,
     logout_everywhere,
+    cross_site_posts_change_nothing,
+    a_foreign_form_cannot_log_the_visitor_in,
     theme_cookie,
     unknown_routes_are_json_404,
     healthz,
@@ -1093,7 +1295,12 @@ async fn binary_keeps_its_secret_across_restarts() {
         .expect("login");
     assert_eq!(login.status(), StatusCode::OK);
     for _ in 0..2 {
-        alice.post(url("/api/visits")).send().await.expect("visit");
+        alice
+            .post(url("/api/visits"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .send()
+            .await
+            .expect("visit");
     }
     alice
         .post(url("/api/theme"))
@@ -1174,6 +1381,7 @@ async fn binary_default_store_keeps_sessions_across_restarts() {
     assert_eq!(login.status(), StatusCode::OK);
     alice
         .post(format!("{}/api/visits", demo.base))
+        .header(header::CONTENT_TYPE, "application/json")
         .send()
         .await
         .expect("visit");
@@ -1200,6 +1408,29 @@ async fn binary_default_store_keeps_sessions_across_restarts() {
     assert_eq!(body["user"], "alice", "{body}");
     assert_eq!(body["visits"], 1, "{body}");
     assert_eq!(body["new"], false, "{body}");
+}
+
+#[test]
+fn binary_names_the_variable_of_a_malformed_secret() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = Command::new(env!("CARGO_BIN_EXE_keepsake-demo"))
+        .args(["--store", "memory", "--addr", "127.0.0.1:0"])
+        .env("KEEPSAKE_SECRET", "abc")
+        .current_dir(dir.path())
+        .output()
+        .expect("run keepsake-demo");
+    assert_eq!(output.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        err.starts_with(
+            "error: KEEPSAKE_SECRET does not hold a valid secret: the secret is 2 bytes"
+        ),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("keepsake-demo.secret").exists(),
+        "no secret file when KEEPSAKE_SECRET is set"
+    );
 }
 
 #[test]

@@ -173,6 +173,56 @@ async fn http_only_hides_the_session_cookie_from_scripts() {
     browser.close().await;
 }
 
+/// Login CSRF: a page of another site (here a `data:` URL, whose origin is
+/// opaque) with a `<form enctype="text/plain">` that posts
+/// `{"user":"mallory","x":"="}` to the login as it loads. The browser sends
+/// it (without the visitor's `SameSite=Lax` cookie) and would keep the
+/// cookie of a successful answer; the demo refuses it, so the visitor keeps
+/// their own session.
+#[tokio::test]
+async fn another_sites_form_cannot_log_the_visitor_in() {
+    require_browser!();
+    let demo = Demo::start(&[]).await;
+    let driver = Driver::start().await;
+    let dir = profile();
+    let browser = driver.browser(dir.path()).await;
+
+    browser.goto(&demo.url("/")).await;
+    wait_visits(&browser, 1).await;
+
+    let login = demo.url("/api/login");
+    let attack = format!(
+        r#"<form method="post" enctype="text/plain" action="{login}"><input name='{{"user":"mallory","x":"' value='"}}'></form><script>document.forms[0].submit()</script>"#
+    );
+    let encoded: String = attack
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    browser.goto(&format!("data:text/html,{encoded}")).await;
+    wait_for("the form to land on /api/login", async || {
+        match browser.client.current_url().await {
+            Ok(url) if url.as_str() == login => Ok(()),
+            Ok(url) => Err(url.to_string()),
+            Err(err) => Err(err.to_string()),
+        }
+    })
+    .await;
+    let answer = browser.client.source().await.expect("the answer");
+    assert!(answer.contains("cross-site"), "{answer}");
+
+    browser.goto(&demo.url("/")).await;
+    wait_visits(&browser, 2).await;
+    assert_eq!(browser.text("user").await.as_deref(), Some(""));
+
+    browser.close().await;
+}
+
 #[tokio::test]
 async fn logout_everywhere_ends_the_session_in_another_browser() {
     require_browser!();
