@@ -223,6 +223,56 @@ async fn another_sites_form_cannot_log_the_visitor_in() {
     browser.close().await;
 }
 
+/// A page that reads the session with `fetch` while it logs in: the reads
+/// sent with the old cookie reach the server after the login gave the
+/// session a new id, find the old one gone, and must not answer with a
+/// removal of the session cookie, which the browser could apply after the
+/// login's answer and so log the visitor out again.
+#[tokio::test]
+async fn reads_racing_a_login_do_not_log_the_visitor_out() {
+    require_browser!();
+    let demo = Demo::start(&[]).await;
+    let driver = Driver::start().await;
+    let dir = profile();
+    let browser = driver.browser(dir.path()).await;
+    browser.goto(&demo.url("/")).await;
+    wait_visits(&browser, 1).await;
+
+    const RACE: &str = r#"
+        const done = arguments[arguments.length - 1];
+        const json = { "Content-Type": "application/json" };
+        const post = (path, body) =>
+            fetch(path, { method: "POST", headers: json, body: JSON.stringify(body) });
+        (async () => {
+            await post("/api/logout", {});
+            await post("/api/visits", {});
+            const reads = () =>
+                Array.from({ length: 15 }, () => fetch("/api/session").then(r => r.text()));
+            const before = reads();
+            const login = post("/api/login", { user: "ada" }).then(r => r.status);
+            const after = reads();
+            await Promise.all([...before, login, ...after]);
+            const session = await fetch("/api/session").then(r => r.json());
+            done(session.user);
+        })().catch(err => done("error: " + err));
+    "#;
+    let mut users = Vec::new();
+    for _ in 0..10 {
+        let user = browser
+            .client
+            .execute_async(RACE, Vec::new())
+            .await
+            .expect("the script runs");
+        users.push(user.as_str().unwrap_or("(none)").to_owned());
+    }
+    assert!(
+        users.iter().all(|user| user == "ada"),
+        "logged in after each login: {users:?}"
+    );
+
+    browser.close().await;
+}
+
 #[tokio::test]
 async fn logout_everywhere_ends_the_session_in_another_browser() {
     require_browser!();

@@ -152,7 +152,9 @@
 //! up to [`max_replays`](middleware::SessionLayerBuilder::max_replays)
 //! times, then answers 503 and saves nothing: never a silent loss. A save
 //! that finds the session deleted is *gone*: the changes are dropped, the
-//! response removes the cookie, and a `tracing` event at INFO level
+//! response removes the cookie (unless the request is a browser's `fetch`
+//! or subresource request, which may race a login: see
+//! [`Session::cycle_id`](session::Session::cycle_id)), and a `tracing` event at INFO level
 //! ("session ended before this request saved; changes dropped") tells the
 //! app after the fact. A `cycle_id` stores the new id first, then deletes
 //! the old one only if it still holds the version the request loaded

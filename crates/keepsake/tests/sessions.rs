@@ -296,6 +296,75 @@ async fn login_moves_idle_deadline(backend: Backend) {
     assert_eq!(server.get("/status").await.body, live("1", "ada"));
 }
 
+/// A cookie whose session ended is removed in the answer to a page load
+/// or to a client that sends no `Sec-Fetch-Mode`, not in the answer to a
+/// browser's `fetch` or subresource request: one sent before a login's
+/// answer arrived would otherwise delete the new session's cookie.
+async fn an_ended_session_cookie_is_removed_only_on_page_loads(backend: Backend) {
+    let server =
+        Server::start_with(backend, |b| b.idle_timeout(Some(Duration::from_secs(60)))).await;
+    let removed = |reply: &Reply| {
+        reply
+            .session_set_cookie()
+            .is_some_and(|c| c.contains("Max-Age=0"))
+    };
+    let modes = [
+        (Some("cors"), false),
+        (Some("no-cors"), false),
+        (Some("same-origin"), false),
+        (Some("navigate"), true),
+        (None, true),
+    ];
+    // Expired.
+    let cookie = server
+        .get("/count")
+        .await
+        .session_cookie()
+        .expect("a session");
+    server.at(61);
+    for (mode, removes) in modes {
+        let headers: Vec<(&str, &str)> = mode.map(|m| ("sec-fetch-mode", m)).into_iter().collect();
+        let reply = server
+            .get_raw_with("/status", "session", Some(&cookie), &headers)
+            .await;
+        assert_eq!(reply.body, EXPIRED, "{mode:?}");
+        assert_eq!(
+            removed(&reply),
+            removes,
+            "{mode:?}: {:?}",
+            reply.set_cookies()
+        );
+    }
+    if !backend.is_store() {
+        return;
+    }
+    // Moved to a new id by a login, while a request with the old cookie
+    // was on its way.
+    let old = server
+        .get("/count")
+        .await
+        .session_cookie()
+        .expect("a new session");
+    assert_eq!(server.get("/login").await.body, "welcome");
+    for (mode, removes) in modes {
+        let headers: Vec<(&str, &str)> = mode.map(|m| ("sec-fetch-mode", m)).into_iter().collect();
+        let reply = server
+            .get_raw_with("/status", "session", Some(&old), &headers)
+            .await;
+        assert_eq!(
+            removed(&reply),
+            removes,
+            "{mode:?}: {:?}",
+            reply.set_cookies()
+        );
+    }
+    assert_eq!(
+        server.get("/status").await.body,
+        live("1", "ada"),
+        "still logged in"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 5. expired()
 // ---------------------------------------------------------------------------
@@ -1206,6 +1275,7 @@ for_each_backend!(
         counter_across_requests,
         login_cycles_id_and_keeps_data,
         logout_removes_cookie_and_record,
+        an_ended_session_cookie_is_removed_only_on_page_loads,
         logout_then_new_session_in_same_request,
         idle_expiry_exact_to_the_second,
         absolute_expiry_caps_touches,

@@ -277,7 +277,9 @@ where
         // A bad cookie that is ignored is replaced when the session is saved,
         // and otherwise left alone: removing it could fight another app's
         // cookie of the same name.
-        let session = Session::new(self.ctx.clone(), incoming, stale_key, now);
+        let remove_ended =
+            matches!(incoming, Incoming::Nothing) || removes_ended(request.headers());
+        let session = Session::new(self.ctx.clone(), incoming, stale_key, remove_ended, now);
         request.extensions_mut().insert(session.clone());
         // Called now, while still the service that was driven to readiness:
         // no clone of it is needed.
@@ -288,6 +290,21 @@ where
             },
         }
     }
+}
+
+/// Whether the answer to a request may remove a session cookie whose
+/// session has ended: a navigation (`Sec-Fetch-Mode: navigate`), or a
+/// client that does not say (not a browser, or an old one). A browser's
+/// `fetch`, XHR or subresource request may have been sent before the
+/// answer to a login arrived, and its removal would then delete the new
+/// session's cookie (see [`Session::cycle_id`]); the next page load
+/// removes the cookie instead.
+///
+/// [`Session::cycle_id`]: crate::session::Session::cycle_id
+fn removes_ended(headers: &http::HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-mode")
+        .is_none_or(|mode| mode.as_bytes().eq_ignore_ascii_case(b"navigate"))
 }
 
 /// Keeps a response that sets the session cookie out of shared caches:

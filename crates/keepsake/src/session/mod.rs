@@ -335,6 +335,10 @@ struct State {
     delete: Vec<Id>,
     /// The cookie that came in must go (flush, or an expired one).
     remove_cookie: bool,
+    /// A cookie whose session has ended (expired, or ended by another
+    /// request) may be removed in this answer; see
+    /// [`Session::cycle_id`] for why not always.
+    remove_ended: bool,
     /// A new id was given to a stored session (cycle, or a new session).
     new_id: bool,
     /// A store call failed during the request.
@@ -407,6 +411,7 @@ impl Session {
         ctx: Arc<Context>,
         incoming: Incoming,
         stale_key: bool,
+        remove_ended: bool,
         now: Option<u64>,
     ) -> Self {
         Self {
@@ -421,6 +426,7 @@ impl Session {
                     modified: false,
                     delete: Vec::new(),
                     remove_cookie: false,
+                    remove_ended,
                     new_id: false,
                     failure: None,
                     stale_key,
@@ -497,7 +503,7 @@ impl Session {
         let ring = crate::key::KeyRing::new(crate::key::Key::generate());
         let ctx = crate::middleware::SessionLayer::with_cookies(crate::codec::Format::Sealed, ring)
             .into_context();
-        Self::new(ctx, Incoming::Nothing, false, None)
+        Self::new(ctx, Incoming::Nothing, false, true, None)
     }
 
     /// What every session of this layer shares.
@@ -541,7 +547,7 @@ impl Session {
                     Ok(None) => {
                         tracing::debug!(session = %id.log_tag(), "session gone or expired in the store");
                         state.expired = true;
-                        state.remove_cookie = true;
+                        state.remove_cookie = state.remove_ended;
                         None
                     }
                     Err(err) => {
@@ -554,7 +560,7 @@ impl Session {
             (Incoming::Record(record), _) => Some(record.clone()),
             (Incoming::Expired, _) => {
                 state.expired = true;
-                state.remove_cookie = true;
+                state.remove_cookie = state.remove_ended;
                 None
             }
             _ => None,
@@ -1006,12 +1012,19 @@ impl Session {
     ///
     /// A request the browser sent with the old cookie before the new one
     /// arrived, and that reaches a store-backed session after the cycle,
-    /// finds its session gone: it is answered with a cookie that removes
-    /// the session cookie (or, if its handler writes to the session, with
-    /// a new session's cookie), and if the browser applies that answer
-    /// after the login's, the user is logged out again (Django's sessions
-    /// do the same). Cycle the id on the login request itself, not on a
-    /// page that fires other requests at once.
+    /// finds its session gone. Had its answer removed the cookie, as an
+    /// ended session's cookie is removed, the browser could apply that
+    /// after the login's answer and delete the new cookie: the user would
+    /// be logged out again. So a cookie whose session ended is removed only
+    /// in the answer to a page load (`Sec-Fetch-Mode: navigate`) or to a
+    /// client that does not send `Sec-Fetch-Mode` (not a browser); the
+    /// answers to a page's `fetch`, XHR and subresource requests leave it,
+    /// and the next page load removes it. A handler that *writes* to the
+    /// session in such a request starts a new session, whose cookie still
+    /// replaces the login's (Django's sessions do the same; following the
+    /// old id to the new session would undo the protection against
+    /// fixation). Cycle the id on the login request itself, not on a page
+    /// that writes to the session from several requests at once.
     ///
     /// # Errors
     ///
@@ -1419,14 +1432,15 @@ impl Session {
             // Rare, and the largest state: boxed, as `create`.
             Box::pin(self.cycle(store, old, record, &state.changes, now)).await?
         } else if state.modified {
-            self.save(store, record, &state.changes, state.new_id, now)
+            let (resend, ended) = (state.new_id, state.remove_ended);
+            self.save(store, record, &state.changes, resend, ended, now)
                 .await?
         } else if let Some(deadline) = touch_due(&record, now) {
             let touch = store.touch(&record.id, record.version, deadline, now);
             match self.timed(touch).await? {
                 // Saved since: that save set the deadline.
                 Touched::Touched | Touched::Outdated => None,
-                Touched::Gone => Some(removal()),
+                Touched::Gone => state.remove_ended.then(removal),
             }
         } else {
             None
@@ -1542,9 +1556,11 @@ impl Session {
         mut record: Arc<Record>,
         changes: &[Change],
         resend_cookie: bool,
+        remove_ended: bool,
         now: u64,
     ) -> Result<Option<HeaderValue>, StoreError> {
         refresh_idle_deadline(Arc::make_mut(&mut record), now);
+        let removal = || remove_ended.then(|| self.ctx().removal_cookie());
         let mut turn = self.write_turn(&record.id).await?;
         // A request of this process saved the session since this one loaded
         // it: its record is the newer copy a conflict would load.
@@ -1565,11 +1581,11 @@ impl Session {
                 }
                 Saved::Gone => {
                     tracing::info!(session = %record.id.log_tag(), "session ended before this request saved; changes dropped");
-                    return Ok(Some(self.ctx().removal_cookie()));
+                    return Ok(removal());
                 }
                 Saved::Conflict => {
                     let Some(fresh) = self.timed(store.load(&record.id, now)).await? else {
-                        return Ok(Some(self.ctx().removal_cookie()));
+                        return Ok(removal());
                     };
                     record = replayed(fresh, changes, now)?;
                 }

@@ -632,9 +632,24 @@ impl Server {
 
     /// GET `path` without a cookie store, sending `Cookie: <name>=<value>`.
     pub(crate) async fn get_raw_named(&self, path: &str, name: &str, value: Option<&str>) -> Reply {
+        self.get_raw_with(path, name, value, &[]).await
+    }
+
+    /// GET `path` without a cookie store, sending `Cookie: <name>=<value>`
+    /// and `headers`.
+    pub(crate) async fn get_raw_with(
+        &self,
+        path: &str,
+        name: &str,
+        value: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let mut request = self.raw.get(format!("{}{path}", self.base));
         if let Some(value) = value {
             request = request.header(reqwest::header::COOKIE, format!("{name}={value}"));
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let response = request
             .send()
