@@ -301,6 +301,11 @@ impl Key {
     /// alphabet, with or without padding. Surrounding whitespace (such as the
     /// newline at the end of a file) is ignored.
     ///
+    /// Only the length of the decoded bytes is checked, not how random they
+    /// are: any run of 43 or more letters and digits is valid base64, so a
+    /// long password typed by hand passes as well. Make secrets with
+    /// `keepsake keygen` or [`Key::generate`].
+    ///
     /// # Errors
     ///
     /// [`KeyError::NotBase64`], or the length errors of [`Key::from_bytes`].

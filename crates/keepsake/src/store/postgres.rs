@@ -191,6 +191,8 @@ const COLUMNS: &str = "id, data::text, created_at, idle_timeout, idle_deadline, 
 pub struct PostgresStore {
     pool: Pool,
     sql: Arc<Sql>,
+    /// How long a statement may take (the builder's `timeout`).
+    timeout: Duration,
     /// How new connections are opened (see [`client`](Self::client)).
     opening: Arc<Opening>,
 }
@@ -284,9 +286,13 @@ impl PostgresStoreBuilder {
         self
     }
 
-    /// How long an operation waits for a free pooled connection, and for a
-    /// new connection to be set up (default 10 s). Past it the operation
-    /// fails with [`StoreErrorKind::Timeout`].
+    /// How long an operation waits for a free pooled connection, for a new
+    /// connection to be set up, and for a statement's answer (default
+    /// 10 s). Past it the operation fails with [`StoreErrorKind::Timeout`]
+    /// (a statement is then cancelled and its connection closed). The
+    /// session layer's own store timeout (1 s by default) is usually the
+    /// shorter; this one bounds calls made outside a request, such as
+    /// [`purge_expired`](SessionStore::purge_expired) or the CLI's.
     ///
     /// # Example
     ///
@@ -388,6 +394,7 @@ impl PostgresStoreBuilder {
         Ok(PostgresStore {
             pool,
             sql: Arc::new(Sql::new(&self.schema, &self.table)),
+            timeout: self.timeout,
             opening: Arc::new(Opening {
                 failing: AtomicBool::new(false),
                 turn: Arc::new(tokio::sync::Semaphore::new(1)),
@@ -959,10 +966,9 @@ impl PostgresStore {
                 .query(&statement, params)
                 .await
                 .map_err(unavailable("a session query failed"))
-        }
-        .await;
-        busy.done();
-        rows
+        };
+        let answer = tokio::time::timeout(self.timeout, rows).await;
+        self.settle(busy, answer)
     }
 
     /// Runs a cached prepared statement; how many rows it changed.
@@ -978,10 +984,32 @@ impl PostgresStore {
                 .execute(&statement, params)
                 .await
                 .map_err(unavailable("a session statement failed"))
+        };
+        let answer = tokio::time::timeout(self.timeout, changed).await;
+        self.settle(busy, answer)
+    }
+
+    /// The answer of a statement that ran on `busy`'s connection within the
+    /// store's timeout, or a timeout. The connection goes back to the pool
+    /// only if the statement finished.
+    fn settle<T>(
+        &self,
+        busy: Busy,
+        answer: Result<Result<T, StoreError>, tokio::time::error::Elapsed>,
+    ) -> Result<T, StoreError> {
+        match answer {
+            Ok(answer) => {
+                busy.done();
+                answer
+            }
+            Err(_) => {
+                drop(busy);
+                Err(StoreError::new(
+                    StoreErrorKind::Timeout,
+                    format!("no answer from PostgreSQL within {:?}", self.timeout),
+                ))
+            }
         }
-        .await;
-        busy.done();
-        changed
     }
 }
 
@@ -1637,6 +1665,40 @@ mod tests {
             assert_eq!(load.await.expect("the load waited").unwrap(), Some(free));
             // The statement was cancelled: once the lock goes, it does not
             // take effect after all.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            transaction.commit().await.unwrap();
+            let loaded = store.load(&locked.id, 1_000).await.unwrap().unwrap();
+            assert_eq!((loaded.version, &loaded.data["n"]), (0, &json!(1)));
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_statement_times_out_by_itself() {
+        with_schema(|url, schema| async move {
+            let store = PostgresStore::builder()
+                .schema(&schema)
+                .timeout(Duration::from_millis(400))
+                .connect(&url)
+                .await
+                .unwrap();
+            let mut locked = record(1_000, 3_600);
+            store.create(&locked).await.unwrap();
+            let mut holder = raw(&url).await;
+            let transaction = holder.transaction().await.unwrap();
+            transaction
+                .execute(
+                    &format!(
+                        "SELECT 1 FROM \"{schema}\".keepsake_sessions WHERE id = $1 FOR UPDATE"
+                    ),
+                    &[&locked.id.to_string()],
+                )
+                .await
+                .unwrap();
+            locked.data.insert("n".into(), json!(2));
+            // No timeout around the call: the store's own ends it.
+            let err = store.save(&locked, 1_000).await.unwrap_err();
+            assert_eq!(err.kind(), StoreErrorKind::Timeout, "{err}");
             tokio::time::sleep(Duration::from_millis(300)).await;
             transaction.commit().await.unwrap();
             let loaded = store.load(&locked.id, 1_000).await.unwrap().unwrap();
