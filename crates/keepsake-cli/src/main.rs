@@ -88,7 +88,7 @@ fn main() -> ExitCode {
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             // Nothing sensible is left to do if stderr is gone too.
-            let _ = writeln!(io::stderr(), "keepsake: {err:#}");
+            let _ = writeln!(io::stderr(), "keepsake: {}", error_text(&err));
             if err.downcast_ref::<Rejected>().is_some() {
                 ExitCode::from(EXIT_REJECTED)
             } else {
@@ -603,6 +603,24 @@ fn payload_json(payload: &[u8]) -> Option<Value> {
     serde_json::to_value(record).ok()
 }
 
+/// `err` and its causes, joined with `: ` as `{:#}` does, but leaving out a
+/// cause whose text is already there: keepsake's store errors carry their
+/// cause's text in their own message.
+fn error_text(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
 /// Takes a value apart without a key. Only the layout is checked.
 fn inspect(value: &str) -> Result<Inspection, Rejected> {
     let seen = codec::inspect(value).map_err(|err| match err {
@@ -632,9 +650,28 @@ fn inspect(value: &str) -> Result<Inspection, Rejected> {
 
 #[cfg(test)]
 mod tests {
-    use super::payload_json;
+    use super::{error_text, payload_json};
     use keepsake::store::Id;
     use serde_json::json;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        use keepsake::store::{StoreError, StoreErrorKind};
+        let refused = std::io::Error::other("Connection refused (os error 111)");
+        let store = StoreError::with_source(
+            StoreErrorKind::Unavailable,
+            format!("cannot connect: {refused}"),
+            refused,
+        );
+        let err = anyhow::Error::new(store).context("reading the session failed");
+        assert_eq!(
+            error_text(&err),
+            "reading the session failed: session store unavailable: cannot connect: \
+             Connection refused (os error 111)"
+        );
+        let plain = anyhow::anyhow!("plain").context("outer");
+        assert_eq!(error_text(&plain), "outer: plain");
+    }
 
     #[test]
     fn sixteen_bytes_that_are_not_json_are_a_session_id() {
