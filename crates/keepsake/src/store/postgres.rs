@@ -38,7 +38,7 @@ use deadpool_postgres::{
     Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType,
 };
 use serde_json::Value;
-use tokio_postgres::{NoTls, Row, types::ToSql};
+use tokio_postgres::{NoTls, Row, Statement, types::ToSql};
 
 use super::{
     Created, Data, Deleted, Id, Record, Saved, SessionStore, StoreError, StoreErrorKind, Touched,
@@ -955,37 +955,41 @@ impl PostgresStore {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
-        let busy = Busy(Some(self.client().await?));
-        let rows = async {
-            let client = busy.client();
-            let statement = client
-                .prepare_cached(sql)
-                .await
-                .map_err(unavailable("preparing a session statement failed"))?;
-            client
-                .query(&statement, params)
-                .await
-                .map_err(unavailable("a session query failed"))
+        let run = async |client: &deadpool_postgres::Object, statement: &Statement| {
+            client.query(statement, params).await
         };
-        let answer = tokio::time::timeout(self.timeout, rows).await;
-        self.settle(busy, answer)
+        self.statement(sql, "a session query failed", run).await
     }
 
     /// Runs a cached prepared statement; how many rows it changed.
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
+        let run = async |client: &deadpool_postgres::Object, statement: &Statement| {
+            client.execute(statement, params).await
+        };
+        self.statement(sql, "a session statement failed", run).await
+    }
+
+    /// Prepares `sql` (once per connection) and `run`s it on a pooled
+    /// connection within the store's timeout.
+    async fn statement<T>(
+        &self,
+        sql: &str,
+        failed: &'static str,
+        run: impl AsyncFnOnce(
+            &deadpool_postgres::Object,
+            &Statement,
+        ) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, StoreError> {
         let busy = Busy(Some(self.client().await?));
-        let changed = async {
+        let answer = async {
             let client = busy.client();
             let statement = client
                 .prepare_cached(sql)
                 .await
                 .map_err(unavailable("preparing a session statement failed"))?;
-            client
-                .execute(&statement, params)
-                .await
-                .map_err(unavailable("a session statement failed"))
+            run(client, &statement).await.map_err(unavailable(failed))
         };
-        let answer = tokio::time::timeout(self.timeout, changed).await;
+        let answer = tokio::time::timeout(self.timeout, answer).await;
         self.settle(busy, answer)
     }
 
