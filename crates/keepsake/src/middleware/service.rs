@@ -302,8 +302,10 @@ where
 ///
 /// [`Session::cycle_id`]: crate::session::Session::cycle_id
 fn removes_ended(headers: &http::HeaderMap) -> bool {
+    // A name made once: `get` with a `&str` parses it on every call.
+    static SEC_FETCH_MODE: http::HeaderName = http::HeaderName::from_static("sec-fetch-mode");
     headers
-        .get("sec-fetch-mode")
+        .get(&SEC_FETCH_MODE)
         .is_none_or(|mode| mode.as_bytes().eq_ignore_ascii_case(b"navigate"))
 }
 
