@@ -271,35 +271,14 @@ fn escape_text(text: &str) -> Cow<'_, str> {
 /// Whether `c` is a control character (general category Cc), a Unicode
 /// format character (Cf), or a line or paragraph separator (Zl, Zp).
 fn needs_escape(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            // Cf, as of Unicode 16.
-            '\u{ad}'
-                | '\u{600}'..='\u{605}'
-                | '\u{61c}'
-                | '\u{6dd}'
-                | '\u{70f}'
-                | '\u{890}'..='\u{891}'
-                | '\u{8e2}'
-                | '\u{180e}'
-                | '\u{200b}'..='\u{200f}'
-                | '\u{202a}'..='\u{202e}'
-                | '\u{2060}'..='\u{2064}'
-                | '\u{2066}'..='\u{206f}'
-                | '\u{feff}'
-                | '\u{fff9}'..='\u{fffb}'
-                | '\u{110bd}'
-                | '\u{110cd}'
-                | '\u{13430}'..='\u{1343f}'
-                | '\u{1bca0}'..='\u{1bca3}'
-                | '\u{1d173}'..='\u{1d17a}'
-                | '\u{e0001}'
-                | '\u{e0020}'..='\u{e007f}'
-                // Zl and Zp.
-                | '\u{2028}'
-                | '\u{2029}'
-        )
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory as _};
+    matches!(
+        c.general_category(),
+        GeneralCategory::Control
+            | GeneralCategory::Format
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
+    )
 }
 
 /// One line of `list`.
