@@ -1432,9 +1432,15 @@ impl Session {
             // Rare, and the largest state: boxed, as `create`.
             Box::pin(self.cycle(store, old, record, &state.changes, now)).await?
         } else if state.modified {
-            let (resend, ended) = (state.new_id, state.remove_ended);
-            self.save(store, record, &state.changes, resend, ended, now)
-                .await?
+            self.save(
+                store,
+                record,
+                &state.changes,
+                state.new_id,
+                state.remove_ended,
+                now,
+            )
+            .await?
         } else if let Some(deadline) = touch_due(&record, now) {
             let touch = store.touch(&record.id, record.version, deadline, now);
             match self.timed(touch).await? {

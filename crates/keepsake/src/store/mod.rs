@@ -506,6 +506,21 @@ impl StoreError {
         self.kind
     }
 
+    /// The same error for another caller (a failed batch answers each of
+    /// its operations with it): its kind and message, and its source's text
+    /// added to the message unless the message says it already, since a
+    /// source cannot be cloned.
+    #[cfg(any(feature = "sqlite", feature = "redis"))]
+    pub(crate) fn copied(&self) -> Self {
+        let message = match &self.source {
+            Some(source) if !self.message.contains(&source.to_string()) => {
+                format!("{}: {source}", self.message)
+            }
+            _ => self.message.clone(),
+        };
+        Self::new(self.kind, message)
+    }
+
     /// The same error, saying which stored session it is about (so that
     /// an operator can find an unreadable record).
     #[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]

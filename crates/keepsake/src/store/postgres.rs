@@ -970,7 +970,8 @@ impl PostgresStore {
     }
 
     /// Prepares `sql` (once per connection) and `run`s it on a pooled
-    /// connection within the store's timeout.
+    /// connection within the store's timeout. The connection goes back to
+    /// the pool only if the statement finished.
     async fn statement<T>(
         &self,
         sql: &str,
@@ -989,30 +990,17 @@ impl PostgresStore {
                 .map_err(unavailable("preparing a session statement failed"))?;
             run(client, &statement).await.map_err(unavailable(failed))
         };
-        let answer = tokio::time::timeout(self.timeout, answer).await;
-        self.settle(busy, answer)
-    }
-
-    /// The answer of a statement that ran on `busy`'s connection within the
-    /// store's timeout, or a timeout. The connection goes back to the pool
-    /// only if the statement finished.
-    fn settle<T>(
-        &self,
-        busy: Busy,
-        answer: Result<Result<T, StoreError>, tokio::time::error::Elapsed>,
-    ) -> Result<T, StoreError> {
-        match answer {
+        match tokio::time::timeout(self.timeout, answer).await {
             Ok(answer) => {
                 busy.done();
                 answer
             }
-            Err(_) => {
-                drop(busy);
-                Err(StoreError::new(
-                    StoreErrorKind::Timeout,
-                    format!("no answer from PostgreSQL within {:?}", self.timeout),
-                ))
-            }
+            // `busy` is dropped: the connection is closed, the statement
+            // cancelled.
+            Err(_) => Err(StoreError::new(
+                StoreErrorKind::Timeout,
+                format!("no answer from PostgreSQL within {:?}", self.timeout),
+            )),
         }
     }
 }
@@ -1635,6 +1623,19 @@ mod tests {
         .await;
     }
 
+    /// Another connection that holds the lock of row `id` until it runs
+    /// `COMMIT`.
+    async fn lock_row(url: &str, schema: &str, id: &Id) -> tokio_postgres::Client {
+        let holder = raw(url).await;
+        holder
+            .batch_execute(&format!(
+                "BEGIN; SELECT 1 FROM \"{schema}\".keepsake_sessions WHERE id = '{id}' FOR UPDATE"
+            ))
+            .await
+            .unwrap();
+        holder
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_statement_its_caller_gave_up_on_does_not_hold_up_the_next() {
         with_schema(|url, schema| async move {
@@ -1649,17 +1650,7 @@ mod tests {
             store.create(&locked).await.unwrap();
             store.create(&free).await.unwrap();
             // Another client holds the row's lock.
-            let mut holder = raw(&url).await;
-            let transaction = holder.transaction().await.unwrap();
-            transaction
-                .execute(
-                    &format!(
-                        "SELECT 1 FROM \"{schema}\".keepsake_sessions WHERE id = $1 FOR UPDATE"
-                    ),
-                    &[&locked.id.to_string()],
-                )
-                .await
-                .unwrap();
+            let holder = lock_row(&url, &schema, &locked.id).await;
             locked.data.insert("n".into(), json!(2));
             let save = tokio::time::timeout(Duration::from_millis(300), store.save(&locked, 1_000));
             assert!(save.await.is_err(), "the save waited for the lock");
@@ -1670,7 +1661,7 @@ mod tests {
             // The statement was cancelled: once the lock goes, it does not
             // take effect after all.
             tokio::time::sleep(Duration::from_millis(300)).await;
-            transaction.commit().await.unwrap();
+            holder.batch_execute("COMMIT").await.unwrap();
             let loaded = store.load(&locked.id, 1_000).await.unwrap().unwrap();
             assert_eq!((loaded.version, &loaded.data["n"]), (0, &json!(1)));
         })
@@ -1688,23 +1679,13 @@ mod tests {
                 .unwrap();
             let mut locked = record(1_000, 3_600);
             store.create(&locked).await.unwrap();
-            let mut holder = raw(&url).await;
-            let transaction = holder.transaction().await.unwrap();
-            transaction
-                .execute(
-                    &format!(
-                        "SELECT 1 FROM \"{schema}\".keepsake_sessions WHERE id = $1 FOR UPDATE"
-                    ),
-                    &[&locked.id.to_string()],
-                )
-                .await
-                .unwrap();
+            let holder = lock_row(&url, &schema, &locked.id).await;
             locked.data.insert("n".into(), json!(2));
             // No timeout around the call: the store's own ends it.
             let err = store.save(&locked, 1_000).await.unwrap_err();
             assert_eq!(err.kind(), StoreErrorKind::Timeout, "{err}");
             tokio::time::sleep(Duration::from_millis(300)).await;
-            transaction.commit().await.unwrap();
+            holder.batch_execute("COMMIT").await.unwrap();
             let loaded = store.load(&locked.id, 1_000).await.unwrap().unwrap();
             assert_eq!((loaded.version, &loaded.data["n"]), (0, &json!(1)));
         })

@@ -184,9 +184,6 @@ fn fail(conn: &Connection, jobs: &mut Vec<Job>, tickets: &[Ticket], err: &StoreE
             Some(ticket) => conn.cache.wrote(*ticket, &job.cached, None),
             None => conn.cache.invalidate(&job.cached),
         }
-        // The message, not the `Display`, which starts with the kind again.
-        let _ = job
-            .reply
-            .send(Err(StoreError::new(err.kind(), err.message.clone())));
+        let _ = job.reply.send(Err(err.copied()));
     }
 }

@@ -93,7 +93,7 @@ impl<T: Send> Task for Pending<T> {
 
     fn finish(self: Box<Self>, failure: Option<&StoreError>) {
         let result = match (self.result, failure) {
-            (Some(Ok(_)), Some(failure)) | (None, Some(failure)) => Err(copy(failure)),
+            (Some(Ok(_)), Some(failure)) | (None, Some(failure)) => Err(failure.copied()),
             (Some(result), _) => result,
             (None, None) => Err(StoreError::new(
                 StoreErrorKind::Unavailable,
@@ -103,17 +103,6 @@ impl<T: Send> Task for Pending<T> {
         // The caller may have stopped waiting meanwhile; nothing to do then.
         let _ = self.reply.send(result);
     }
-}
-
-/// The same error again, for each operation of a failed batch.
-fn copy(err: &StoreError) -> StoreError {
-    // The message, not the `Display`, which starts with the kind again;
-    // the source cannot be cloned, so its text goes into the message.
-    let message = match &err.source {
-        Some(source) => format!("{}: {source}", err.message),
-        None => err.message.clone(),
-    };
-    StoreError::new(err.kind(), message)
 }
 
 /// Operations waiting for a thread.
@@ -299,10 +288,21 @@ mod tests {
             std::io::Error::other("no such savepoint"),
         );
         assert_eq!(
-            copy(&err).to_string(),
+            err.copied().to_string(),
             "session store unavailable: SQLite ROLLBACK TO task failed: no such savepoint"
         );
-        assert_eq!(copy(&err).kind(), StoreErrorKind::Unavailable);
+        assert_eq!(err.copied().kind(), StoreErrorKind::Unavailable);
+        // A message that has its source's text already (as `sql_error`
+        // writes them) does not get it twice.
+        let err = StoreError::with_source(
+            StoreErrorKind::Unavailable,
+            "SQLite COMMIT failed: disk I/O error",
+            std::io::Error::other("disk I/O error"),
+        );
+        assert_eq!(
+            err.copied().to_string(),
+            "session store unavailable: SQLite COMMIT failed: disk I/O error"
+        );
     }
 
     fn table() -> Connection {
