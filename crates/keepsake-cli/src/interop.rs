@@ -41,7 +41,7 @@ use keepsake::codec::{
     unix_now,
 };
 
-use crate::{FormatArg, Rejected, SecretArgs, SignArgs, VerifyArgs};
+use crate::{FormatArg, Rejected, SecretArgs, SignArgs, VerifyArgs, terminal::write_json_line};
 
 /// The framework of an interop `--format`, or `None` for keepsake's own.
 pub(crate) fn framework(format: FormatArg) -> Option<Framework> {
@@ -140,7 +140,7 @@ impl InteropTask {
                 let opened = codec
                     .decode(&value, now)
                     .map_err(|err| Rejected(err.to_string()))?;
-                writeln!(out, "{}", codec.serialize(opened.session())?)?;
+                write_json_line(out, &codec.serialize(opened.session())?)?;
                 out.flush()?;
                 if opened.key_used().is_fallback() {
                     let _ = writeln!(io::stderr(), "stale-key");

@@ -27,6 +27,10 @@
 //! (standard padded base64). A value that verified is never refused for its
 //! payload. `decode` shows the payload the same way, except that any other
 //! payload that is not JSON shows as a JSON string (invalid UTF-8 replaced).
+//! Payloads are anyone's text, so in every JSON line printed the control and
+//! format characters that JSON allows raw in strings (DEL, the C1 controls,
+//! bidi overrides such as U+202E, U+2028) are written as `\uXXXX` escapes:
+//! the line reads back as the same JSON value and cannot drive the terminal.
 //!
 //! # Secrets
 //!
@@ -54,6 +58,7 @@
 
 mod interop;
 mod sessions;
+mod terminal;
 
 use std::{
     fmt,
@@ -72,6 +77,7 @@ use keepsake::{
 };
 use serde::Serialize;
 use serde_json::Value;
+use terminal::write_json_line;
 
 /// Exit status for a value that did not verify or could not be decoded.
 const EXIT_REJECTED: u8 = 1;
@@ -475,8 +481,7 @@ impl Task {
                 // The value verified: whatever its payload, it is shown.
                 let payload = payload_json(opened.payload())
                     .unwrap_or_else(|| serde_json::json!({ "base64": base64_simd::STANDARD.encode_to_string(opened.payload()) }));
-                serde_json::to_writer(&mut *out, &payload)?;
-                writeln!(out)?;
+                write_json_line(out, &serde_json::to_string(&payload)?)?;
                 out.flush()?;
                 if opened.key_used().is_fallback() {
                     let _ = writeln!(io::stderr(), "stale-key");
@@ -485,12 +490,8 @@ impl Task {
             Self::Sessions(args) => sessions::run(args, out)?,
             Self::Interop(task) => task.execute(out)?,
             Self::Decode { value } => match interop::decode(&value) {
-                Some(line) => writeln!(out, "{line}")?,
-                None => {
-                    let inspection = inspect(&value)?;
-                    serde_json::to_writer(&mut *out, &inspection)?;
-                    writeln!(out)?;
-                }
+                Some(line) => write_json_line(out, &line)?,
+                None => write_json_line(out, &serde_json::to_string(&inspect(&value)?)?)?,
             },
         }
         out.flush()?;

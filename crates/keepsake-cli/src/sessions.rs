@@ -8,7 +8,8 @@
 //! is never loaded at once.
 //!
 //! Text from the store (user names) is printed with control characters and
-//! Unicode format characters escaped ([`escape_text`]), so a stored value
+//! Unicode format characters escaped ([`escape_text`]; `show` escapes
+//! them in its JSON as `\uXXXX`), so a stored value
 //! can neither forge rows of the tab-separated output nor drive the
 //! terminal.
 //!
@@ -23,7 +24,6 @@
 use std::{
     borrow::Cow,
     collections::HashMap,
-    fmt::Write as _,
     io::{self, IsTerminal as _, Write},
     path::Path,
     time::{Duration, Instant},
@@ -38,7 +38,10 @@ use keepsake::{
 };
 use serde_json::Value;
 
-use crate::Rejected;
+use crate::{
+    Rejected,
+    terminal::{escape_text, write_json_line},
+};
 
 /// Records read per page when walking the whole store.
 const PAGE: usize = 500;
@@ -204,8 +207,7 @@ async fn execute(
                 fields.insert("deadline".to_owned(), record.deadline().into());
                 fields.insert("expired".to_owned(), record.is_expired_at(now).into());
             }
-            serde_json::to_writer_pretty(&mut *out, &json)?;
-            writeln!(out)?;
+            write_json_line(out, &serde_json::to_string_pretty(&json)?)?;
         }
         SessionsCommand::Revoke { id } => {
             let id = parse_id(&id)?;
@@ -245,40 +247,6 @@ fn parse_id(text: &str) -> Result<Id> {
     text.trim()
         .parse()
         .with_context(|| format!("invalid session id {text:?}"))
-}
-
-/// Stored text made safe to print: control characters (tab, newline, ESC,
-/// the C1 controls, ...) and Unicode format characters (bidi overrides such
-/// as U+202E, zero-width characters, ...) are escaped as `char::escape_debug`
-/// escapes them (`\t`, `\n`, `\u{1b}`, `\u{202e}`); everything else,
-/// accented letters and other printable Unicode included, is kept as is.
-fn escape_text(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(needs_escape) {
-        return Cow::Borrowed(text);
-    }
-    let mut escaped = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if needs_escape(c) {
-            // Writing to a String cannot fail.
-            let _ = write!(escaped, "{}", c.escape_debug());
-        } else {
-            escaped.push(c);
-        }
-    }
-    Cow::Owned(escaped)
-}
-
-/// Whether `c` is a control character (general category Cc), a Unicode
-/// format character (Cf), or a line or paragraph separator (Zl, Zp).
-fn needs_escape(c: char) -> bool {
-    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory as _};
-    matches!(
-        c.general_category(),
-        GeneralCategory::Control
-            | GeneralCategory::Format
-            | GeneralCategory::LineSeparator
-            | GeneralCategory::ParagraphSeparator
-    )
 }
 
 /// One line of `list`.
@@ -444,25 +412,7 @@ fn utc(secs: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{escape_text, utc};
-
-    #[test]
-    fn escape_text_escapes_controls_and_format_characters_only() {
-        assert_eq!(escape_text("alice"), "alice");
-        assert_eq!(escape_text("Zoë Ångström 山田 🙂"), "Zoë Ångström 山田 🙂");
-        // Decomposed accents (combining marks) stay too.
-        assert_eq!(escape_text("Zoe\u{308}"), "Zoe\u{308}");
-        // Quotes and backslashes are not escaped.
-        assert_eq!(escape_text(r#"a"b'c\d"#), r#"a"b'c\d"#);
-        assert_eq!(
-            escape_text("a\tb\nc\rd\0e\u{1b}[31mf\u{7f}g\u{9b}h"),
-            r"a\tb\nc\rd\0e\u{1b}[31mf\u{7f}g\u{9b}h"
-        );
-        assert_eq!(
-            escape_text("x\u{202e}gpj.exe\u{2066}\u{200b}\u{feff}\u{ad}\u{2028}\u{e0041}"),
-            r"x\u{202e}gpj.exe\u{2066}\u{200b}\u{feff}\u{ad}\u{2028}\u{e0041}"
-        );
-    }
+    use super::utc;
 
     #[test]
     fn utc_times() {

@@ -816,6 +816,30 @@ fn decode_signed() {
     assert!(out.contains(r#""verified":false"#), "{out}");
 }
 
+/// A payload is anyone's text (`decode` reads a cookie from anywhere):
+/// the JSON printed reads back as the same value, but with what JSON allows
+/// raw in strings (DEL, C1 controls, bidi overrides, line separators)
+/// escaped as `\uXXXX`, so it cannot drive the terminal or reorder the line.
+#[test]
+fn verify_and_decode_escape_what_could_drive_a_terminal() {
+    let payload = serde_json::json!({ "u": "x\u{202e}gpj.exe\u{9b}31m\u{7f}\u{2028}\u{e0041}" });
+    let value = sign("n", &payload.to_string(), &[]);
+    let verified = ok_line(&verify("n", &value, &[]));
+    assert_eq!(
+        verified,
+        r#"{"u":"x\u202egpj.exe\u009b31m\u007f\u2028\udb40\udc41"}"#
+    );
+    let decoded = ok_line(&keepsake(&["decode", &value]));
+    for out in [&verified, &decoded] {
+        assert!(out.is_ascii(), "{out}");
+    }
+    let decoded: serde_json::Value = serde_json::from_str(&decoded).expect("decode prints JSON");
+    assert_eq!(decoded["payload"], payload);
+    // Printable Unicode is shown as it is.
+    let value = sign("n", r#""Zoë 山田""#, &[]);
+    assert_eq!(ok_line(&verify("n", &value, &[])), r#""Zoë 山田""#);
+}
+
 #[test]
 fn decode_sealed() {
     let value = sign("n", r#""dark""#, &["--format", "sealed", "--now", NOW]);

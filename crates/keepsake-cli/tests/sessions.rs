@@ -439,8 +439,18 @@ fn hostile_user_names_are_escaped() {
         );
     }
 
+    // `show` prints JSON that reads back as the stored user, with what JSON
+    // allows raw in strings (DEL, C1 controls, bidi) as `\uXXXX`.
+    let mut out = ok(&sessions(&url, &["list"])) + &ok(&sessions(&url, &["stats"]));
+    for (id, (user, _)) in ids.iter().zip(&users) {
+        let shown = ok(&sessions(&url, &["show", &id.to_string()]));
+        let json: Value = serde_json::from_str(&shown).expect("show prints JSON");
+        assert_eq!(json["user"], *user, "{shown}");
+        out += &shown;
+    }
+    assert!(out.contains(r"\u202enimda\u2066\u200b\u009b"), "{out}");
+
     // Nothing raw reaches the terminal.
-    let out = ok(&sessions(&url, &["list"])) + &ok(&sessions(&url, &["stats"]));
     for c in [
         '\u{1b}', '\u{7}', '\r', '\u{9b}', '\u{202e}', '\u{2066}', '\u{200b}',
     ] {
