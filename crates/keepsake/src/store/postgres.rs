@@ -287,8 +287,8 @@ impl PostgresStoreBuilder {
     }
 
     /// How long an operation waits for a free pooled connection, for a new
-    /// connection to be set up, and for a statement's answer (default
-    /// 10 s). Past it the operation fails with [`StoreErrorKind::Timeout`]
+    /// connection to be set up, and for a statement's answer or a whole
+    /// [`migrate`](PostgresStore::migrate) (default 10 s). Past it the operation fails with [`StoreErrorKind::Timeout`]
     /// (a statement is then cancelled and its connection closed). The
     /// session layer's own store timeout (1 s by default) is usually the
     /// shorter; this one bounds calls made outside a request, such as
@@ -748,11 +748,13 @@ impl PostgresStore {
     pub(crate) async fn check_table(&self) -> Result<(), StoreError> {
         let table = format!("\"{}\".\"{}\"", self.sql.schema, self.sql.table);
         let exists: bool = self
-            .client()
+            .on_connection(async |client| {
+                client
+                    .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+                    .await
+                    .map_err(unavailable("the PostgreSQL server does not answer"))
+            })
             .await?
-            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
-            .await
-            .map_err(unavailable("the PostgreSQL server does not answer"))?
             .get(0);
         if exists {
             return Ok(());
@@ -771,7 +773,10 @@ impl PostgresStore {
     /// # Errors
     ///
     /// [`StoreErrorKind::Unavailable`] if the database fails or the table
-    /// is recorded with a newer layout version than this keepsake knows.
+    /// is recorded with a newer layout version than this keepsake knows;
+    /// [`StoreErrorKind::Timeout`] if the migration does not finish within
+    /// the builder's [`timeout`](PostgresStoreBuilder::timeout) (a lock on
+    /// the table held by another session, say), when it is rolled back.
     ///
     /// # Example
     ///
@@ -785,71 +790,72 @@ impl PostgresStore {
     /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
     /// ```
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let failed = unavailable("migrating the session table failed");
         let sql = &self.sql;
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(failed)?;
-        let failed = || unavailable("migrating the session table failed");
-        // One migration per schema at a time (concurrent CREATE ... IF NOT
-        // EXISTS can fail on catalog unique indexes).
-        tx.execute(
-            "SELECT pg_advisory_xact_lock(hashtext($1))",
-            &[&format!("keepsake:{}", sql.schema)],
-        )
-        .await
-        .map_err(failed())?;
-        let schema_exists: bool = tx
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
-                &[&sql.schema],
+        self.on_connection(async |client| {
+            let failed = || unavailable("migrating the session table failed");
+            let tx = client.transaction().await.map_err(failed())?;
+            // One migration per schema at a time (concurrent CREATE ... IF NOT
+            // EXISTS can fail on catalog unique indexes).
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtext($1))",
+                &[&format!("keepsake:{}", sql.schema)],
             )
-            .await
-            .map_err(failed())?
-            .get(0);
-        if !schema_exists {
-            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", sql.schema))
-                .await
-                .map_err(failed())?;
-        }
-        tx.batch_execute(&format!(
-            "CREATE TABLE IF NOT EXISTS {} (table_name TEXT PRIMARY KEY, version INTEGER NOT NULL)",
-            sql.versions
-        ))
-        .await
-        .map_err(failed())?;
-        let recorded: Option<i32> = tx
-            .query_opt(
-                &format!("SELECT version FROM {} WHERE table_name = $1", sql.versions),
-                &[&sql.table],
-            )
-            .await
-            .map_err(failed())?
-            .map(|row| row.get(0));
-        if let Some(version) = recorded.filter(|&v| v > SCHEMA_VERSION) {
-            return Err(StoreError::new(
-                StoreErrorKind::Unavailable,
-                format!(
-                    "session table \"{}\".\"{}\" has schema version {version}, newer than \
-                     version {SCHEMA_VERSION} that this keepsake understands; upgrade keepsake",
-                    sql.schema, sql.table
-                ),
-            ));
-        }
-        tx.batch_execute(&sql.create_table)
             .await
             .map_err(failed())?;
-        tx.execute(
-            &format!(
-                "INSERT INTO {0} (table_name, version) VALUES ($1, $2) \
-                 ON CONFLICT (table_name) DO UPDATE SET version = EXCLUDED.version \
-                 WHERE {0}.version < EXCLUDED.version",
+            let schema_exists: bool = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+                    &[&sql.schema],
+                )
+                .await
+                .map_err(failed())?
+                .get(0);
+            if !schema_exists {
+                tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", sql.schema))
+                    .await
+                    .map_err(failed())?;
+            }
+            tx.batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {} (table_name TEXT PRIMARY KEY, version INTEGER NOT NULL)",
                 sql.versions
-            ),
-            &[&sql.table, &SCHEMA_VERSION],
-        )
+            ))
+            .await
+            .map_err(failed())?;
+            let recorded: Option<i32> = tx
+                .query_opt(
+                    &format!("SELECT version FROM {} WHERE table_name = $1", sql.versions),
+                    &[&sql.table],
+                )
+                .await
+                .map_err(failed())?
+                .map(|row| row.get(0));
+            if let Some(version) = recorded.filter(|&v| v > SCHEMA_VERSION) {
+                return Err(StoreError::new(
+                    StoreErrorKind::Unavailable,
+                    format!(
+                        "session table \"{}\".\"{}\" has schema version {version}, newer than \
+                         version {SCHEMA_VERSION} that this keepsake understands; upgrade keepsake",
+                        sql.schema, sql.table
+                    ),
+                ));
+            }
+            tx.batch_execute(&sql.create_table)
+                .await
+                .map_err(failed())?;
+            tx.execute(
+                &format!(
+                    "INSERT INTO {0} (table_name, version) VALUES ($1, $2) \
+                     ON CONFLICT (table_name) DO UPDATE SET version = EXCLUDED.version \
+                     WHERE {0}.version < EXCLUDED.version",
+                    sql.versions
+                ),
+                &[&sql.table, &SCHEMA_VERSION],
+            )
+            .await
+            .map_err(failed())?;
+            tx.commit().await.map_err(failed())
+        })
         .await
-        .map_err(failed())?;
-        tx.commit().await.map_err(failed())
     }
 
     /// Spawns a Tokio task that calls
@@ -970,8 +976,7 @@ impl PostgresStore {
     }
 
     /// Prepares `sql` (once per connection) and `run`s it on a pooled
-    /// connection within the store's timeout. The connection goes back to
-    /// the pool only if the statement finished.
+    /// connection within the store's timeout.
     async fn statement<T>(
         &self,
         sql: &str,
@@ -981,16 +986,24 @@ impl PostgresStore {
             &Statement,
         ) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, StoreError> {
-        let busy = Busy(Some(self.client().await?));
-        let answer = async {
-            let client = busy.client();
+        self.on_connection(async |client| {
             let statement = client
                 .prepare_cached(sql)
                 .await
                 .map_err(unavailable("preparing a session statement failed"))?;
             run(client, &statement).await.map_err(unavailable(failed))
-        };
-        match tokio::time::timeout(self.timeout, answer).await {
+        })
+        .await
+    }
+
+    /// Runs `work` on a pooled connection within the store's timeout. The
+    /// connection goes back to the pool only if `work` finished.
+    async fn on_connection<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut deadpool_postgres::Object) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut busy = Busy(Some(self.client().await?));
+        match tokio::time::timeout(self.timeout, work(busy.client())).await {
             Ok(answer) => {
                 busy.done();
                 answer
@@ -1015,9 +1028,9 @@ impl PostgresStore {
 struct Busy(Option<deadpool_postgres::Object>);
 
 impl Busy {
-    fn client(&self) -> &deadpool_postgres::Object {
+    fn client(&mut self) -> &mut deadpool_postgres::Object {
         self.0
-            .as_ref()
+            .as_mut()
             .unwrap_or_else(|| unreachable!("set until done or dropped"))
     }
 
@@ -1688,6 +1701,51 @@ mod tests {
             holder.batch_execute("COMMIT").await.unwrap();
             let loaded = store.load(&locked.id, 1_000).await.unwrap().unwrap();
             assert_eq!((loaded.version, &loaded.data["n"]), (0, &json!(1)));
+        })
+        .await;
+    }
+
+    /// A migration waiting on another's (its advisory lock) gives up at
+    /// the builder's timeout, and so does opening an existing table whose
+    /// check waits; the connection is closed, so nothing waits on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn migrating_times_out_by_itself() {
+        with_schema(|url, schema| async move {
+            let builder = || {
+                PostgresStore::builder()
+                    .schema(&schema)
+                    .timeout(Duration::from_millis(400))
+            };
+            let store = builder().connect(&url).await.unwrap();
+            let holder = raw(&url).await;
+            holder
+                .execute(
+                    "SELECT pg_advisory_lock(hashtext($1))",
+                    &[&format!("keepsake:{schema}")],
+                )
+                .await
+                .unwrap();
+            let err = builder().connect(&url).await.unwrap_err();
+            assert_eq!(err.kind(), StoreErrorKind::Timeout, "{err}");
+            let err = store.migrate().await.unwrap_err();
+            assert_eq!(err.kind(), StoreErrorKind::Timeout, "{err}");
+            // The abandoned migrations were cancelled: none waits for the lock.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let waiting: i64 = holder
+                .query_one(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+                     AND objid::bigint = hashtext($1)::bigint & 4294967295",
+                    &[&format!("keepsake:{schema}")],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(waiting, 0);
+            holder
+                .batch_execute("SELECT pg_advisory_unlock_all()")
+                .await
+                .unwrap();
+            store.migrate().await.unwrap();
         })
         .await;
     }
