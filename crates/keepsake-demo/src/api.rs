@@ -387,14 +387,8 @@ pub(crate) async fn theme(
     jar.signed_mut(&state.ring)
         .attributes(Cookie::build("", "").secure(state.secure))
         .insert("theme", &theme)?;
-    Ok(with_set_cookies(&jar, Json(json!({ "theme": theme }))))
-}
-
-/// `response` with a `Set-Cookie` for every cookie `jar` changed.
-pub(crate) fn with_set_cookies(jar: &CookieJar, response: impl IntoResponse) -> Response {
-    let mut response = response.into_response();
-    jar.write_set_cookies(response.headers_mut());
-    response
+    // Returning the jar sends the cookies it changed.
+    Ok((jar, Json(json!({ "theme": theme }))).into_response())
 }
 
 /// `GET /healthz`: 200 when the session store answers.

@@ -107,7 +107,7 @@ impl Prefix {
 /// );
 /// # Ok::<(), keepsake::cookies::CookieError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct CookieBuilder {
     name: String,
@@ -121,6 +121,42 @@ pub struct CookieBuilder {
     same_site: Option<SameSite>,
     partitioned: bool,
     prefix: Option<Prefix>,
+}
+
+/// Shows the attributes but not the value, which may be a bearer token
+/// (see [`Cookie`]'s `Debug`).
+impl fmt::Debug for CookieBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CookieBuilder")
+            .field("name", &self.name)
+            .field("value", &Redacted(&self.value))
+            .field("prefix", &self.prefix)
+            .field("path", &self.path)
+            .field("domain", &self.domain)
+            .field("max_age", &self.max_age)
+            .field("expires", &self.expires)
+            .field("secure", &self.secure)
+            .field("http_only", &self.http_only)
+            .field("same_site", &self.same_site)
+            .field("partitioned", &self.partitioned)
+            .finish()
+    }
+}
+
+/// A cookie value in `Debug` output: its length, not its bytes (an empty
+/// value, as a removal sends, is shown as it is). Session ids, signed
+/// values and anything else an app keeps in a cookie may be a bearer
+/// token, and `Debug` output ends up in logs.
+pub(super) struct Redacted<'a>(pub(super) &'a str);
+
+impl fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("\"\"")
+        } else {
+            write!(f, "<redacted, {} bytes>", self.0.len())
+        }
+    }
 }
 
 impl CookieBuilder {
@@ -582,11 +618,20 @@ fn is_host_name(host: &str) -> bool {
         })
 }
 
+/// `duration` in whole seconds, rounded up and saturating: how `Max-Age`
+/// and the expiry inside a protected value are counted, so that both agree.
+pub(super) fn whole_secs_rounded_up(duration: Duration) -> u64 {
+    duration
+        .as_secs()
+        .saturating_add(u64::from(duration.subsec_nanos() > 0))
+}
+
 /// `Max-Age` in whole seconds, rounded up: a part of a second must not
-/// become `Max-Age=0`, which deletes the cookie.
+/// become `Max-Age=0`, which deletes the cookie. `Duration::MAX` and other
+/// lifetimes beyond what the attribute holds become its largest value
+/// (browsers cap it at 400 days anyway), never a wrap to 0.
 fn max_age_secs(max_age: Duration) -> i64 {
-    let secs = max_age.as_secs() + u64::from(max_age.subsec_nanos() > 0);
-    i64::try_from(secs).unwrap_or(i64::MAX)
+    i64::try_from(whole_secs_rounded_up(max_age)).unwrap_or(i64::MAX)
 }
 
 /// `at` as an `Expires` date, clamped to the years 1970 to 9999 that the
@@ -602,7 +647,9 @@ fn http_date(at: SystemTime) -> time::OffsetDateTime {
 
 /// A validated cookie, ready to be sent in a `Set-Cookie` header.
 ///
-/// Made by [`Cookie::build`]; its `Display` is the header value.
+/// Made by [`Cookie::build`]; its `Display` is the header value. Its
+/// `Debug` shows the name and attributes but not the value, which may be a
+/// bearer token (a session id, a signed value): only the value's length.
 ///
 /// # Example
 ///
@@ -613,9 +660,12 @@ fn http_date(at: SystemTime) -> time::OffsetDateTime {
 /// assert_eq!(cookie.name(), "theme");
 /// assert_eq!(cookie.value(), "dark");
 /// assert_eq!(cookie.to_string(), "theme=dark; HttpOnly; SameSite=Lax; Secure; Path=/");
+/// let debug = format!("{cookie:?}");
+/// assert!(debug.contains("\"theme\"") && debug.contains("<redacted, 4 bytes>"));
+/// assert!(!debug.contains("dark"));
 /// # Ok::<(), keepsake::cookies::CookieError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Cookie {
     /// The full name, prefix included.
     name: String,
@@ -792,6 +842,24 @@ impl Cookie {
         self.name == other.name
             && self.builder.path == other.builder.path
             && self.builder.domain == other.builder.domain
+    }
+}
+
+impl fmt::Debug for Cookie {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = &self.builder;
+        f.debug_struct("Cookie")
+            .field("name", &self.name)
+            .field("value", &Redacted(&b.value))
+            .field("path", &b.path)
+            .field("domain", &b.domain)
+            .field("max_age", &b.max_age)
+            .field("expires", &b.expires)
+            .field("secure", &b.secure)
+            .field("http_only", &b.http_only)
+            .field("same_site", &b.same_site)
+            .field("partitioned", &b.partitioned)
+            .finish()
     }
 }
 

@@ -41,8 +41,11 @@
 mod builder;
 mod protected;
 
+use std::fmt;
+
 use http::{HeaderMap, header};
 
+use self::builder::Redacted;
 pub(crate) use self::builder::SetCookieTemplate;
 
 pub use self::{
@@ -174,8 +177,10 @@ pub enum CookieError {
     },
     /// Several cookies of this name verified, with different values: a sign
     /// of cookie tossing (a subdomain or an attacker planting a second
-    /// cookie), so none of them is trusted.
-    #[error("several valid cookies are called `{name}`; none is used")]
+    /// cookie), so none of them is trusted. Also when the request carries
+    /// more different values of this name than a browser sends (over 16):
+    /// they are not checked one by one.
+    #[error("the request carries several candidate cookies called `{name}`; none is used")]
     Ambiguous {
         /// The cookie name.
         name: String,
@@ -204,10 +209,36 @@ pub enum CookieError {
 /// assert_eq!(jar.delta().count(), 2);
 /// # Ok::<(), keepsake::cookies::CookieError>(())
 /// ```
-#[derive(Debug, Clone, Default)]
+///
+/// Its `Debug` output shows names and attributes but never values, which
+/// may be bearer tokens (the session cookie among them), so a jar can be
+/// logged:
+///
+/// ```
+/// let jar = keepsake::cookies::CookieJar::parse("session=s1.secret-token");
+/// let debug = format!("{jar:?}");
+/// assert!(debug.contains("session") && !debug.contains("secret-token"));
+/// ```
+#[derive(Clone, Default)]
+#[must_use = "a `CookieJar` sends nothing unless its cookies are written to a response \
+              (`write_set_cookies`, or returned from an axum handler)"]
 pub struct CookieJar {
     request: Vec<(String, String)>,
     delta: Vec<Cookie>,
+}
+
+impl fmt::Debug for CookieJar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let request: Vec<_> = self
+            .request
+            .iter()
+            .map(|(name, value)| (name, Redacted(value)))
+            .collect();
+        f.debug_struct("CookieJar")
+            .field("request", &request)
+            .field("delta", &self.delta)
+            .finish()
+    }
 }
 
 impl CookieJar {

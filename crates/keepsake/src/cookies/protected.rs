@@ -8,7 +8,7 @@ use std::{
 
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::{Cookie, CookieBuilder, CookieError, CookieJar};
+use super::{Cookie, CookieBuilder, CookieError, CookieJar, builder::whole_secs_rounded_up};
 use crate::{
     codec::{Claims, Codec, EncodeError, Format, KeyUsed, Opened, unix_now},
     key::{KeyRing, Namespace},
@@ -24,6 +24,12 @@ use crate::{
 /// ```
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
+/// The most different values of one cookie name a view considers. A
+/// browser sends one per path and domain that match the request, a handful
+/// at most; a request with more was made to have the server check value
+/// after value, and is refused as [ambiguous](CookieError::Ambiguous).
+pub(super) const MAX_SAME_NAME: usize = 16;
+
 /// A view over a [`CookieJar`] whose values are signed or sealed.
 ///
 /// Made by [`CookieJar::signed`], [`CookieJar::signed_mut`],
@@ -35,6 +41,15 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 /// full cookie name and the view's [`Namespace`], with an expiry inside the
 /// protected part ([`DEFAULT_TTL`] unless [`ttl`](ProtectedJar::ttl) says
 /// otherwise) that matches the cookie's `Max-Age`.
+///
+/// A request does not say which path or domain a cookie was set with, so
+/// two cookies of one protected name that both verify (one at `/` and one
+/// at `/app`, or a host-only one and one with `Domain=`) are refused as
+/// [ambiguous](CookieError::Ambiguous). An app that moves a protected
+/// cookie (from host-only to a `Domain`, or to another path) must therefore
+/// [remove](ProtectedJar::remove) the old one explicitly, through a view
+/// with the old [`attributes`](ProtectedJar::attributes), when it writes the
+/// new one; otherwise neither is read until the old one expires.
 ///
 /// # Example
 ///
@@ -53,6 +68,33 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 /// // The local namespace does not see it.
 /// assert_eq!(jar.signed(&ring).get::<String>("user"), None);
 /// # Ok::<(), keepsake::cookies::CookieError>(())
+/// ```
+///
+/// Moving a cookie from host-only to `Domain=example.com`:
+///
+/// ```
+/// use keepsake::{cookies::{Cookie, CookieError, CookieJar}, key::{Key, KeyRing}};
+///
+/// let ring = KeyRing::new(Key::generate());
+/// let shared = || Cookie::build("", "").domain("example.com");
+/// let mut old = CookieJar::new();
+/// old.signed_mut(&ring).insert("theme", "light")?;
+/// let mut new = CookieJar::new();
+/// new.signed_mut(&ring).attributes(shared()).insert("theme", "dark")?;
+/// let value = |jar: &CookieJar| jar.delta().next().unwrap().value().to_owned();
+///
+/// // A browser that kept both sends both: neither is trusted.
+/// let both = CookieJar::parse(&format!("theme={}; theme={}", value(&old), value(&new)));
+/// let err = both.signed(&ring).try_get::<String>("theme").unwrap_err();
+/// assert!(matches!(err, CookieError::Ambiguous { .. }));
+///
+/// // So the response that sets the new one also removes the old one.
+/// let mut jar = CookieJar::new();
+/// jar.signed_mut(&ring).remove("theme")?; // host-only, `Path=/`
+/// jar.signed_mut(&ring).attributes(shared()).insert("theme", "dark")?;
+/// assert_eq!(jar.delta().filter(|c| c.is_removal()).count(), 1);
+/// assert_eq!(jar.delta().filter(|c| c.domain() == Some("example.com")).count(), 1);
+/// # Ok::<(), CookieError>(())
 /// ```
 pub struct ProtectedJar<J> {
     jar: J,
@@ -310,7 +352,10 @@ impl<J: Borrow<CookieJar>> ProtectedJar<J> {
     /// A value set or removed in this jar wins over the request's. When the
     /// request carries several cookies of this name, exactly one must verify:
     /// two that verify with different values are
-    /// [ambiguous](CookieError::Ambiguous) (cookie tossing).
+    /// [ambiguous](CookieError::Ambiguous) (cookie tossing). So is a request
+    /// with more than 16 different values of this name, whichever of them
+    /// would verify: no browser sends that many, and checking each would let
+    /// one request make the server do thousands of checks.
     ///
     /// # Errors
     ///
@@ -362,12 +407,20 @@ impl<J: Borrow<CookieJar>> ProtectedJar<J> {
             }
             return decode(cookie.value()).map(Some).map_err(decode_error);
         }
-        let mut seen: Vec<&str> = Vec::new();
+        // At most `MAX_SAME_NAME` values, so looking one up is cheap and
+        // a header of thousands costs a scan, not a check of each against
+        // all the others (or thousands of MACs).
+        let mut seen: Vec<&str> = Vec::with_capacity(4);
         let mut verified: Option<Opened> = None;
         let mut first_error = None;
         for value in jar.get_all(full) {
             if seen.contains(&value) {
                 continue;
+            }
+            if seen.len() == MAX_SAME_NAME {
+                return Err(CookieError::Ambiguous {
+                    name: full.to_owned(),
+                });
             }
             seen.push(value);
             match decode(value) {
@@ -425,8 +478,10 @@ impl<J: BorrowMut<CookieJar>> ProtectedJar<J> {
             source,
         })?;
         let now = self.now();
+        // Rounded up as `Max-Age` is: a TTL under a second must not make a
+        // value that is expired as soon as it is written.
         let claims = self.ttl.map_or(Claims::new(now), |ttl| {
-            Claims::new(now).with_ttl(ttl.as_secs())
+            Claims::new(now).with_ttl(whole_secs_rounded_up(ttl))
         });
         self.set_protected(name, &full, &payload, claims, self.ttl)
     }

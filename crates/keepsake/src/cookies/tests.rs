@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::*;
+use super::{protected::MAX_SAME_NAME, *};
 use crate::{
     codec::{Claims, Codec, DecodeError},
     key::{Key, Namespace},
@@ -516,4 +516,215 @@ fn set_cookie_template_writes_what_the_builder_writes() {
         assert_eq!(template.header("a;b", None), None);
         assert_eq!(template.header(&"x".repeat(4096), None), None);
     }
+}
+
+#[test]
+fn many_cookies_of_one_name_are_refused_in_linear_time() {
+    let ring = ring();
+    let codec = Codec::signed(ring.clone());
+    let good = codec.encode("theme", b"\"dark\"", Claims::now()).unwrap();
+    // A 400 KB header of 40,000 distinct values beside the good one, as
+    // a script or a subdomain could plant: far more values of one name than
+    // any browser sends, so none is trusted (and none is tried past the
+    // cap). Comparing each value with all the earlier ones took seconds.
+    let mut header: String = (0..40_000).map(|i| format!("theme=v{i:05}; ")).collect();
+    header.push_str(&format!("theme={good}"));
+    let jar = CookieJar::parse(&header);
+    assert_eq!(jar.get_all("theme").count(), 40_001);
+    let err = jar.signed(&ring).try_get::<String>("theme").unwrap_err();
+    assert!(
+        matches!(err, CookieError::Ambiguous { ref name } if name == "theme"),
+        "{err}"
+    );
+    assert_eq!(jar.private(&ring).get::<String>("theme"), None);
+    let mut jar = jar;
+    assert!(matches!(
+        jar.signed_mut(&ring).renew("theme"),
+        Err(CookieError::Ambiguous { .. })
+    ));
+    // Up to the cap, junk beside the good value is skipped as before.
+    let mut header: String = (1..MAX_SAME_NAME)
+        .map(|i| format!("theme=v{i}; "))
+        .collect();
+    header.push_str(&format!("theme={good}"));
+    assert_eq!(
+        CookieJar::parse(&header)
+            .signed(&ring)
+            .get::<String>("theme")
+            .as_deref(),
+        Some("dark")
+    );
+    // The same value sent many times is still one value.
+    let header = vec![format!("theme={good}"); 40_000].join("; ");
+    assert_eq!(
+        CookieJar::parse(&header)
+            .signed(&ring)
+            .get::<String>("theme")
+            .as_deref(),
+        Some("dark")
+    );
+}
+
+#[test]
+fn the_longest_max_age_saturates_instead_of_overflowing() {
+    let cookie = Cookie::build("n", "v")
+        .max_age(Duration::MAX)
+        .build()
+        .unwrap();
+    assert!(!cookie.is_removal());
+    assert!(
+        cookie
+            .to_string()
+            .ends_with(&format!("Max-Age={}", i64::MAX)),
+        "{cookie}"
+    );
+    let template = SetCookieTemplate::new(&Cookie::build("sid", "")).unwrap();
+    let header = template.header("x", Some(Duration::MAX)).unwrap();
+    assert!(
+        header
+            .to_str()
+            .unwrap()
+            .ends_with(&format!("; Max-Age={}", i64::MAX)),
+        "{header:?}"
+    );
+    // Through a view: the longest expiry a value can carry, and a cookie
+    // the browser keeps.
+    let ring = ring();
+    let mut jar = CookieJar::new();
+    jar.signed_mut(&ring)
+        .at(1_000)
+        .ttl(Some(Duration::MAX))
+        .insert("a", &1)
+        .unwrap();
+    let sent = jar.delta().next().unwrap().to_string();
+    assert!(sent.contains(&format!("Max-Age={}", i64::MAX)), "{sent}");
+    let got = round_trip(&jar)
+        .signed(&ring)
+        .at(u64::from(u32::MAX))
+        .try_get::<u8>("a")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.claims().expires_at(), Some((1 << 48) - 1));
+}
+
+#[test]
+fn a_sub_second_view_ttl_rounds_up_like_max_age() {
+    let ring = ring();
+    let mut jar = CookieJar::new();
+    jar.signed_mut(&ring)
+        .at(1_000)
+        .ttl(Some(Duration::from_millis(500)))
+        .insert("a", &1)
+        .unwrap();
+    assert!(
+        jar.delta()
+            .next()
+            .unwrap()
+            .to_string()
+            .ends_with("Max-Age=1")
+    );
+    // Readable in the same request and the same second, as Max-Age says.
+    let got = jar
+        .signed(&ring)
+        .at(1_000)
+        .try_get::<u8>("a")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.claims().expires_at(), Some(1_001));
+    assert_eq!(
+        round_trip(&jar).signed(&ring).at(1_000).get::<u8>("a"),
+        Some(1)
+    );
+    assert_eq!(
+        round_trip(&jar).signed(&ring).at(1_001).get::<u8>("a"),
+        None
+    );
+    // Whole seconds are unchanged.
+    let mut jar = CookieJar::new();
+    jar.private_mut(&ring)
+        .at(1_000)
+        .ttl(Some(Duration::from_millis(2_001)))
+        .insert("b", &1)
+        .unwrap();
+    let got = jar
+        .private(&ring)
+        .at(1_000)
+        .try_get::<u8>("b")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.claims().expires_at(), Some(1_003));
+    assert!(
+        jar.delta()
+            .next()
+            .unwrap()
+            .to_string()
+            .ends_with("Max-Age=3")
+    );
+}
+
+#[test]
+fn debug_never_shows_cookie_values() {
+    let ring = ring();
+    let mut jar = CookieJar::parse("session=s1.SECRETTOKEN; lang=en");
+    jar.add(
+        Cookie::build("plain", "SECRETPLAIN")
+            .path("/app")
+            .build()
+            .unwrap(),
+    );
+    jar.private_mut(&ring).insert("cart", "SECRETCART").unwrap();
+    let sealed = jar.delta().last().unwrap().value().to_owned();
+    jar.remove(Cookie::build("old", "").build().unwrap());
+    let shown = format!("{jar:?}");
+    for secret in ["SECRETTOKEN", "SECRETPLAIN", sealed.as_str(), "\"en\""] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+    // Still useful: names, sizes and attributes.
+    for part in [
+        "session", "lang", "plain", "cart", "old", "\"/app\"", "14 bytes",
+    ] {
+        assert!(shown.contains(part), "{part} not in {shown}");
+    }
+    let cookie = Cookie::build("a", "SECRETPLAIN").domain("example.com");
+    assert!(!format!("{cookie:?}").contains("SECRETPLAIN"));
+    assert!(format!("{cookie:?}").contains("example.com"));
+    let cookie = cookie.build().unwrap();
+    let shown = format!("{cookie:#?}");
+    assert!(
+        !shown.contains("SECRETPLAIN") && shown.contains("example.com"),
+        "{shown}"
+    );
+}
+
+#[cfg(feature = "axum")]
+#[test]
+fn a_jar_in_a_response_appends_its_set_cookies() {
+    use axum_core::response::IntoResponse as _;
+
+    let ring = ring();
+    let mut jar = CookieJar::parse("theme=old");
+    jar.signed_mut(&ring).insert("theme", "dark").unwrap();
+    jar.remove(Cookie::build("lang", "").build().unwrap());
+    let response = ([(header::SET_COOKIE, "other=1")], jar.clone(), "ok").into_response();
+    let sent: Vec<_> = response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    assert_eq!(sent[0], "other=1");
+    assert!(sent[1].starts_with("theme=s1."));
+    assert!(sent[2].starts_with("lang=;") && sent[2].contains("Max-Age=0"));
+    // On its own, too; and a jar that changed nothing sends nothing.
+    assert_eq!(
+        jar.into_response()
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .count(),
+        2
+    );
+    let response = (CookieJar::parse("a=1"), "ok").into_response();
+    assert!(response.headers().get(header::SET_COOKIE).is_none());
 }
