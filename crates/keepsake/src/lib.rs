@@ -140,11 +140,12 @@
 //! | two requests set *different* keys | one write lost | both kept |
 //! | two requests set the *same* key with [`insert`](session::Session::insert) | the later save wins | the later save wins (a set is a set) |
 //! | N requests [`update`](session::Session::update) one key (a counter) | increments lost | exactly N applied |
-//! | a request saves after a logout, "log out everywhere" or `cycle_id` | session resurrected | nothing saved, its response removes the cookie |
+//! | a request saves after a logout, "log out everywhere" or `cycle_id` | session resurrected | nothing saved; the cookie is removed if the request was a page load |
 //! | two requests `cycle_id` one session at once | two live sessions | exactly one new id; the other request's changes are dropped |
+//! | one request [`pop`](session::Session::pop)s a flash message while another stores a new one | the new one lost | the new one kept |
 //!
 //! How: every stored session has a version. A request keeps its changes as
-//! a list (set, update, remove, clear, user, expiry) as well as applying
+//! a list (set, update, remove, pop, clear, user, expiry) as well as applying
 //! them to its copy. Its save is a compare-and-set on the version. If
 //! another request saved in between, the save conflicts; the middleware
 //! loads the newer copy, replays this request's list on top of it (an
@@ -152,9 +153,9 @@
 //! up to [`max_replays`](middleware::SessionLayerBuilder::max_replays)
 //! times, then answers 503 and saves nothing: never a silent loss. A save
 //! that finds the session deleted is *gone*: the changes are dropped, the
-//! response removes the cookie (unless the request is a browser's `fetch`
-//! or subresource request, which may race a login: see
-//! [`Session::cycle_id`](session::Session::cycle_id)), and a `tracing` event at INFO level
+//! response to a page load removes the cookie (any other request may race
+//! a login: see [`Session::cycle_id`](session::Session::cycle_id)), and a
+//! `tracing` event at INFO level
 //! ("session ended before this request saved; changes dropped") tells the
 //! app after the fact. A `cycle_id` stores the new id first, then deletes
 //! the old one only if it still holds the version the request loaded
@@ -167,9 +168,13 @@
 //! replays its list on that record and saves once, without a conflict and
 //! a reload; between app servers the store's compare-and-set alone orders
 //! them. What is guaranteed is per key: the final value of a key is what
-//! the requests' changes to it give in the order their saves landed. Reads
-//! within a request see that request's copy, not other requests' later
-//! writes.
+//! the requests' changes to it give in the order their saves landed,
+//! except that a `pop` removes a key only if it still holds the value the
+//! `pop` returned (a value stored meanwhile, which nobody read, is kept).
+//! Reads within a request see that request's copy, not other requests'
+//! later writes. A `Session` clone kept past the response (in a spawned
+//! task) gets [`SessionError::Finished`](session::SessionError::Finished):
+//! the request's changes were saved when its response was made.
 //!
 //! Client-side (cookie) sessions have no shared copy to compare against:
 //! the browser keeps whichever `Set-Cookie` arrives last, so there the

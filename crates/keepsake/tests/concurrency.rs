@@ -93,6 +93,30 @@ async fn slow(session: Session, State(gate): State<Gate>, Path(key): Path<String
     Ok(Json(json!(true)))
 }
 
+/// Pops `key` (a string), then waits at the gate before answering it.
+async fn slow_pop(session: Session, State(gate): State<Gate>, Path(key): Path<String>) -> Reply {
+    let popped = session.pop::<String>(&key).await?;
+    let armed = gate.inner.lock().unwrap().take();
+    if let Some((loaded, go)) = armed {
+        let _ = loaded.send(());
+        let _ = go.await;
+    }
+    Ok(Json(json!(popped)))
+}
+
+/// Sets `key` to the string `value`.
+async fn put(session: Session, Path((key, value)): Path<(String, String)>) -> Reply {
+    session.insert(&key, value).await?;
+    Ok(Json(json!(true)))
+}
+
+/// The value under `key` (reads only).
+async fn value(session: Session, Path(key): Path<String>) -> Reply {
+    Ok(Json(
+        session.get::<Value>(&key).await?.unwrap_or(Value::Null),
+    ))
+}
+
 /// Reads the session, then waits at the gate: it writes nothing.
 async fn slow_read(session: Session, State(gate): State<Gate>) -> Reply {
     let n = session.get::<u64>("n").await?;
@@ -246,6 +270,9 @@ impl Server {
             .route("/set/{key}", post(set))
             .route("/slow/{key}", post(slow))
             .route("/slow-read", get(slow_read))
+            .route("/slow-pop/{key}", post(slow_pop))
+            .route("/put/{key}/{value}", post(put))
+            .route("/value/{key}", get(value))
             .route("/remember", post(remember))
             .route("/logout", post(logout))
             .route("/login/{user}", post(login))
@@ -276,9 +303,24 @@ impl Server {
         path: &str,
         cookie: Option<&str>,
     ) -> (u16, Option<String>, Value) {
+        self.send_as(method, path, cookie, false).await
+    }
+
+    /// [`send`](Self::send), as a browser's page load if `page_load`
+    /// (`Sec-Fetch-Mode: navigate`).
+    async fn send_as(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        cookie: Option<&str>,
+        page_load: bool,
+    ) -> (u16, Option<String>, Value) {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(cookie) = cookie {
             request = request.header(reqwest::header::COOKIE, cookie);
+        }
+        if page_load {
+            request = request.header("sec-fetch-mode", "navigate");
         }
         let response = request.send().await.expect("request");
         let status = response.status().as_u16();
@@ -296,6 +338,15 @@ impl Server {
 
     async fn post(&self, path: &str, cookie: Option<&str>) -> (u16, Option<String>, Value) {
         self.send(reqwest::Method::POST, path, cookie).await
+    }
+
+    /// The value the session of `cookie` holds under `key` (null: none).
+    async fn value(&self, cookie: &str, key: &str) -> Value {
+        let (status, _, body) = self
+            .send(reqwest::Method::GET, &format!("/value/{key}"), Some(cookie))
+            .await;
+        assert_eq!(status, 200, "GET /value/{key}");
+        body
     }
 
     async fn state(&self, cookie: &str) -> Value {
@@ -457,9 +508,20 @@ async fn a_slow_write_never_brings_back_a_logged_out_or_cycled_session() {
                 .parse()
                 .unwrap();
             let (loaded, go) = server.gate.arm();
+            // Every other pair of trials, the slow request is a page load.
+            let page_load = trial / 2 % 2 == 1;
             let slow = tokio::spawn({
                 let (server, cookie) = (server.clone(), cookie.clone());
-                async move { server.post("/slow/late", Some(&cookie)).await }
+                async move {
+                    server
+                        .send_as(
+                            reqwest::Method::POST,
+                            "/slow/late",
+                            Some(&cookie),
+                            page_load,
+                        )
+                        .await
+                }
             });
             loaded.await.expect("slow request loaded");
             // Half the trials log out, half log in again (a new id).
@@ -481,10 +543,19 @@ async fn a_slow_write_never_brings_back_a_logged_out_or_cycled_session() {
             go.send(()).expect("go");
             let (status, set_cookie, _) = slow.await.expect("task");
             assert_eq!(status, 200, "{name}");
-            assert!(
-                set_cookie.as_deref().is_some_and(is_removal),
-                "{name}: the slow request's response removes the cookie, got {set_cookie:?}"
-            );
+            // Only a page load's answer removes the ended session's cookie;
+            // any other leaves it (after a login, the browser's is the new one).
+            if page_load {
+                assert!(
+                    set_cookie.as_deref().is_some_and(is_removal),
+                    "{name}: the slow page load's response removes the cookie, got {set_cookie:?}"
+                );
+            } else {
+                assert_eq!(
+                    set_cookie, None,
+                    "{name}: the slow request's response leaves the cookie"
+                );
+            }
             if server
                 .store
                 .load(&old_id, unix_now())
@@ -589,6 +660,63 @@ async fn a_read_only_refresh_never_undoes_a_concurrent_new_expiry() {
             (&json!(false), &json!(1)),
             "{name}: the remembered session lives on"
         );
+        test.clean().await;
+    }
+}
+
+/// A `pop` races an `insert` of the same key: A pops the flash message
+/// "old" and is held; B sets "new" and saves; A saves (its save conflicts
+/// and is replayed on B's). B's "new" was read by nobody: A's replayed pop
+/// must leave it (no serial order of the two requests loses it). A pop
+/// whose value is still there when its save lands removes it, conflict or
+/// not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pop_never_deletes_a_value_stored_after_it_read() {
+    for test in stores().await {
+        let name = test.name;
+        let server = Arc::new(Server::start(test.store.clone()).await);
+        let cookie = server.new_session().await;
+        let (status, _, _) = server.post("/put/flash/old", Some(&cookie)).await;
+        assert_eq!(status, 200, "{name}");
+
+        // A pops "old" and is held; B stores "new" meanwhile.
+        let (loaded, go) = server.gate.arm();
+        let slow = tokio::spawn({
+            let (server, cookie) = (server.clone(), cookie.clone());
+            async move { server.post("/slow-pop/flash", Some(&cookie)).await }
+        });
+        loaded.await.expect("the pop ran");
+        let (status, _, _) = server.post("/put/flash/new", Some(&cookie)).await;
+        assert_eq!(status, 200, "{name}");
+        go.send(()).expect("go");
+        let (status, set_cookie, popped) = slow.await.expect("task");
+        assert_eq!(
+            (status, set_cookie, popped),
+            (200, None, json!("old")),
+            "{name}"
+        );
+        assert_eq!(
+            server.value(&cookie, "flash").await,
+            json!("new"),
+            "{name}: the value stored after the pop read is kept"
+        );
+
+        // A pops "new" and is held; B changes another key meanwhile: A's
+        // replayed pop still removes the value it returned.
+        let (loaded, go) = server.gate.arm();
+        let slow = tokio::spawn({
+            let (server, cookie) = (server.clone(), cookie.clone());
+            async move { server.post("/slow-pop/flash", Some(&cookie)).await }
+        });
+        loaded.await.expect("the pop ran");
+        let (status, _, _) = server.post("/set/other", Some(&cookie)).await;
+        assert_eq!(status, 200, "{name}");
+        go.send(()).expect("go");
+        let (status, _, popped) = slow.await.expect("task");
+        assert_eq!((status, popped), (200, json!("new")), "{name}");
+        assert_eq!(server.value(&cookie, "flash").await, Value::Null, "{name}");
+        let keys = server.state(&cookie).await["keys"].clone();
+        assert_eq!(keys, json!(["n", "other"]), "{name}: both saves kept");
         test.clean().await;
     }
 }

@@ -284,6 +284,31 @@ async fn writing_visits_move_idle_deadline(backend: Backend) {
     assert_eq!(server.get("/status").await.body, live("4", "-"));
 }
 
+/// The clock steps back between two writes (an NTP correction, a VM
+/// restored): the second write must not move the idle deadline earlier
+/// than the first one set it. Idle timeout 60 s: a write at +50 sets the
+/// deadline to +110; with the clock set back to -30, a write would compute
+/// +30, and the session, alive until +110 after the first write, would end
+/// at +51.
+async fn a_write_after_the_clock_steps_back_keeps_the_idle_deadline(backend: Backend) {
+    let server =
+        Server::start_with(backend, |b| b.idle_timeout(Some(Duration::from_secs(60)))).await;
+    assert_eq!(server.get("/count").await.body, "1");
+    server.at(50);
+    assert_eq!(server.get("/count").await.body, "2", "write at +50");
+    server.clock.set(common::T0 - 30);
+    assert_eq!(server.get("/count").await.body, "3", "write at -30");
+    server.at(51);
+    assert_eq!(
+        server.get("/status").await.body,
+        live("3", "-"),
+        "the write at -30 moved the idle deadline from +110 to +30"
+    );
+    // The deadline the write at +50 set holds, to the second.
+    server.at(109);
+    assert_eq!(server.get("/get").await.body, "3");
+}
+
 /// Logging in gives the session a new id; the new record's idle deadline
 /// counts from the login, not from the old record's last touch.
 async fn login_moves_idle_deadline(backend: Backend) {
@@ -297,9 +322,10 @@ async fn login_moves_idle_deadline(backend: Backend) {
 }
 
 /// A cookie whose session ended is removed in the answer to a page load
-/// or to a client that sends no `Sec-Fetch-Mode`, not in the answer to a
-/// browser's `fetch` or subresource request: one sent before a login's
-/// answer arrived would otherwise delete the new session's cookie.
+/// only, not in the answer to a browser's `fetch` or subresource request
+/// or to a client that sends no `Sec-Fetch-Mode` (an app polling while it
+/// logs in): one sent before a login's answer arrived would otherwise
+/// delete the new session's cookie.
 async fn an_ended_session_cookie_is_removed_only_on_page_loads(backend: Backend) {
     let server =
         Server::start_with(backend, |b| b.idle_timeout(Some(Duration::from_secs(60)))).await;
@@ -313,7 +339,7 @@ async fn an_ended_session_cookie_is_removed_only_on_page_loads(backend: Backend)
         (Some("no-cors"), false),
         (Some("same-origin"), false),
         (Some("navigate"), true),
-        (None, true),
+        (None, false),
     ];
     // Expired.
     let cookie = server
@@ -890,6 +916,135 @@ async fn memory_concurrent_save_keeps_other_requests_expiry() {
 }
 
 // ---------------------------------------------------------------------------
+// A task that outlives its request
+// ---------------------------------------------------------------------------
+
+/// What each call of a task spawned by `/late-task/...` returned, run once
+/// its request's response was made: the call's name and its error, if any.
+type LateOutcome = Vec<(&'static str, Option<SessionError>)>;
+
+/// The hand-over between a test and the task `/late-task/...` spawns.
+#[derive(Debug, Default)]
+struct LateTask {
+    /// The test's go-ahead, sent once it has the response.
+    go: std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+    /// Where the task reports.
+    done: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<LateOutcome>>>,
+}
+
+impl LateTask {
+    /// Arms the hand-over for one request: the go-ahead's sender and the
+    /// report's receiver.
+    fn arm(
+        &self,
+    ) -> (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::sync::oneshot::Receiver<LateOutcome>,
+    ) {
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        *self.go.lock().unwrap() = Some(go_rx);
+        *self.done.lock().unwrap() = Some(done_tx);
+        (go_tx, done_rx)
+    }
+}
+
+/// `/late-task/write` writes `handler`, `/late-task/untouched` leaves the
+/// session alone; either spawns a task with a clone of the session that,
+/// once the test says the response is in, uses it every way there is.
+async fn late_task(
+    State(late): State<Arc<LateTask>>,
+    axum::extract::Path(mode): axum::extract::Path<String>,
+    session: Session,
+) -> Result<&'static str, SessionError> {
+    if mode == "write" {
+        session.insert("handler", true).await?;
+    }
+    let go = late.go.lock().unwrap().take().expect("armed");
+    let done = late.done.lock().unwrap().take().expect("armed");
+    let session = session.clone();
+    tokio::spawn(async move {
+        go.await.expect("go");
+        let expiry = Expiry::persistent(Duration::from_secs(86_400));
+        let outcome: LateOutcome = vec![
+            ("insert", session.insert("task", true).await.err()),
+            ("get", session.get::<bool>("handler").await.err()),
+            ("keys", session.keys().await.err()),
+            ("is_new", session.is_new().await.err()),
+            (
+                "update",
+                session
+                    .update("n", |n: Option<u64>| n.unwrap_or(0) + 1)
+                    .await
+                    .err(),
+            ),
+            ("pop", session.pop::<bool>("handler").await.err()),
+            ("remove", session.remove("handler").await.err()),
+            ("clear", session.clear().await.err()),
+            ("set_user", session.set_user(Some("eve")).await.err()),
+            ("set_expiry", session.set_expiry(expiry).await.err()),
+            ("cycle_id", session.cycle_id().await.err()),
+            ("flush", session.flush().await.err()),
+            ("reset", session.reset().await.err()),
+            ("user_sessions", session.user_sessions("eve").await.err()),
+            (
+                "end_user_sessions",
+                session.end_user_sessions("eve").await.err(),
+            ),
+        ];
+        let _ = done.send(outcome);
+    });
+    Ok("spawned")
+}
+
+/// A handler gives a clone of its session to a task that uses it after the
+/// response was made. The session was saved with the response; nothing
+/// the task does could be saved any more, so every call tells it so
+/// (`SessionError::Finished`) instead of accepting a write that is then
+/// silently lost, or loading the session from the store again.
+async fn a_task_that_outlives_the_response_gets_finished(backend: Backend) {
+    let late = Arc::new(LateTask::default());
+    let extra = Router::new()
+        .route("/late-task/{mode}", get(late_task))
+        .with_state(late.clone());
+    let server = Server::start_with_routes(backend, |b| b, extra).await;
+    for mode in ["write", "untouched"] {
+        let (go, done) = late.arm();
+        let reply = server.get(&format!("/late-task/{mode}")).await;
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (200, "spawned"),
+            "{mode}"
+        );
+        server.store.reset_counts();
+        go.send(()).expect("the task waits");
+        let outcome = tokio::time::timeout(Duration::from_secs(5), done)
+            .await
+            .expect("the task reports in time")
+            .expect("the task reports");
+        for (call, err) in outcome {
+            match err {
+                Some(SessionError::Finished) => {}
+                other => panic!("{mode}: `{call}` after the response: {other:?}"),
+            }
+        }
+        assert_eq!(
+            server.store.counts(),
+            Counts::default(),
+            "{mode}: store calls after the response"
+        );
+        // What the handler wrote was saved; what the task tried was not.
+        assert_eq!(server.get("/keys").await.body, "handler", "{mode}");
+        assert_eq!(server.get("/user").await.body, "-", "{mode}");
+    }
+    let message = SessionError::Finished.to_string();
+    assert!(
+        message.contains("response") && message.contains("not saved"),
+        "{message}"
+    );
+}
+
+// ---------------------------------------------------------------------------
 // 11. Caching headers
 // ---------------------------------------------------------------------------
 
@@ -1280,6 +1435,7 @@ for_each_backend!(
         idle_expiry_exact_to_the_second,
         absolute_expiry_caps_touches,
         writing_visits_move_idle_deadline,
+        a_write_after_the_clock_steps_back_keeps_the_idle_deadline,
         login_moves_idle_deadline,
         expired_flag_only_after_expiry,
         throttled_touch,
@@ -1294,6 +1450,7 @@ for_each_backend!(
         cookie_attributes,
         host_prefix_cookie,
         unlimited_lifetimes_still_send_the_cookie,
+        a_task_that_outlives_the_response_gets_finished,
     ],
     client_side: [full_session_other_changes_not_lost],
 );

@@ -293,12 +293,14 @@ where
 }
 
 /// Whether the answer to a request may remove a session cookie whose
-/// session has ended: a navigation (`Sec-Fetch-Mode: navigate`), or a
-/// client that does not say (not a browser, or an old one). A browser's
-/// `fetch`, XHR or subresource request may have been sent before the
-/// answer to a login arrived, and its removal would then delete the new
-/// session's cookie (see [`Session::cycle_id`]); the next page load
-/// removes the cookie instead.
+/// session has ended: only a navigation (`Sec-Fetch-Mode: navigate`). Any
+/// other request may have been sent with the old cookie before the answer
+/// to a login arrived, and its removal, applied after that answer, would
+/// delete the new session's cookie (see [`Session::cycle_id`]): a page's
+/// `fetch`, XHR or subresource request, or an API client polling while it
+/// logs in (clients that send no `Sec-Fetch-Mode` at all: apps, scripts,
+/// old browsers). A dead cookie left in place does no harm; the next page
+/// load, or the next write, replaces it.
 ///
 /// [`Session::cycle_id`]: crate::session::Session::cycle_id
 fn removes_ended(headers: &http::HeaderMap) -> bool {
@@ -306,7 +308,7 @@ fn removes_ended(headers: &http::HeaderMap) -> bool {
     static SEC_FETCH_MODE: http::HeaderName = http::HeaderName::from_static("sec-fetch-mode");
     headers
         .get(&SEC_FETCH_MODE)
-        .is_none_or(|mode| mode.as_bytes().eq_ignore_ascii_case(b"navigate"))
+        .is_some_and(|mode| mode.as_bytes().eq_ignore_ascii_case(b"navigate"))
 }
 
 /// Keeps a response that sets the session cookie out of shared caches:

@@ -13,6 +13,21 @@
 //! well as applied, so that when another request saved the same session in
 //! the meantime, the middleware reloads the session and replays this
 //! request's changes on top instead of overwriting the other request's.
+//! What is replayed is what the handler asked for: [`insert`](Session::insert)
+//! sets the key whatever it holds by then, [`update`](Session::update) runs
+//! its function again on the newer value, [`remove`](Session::remove) and
+//! [`clear`](Session::clear) remove whatever is there, and
+//! [`pop`](Session::pop) removes the key only if it still holds the value
+//! `pop` returned: a value another request stored in the meantime was read
+//! by nobody, and is kept. So the final value of a key is what the
+//! requests' changes give in the order their saves landed, except that a
+//! `pop` never deletes a value it did not return.
+//!
+//! The handle belongs to one request. The middleware saves the session
+//! when the handler answers; from then on every call on the handle (or any
+//! of its clones, such as one moved into a spawned task) fails with
+//! [`SessionError::Finished`], because a change made then could no longer be
+//! saved.
 //!
 //! # Example
 //!
@@ -64,6 +79,7 @@ use crate::{
 ///
 /// let err = SessionError::TooLarge { size: 5000, limit: 4096 };
 /// assert!(err.to_string().contains("4096"));
+/// assert!(SessionError::Finished.to_string().contains("not saved"));
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -104,6 +120,18 @@ pub enum SessionError {
     /// app behaves the same on each). The change was not made.
     #[error("a session's user cannot contain the character U+0000")]
     InvalidUser,
+    /// The response to the session's request was already made (the
+    /// handler answered and the middleware saved the session), and the
+    /// handle was used afterwards, typically from a task that was given a
+    /// clone of it. Nothing was read or changed: a change made now could not
+    /// be saved. Finish the session work before the handler returns (await
+    /// the task). As a response (with the `axum` feature), a 500.
+    #[error(
+        "the response to this session's request was already made: the session can no \
+         longer be read or changed, and this change was not saved (use the session \
+         only before the handler returns; await any task that uses it)"
+    )]
+    Finished,
 }
 
 /// How long a session lasts; set for all sessions on the layer, or for one
@@ -236,6 +264,10 @@ pub(crate) enum Change {
     /// again on every replay.
     Update(String, Box<Updater>),
     Remove(String),
+    /// [`Session::pop`]: removes the key only while it still holds the
+    /// value `pop` returned, so a replay never deletes a value that another
+    /// request stored and nobody read.
+    RemoveIf(String, Value),
     Clear,
     /// [`Session::set_user`].
     User(Option<String>),
@@ -257,6 +289,7 @@ impl fmt::Debug for Change {
             Self::Set(key, _) => f.debug_tuple("Set").field(key).finish_non_exhaustive(),
             Self::Update(key, _) => f.debug_tuple("Update").field(key).finish_non_exhaustive(),
             Self::Remove(key) => f.debug_tuple("Remove").field(key).finish(),
+            Self::RemoveIf(key, _) => f.debug_tuple("RemoveIf").field(key).finish_non_exhaustive(),
             Self::Clear => f.write_str("Clear"),
             Self::User(_) => f.write_str("User(..)"),
             Self::Expiry { .. } => f.write_str("Expiry { .. }"),
@@ -273,7 +306,7 @@ impl Change {
                 Some(value) => Self::Set(key.clone(), value.clone()),
                 None => Self::Remove(key.clone()),
             }),
-            Self::Remove(_) | Self::Clear => None,
+            Self::Remove(_) | Self::RemoveIf(..) | Self::Clear => None,
             Self::User(_) => Some(Self::User(record.user.clone())),
             Self::Expiry { .. } => Some(Self::Expiry {
                 absolute_deadline: record.absolute_deadline,
@@ -298,6 +331,11 @@ impl Change {
             }
             Self::Remove(key) => {
                 record.data.remove(key);
+            }
+            Self::RemoveIf(key, value) => {
+                if record.data.get(key) == Some(value) {
+                    record.data.remove(key);
+                }
             }
             Self::Clear => record.data.clear(),
             Self::User(user) => record.user.clone_from(user),
@@ -356,7 +394,7 @@ impl State {
         match &self.incoming {
             Incoming::Id(id) => Some(*id),
             Incoming::Record(record) => Some(record.id),
-            Incoming::Nothing | Incoming::Expired => None,
+            _ => None,
         }
     }
 }
@@ -364,8 +402,14 @@ impl State {
 /// A visitor's session: a dictionary of JSON values, typed through serde.
 ///
 /// Cheap to clone; `Send + Sync`, so it can be held across awaits and moved
-/// into tasks. Obtain it from the request (with the `axum` feature, as a
-/// handler argument); see the [module docs](self).
+/// into tasks, until the response is made. The middleware saves the session
+/// once the handler answers, so a task that uses a clone must be done by
+/// then (await it in the handler): from then on every call on any clone
+/// fails with [`SessionError::Finished`] and changes nothing, rather than
+/// accepting a change that would never be saved. A [detached](Self::detached)
+/// session belongs to no request and works for as long as it is kept.
+/// Obtain it from the request (with the `axum` feature, as a handler
+/// argument); see the [module docs](self).
 ///
 /// # Example
 ///
@@ -396,6 +440,11 @@ struct Shared {
     /// The handler read or changed the session: the response depends on
     /// the cookie, and says so with `Vary: Cookie`.
     accessed: AtomicBool,
+    /// The middleware finished the request ([`Session::finish`]): every
+    /// later call fails with [`SessionError::Finished`] instead of loading
+    /// the session again or making changes nobody would save. Never set
+    /// for a [detached](Session::detached) session.
+    finished: AtomicBool,
 }
 
 impl fmt::Debug for Session {
@@ -434,6 +483,7 @@ impl Session {
                 }),
                 store_time: AtomicU64::new(0),
                 accessed: AtomicBool::new(false),
+                finished: AtomicBool::new(false),
             }),
         }
     }
@@ -528,9 +578,24 @@ impl Session {
         *state.now.get_or_insert_with(|| self.ctx().now())
     }
 
-    /// Locks the state, loading the session first if needed.
+    /// [`SessionError::Finished`] once the request's response was made.
+    fn live(&self) -> Result<(), SessionError> {
+        // Acquire: pairs with the store in `finish`; a call that still sees
+        // `false` here holds the state lock (see `loaded`), so its change is
+        // made before the save (which takes the lock) reads the state.
+        if self.shared.finished.load(Ordering::Acquire) {
+            return Err(SessionError::Finished);
+        }
+        Ok(())
+    }
+
+    /// Locks the state, loading the session first if needed;
+    /// [`SessionError::Finished`] once the response was made.
     async fn loaded(&self) -> Result<MutexGuard<'_, State>, SessionError> {
         let mut state = self.shared.state.lock().await;
+        // Checked with the lock held: the save takes the lock after the flag
+        // is set, so a call either lands before the save or fails here.
+        self.live()?;
         if state.record.is_none() {
             self.load(&mut state).await?;
         }
@@ -558,6 +623,19 @@ impl Session {
                 }
             }
             (Incoming::Record(record), _) => Some(record.clone()),
+            #[cfg(feature = "interop")]
+            (Incoming::Unusable(reason), _) => {
+                let err = StoreError::new(
+                    StoreErrorKind::Corrupt,
+                    format!(
+                        "the request's session cookie is signed correctly, but keepsake cannot \
+                         hold its session exactly ({reason}); it is left as it is, unused"
+                    ),
+                );
+                tracing::error!(error = %err, "session cookie unusable");
+                state.failure = Some(err.kind());
+                return Err(SessionError::Unavailable(err));
+            }
             (Incoming::Expired, _) => {
                 state.expired = true;
                 state.remove_cookie = state.remove_ended;
@@ -648,7 +726,8 @@ impl Session {
     /// # Errors
     ///
     /// [`SessionError::Unavailable`] if the session could not be loaded,
-    /// [`SessionError::Json`] if the value is not a `T`.
+    /// [`SessionError::Json`] if the value is not a `T`,
+    /// [`SessionError::Finished`] once the response was made.
     ///
     /// # Example
     ///
@@ -682,8 +761,10 @@ impl Session {
     /// # Errors
     ///
     /// [`SessionError::Unavailable`], [`SessionError::Json`] if `value` cannot
-    /// be serialized, and with client-side sessions
-    /// [`SessionError::TooLarge`] (the session is left unchanged).
+    /// be serialized, with client-side sessions [`SessionError::TooLarge`]
+    /// (the session is left unchanged), and
+    /// [`SessionError::Finished`] once the response was made (the
+    /// change is not made).
     ///
     /// # Example
     ///
@@ -739,7 +820,8 @@ impl Session {
     ///
     /// [`SessionError::Unavailable`]; [`SessionError::Json`] if the current
     /// value is not a `T` (nothing is changed) or `f`'s result cannot be
-    /// serialized; with client-side sessions [`SessionError::TooLarge`].
+    /// serialized; with client-side sessions [`SessionError::TooLarge`];
+    /// [`SessionError::Finished`] once the response was made.
     /// If, on a replay, the stored value is no longer a `T`, the request's
     /// changes are not saved and the response is a 503.
     ///
@@ -781,7 +863,7 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// [`SessionError::Unavailable`].
+    /// [`SessionError::Unavailable`]; [`SessionError::Finished`] once the response was made.
     ///
     /// # Example
     ///
@@ -807,10 +889,20 @@ impl Session {
 
     /// Removes `key` and returns its value.
     ///
+    /// The removal is conditional on that value: if another request of the
+    /// same session stored a different value under `key` before this
+    /// request's save landed, that value was read by nobody, and the save
+    /// (which replays this request's changes on the newer session, see the
+    /// [module docs](self)) leaves it in place for the next `pop`. A flash
+    /// message set while another request was showing the previous one is
+    /// thus never lost. Only a key that still holds the returned value is
+    /// removed. [`remove`](Session::remove) and [`clear`](Session::clear),
+    /// by contrast, remove whatever the key holds by then.
+    ///
     /// # Errors
     ///
     /// [`SessionError::Unavailable`]; [`SessionError::Json`] if the value is
-    /// not a `T` (it is then left in place).
+    /// not a `T` (it is then left in place); [`SessionError::Finished`] once the response was made.
     ///
     /// # Example
     ///
@@ -827,12 +919,12 @@ impl Session {
         let Some(value) = state.record.as_ref().and_then(|r| r.data.get(key)).cloned() else {
             return Ok(None);
         };
-        let value = T::deserialize(value).map_err(|source| SessionError::Json {
+        let popped = T::deserialize(&value).map_err(|source| SessionError::Json {
             key: key.to_owned(),
             source,
         })?;
-        self.change(&mut state, Change::Remove(key.to_owned()))?;
-        Ok(Some(value))
+        self.change(&mut state, Change::RemoveIf(key.to_owned(), value))?;
+        Ok(Some(popped))
     }
 
     /// Removes every key (the session itself goes on; see
@@ -840,7 +932,7 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// [`SessionError::Unavailable`].
+    /// [`SessionError::Unavailable`]; [`SessionError::Finished`] once the response was made.
     ///
     /// # Example
     ///
@@ -861,7 +953,7 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// [`SessionError::Unavailable`].
+    /// [`SessionError::Unavailable`]; [`SessionError::Finished`] once the response was made.
     ///
     /// # Example
     ///
@@ -884,7 +976,7 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// [`SessionError::Unavailable`].
+    /// [`SessionError::Unavailable`]; [`SessionError::Finished`] once the response was made.
     ///
     /// # Example
     ///
@@ -909,7 +1001,7 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// [`SessionError::Unavailable`].
+    /// [`SessionError::Unavailable`]; [`SessionError::Finished`] once the response was made.
     ///
     /// # Example
     ///
@@ -929,7 +1021,7 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// [`SessionError::Unavailable`].
+    /// [`SessionError::Unavailable`]; [`SessionError::Finished`] once the response was made.
     ///
     /// # Example
     ///
@@ -947,7 +1039,7 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// [`SessionError::Unavailable`].
+    /// [`SessionError::Unavailable`]; [`SessionError::Finished`] once the response was made.
     ///
     /// # Example
     ///
@@ -973,7 +1065,7 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// [`SessionError::Unavailable`].
+    /// [`SessionError::Unavailable`]; [`SessionError::Finished`] once the response was made.
     ///
     /// # Example
     ///
@@ -993,7 +1085,7 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// [`SessionError::Unavailable`].
+    /// [`SessionError::Unavailable`]; [`SessionError::Finished`] once the response was made.
     ///
     /// # Example
     ///
@@ -1016,10 +1108,12 @@ impl Session {
     /// ended session's cookie is removed, the browser could apply that
     /// after the login's answer and delete the new cookie: the user would
     /// be logged out again. So a cookie whose session ended is removed only
-    /// in the answer to a page load (`Sec-Fetch-Mode: navigate`) or to a
-    /// client that does not send `Sec-Fetch-Mode` (not a browser); the
-    /// answers to a page's `fetch`, XHR and subresource requests leave it,
-    /// and the next page load removes it. A handler that *writes* to the
+    /// in the answer to a page load (`Sec-Fetch-Mode: navigate`); the
+    /// answers to a page's `fetch`, XHR and subresource requests, and to
+    /// clients that send no `Sec-Fetch-Mode` (an app or a script that polls
+    /// while it logs in, an old browser), leave it, and the next page load
+    /// or write replaces it. What remains is a page load in a second tab
+    /// whose answer arrives after the login's. A handler that *writes* to the
     /// session in such a request starts a new session, whose cookie still
     /// replaces the login's (Django's sessions do the same; following the
     /// old id to the new session would undo the protection against
@@ -1028,7 +1122,7 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// [`SessionError::Unavailable`].
+    /// [`SessionError::Unavailable`]; [`SessionError::Finished`] once the response was made.
     ///
     /// # Example
     ///
@@ -1067,7 +1161,7 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// [`SessionError::Unavailable`].
+    /// [`SessionError::Unavailable`]; [`SessionError::Finished`] once the response was made.
     ///
     /// # Example
     ///
@@ -1103,7 +1197,7 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// [`SessionError::Unavailable`].
+    /// [`SessionError::Unavailable`]; [`SessionError::Finished`] once the response was made.
     ///
     /// # Example
     ///
@@ -1117,7 +1211,7 @@ impl Session {
     /// ```
     pub async fn reset(&self) -> Result<(), SessionError> {
         self.flush().await?;
-        self.shared.state.lock().await.expired = false;
+        self.loaded().await?.expired = false;
         Ok(())
     }
 
@@ -1127,8 +1221,9 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// [`SessionError::Unavailable`], and with client-side sessions
-    /// [`SessionError::TooLarge`] (the session is left unchanged).
+    /// [`SessionError::Unavailable`], with client-side sessions
+    /// [`SessionError::TooLarge`] (the session is left unchanged), and
+    /// [`SessionError::Finished`] once the response was made.
     ///
     /// # Example
     ///
@@ -1163,7 +1258,8 @@ impl Session {
     ///
     /// [`SessionError::Unavailable`]; [`SessionError::InvalidUser`] for a
     /// user holding U+0000; with client-side sessions
-    /// [`SessionError::TooLarge`]. The session is left unchanged on error.
+    /// [`SessionError::TooLarge`]; [`SessionError::Finished`] once the response was made. The session is
+    /// left unchanged on error.
     ///
     /// # Example
     ///
@@ -1191,7 +1287,7 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// [`SessionError::Unavailable`].
+    /// [`SessionError::Unavailable`]; [`SessionError::Finished`] once the response was made.
     ///
     /// # Example
     ///
@@ -1211,7 +1307,8 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// [`SessionError::Unavailable`] if the store fails.
+    /// [`SessionError::Unavailable`] if the store fails;
+    /// [`SessionError::Finished`] once the response was made.
     ///
     /// # Example
     ///
@@ -1222,6 +1319,7 @@ impl Session {
     /// # Ok::<(), keepsake::session::SessionError>(()) }).unwrap();
     /// ```
     pub async fn user_sessions(&self, user: &str) -> Result<Vec<Record>, SessionError> {
+        self.live()?;
         let Backend::Store(store) = &self.ctx().backend else {
             return Ok(Vec::new());
         };
@@ -1239,7 +1337,8 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// [`SessionError::Unavailable`] if the store fails.
+    /// [`SessionError::Unavailable`] if the store fails;
+    /// [`SessionError::Finished`] once the response was made.
     ///
     /// # Example
     ///
@@ -1252,6 +1351,7 @@ impl Session {
     /// # Ok::<(), keepsake::session::SessionError>(()) }).unwrap();
     /// ```
     pub async fn end_user_sessions(&self, user: &str) -> Result<usize, SessionError> {
+        self.live()?;
         let ended = match &self.ctx().backend {
             Backend::Store(store) => self
                 .timed(store.delete_user(user))
@@ -1279,7 +1379,13 @@ impl Session {
     /// at once when no store call is needed (an untouched or unchanged
     /// session, a client-side one), otherwise as a future of the store
     /// calls.
+    ///
+    /// From here on the handle is spent: every call on it or a clone fails
+    /// with [`SessionError::Finished`]. A call that holds the state now
+    /// (a task using a clone) completes first, and its change is saved.
     pub(crate) fn finish(&self, status: http::StatusCode) -> Finish {
+        // Release: pairs with the load in `live`.
+        self.shared.finished.store(true, Ordering::Release);
         // The state is free unless the handler left a clone of the session
         // in a task that is using it: that case waits, in the future.
         if let Some(mut state) = self.shared.state.try_lock()
@@ -1663,10 +1769,17 @@ fn too_many_replays() -> StoreError {
     )
 }
 
-/// Moves `record`'s idle deadline to what a visit at `now` gives.
+/// Moves `record`'s idle deadline to what a visit at `now` gives, but
+/// never earlier than it is: after the clock steps back, a visit must not
+/// end the session sooner than the visit before it said (the touch path,
+/// [`touch_due`], likewise only moves it later). The later deadline stays
+/// within the absolute deadline.
 fn refresh_idle_deadline(record: &mut Record, now: u64) {
     if let Some(deadline) = record.refreshed_idle_deadline(now) {
-        record.idle_deadline = Some(deadline);
+        let kept = record
+            .idle_deadline
+            .map_or(deadline, |current| current.min(record.absolute_deadline));
+        record.idle_deadline = Some(deadline.max(kept));
     }
 }
 
@@ -1684,6 +1797,82 @@ fn touch_due(record: &Record, now: u64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `pop`'s change, replayed on a newer copy, removes the key only if it
+    /// still holds the value `pop` returned; `remove` removes whatever is
+    /// there.
+    #[test]
+    fn a_replayed_pop_removes_only_the_value_it_returned() {
+        let mut record = Record::new(Id::random(), 1_000, Some(60), 3_600);
+        record.data.insert("flash".to_owned(), Value::from("new"));
+        let popped_old = Change::RemoveIf("flash".to_owned(), Value::from("old"));
+        popped_old.apply(&mut record).unwrap();
+        assert_eq!(record.data.get("flash"), Some(&Value::from("new")));
+        let popped_new = Change::RemoveIf("flash".to_owned(), Value::from("new"));
+        popped_new.apply(&mut record).unwrap();
+        assert_eq!(record.data.get("flash"), None);
+        // Nothing there: nothing to do.
+        popped_new.apply(&mut record).unwrap();
+        assert!(record.data.is_empty());
+        record.data.insert("flash".to_owned(), Value::from("new"));
+        Change::Remove("flash".to_owned())
+            .apply(&mut record)
+            .unwrap();
+        assert!(record.data.is_empty());
+    }
+
+    /// A write after the clock stepped back keeps the later idle deadline;
+    /// the absolute deadline still caps it.
+    #[test]
+    fn a_refresh_never_moves_the_idle_deadline_earlier() {
+        let mut record = Record::new(Id::random(), 1_000_000, Some(60), 3_600);
+        refresh_idle_deadline(&mut record, 1_000_050);
+        assert_eq!(record.idle_deadline, Some(1_000_110));
+        refresh_idle_deadline(&mut record, 999_970);
+        assert_eq!(record.idle_deadline, Some(1_000_110), "moved earlier");
+        refresh_idle_deadline(&mut record, 1_000_100);
+        assert_eq!(record.idle_deadline, Some(1_000_160));
+        refresh_idle_deadline(&mut record, 1_003_590);
+        assert_eq!(
+            record.idle_deadline,
+            Some(1_003_600),
+            "the absolute deadline"
+        );
+        // An idle deadline past the absolute one (never made here) is
+        // brought back within it.
+        record.idle_deadline = Some(2_000_000);
+        refresh_idle_deadline(&mut record, 1_000_000);
+        assert_eq!(record.idle_deadline, Some(1_003_600));
+    }
+
+    /// Once the request is finished, every clone refuses every call; a
+    /// detached session that nobody finishes keeps working.
+    #[tokio::test]
+    async fn a_finished_session_refuses_every_call() {
+        let session = Session::detached();
+        session.insert("k", 1).await.unwrap();
+        let task = session.clone();
+        assert!(matches!(
+            session.finish(http::StatusCode::OK),
+            Finish::Now(Ok(Some(_)))
+        ));
+        assert!(matches!(
+            task.insert("k", 2).await,
+            Err(SessionError::Finished)
+        ));
+        assert!(matches!(
+            task.get::<u32>("k").await,
+            Err(SessionError::Finished)
+        ));
+        assert!(matches!(task.reset().await, Err(SessionError::Finished)));
+        assert!(matches!(
+            task.user_sessions("ada").await,
+            Err(SessionError::Finished)
+        ));
+        let other = Session::detached();
+        other.insert("k", 1).await.unwrap();
+        assert_eq!(other.get::<u32>("k").await.unwrap(), Some(1));
+    }
 
     /// A change refused for size leaves exactly what was there before.
     #[tokio::test]

@@ -512,9 +512,20 @@ pub(crate) fn tamper(value: &str) -> String {
     tampered
 }
 
+/// A client; with `cookie_store`, a browser loading pages: it keeps
+/// cookies and says each request is a page load (`Sec-Fetch-Mode:
+/// navigate`), whose answer may remove an ended session's cookie.
 fn http_client(cookie_store: bool) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if cookie_store {
+        headers.insert(
+            "sec-fetch-mode",
+            reqwest::header::HeaderValue::from_static("navigate"),
+        );
+    }
     reqwest::Client::builder()
         .cookie_store(cookie_store)
+        .default_headers(headers)
         .timeout(Duration::from_secs(5))
         .build()
         .expect("reqwest client")
@@ -524,7 +535,7 @@ fn http_client(cookie_store: bool) -> reqwest::Client {
 #[derive(Debug)]
 pub(crate) struct Server {
     pub(crate) base: String,
-    /// A browser: keeps cookies.
+    /// A browser loading pages: keeps cookies, sends `Sec-Fetch-Mode: navigate`.
     pub(crate) client: reqwest::Client,
     /// No cookie store: for replaying cookies by hand.
     pub(crate) raw: reqwest::Client,
