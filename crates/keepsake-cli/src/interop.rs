@@ -18,7 +18,13 @@
 //! tagged JSON (`{" t": [...]}` is a tuple, `{" b": "..."}` bytes, and so
 //! on), plain JSON for the others; `sign` keeps its key order (Starlette and
 //! Django write keys in insertion order, Flask sorts them). `verify` prints
-//! the session in the same form, exactly as the framework would write it.
+//! the session in the same form, exactly as the framework would write it:
+//! the framework's own serialization, so a session holding a `NaN` or an
+//! infinite float prints Python's `NaN`, `Infinity` or `-Infinity`, which
+//! strict JSON parsers refuse. `decode` promises one JSON line, so it writes
+//! those floats as the strings `"NaN"`, `"Infinity"` and `"-Infinity"`
+//! (nothing marks them apart from a string of that text; use `verify` to see
+//! the framework's form).
 //! `--ttl`, `--namespace` and `--app` do not apply (these cookies carry only
 //! their issue time; the reader's max age decides); `--name` sets the cookie
 //! name for the size check (default: the framework's).
@@ -37,7 +43,7 @@ use std::{
 use anyhow::{Context as _, Result, anyhow, bail};
 use keepsake::codec::{
     Format,
-    interop::{self, Framework, InteropCodec, PyDict},
+    interop::{self, Framework, InteropCodec, PyDict, PyValue},
     unix_now,
 };
 
@@ -190,14 +196,20 @@ fn non_empty(secret: Vec<u8>, origin: &str) -> Result<Vec<u8>> {
 }
 
 /// `decode` of a Flask, Starlette or Django cookie: one JSON line, or `None`
-/// if the value is a keepsake value or none of the three.
+/// if the value is a keepsake value or none of the three. `NaN` and the
+/// infinities, which JSON lacks, are written as strings.
 pub(crate) fn decode(value: &str) -> Option<String> {
     if Format::detect(value).is_some() {
         return None;
     }
     let seen = interop::inspect(value).ok()?;
+    let session: PyDict = seen
+        .session()
+        .iter()
+        .map(|(key, value)| (key, finite_json(value)))
+        .collect();
     let payload = InteropCodec::new(seen.framework(), b"-")
-        .serialize(seen.session())
+        .serialize(&session)
         .ok()?;
     Some(format!(
         "{{\"format\":\"{}\",\"issued_at\":{},\"compressed\":{},\"payload\":{payload},\"verified\":false}}",
@@ -205,4 +217,23 @@ pub(crate) fn decode(value: &str) -> Option<String> {
         seen.issued_at(),
         seen.compressed()
     ))
+}
+
+/// `value` with every `NaN` and infinite float as the string Python's
+/// `json` writes for it, so that it is valid JSON.
+fn finite_json(value: &PyValue) -> PyValue {
+    match value {
+        PyValue::Float(x) if x.is_nan() => PyValue::from("NaN"),
+        PyValue::Float(x) if x.is_infinite() => {
+            PyValue::from(if *x > 0.0 { "Infinity" } else { "-Infinity" })
+        }
+        PyValue::List(items) => PyValue::List(items.iter().map(finite_json).collect()),
+        PyValue::Tuple(items) => PyValue::Tuple(items.iter().map(finite_json).collect()),
+        PyValue::Dict(dict) => PyValue::Dict(
+            dict.iter()
+                .map(|(key, value)| (key, finite_json(value)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }

@@ -321,3 +321,42 @@ fn usage_errors_exit_2() {
         r#"{"t": {" t": 5}}"#
     );
 }
+
+/// `decode` prints one line of valid JSON even for a session holding `NaN`
+/// or an infinite float (as strings); `verify` prints the framework's own
+/// form.
+#[test]
+fn decode_writes_non_finite_floats_as_valid_json() {
+    use keepsake::codec::interop::{Framework, InteropCodec};
+    // As Python writes it (`sign --json` takes strict JSON).
+    let session = r#"{"a":NaN,"b":[Infinity,-Infinity],"c":1.5}"#;
+    for framework in Framework::ALL {
+        let format = framework.as_str();
+        let codec = InteropCodec::new(framework, KEY);
+        let cookie = codec
+            .encode(&codec.deserialize(session).unwrap(), 1_700_000_000)
+            .unwrap();
+        let line = ok(&keepsake(&["decode", &cookie]));
+        let out: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{format}: {line}: {e}"));
+        assert_eq!(
+            out["payload"],
+            serde_json::json!({"a": "NaN", "b": ["Infinity", "-Infinity"], "c": 1.5}),
+            "{format}"
+        );
+        let verified = ok(&keepsake(&[
+            "verify",
+            "--format",
+            format,
+            "--secret-env",
+            "FW_KEY",
+            "--now",
+            NOW,
+            &cookie,
+        ]));
+        assert!(
+            verified.contains("NaN") && verified.contains("-Infinity"),
+            "{verified}"
+        );
+    }
+}

@@ -870,3 +870,419 @@ async fn session_layer_shares_sessions_with_each_framework() {
         assert_eq!(&body[..], b"grace", "{framework}");
     }
 }
+
+// ----- SessionLayer::with_interop: what the layer writes ----------------------------
+
+/// What an app behind the layer answered: status, the session cookie's
+/// whole `Set-Cookie` header (if any) and the body.
+struct Answer {
+    status: http::StatusCode,
+    set_cookie: Option<String>,
+    body: String,
+}
+
+impl Answer {
+    /// The value of the cookie called `name` that was set.
+    fn value(&self, name: &str) -> String {
+        let header = self.set_cookie.as_deref().expect("a Set-Cookie");
+        header
+            .split(';')
+            .next()
+            .and_then(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("no {name} in {header}"))
+            .to_owned()
+    }
+
+    /// The `Max-Age` attribute of the cookie set.
+    fn max_age(&self) -> Option<String> {
+        let header = self.set_cookie.as_deref().expect("a Set-Cookie");
+        header
+            .split(';')
+            .filter_map(|attr| attr.trim().strip_prefix("Max-Age="))
+            .map(str::to_owned)
+            .next()
+    }
+}
+
+async fn ask(app: &mut axum::Router, uri: &str, cookie: Option<String>) -> Answer {
+    use tower_service::Service as _;
+    let mut request = http::Request::get(uri);
+    if let Some(cookie) = cookie {
+        request = request.header(http::header::COOKIE, cookie);
+    }
+    let response = app
+        .call(request.body(axum::body::Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let set_cookie = response
+        .headers()
+        .get(http::header::SET_COOKIE)
+        .map(|value| value.to_str().unwrap().to_owned());
+    let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    Answer {
+        status,
+        set_cookie,
+        body: String::from_utf8(body.to_vec()).unwrap(),
+    }
+}
+
+/// A cookie of `framework` holding `session` (given as that framework's
+/// serialization): made by the real framework when the live tests run,
+/// otherwise by keepsake (which the vectors show makes the same bytes).
+async fn framework_cookie(framework: Framework, session_text: &str, now: u64) -> String {
+    let text = session_text.to_owned();
+    if std::env::var_os("KEEPSAKE_TEST_INTEROP").is_some_and(|v| !v.is_empty() && v != "0")
+        || std::env::var_os("CI").is_some()
+    {
+        return tokio::task::spawn_blocking(move || {
+            let answer = helper().call(&encode_request(framework, &key_a(), &[], &text, now));
+            answer["cookie"].as_str().expect("a cookie").to_owned()
+        })
+        .await
+        .unwrap();
+    }
+    let codec = InteropCodec::new(framework, key_a().bytes());
+    let session = codec.deserialize(&text).unwrap();
+    codec.encode(&session, now).unwrap()
+}
+
+/// Runs `python` (source) in the venv with `args`; its standard output.
+fn python(source: &str, args: &[&str]) -> String {
+    let output = Command::new(venv_python())
+        .arg("-c")
+        .arg(source)
+        .args(args)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .expect("python runs");
+    assert!(
+        output.status.success(),
+        "python failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// A handler's JSON object that looks like Flask's tagged JSON reaches the
+/// real Flask as the same plain dict and renders escaped (it once became a
+/// `Markup`, rendered as HTML); Flask's own typed values read by the layer
+/// are written back as the same types.
+#[tokio::test(flavor = "multi_thread")]
+async fn flask_reads_a_handlers_objects_as_plain_dicts() {
+    use axum::routing::get;
+    use keepsake::{
+        middleware::SessionLayer,
+        session::{Session, SessionError},
+    };
+    if !enabled("flask_reads_a_handlers_objects_as_plain_dicts") {
+        return;
+    }
+    async fn store(session: Session) -> Result<&'static str, SessionError> {
+        session
+            .insert("prefs", json!({" m": "<script>alert(1)</script>"}))
+            .await?;
+        session.insert("pair", json!({" t": [1, 2]})).await?;
+        Ok("ok")
+    }
+    async fn touch(session: Session) -> Result<&'static str, SessionError> {
+        session.insert("touched", 1).await?;
+        Ok("ok")
+    }
+    let codec = InteropCodec::new(Framework::Flask, key_a().bytes());
+    let layer = SessionLayer::with_interop(codec)
+        .secure(false)
+        .build()
+        .unwrap();
+    let mut app = axum::Router::new()
+        .route("/store", get(store))
+        .route("/touch", get(touch))
+        .layer(layer);
+    let answer = ask(&mut app, "/store", None).await;
+    let cookie = answer.value("session");
+
+    let render = r#"
+import sys, flask
+app = flask.Flask("x"); app.secret_key = bytes.fromhex(sys.argv[2])
+@app.get("/")
+def page():
+    s = flask.session
+    return flask.render_template_string(
+        "{{ prefs }}|{{ kinds }}",
+        prefs=s["prefs"],
+        kinds=",".join(type(s[k]).__name__ for k in sorted(s)),
+    )
+print(app.test_client(use_cookies=False).get("/", headers={"Cookie": "session=" + sys.argv[1]}).get_data(as_text=True))
+"#;
+    let secret: String = key_a().bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let cookie_for_python = cookie.clone();
+    let secret_for_python = secret.clone();
+    let page = tokio::task::spawn_blocking(move || {
+        python(render, &[&cookie_for_python, &secret_for_python])
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        page.trim(),
+        "{&#39; m&#39;: &#39;&lt;script&gt;alert(1)&lt;/script&gt;&#39;}|dict,dict",
+        "Flask must read plain dicts and render them escaped"
+    );
+
+    // Flask's own Markup and tuple, read and written back by the layer.
+    let theirs = framework_cookie(
+        Framework::Flask,
+        r#"{"m":{" m":"<b>hi</b>"},"pair":{" t":[1,2]},"prefs":{" di":{" m__":"x"}}}"#,
+        keepsake::codec::unix_now(),
+    )
+    .await;
+    let answer = ask(&mut app, "/touch", Some(format!("session={theirs}"))).await;
+    let rewritten = answer.value("session");
+    let now = keepsake::codec::unix_now();
+    let read = tokio::task::spawn_blocking(move || {
+        framework_reads(Framework::Flask, &key_a(), &[], &rewritten, now)
+    })
+    .await
+    .unwrap()
+    .expect("Flask reads the session");
+    assert_eq!(read.get("m"), Some(&PyValue::Markup("<b>hi</b>".into())));
+    assert_eq!(
+        read.get("pair"),
+        Some(&PyValue::Tuple(vec![1.into(), 2.into()]))
+    );
+    assert_eq!(
+        read.get("prefs"),
+        Some(&PyValue::Dict([(" m", "x")].into_iter().collect()))
+    );
+    assert_eq!(read.get("touched"), Some(&PyValue::Int(1)));
+}
+
+/// A validly signed framework session keepsake cannot hold exactly (an
+/// integer beyond 64 bits, NaN, infinity) is never changed or replaced:
+/// the handler gets a `Corrupt` store error when it uses the session, and
+/// no `Set-Cookie` touches the cookie.
+#[tokio::test(flavor = "multi_thread")]
+async fn unrepresentable_framework_sessions_are_left_alone() {
+    use std::sync::{Arc, Mutex};
+
+    use axum::routing::get;
+    use keepsake::{
+        middleware::SessionLayer,
+        session::{Session, SessionError},
+        store::StoreErrorKind,
+    };
+
+    let cases: [(Framework, &str); 6] = [
+        (
+            Framework::Flask,
+            r#"{"n":18446744073709551616,"user":"ada"}"#,
+        ),
+        (Framework::Flask, r#"{"user":"ada","x":NaN}"#),
+        (
+            Framework::Starlette,
+            r#"{"user": "ada", "n": 18446744073709551616}"#,
+        ),
+        (Framework::Starlette, r#"{"user": "ada", "x": Infinity}"#),
+        (
+            Framework::Django,
+            r#"{"user":"ada","n":-9223372036854775809}"#,
+        ),
+        (Framework::Django, r#"{"user":"ada","x":-Infinity}"#),
+    ];
+    for (framework, text) in cases {
+        // What the handler got from the session.
+        type Seen = Option<Result<Option<String>, StoreErrorKind>>;
+        let seen: Arc<Mutex<Seen>> = Arc::default();
+        let seen_by_handler = seen.clone();
+        let handler = move |session: Session| {
+            let seen = seen_by_handler.clone();
+            async move {
+                let got = match session.get::<String>("user").await {
+                    Ok(user) => Ok(user),
+                    Err(SessionError::Unavailable(err)) => Err(err.kind()),
+                    Err(other) => panic!("{other}"),
+                };
+                // A write is refused too.
+                assert!(session.insert("user", "mallory").await.is_err());
+                *seen.lock().unwrap() = Some(got);
+                "handled"
+            }
+        };
+        let codec = InteropCodec::new(framework, key_a().bytes());
+        let layer = SessionLayer::with_interop(codec)
+            .secure(false)
+            .build()
+            .unwrap();
+        let mut app = axum::Router::new()
+            .route("/use", get(handler))
+            .route("/skip", get(|| async { "skipped" }))
+            .layer(layer);
+        let cookie = framework_cookie(framework, text, keepsake::codec::unix_now()).await;
+        let header = format!("{}={cookie}", framework.cookie_name());
+
+        let answer = ask(&mut app, "/use", Some(header.clone())).await;
+        assert_eq!(
+            *seen.lock().unwrap(),
+            Some(Err(StoreErrorKind::Corrupt)),
+            "{framework} {text}"
+        );
+        assert_eq!(
+            answer.status,
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "{framework} {text}"
+        );
+        assert_eq!(answer.set_cookie, None, "{framework} {text}");
+
+        // Not using the session: answered as usual, cookie untouched.
+        let answer = ask(&mut app, "/skip", Some(header)).await;
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (http::StatusCode::OK, "skipped")
+        );
+        assert_eq!(answer.set_cookie, None, "{framework} {text}");
+    }
+}
+
+/// Near the size limit, the write is refused at the call
+/// (`SessionError::TooLarge`) when the cookie name actually sent is longer
+/// than the framework's (`__Host-` prefix, or `cookie_name` after
+/// `with_interop`), instead of a response without the cookie.
+#[tokio::test(flavor = "multi_thread")]
+async fn size_is_checked_with_the_cookie_name_sent() {
+    use axum::routing::get;
+    use keepsake::{
+        middleware::SessionLayer,
+        session::{Session, SessionError},
+    };
+
+    // Text zlib cannot shrink much, just long enough that only the short
+    // name fits.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let noise: String = (0..4000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(b'!' + u8::try_from(state % 90).unwrap())
+        })
+        .filter(|c| !matches!(c, '"' | '\\'))
+        .collect();
+    let short = InteropCodec::new(Framework::Flask, key_a().bytes());
+    let long = short.clone().with_cookie_name("__Host-session");
+    let fits = |codec: &InteropCodec, len: usize| {
+        let session: PyDict = [("blob", &noise[..len])].into_iter().collect();
+        codec.encode(&session, T0).is_ok()
+    };
+    let len = (1..noise.len())
+        .find(|&len| fits(&short, len) && !fits(&long, len))
+        .expect("a length only the short name fits");
+    let blob = noise[..len].to_owned();
+
+    for (layer, name) in [
+        (
+            SessionLayer::with_interop(short.clone()).host_prefix(true),
+            "__Host-session",
+        ),
+        (
+            SessionLayer::with_interop(short.clone())
+                .cookie_name("session_with_a_longer_name")
+                .secure(false),
+            "session_with_a_longer_name",
+        ),
+    ] {
+        let blob = blob.clone();
+        let handler = move |session: Session| {
+            let blob = blob.clone();
+            async move {
+                match session.insert("blob", blob).await {
+                    Err(SessionError::TooLarge { size, limit }) => {
+                        assert!(size > limit);
+                        "too large"
+                    }
+                    Err(other) => panic!("{other}"),
+                    Ok(()) => "stored",
+                }
+            }
+        };
+        let mut app = axum::Router::new()
+            .route("/", get(handler))
+            .layer(layer.build().unwrap());
+        let answer = ask(&mut app, "/", None).await;
+        assert_eq!(answer.body, "too large", "{name}");
+        assert_eq!(answer.set_cookie, None, "{name}");
+    }
+}
+
+/// The cookie's `Max-Age` as each framework sets it: Starlette and Django
+/// always send `max_age` (new sessions too), Starlette's `max_age=None` is
+/// a browser-session cookie, Flask's only with `_permanent`, and Django's
+/// `set_expiry(0)` / `set_expiry(300)` hold on every later write (with
+/// `_session_expiry` kept for Django).
+#[tokio::test(flavor = "multi_thread")]
+async fn cookie_max_age_is_the_frameworks() {
+    use axum::routing::get;
+    use keepsake::{
+        middleware::SessionLayer,
+        session::{Session, SessionError},
+    };
+    async fn touch(session: Session) -> Result<&'static str, SessionError> {
+        session.insert("touched", 1).await?;
+        Ok("ok")
+    }
+    let app = |codec: InteropCodec| {
+        axum::Router::new().route("/touch", get(touch)).layer(
+            SessionLayer::with_interop(codec)
+                .secure(false)
+                .build()
+                .unwrap(),
+        )
+    };
+    let day14 = Some("1209600".to_owned());
+    let now = keepsake::codec::unix_now();
+
+    // New sessions.
+    for (framework, expected) in [
+        (Framework::Flask, None),
+        (Framework::Starlette, day14.clone()),
+        (Framework::Django, day14.clone()),
+    ] {
+        let mut app = app(InteropCodec::new(framework, key_a().bytes()));
+        let answer = ask(&mut app, "/touch", None).await;
+        assert_eq!(answer.max_age(), expected, "new {framework} session");
+    }
+
+    // Starlette with max_age=None: a browser-session cookie.
+    let codec = InteropCodec::new(Framework::Starlette, key_a().bytes()).with_max_age(None);
+    let mut starlette = app(codec);
+    let answer = ask(&mut starlette, "/touch", None).await;
+    assert_eq!(
+        answer.max_age(),
+        None,
+        "new Starlette session, max_age=None"
+    );
+    let theirs = framework_cookie(Framework::Starlette, r#"{"user": "ada"}"#, now).await;
+    let answer = ask(&mut starlette, "/touch", Some(format!("session={theirs}"))).await;
+    assert_eq!(answer.max_age(), None, "Starlette session, max_age=None");
+
+    // Django's set_expiry.
+    let mut django = app(InteropCodec::new(Framework::Django, key_a().bytes()));
+    for (text, expected) in [
+        (r#"{"user":"ada"}"#, day14.clone()),
+        (r#"{"user":"ada","_session_expiry":0}"#, None),
+        (
+            r#"{"user":"ada","_session_expiry":300}"#,
+            Some("300".to_owned()),
+        ),
+    ] {
+        let theirs = framework_cookie(Framework::Django, text, now).await;
+        let answer = ask(&mut django, "/touch", Some(format!("sessionid={theirs}"))).await;
+        assert_eq!(answer.max_age(), expected, "Django {text}");
+        let rewritten = answer.value("sessionid");
+        let codec = InteropCodec::new(Framework::Django, key_a().bytes());
+        let session = codec.decode(&rewritten, now).unwrap().into_session();
+        let expiry = serde_json::from_str::<Value>(text).unwrap()["_session_expiry"].clone();
+        let kept = session.get("_session_expiry").and_then(PyValue::as_i64);
+        assert_eq!(kept, expiry.as_i64(), "Django {text}");
+    }
+}

@@ -100,8 +100,19 @@ impl SessionLayer {
     /// that has the same secret key. The cookie name is the framework's
     /// (`session`, or `sessionid` for Django); a session ends
     /// [`max_age`](crate::codec::interop::InteropCodec::max_age) after its
-    /// last write, as in the framework, and the layer's idle timeout only
-    /// sets the cookie's `Max-Age`. See
+    /// last write, as in the framework. The cookie's `Max-Age` is the
+    /// framework's: Starlette's `max_age` and Django's `SESSION_COOKIE_AGE`
+    /// (or the session's `set_expiry`) on every cookie, new sessions
+    /// included (they are [`persistent`](SessionLayerBuilder::persistent)
+    /// unless set otherwise); for Flask none unless the session is
+    /// permanent. The size check counts the cookie name actually sent
+    /// (with a `__Host-` prefix, or one set with
+    /// [`cookie_name`](SessionLayerBuilder::cookie_name)). A validly signed
+    /// cookie whose session keepsake cannot hold exactly (an integer beyond
+    /// 64 bits, a `NaN`) is left as it is: using the session fails with
+    /// [`SessionError::Unavailable`](crate::session::SessionError::Unavailable)
+    /// (a [`Corrupt`](crate::store::StoreErrorKind::Corrupt) store error,
+    /// and a 503 answer), and no `Set-Cookie` replaces it. See
     /// [`InteropCodec::decode_record`](crate::codec::interop::InteropCodec::decode_record)
     /// for how the framework's session maps to a keepsake one.
     ///
@@ -124,6 +135,10 @@ impl SessionLayer {
             Codec::signed(KeyRing::new(Key::generate())),
         );
         builder.name = codec.cookie_name().to_owned();
+        // Starlette and Django give every session cookie a `Max-Age`; Flask
+        // only a permanent session.
+        builder.persistent = codec.framework() != crate::codec::interop::Framework::Flask
+            && codec.max_age().is_some();
         builder.interop = Some(codec);
         builder
     }
@@ -736,6 +751,10 @@ impl SessionLayerBuilder {
         idle_timeout: Option<u64>,
         absolute_lifetime: u64,
     ) -> Context {
+        #[cfg(feature = "interop")]
+        let interop = self
+            .interop
+            .map(|codec| codec.with_cookie_name(cookie_name.clone()));
         Context {
             backend: self.backend,
             codec: self.codec,
@@ -750,8 +769,10 @@ impl SessionLayerBuilder {
             max_replays: self.max_replays,
             write_locks: WriteLocks::new(),
             unavailable: self.unavailable,
+            // The size check on write counts the name actually sent
+            // (`__Host-` prefix, or a name set after `with_interop`).
             #[cfg(feature = "interop")]
-            interop: self.interop,
+            interop,
         }
     }
 }

@@ -145,6 +145,13 @@ pub(crate) enum Incoming {
     Record(Arc<Record>),
     /// A verified cookie whose session had expired.
     Expired,
+    /// A verified framework session cookie whose session keepsake cannot
+    /// hold exactly (a `NaN`, an integer beyond 64 bits): it is the
+    /// visitor's, so it is neither used nor replaced nor removed. Using the
+    /// session fails as a corrupt stored record does. The reason is for
+    /// the error.
+    #[cfg(feature = "interop")]
+    Unusable(&'static str),
 }
 
 /// The result of reading the session cookie.
@@ -316,6 +323,10 @@ impl Context {
                 Err(Error::Expired { .. } | Error::IssuedInFuture { .. }) => {
                     Ok((Incoming::Expired, false))
                 }
+                // A valid session of the visitor's that keepsake cannot hold
+                // exactly: never "no session", which the first write would
+                // replace.
+                Err(Error::Unrepresentable { reason }) => Ok((Incoming::Unusable(reason), false)),
                 Err(Error::BadSignature) => Err("bad signature"),
                 Err(Error::TooLarge { .. }) => Err("too large"),
                 Err(_) => Err("malformed"),
@@ -390,6 +401,13 @@ impl Context {
                 return None;
             }
         };
+        #[cfg(feature = "interop")]
+        if let Some(interop) = &self.interop {
+            // As the framework sets it (Starlette's `max_age`, Django's
+            // `set_expiry`), not from keepsake's deadlines.
+            let max_age = interop.cookie_max_age(record, now).map(Duration::from_secs);
+            return self.set_cookie.header(&value, max_age);
+        }
         let max_age = record.persistent.then(|| {
             let until = match self.backend {
                 Backend::Store(_) => record.absolute_deadline,

@@ -142,7 +142,7 @@ fn untag_one(key: &str, inner: PyValue) -> Result<PyValue, &'static str> {
 
 /// Python's `UUID(text)`: optional `urn:`/`uuid:` prefixes, braces and
 /// hyphens around 32 hex digits.
-fn parse_uuid(text: &str) -> Option<[u8; 16]> {
+pub(crate) fn parse_uuid(text: &str) -> Option<[u8; 16]> {
     let text = text.replace("urn:", "").replace("uuid:", "");
     let hex: String = text
         .trim_matches(|c| c == '{' || c == '}')

@@ -192,6 +192,20 @@ pub(crate) fn write_float(x: f64, out: &mut String) {
     }
 }
 
+/// The reasons [`parse`] gives for JSON Python reads but keepsake does not
+/// hold (as opposed to JSON that Python refuses too).
+const KEEPSAKE_LIMITS: [&str; 3] = [BEYOND_I128, LONE_SURROGATE, TOO_DEEP];
+const BEYOND_I128: &str = "an integer beyond 128 bits (keepsake reads integers up to 128 bits)";
+const LONE_SURROGATE: &str =
+    "a lone UTF-16 surrogate in a string (keepsake strings are Unicode text)";
+const TOO_DEEP: &str = "nested deeper than the 128 levels keepsake reads";
+
+/// Whether `reason`, an error of [`parse`], is about a limit of keepsake's
+/// (Python reads the JSON) rather than JSON Python refuses.
+pub(crate) fn is_keepsake_limit(reason: &str) -> bool {
+    KEEPSAKE_LIMITS.contains(&reason)
+}
+
 /// Parses JSON text as `json.loads` does.
 ///
 /// # Errors
@@ -238,7 +252,7 @@ impl Parser<'_> {
 
     fn value(&mut self, depth: usize) -> Result<PyValue, &'static str> {
         if depth > MAX_DEPTH {
-            return Err("nested too deeply");
+            return Err(TOO_DEEP);
         }
         match self.bytes.get(self.pos) {
             None => Err("expecting a value"),
@@ -353,10 +367,7 @@ impl Parser<'_> {
                 .map(PyValue::Float)
                 .map_err(|_| "bad number")
         } else {
-            literal
-                .parse()
-                .map(PyValue::Int)
-                .map_err(|_| "integer too large for keepsake (beyond 128 bits)")
+            literal.parse().map(PyValue::Int).map_err(|_| BEYOND_I128)
         }
     }
 
@@ -419,9 +430,7 @@ impl Parser<'_> {
                                     self.pos = save;
                                 }
                             }
-                            out.push(char::from_u32(code).ok_or(
-                                "a lone UTF-16 surrogate in a string (keepsake strings are Unicode text)",
-                            )?);
+                            out.push(char::from_u32(code).ok_or(LONE_SURROGATE)?);
                         }
                         _ => return Err("invalid escape in a string"),
                     }

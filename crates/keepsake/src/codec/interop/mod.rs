@@ -62,6 +62,7 @@
 mod b64;
 mod flask;
 mod json;
+mod record;
 mod signing;
 mod value;
 
@@ -260,9 +261,10 @@ pub enum InteropEncodeError {
         /// The limit, [`MAX_COOKIE_SIZE`].
         limit: usize,
     },
-    /// A record's data is not Flask tagged JSON: an object with one key
-    /// that is a Flask tag must hold that tag's value (see
-    /// [`InteropCodec::encode_record`]).
+    /// Data given as Flask tagged JSON is not valid: an object with one
+    /// key that is a Flask tag must hold that tag's value. (No longer
+    /// returned by [`InteropCodec::encode_record`], which reads every
+    /// object of a record as a plain dict.)
     #[error("the session data is not valid Flask tagged JSON: {reason}")]
     InvalidTaggedJson {
         /// What is wrong with it.
@@ -333,6 +335,21 @@ pub enum InteropDecodeError {
     #[error("the value is signed correctly but its payload cannot be read: {reason}")]
     BadPayload {
         /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// It verified and the framework reads its session, but keepsake cannot
+    /// hold that session exactly: an integer beyond 128 bits (beyond 64 bits
+    /// in a [`Record`], see [`InteropCodec::decode_record`]), a string with
+    /// a lone UTF-16 surrogate, nesting deeper than 128 levels, or (in a
+    /// [`Record`]) a `NaN` or infinite float. The session is the visitor's
+    /// and valid: it must not be replaced, so a session layer refuses to use
+    /// it (the handler gets an error) and leaves the cookie as it is.
+    #[error(
+        "the session is signed correctly and readable by the framework, but keepsake cannot \
+         hold it exactly: {reason}"
+    )]
+    Unrepresentable {
+        /// What keepsake cannot hold.
         reason: &'static str,
     },
     /// The value is longer than any cookie can be ([`MAX_COOKIE_SIZE`]).
@@ -462,6 +479,8 @@ pub struct InteropCodec {
     cookie_name: String,
     /// Derived keys in the order they are tried, with what each one is.
     keys: Vec<(Vec<u8>, KeyUsed)>,
+    /// Marks Flask's typed values in records (see [`record`]).
+    mark_key: record::MarkKey,
 }
 
 impl fmt::Debug for InteropCodec {
@@ -499,6 +518,7 @@ impl InteropCodec {
             max_age: framework.default_max_age(),
             cookie_name: framework.cookie_name().to_owned(),
             keys: Vec::new(),
+            mark_key: [0; 32],
         };
         codec.derive_keys();
         codec
@@ -658,6 +678,7 @@ impl InteropCodec {
             keys.push((derive(secret), KeyUsed::Fallback { index }));
         }
         self.keys = keys;
+        self.mark_key = record::mark_key(&self.secret, self.framework.as_str(), &self.salt);
     }
 
     /// The session as the framework serializes it before compression and
@@ -727,7 +748,13 @@ impl InteropCodec {
     /// ```
     pub fn deserialize(&self, text: &str) -> Result<PyDict, InteropDecodeError> {
         let bad = |reason| InteropDecodeError::BadPayload { reason };
-        let mut value = json::parse(text).map_err(bad)?;
+        let mut value = json::parse(text).map_err(|reason| {
+            if json::is_keepsake_limit(reason) {
+                InteropDecodeError::Unrepresentable { reason }
+            } else {
+                bad(reason)
+            }
+        })?;
         if self.framework == Framework::Flask {
             value = flask::untag(value).map_err(bad)?;
         }
@@ -747,9 +774,9 @@ impl InteropCodec {
     /// # Errors
     ///
     /// As [`serialize`](Self::serialize); also
-    /// [`InteropEncodeError::Unsupported`] for `NaN` and infinite floats,
-    /// which `serde_json` cannot hold. Integers beyond 64 bits become
-    /// floats.
+    /// [`InteropEncodeError::Unsupported`] for `NaN` and infinite floats
+    /// and for integers beyond 64 bits, which `serde_json` cannot hold
+    /// exactly (they are never turned into something else).
     ///
     /// # Example
     ///
@@ -768,6 +795,13 @@ impl InteropCodec {
         session: &PyDict,
     ) -> Result<serde_json::Map<String, serde_json::Value>, InteropEncodeError> {
         let text = self.serialize(session)?;
+        // serde_json reads an integer beyond 64 bits as a float.
+        if let Some(type_name) = session.values().find_map(beyond_serde_json) {
+            return Err(InteropEncodeError::Unsupported {
+                framework: self.framework,
+                type_name,
+            });
+        }
         serde_json::from_str(&text).map_err(|_| InteropEncodeError::Unsupported {
             framework: self.framework,
             type_name: "float (NaN or infinite)",
@@ -804,33 +838,61 @@ impl InteropCodec {
 
     /// Verifies a cookie as [`decode`](Self::decode) does and returns it as a
     /// keepsake session [`Record`] (a client-side session), with the key
-    /// that opened it: the data as [`session_to_json`](Self::session_to_json)
-    /// gives it, created at the cookie's issue time, ending
+    /// that opened it: created at the cookie's issue time, ending
     /// [`max_age`](Self::max_age) after it (an idle limit: each write moves
     /// it, and there is no absolute limit, as in the frameworks). The
     /// frameworks' cookies carry no session id, so the record gets a random
-    /// one. `persistent` is Flask's `_permanent` key (and always true for
-    /// Starlette and Django, whose cookies have a `Max-Age`).
+    /// one.
+    ///
+    /// The record's data is the session as plain JSON: every JSON object in
+    /// it is a plain dict, and [`encode_record`](Self::encode_record) writes
+    /// it as one, whatever its keys (for Flask escaped as Flask's `TagDict`
+    /// escapes a dict such as `{" m": ...}`, so Flask reads back the same
+    /// dict and never a `Markup` or a tuple). Flask's typed values (tuple,
+    /// bytes, `Markup`, UUID, datetime) are kept across a read and a write as
+    /// their Flask tag plus a mark, `{" t": [1, 2], " mark": "..."}`: the
+    /// mark is a MAC under a key derived from the secret key, so only values
+    /// that came from a cookie are written back as typed values; an object a
+    /// handler makes up is a dict.
+    ///
+    /// `persistent` (whether the cookie gets a `Max-Age`) is Flask's
+    /// `_permanent` key (taken out of the data); for Starlette, whether
+    /// there is a `max_age`; for Django, unless the session's
+    /// `_session_expiry` is `0` (Django's `set_expiry(0)`, which stays in the
+    /// data).
     ///
     /// # Errors
     ///
-    /// As [`decode`](Self::decode); also [`InteropDecodeError::BadPayload`]
-    /// for `NaN` or infinite floats, which a record cannot hold.
+    /// As [`decode`](Self::decode); also
+    /// [`InteropDecodeError::Unrepresentable`] for a session a record cannot
+    /// hold exactly: `NaN` or infinite floats, integers beyond 64 bits.
     ///
     /// # Example
     ///
     /// ```
-    /// use keepsake::codec::interop::{Framework, InteropCodec, PyDict, PyValue};
+    /// use keepsake::codec::interop::{Framework, InteropCodec, InteropDecodeError, PyDict, PyValue};
     ///
     /// let flask = InteropCodec::new(Framework::Flask, "k");
-    /// let session: PyDict = [("_permanent", PyValue::Bool(true)), ("user", "ada".into())].into_iter().collect();
+    /// let session: PyDict = [
+    ///     ("_permanent", PyValue::Bool(true)),
+    ///     ("user", "ada".into()),
+    ///     ("pair", PyValue::Tuple(vec![1.into(), 2.into()])),
+    /// ]
+    /// .into_iter()
+    /// .collect();
     /// let cookie = flask.encode(&session, 1_000)?;
     /// let (record, _) = flask.decode_record(&cookie, 1_010)?;
     /// assert_eq!(record.data["user"], "ada");
+    /// assert_eq!(record.data["pair"][" t"], serde_json::json!([1, 2]));
     /// assert!(record.persistent && !record.data.contains_key("_permanent"));
     /// assert_eq!((record.created_at, record.deadline()), (1_000, 1_000 + 31 * 86_400));
-    /// // Written back, it is the same cookie.
+    /// // Written back, it is the same cookie: the tuple is still a tuple.
     /// assert_eq!(flask.encode_record(&record, 1_000)?, cookie);
+    ///
+    /// // An integer a record cannot hold exactly is an error, not a float.
+    /// let big: PyDict = [("n", PyValue::Int(1 << 64))].into_iter().collect();
+    /// let cookie = flask.encode(&big, 1_000)?;
+    /// assert!(matches!(flask.decode_record(&cookie, 1_000), Err(InteropDecodeError::Unrepresentable { .. })));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn decode_record(
@@ -844,36 +906,32 @@ impl InteropCodec {
             Framework::Flask => session
                 .remove("_permanent")
                 .is_some_and(|p| p == PyValue::Bool(true)),
-            Framework::Starlette | Framework::Django => true,
+            Framework::Starlette => self.max_age.is_some(),
+            Framework::Django => !django_browser_session(&session),
         };
-        let data = self
-            .session_to_json(&session)
-            .map_err(|_| InteropDecodeError::BadPayload {
-                reason: "the session holds a float keepsake sessions cannot (NaN or infinite)",
-            })?;
-        let max_age = self.max_age.unwrap_or(u64::MAX);
-        let mut record = Record::new(Id::random(), opened.issued_at, Some(max_age), u64::MAX);
+        let data = record::to_record(&session, &self.mark_key)
+            .map_err(|reason| InteropDecodeError::Unrepresentable { reason })?;
+        let mut record = Record::new(Id::random(), opened.issued_at, self.max_age, u64::MAX);
         record.data = data;
         record.persistent = persistent;
         Ok((record, opened.key_used))
     }
 
     /// Writes a keepsake session [`Record`] as the framework's cookie, issued
-    /// at `now` (see [`decode_record`](Self::decode_record)). For Flask, a
-    /// persistent record gets the `_permanent` key. The id, the deadlines,
-    /// the version and the user are not written: the frameworks' cookies have
-    /// no place for them.
+    /// at `now` (see [`decode_record`](Self::decode_record)). Every JSON
+    /// object in the data is written as a plain dict, except Flask's typed
+    /// values with a mark that verifies. For Flask, a persistent record gets
+    /// the `_permanent` key. The id, the deadlines, the version and the user
+    /// are not written: the frameworks' cookies have no place for them.
     ///
     /// # Errors
     ///
-    /// As [`encode`](Self::encode); also
-    /// [`InteropEncodeError::InvalidTaggedJson`] when a Flask record's data
-    /// holds an object that is not a valid Flask tag (such as `{" t": 5}`).
+    /// As [`encode`](Self::encode).
     ///
     /// # Example
     ///
     /// ```
-    /// use keepsake::{codec::interop::{Framework, InteropCodec}, store::{Id, Record}};
+    /// use keepsake::{codec::interop::{Framework, InteropCodec, PyValue}, store::{Id, Record}};
     ///
     /// let mut record = Record::new(Id::random(), 1_700_000_000, None, 3_600);
     /// record.data.insert("user_id".to_owned(), 42.into());
@@ -882,26 +940,54 @@ impl InteropCodec {
     ///     starlette.encode_record(&record, 1_700_000_000)?,
     ///     "eyJ1c2VyX2lkIjogNDJ9.ZVPxAA.r4ggNpoIhK1U4t1X8zVv2kldEAc",
     /// );
+    ///
+    /// // A handler's dict that looks like a Flask tag stays a dict.
+    /// let flask = InteropCodec::new(Framework::Flask, "k");
+    /// record.data.insert("prefs".to_owned(), serde_json::json!({" m": "<script>"}));
+    /// let cookie = flask.encode_record(&record, 1_700_000_000)?;
+    /// let prefs = flask.decode(&cookie, 1_700_000_000)?.session().get("prefs").cloned();
+    /// assert_eq!(prefs, Some(PyValue::Dict([(" m", "<script>")].into_iter().collect())));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn encode_record(&self, record: &Record, now: u64) -> Result<String, InteropEncodeError> {
-        let mut session = self
-            .session_from_json(&record.data)
-            .map_err(|err| match err {
-                InteropDecodeError::BadPayload { reason } => {
-                    InteropEncodeError::InvalidTaggedJson { reason }
-                }
-                _ => InteropEncodeError::InvalidTaggedJson {
-                    reason: "the data is not a session",
-                },
-            })?;
-        if self.framework == Framework::Flask {
+        let flask = self.framework == Framework::Flask;
+        let mut session = record::from_record(&record.data, &self.mark_key, flask);
+        if flask {
             session.remove("_permanent");
             if record.persistent {
                 session.insert("_permanent", true);
             }
         }
         self.encode(&session, now)
+    }
+
+    /// The `Max-Age` of the cookie that carries `record`, written at `now`,
+    /// as the framework sets it: none for a record that is not persistent;
+    /// Flask: until the record's deadline; Starlette: `max_age`; Django:
+    /// the session's `_session_expiry` (seconds, or an ISO date), else
+    /// `SESSION_COOKIE_AGE` (the codec's maximum age).
+    pub(crate) fn cookie_max_age(&self, record: &Record, now: u64) -> Option<u64> {
+        if !record.persistent {
+            return None;
+        }
+        match self.framework {
+            Framework::Flask => Some(record.deadline().saturating_sub(now)),
+            Framework::Starlette => self.max_age,
+            Framework::Django => match record.data.get("_session_expiry") {
+                // Django writes `int(max_age)`; a negative one ends the cookie.
+                // (`as` truncates toward zero and saturates, as wanted.)
+                Some(serde_json::Value::Number(n)) if n.as_f64() != Some(0.0) => {
+                    Some(n.as_f64().map_or(0, |secs| secs.max(0.0) as u64))
+                }
+                Some(serde_json::Value::String(date)) if !date.is_empty() => {
+                    match parse_iso_datetime(date) {
+                        Some(at) => Some(u64::try_from(at - i128::from(now)).unwrap_or(0)),
+                        None => self.max_age,
+                    }
+                }
+                _ => self.max_age,
+            },
+        }
     }
 
     /// Writes `session` as the framework's cookie value, issued at `now`
@@ -1013,6 +1099,61 @@ impl InteropCodec {
             key_used: self.keys[position].1,
         })
     }
+}
+
+/// The type name of what `serde_json` cannot hold exactly in `value`: an
+/// integer beyond 64 bits (it would read one as a float).
+fn beyond_serde_json(value: &PyValue) -> Option<&'static str> {
+    match value {
+        PyValue::Int(n) if i64::try_from(*n).is_err() && u64::try_from(*n).is_err() => {
+            Some("int beyond 64 bits")
+        }
+        PyValue::List(items) | PyValue::Tuple(items) => items.iter().find_map(beyond_serde_json),
+        PyValue::Dict(dict) => dict.values().find_map(beyond_serde_json),
+        _ => None,
+    }
+}
+
+/// Django's `get_expire_at_browser_close()` (with the default
+/// `SESSION_EXPIRE_AT_BROWSER_CLOSE = False`): `_session_expiry == 0`.
+fn django_browser_session(session: &PyDict) -> bool {
+    match session.get("_session_expiry") {
+        Some(PyValue::Int(n)) => *n == 0,
+        Some(PyValue::Float(x)) => *x == 0.0,
+        Some(PyValue::Bool(b)) => !b,
+        _ => false,
+    }
+}
+
+/// Unix seconds of the `datetime.isoformat()` Django's `set_expiry` stores
+/// (`2024-02-29T13:45:30.123456+00:00`; microseconds dropped; a naive one,
+/// of `USE_TZ = False`, is taken as UTC).
+fn parse_iso_datetime(text: &str) -> Option<i128> {
+    use time::{PrimitiveDateTime, UtcOffset, macros::format_description};
+    // The offset, if any, starts at the first sign or `Z` after the time.
+    let split = text
+        .get(19..)?
+        .find(['+', '-', 'Z'])
+        .map_or(text.len(), |at| at + 19);
+    let (local, offset) = text.split_at(split);
+    let local = PrimitiveDateTime::parse(
+        local,
+        format_description!(
+            "[year]-[month]-[day][first [T][ ]][hour]:[minute]:[second][optional [.[subsecond]]]"
+        ),
+    )
+    .ok()?;
+    let offset = match offset {
+        "" | "Z" => UtcOffset::UTC,
+        offset => UtcOffset::parse(
+            offset,
+            format_description!(
+                "[offset_hour sign:mandatory]:[offset_minute][optional [:[offset_second]]]"
+            ),
+        )
+        .ok()?,
+    };
+    Some(i128::from(local.assume_offset(offset).unix_timestamp()))
 }
 
 /// zlib at Python's default level, kept only when at least two bytes

@@ -307,20 +307,247 @@ fn records_round_trip() {
             1_000 + framework.default_max_age().unwrap()
         );
     }
-    // Flask reads `{" t": 5}` as a broken tuple tag: not written.
+    // `{" t": 5}` in a record is a plain dict, which Flask reads back as one.
     let mut record = Record::new(Id::random(), 0, None, 100);
     record
         .data
         .insert("t".to_owned(), serde_json::json!({" t": 5}));
-    assert!(matches!(
-        codec(Framework::Flask).encode_record(&record, 0),
-        Err(InteropEncodeError::InvalidTaggedJson { .. })
-    ));
-    assert!(codec(Framework::Django).encode_record(&record, 0).is_ok());
+    for framework in Framework::ALL {
+        let codec = codec(framework);
+        let cookie = codec.encode_record(&record, 0).unwrap();
+        assert_eq!(codec.decode_record(&cookie, 0).unwrap().0.data, record.data);
+    }
     // A non-persistent Flask record has no `_permanent`.
     let flask = codec(Framework::Flask);
     let cookie = flask
         .encode_record(&Record::new(Id::random(), 0, None, 100), 7)
         .unwrap();
     assert!(!flask.decode_record(&cookie, 7).unwrap().0.persistent);
+}
+
+/// What a handler stores as a plain JSON object reaches Flask as the same
+/// plain dict, however much it looks like Flask's tagged JSON: escaped as
+/// Flask's `TagDict` escapes it, never a `Markup`, tuple or bytes.
+#[test]
+fn handler_objects_are_plain_dicts_for_flask() {
+    let flask = codec(Framework::Flask);
+    let objects = serde_json::json!({
+        "markup": {" m": "<script>alert(1)</script>"},
+        "tuple": {" t": [1, 2]},
+        "bytes": {" b": "dg=="},
+        "uuid": {" u": "12345678123456781234567812345678"},
+        "date": {" d": "Thu, 29 Feb 2024 13:45:30 GMT"},
+        "escaped": {" di": {" m__": "x"}},
+        "nested": [{" m": "<b>"}, {"k": {" t": []}}],
+        // A made-up mark does not verify: a plain two-key dict.
+        "forged": {" m": "<i>", " mark": "AAAAAAAAAAAAAAAAAAAAAA"},
+    });
+    let mut record = Record::new(Id::random(), 0, None, 100);
+    record.data = serde_json::from_value(objects).unwrap();
+    let cookie = flask.encode_record(&record, 1_000).unwrap();
+    let session = flask.decode(&cookie, 1_000).unwrap().into_session();
+    let plain = |value: &PyValue| value.is_plain_json();
+    assert!(session.values().all(plain), "{session:?}");
+    assert_eq!(
+        session.get("markup"),
+        Some(&PyValue::Dict(
+            [(" m", "<script>alert(1)</script>")].into_iter().collect()
+        ))
+    );
+    // Flask's own form of such a dict.
+    let text = flask.serialize(&session).unwrap();
+    assert!(
+        text.contains(r#""markup":{" di":{" m__":"<script>alert(1)</script>"}}"#),
+        "{text}"
+    );
+    // And read back into a record, it is the data the handler stored.
+    assert_eq!(
+        flask.decode_record(&cookie, 1_000).unwrap().0.data,
+        record.data
+    );
+}
+
+/// Flask's typed values read from a cookie are written back as the same
+/// types, byte for byte, also when moved to another key by a handler.
+#[test]
+fn flask_typed_values_survive_a_record() {
+    let flask = codec(Framework::Flask);
+    let session: PyDict = [
+        (
+            "t",
+            PyValue::Tuple(vec![1.into(), PyValue::Markup("<b>".into())]),
+        ),
+        ("b", PyValue::Bytes(vec![0, 1, 255])),
+        ("m", PyValue::Markup("<em>hi</em>".into())),
+        ("u", PyValue::Uuid([7; 16])),
+        ("d", PyValue::DateTime(1_709_214_330)),
+        (
+            "dict",
+            PyValue::Dict([(" m", "not markup")].into_iter().collect()),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let cookie = flask.encode(&session, 1_000).unwrap();
+    let (mut record, _) = flask.decode_record(&cookie, 1_000).unwrap();
+    assert_eq!(flask.encode_record(&record, 1_000).unwrap(), cookie);
+    let moved = record.data["m"].clone();
+    record.data.insert("copy".to_owned(), moved);
+    let back = flask
+        .decode(&flask.encode_record(&record, 1_000).unwrap(), 1_000)
+        .unwrap()
+        .into_session();
+    assert_eq!(
+        back.get("copy"),
+        Some(&PyValue::Markup("<em>hi</em>".into()))
+    );
+    // Another secret's mark does not verify.
+    let other = InteropCodec::new(Framework::Flask, "another secret");
+    let back = other
+        .decode(&other.encode_record(&record, 1_000).unwrap(), 1_000)
+        .unwrap()
+        .into_session();
+    assert!(back.values().all(PyValue::is_plain_json), "{back:?}");
+    // A marked value whose content a handler changed is a plain dict.
+    let mut changed = record.data["m"].clone();
+    changed[" m"] = "<script>".into();
+    record.data.insert("m".to_owned(), changed);
+    let back = flask
+        .decode(&flask.encode_record(&record, 1_000).unwrap(), 1_000)
+        .unwrap()
+        .into_session();
+    assert!(back.get("m").is_some_and(PyValue::is_plain_json));
+}
+
+/// A session a record cannot hold exactly is refused with a clear error,
+/// not changed: integers beyond 64 bits (serde_json would make them
+/// floats), NaN and the infinities; beyond 128 bits and lone surrogates
+/// already in `decode`.
+#[test]
+fn unrepresentable_sessions_are_refused_not_changed() {
+    for framework in Framework::ALL {
+        let codec = codec(framework);
+        for value in [
+            PyValue::Int(1 << 64),
+            PyValue::Int(-(1 << 63) - 1),
+            PyValue::List(vec![PyValue::Int(i128::MAX)]),
+            PyValue::Float(f64::NAN),
+            PyValue::Float(f64::NEG_INFINITY),
+        ] {
+            let session: PyDict = [("user", PyValue::from("ada")), ("n", value.clone())]
+                .into_iter()
+                .collect();
+            let cookie = codec.encode(&session, 1_000).unwrap();
+            assert!(
+                matches!(
+                    codec.decode_record(&cookie, 1_000),
+                    Err(InteropDecodeError::Unrepresentable { .. })
+                ),
+                "{framework} {value:?}"
+            );
+            if !matches!(value, PyValue::Float(_)) {
+                assert!(codec.session_to_json(&session).is_err(), "{value:?}");
+            }
+        }
+        // The edges of 64 bits are kept exactly.
+        let session: PyDict = [
+            ("a", PyValue::Int(u64::MAX.into())),
+            ("b", PyValue::Int(i64::MIN.into())),
+        ]
+        .into_iter()
+        .collect();
+        let cookie = codec.encode(&session, 1_000).unwrap();
+        let (record, _) = codec.decode_record(&cookie, 1_000).unwrap();
+        assert_eq!(record.data["a"], serde_json::json!(u64::MAX));
+        assert_eq!(codec.encode_record(&record, 1_000).unwrap(), cookie);
+    }
+    // Python reads these; keepsake cannot hold them.
+    let flask = codec(Framework::Flask);
+    for text in [
+        format!(r#"{{"n":{}0}}"#, i128::MAX),
+        r#"{"s":"\ud800"}"#.to_owned(),
+    ] {
+        let cookie = signing::its_sign(&flask.keys[0].0, &b64::encode_url(text.as_bytes()), 1_000);
+        assert!(
+            matches!(
+                flask.decode(&cookie, 1_000),
+                Err(InteropDecodeError::Unrepresentable { .. })
+            ),
+            "{text}"
+        );
+    }
+}
+
+/// Starlette's and Django's cookies carry a `Max-Age` as the framework
+/// sets it; Django's `set_expiry` is honoured.
+#[test]
+fn cookie_max_age_follows_the_framework() {
+    let record = |framework: Framework, codec: &InteropCodec, data: serde_json::Value| {
+        let session = codec
+            .session_from_json(&serde_json::from_value(data).unwrap())
+            .unwrap();
+        let cookie = codec.encode(&session, 1_000).unwrap();
+        let (record, _) = codec.decode_record(&cookie, 1_000).unwrap();
+        assert_eq!(codec.framework(), framework);
+        codec.cookie_max_age(&record, 1_010)
+    };
+    let django = codec(Framework::Django);
+    let d = |data| record(Framework::Django, &django, data);
+    assert_eq!(d(serde_json::json!({"a": 1})), Some(14 * 86_400));
+    assert_eq!(d(serde_json::json!({"_session_expiry": 0})), None);
+    assert_eq!(d(serde_json::json!({"_session_expiry": 300})), Some(300));
+    assert_eq!(
+        d(serde_json::json!({"_session_expiry": null})),
+        Some(14 * 86_400)
+    );
+    assert_eq!(
+        d(serde_json::json!({"_session_expiry": "1970-01-01T00:20:00.123456+00:00"})),
+        Some(1_200 - 1_010)
+    );
+    assert_eq!(
+        d(serde_json::json!({"_session_expiry": "1970-01-01T01:20:00+01:00"})),
+        Some(1_200 - 1_010)
+    );
+    assert_eq!(
+        d(serde_json::json!({"_session_expiry": "1970-01-01T00:00:01"})),
+        Some(0)
+    );
+    let starlette = codec(Framework::Starlette);
+    assert_eq!(
+        record(Framework::Starlette, &starlette, serde_json::json!({})),
+        Some(14 * 86_400)
+    );
+    let unlimited = starlette.with_max_age(None);
+    assert_eq!(
+        record(Framework::Starlette, &unlimited, serde_json::json!({})),
+        None
+    );
+}
+
+#[test]
+fn iso_datetimes_as_django_writes_them() {
+    assert_eq!(
+        parse_iso_datetime("2024-02-29T13:45:30+00:00"),
+        Some(1_709_214_330)
+    );
+    assert_eq!(
+        parse_iso_datetime("2024-02-29T13:45:30.5Z"),
+        Some(1_709_214_330)
+    );
+    assert_eq!(
+        parse_iso_datetime("2024-02-29T14:45:30.000001+01:00"),
+        Some(1_709_214_330)
+    );
+    assert_eq!(
+        parse_iso_datetime("2024-02-29 13:45:30"),
+        Some(1_709_214_330)
+    );
+    for bad in [
+        "",
+        "2024-02-30T13:45:30",
+        "2024-02-29T13:45:30+0000",
+        "2024-02-29T13:45:30.",
+    ] {
+        assert_eq!(parse_iso_datetime(bad), None, "{bad}");
+    }
 }
