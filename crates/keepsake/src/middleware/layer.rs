@@ -103,9 +103,13 @@ impl SessionLayer {
     /// last write, as in the framework. The cookie's `Max-Age` is the
     /// framework's: Starlette's `max_age` and Django's `SESSION_COOKIE_AGE`
     /// (or the session's `set_expiry`) on every cookie, new sessions
-    /// included (they are [`persistent`](SessionLayerBuilder::persistent)
-    /// unless set otherwise); for Flask none unless the session is
-    /// permanent. The size check counts the cookie name actually sent
+    /// included; for Flask none unless the session is permanent. These are
+    /// the framework's rules, so [`build`](SessionLayerBuilder::build)
+    /// refuses [`idle_timeout`](SessionLayerBuilder::idle_timeout),
+    /// [`absolute_lifetime`](SessionLayerBuilder::absolute_lifetime) and
+    /// [`persistent`](SessionLayerBuilder::persistent) with a framework's
+    /// cookie (they would hold for a new session's first answer only); set
+    /// the codec's `max_age`. The size check counts the cookie name actually sent
     /// (with a `__Host-` prefix, or one set with
     /// [`cookie_name`](SessionLayerBuilder::cookie_name)). A validly signed
     /// cookie whose session keepsake cannot hold exactly (an integer beyond
@@ -122,8 +126,15 @@ impl SessionLayer {
     /// use keepsake::{codec::interop::{Framework, InteropCodec}, middleware::SessionLayer};
     ///
     /// let django = InteropCodec::new(Framework::Django, "the Django app's SECRET_KEY");
-    /// let layer = SessionLayer::with_interop(django).build()?;
+    /// let layer = SessionLayer::with_interop(django.clone()).build()?;
     /// assert_eq!(layer.cookie_name(), "sessionid");
+    ///
+    /// // How long a session lasts is the framework's `max_age`, not the layer's.
+    /// let err = SessionLayer::with_interop(django)
+    ///     .idle_timeout(Some(std::time::Duration::from_secs(60)))
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(matches!(err, keepsake::middleware::ConfigError::Lifetime(_)));
     /// # Ok::<(), keepsake::middleware::ConfigError>(())
     /// ```
     #[cfg(feature = "interop")]
@@ -202,6 +213,47 @@ fn ring_from_env() -> Result<KeyRing, ConfigError> {
     ring_from_vars(|var| std::env::var(var))
 }
 
+/// The environment variables of [`SessionLayerBuilder::from_env`], read
+/// through a lookup (the process environment, or a test's).
+struct Vars<F>(F);
+
+impl<F: Fn(&str) -> Result<String, std::env::VarError>> Vars<F> {
+    /// The variable's value, if set and not empty; an error if it is not
+    /// UTF-8 (`expected` says what it takes).
+    fn text(
+        &self,
+        name: &'static str,
+        expected: &'static str,
+    ) -> Result<Option<String>, ConfigError> {
+        match (self.0)(name) {
+            Ok(value) => Ok(Some(value).filter(|value| !value.is_empty())),
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(value)) => Err(ConfigError::Env {
+                var: name,
+                value: value.to_string_lossy().into_owned(),
+                expected,
+            }),
+        }
+    }
+
+    /// The variable's value parsed as a `T`, if set and not empty.
+    fn parsed<T: std::str::FromStr>(
+        &self,
+        name: &'static str,
+        expected: &'static str,
+    ) -> Result<Option<T>, ConfigError> {
+        self.text(name, expected)?
+            .map(|value| {
+                value.trim().parse().map_err(|_| ConfigError::Env {
+                    var: name,
+                    value,
+                    expected,
+                })
+            })
+            .transpose()
+    }
+}
+
 /// The key ring from the variables `lookup` reads; an error names the
 /// variable (and which of the fallback keys), never the secret.
 fn ring_from_vars(
@@ -272,6 +324,10 @@ pub struct SessionLayerBuilder {
     idle_timeout: Option<Duration>,
     absolute_lifetime: Duration,
     persistent: bool,
+    /// `idle_timeout`, `absolute_lifetime` or `persistent` was set, which
+    /// `with_interop` refuses (the framework's rules decide them there).
+    #[cfg_attr(not(feature = "interop"), allow(dead_code))]
+    lifetime_set: bool,
     bad_cookie: BadCookie,
     store_timeout: Duration,
     max_replays: usize,
@@ -309,6 +365,7 @@ impl SessionLayerBuilder {
             idle_timeout: Some(Duration::from_secs(30 * 60)),
             absolute_lifetime: Duration::from_secs(14 * 86_400),
             persistent: false,
+            lifetime_set: false,
             bad_cookie: BadCookie::Ignore,
             store_timeout: Duration::from_secs(1),
             max_replays: DEFAULT_MAX_REPLAYS,
@@ -320,6 +377,12 @@ impl SessionLayerBuilder {
     }
 
     /// The cookie name (default `session`).
+    ///
+    /// Two session layers in one app (one on the whole app, another on a
+    /// nested router, say) need different names: with the same name each
+    /// takes the other's cookie for a bad one, and replaces it (or, with
+    /// [`BadCookie::Reject`], answers 400). A handler under both sees the
+    /// inner layer's [`Session`](crate::session::Session) only.
     ///
     /// # Example
     ///
@@ -456,6 +519,7 @@ impl SessionLayerBuilder {
     /// ```
     pub fn idle_timeout(mut self, idle: Option<Duration>) -> Self {
         self.idle_timeout = idle;
+        self.lifetime_set = true;
         self
     }
 
@@ -474,6 +538,7 @@ impl SessionLayerBuilder {
     /// ```
     pub fn absolute_lifetime(mut self, lifetime: Duration) -> Self {
         self.absolute_lifetime = lifetime;
+        self.lifetime_set = true;
         self
     }
 
@@ -490,6 +555,7 @@ impl SessionLayerBuilder {
     /// ```
     pub fn persistent(mut self, persistent: bool) -> Self {
         self.persistent = persistent;
+        self.lifetime_set = true;
         self
     }
 
@@ -621,43 +687,45 @@ impl SessionLayerBuilder {
     /// # let _ = builder;
     /// # Ok::<(), keepsake::middleware::ConfigError>(())
     /// ```
-    pub fn from_env(mut self) -> Result<Self, ConfigError> {
-        fn var(name: &'static str) -> Option<String> {
-            std::env::var(name).ok().filter(|value| !value.is_empty())
-        }
-        fn parse<T: std::str::FromStr>(name: &'static str, value: &str) -> Result<T, ConfigError> {
-            value.trim().parse().map_err(|_| ConfigError::Env {
-                var: name,
-                value: value.to_owned(),
-            })
-        }
-        if let Some(value) = var("KEEPSAKE_COOKIE_NAME") {
+    pub fn from_env(self) -> Result<Self, ConfigError> {
+        self.from_vars(|var| std::env::var(var))
+    }
+
+    /// [`from_env`](Self::from_env) with the variables `lookup` reads.
+    fn from_vars(
+        mut self,
+        lookup: impl Fn(&str) -> Result<String, std::env::VarError>,
+    ) -> Result<Self, ConfigError> {
+        const TEXT: &str = "UTF-8 text";
+        const BOOL: &str = "`true` or `false`";
+        const SECS: &str = "a whole number of seconds";
+        let vars = Vars(lookup);
+        if let Some(value) = vars.text("KEEPSAKE_COOKIE_NAME", TEXT)? {
             self.name = value;
         }
-        if let Some(value) = var("KEEPSAKE_COOKIE_PATH") {
+        if let Some(value) = vars.text("KEEPSAKE_COOKIE_PATH", TEXT)? {
             self.path = value;
         }
-        if let Some(value) = var("KEEPSAKE_COOKIE_DOMAIN") {
+        if let Some(value) = vars.text("KEEPSAKE_COOKIE_DOMAIN", TEXT)? {
             self.domain = Some(value);
         }
-        if let Some(value) = var("KEEPSAKE_COOKIE_SECURE") {
-            self.secure = parse("KEEPSAKE_COOKIE_SECURE", &value)?;
+        if let Some(secure) = vars.parsed("KEEPSAKE_COOKIE_SECURE", BOOL)? {
+            self.secure = secure;
         }
-        if let Some(value) = var("KEEPSAKE_HOST_PREFIX") {
-            self.host_prefix = parse("KEEPSAKE_HOST_PREFIX", &value)?;
+        if let Some(prefix) = vars.parsed("KEEPSAKE_HOST_PREFIX", BOOL)? {
+            self.host_prefix = prefix;
         }
-        if let Some(value) = var("KEEPSAKE_IDLE_TIMEOUT") {
-            let secs: u64 = parse("KEEPSAKE_IDLE_TIMEOUT", &value)?;
-            self.idle_timeout = (secs > 0).then(|| Duration::from_secs(secs));
+        if let Some(secs) = vars.parsed::<u64>("KEEPSAKE_IDLE_TIMEOUT", SECS)? {
+            self = self.idle_timeout((secs > 0).then(|| Duration::from_secs(secs)));
         }
-        if let Some(value) = var("KEEPSAKE_ABSOLUTE_LIFETIME") {
-            self.absolute_lifetime =
-                Duration::from_secs(parse("KEEPSAKE_ABSOLUTE_LIFETIME", &value)?);
+        if let Some(secs) = vars.parsed("KEEPSAKE_ABSOLUTE_LIFETIME", SECS)? {
+            self = self.absolute_lifetime(Duration::from_secs(secs));
         }
-        if let Some(value) = var("KEEPSAKE_PERSISTENT") {
-            self.persistent = parse("KEEPSAKE_PERSISTENT", &value)?;
+        if let Some(persistent) = vars.parsed("KEEPSAKE_PERSISTENT", BOOL)? {
+            self = self.persistent(persistent);
         }
-        if let Some(value) = var("KEEPSAKE_BAD_COOKIE") {
+        const BAD_COOKIE: &str = "`ignore` or `reject`";
+        if let Some(value) = vars.text("KEEPSAKE_BAD_COOKIE", BAD_COOKIE)? {
             self.bad_cookie = match value.trim() {
                 "ignore" => BadCookie::Ignore,
                 "reject" => BadCookie::Reject,
@@ -665,12 +733,16 @@ impl SessionLayerBuilder {
                     return Err(ConfigError::Env {
                         var: "KEEPSAKE_BAD_COOKIE",
                         value,
+                        expected: BAD_COOKIE,
                     });
                 }
             };
         }
-        if let Some(value) = var("KEEPSAKE_STORE_TIMEOUT_MS") {
-            self.store_timeout = Duration::from_millis(parse("KEEPSAKE_STORE_TIMEOUT_MS", &value)?);
+        if let Some(ms) = vars.parsed(
+            "KEEPSAKE_STORE_TIMEOUT_MS",
+            "a whole number of milliseconds",
+        )? {
+            self.store_timeout = Duration::from_millis(ms);
         }
         Ok(self)
     }
@@ -698,24 +770,44 @@ impl SessionLayerBuilder {
     /// assert!(matches!(err, ConfigError::Cookie(_)));
     /// ```
     pub fn build(self) -> Result<SessionLayer, ConfigError> {
+        #[cfg(feature = "interop")]
+        if let Some(codec) = &self.interop {
+            if codec.has_empty_key() {
+                return Err(ConfigError::EmptySecret(codec.framework()));
+            }
+            if self.lifetime_set {
+                return Err(ConfigError::Lifetime(
+                    "with_interop: the framework's rules decide how long a session lasts \
+                     and whether its cookie has a Max-Age; set the codec's max_age \
+                     instead of idle_timeout, absolute_lifetime or persistent",
+                ));
+            }
+        }
         let idle = self.idle_timeout.map(|idle| idle.as_secs());
         let absolute = self.absolute_lifetime.as_secs();
-        if absolute == 0 || idle == Some(0) || self.store_timeout.is_zero() {
+        if absolute == 0 || idle == Some(0) {
             return Err(ConfigError::Lifetime(
-                "lifetimes and the store timeout must be at least one second",
+                "the idle timeout and the absolute lifetime must be at least one second",
+            ));
+        }
+        if self.store_timeout.is_zero() {
+            return Err(ConfigError::Lifetime(
+                "the store timeout must be above zero",
             ));
         }
         if idle.is_some_and(|idle| idle > absolute) {
             return Err(ConfigError::Lifetime(
-                "the idle timeout cannot be longer than the absolute lifetime",
+                "the idle timeout (30 minutes unless set) cannot be longer than the \
+                 absolute lifetime (14 days unless set)",
             ));
         }
+        // With a framework's cookie, new sessions last as the ones read from
+        // its cookies do (see `InteropCodec::decode_record`).
         #[cfg(feature = "interop")]
-        if let Some(codec) = &self.interop
-            && codec.has_empty_key()
-        {
-            return Err(ConfigError::EmptySecret(codec.framework()));
-        }
+        let (idle, absolute) = match &self.interop {
+            Some(codec) => (codec.max_age(), u64::MAX),
+            None => (idle, absolute),
+        };
         let mut cookie: CookieBuilder = Cookie::build(self.name.clone(), "")
             .path_owned(self.path.clone())
             .secure(self.secure)
@@ -803,6 +895,101 @@ mod tests {
     use std::env::VarError;
 
     use super::*;
+
+    /// `from_env`'s settings from `pairs` (a value of `None`: not UTF-8).
+    fn settings(pairs: &[(&str, Option<&str>)]) -> Result<SessionLayerBuilder, ConfigError> {
+        let pairs: Vec<(String, Option<String>)> = pairs
+            .iter()
+            .map(|(var, value)| ((*var).to_owned(), value.map(str::to_owned)))
+            .collect();
+        SessionLayer::with_cookies(crate::codec::Format::Signed, KeyRing::new(Key::generate()))
+            .from_vars(
+                move |var| match pairs.iter().find(|(name, _)| name == var) {
+                    Some((_, Some(value))) => Ok(value.clone()),
+                    Some((_, None)) => {
+                        Err(VarError::NotUnicode(std::ffi::OsString::from("6\u{fffd}")))
+                    }
+                    None => Err(VarError::NotPresent),
+                },
+            )
+    }
+
+    #[test]
+    fn settings_that_are_not_utf8_or_not_valid_are_errors_that_say_what_is_expected() {
+        let err = settings(&[("KEEPSAKE_IDLE_TIMEOUT", None)]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Env {
+                    var: "KEEPSAKE_IDLE_TIMEOUT",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("a whole number of seconds"),
+            "{err}"
+        );
+        let err = settings(&[("KEEPSAKE_HOST_PREFIX", None)]).unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Env {
+                var: "KEEPSAKE_HOST_PREFIX",
+                ..
+            }
+        ));
+        let err = settings(&[("KEEPSAKE_COOKIE_SECURE", Some("1"))]).unwrap_err();
+        assert!(err.to_string().contains("`true` or `false`"), "{err}");
+        let err = settings(&[("KEEPSAKE_BAD_COOKIE", Some("Reject"))]).unwrap_err();
+        assert!(err.to_string().contains("`ignore` or `reject`"), "{err}");
+        let built = settings(&[
+            ("KEEPSAKE_IDLE_TIMEOUT", Some(" 60 ")),
+            ("KEEPSAKE_COOKIE_SECURE", Some("")),
+        ])
+        .unwrap();
+        assert_eq!(built.idle_timeout, Some(Duration::from_secs(60)));
+        assert!(built.secure, "an empty variable changes nothing");
+    }
+
+    #[test]
+    fn lifetime_errors_say_what_is_wrong() {
+        let builder = || {
+            SessionLayer::with_cookies(crate::codec::Format::Signed, KeyRing::new(Key::generate()))
+        };
+        let err = builder().store_timeout(Duration::from_millis(1)).build();
+        assert!(err.is_ok(), "a store timeout under a second is fine");
+        let err = builder().store_timeout(Duration::ZERO).build().unwrap_err();
+        assert!(
+            err.to_string().contains("store timeout must be above zero"),
+            "{err}"
+        );
+        let err = builder()
+            .absolute_lifetime(Duration::from_secs(600))
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("30 minutes unless set"), "{err}");
+    }
+
+    #[cfg(feature = "interop")]
+    #[test]
+    fn interop_refuses_the_layers_lifetimes() {
+        use crate::codec::interop::{Framework, InteropCodec};
+        let codec = InteropCodec::new(Framework::Starlette, "k");
+        let layer = SessionLayer::with_interop(codec.clone());
+        assert!(layer.build().is_ok());
+        for builder in [
+            SessionLayer::with_interop(codec.clone()).idle_timeout(None),
+            SessionLayer::with_interop(codec.clone()).absolute_lifetime(Duration::from_secs(60)),
+            SessionLayer::with_interop(codec.clone()).persistent(false),
+        ] {
+            let err = builder.build().unwrap_err();
+            assert!(err.to_string().contains("max_age"), "{err}");
+        }
+        // New sessions last as the framework's: `max_age` of idle time.
+        let layer = SessionLayer::with_interop(codec).build().unwrap();
+        assert_eq!(layer.ctx.idle_timeout, Some(14 * 86_400));
+    }
 
     fn vars(
         secret: Option<&str>,

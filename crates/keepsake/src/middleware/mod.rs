@@ -96,12 +96,15 @@ pub enum ConfigError {
     #[cfg_attr(docsrs, doc(cfg(feature = "interop")))]
     #[error("the {0} secret key is empty: anyone could sign session cookies with it")]
     EmptySecret(crate::codec::interop::Framework),
-    /// An environment variable has a value that cannot be used.
-    #[error("the environment variable {var} has an invalid value {value:?}")]
+    /// An environment variable has a value that cannot be used (a value
+    /// that is not UTF-8 is shown with replacement characters).
+    #[error("the environment variable {var} has an invalid value {value:?}; expected {expected}")]
     Env {
         /// The variable.
         var: &'static str,
         /// Its value.
         value: String,
+        /// What the variable takes, such as "`true` or `false`".
+        expected: &'static str,
     },
 }

@@ -132,6 +132,11 @@ pub enum SessionError {
          only before the handler returns; await any task that uses it)"
     )]
     Finished,
+    /// [`Session::set_expiry`] was given a lifetime or an idle timeout under
+    /// one second (such a session would end as it is answered, and its
+    /// cookie be deleted at once). The session is left unchanged.
+    #[error("a session's lifetime and idle timeout must be at least one second")]
+    InvalidExpiry,
 }
 
 /// How long a session lasts; set for all sessions on the layer, or for one
@@ -175,8 +180,11 @@ impl Expiry {
         }
     }
 
-    /// A cookie kept across browser restarts until the session's absolute
-    /// deadline, with a 30-minute idle timeout.
+    /// A cookie kept across browser restarts, with a 30-minute idle timeout
+    /// (not the layer's; change it with [`with_idle`](Self::with_idle)). The
+    /// cookie's `Max-Age` runs to the session's absolute deadline with a
+    /// store, and to its next deadline, idle or absolute, in a client-side
+    /// session (whose cookie is sent again as the idle deadline moves).
     ///
     /// # Example
     ///
@@ -1222,20 +1230,28 @@ impl Session {
     /// # Errors
     ///
     /// [`SessionError::Unavailable`], with client-side sessions
-    /// [`SessionError::TooLarge`] (the session is left unchanged), and
-    /// [`SessionError::Finished`] once the response was made.
+    /// [`SessionError::TooLarge`] (the session is left unchanged),
+    /// [`SessionError::InvalidExpiry`] for a lifetime or idle timeout under
+    /// one second, and [`SessionError::Finished`] once the response was
+    /// made.
     ///
     /// # Example
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # use keepsake::session::Expiry;
+    /// # use keepsake::session::{Expiry, SessionError};
     /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
     /// let session = keepsake::session::Session::detached();
+    /// let err = session.set_expiry(Expiry::persistent(Duration::from_millis(500))).await.unwrap_err();
+    /// assert!(matches!(err, SessionError::InvalidExpiry));
     /// session.set_expiry(Expiry::persistent(Duration::from_secs(30 * 86_400))).await?;
     /// # Ok::<(), keepsake::session::SessionError>(()) }).unwrap();
     /// ```
     pub async fn set_expiry(&self, expiry: Expiry) -> Result<(), SessionError> {
+        let too_short = |d: Duration| d < Duration::from_secs(1);
+        if too_short(expiry.absolute) || expiry.idle.is_some_and(too_short) {
+            return Err(SessionError::InvalidExpiry);
+        }
         let mut state = self.loaded().await?;
         let now = self.now(&mut state);
         let absolute_deadline = crate::codec::deadline_after(now, expiry.absolute.as_secs());
