@@ -516,6 +516,15 @@ fn store_errors_exit_2_with_a_clear_message() {
         format!("keepsake: no SQLite database at {}\n", missing.display())
     );
     assert!(!missing.exists());
+    // Query parameters are refused, not read as part of the file name.
+    let err = fails(
+        &sessions(
+            &format!("sqlite://{}?mode=ro", missing.display()),
+            &["list"],
+        ),
+        2,
+    );
+    assert!(err.contains("takes no query parameters"), "{err}");
     // A file that is not a database.
     let junk = dir.path().join("junk.db");
     std::fs::write(&junk, b"not a database, not at all; just text").expect("write");

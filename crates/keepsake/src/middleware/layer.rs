@@ -688,11 +688,11 @@ impl SessionLayerBuilder {
     /// # Ok::<(), keepsake::middleware::ConfigError>(())
     /// ```
     pub fn from_env(self) -> Result<Self, ConfigError> {
-        self.from_vars(|var| std::env::var(var))
+        self.read_vars(|var| std::env::var(var))
     }
 
     /// [`from_env`](Self::from_env) with the variables `lookup` reads.
-    fn from_vars(
+    fn read_vars(
         mut self,
         lookup: impl Fn(&str) -> Result<String, std::env::VarError>,
     ) -> Result<Self, ConfigError> {
@@ -903,7 +903,7 @@ mod tests {
             .map(|(var, value)| ((*var).to_owned(), value.map(str::to_owned)))
             .collect();
         SessionLayer::with_cookies(crate::codec::Format::Signed, KeyRing::new(Key::generate()))
-            .from_vars(
+            .read_vars(
                 move |var| match pairs.iter().find(|(name, _)| name == var) {
                     Some((_, Some(value))) => Ok(value.clone()),
                     Some((_, None)) => {

@@ -350,7 +350,7 @@ pub enum OpenError {
 /// | URL | store |
 /// |---|---|
 /// | `memory://` (or `memory`) | a new, empty [`MemoryStore`] |
-/// | `sqlite://PATH` | [`SqliteStore`](super::SqliteStore) on the file `PATH` (`sqlite://sessions.db` is relative, `sqlite:///var/lib/app/sessions.db` absolute; `sqlite://:memory:` a private in-memory database); feature `sqlite` |
+/// | `sqlite://PATH` | [`SqliteStore`](super::SqliteStore) on the file `PATH` (`sqlite://sessions.db` is relative, `sqlite:///var/lib/app/sessions.db` absolute; `sqlite://:memory:` a private in-memory database), created with mode 0600 on Unix if absent; feature `sqlite` |
 /// | `redis://[:PASSWORD@]HOST[:PORT][/DB][?prefix=P]`, `rediss://...` | [`RedisStore`](super::RedisStore) with key prefix `P` (default `keepsake:`); feature `redis` |
 /// | `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?schema=S&table=T]`, `postgresql://...` | [`PostgresStore`](super::PostgresStore) in schema `S` (default `public`) and table `T` (default `keepsake_sessions`), created if absent; feature `postgres` |
 ///
@@ -358,6 +358,13 @@ pub enum OpenError {
 /// (percent-decoded); any other query parameters go to the client library
 /// as they are. [`Display`](fmt::Display) shows the URL with any password
 /// replaced by `***`, so it can go into logs and error messages.
+///
+/// A `sqlite://` path is taken as it is, not percent-decoded (`#`, spaces
+/// and non-ASCII characters are part of it), and it is a file path, not an
+/// SQLite URI: a path with a `?` (SQLite query parameters such as
+/// `?mode=ro` are not supported; rename a file whose name has a `?`) or
+/// one beginning with `file:` (write `./file:...` for a file really named
+/// so) is refused.
 ///
 /// # Example
 ///
@@ -407,7 +414,9 @@ pub enum StoreUrl {
 
 impl StoreUrl {
     /// Parses `text` (surrounding whitespace ignored). Fails for an unknown
-    /// scheme, a store whose feature is turned off, or a malformed URL.
+    /// scheme, a store whose feature is turned off, or a malformed URL,
+    /// including a `sqlite://` path with a `?` or beginning with `file:`
+    /// (see [`StoreUrl`]).
     ///
     /// # Example
     ///
@@ -416,6 +425,8 @@ impl StoreUrl {
     ///
     /// assert_eq!(StoreUrl::parse(" memory:// ")?, StoreUrl::Memory);
     /// assert!(matches!(StoreUrl::parse("sqlite://"), Err(OpenError::Invalid { .. })));
+    /// assert!(matches!(StoreUrl::parse("sqlite://s.db?mode=ro"), Err(OpenError::Invalid { .. })));
+    /// assert!(matches!(StoreUrl::parse("sqlite://file::memory:"), Err(OpenError::Invalid { .. })));
     /// assert!(matches!(StoreUrl::parse("redis://h?prefix=%zz"), Err(OpenError::Invalid { .. })));
     /// # Ok::<(), OpenError>(())
     /// ```
@@ -444,6 +455,23 @@ impl StoreUrl {
                 }
                 if rest.is_empty() {
                     return Err(invalid("no database file after sqlite://"));
+                }
+                // The path is a file path, used as it is: `?...` would
+                // become part of the file name, and `file:...` is what
+                // SQLite reads as a URI.
+                if rest.contains('?') {
+                    return Err(invalid(
+                        "sqlite:// takes no query parameters: everything after sqlite:// is \
+                         the database file's path; if the file's name really contains `?`, \
+                         rename the file",
+                    ));
+                }
+                if rest.starts_with("file:") {
+                    return Err(invalid(
+                        "sqlite:// takes a file path, not an SQLite URI (`file:...`); for \
+                         an in-memory database use sqlite://:memory:, and for a file that \
+                         is really named `file:...` write sqlite://./file:...",
+                    ));
                 }
                 Ok(Self::Sqlite {
                     path: rest.to_owned(),
@@ -1140,6 +1168,45 @@ mod tests {
                 matches!(StoreUrl::parse(bad), Err(OpenError::Invalid { .. })),
                 "{bad}"
             );
+        }
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn sqlite_paths_are_file_paths() {
+        // Taken as they are: `#`, spaces, unicode, percent signs.
+        for path in [
+            "/tmp/a b/#1 sessions.db",
+            "données/séssions.db",
+            "50%25.db",
+            ":memory:",
+            "./file:x.db",
+        ] {
+            let url = StoreUrl::parse(&format!("sqlite://{path}")).unwrap();
+            assert_eq!(url, StoreUrl::Sqlite { path: path.into() });
+            assert_eq!(url.to_string(), format!("sqlite://{path}"));
+        }
+        // No query parameters: `?mode=ro` would otherwise become part of
+        // the file name.
+        for bad in [
+            "sqlite:///tmp/s.db?mode=ro",
+            "sqlite://s.db?",
+            "sqlite:///tmp/what?.db",
+        ] {
+            let Err(OpenError::Invalid { reason, .. }) = StoreUrl::parse(bad) else {
+                panic!("{bad} parsed");
+            };
+            assert!(reason.contains("query parameters"), "{bad}: {reason}");
+            assert!(reason.contains("rename"), "{bad}: {reason}");
+        }
+        // No SQLite URIs either: refused, not a file named `file::memory:`.
+        for bad in ["sqlite://file::memory:", "sqlite://file:sessions.db"] {
+            let Err(OpenError::Invalid { reason, .. }) = StoreUrl::parse(bad) else {
+                panic!("{bad} parsed");
+            };
+            assert!(reason.contains("not an SQLite URI"), "{bad}: {reason}");
+            assert!(reason.contains("sqlite://:memory:"), "{bad}: {reason}");
+            assert!(reason.contains("sqlite://./file:"), "{bad}: {reason}");
         }
     }
 

@@ -114,6 +114,21 @@ const COLUMNS: &str = "id, data, created_at, idle_timeout, idle_deadline, absolu
 /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
 /// ```
 ///
+/// # The file
+///
+/// The path is always a file path: SQLite is never asked to read it as a
+/// URI, and a relative path names a file in the current directory even if
+/// it is `:memory:` or begins with `file:` (for an in-memory store, use
+/// [`SqliteStore::open_in_memory`]). Query parameters (`?mode=ro`) are
+/// therefore part of the file name, not options.
+///
+/// Session data is private, so on Unix a database file the store creates
+/// is readable and writable by its owner only (mode 0600, whatever the
+/// umask), and SQLite gives the `-wal` and `-shm` files it makes next to
+/// it the same permissions. The permissions of a file that already exists
+/// are left as they are: tighten them yourself (`chmod 600`) if it was
+/// created by something else.
+///
 /// # WAL mode and the busy timeout
 ///
 /// The store switches the database to [write-ahead logging]
@@ -184,7 +199,10 @@ const COLUMNS: &str = "id, data, created_at, idle_timeout, idle_deadline, absolu
 ///
 /// Opening a database of an older version migrates it, in one transaction.
 /// Opening one of a *newer* version (written by a later keepsake) fails with
-/// a [`StoreError`] saying so, rather than risk misreading it. Times are Unix
+/// a [`StoreError`] saying so, rather than risk misreading it; so does one
+/// that has this version but no `sessions` table with the columns above
+/// (another app's database with the same `user_version`), which is left
+/// untouched. Times are Unix
 /// seconds; SQLite integers are signed 64-bit, so times (and versions) beyond
 /// `i64::MAX`, about 292 billion years from now, are stored as `i64::MAX`.
 ///
@@ -309,13 +327,16 @@ impl SqliteStoreBuilder {
         self
     }
 
-    /// Opens (or creates) the database, switches it to WAL mode, creates or
-    /// migrates the schema, and opens the connections, each on its thread.
+    /// Opens (or creates, with mode 0600 on Unix) the database, switches it
+    /// to WAL mode, creates or migrates the schema, and opens the
+    /// connections, each on its thread. The path is a plain file path,
+    /// never an SQLite URI (see [`SqliteStore`], "The file").
     ///
     /// # Errors
     ///
     /// [`StoreErrorKind::Unavailable`] if the file cannot be opened or
-    /// created, or its schema version is newer than this build knows;
+    /// created, its schema version is newer than this build knows, or it
+    /// has this build's version but not its `sessions` table;
     /// [`StoreErrorKind::Corrupt`] if it is not an SQLite database;
     /// [`StoreErrorKind::Timeout`] if another process holds the write lock
     /// past the busy timeout.
@@ -373,7 +394,8 @@ impl SqliteStore {
     /// # Errors
     ///
     /// [`StoreErrorKind::Unavailable`] if the file cannot be opened or
-    /// created, or its schema version is newer than this build knows;
+    /// created, its schema version is newer than this build knows, or it
+    /// has this build's version but not its `sessions` table;
     /// [`StoreErrorKind::Corrupt`] if it is not an SQLite database;
     /// [`StoreErrorKind::Timeout`] if another process holds the write lock
     /// past the busy timeout.
@@ -389,6 +411,12 @@ impl SqliteStore {
     /// let record = Record::new(Id::random(), 0, None, 60);
     /// store.create(&record).await?;
     /// assert!(store.load(&record.id, 1).await?.is_some());
+    /// #[cfg(unix)] // only its owner can read the new file
+    /// {
+    ///     use std::os::unix::fs::PermissionsExt as _;
+    ///     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    ///     assert_eq!(mode & 0o777, 0o600);
+    /// }
     /// # drop(store);
     /// # for suffix in ["", "-wal", "-shm"] {
     /// #     let mut file = path.clone().into_os_string();
@@ -463,12 +491,13 @@ impl SqliteStore {
         } else {
             Arc::clone(&writes)
         };
-        let inner = Inner {
+        let mut inner = Inner {
             writes,
             reads,
             size,
             path,
             busy_timeout,
+            threads: Vec::new(),
         };
         for (n, conn) in pool.into_iter().enumerate() {
             let (queue, role, name) = if n == 0 {
@@ -485,7 +514,8 @@ impl SqliteStore {
                 )
             };
             // On failure, dropping `inner` stops the threads already started.
-            worker::spawn(conn, Arc::clone(queue), role, name)?;
+            let thread = worker::spawn(conn, Arc::clone(queue), role, name)?;
+            inner.threads.push(thread);
         }
         Ok(Self {
             inner: Arc::new(inner),
@@ -560,14 +590,27 @@ struct Inner {
     /// `None` for an in-memory database.
     path: Option<PathBuf>,
     busy_timeout: Duration,
+    /// The connections' threads, joined when the store is dropped.
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Inner {
     /// The last handle is gone: the threads finish what is queued, close
-    /// their connections and end.
+    /// their connections and end, and the drop waits for them, so that the
+    /// last connection's close (which checkpoints the write-ahead log into
+    /// the database file and removes it) is done before a process that
+    /// drops its store on the way out exits. The database file alone is
+    /// then a complete copy.
     fn drop(&mut self) {
         self.writes.close();
         self.reads.close();
+        let current = std::thread::current().id();
+        for thread in self.threads.drain(..) {
+            // A connection's own thread cannot wait for itself.
+            if thread.thread().id() != current {
+                let _ = thread.join();
+            }
+        }
     }
 }
 
@@ -612,13 +655,17 @@ fn open_pool(
     busy_timeout: Duration,
     migrating: bool,
 ) -> Result<Vec<Connection>, StoreError> {
+    let file = sqlite_path(path);
+    // Not `OpenFlags::default()`: that has `SQLITE_OPEN_URI`, and the path
+    // is a file path, never an SQLite URI.
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if migrating {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        create_private(&file);
+    }
     let open = || -> Result<Connection, StoreError> {
-        let mut flags = OpenFlags::default();
-        if !migrating {
-            flags.remove(OpenFlags::SQLITE_OPEN_CREATE);
-        }
         let conn =
-            Connection::open_with_flags(path, flags).map_err(|err| sql_error("open", err))?;
+            Connection::open_with_flags(&file, flags).map_err(|err| sql_error("open", err))?;
         configure(&conn, busy_timeout).map_err(|err| sql_error("configure", err))?;
         Ok(conn)
     };
@@ -646,12 +693,56 @@ fn open_pool(
     Ok(pool)
 }
 
-/// Refuses a database that is not a keepsake session database of this
-/// build's [`SqliteStore::SCHEMA_VERSION`], changing nothing.
-fn check_schema(conn: &Connection, path: &Path) -> Result<(), StoreError> {
-    let found: i64 = conn
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .map_err(|err| sql_error("reading the schema version", err))?;
+/// `path` as SQLite is given it, so that SQLite reads it as a plain file
+/// path: a relative path gets a leading `./`, so that neither `:memory:`
+/// (a private in-memory database per connection) nor a `file:` URI (which
+/// the bundled SQLite, built with `SQLITE_USE_URI`, reads whatever the open
+/// flags say) is taken specially. An absolute path is left as it is.
+fn sqlite_path(path: &Path) -> PathBuf {
+    if path.is_relative() {
+        Path::new(".").join(path)
+    } else {
+        path.to_path_buf()
+    }
+}
+
+/// Creates the database file with mode 0600 (readable and writable by its
+/// owner only) if it does not exist yet; SQLite gives the `-wal`, `-shm`
+/// and `-journal` files it creates next to it the same permissions. An
+/// existing file is never touched (`create_new`), so its permissions stay
+/// the operator's. A failure (the file exists, the directory does not) is
+/// ignored here: SQLite's open, which comes next, reports it if it matters.
+#[cfg(unix)]
+fn create_private(path: &Path) {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+}
+
+/// Off Unix, the file is created by SQLite with the platform's defaults.
+#[cfg(not(unix))]
+fn create_private(_path: &Path) {}
+
+/// The columns of this build's `sessions` table.
+const SCHEMA_COLUMNS: &[&str] = &[
+    "id",
+    "data",
+    "created_at",
+    "idle_timeout",
+    "idle_deadline",
+    "absolute_deadline",
+    "deadline",
+    "persistent",
+    "version",
+    "user_id",
+];
+
+/// What keeps the database from holding this build's sessions table, if
+/// anything: no `sessions` table, or one without keepsake's columns.
+fn schema_problem(conn: &Connection) -> Result<Option<String>, StoreError> {
     let table: bool = conn
         .query_row(
             "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'sessions')",
@@ -659,19 +750,61 @@ fn check_schema(conn: &Connection, path: &Path) -> Result<(), StoreError> {
             |row| row.get(0),
         )
         .map_err(|err| sql_error("reading the schema", err))?;
-    let known = i64::from(SqliteStore::SCHEMA_VERSION);
-    if found == known && table {
-        return Ok(());
+    if !table {
+        return Ok(Some("no sessions table".to_owned()));
     }
-    Err(StoreError::new(
+    let columns: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('sessions')")
+        .and_then(|mut s| s.query_map([], |row| row.get(0))?.collect())
+        .map_err(|err| sql_error("reading the schema", err))?;
+    let missing: Vec<&str> = SCHEMA_COLUMNS
+        .iter()
+        .copied()
+        .filter(|name| !columns.iter().any(|c| c.eq_ignore_ascii_case(name)))
+        .collect();
+    Ok((!missing.is_empty()).then(|| {
+        format!(
+            "a sessions table that lacks the columns {}",
+            missing.join(", ")
+        )
+    }))
+}
+
+/// The error for a database that has this build's schema version but not
+/// its sessions table: another app's, most likely, so it is left alone.
+fn foreign_schema(path: &Path, problem: &str) -> StoreError {
+    StoreError::new(
         StoreErrorKind::Unavailable,
         format!(
-            "{} is not a keepsake session database of schema version {known} (it has version \
-             {found}{}); the app creates or upgrades it when it opens it",
+            "{} is not a keepsake session database: it has schema version {} but {problem}; \
+             it may belong to another app, so keepsake leaves it alone; use another file",
             path.display(),
-            if table { "" } else { " and no sessions table" },
+            SqliteStore::SCHEMA_VERSION,
         ),
-    ))
+    )
+}
+
+/// Refuses a database that is not a keepsake session database of this
+/// build's [`SqliteStore::SCHEMA_VERSION`], changing nothing.
+fn check_schema(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(|err| sql_error("reading the schema version", err))?;
+    let problem = schema_problem(conn)?;
+    let known = i64::from(SqliteStore::SCHEMA_VERSION);
+    match problem {
+        None if found == known => Ok(()),
+        Some(problem) if found == known => Err(foreign_schema(path, &problem)),
+        _ => Err(StoreError::new(
+            StoreErrorKind::Unavailable,
+            format!(
+                "{} is not a keepsake session database of schema version {known} (it has \
+                 version {found}{}); the app creates or upgrades it when it opens it",
+                path.display(),
+                problem.map(|p| format!(" and {p}")).unwrap_or_default(),
+            ),
+        )),
+    }
 }
 
 /// Creates or migrates the schema to [`SqliteStore::SCHEMA_VERSION`], or
@@ -696,7 +829,12 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
         ));
     }
     if found == known {
-        return Ok(());
+        // The version alone does not make it ours: another app's database
+        // may have the same `user_version`.
+        return match schema_problem(&tx)? {
+            None => Ok(()),
+            Some(problem) => Err(foreign_schema(path, &problem)),
+        };
     }
     // `found` is in 0..known here, so it indexes MIGRATIONS.
     let from = usize::try_from(found.max(0)).unwrap_or(0);
@@ -1415,6 +1553,159 @@ mod tests {
             store.touch(&record.id, 0, u64::MAX, 1).await.unwrap(),
             Touched::Touched
         );
+    }
+
+    /// The permission bits of `path`, if it exists.
+    #[cfg(unix)]
+    fn mode_of(path: &Path) -> Option<u32> {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::metadata(path)
+            .ok()
+            .map(|meta| meta.permissions().mode() & 0o777)
+    }
+
+    /// Dropping the store waits for its connections to close, so the
+    /// write-ahead log is checkpointed into the file and removed: a process
+    /// that drops its store and exits leaves a complete database file.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dropping_the_store_leaves_the_database_file_complete() {
+        let db = TempDb::new("closed");
+        let store = SqliteStore::builder(&db.0)
+            .connections(3)
+            .open()
+            .await
+            .unwrap();
+        let record = Record::new(Id::random(), 0, None, 60);
+        store.create(&record).await.unwrap();
+        store.load(&record.id, 1).await.unwrap();
+        drop(store);
+        let mut wal = db.0.clone().into_os_string();
+        wal.push("-wal");
+        assert!(!PathBuf::from(wal).exists(), "the WAL is left behind");
+        // The file alone holds the session.
+        let copy = TempDb::new("closed-copy");
+        std::fs::copy(&db.0, &copy.0).unwrap();
+        let count: i64 = raw(&copy)
+            .query_row("SELECT count(*) FROM sessions", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(count, 1);
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_new_database_is_private_and_an_existing_one_keeps_its_mode() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let db = TempDb::new("private");
+        let store = SqliteStore::open(&db.0).await.unwrap();
+        store
+            .create(&Record::new(Id::random(), 0, None, 60))
+            .await
+            .unwrap();
+        assert_eq!(mode_of(&db.0), Some(0o600), "{}", db.0.display());
+        for suffix in ["-wal", "-shm"] {
+            let mut file = db.0.clone().into_os_string();
+            file.push(suffix);
+            let file = PathBuf::from(file);
+            if let Some(mode) = mode_of(&file) {
+                assert_eq!(mode, 0o600, "{}", file.display());
+            }
+        }
+        drop(store);
+
+        // An existing file's permissions are the operator's: left alone.
+        let db = TempDb::new("existing-mode");
+        drop(raw(&db));
+        std::fs::set_permissions(&db.0, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let store = SqliteStore::open(&db.0).await.unwrap();
+        store
+            .create(&Record::new(Id::random(), 0, None, 60))
+            .await
+            .unwrap();
+        assert_eq!(mode_of(&db.0), Some(0o640));
+    }
+
+    #[tokio::test]
+    async fn current_version_without_the_sessions_table_is_refused() {
+        // Another app's database that happens to have user_version 1.
+        let db = TempDb::new("foreign-version");
+        let conn = raw(&db);
+        conn.execute_batch("CREATE TABLE users (id INTEGER PRIMARY KEY)")
+            .unwrap();
+        conn.pragma_update(None, "user_version", i64::from(SqliteStore::SCHEMA_VERSION))
+            .unwrap();
+        drop(conn);
+        for migrating in [true, false] {
+            let err = SqliteStore::builder(&db.0)
+                .migrate(migrating)
+                .open()
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), StoreErrorKind::Unavailable);
+            let text = err.to_string();
+            assert!(text.contains("not a keepsake session database"), "{text}");
+            assert!(text.contains("no sessions table"), "{text}");
+        }
+        // Nothing was created.
+        let tables: Vec<String> = raw(&db)
+            .prepare("SELECT name FROM sqlite_schema ORDER BY name")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(tables, ["users"]);
+
+        // A `sessions` table that is not keepsake's.
+        let db = TempDb::new("foreign-sessions");
+        let conn = raw(&db);
+        conn.execute_batch("CREATE TABLE sessions (id TEXT PRIMARY KEY, blob BLOB)")
+            .unwrap();
+        conn.pragma_update(None, "user_version", i64::from(SqliteStore::SCHEMA_VERSION))
+            .unwrap();
+        drop(conn);
+        for migrating in [true, false] {
+            let err = SqliteStore::builder(&db.0)
+                .migrate(migrating)
+                .open()
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), StoreErrorKind::Unavailable);
+            let text = err.to_string();
+            assert!(text.contains("not a keepsake session database"), "{text}");
+            assert!(text.contains("lacks the columns data,"), "{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_path_is_never_read_as_an_sqlite_uri() {
+        // Read as a URI, this is a private in-memory database per
+        // connection: writes would succeed and reads fail. As a file path,
+        // it is `./file:/.../m.db?mode=memory`, in a directory `file:` that
+        // does not exist.
+        assert!(
+            !Path::new("file:").exists(),
+            "a directory `file:` in the way"
+        );
+        let uri = format!(
+            "file:{}?mode=memory",
+            std::env::temp_dir()
+                .join(format!("keepsake-uri-{}.db", Id::random()))
+                .display()
+        );
+        let err = SqliteStore::builder(&uri)
+            .connections(2)
+            .open()
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Unavailable, "{err}");
+        // Relative paths SQLite would read specially get a `./`.
+        assert_eq!(
+            sqlite_path(Path::new("file::memory:")),
+            Path::new("./file::memory:")
+        );
+        assert_eq!(sqlite_path(Path::new(":memory:")), Path::new("./:memory:"));
+        assert_eq!(sqlite_path(Path::new("a/s.db")), Path::new("./a/s.db"));
+        assert_eq!(sqlite_path(Path::new("/a/s.db")), Path::new("/a/s.db"));
     }
 
     #[tokio::test]

@@ -189,11 +189,10 @@ pub(super) fn spawn(
     queue: Arc<Queue>,
     role: Role,
     name: String,
-) -> Result<(), StoreError> {
+) -> Result<std::thread::JoinHandle<()>, StoreError> {
     std::thread::Builder::new()
         .name(name)
         .spawn(move || serve(&conn, &queue, role))
-        .map(drop)
         .map_err(|err| {
             StoreError::with_source(
                 StoreErrorKind::Unavailable,
