@@ -609,8 +609,12 @@ fn payload_json(payload: &[u8]) -> Option<Value> {
 /// cause's text in their own message.
 fn error_text(err: &anyhow::Error) -> String {
     let mut text = String::new();
+    let mut session = None;
     for cause in err.chain() {
         let part = cause.to_string();
+        if let Some(store) = cause.downcast_ref::<keepsake::store::StoreError>() {
+            session = session.or(store.session_id());
+        }
         if text.contains(&part) {
             continue;
         }
@@ -618,6 +622,11 @@ fn error_text(err: &anyhow::Error) -> String {
             text.push_str(": ");
         }
         text.push_str(&part);
+    }
+    // The library names a stored session by its log tag only; an operator
+    // needs the id to find or revoke it.
+    if let Some(id) = session {
+        text.push_str(&format!(" (session id {id:?})"));
     }
     text
 }

@@ -591,7 +591,9 @@ fn store_errors_exit_2_with_a_clear_message() {
     let output = sessions(&url, &["list"]);
     assert_eq!(output.status.code(), Some(2));
     let err = stderr(&output);
-    assert!(err.contains(&format!("stored session \"{id}\"")), "{err}");
+    assert!(err.contains(&format!("(session id \"{id}\")")), "{err}");
+    // Only there: the library's message names it by its log tag.
+    assert_eq!(err.matches(&id.to_string()).count(), 1, "{err}");
     assert_eq!(
         ok(&sessions(&url, &["revoke", &id.to_string()])),
         "revoked 1 session\n"

@@ -88,7 +88,9 @@ pub enum SessionError {
     #[error("the session store is unavailable: {0}")]
     Unavailable(#[source] StoreError),
     /// A value could not be turned into JSON, or a stored value is not of
-    /// the type asked for.
+    /// the type asked for. Its message is serde's, which may quote the
+    /// stored value: mind that before logging it where session data must
+    /// not go.
     #[error("session value `{key}`: {source}")]
     Json {
         /// The key.
@@ -1734,9 +1736,17 @@ fn replayed(
     let record = Arc::make_mut(&mut fresh);
     for change in changes {
         change.apply(record).map_err(|err| {
+            // This error is logged: it names the key, never the value (a
+            // serde message quotes the value it could not read).
+            let what = match &err {
+                SessionError::Json { key, .. } => {
+                    format!("the value of `{key}` is no longer of the type this request's update reads, or its result cannot be stored")
+                }
+                _ => "a change cannot be made on it".to_owned(),
+            };
             StoreError::new(
                 StoreErrorKind::Corrupt,
-                format!("replaying this request's changes on a newer session failed: {err}"),
+                format!("replaying this request's changes on a newer session failed: {what}"),
             )
         })?;
     }

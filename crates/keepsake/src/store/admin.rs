@@ -378,9 +378,13 @@ pub enum OpenError {
 ///
 /// let url = StoreUrl::parse("sqlite://data/sessions.db")?;
 /// assert_eq!(url, StoreUrl::Sqlite { path: "data/sessions.db".into() });
+///
+/// // `Display` and `Debug` hide a password, so either can be logged.
+/// let url = StoreUrl::parse("redis://:hunter2@127.0.0.1/0")?;
+/// assert!(!url.to_string().contains("hunter2") && !format!("{url:?}").contains("hunter2"));
 /// # Ok::<(), keepsake::store::OpenError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StoreUrl {
     /// `memory://`.
@@ -410,6 +414,14 @@ pub enum StoreUrl {
         /// The URL as given, for messages (password hidden).
         shown: String,
     },
+}
+
+/// The URL as [`Display`](fmt::Display) shows it: the client URLs inside
+/// hold the password.
+impl fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("StoreUrl").field(&self.to_string()).finish()
+    }
 }
 
 impl StoreUrl {
@@ -672,21 +684,26 @@ impl std::str::FromStr for StoreUrl {
 /// such as tokio-postgres takes a `/` in a password as it is) and the
 /// value of a `password` query parameter.
 fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
+    let Some((scheme, mut rest)) = url.split_once("://") else {
         return url.to_owned();
     };
+    let mut shown = format!("{scheme}://");
+    // The user information runs to the first `@`, as the drivers read it,
+    // even past a `/`, `?` or `#` that a password may hold unencoded. If
+    // what precedes that `@` has a `:`, all after the `:` is hidden: it may
+    // be a password (or, in a URL with a port and an `@` only in its query,
+    // more than that: too much hidden, never too little).
+    if let Some((userinfo, after)) = rest.split_once('@')
+        && let Some((user, _password)) = userinfo.split_once(':')
+    {
+        shown.push_str(&format!("{user}:***@"));
+        rest = after;
+    }
     let (before_query, query) = match rest.find(['?', '#']) {
         Some(at) => rest.split_at(at),
         None => (rest, ""),
     };
-    let mut shown = format!("{scheme}://");
-    match before_query.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => shown.push_str(&format!("{user}:***@{host}")),
-            None => shown.push_str(before_query),
-        },
-        None => shown.push_str(before_query),
-    }
+    shown.push_str(before_query);
     let (query, fragment) = query.split_at(query.find('#').unwrap_or(query.len()));
     if let Some(params) = query.strip_prefix('?') {
         let params: Vec<&str> = params
@@ -1147,6 +1164,26 @@ mod tests {
             redact("postgres://h/db?password=p"),
             "postgres://h/db?password=***"
         );
+        // A `?` or `#` in the password, unencoded (the drivers take the
+        // user information to the first `@`).
+        for (url, shown) in [
+            (
+                "postgres://pguser:pg?pw_S3cret@h/db",
+                "postgres://pguser:***@h/db",
+            ),
+            (
+                "redis://:re#dis?pw@h:6379/0?prefix=p",
+                "redis://:***@h:6379/0?prefix=p",
+            ),
+        ] {
+            assert_eq!(redact(url), shown);
+            assert!(
+                !StoreUrl::parse(url)
+                    .map(|u| u.to_string())
+                    .unwrap_or_default()
+                    .contains("pw")
+            );
+        }
         let shown = StoreUrl::parse("postgres://u@h/db?password=hunter2")
             .unwrap()
             .to_string();

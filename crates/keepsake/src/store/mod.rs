@@ -440,6 +440,28 @@ pub struct StoreError {
     message: String,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    /// The stored session the error is about, if one: for
+    /// [`session_id`](Self::session_id) only, never in the message.
+    session: Option<StoredId>,
+}
+
+/// A stored session's id as the store holds it: shown as its log tag in
+/// `Debug` (errors end up in logs; a raw id never should).
+struct StoredId(String);
+
+impl StoredId {
+    /// The id's [log tag](Id::log_tag), or a note that it is not an id.
+    fn tag(&self) -> String {
+        self.0
+            .parse::<Id>()
+            .map_or_else(|_| "with an invalid id".to_owned(), |id| id.log_tag())
+    }
+}
+
+impl fmt::Debug for StoredId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.tag())
+    }
 }
 
 fn kind_text(kind: StoreErrorKind) -> &'static str {
@@ -466,6 +488,7 @@ impl StoreError {
             kind,
             message: message.into(),
             source: None,
+            session: None,
         }
     }
 
@@ -490,6 +513,7 @@ impl StoreError {
             kind,
             message: message.into(),
             source: Some(Box::new(source)),
+            session: None,
         }
     }
 
@@ -518,15 +542,38 @@ impl StoreError {
             }
             _ => self.message.clone(),
         };
-        Self::new(self.kind, message)
+        let mut copy = Self::new(self.kind, message);
+        copy.session = self.session.as_ref().map(|id| StoredId(id.0.clone()));
+        copy
     }
 
-    /// The same error, saying which stored session it is about (so that
-    /// an operator can find an unreadable record).
+    /// The same error, about the stored session with id `session` (the
+    /// store's text): the message names it by its log tag, and
+    /// [`session_id`](Self::session_id) gives the id itself, so that an
+    /// operator can find an unreadable record while logs never show it.
     #[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
-    pub(crate) fn about(mut self, session: impl fmt::Debug) -> Self {
-        self.message = format!("stored session {session:?}: {}", self.message);
+    pub(crate) fn about(mut self, session: impl Into<String>) -> Self {
+        let session = StoredId(session.into());
+        self.message = format!("stored session {}: {}", session.tag(), self.message);
+        self.session = Some(session);
         self
+    }
+
+    /// The id of the stored session this error is about, as the store
+    /// holds it, if the error is about one (a record a store could not
+    /// read, found while listing or paging): for an operator to find or
+    /// revoke it. It is a session id: do not log it. The message names the
+    /// session only by its [log tag](Id::log_tag).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::store::{StoreError, StoreErrorKind};
+    ///
+    /// assert_eq!(StoreError::new(StoreErrorKind::Corrupt, "bad data").session_id(), None);
+    /// ```
+    pub fn session_id(&self) -> Option<&str> {
+        self.session.as_ref().map(|id| id.0.as_str())
     }
 }
 

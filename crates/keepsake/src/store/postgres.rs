@@ -173,6 +173,13 @@ const COLUMNS: &str = "id, data::text, created_at, idle_timeout, idle_deadline, 
 /// Times are Unix seconds stored as `BIGINT`; values past `i64::MAX` (about
 /// 292 billion years) are stored as `i64::MAX`.
 ///
+/// # Logs
+///
+/// keepsake logs no session id or data, but `tokio-postgres` logs every
+/// statement with its parameters (session ids and data among them) through
+/// the `log` crate at DEBUG: keep the `tokio_postgres` target at `info` or
+/// above where logs must not hold sessions.
+///
 /// # Example
 ///
 /// ```no_run
@@ -634,7 +641,7 @@ fn decode_data(text: &str) -> Result<Data, StoreError> {
 
 /// A record from a row of [`COLUMNS`], its error naming the row's id.
 fn decode(row: &Row) -> Result<Record, StoreError> {
-    decode_row(row).map_err(|err| err.about(row.try_get::<_, &str>(0).unwrap_or("?")))
+    decode_row(row).map_err(|err| err.about(row.try_get::<_, &str>(0).unwrap_or_default()))
 }
 
 fn decode_row(row: &Row) -> Result<Record, StoreError> {

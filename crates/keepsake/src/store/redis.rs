@@ -1673,8 +1673,14 @@ impl StoreAdmin for RedisStore {
                 .await?;
             for (key, bytes) in keys.iter().zip(values) {
                 let Some(bytes) = bytes else { continue };
-                let record =
-                    decode(&bytes, None).map_err(|err| err.about(String::from_utf8_lossy(key)))?;
+                let record = decode(&bytes, None).map_err(|err| {
+                    // The key ends with the id.
+                    let key = String::from_utf8_lossy(key);
+                    err.about(
+                        key.get(key.len().saturating_sub(ID_TEXT_LEN)..)
+                            .unwrap_or(&key),
+                    )
+                })?;
                 records.push(record);
             }
         }

@@ -1497,6 +1497,14 @@ mod tests {
             .unwrap();
         let err = store.load(&record.id, 1).await.unwrap_err();
         assert_eq!(err.kind(), StoreErrorKind::Corrupt);
+        // The error goes into logs: it names the session by its log tag
+        // only; the id itself is there for an operator, apart.
+        let id = record.id.to_string();
+        for shown in [err.to_string(), format!("{err:?}")] {
+            assert!(!shown.contains(&id), "{shown}");
+            assert!(shown.contains(&record.id.log_tag()), "{shown}");
+        }
+        assert_eq!(err.session_id(), Some(id.as_str()));
         raw(&db)
             .execute(
                 "UPDATE sessions SET data = '{}', version = 'seven' WHERE id = ?1",
