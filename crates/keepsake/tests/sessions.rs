@@ -23,7 +23,7 @@ use axum::{
 use common::{Backend, Counts, Mode, Reply, Server, tamper};
 use http::header;
 use keepsake::{
-    cookies::SameSite,
+    cookies::{Cookie, CookieJar, SameSite},
     session::{BadCookie, Expiry, Session, SessionError},
     store::StoreErrorKind,
 };
@@ -1117,10 +1117,22 @@ async fn cache_headers_on_set_cookie(backend: Backend) {
         let directives = "public, no-cache, max-age=0, must-revalidate";
         Ok(([(header::CACHE_CONTROL, directives)], "fresh").into_response())
     }
+    // A cookie the handler sets itself (through a `CookieJar`), without
+    // the session, keeps the response out of shared caches too.
+    async fn theme(mut jar: CookieJar) -> (CookieJar, &'static str) {
+        jar.add(
+            Cookie::build("theme", "dark")
+                .build()
+                .expect("a valid cookie"),
+        );
+        (jar, "themed")
+    }
     let server = Server::start_with_routes(
         backend,
         |b| b,
-        Router::new().route("/revalidate", get(revalidate)),
+        Router::new()
+            .route("/revalidate", get(revalidate))
+            .route("/theme", get(theme)),
     )
     .await;
     let reply = server.get("/revalidate").await;
@@ -1129,6 +1141,9 @@ async fn cache_headers_on_set_cookie(backend: Backend) {
         reply.header("cache-control"),
         Some("no-cache, max-age=0, must-revalidate, private")
     );
+    let reply = server.get("/theme").await;
+    assert!(reply.session_cookie().is_none());
+    assert_eq!(reply.header("cache-control"), Some("private"));
 }
 
 // ---------------------------------------------------------------------------

@@ -486,18 +486,20 @@ impl SessionLayerBuilder {
 
     /// Names the cookie with the `__Host-` prefix (default `false`), so no
     /// subdomain can set or overwrite it. Needs `Secure`, `Path=/` and no
-    /// `Domain`; [`build`](Self::build) checks.
+    /// `Domain`; [`build`](Self::build) checks. A
+    /// [`cookie_name`](Self::cookie_name) that already starts with
+    /// `__Host-` keeps it once.
     ///
     /// # Example
     ///
     /// ```
     /// # use keepsake::{codec::Format, key::{Key, KeyRing}, middleware::SessionLayer};
-    /// let err = SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate()))
-    ///     .host_prefix(true)
-    ///     .path("/app")
-    ///     .build()
-    ///     .unwrap_err();
+    /// let builder = || SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate()));
+    /// let err = builder().host_prefix(true).path("/app").build().unwrap_err();
     /// assert!(err.to_string().contains("__Host-"));
+    /// let layer = builder().host_prefix(true).cookie_name("__Host-sid").build()?;
+    /// assert_eq!(layer.cookie_name(), "__Host-sid");
+    /// # Ok::<(), keepsake::middleware::ConfigError>(())
     /// ```
     pub fn host_prefix(mut self, host_prefix: bool) -> Self {
         self.host_prefix = host_prefix;
@@ -813,7 +815,10 @@ impl SessionLayerBuilder {
             .secure(self.secure)
             .http_only(self.http_only)
             .same_site(self.same_site)
-            .prefix(self.host_prefix.then_some(Prefix::Host));
+            // A name that already has the prefix does not get it twice.
+            .prefix(
+                (self.host_prefix && !self.name.starts_with("__Host-")).then_some(Prefix::Host),
+            );
         if let Some(domain) = &self.domain {
             cookie = cookie.domain(domain.clone());
         }

@@ -195,7 +195,8 @@ fn poll_saving<F, B: From<String>, E>(
 }
 
 /// The response, with what saving the session decided: a `Set-Cookie`
-/// (and the headers that keep it out of shared caches), nothing, or the
+/// (and the headers that keep it out of shared caches, which a response
+/// carrying the handler's own `Set-Cookie` also gets), nothing, or the
 /// store-failure response instead. A response made with the session (the
 /// handler read or changed it) also gets `Vary: Cookie`, as Flask and
 /// Django add it: a cache must not hand one visitor's page to another.
@@ -213,8 +214,14 @@ fn respond<B: From<String>>(
             response
         }
         Ok(None) => {
+            let headers = response.headers_mut();
             if session.accessed() {
-                add_vary_cookie(response.headers_mut());
+                add_vary_cookie(headers);
+            }
+            // A cookie the handler set itself (a `CookieJar`'s) must not be
+            // handed to other visitors by a shared cache either.
+            if headers.contains_key(header::SET_COOKIE) {
+                make_private(headers);
             }
             response
         }
