@@ -127,10 +127,22 @@ pub struct CookieBuilder {
 /// (see [`Cookie`]'s `Debug`).
 impl fmt::Debug for CookieBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CookieBuilder")
-            .field("name", &self.name)
-            .field("value", &Redacted(&self.value))
+        self.debug_fields(&mut f.debug_struct("CookieBuilder"), &self.name)
             .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+impl CookieBuilder {
+    /// The fields `Debug` shows of a builder or a [`Cookie`] (named `name`),
+    /// the value redacted.
+    fn debug_fields<'a, 'b, 'c>(
+        &self,
+        out: &'a mut fmt::DebugStruct<'b, 'c>,
+        name: &str,
+    ) -> &'a mut fmt::DebugStruct<'b, 'c> {
+        out.field("name", &name)
+            .field("value", &Redacted(&self.value))
             .field("path", &self.path)
             .field("domain", &self.domain)
             .field("max_age", &self.max_age)
@@ -139,7 +151,6 @@ impl fmt::Debug for CookieBuilder {
             .field("http_only", &self.http_only)
             .field("same_site", &self.same_site)
             .field("partitioned", &self.partitioned)
-            .finish()
     }
 }
 
@@ -847,18 +858,8 @@ impl Cookie {
 
 impl fmt::Debug for Cookie {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let b = &self.builder;
-        f.debug_struct("Cookie")
-            .field("name", &self.name)
-            .field("value", &Redacted(&b.value))
-            .field("path", &b.path)
-            .field("domain", &b.domain)
-            .field("max_age", &b.max_age)
-            .field("expires", &b.expires)
-            .field("secure", &b.secure)
-            .field("http_only", &b.http_only)
-            .field("same_site", &b.same_site)
-            .field("partitioned", &b.partitioned)
+        self.builder
+            .debug_fields(&mut f.debug_struct("Cookie"), &self.name)
             .finish()
     }
 }

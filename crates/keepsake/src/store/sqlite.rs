@@ -1634,53 +1634,48 @@ mod tests {
 
     #[tokio::test]
     async fn current_version_without_the_sessions_table_is_refused() {
-        // Another app's database that happens to have user_version 1.
-        let db = TempDb::new("foreign-version");
-        let conn = raw(&db);
-        conn.execute_batch("CREATE TABLE users (id INTEGER PRIMARY KEY)")
-            .unwrap();
-        conn.pragma_update(None, "user_version", i64::from(SqliteStore::SCHEMA_VERSION))
-            .unwrap();
-        drop(conn);
-        for migrating in [true, false] {
-            let err = SqliteStore::builder(&db.0)
-                .migrate(migrating)
-                .open()
-                .await
-                .unwrap_err();
-            assert_eq!(err.kind(), StoreErrorKind::Unavailable);
-            let text = err.to_string();
-            assert!(text.contains("not a keepsake session database"), "{text}");
-            assert!(text.contains("no sessions table"), "{text}");
-        }
-        // Nothing was created.
-        let tables: Vec<String> = raw(&db)
-            .prepare("SELECT name FROM sqlite_schema ORDER BY name")
-            .unwrap()
-            .query_map([], |row| row.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(tables, ["users"]);
-
-        // A `sessions` table that is not keepsake's.
-        let db = TempDb::new("foreign-sessions");
-        let conn = raw(&db);
-        conn.execute_batch("CREATE TABLE sessions (id TEXT PRIMARY KEY, blob BLOB)")
-            .unwrap();
-        conn.pragma_update(None, "user_version", i64::from(SqliteStore::SCHEMA_VERSION))
-            .unwrap();
-        drop(conn);
-        for migrating in [true, false] {
-            let err = SqliteStore::builder(&db.0)
-                .migrate(migrating)
-                .open()
-                .await
-                .unwrap_err();
-            assert_eq!(err.kind(), StoreErrorKind::Unavailable);
-            let text = err.to_string();
-            assert!(text.contains("not a keepsake session database"), "{text}");
-            assert!(text.contains("lacks the columns data,"), "{text}");
+        // Another app's database that happens to have user_version 1: with
+        // no `sessions` table, or a `sessions` table that is not keepsake's.
+        for (tag, schema, problem, tables) in [
+            (
+                "foreign-version",
+                "CREATE TABLE users (id INTEGER PRIMARY KEY)",
+                "no sessions table",
+                ["users"],
+            ),
+            (
+                "foreign-sessions",
+                "CREATE TABLE sessions (id TEXT PRIMARY KEY, blob BLOB)",
+                "lacks the columns data,",
+                ["sessions"],
+            ),
+        ] {
+            let db = TempDb::new(tag);
+            let conn = raw(&db);
+            conn.execute_batch(schema).unwrap();
+            conn.pragma_update(None, "user_version", i64::from(SqliteStore::SCHEMA_VERSION))
+                .unwrap();
+            drop(conn);
+            for migrating in [true, false] {
+                let err = SqliteStore::builder(&db.0)
+                    .migrate(migrating)
+                    .open()
+                    .await
+                    .unwrap_err();
+                assert_eq!(err.kind(), StoreErrorKind::Unavailable);
+                let text = err.to_string();
+                assert!(text.contains("not a keepsake session database"), "{text}");
+                assert!(text.contains(problem), "{text}");
+            }
+            // Nothing was created.
+            let found: Vec<String> = raw(&db)
+                .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+                .unwrap()
+                .query_map([], |row| row.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(found, tables, "{tag}");
         }
     }
 
