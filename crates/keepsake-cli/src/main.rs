@@ -41,7 +41,12 @@
 //! ignored). `verify` also takes verify-only fallback keys from
 //! `--fallback-env VAR` and `--fallback-file PATH`, both repeatable; they are
 //! tried after the current key, first every `--fallback-env` in the order
-//! given, then every `--fallback-file` in the order given.
+//! given, then every `--fallback-file` in the order given. A `--fallback-env`
+//! variable holds base64 secrets separated by commas, read as the library
+//! reads `KEEPSAKE_SECRET_FALLBACKS` (`Key::list_from_env`), so
+//! `--secret-env KEEPSAKE_SECRET --fallback-env KEEPSAKE_SECRET_FALLBACKS`
+//! verifies with the same keys as an app configured from the environment
+//! (an empty variable holds no keys).
 //!
 //! # Exit status
 //!
@@ -193,8 +198,8 @@ enum Command {
     /// Administer a session store: list, show, revoke, purge, stats.
     ///
     /// The store comes from --store URL or KEEPSAKE_STORE: sqlite://PATH,
-    /// redis://HOST[:PORT][/DB][?prefix=P], postgres://...[?schema=S] or
-    /// memory://. Exits 1 when show, revoke or revoke-user finds nothing, 2
+    /// redis://HOST[:PORT][/DB][?prefix=P], postgres://...[?schema=S&table=T]
+    /// or memory://. Exits 1 when show, revoke or revoke-user finds nothing, 2
     /// when the store cannot be opened or reached.
     Sessions(sessions::SessionsArgs),
 }
@@ -258,7 +263,8 @@ struct VerifyArgs {
     codec: CodecArgs,
     #[command(flatten)]
     secret: SecretArgs,
-    /// Also accept values made with the secret in this environment variable
+    /// Also accept values made with the secrets in this environment variable:
+    /// base64 secrets separated by commas, as in KEEPSAKE_SECRET_FALLBACKS
     /// (repeatable; tried in order, before any --fallback-file).
     #[arg(long, value_name = "VAR")]
     fallback_env: Vec<String>,
@@ -437,7 +443,9 @@ impl Task {
                 }
                 let mut fallbacks = Vec::new();
                 for var in &args.fallback_env {
-                    fallbacks.push(key_from_env(var, "--fallback-env")?);
+                    fallbacks.extend(
+                        Key::list_from_env(var).map_err(|err| key_error(&err, "--fallback-env"))?,
+                    );
                 }
                 for path in &args.fallback_file {
                     fallbacks.push(key_from_file(path, "--fallback-file")?);
@@ -477,7 +485,9 @@ impl Task {
                 value,
                 now,
             } => {
-                let opened = codec.decode(&name, &value, now).map_err(Rejected::from)?;
+                let opened = codec
+                    .decode(&name, &value, now)
+                    .map_err(|err| refusal(err, codec.format(), &value))?;
                 // The value verified: whatever its payload, it is shown.
                 let payload = payload_json(opened.payload())
                     .unwrap_or_else(|| serde_json::json!({ "base64": base64_simd::STANDARD.encode_to_string(opened.payload()) }));
@@ -525,9 +535,10 @@ fn load_current(secret: &SecretArgs) -> Result<Key> {
     }
 }
 
-/// Reads a base64 secret from the environment variable `var`.
+/// Reads a base64 secret from the environment variable `var` (every error
+/// of the library names the variable).
 fn key_from_env(var: &str, flag: &str) -> Result<Key> {
-    Key::from_env(var).map_err(|err| key_error(&err, &format!("{flag} {var}")))
+    Key::from_env(var).map_err(|err| key_error(&err, flag))
 }
 
 /// Reads a base64 secret from the file at `path`.
@@ -549,11 +560,42 @@ fn key_from_file(path: &Path, flag: &str) -> Result<Key> {
 /// A one-line error for a refused secret that says where it came from and,
 /// if the library's message does not already, how to make a good one.
 fn key_error(err: &KeyError, origin: &str) -> anyhow::Error {
-    let message = err.to_string();
+    // The message and its causes (why the secret in a variable was refused).
+    let mut message = err.to_string();
+    let mut cause = std::error::Error::source(err);
+    while let Some(reason) = cause {
+        message = format!("{message}: {reason}");
+        cause = reason.source();
+    }
     if message.contains("keepsake keygen") {
         anyhow!("{origin}: {message}")
     } else {
         anyhow!("{origin}: {message}; make a new secret with `keepsake keygen`")
+    }
+}
+
+/// Why `verify` refused `value`, which it read as `format`: the codec's
+/// reason, and for a value that is not of that format at all, the
+/// `--format` it looks like.
+fn refusal(err: DecodeError, format: Format, value: &str) -> Rejected {
+    let hint = match (&err, Format::detect(value)) {
+        (DecodeError::Malformed, Some(found)) if found != format => Some(format!(
+            "it looks like a {found} value (it starts with `{}`): verify it with --format {found}",
+            value.split_inclusive('.').next().unwrap_or_default()
+        )),
+        (DecodeError::Malformed, None) => keepsake::codec::interop::inspect(value)
+            .ok()
+            .map(|seen| {
+                let framework = seen.framework();
+                format!(
+                    "it looks like a {framework} session cookie: verify it with --format {framework}"
+                )
+            }),
+        _ => None,
+    };
+    match hint {
+        Some(hint) => Rejected(format!("{err}; {hint}")),
+        None => err.into(),
     }
 }
 

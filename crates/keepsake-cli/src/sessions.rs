@@ -2,7 +2,7 @@
 //!
 //! The store is named by a URL, as `keepsake::store::StoreUrl` parses it
 //! (`sqlite://PATH`, `redis://HOST[:PORT][/DB][?prefix=P]`,
-//! `postgres://USER@HOST[:PORT]/DB[?schema=S]`, `memory://`), from `--store`
+//! `postgres://USER@HOST[:PORT]/DB[?schema=S][&table=T]`, `memory://`), from `--store`
 //! or the `KEEPSAKE_STORE` environment variable. Every walk over the store
 //! goes page by page (`StoreAdmin::page`), so a store of a million sessions
 //! is never loaded at once.
@@ -13,13 +13,25 @@
 //! can neither forge rows of the tab-separated output nor drive the
 //! terminal.
 //!
+//! A record the store holds but cannot read (written by another app or an
+//! older version, a value changed by hand, an id that is not a keepsake
+//! session id) does not stop `list` or `stats`: it is left out, with a
+//! warning line on stderr naming it by its id as stored (the operator needs
+//! it to find or remove the record; `show` prints ids too), and `stats`
+//! counts such records. `revoke --raw ID` removes one whose stored id is not
+//! a keepsake session id (`legacy-session-1`; on Redis, `garbage` for the
+//! key `<prefix>session:garbage`). The walk uses the stores'
+//! `page_skipping_unreadable`, and `revoke --raw` their `delete_stored`
+//! (inherent methods: the `StoreAdmin` trait has neither); a memory store
+//! holds only records it can read.
+//!
 //! `--now` (for tests and inspection) moves the clock for `list`, `show` and
 //! `stats`; `purge` refuses a `--now` later than the system clock, which
 //! would delete live sessions, and `revoke-user` does not use it.
 //!
-//! Exit status: 0 success; 1 when `show`, `revoke` or `revoke-user` finds
-//! nothing; 2 for usage errors and a store that cannot be opened, reached
-//! or read.
+//! Exit status: 0 success (also when `list` or `stats` left unreadable
+//! records out); 1 when `show`, `revoke` or `revoke-user` finds nothing; 2
+//! for usage errors and a store that cannot be opened, reached or read.
 
 use std::{
     borrow::Cow,
@@ -34,7 +46,10 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use keepsake::{
     codec::unix_now,
-    store::{AnyStore, Id, Record, SessionStore as _, StoreAdmin as _, StoreUrl},
+    store::{
+        AnyStore, Cursor, Id, Page, Record, SessionStore as _, StoreAdmin as _, StoreError,
+        StoreUrl,
+    },
 };
 use serde_json::Value;
 
@@ -70,7 +85,9 @@ enum SessionsCommand {
     /// List sessions, one per line: id, user, created, expires, state.
     ///
     /// Without --user every record is listed, expired ones not yet purged
-    /// included; with --user only that user's live sessions.
+    /// included; with --user only that user's live sessions. A record the
+    /// store cannot read is left out, with a warning on stderr that gives
+    /// its stored id (see `revoke --raw`).
     List {
         /// Only this user's live sessions.
         #[arg(long, value_name = "USER")]
@@ -83,10 +100,19 @@ enum SessionsCommand {
         id: String,
     },
     /// Delete one session. Exits 1 if there is none with this id.
+    ///
+    /// With --raw, ID is taken exactly as the store holds it, even if it is
+    /// not a keepsake session id: how a record that `list` or `stats`
+    /// reported as unreadable is removed (for example `legacy-session-1`,
+    /// or, on Redis, `garbage` for the key `<prefix>session:garbage`).
     Revoke {
         /// The session id (it may begin with '-').
         #[arg(allow_hyphen_values = true)]
         id: String,
+        /// Take ID exactly as stored (no trimming, no check that it is a
+        /// keepsake session id).
+        #[arg(long)]
+        raw: bool,
     },
     /// Delete every session of a user ("log out everywhere"). Exits 1 if
     /// the user has none.
@@ -109,6 +135,11 @@ enum SessionsCommand {
     },
     /// Count sessions (total, live, expired) and show the users with the
     /// most live sessions.
+    ///
+    /// `unreadable` counts the records the store holds but cannot read
+    /// (each also named in a warning on stderr); they are counted in
+    /// `sessions` too, and in `live` or `expired` as far as the store can
+    /// tell their deadline.
     Stats {
         /// How many users to show.
         #[arg(long, value_name = "N", default_value_t = 10)]
@@ -177,11 +208,12 @@ async fn execute(
                 }
                 None => {
                     let mut cursor = None;
+                    let mut unreadable = 0;
                     loop {
-                        let page = store
-                            .page(cursor.as_ref(), PAGE)
+                        let (page, skipped) = page_of(store, cursor.as_ref())
                             .await
                             .context("listing sessions failed")?;
+                        unreadable += warn_unreadable(skipped);
                         for record in &page.records {
                             write_line(out, record, now)?;
                         }
@@ -190,6 +222,7 @@ async fn execute(
                             None => break,
                         }
                     }
+                    sum_up_unreadable(unreadable);
                 }
             }
         }
@@ -209,13 +242,19 @@ async fn execute(
             }
             write_json_line(out, &serde_json::to_string_pretty(&json)?)?;
         }
-        SessionsCommand::Revoke { id } => {
-            let id = parse_id(&id)?;
-            if !store
-                .delete(&id)
-                .await
-                .context("deleting the session failed")?
-            {
+        SessionsCommand::Revoke { id, raw } => {
+            let deleted = if raw {
+                delete_stored(store, &id).await
+            } else {
+                let id = id.trim().parse::<Id>().with_context(|| {
+                    format!(
+                        "invalid session id {id:?} (a record stored under an id that is not \
+                         a keepsake session id, as `list` may report, is revoked with --raw)"
+                    )
+                })?;
+                store.delete(&id).await
+            };
+            if !deleted.context("deleting the session failed")? {
                 return Err(Rejected("no session with this id".to_owned()).into());
             }
             writeln!(out, "revoked 1 session")?;
@@ -240,6 +279,70 @@ async fn execute(
     }
     out.flush()?;
     Ok(())
+}
+
+/// One page of `store` (at most [`PAGE`] records), leaving out the records
+/// the store cannot read, which come back as errors beside the page.
+async fn page_of(
+    store: &AnyStore,
+    cursor: Option<&Cursor>,
+) -> Result<(Page, Vec<StoreError>), StoreError> {
+    match store {
+        AnyStore::Sqlite(store) => store.page_skipping_unreadable(cursor, PAGE).await,
+        AnyStore::Redis(store) => store.page_skipping_unreadable(cursor, PAGE).await,
+        AnyStore::Postgres(store) => store.page_skipping_unreadable(cursor, PAGE).await,
+        // A memory store holds only records it can read.
+        other => Ok((other.page(cursor, PAGE).await?, Vec::new())),
+    }
+}
+
+/// Deletes the record stored under `stored_id`, which need not be a
+/// keepsake session id; whether there was one.
+async fn delete_stored(store: &AnyStore, stored_id: &str) -> Result<bool, StoreError> {
+    match store {
+        AnyStore::Sqlite(store) => store.delete_stored(stored_id).await,
+        AnyStore::Redis(store) => store.delete_stored(stored_id).await,
+        AnyStore::Postgres(store) => store.delete_stored(stored_id).await,
+        // A memory store holds records under valid ids only.
+        other => match stored_id.parse::<Id>() {
+            Ok(id) if id.to_string() == stored_id => other.delete(&id).await,
+            _ => Ok(false),
+        },
+    }
+}
+
+/// Warns on stderr of each record a walk left out because the store
+/// cannot read it, naming it by its stored id (for `revoke --raw`); how
+/// many there were.
+fn warn_unreadable(errors: Vec<StoreError>) -> u64 {
+    let mut count = 0;
+    for err in errors {
+        count += 1;
+        // A warning that cannot be written (stderr closed) stops nothing.
+        let _ = writeln!(
+            io::stderr(),
+            "keepsake: warning: left out a session record the store cannot read: {}",
+            crate::error_text(&anyhow::Error::new(err))
+        );
+    }
+    count
+}
+
+/// After a walk that left `count` unreadable records out: one warning line
+/// on what to do about them.
+fn sum_up_unreadable(count: u64) {
+    if count > 0 {
+        let (records, them) = if count == 1 {
+            ("record", "it")
+        } else {
+            ("records", "them")
+        };
+        let _ = writeln!(
+            io::stderr(),
+            "keepsake: warning: {count} unreadable session {records} left out; \
+             `keepsake sessions revoke --raw ID` removes {them} by the session id shown"
+        );
+    }
 }
 
 /// Parses a session id given on the command line (a usage error if bad).
@@ -357,12 +460,13 @@ async fn stats(store: &AnyStore, now: u64, top: usize, out: &mut impl Write) -> 
     let counts = store.count(now).await.context("counting sessions failed")?;
     let mut users: HashMap<String, u64> = HashMap::new();
     let mut anonymous = 0u64;
+    let mut unreadable = 0u64;
     let mut cursor = None;
     loop {
-        let page = store
-            .page(cursor.as_ref(), PAGE)
+        let (page, skipped) = page_of(store, cursor.as_ref())
             .await
             .context("reading sessions failed")?;
+        unreadable += warn_unreadable(skipped);
         for record in page.records.iter().filter(|r| !r.is_expired_at(now)) {
             match &record.user {
                 Some(user) => *users.entry(user.clone()).or_default() += 1,
@@ -377,6 +481,7 @@ async fn stats(store: &AnyStore, now: u64, top: usize, out: &mut impl Write) -> 
     writeln!(out, "sessions: {}", counts.total)?;
     writeln!(out, "live: {}", counts.live())?;
     writeln!(out, "expired: {}", counts.expired)?;
+    writeln!(out, "unreadable: {unreadable}")?;
     writeln!(out, "users: {}", users.len())?;
     writeln!(out, "live without a user: {anonymous}")?;
     let mut ranked: Vec<(String, u64)> = users.into_iter().collect();
@@ -385,6 +490,7 @@ async fn stats(store: &AnyStore, now: u64, top: usize, out: &mut impl Write) -> 
     for (user, sessions) in ranked.into_iter().take(top) {
         writeln!(out, "  {}\t{sessions}", escape_text(&user))?;
     }
+    sum_up_unreadable(unreadable);
     Ok(())
 }
 

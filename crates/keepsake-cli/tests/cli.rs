@@ -243,7 +243,8 @@ fn wrong_name_namespace_format_key_or_app_is_refused() {
         let err = failure(&other_key, 1);
         assert!(err.contains("does not verify"), "{err}");
 
-        // Read as the other format, the value is simply malformed.
+        // Read as the other format, the value is malformed, and the
+        // message says which --format it looks like.
         let wrong_format = if format == "signed" {
             "sealed"
         } else {
@@ -251,7 +252,46 @@ fn wrong_name_namespace_format_key_or_app_is_refused() {
         };
         let err = failure(&verify("theme", &value, &["--format", wrong_format]), 1);
         assert!(err.contains("malformed"), "{err}");
+        let prefix = if format == "signed" { "s1." } else { "e1." };
+        assert!(
+            err.ends_with(&format!(
+                "; it looks like a {format} value (it starts with `{prefix}`): verify it with --format {format}"
+            )),
+            "{err}"
+        );
     }
+}
+
+#[test]
+fn a_sealed_value_verified_as_signed_gets_a_format_hint() {
+    // The default --format is signed.
+    let sealed = sign("n", "1", &["--format", "sealed"]);
+    assert!(sealed.starts_with("e1."), "{sealed}");
+    let err = failure(&verify("n", &sealed, &[]), 1);
+    assert_eq!(
+        err,
+        "keepsake: the value is malformed (not a keepsake value of the expected format); \
+         it looks like a sealed value (it starts with `e1.`): verify it with --format sealed"
+    );
+    // Values that are not keepsake values of any format get no hint, nor do
+    // values of the right format that fail for another reason.
+    for junk in ["hello", "x1.AAAA.AAAA", "s1.AAAA.AAAA"] {
+        let err = failure(&verify("n", junk, &[]), 1);
+        assert!(!err.contains("--format"), "{junk}: {err}");
+    }
+    // A Flask session cookie gets the framework's --format.
+    let flask = sign("session", r#"{"user":"ada"}"#, &["--format", "flask"]);
+    let err = failure(&verify("session", &flask, &[]), 1);
+    assert!(
+        err.ends_with("; it looks like a flask session cookie: verify it with --format flask"),
+        "{err}"
+    );
+    let signed = sign("n", "1", &[]);
+    let err = failure(&verify("other", &signed, &[]), 1);
+    assert!(
+        err.contains("does not verify") && !err.contains("--format"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -369,6 +409,65 @@ fn fallbacks_from_env_and_files_in_any_number() {
         &env,
     );
     failure(&out, 1);
+}
+
+#[test]
+fn fallback_env_takes_a_comma_separated_list_as_the_library_reads_it() {
+    let value = sign("n", "7", &[]); // made with SECRET
+    let fresh = ok_line(&keepsake(&["keygen"]));
+    let verify_with = |fallbacks: &str| {
+        keepsake_with_env(
+            &[
+                "verify",
+                "--name",
+                "n",
+                "--secret-env",
+                "KEEPSAKE_TEST_FRESH",
+                "--fallback-env",
+                "KEEPSAKE_TEST_FALLBACKS",
+                &value,
+            ],
+            &[
+                ("KEEPSAKE_TEST_FRESH", fresh.as_str()),
+                ("KEEPSAKE_TEST_FALLBACKS", fallbacks),
+            ],
+        )
+    };
+    // The old key anywhere in the list, with spaces and blank entries.
+    for list in [
+        SECRET.to_owned(),
+        format!("{OTHER_SECRET},{SECRET}"),
+        format!(" {OTHER_SECRET} , ,{SECRET_URL_SAFE} ,"),
+    ] {
+        let out = verify_with(&list);
+        assert_eq!(out.status.code(), Some(0), "{list}: {}", stderr(&out));
+        assert_eq!(stdout(&out), "7\n");
+        assert_eq!(stderr(&out), "stale-key\n");
+    }
+    // The list the library reads is what `keepsake verify` reads.
+    let ring = KeyRing::from_env_with(|name| match name {
+        "KEEPSAKE_SECRET" => Ok(fresh.clone()),
+        "KEEPSAKE_SECRET_FALLBACKS" => Ok(format!("{OTHER_SECRET},{SECRET}")),
+        _ => Err(std::env::VarError::NotPresent),
+    })
+    .unwrap();
+    assert_eq!(ring.fallbacks().len(), 2);
+
+    // An empty list holds no keys (as an app reads it): the value does not verify.
+    failure(&verify_with(""), 1);
+    // Without the old key, it does not verify.
+    failure(&verify_with(OTHER_SECRET), 1);
+    // A bad key is named by its place in the list, never shown.
+    let err = failure(&verify_with(&format!("{OTHER_SECRET},hunter2")), 2);
+    assert!(
+        err.starts_with(
+            "keepsake: --fallback-env: key 2 in the environment variable \
+             KEEPSAKE_TEST_FALLBACKS is not a valid secret: the secret is not valid base64"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("keepsake keygen"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
 }
 
 #[test]
@@ -632,10 +731,14 @@ fn bad_secrets_are_configuration_errors() {
     ];
     for (var, value, reason) in cases {
         let env: Vec<(&str, &str)> = value.map(|v| (var, v)).into_iter().collect();
-        for args in [
+        let mut commands = vec![
             vec!["sign", "--name", "n", "--secret-env", var, "--json", "1"],
             vec!["verify", "--name", "n", "--secret-env", var, KNOWN_VALUE],
-            vec![
+        ];
+        // An empty fallback list is no keys, not a bad key (see
+        // `fallback_env_takes_a_comma_separated_list_as_the_library_reads_it`).
+        if value != Some("") {
+            commands.push(vec![
                 "verify",
                 "--name",
                 "n",
@@ -644,8 +747,9 @@ fn bad_secrets_are_configuration_errors() {
                 "--fallback-env",
                 var,
                 KNOWN_VALUE,
-            ],
-        ] {
+            ]);
+        }
+        for args in commands {
             let err = failure(&keepsake_with_env(&args, &env), 2);
             assert!(err.contains(var), "{err}");
             assert!(err.contains(reason), "{err}");

@@ -138,9 +138,8 @@ fn is_json(value: &HeaderValue) -> bool {
 }
 
 /// The session layer's answer when the store fails: a JSON 503 (the layer
-/// adds `Retry-After`).
-pub(crate) fn unavailable_response(err: &StoreError) -> axum::http::Response<String> {
-    eprintln!("session store unavailable: {err}");
+/// adds `Retry-After`, and logs the failure with its causes).
+pub(crate) fn unavailable_response(_: &StoreError) -> axum::http::Response<String> {
     let mut response = axum::http::Response::new(
         json!({ "error": "the session store is unavailable; try again in a moment" }).to_string(),
     );

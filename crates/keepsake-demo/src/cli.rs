@@ -3,9 +3,37 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, ValueEnum};
-use keepsake::{key::KeyRing, session::BadCookie};
+use keepsake::session::BadCookie;
 
 use crate::{AppError, Config, StoreKind, app, load_secret};
+
+/// Parses `--store`. Not clap's parsing through `FromStr`, whose error
+/// message repeats the value as given: a URL's password with it.
+#[derive(Clone)]
+struct StoreParser;
+
+impl clap::builder::TypedValueParser for StoreParser {
+    type Value = StoreKind;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<StoreKind, clap::Error> {
+        let refused = |reason: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for '--store <URL>': {reason}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| refused("not UTF-8".to_owned()))?;
+        text.parse().map_err(refused)
+    }
+}
 
 /// The flags of `keepsake-demo`.
 ///
@@ -24,8 +52,10 @@ use crate::{AppError, Config, StoreKind, app, load_secret};
     version,
     about = "The keepsake demo app: sessions, logins, devices and a signed theme cookie.",
     long_about = None,
-    after_help = "The secret comes from KEEPSAKE_SECRET (base64) when it is set; otherwise \
-                  from --secret-file, made with a new secret on the first start."
+    after_help = "The secret comes from KEEPSAKE_SECRET (base64) when it is set, with the \
+                  fallback keys of a key rotation in KEEPSAKE_SECRET_FALLBACKS (comma-separated; \
+                  see docs/ROTATION.md); otherwise from --secret-file, made with a new secret \
+                  on the first start."
 )]
 #[non_exhaustive]
 pub struct Args {
@@ -40,11 +70,12 @@ pub struct Args {
         default_value = "sqlite://keepsake-demo.db",
         help = "Where sessions live: sqlite://PATH (a database file, the default), memory, \
                 redis://HOST[:PORT][/DB][?prefix=P] (keys under prefix P, default keepsake:), \
-                postgres://USER@HOST[:PORT]/DB[?schema=S] (a table in schema S, default \
-                public, created if absent), cookie (signed client-side sessions) or sealed \
+                postgres://USER@HOST[:PORT]/DB[?schema=S&table=T] (table T, default \
+                keepsake_sessions, in schema S, default public, created if absent), cookie (signed client-side sessions) or sealed \
                 (encrypted client-side sessions). The same URLs work with \
                 `keepsake sessions --store`."
     )]
+    #[arg(value_parser = StoreParser)]
     pub store: StoreKind,
     /// The session cookie's name.
     #[arg(long, value_name = "NAME", default_value = "session")]
@@ -60,9 +91,11 @@ pub struct Args {
     /// What to do with a session cookie that does not verify.
     #[arg(long, value_enum, default_value_t = BadCookieArg::Ignore)]
     pub bad_cookie: BadCookieArg,
-    /// Leave `Secure` off cookies, for plain-HTTP testing on a host other
-    /// than localhost (browsers keep Secure cookies from http://127.0.0.1
-    /// and http://localhost anyway).
+    /// Leave `Secure` off cookies, for plain-HTTP testing through a host
+    /// name other than localhost or 127.0.0.1 (a LAN address, a docker
+    /// service name), where browsers drop Secure cookies, or with Safari,
+    /// which drops them over http:// even from localhost. Never in
+    /// production.
     #[arg(long)]
     pub insecure_cookies: bool,
     /// Where to keep the secret when KEEPSAKE_SECRET is not set.
@@ -106,7 +139,7 @@ pub async fn run(args: Args) -> ExitCode {
         );
         return ExitCode::from(USAGE);
     }
-    let (key, source) = match load_secret(&args.secret_file) {
+    let (ring, source) = match load_secret(&args.secret_file) {
         Ok(found) => found,
         Err(message) => {
             eprintln!("error: {message}");
@@ -115,7 +148,7 @@ pub async fn run(args: Args) -> ExitCode {
     };
     eprintln!("{}", source.describe());
 
-    let mut config = Config::new(args.store.clone(), KeyRing::new(key));
+    let mut config = Config::new(args.store.clone(), ring);
     config.cookie_name = args.cookie_name;
     config.idle_timeout = args.idle_timeout;
     config.max_age = args.max_age;

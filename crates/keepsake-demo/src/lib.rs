@@ -79,7 +79,7 @@ pub use self::{
 /// assert!("mongodb://x".parse::<StoreKind>().is_err());
 /// # Ok::<(), String>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreKind {
     /// Server-side sessions in this process's memory (lost on restart).
     Memory,
@@ -120,6 +120,31 @@ impl StoreKind {
     }
 }
 
+/// Shows a store URL as [`StoreUrl`]'s `Display` does, its password
+/// hidden: a `Config` or `Args` printed with `{:?}` must not show it.
+///
+/// # Example
+///
+/// ```
+/// let store: keepsake_demo::StoreKind = "redis://:hunter2@127.0.0.1/0".parse()?;
+/// assert!(!format!("{store:?}").contains("hunter2"));
+/// # Ok::<(), String>(())
+/// ```
+impl fmt::Debug for StoreKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (variant, url) = match self {
+            Self::Memory => return f.write_str("Memory"),
+            Self::Cookie => return f.write_str("Cookie"),
+            Self::Sealed => return f.write_str("Sealed"),
+            Self::Sqlite(url) => ("Sqlite", url),
+            Self::Redis(url) => ("Redis", url),
+            Self::Postgres(url) => ("Postgres", url),
+        };
+        let shown = StoreUrl::parse(url).map_or_else(|_| "…".to_owned(), |url| url.to_string());
+        f.debug_tuple(variant).field(&shown).finish()
+    }
+}
+
 impl fmt::Display for StoreKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -145,7 +170,7 @@ impl FromStr for StoreKind {
             Ok(other) => Err(format!("the demo does not support {other} stores")),
             Err(OpenError::UnknownScheme { url }) => Err(format!(
                 "unknown store `{url}`; expected memory, cookie, sealed, sqlite://PATH, \
-                 redis://HOST[:PORT][/DB][?prefix=P] or postgres://...[?schema=S]"
+                 redis://HOST[:PORT][/DB][?prefix=P] or postgres://...[?schema=S][&table=T]"
             )),
             Err(err) => Err(err.to_string()),
         }
@@ -224,15 +249,26 @@ impl fmt::Display for AppError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Store(kind, err) => {
-                // The store's own error says what went wrong; the URL is the
-                // one the user gave.
-                let reason: &dyn std::error::Error = match err {
-                    OpenError::Store { source, .. } => source,
-                    other => other,
-                };
-                write!(f, "cannot open the {kind} store: {reason}")
+                // The store's own error says what went wrong, with the
+                // server's or driver's words for it; the URL is the one the
+                // user gave.
+                match err {
+                    OpenError::Store { source, .. } => {
+                        write!(f, "cannot open the {kind} store: {}", source.with_causes())
+                    }
+                    other => write!(f, "cannot open the {kind} store: {other}"),
+                }
             }
-            Self::Config(err) => write!(f, "{err}"),
+            Self::Config(err) => {
+                // The reason (the cookie error, say) is the error's source.
+                write!(f, "{err}")?;
+                let mut cause = std::error::Error::source(err);
+                while let Some(reason) = cause {
+                    write!(f, ": {reason}")?;
+                    cause = reason.source();
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The demo's secret: from `KEEPSAKE_SECRET`, or a file it makes once.
+//! The demo's keys: from `KEEPSAKE_SECRET` (and `KEEPSAKE_SECRET_FALLBACKS`
+//! during a rotation), or a secret in a file it makes once.
 
 use std::{
     fs::{self, OpenOptions},
@@ -7,13 +8,17 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use keepsake::key::{Key, KeyError};
+use keepsake::key::{Key, KeyError, KeyRing};
 
 /// Where [`load_secret`] found the secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretSource {
-    /// The `KEEPSAKE_SECRET` environment variable.
-    Env,
+    /// The `KEEPSAKE_SECRET` environment variable, with this many fallback
+    /// keys from `KEEPSAKE_SECRET_FALLBACKS`.
+    Env {
+        /// How many fallback keys there are.
+        fallbacks: usize,
+    },
     /// A new secret, just written to this file.
     Generated(PathBuf),
     /// The secret in this file, written by an earlier start.
@@ -33,7 +38,12 @@ impl SecretSource {
     /// ```
     pub fn describe(&self) -> String {
         match self {
-            Self::Env => "using the secret in KEEPSAKE_SECRET".to_owned(),
+            Self::Env { fallbacks: 0 } => "using the secret in KEEPSAKE_SECRET".to_owned(),
+            Self::Env { fallbacks } => format!(
+                "using the secret in KEEPSAKE_SECRET, and {fallbacks} fallback key{} from \
+                 KEEPSAKE_SECRET_FALLBACKS",
+                if *fallbacks == 1 { "" } else { "s" }
+            ),
             Self::Generated(path) => format!("generated a new secret in {}", shown(path)),
             Self::File(path) => format!("using the secret in {}", shown(path)),
         }
@@ -50,32 +60,42 @@ fn shown(path: &Path) -> String {
     }
 }
 
-/// The secret from `KEEPSAKE_SECRET` (base64) when it is set; otherwise
-/// the one in `file`, which is made (mode 0600) with a new secret if it does
-/// not exist yet, so sessions survive a restart.
+/// The key ring from `KEEPSAKE_SECRET` (base64) and the fallback keys in
+/// `KEEPSAKE_SECRET_FALLBACKS` (comma-separated, for a key rotation: see
+/// `docs/ROTATION.md`) when `KEEPSAKE_SECRET` is set, as
+/// [`KeyRing::from_env`] reads them; otherwise the secret in `file`, which
+/// is made (mode 0600) with a new secret if it does not exist yet, so
+/// sessions survive a restart.
 ///
 /// # Errors
 ///
-/// A message for a malformed `KEEPSAKE_SECRET` or secret file, or a file
-/// that cannot be read or written.
+/// A message for a malformed `KEEPSAKE_SECRET`, `KEEPSAKE_SECRET_FALLBACKS`
+/// or secret file, or a file that cannot be read or written.
 ///
 /// # Example
 ///
 /// ```no_run
-/// let (key, source) = keepsake_demo::load_secret("keepsake-demo.secret".as_ref())?;
+/// let (ring, source) = keepsake_demo::load_secret("keepsake-demo.secret".as_ref())?;
 /// eprintln!("{}", source.describe());
-/// # let _ = key;
+/// # let _ = ring;
 /// # Ok::<(), String>(())
 /// ```
-pub fn load_secret(file: &Path) -> Result<(Key, SecretSource), String> {
+pub fn load_secret(file: &Path) -> Result<(KeyRing, SecretSource), String> {
     if std::env::var_os("KEEPSAKE_SECRET").is_some_and(|value| !value.is_empty()) {
-        let key = Key::from_env("KEEPSAKE_SECRET").map_err(|err| match err {
+        let ring = KeyRing::from_env().map_err(|err| match &err {
+            // The reason is the error's source.
+            KeyError::InvalidEnv { source, .. } => format!("{err}: {source}"),
             // These name the variable already.
-            KeyError::EnvNotUnicode { .. } | KeyError::MissingEnv { .. } => err.to_string(),
-            err => format!("KEEPSAKE_SECRET does not hold a valid secret: {err}"),
+            _ => err.to_string(),
         })?;
-        return Ok((key, SecretSource::Env));
+        let fallbacks = ring.fallbacks().len();
+        return Ok((ring, SecretSource::Env { fallbacks }));
     }
+    load_file(file).map(|(key, source)| (KeyRing::new(key), source))
+}
+
+/// The secret in `file`, made if it does not exist yet.
+fn load_file(file: &Path) -> Result<(Key, SecretSource), String> {
     match read(file) {
         Ok(key) => return Ok((key, SecretSource::File(file.to_owned()))),
         Err(Missing::No) => {}

@@ -23,6 +23,13 @@
 //! [`KeyUsed::Fallback`](crate::codec::KeyUsed::Fallback), so the caller can
 //! issue it again under the current key.
 //!
+//! [`KeyRing::from_env`] reads the ring from `KEEPSAKE_SECRET` (the current
+//! key) and `KEEPSAKE_SECRET_FALLBACKS` (fallback keys, comma-separated),
+//! the variables [`SessionLayer::from_env`](crate::middleware::SessionLayer::from_env)
+//! reads. Rotating keys on running servers takes two deploys, in an order
+//! that logs nobody out: `docs/ROTATION.md` in the repository has the
+//! steps, and how long to keep the old key.
+//!
 //! # Example
 //!
 //! ```
@@ -74,6 +81,20 @@ const GENERATED_LEN: usize = 32;
 const HKDF_SALT: &[u8] = b"keepsake key derivation v1";
 
 /// Why a master secret was refused.
+///
+/// # Example
+///
+/// ```
+/// use std::error::Error as _;
+/// use keepsake::key::{Key, KeyError, KeyRing};
+///
+/// assert_eq!(Key::from_bytes(&[0; 8]), Err(KeyError::TooShort { len: 8 }));
+/// // A secret read from the environment: the message names the variable,
+/// // the source says what is wrong with the secret.
+/// let err = KeyRing::from_env_with(|_| Ok("c2hvcnQ=".to_owned())).unwrap_err();
+/// assert_eq!(err.to_string(), "the environment variable KEEPSAKE_SECRET does not hold a valid secret");
+/// assert!(err.source().unwrap().to_string().starts_with("the secret is 5 bytes"));
+/// ```
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum KeyError {
@@ -116,9 +137,83 @@ pub enum KeyError {
         /// Name of the variable.
         var: String,
     },
+    /// The environment variable holds a secret keepsake refuses. Why is
+    /// the error's [`source`](std::error::Error::source) (too short, not
+    /// base64, ...); the secret itself is never in the message.
+    #[error("{}", invalid_env_text(.var, *.position))]
+    InvalidEnv {
+        /// Name of the variable.
+        var: String,
+        /// For a comma-separated list such as `KEEPSAKE_SECRET_FALLBACKS`:
+        /// which key of the list, counting from 1 (blank entries are not
+        /// counted). `None` for a variable that holds one secret.
+        position: Option<usize>,
+        /// Why the secret was refused (also the error's
+        /// [`source`](std::error::Error::source), as a `Box<KeyError>`).
+        source: Box<KeyError>,
+    },
     /// The operating system's random number generator failed.
     #[error("the operating system's random number generator failed: {0}")]
     Rng(String),
+}
+
+/// The message of [`KeyError::InvalidEnv`].
+fn invalid_env_text(var: &str, position: Option<usize>) -> String {
+    match position {
+        None => format!("the environment variable {var} does not hold a valid secret"),
+        Some(n) => format!("key {n} in the environment variable {var} is not a valid secret"),
+    }
+}
+
+/// The variable that holds the current key, read by [`KeyRing::from_env`].
+const SECRET_VAR: &str = "KEEPSAKE_SECRET";
+
+/// The variable that holds the fallback keys, read by [`KeyRing::from_env`].
+const FALLBACKS_VAR: &str = "KEEPSAKE_SECRET_FALLBACKS";
+
+/// The text of variable `var` as `lookup` gives it (`std::env::var`, or a
+/// test's), or `None` when it is not set.
+fn env_text(
+    lookup: impl Fn(&str) -> Result<String, std::env::VarError>,
+    var: &str,
+) -> Result<Option<String>, KeyError> {
+    match lookup(var) {
+        Ok(text) => Ok(Some(text)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(KeyError::EnvNotUnicode {
+            var: var.to_owned(),
+        }),
+    }
+}
+
+/// The text of variable `var`, which must be set.
+fn required_env_text(
+    lookup: impl Fn(&str) -> Result<String, std::env::VarError>,
+    var: &str,
+) -> Result<String, KeyError> {
+    env_text(lookup, var)?.ok_or_else(|| KeyError::MissingEnv {
+        var: var.to_owned(),
+    })
+}
+
+/// The secret `text` read from variable `var` (at `position` in a list);
+/// an error names the variable, never the secret.
+fn key_from_env_text(var: &str, position: Option<usize>, text: &str) -> Result<Key, KeyError> {
+    Key::from_base64(text).map_err(|source| KeyError::InvalidEnv {
+        var: var.to_owned(),
+        position,
+        source: Box::new(source),
+    })
+}
+
+/// The comma-separated secrets `text` read from variable `var`; blank
+/// entries are skipped.
+fn keys_from_env_list(var: &str, text: &str) -> Result<Vec<Key>, KeyError> {
+    text.split(',')
+        .filter(|entry| !entry.trim().is_empty())
+        .zip(1..)
+        .map(|(entry, position)| key_from_env_text(var, Some(position), entry))
+        .collect()
 }
 
 /// Which family of values a subkey protects.
@@ -328,11 +423,18 @@ impl Key {
 
     /// Reads a base64 master secret from the environment variable `var`.
     ///
+    /// For the key ring the session layer uses (`KEEPSAKE_SECRET` and the
+    /// fallback keys in `KEEPSAKE_SECRET_FALLBACKS`), use
+    /// [`KeyRing::from_env`] instead: a ring made from this key alone
+    /// stops reading values made with a retired key.
+    ///
     /// # Errors
     ///
     /// [`KeyError::MissingEnv`] when the variable is unset (the message says how
-    /// to make a secret), [`KeyError::EnvNotUnicode`], and the errors of
-    /// [`Key::from_base64`].
+    /// to make a secret), [`KeyError::EnvNotUnicode`], and
+    /// [`KeyError::InvalidEnv`], naming the variable, when its text is not a
+    /// valid secret (its [`source`](std::error::Error::source) is the error
+    /// of [`Key::from_base64`]).
     ///
     /// # Example
     ///
@@ -344,15 +446,33 @@ impl Key {
     /// assert!(err.to_string().contains("keepsake keygen"));
     /// ```
     pub fn from_env(var: &str) -> Result<Self, KeyError> {
-        match std::env::var(var) {
-            Ok(text) => Self::from_base64(&text),
-            Err(std::env::VarError::NotPresent) => Err(KeyError::MissingEnv {
-                var: var.to_owned(),
-            }),
-            Err(std::env::VarError::NotUnicode(_)) => Err(KeyError::EnvNotUnicode {
-                var: var.to_owned(),
-            }),
-        }
+        let text = required_env_text(|name| std::env::var(name), var)?;
+        key_from_env_text(var, None, &text)
+    }
+
+    /// Reads base64 master secrets separated by commas from the environment
+    /// variable `var`, as [`KeyRing::from_env`] reads
+    /// `KEEPSAKE_SECRET_FALLBACKS`: whitespace around each secret and blank
+    /// entries are ignored, so an empty variable gives no keys.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::MissingEnv`] when the variable is unset,
+    /// [`KeyError::EnvNotUnicode`], and [`KeyError::InvalidEnv`] naming the
+    /// variable and the position in the list of the first secret that is
+    /// not valid.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::key::{Key, KeyError};
+    ///
+    /// let err = Key::list_from_env("KEEPSAKE_DOC_EXAMPLE_UNSET").unwrap_err();
+    /// assert_eq!(err, KeyError::MissingEnv { var: "KEEPSAKE_DOC_EXAMPLE_UNSET".to_owned() });
+    /// ```
+    pub fn list_from_env(var: &str) -> Result<Vec<Self>, KeyError> {
+        let text = required_env_text(|name| std::env::var(name), var)?;
+        keys_from_env_list(var, &text)
     }
 
     /// The secret in standard, padded base64, the form `keepsake keygen`
@@ -558,6 +678,95 @@ impl KeyRing {
         }
     }
 
+    /// The ring configured in the environment: the current key from
+    /// `KEEPSAKE_SECRET` (base64, required) and verify-only fallback keys
+    /// from `KEEPSAKE_SECRET_FALLBACKS` (base64 secrets separated by commas;
+    /// unset or empty for none), read as [`Key::from_env`] and
+    /// [`Key::list_from_env`] read them. The ring has an empty
+    /// [application label](KeyRing::with_app).
+    ///
+    /// This is the ring [`SessionLayer::from_env`](crate::middleware::SessionLayer::from_env)
+    /// uses. Build it once and give it to the session layer and to the
+    /// app's own [signed and private cookies](crate::cookies::CookieJar::signed):
+    /// then both keep reading values made with a key that a rotation moved
+    /// to the fallbacks (`docs/ROTATION.md` in the repository has the
+    /// steps).
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::MissingEnv`] when `KEEPSAKE_SECRET` is unset (the message
+    /// says how to make a secret), [`KeyError::EnvNotUnicode`] when either
+    /// variable is not UTF-8, and [`KeyError::InvalidEnv`] naming the
+    /// variable (and, for a fallback, its position in the list) when a
+    /// secret is not valid. No message ever shows a secret.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::key::{KeyError, KeyRing};
+    ///
+    /// match KeyRing::from_env() {
+    ///     Ok(ring) => assert!(std::env::var_os("KEEPSAKE_SECRET").is_some(), "{ring:?}"),
+    ///     // Every error names the variable to fix.
+    ///     Err(err) => assert!(err.to_string().contains("KEEPSAKE_SECRET"), "{err}"),
+    /// }
+    /// # let _: Result<KeyRing, KeyError> = KeyRing::from_env();
+    /// ```
+    pub fn from_env() -> Result<Self, KeyError> {
+        Self::from_env_with(|name| std::env::var(name))
+    }
+
+    /// [`KeyRing::from_env`] with the variables that `lookup` gives (it
+    /// answers as [`std::env::var`] does): for tests, or for settings kept
+    /// somewhere else than the process environment.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`KeyRing::from_env`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::{env::VarError, error::Error as _};
+    /// use keepsake::key::{Key, KeyError, KeyRing};
+    ///
+    /// let (old, new) = (Key::generate(), Key::generate());
+    /// let vars = |secret: String, fallbacks: String| {
+    ///     move |name: &str| match name {
+    ///         "KEEPSAKE_SECRET" => Ok(secret.clone()),
+    ///         "KEEPSAKE_SECRET_FALLBACKS" => Ok(fallbacks.clone()),
+    ///         _ => Err(VarError::NotPresent),
+    ///     }
+    /// };
+    ///
+    /// // Mid-rotation: the new key signs, the old one still verifies.
+    /// let ring = KeyRing::from_env_with(vars(new.to_base64(), format!(" {} ,", old.to_base64())))?;
+    /// assert_eq!(ring.current(), &new);
+    /// assert_eq!(ring.fallbacks().collect::<Vec<_>>(), vec![&old]);
+    ///
+    /// // A bad fallback is named by its variable and place in the list.
+    /// let err = KeyRing::from_env_with(vars(new.to_base64(), format!("{},hunter2", old.to_base64())))
+    ///     .unwrap_err();
+    /// assert_eq!(err.to_string(), "key 2 in the environment variable KEEPSAKE_SECRET_FALLBACKS is not a valid secret");
+    /// assert!(matches!(err, KeyError::InvalidEnv { position: Some(2), .. }));
+    /// assert!(err.source().unwrap().to_string().contains("keepsake keygen"));
+    ///
+    /// let err = KeyRing::from_env_with(|_| Err(VarError::NotPresent)).unwrap_err();
+    /// assert_eq!(err, KeyError::MissingEnv { var: "KEEPSAKE_SECRET".to_owned() });
+    /// # Ok::<(), KeyError>(())
+    /// ```
+    pub fn from_env_with(
+        lookup: impl Fn(&str) -> Result<String, std::env::VarError>,
+    ) -> Result<Self, KeyError> {
+        let secret = required_env_text(&lookup, SECRET_VAR)?;
+        let ring = Self::new(key_from_env_text(SECRET_VAR, None, &secret)?);
+        let fallbacks = match env_text(&lookup, FALLBACKS_VAR)? {
+            Some(text) => keys_from_env_list(FALLBACKS_VAR, &text)?,
+            None => Vec::new(),
+        };
+        Ok(ring.with_fallbacks(fallbacks))
+    }
+
     /// Adds a verify-only fallback key, tried after the current key and the
     /// fallbacks added before it.
     ///
@@ -719,6 +928,94 @@ mod tests {
             assert!(!text.to_lowercase().contains("abab"), "{text}");
             assert!(!text.contains("171"), "{text}"); // 0xAB as decimal
         }
+    }
+
+    /// A lookup with `KEEPSAKE_SECRET` and `KEEPSAKE_SECRET_FALLBACKS` set
+    /// to these (unset for `None`; "\u{fffd}" stands for a value that is not
+    /// UTF-8).
+    fn vars(
+        secret: Option<&str>,
+        fallbacks: Option<&str>,
+    ) -> impl Fn(&str) -> Result<String, std::env::VarError> {
+        use std::env::VarError;
+        let (secret, fallbacks) = (secret.map(str::to_owned), fallbacks.map(str::to_owned));
+        move |var| {
+            let value = match var {
+                SECRET_VAR => secret.clone(),
+                FALLBACKS_VAR => fallbacks.clone(),
+                _ => None,
+            };
+            match value.as_deref() {
+                Some("\u{fffd}") => Err(VarError::NotUnicode("\u{fffd}".into())),
+                Some(text) => Ok(text.to_owned()),
+                None => Err(VarError::NotPresent),
+            }
+        }
+    }
+
+    #[test]
+    fn env_key_errors_name_the_variable_never_the_secret() {
+        use std::error::Error as _;
+        let good = Key::generate().to_base64();
+        let ring = KeyRing::from_env_with(vars(Some(&good), Some(&format!(" {good} ,,{good}"))));
+        assert_eq!(ring.unwrap().fallbacks().len(), 2);
+        for empty in [None, Some(""), Some(" , ")] {
+            let ring = KeyRing::from_env_with(vars(Some(&good), empty)).unwrap();
+            assert_eq!(ring.fallbacks().len(), 0, "{empty:?}");
+        }
+        let err = |secret: Option<&str>, fallbacks: Option<&str>| {
+            KeyRing::from_env_with(vars(secret, fallbacks)).unwrap_err()
+        };
+        assert_eq!(
+            err(None, None),
+            KeyError::MissingEnv {
+                var: SECRET_VAR.to_owned()
+            }
+        );
+        assert!(err(None, None).to_string().contains("keepsake keygen"));
+
+        let short = err(Some("aHVudGVyMg=="), None);
+        assert_eq!(
+            short,
+            KeyError::InvalidEnv {
+                var: SECRET_VAR.to_owned(),
+                position: None,
+                source: Box::new(KeyError::TooShort { len: 7 }),
+            }
+        );
+        // The reason is said once: in the source, not again in the message.
+        assert_eq!(
+            short.to_string(),
+            "the environment variable KEEPSAKE_SECRET does not hold a valid secret"
+        );
+        let reason = short.source().unwrap().to_string();
+        assert!(reason.starts_with("the secret is 7 bytes"), "{reason}");
+        assert!(reason.contains("keepsake keygen"), "{reason}");
+        assert!(short.source().unwrap().source().is_none());
+
+        let second = err(Some(&good), Some(&format!("{good}, ,hunter2")));
+        assert_eq!(
+            second.to_string(),
+            "key 2 in the environment variable KEEPSAKE_SECRET_FALLBACKS is not a valid secret"
+        );
+        assert_eq!(
+            second.source().unwrap().to_string(),
+            KeyError::NotBase64.to_string()
+        );
+        assert!(!format!("{second} {second:?}").contains("hunter2"));
+        assert!(!format!("{short} {short:?}").contains("aHVudGVyMg"));
+
+        // A fallback list that is not UTF-8 is an error, not "no fallbacks".
+        let garbled = err(Some(&good), Some("\u{fffd}")).to_string();
+        assert_eq!(
+            garbled,
+            "the environment variable KEEPSAKE_SECRET_FALLBACKS is not valid UTF-8"
+        );
+        // An empty secret is a secret of 0 bytes, not a missing one.
+        assert!(matches!(
+            err(Some(""), None),
+            KeyError::InvalidEnv { source, .. } if *source == KeyError::TooShort { len: 0 }
+        ));
     }
 
     #[test]

@@ -63,7 +63,8 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! // In an app: `SessionLayer::from_env(store)?` reads KEEPSAKE_SECRET.
+//! // In an app: `SessionLayer::from_env(MemoryStore::new())?.build()?` reads
+//! // KEEPSAKE_SECRET and the other KEEPSAKE_* settings.
 //! let layer = SessionLayer::with_store(MemoryStore::new(), KeyRing::new(Key::generate())).build()?;
 //! let mut app = Router::new()
 //!     .route("/", get(visit))
@@ -205,10 +206,11 @@
 //!
 //! | feature | default | enables |
 //! |---|---|---|
-//! | `axum` | yes | [`Session`](session::Session) and [`CookieJar`](cookies::CookieJar) as axum extractors, [`SessionError`](session::SessionError) as a response (the [axum module](crate::axum)) |
-//! | `sqlite` | no | `store::SqliteStore`: sessions in an embedded SQLite file (bundled SQLite, WAL) |
-//! | `redis` | no | `store::RedisStore`: sessions in Redis 7+, one command per read, one script per write |
-//! | `postgres` | no | `store::PostgresStore`: sessions in PostgreSQL, compare-and-set on a version column |
+//! | `axum` | yes | the [axum module](crate::axum): [`Session`](session::Session), `Option<Session>` and [`CookieJar`](cookies::CookieJar) as axum handler arguments; [`CookieJar`](cookies::CookieJar), [`SessionError`](session::SessionError) and [`CookieError`](cookies::CookieError) as responses |
+//! | `sqlite` | no | `store::SqliteStore`: sessions in an embedded SQLite file (bundled SQLite, no system library needed; WAL), and `sqlite://` URLs in [`AnyStore`](store::AnyStore) |
+//! | `redis` | no | `store::RedisStore`: sessions in Redis 7+, one command per read, one script per write, and `redis://` URLs in [`AnyStore`](store::AnyStore) |
+//! | `postgres` | no | `store::PostgresStore`: sessions in PostgreSQL, compare-and-set on a version column, and `postgres://` URLs in [`AnyStore`](store::AnyStore) |
+//! | `interop` | no | `codec::interop`: read and write Flask, Starlette and Django session cookies with the same secret key, and `SessionLayer::with_interop` to share sessions with such an app (zlib through the C zlib, so compressed values match Python's byte for byte) |
 //! | `test-suite` | no | `store::conformance`: the checks every store must pass, for third-party stores |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

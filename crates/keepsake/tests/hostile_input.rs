@@ -166,13 +166,15 @@ fn session_json() -> impl Strategy<Value = String> {
 /// What `StoreUrl` shows of `text`: the parsed URL or the error.
 fn shown_url(text: &str) -> String {
     match StoreUrl::parse(text) {
-        Ok(url) => url.to_string(),
+        Ok(url) => format!("{url} {url:?}"),
         Err(err) => err.to_string(),
     }
 }
 
-/// Operator text: store URLs (a password in the user info never shows),
-/// base64 secrets, format, framework and namespace names.
+/// Operator text: store URLs (a password in the user info, a `password`
+/// parameter or `key=value` text never shows, even with `@`, `:`, `/`, `?`
+/// or `#` in it), base64 secrets, format, framework and namespace names.
+/// As the `operator_text` fuzz target checks.
 fn check_operator_text(text: &str) {
     let _ = shown_url(text);
     if !text.contains("Pw5ecret") {
@@ -180,6 +182,30 @@ fn check_operator_text(text: &str) {
             let url = format!("{scheme}://user:Pw5ecret@{text}");
             let shown = shown_url(&url);
             assert!(!shown.contains("Pw5ecret"), "{url:?} shows as {shown:?}");
+        }
+    }
+    let halves = ["Qx7", "zR4k"];
+    if !halves.iter().any(|half| text.contains(half)) {
+        let special = |at: usize| {
+            let byte = text.as_bytes().get(at).copied().unwrap_or_default();
+            char::from(b"@:/?#"[usize::from(byte) % 5])
+        };
+        let [head, tail] = halves;
+        let (a, b, c, d) = (special(0), special(1), special(2), special(3));
+        let password = format!("{a}{head}{b}{c}{tail}{d}");
+        for scheme in ["redis", "postgres", "mongodb"] {
+            for url in [
+                format!("{scheme}://user:{password}@{text}"),
+                format!("{scheme}://:{password}@{text}"),
+                format!("{scheme}://{text}?password={password}"),
+                format!("{scheme}://{text}&password={password}&x=1"),
+                format!("host={text} password={password} dbname=app"),
+            ] {
+                let shown = shown_url(&url);
+                for half in halves {
+                    assert!(!shown.contains(half), "{url:?} shows as {shown:?}");
+                }
+            }
         }
     }
     let _ = Key::from_base64(text);
@@ -305,7 +331,7 @@ proptest! {
     #[test]
     fn operator_text_any_text(
         text in any_text(),
-        url in "(redis|postgres|sqlite|memory)://([a-z:%/@]{0,12}@)?[a-z0-9.:/]{0,20}([?#][a-z=&%#?]{0,30})?",
+        url in "(redis|postgres|sqlite|memory)://([a-z:%/@?#]{0,12}@)?[a-z0-9.:/@]{0,20}([?#][a-z=&%#?@]{0,30})?",
         key in "[A-Za-z0-9+/_ =-]{0,90}",
     ) {
         check_operator_text(&text);
@@ -435,6 +461,12 @@ fn write_fuzz_seeds() {
         (
             "postgres",
             "postgres://app:pw@127.0.0.1/app?schema=s1&table=t&password=x",
+        ),
+        // A password with an unencoded `@` (redis-rs splits at the last).
+        ("redis-at", "redis://:p@ss:w@127.0.0.1:6379/0?prefix=a%3A"),
+        (
+            "libpq",
+            "host=127.0.0.1 user=app password='p@ss w:rd' dbname=app",
         ),
     ] {
         write("operator_text", name, url.as_bytes());

@@ -6,7 +6,8 @@
 //! can be told to fail or hang), and signed and sealed client-side sessions:
 //! new session, read, write, login (`cycle_id`), bad cookie, tampered
 //! cookie, expired session, key rotation (a fallback key's cookie is
-//! re-issued), a failing handler, a store error and a store timeout (503),
+//! re-issued), a failing handler, a stored value read as the wrong type, a
+//! route without the layer, a store error and a store timeout (503),
 //! logout. Every id, secret and cookie value seen is then looked for in the
 //! captured text, whole and in pieces.
 
@@ -19,13 +20,55 @@ use std::{
     time::Duration,
 };
 
+use axum::{Router, routing::get};
 use common::{Backend, CountingStore, Mode, T0, app, tamper};
 use keepsake::{
     codec::{self, Format},
     key::{Key, KeyRing},
     middleware::SessionLayer,
-    session::ManualClock,
+    session::{ManualClock, Session, SessionError},
 };
+
+/// A session value that must never reach a log line, not even quoted in
+/// serde's message when it is read back as the wrong type.
+const STORED_SECRET: &str = "a stored value that must stay out of the logs";
+
+/// Stores [`STORED_SECRET`] under `secret`.
+async fn put_secret(session: Session) -> Result<&'static str, SessionError> {
+    session.insert("secret", STORED_SECRET).await?;
+    Ok("stored")
+}
+
+/// Reads `secret` as a number: a `SessionError::Json` (a 500) whose serde
+/// message quotes the stored string.
+async fn secret_as_number(session: Session) -> Result<String, SessionError> {
+    Ok(format!("{:?}", session.get::<u64>("secret").await?))
+}
+
+/// Says whether the request has a session, without requiring one.
+async fn optional(session: Option<Session>) -> &'static str {
+    if session.is_some() { "some" } else { "none" }
+}
+
+/// Requires a session: on a route without the layer, a logged 500.
+async fn required(session: Session) -> Result<String, SessionError> {
+    Ok(session.len().await?.to_string())
+}
+
+/// Routes under the layer, for these flows.
+fn layered_routes() -> Router {
+    Router::new()
+        .route("/put-secret", get(put_secret))
+        .route("/secret-as-number", get(secret_as_number))
+        .route("/optional", get(optional))
+}
+
+/// Routes added after the layer, so without it.
+fn unlayered_routes() -> Router {
+    Router::new()
+        .route("/no-layer/required", get(required))
+        .route("/no-layer/optional", get(optional))
+}
 
 /// Where the subscriber writes: one buffer for the whole test binary.
 #[derive(Clone, Default)]
@@ -116,7 +159,10 @@ impl App {
             .store_timeout(Duration::from_millis(200))
             .build()
             .expect("layer");
-        let router = app().layer(layer);
+        let router = app()
+            .merge(layered_routes())
+            .layer(layer)
+            .merge(unlayered_routes());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -228,6 +274,28 @@ async fn flows(backend: Backend, secrets: &mut Secrets) {
     // A failing handler.
     app.get("/fail", Some(&cookie), secrets).await;
 
+    // A stored value read as the wrong type: a 500, logged with the key but
+    // not serde's message, which quotes the value.
+    secrets.add("stored session value", STORED_SECRET);
+    let (status, _, stored) = app.get("/put-secret", Some(&cookie), secrets).await;
+    assert_eq!(status, 200, "{backend:?} put-secret");
+    cookie = stored.unwrap_or(cookie);
+    let (status, body, _) = app.get("/secret-as-number", Some(&cookie), secrets).await;
+    assert_eq!((status, body.as_str()), (500, ""), "{backend:?} wrong type");
+
+    // `Option<Session>`: `None` without the layer, the session with it; a
+    // plain `Session` without the layer is a 500 that says why.
+    let (status, body, _) = app.get("/optional", Some(&cookie), secrets).await;
+    assert_eq!((status, body.as_str()), (200, "some"), "{backend:?}");
+    let (status, body, _) = app.get("/no-layer/optional", Some(&cookie), secrets).await;
+    assert_eq!((status, body.as_str()), (200, "none"), "{backend:?}");
+    let (status, body, _) = app.get("/no-layer/required", Some(&cookie), secrets).await;
+    assert_eq!(status, 500, "{backend:?} no layer");
+    assert!(
+        body.contains("SessionLayer"),
+        "{backend:?} no layer: {body}"
+    );
+
     // Store errors and timeouts (server-side sessions only).
     if backend == Backend::Memory {
         app.store.set_mode(Mode::FailAll);
@@ -289,6 +357,27 @@ async fn no_secret_in_any_log_line() {
         "re-issued under the current key",
     ] {
         assert!(text.contains(expected), "no {expected:?} event in:\n{text}");
+    }
+    // Both programming errors are logged at ERROR level: the wrong type
+    // with its key, the missing layer once per request that needed it (the
+    // `Option<Session>` route logs nothing).
+    let lines_with =
+        |needle: &str| -> Vec<&str> { text.lines().filter(|line| line.contains(needle)).collect() };
+    let wrong_type = lines_with("session value not JSON, or not of the type asked for");
+    assert_eq!(wrong_type.len(), 3, "one per backend:\n{text}");
+    for line in &wrong_type {
+        assert!(
+            line.contains("ERROR") && line.contains("key=secret"),
+            "{line}"
+        );
+    }
+    let no_layer = lines_with("asked for a session without the layer");
+    assert_eq!(no_layer.len(), 3, "one per backend:\n{text}");
+    for line in &no_layer {
+        assert!(
+            line.contains("ERROR") && line.contains("SessionLayer"),
+            "{line}"
+        );
     }
     assert!(secrets.0.len() > 50, "too few secrets: {}", secrets.0.len());
     let mut leaks = Vec::new();

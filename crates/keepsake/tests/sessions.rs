@@ -28,6 +28,7 @@ use keepsake::{
     store::StoreErrorKind,
 };
 use tokio::sync::Notify;
+use tower_http::timeout::TimeoutLayer;
 
 /// What `/status` answers for a live session.
 fn live(n: &str, user: &str) -> String {
@@ -541,27 +542,72 @@ async fn read_only_requests_send_no_set_cookie(backend: Backend) {
 // 8. A failed handler does not persist
 // ---------------------------------------------------------------------------
 
+/// A 5xx (a handler that failed) or a 408 (a request the server did not
+/// finish) saves nothing of what the handler changed.
 async fn failed_handler_does_not_persist(backend: Backend) {
-    let server = Server::start(backend).await;
-    // A new visitor whose first request fails: no session at all.
-    let reply = server.get("/fail").await;
-    assert_eq!(reply.status, 500);
-    assert_no_set_cookie(&reply, "500 on a new session");
+    for (path, status) in [("/fail", 500), ("/fail/503", 503), ("/fail/408", 408)] {
+        let server = Server::start(backend).await;
+        // A new visitor whose first request fails: no session at all.
+        let reply = server.get(path).await;
+        assert_eq!(reply.status, status, "{path}");
+        assert_no_set_cookie(&reply, &format!("{status} on a new session"));
+        assert_eq!(server.store.counts().total(), 0, "{path}");
+        assert_eq!(server.get("/status").await.body, FIRST_VISIT, "{path}");
+
+        // An existing session: the changes of the failed request are dropped.
+        assert_eq!(server.get("/count").await.body, "1");
+        server.store.reset_counts();
+        let reply = server.get(path).await;
+        assert_eq!(reply.status, status, "{path}");
+        assert_no_set_cookie(&reply, &format!("{status} on an existing session"));
+        assert_eq!(server.store.counts().writes(), 0, "{path}");
+        assert_eq!(
+            server.get("/get").await.body,
+            "1",
+            "{path}: the failed request's change persisted"
+        );
+        assert_eq!(server.get("/keys").await.body, "n", "{path}");
+        assert_eq!(server.get("/count").await.body, "2", "{path}");
+    }
+}
+
+/// tower-http's `TimeoutLayer` inside the session layer drops the handler
+/// between two of its changes and answers 408: neither change is saved
+/// (the first one was, when only a 5xx kept the layer from saving).
+async fn handler_cut_off_by_a_timeout_does_not_persist(backend: Backend) {
+    async fn slow(session: Session) -> Result<&'static str, SessionError> {
+        session.insert("n", 999).await?;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        session.insert("poison", true).await?;
+        Ok("done")
+    }
+    let timeout = TimeoutLayer::with_status_code(
+        http::StatusCode::REQUEST_TIMEOUT,
+        Duration::from_millis(100),
+    );
+    let slow_route = Router::new().route("/slow", get(slow)).layer(timeout);
+    let server = Server::start_with_routes(backend, |builder| builder, slow_route).await;
+
+    // A new visitor: no session at all.
+    let reply = server.get("/slow").await;
+    assert_eq!(reply.status, 408);
+    assert_no_set_cookie(&reply, "timeout on a new session");
     assert_eq!(server.store.counts().total(), 0);
     assert_eq!(server.get("/status").await.body, FIRST_VISIT);
 
-    // An existing session: the changes of the failed request are dropped.
+    // An existing session: the first change is not saved either.
     assert_eq!(server.get("/count").await.body, "1");
     server.store.reset_counts();
-    let reply = server.get("/fail").await;
-    assert_eq!(reply.status, 500);
-    assert_no_set_cookie(&reply, "500 on an existing session");
+    let reply = server.get("/slow").await;
+    assert_eq!(reply.status, 408);
+    assert_no_set_cookie(&reply, "timeout on an existing session");
     assert_eq!(server.store.counts().writes(), 0);
     assert_eq!(
         server.get("/get").await.body,
         "1",
-        "the failed request's change persisted"
+        "half of the timed-out request's changes persisted"
     );
+    assert_eq!(server.get("/keys").await.body, "n");
     assert_eq!(server.get("/count").await.body, "2");
 }
 
@@ -1456,6 +1502,7 @@ for_each_backend!(
         throttled_touch,
         read_only_requests_send_no_set_cookie,
         failed_handler_does_not_persist,
+        handler_cut_off_by_a_timeout_does_not_persist,
         tampered_cookie_gives_fresh_session,
         tampered_cookie_rejected_with_400,
         cache_headers_on_set_cookie,

@@ -9,8 +9,7 @@
 //! and [`CookieJar::private`] / [`CookieJar::private_mut`] (encrypted). Views
 //! store any serde value, bind it to its cookie name and
 //! [`Namespace`](crate::key::Namespace), and give it an expiry inside the
-//! protected payload (30 days unless said otherwise), as Anvil's
-//! `anvil.server.cookies` do.
+//! protected payload (30 days unless said otherwise).
 //!
 //! # Example
 //!

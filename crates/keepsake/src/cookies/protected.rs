@@ -15,7 +15,7 @@ use crate::{
 };
 
 /// How long a value set through a view stays valid unless said otherwise:
-/// 30 days, as Anvil's cookies.
+/// 30 days.
 ///
 /// # Example
 ///
@@ -59,7 +59,9 @@ pub(super) const MAX_SAME_NAME: usize = 16;
 ///
 /// let ring = KeyRing::new(Key::generate());
 /// let mut jar = CookieJar::new();
-/// // Anvil's `cookies.shared.set(3, user="ada")`:
+/// // A signed value that every app with the same master secret can read,
+/// // valid for 3 days (in Anvil, a Python web framework:
+/// // `anvil.server.cookies.shared.set(3, user="ada")`):
 /// jar.signed_mut(&ring)
 ///     .shared()
 ///     .ttl(Some(Duration::from_secs(3 * 86_400)))

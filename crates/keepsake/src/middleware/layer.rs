@@ -9,7 +9,7 @@ use super::{ConfigError, SessionService};
 use crate::{
     codec::{Codec, Format},
     cookies::{Cookie, CookieBuilder, Prefix, SameSite, SetCookieTemplate},
-    key::{Key, KeyError, KeyRing},
+    key::KeyRing,
     session::{
         BadCookie, Clock, SystemClock,
         context::{Backend, Context, WriteLocks},
@@ -28,6 +28,18 @@ pub(crate) type UnavailableHook = Arc<dyn Fn(&StoreError) -> Response<String> + 
 /// sessions: the whole session, signed or sealed, in the cookie), configured
 /// with its builder methods, and finished with
 /// [`build`](SessionLayerBuilder::build). Cheap to clone.
+///
+/// The layer writes its own 400 (a rejected bad cookie) and 503 (the store
+/// failed) responses, so the service it wraps must answer with a body that
+/// can be made from a `String` (`ResBody: From<String>`, as
+/// `axum::body::Body` is). With axum's `Router::layer` that always holds,
+/// whatever the order of the layers. In one `tower::ServiceBuilder`, put a
+/// layer that changes the body type (tower-http's `CompressionLayer`,
+/// `CatchPanicLayer`) before this one, that is outside it. Put timeout
+/// layers outside it too, so that a timed-out request is never half saved.
+/// The module docs show both, on
+/// [timeouts](crate::middleware#timeouts-go-outside-sessionlayer) and on
+/// [body types](crate::middleware#response-body-types).
 ///
 /// # Example
 ///
@@ -143,7 +155,7 @@ impl SessionLayer {
         // keepsake's own codec is unused; it gets a throwaway key.
         let mut builder = SessionLayerBuilder::new(
             Backend::Cookie,
-            Codec::signed(KeyRing::new(Key::generate())),
+            Codec::signed(KeyRing::new(crate::key::Key::generate())),
         );
         builder.name = codec.cookie_name().to_owned();
         // Starlette and Django give every session cookie a `Max-Age`; Flask
@@ -155,31 +167,73 @@ impl SessionLayer {
     }
 
     /// Server-side sessions in `store`, configured from the environment: the
-    /// secret from `KEEPSAKE_SECRET` (base64; required), optional fallback
-    /// keys from `KEEPSAKE_SECRET_FALLBACKS` (comma-separated), and the
-    /// settings read by [`SessionLayerBuilder::from_env`].
+    /// key ring from `KEEPSAKE_SECRET` (base64; required) and
+    /// `KEEPSAKE_SECRET_FALLBACKS` (comma-separated fallback keys), read by
+    /// [`KeyRing::from_env`], and the settings read by
+    /// [`SessionLayerBuilder::from_env`].
+    ///
+    /// The app's own signed and private cookies need the same ring, or they
+    /// stop reading values made with a key that a rotation moved to the
+    /// fallbacks: build it once with [`KeyRing::from_env`] and pass it to
+    /// [`with_store`](Self::with_store) and to the cookie jar.
     ///
     /// # Errors
     ///
     /// [`ConfigError::Key`] when `KEEPSAKE_SECRET` is missing (the message
-    /// says how to make a secret) or either variable is not valid UTF-8,
-    /// [`ConfigError::EnvKey`] when it or one of the fallback keys is not a
-    /// valid secret, and the errors of [`SessionLayerBuilder::from_env`].
+    /// says how to make a secret), when either variable is not valid UTF-8,
+    /// or when a secret in them is not valid (the message names the
+    /// variable and, for a fallback, its position in the list), and the
+    /// errors of [`SessionLayerBuilder::from_env`]. Every one of them names
+    /// the variable to fix.
     ///
     /// # Example
     ///
     /// ```
     /// use keepsake::{middleware::SessionLayer, store::MemoryStore};
     ///
-    /// // Without KEEPSAKE_SECRET in the environment:
-    /// if std::env::var_os("KEEPSAKE_SECRET").is_none() {
-    ///     let err = SessionLayer::from_env(MemoryStore::new()).unwrap_err();
-    ///     assert!(err.to_string().contains("keepsake keygen"));
+    /// // Whatever this process's environment holds:
+    /// match SessionLayer::from_env(MemoryStore::new()) {
+    ///     Ok(_) => assert!(std::env::var_os("KEEPSAKE_SECRET").is_some()),
+    ///     Err(err) => assert!(err.to_string().contains("KEEPSAKE_"), "{err}"),
     /// }
     /// ```
     pub fn from_env(store: impl SessionStore) -> Result<SessionLayerBuilder, ConfigError> {
-        let ring = ring_from_env()?;
-        Self::with_store(store, ring).from_env()
+        Self::from_env_with(store, |name| std::env::var(name))
+    }
+
+    /// [`SessionLayer::from_env`] with the variables that `lookup` gives (it
+    /// answers as [`std::env::var`] does): for tests, or for settings kept
+    /// somewhere else than the process environment.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`SessionLayer::from_env`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::env::VarError;
+    /// use keepsake::{key::{Key, KeyRing}, middleware::SessionLayer, store::MemoryStore};
+    ///
+    /// let (old, new) = (Key::generate().to_base64(), Key::generate().to_base64());
+    /// let vars = move |name: &str| match name {
+    ///     "KEEPSAKE_SECRET" => Ok(new.clone()),
+    ///     "KEEPSAKE_SECRET_FALLBACKS" => Ok(old.clone()),
+    ///     "KEEPSAKE_COOKIE_NAME" => Ok("sid".to_owned()),
+    ///     _ => Err(VarError::NotPresent),
+    /// };
+    /// let layer = SessionLayer::from_env_with(MemoryStore::new(), &vars)?.build()?;
+    /// assert_eq!(layer.cookie_name(), "sid");
+    /// // The same ring for the app's own cookies.
+    /// assert_eq!(KeyRing::from_env_with(&vars)?.fallbacks().len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_env_with(
+        store: impl SessionStore,
+        lookup: impl Fn(&str) -> Result<String, std::env::VarError>,
+    ) -> Result<SessionLayerBuilder, ConfigError> {
+        let ring = KeyRing::from_env_with(&lookup)?;
+        Self::with_store(store, ring).from_env_with(lookup)
     }
 
     /// The session cookie's full name (prefix included).
@@ -208,14 +262,13 @@ impl<S> Layer<S> for SessionLayer {
     }
 }
 
-/// Reads the key ring from `KEEPSAKE_SECRET` and `KEEPSAKE_SECRET_FALLBACKS`.
-fn ring_from_env() -> Result<KeyRing, ConfigError> {
-    ring_from_vars(|var| std::env::var(var))
-}
-
 /// The environment variables of [`SessionLayerBuilder::from_env`], read
 /// through a lookup (the process environment, or a test's).
-struct Vars<F>(F);
+struct Vars<F> {
+    lookup: F,
+    /// The variables that had a value, in the order read.
+    applied: std::cell::RefCell<Vec<&'static str>>,
+}
 
 impl<F: Fn(&str) -> Result<String, std::env::VarError>> Vars<F> {
     /// The variable's value, if set and not empty; an error if it is not
@@ -225,8 +278,12 @@ impl<F: Fn(&str) -> Result<String, std::env::VarError>> Vars<F> {
         name: &'static str,
         expected: &'static str,
     ) -> Result<Option<String>, ConfigError> {
-        match (self.0)(name) {
-            Ok(value) => Ok(Some(value).filter(|value| !value.is_empty())),
+        match (self.lookup)(name) {
+            Ok(value) if value.is_empty() => Ok(None),
+            Ok(value) => {
+                self.applied.borrow_mut().push(name);
+                Ok(Some(value))
+            }
             Err(std::env::VarError::NotPresent) => Ok(None),
             Err(std::env::VarError::NotUnicode(value)) => Err(ConfigError::Env {
                 var: name,
@@ -254,43 +311,6 @@ impl<F: Fn(&str) -> Result<String, std::env::VarError>> Vars<F> {
     }
 }
 
-/// The key ring from the variables `lookup` reads; an error names the
-/// variable (and which of the fallback keys), never the secret.
-fn ring_from_vars(
-    lookup: impl Fn(&str) -> Result<String, std::env::VarError>,
-) -> Result<KeyRing, ConfigError> {
-    use std::env::VarError;
-    const SECRET: &str = "KEEPSAKE_SECRET";
-    const FALLBACKS: &str = "KEEPSAKE_SECRET_FALLBACKS";
-    let not_unicode = |var: &str| KeyError::EnvNotUnicode {
-        var: var.to_owned(),
-    };
-    let secret = match lookup(SECRET) {
-        Ok(text) => text,
-        Err(VarError::NotPresent) => {
-            return Err(KeyError::MissingEnv {
-                var: SECRET.to_owned(),
-            }
-            .into());
-        }
-        Err(VarError::NotUnicode(_)) => return Err(not_unicode(SECRET).into()),
-    };
-    let key = |var: String, text: &str| {
-        Key::from_base64(text).map_err(|source| ConfigError::EnvKey { var, source })
-    };
-    let mut ring = KeyRing::new(key(SECRET.to_owned(), &secret)?);
-    let fallbacks = match lookup(FALLBACKS) {
-        Ok(text) => text,
-        Err(VarError::NotPresent) => String::new(),
-        Err(VarError::NotUnicode(_)) => return Err(not_unicode(FALLBACKS).into()),
-    };
-    let texts = fallbacks.split(',').filter(|text| !text.trim().is_empty());
-    for (n, text) in (1..).zip(texts) {
-        ring = ring.with_fallback(key(format!("{FALLBACKS} (key {n})"), text)?);
-    }
-    Ok(ring)
-}
-
 /// Configures a [`SessionLayer`]. Every setting has a secure default, named
 /// on its method.
 ///
@@ -307,7 +327,7 @@ fn ring_from_vars(
 ///     .absolute_lifetime(Duration::from_secs(7 * 86_400))
 ///     .bad_cookie(BadCookie::Reject)
 ///     .build()?;
-/// # let _ = layer;
+/// assert_eq!(layer.cookie_name(), "session");
 /// # Ok::<(), keepsake::middleware::ConfigError>(())
 /// ```
 #[must_use]
@@ -335,7 +355,19 @@ pub struct SessionLayerBuilder {
     unavailable: Option<UnavailableHook>,
     #[cfg(feature = "interop")]
     interop: Option<crate::codec::interop::InteropCodec>,
+    /// The variables [`from_env`](SessionLayerBuilder::from_env) applied,
+    /// for the errors of `build`.
+    from_env: Vec<&'static str>,
 }
+
+/// The variables of the cookie's attributes, which `build` checks together.
+const COOKIE_VARS: &[&str] = &[
+    "KEEPSAKE_COOKIE_NAME",
+    "KEEPSAKE_COOKIE_PATH",
+    "KEEPSAKE_COOKIE_DOMAIN",
+    "KEEPSAKE_COOKIE_SECURE",
+    "KEEPSAKE_HOST_PREFIX",
+];
 
 /// The default of [`SessionLayerBuilder::max_replays`].
 const DEFAULT_MAX_REPLAYS: usize = 16;
@@ -373,6 +405,7 @@ impl SessionLayerBuilder {
             unavailable: None,
             #[cfg(feature = "interop")]
             interop: None,
+            from_env: Vec::new(),
         }
     }
 
@@ -404,9 +437,27 @@ impl SessionLayerBuilder {
     /// # Example
     ///
     /// ```
+    /// # fn respond(layer: &SessionLayer, cookie: &str) -> http::Response<String> {
+    /// #     use tower_service::Service as _;
+    /// #     let handler = tower::service_fn(|request: http::Request<String>| async move {
+    /// #         let session = request.extensions().get::<keepsake::session::Session>().cloned().unwrap();
+    /// #         let _ = session.insert("n", 1).await; // a store failure is the layer's to answer
+    /// #         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// #     });
+    /// #     let request = http::Request::builder().header("cookie", cookie).body(String::new()).unwrap();
+    /// #     let answer = tower_layer::Layer::layer(layer, handler).call(request);
+    /// #     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// #     runtime.block_on(answer).unwrap()
+    /// # }
+    /// # fn set_cookie(layer: &SessionLayer) -> String {
+    /// #     respond(layer, "").headers()[http::header::SET_COOKIE].to_str().unwrap().to_owned()
+    /// # }
+    /// // `set_cookie(&layer)`: the `Set-Cookie` header of the layer's answer to a
+    /// // first request whose handler writes to the session.
     /// # use keepsake::{codec::Format, key::{Key, KeyRing}, middleware::SessionLayer};
-    /// let built = SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate())).path("/app").build();
-    /// assert!(built.is_ok());
+    /// let layer = SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate())).path("/app").build()?;
+    /// assert!(set_cookie(&layer).ends_with("; Path=/app"));
+    /// # Ok::<(), keepsake::middleware::ConfigError>(())
     /// ```
     pub fn path(mut self, path: impl Into<String>) -> Self {
         self.path = path.into();
@@ -418,11 +469,28 @@ impl SessionLayerBuilder {
     /// # Example
     ///
     /// ```
+    /// # fn respond(layer: &SessionLayer, cookie: &str) -> http::Response<String> {
+    /// #     use tower_service::Service as _;
+    /// #     let handler = tower::service_fn(|request: http::Request<String>| async move {
+    /// #         let session = request.extensions().get::<keepsake::session::Session>().cloned().unwrap();
+    /// #         let _ = session.insert("n", 1).await; // a store failure is the layer's to answer
+    /// #         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// #     });
+    /// #     let request = http::Request::builder().header("cookie", cookie).body(String::new()).unwrap();
+    /// #     let answer = tower_layer::Layer::layer(layer, handler).call(request);
+    /// #     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// #     runtime.block_on(answer).unwrap()
+    /// # }
+    /// # fn set_cookie(layer: &SessionLayer) -> String {
+    /// #     respond(layer, "").headers()[http::header::SET_COOKIE].to_str().unwrap().to_owned()
+    /// # }
+    /// // `set_cookie(&layer)`: the `Set-Cookie` header of the layer's answer to a
+    /// // first request whose handler writes to the session.
     /// # use keepsake::{codec::Format, key::{Key, KeyRing}, middleware::SessionLayer};
-    /// let built = SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate()))
-    ///     .domain("example.com")
-    ///     .build();
-    /// assert!(built.is_ok());
+    /// let builder = || SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate()));
+    /// assert!(set_cookie(&builder().domain("example.com").build()?).contains("; Domain=example.com"));
+    /// assert!(!set_cookie(&builder().build()?).contains("Domain="));
+    /// # Ok::<(), keepsake::middleware::ConfigError>(())
     /// ```
     pub fn domain(mut self, domain: impl Into<String>) -> Self {
         self.domain = Some(domain.into());
@@ -434,15 +502,44 @@ impl SessionLayerBuilder {
     /// # ⚠️ Warning
     ///
     /// Without `Secure` the session cookie also travels over plain HTTP,
-    /// where anyone on the path can steal the session. Turn it off only for
-    /// local development over `http://`.
+    /// where anyone on the path can steal the session. Never turn it off in
+    /// production.
+    ///
+    /// Over plain `http://`, browsers keep a `Secure` cookie only from a
+    /// loopback host: Chrome, Edge and Firefox (and curl) keep it from
+    /// `http://localhost` and `http://127.0.0.1`, so the default works for
+    /// local development there. Safari keeps none over `http://`, not even
+    /// from `localhost`. Through any other name (a LAN address, a docker
+    /// service name, an `/etc/hosts` alias, a phone on the LAN) the cookie
+    /// is silently dropped and every request starts a new session. Use
+    /// `secure(false)` only for development over plain `http://` through
+    /// such a name (or with Safari).
     ///
     /// # Example
     ///
     /// ```
+    /// # fn respond(layer: &SessionLayer, cookie: &str) -> http::Response<String> {
+    /// #     use tower_service::Service as _;
+    /// #     let handler = tower::service_fn(|request: http::Request<String>| async move {
+    /// #         let session = request.extensions().get::<keepsake::session::Session>().cloned().unwrap();
+    /// #         let _ = session.insert("n", 1).await; // a store failure is the layer's to answer
+    /// #         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// #     });
+    /// #     let request = http::Request::builder().header("cookie", cookie).body(String::new()).unwrap();
+    /// #     let answer = tower_layer::Layer::layer(layer, handler).call(request);
+    /// #     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// #     runtime.block_on(answer).unwrap()
+    /// # }
+    /// # fn set_cookie(layer: &SessionLayer) -> String {
+    /// #     respond(layer, "").headers()[http::header::SET_COOKIE].to_str().unwrap().to_owned()
+    /// # }
+    /// // `set_cookie(&layer)`: the `Set-Cookie` header of the layer's answer to a
+    /// // first request whose handler writes to the session.
     /// # use keepsake::{codec::Format, key::{Key, KeyRing}, middleware::SessionLayer};
-    /// let built = SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate())).secure(false).build();
-    /// assert!(built.is_ok());
+    /// let builder = || SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate()));
+    /// assert!(set_cookie(&builder().build()?).contains("; Secure"));
+    /// assert!(!set_cookie(&builder().secure(false).build()?).contains("Secure"));
+    /// # Ok::<(), keepsake::middleware::ConfigError>(())
     /// ```
     pub fn secure(mut self, secure: bool) -> Self {
         self.secure = secure;
@@ -459,9 +556,28 @@ impl SessionLayerBuilder {
     /// # Example
     ///
     /// ```
+    /// # fn respond(layer: &SessionLayer, cookie: &str) -> http::Response<String> {
+    /// #     use tower_service::Service as _;
+    /// #     let handler = tower::service_fn(|request: http::Request<String>| async move {
+    /// #         let session = request.extensions().get::<keepsake::session::Session>().cloned().unwrap();
+    /// #         let _ = session.insert("n", 1).await; // a store failure is the layer's to answer
+    /// #         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// #     });
+    /// #     let request = http::Request::builder().header("cookie", cookie).body(String::new()).unwrap();
+    /// #     let answer = tower_layer::Layer::layer(layer, handler).call(request);
+    /// #     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// #     runtime.block_on(answer).unwrap()
+    /// # }
+    /// # fn set_cookie(layer: &SessionLayer) -> String {
+    /// #     respond(layer, "").headers()[http::header::SET_COOKIE].to_str().unwrap().to_owned()
+    /// # }
+    /// // `set_cookie(&layer)`: the `Set-Cookie` header of the layer's answer to a
+    /// // first request whose handler writes to the session.
     /// # use keepsake::{codec::Format, key::{Key, KeyRing}, middleware::SessionLayer};
-    /// let built = SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate())).http_only(false).build();
-    /// assert!(built.is_ok());
+    /// let builder = || SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate()));
+    /// assert!(set_cookie(&builder().build()?).contains("; HttpOnly"));
+    /// assert!(!set_cookie(&builder().http_only(false).build()?).contains("HttpOnly"));
+    /// # Ok::<(), keepsake::middleware::ConfigError>(())
     /// ```
     pub fn http_only(mut self, http_only: bool) -> Self {
         self.http_only = http_only;
@@ -473,11 +589,30 @@ impl SessionLayerBuilder {
     /// # Example
     ///
     /// ```
+    /// # fn respond(layer: &SessionLayer, cookie: &str) -> http::Response<String> {
+    /// #     use tower_service::Service as _;
+    /// #     let handler = tower::service_fn(|request: http::Request<String>| async move {
+    /// #         let session = request.extensions().get::<keepsake::session::Session>().cloned().unwrap();
+    /// #         let _ = session.insert("n", 1).await; // a store failure is the layer's to answer
+    /// #         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// #     });
+    /// #     let request = http::Request::builder().header("cookie", cookie).body(String::new()).unwrap();
+    /// #     let answer = tower_layer::Layer::layer(layer, handler).call(request);
+    /// #     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// #     runtime.block_on(answer).unwrap()
+    /// # }
+    /// # fn set_cookie(layer: &SessionLayer) -> String {
+    /// #     respond(layer, "").headers()[http::header::SET_COOKIE].to_str().unwrap().to_owned()
+    /// # }
+    /// // `set_cookie(&layer)`: the `Set-Cookie` header of the layer's answer to a
+    /// // first request whose handler writes to the session.
     /// # use keepsake::{codec::Format, cookies::SameSite, key::{Key, KeyRing}, middleware::SessionLayer};
-    /// let built = SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate()))
-    ///     .same_site(Some(SameSite::Strict))
-    ///     .build();
-    /// assert!(built.is_ok());
+    /// let builder = || SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate()));
+    /// assert!(set_cookie(&builder().build()?).contains("; SameSite=Lax"));
+    /// let strict = builder().same_site(Some(SameSite::Strict)).build()?;
+    /// assert!(set_cookie(&strict).contains("; SameSite=Strict"));
+    /// assert!(!set_cookie(&builder().same_site(None).build()?).contains("SameSite"));
+    /// # Ok::<(), keepsake::middleware::ConfigError>(())
     /// ```
     pub fn same_site(mut self, same_site: Option<SameSite>) -> Self {
         self.same_site = same_site;
@@ -496,7 +631,8 @@ impl SessionLayerBuilder {
     /// # use keepsake::{codec::Format, key::{Key, KeyRing}, middleware::SessionLayer};
     /// let builder = || SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate()));
     /// let err = builder().host_prefix(true).path("/app").build().unwrap_err();
-    /// assert!(err.to_string().contains("__Host-"));
+    /// let why = std::error::Error::source(&err).unwrap().to_string();
+    /// assert_eq!(why, "cookie `__Host-session`: the `__Host-` prefix requires `Path=/`");
     /// let layer = builder().host_prefix(true).cookie_name("__Host-sid").build()?;
     /// assert_eq!(layer.cookie_name(), "__Host-sid");
     /// # Ok::<(), keepsake::middleware::ConfigError>(())
@@ -506,18 +642,38 @@ impl SessionLayerBuilder {
         self
     }
 
-    /// Inactivity after which a session ends (default 30 minutes, as Anvil);
+    /// Inactivity after which a session ends (default 30 minutes);
     /// `None` for no idle limit.
     ///
     /// # Example
     ///
     /// ```
+    /// # fn respond(layer: &SessionLayer, cookie: &str) -> http::Response<String> {
+    /// #     use tower_service::Service as _;
+    /// #     let handler = tower::service_fn(|request: http::Request<String>| async move {
+    /// #         let session = request.extensions().get::<keepsake::session::Session>().cloned().unwrap();
+    /// #         let _ = session.insert("n", 1).await; // a store failure is the layer's to answer
+    /// #         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// #     });
+    /// #     let request = http::Request::builder().header("cookie", cookie).body(String::new()).unwrap();
+    /// #     let answer = tower_layer::Layer::layer(layer, handler).call(request);
+    /// #     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// #     runtime.block_on(answer).unwrap()
+    /// # }
+    /// # fn set_cookie(layer: &SessionLayer) -> String {
+    /// #     respond(layer, "").headers()[http::header::SET_COOKIE].to_str().unwrap().to_owned()
+    /// # }
+    /// // `set_cookie(&layer)`: the `Set-Cookie` header of the layer's answer to a
+    /// // first request whose handler writes to the session.
     /// # use std::time::Duration;
     /// # use keepsake::{codec::Format, key::{Key, KeyRing}, middleware::SessionLayer};
-    /// let built = SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate()))
+    /// // A persistent client-side session's cookie lives until its idle deadline.
+    /// let layer = SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate()))
     ///     .idle_timeout(Some(Duration::from_secs(600)))
-    ///     .build();
-    /// assert!(built.is_ok());
+    ///     .persistent(true)
+    ///     .build()?;
+    /// assert!(set_cookie(&layer).contains("; Max-Age=600"));
+    /// # Ok::<(), keepsake::middleware::ConfigError>(())
     /// ```
     pub fn idle_timeout(mut self, idle: Option<Duration>) -> Self {
         self.idle_timeout = idle;
@@ -531,12 +687,32 @@ impl SessionLayerBuilder {
     /// # Example
     ///
     /// ```
+    /// # fn respond(layer: &SessionLayer, cookie: &str) -> http::Response<String> {
+    /// #     use tower_service::Service as _;
+    /// #     let handler = tower::service_fn(|request: http::Request<String>| async move {
+    /// #         let session = request.extensions().get::<keepsake::session::Session>().cloned().unwrap();
+    /// #         let _ = session.insert("n", 1).await; // a store failure is the layer's to answer
+    /// #         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// #     });
+    /// #     let request = http::Request::builder().header("cookie", cookie).body(String::new()).unwrap();
+    /// #     let answer = tower_layer::Layer::layer(layer, handler).call(request);
+    /// #     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// #     runtime.block_on(answer).unwrap()
+    /// # }
+    /// # fn set_cookie(layer: &SessionLayer) -> String {
+    /// #     respond(layer, "").headers()[http::header::SET_COOKIE].to_str().unwrap().to_owned()
+    /// # }
+    /// // `set_cookie(&layer)`: the `Set-Cookie` header of the layer's answer to a
+    /// // first request whose handler writes to the session.
     /// # use std::time::Duration;
-    /// # use keepsake::{codec::Format, key::{Key, KeyRing}, middleware::SessionLayer};
-    /// let built = SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate()))
+    /// # use keepsake::{key::{Key, KeyRing}, middleware::SessionLayer, store::MemoryStore};
+    /// // A persistent server-side session's cookie lives until its absolute deadline.
+    /// let layer = SessionLayer::with_store(MemoryStore::new(), KeyRing::new(Key::generate()))
     ///     .absolute_lifetime(Duration::from_secs(86_400))
-    ///     .build();
-    /// assert!(built.is_ok());
+    ///     .persistent(true)
+    ///     .build()?;
+    /// assert!(set_cookie(&layer).contains("; Max-Age=86400"));
+    /// # Ok::<(), keepsake::middleware::ConfigError>(())
     /// ```
     pub fn absolute_lifetime(mut self, lifetime: Duration) -> Self {
         self.absolute_lifetime = lifetime;
@@ -551,9 +727,29 @@ impl SessionLayerBuilder {
     /// # Example
     ///
     /// ```
-    /// # use keepsake::{codec::Format, key::{Key, KeyRing}, middleware::SessionLayer};
-    /// let built = SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate())).persistent(true).build();
-    /// assert!(built.is_ok());
+    /// # fn respond(layer: &SessionLayer, cookie: &str) -> http::Response<String> {
+    /// #     use tower_service::Service as _;
+    /// #     let handler = tower::service_fn(|request: http::Request<String>| async move {
+    /// #         let session = request.extensions().get::<keepsake::session::Session>().cloned().unwrap();
+    /// #         let _ = session.insert("n", 1).await; // a store failure is the layer's to answer
+    /// #         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// #     });
+    /// #     let request = http::Request::builder().header("cookie", cookie).body(String::new()).unwrap();
+    /// #     let answer = tower_layer::Layer::layer(layer, handler).call(request);
+    /// #     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// #     runtime.block_on(answer).unwrap()
+    /// # }
+    /// # fn set_cookie(layer: &SessionLayer) -> String {
+    /// #     respond(layer, "").headers()[http::header::SET_COOKIE].to_str().unwrap().to_owned()
+    /// # }
+    /// // `set_cookie(&layer)`: the `Set-Cookie` header of the layer's answer to a
+    /// // first request whose handler writes to the session.
+    /// # use keepsake::{key::{Key, KeyRing}, middleware::SessionLayer, store::MemoryStore};
+    /// let builder = || SessionLayer::with_store(MemoryStore::new(), KeyRing::new(Key::generate()));
+    /// assert!(!set_cookie(&builder().build()?).contains("Max-Age"));
+    /// // 14 days, the default absolute lifetime.
+    /// assert!(set_cookie(&builder().persistent(true).build()?).contains("; Max-Age=1209600"));
+    /// # Ok::<(), keepsake::middleware::ConfigError>(())
     /// ```
     pub fn persistent(mut self, persistent: bool) -> Self {
         self.persistent = persistent;
@@ -567,11 +763,31 @@ impl SessionLayerBuilder {
     /// # Example
     ///
     /// ```
+    /// # fn respond(layer: &SessionLayer, cookie: &str) -> http::Response<String> {
+    /// #     use tower_service::Service as _;
+    /// #     let handler = tower::service_fn(|request: http::Request<String>| async move {
+    /// #         let session = request.extensions().get::<keepsake::session::Session>().cloned().unwrap();
+    /// #         let _ = session.insert("n", 1).await; // a store failure is the layer's to answer
+    /// #         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// #     });
+    /// #     let request = http::Request::builder().header("cookie", cookie).body(String::new()).unwrap();
+    /// #     let answer = tower_layer::Layer::layer(layer, handler).call(request);
+    /// #     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// #     runtime.block_on(answer).unwrap()
+    /// # }
+    /// # fn set_cookie(layer: &SessionLayer) -> String {
+    /// #     respond(layer, "").headers()[http::header::SET_COOKIE].to_str().unwrap().to_owned()
+    /// # }
+    /// // `respond(&layer, cookie)`: the layer's answer to a request with this
+    /// // `Cookie` header, whose handler writes to the session.
     /// # use keepsake::{codec::Format, key::{Key, KeyRing}, middleware::SessionLayer, session::BadCookie};
-    /// let built = SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate()))
-    ///     .bad_cookie(BadCookie::Reject)
-    ///     .build();
-    /// assert!(built.is_ok());
+    /// let builder = || SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate()));
+    /// let forged = "session=s1.AAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    /// assert_eq!(respond(&builder().build()?, forged).status(), 200); // a new session
+    /// let answer = respond(&builder().bad_cookie(BadCookie::Reject).build()?, forged);
+    /// assert_eq!(answer.status(), 400);
+    /// assert!(answer.headers()["set-cookie"].to_str()?.contains("Max-Age=0")); // removed
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn bad_cookie(mut self, policy: BadCookie) -> Self {
         self.bad_cookie = policy;
@@ -586,12 +802,30 @@ impl SessionLayerBuilder {
     /// # Example
     ///
     /// ```
+    /// # fn respond(layer: &SessionLayer, cookie: &str) -> http::Response<String> {
+    /// #     use tower_service::Service as _;
+    /// #     let handler = tower::service_fn(|request: http::Request<String>| async move {
+    /// #         let session = request.extensions().get::<keepsake::session::Session>().cloned().unwrap();
+    /// #         let _ = session.insert("n", 1).await; // a store failure is the layer's to answer
+    /// #         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// #     });
+    /// #     let request = http::Request::builder().header("cookie", cookie).body(String::new()).unwrap();
+    /// #     let answer = tower_layer::Layer::layer(layer, handler).call(request);
+    /// #     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// #     runtime.block_on(answer).unwrap()
+    /// # }
+    /// # fn set_cookie(layer: &SessionLayer) -> String {
+    /// #     respond(layer, "").headers()[http::header::SET_COOKIE].to_str().unwrap().to_owned()
+    /// # }
+    /// // `respond(&layer, cookie)`: the layer's answer to a request with this
+    /// // `Cookie` header, whose handler writes to the session.
     /// # use std::time::Duration;
     /// # use keepsake::{key::{Key, KeyRing}, middleware::SessionLayer, store::MemoryStore};
-    /// let built = SessionLayer::with_store(MemoryStore::new(), KeyRing::new(Key::generate()))
-    ///     .store_timeout(Duration::from_millis(250))
-    ///     .build();
-    /// assert!(built.is_ok());
+    /// let builder = || SessionLayer::with_store(MemoryStore::new(), KeyRing::new(Key::generate()));
+    /// let layer = builder().store_timeout(Duration::from_millis(250)).build()?;
+    /// assert_eq!(respond(&layer, "").status(), 200); // well within 250 ms
+    /// assert!(builder().store_timeout(Duration::ZERO).build().is_err());
+    /// # Ok::<(), keepsake::middleware::ConfigError>(())
     /// ```
     pub fn store_timeout(mut self, timeout: Duration) -> Self {
         self.store_timeout = timeout;
@@ -603,10 +837,32 @@ impl SessionLayerBuilder {
     /// # Example
     ///
     /// ```
+    /// # fn respond(layer: &SessionLayer, cookie: &str) -> http::Response<String> {
+    /// #     use tower_service::Service as _;
+    /// #     let handler = tower::service_fn(|request: http::Request<String>| async move {
+    /// #         let session = request.extensions().get::<keepsake::session::Session>().cloned().unwrap();
+    /// #         let _ = session.insert("n", 1).await; // a store failure is the layer's to answer
+    /// #         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// #     });
+    /// #     let request = http::Request::builder().header("cookie", cookie).body(String::new()).unwrap();
+    /// #     let answer = tower_layer::Layer::layer(layer, handler).call(request);
+    /// #     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// #     runtime.block_on(answer).unwrap()
+    /// # }
+    /// # fn set_cookie(layer: &SessionLayer) -> String {
+    /// #     respond(layer, "").headers()[http::header::SET_COOKIE].to_str().unwrap().to_owned()
+    /// # }
+    /// // `set_cookie(&layer)`: the `Set-Cookie` header of the layer's answer to a
+    /// // first request whose handler writes to the session.
     /// # use keepsake::{codec::Format, key::{Key, KeyRing}, middleware::SessionLayer, session::ManualClock};
     /// let clock = ManualClock::new(1_700_000_000);
-    /// let built = SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate())).clock(clock.clone()).build();
-    /// assert!(built.is_ok());
+    /// let layer = SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate())).clock(clock.clone()).build()?;
+    /// // The cookie's value says when it was issued: by this clock.
+    /// let header = set_cookie(&layer);
+    /// let value = header.split(';').next().unwrap().trim_start_matches("session=");
+    /// let seen = keepsake::codec::inspect(value)?;
+    /// assert_eq!(seen.claims().unwrap().issued_at(), 1_700_000_000);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
@@ -624,11 +880,33 @@ impl SessionLayerBuilder {
     /// # Example
     ///
     /// ```
+    /// # fn respond(layer: &SessionLayer, cookie: &str) -> http::Response<String> {
+    /// #     use tower_service::Service as _;
+    /// #     let handler = tower::service_fn(|request: http::Request<String>| async move {
+    /// #         let session = request.extensions().get::<keepsake::session::Session>().cloned().unwrap();
+    /// #         let _ = session.insert("n", 1).await; // a store failure is the layer's to answer
+    /// #         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// #     });
+    /// #     let request = http::Request::builder().header("cookie", cookie).body(String::new()).unwrap();
+    /// #     let answer = tower_layer::Layer::layer(layer, handler).call(request);
+    /// #     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// #     runtime.block_on(answer).unwrap()
+    /// # }
+    /// # fn set_cookie(layer: &SessionLayer) -> String {
+    /// #     respond(layer, "").headers()[http::header::SET_COOKIE].to_str().unwrap().to_owned()
+    /// # }
+    /// // `respond(&layer, cookie)`: the layer's answer to a request with this
+    /// // `Cookie` header, whose handler writes to the session.
     /// # use keepsake::{key::{Key, KeyRing}, middleware::SessionLayer, store::MemoryStore};
-    /// let built = SessionLayer::with_store(MemoryStore::new(), KeyRing::new(Key::generate()))
-    ///     .max_replays(32)
-    ///     .build();
-    /// assert!(built.is_ok());
+    /// // No retries at all: a save that loses a race answers 503 at once. A
+    /// // request that races with nobody saves as usual.
+    /// let layer = SessionLayer::with_store(MemoryStore::new(), KeyRing::new(Key::generate()))
+    ///     .max_replays(0)
+    ///     .build()?;
+    /// let answer = respond(&layer, "");
+    /// assert_eq!(answer.status(), 200);
+    /// assert!(answer.headers().contains_key("set-cookie"));
+    /// # Ok::<(), keepsake::middleware::ConfigError>(())
     /// ```
     pub fn max_replays(mut self, replays: usize) -> Self {
         self.max_replays = replays;
@@ -642,16 +920,39 @@ impl SessionLayerBuilder {
     /// # Example
     ///
     /// ```
+    /// # fn respond(layer: &SessionLayer, cookie: &str) -> http::Response<String> {
+    /// #     use tower_service::Service as _;
+    /// #     let handler = tower::service_fn(|request: http::Request<String>| async move {
+    /// #         let session = request.extensions().get::<keepsake::session::Session>().cloned().unwrap();
+    /// #         let _ = session.insert("n", 1).await; // a store failure is the layer's to answer
+    /// #         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// #     });
+    /// #     let request = http::Request::builder().header("cookie", cookie).body(String::new()).unwrap();
+    /// #     let answer = tower_layer::Layer::layer(layer, handler).call(request);
+    /// #     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// #     runtime.block_on(answer).unwrap()
+    /// # }
+    /// # fn set_cookie(layer: &SessionLayer) -> String {
+    /// #     respond(layer, "").headers()[http::header::SET_COOKIE].to_str().unwrap().to_owned()
+    /// # }
+    /// // `respond(&layer, cookie)`: the layer's answer to a request with this
+    /// // `Cookie` header, whose handler writes to the session.
     /// # use keepsake::{key::{Key, KeyRing}, middleware::SessionLayer, store::MemoryStore};
-    /// let built = SessionLayer::with_store(MemoryStore::new(), KeyRing::new(Key::generate()))
+    /// // A store that refuses every new session, to see the hook at work.
+    /// let full = MemoryStore::builder().max_records(0).build();
+    /// let layer = SessionLayer::with_store(full, KeyRing::new(Key::generate()))
     ///     .on_unavailable(|_err| {
     ///         http::Response::builder()
     ///             .status(503)
     ///             .body("<h1>Back in a moment</h1>".to_owned())
     ///             .unwrap()
     ///     })
-    ///     .build();
-    /// assert!(built.is_ok());
+    ///     .build()?;
+    /// let answer = respond(&layer, "");
+    /// assert_eq!(answer.status(), 503);
+    /// assert_eq!(answer.body(), "<h1>Back in a moment</h1>");
+    /// assert_eq!(answer.headers()["retry-after"], "1"); // added by the layer
+    /// # Ok::<(), keepsake::middleware::ConfigError>(())
     /// ```
     pub fn on_unavailable(
         mut self,
@@ -676,32 +977,88 @@ impl SessionLayerBuilder {
     /// | `KEEPSAKE_BAD_COOKIE` | [`bad_cookie`](Self::bad_cookie) | `ignore` / `reject` |
     /// | `KEEPSAKE_STORE_TIMEOUT_MS` | [`store_timeout`](Self::store_timeout) | `1000` |
     ///
+    /// An empty variable is the same as an unset one. Settings made in code
+    /// after this call win over the environment's.
+    ///
     /// # Errors
     ///
-    /// [`ConfigError::Env`] naming the variable whose value is invalid.
+    /// [`ConfigError::Env`] naming the variable whose value cannot be
+    /// read. A value that reads but is refused by [`build`](Self::build),
+    /// alone or with the other settings (a cookie name with a space,
+    /// `KEEPSAKE_HOST_PREFIX=true` with a `KEEPSAKE_COOKIE_DOMAIN`, an idle
+    /// timeout longer than the lifetime), makes `build` fail with
+    /// [`ConfigError::FromEnv`], which names the variables involved.
     ///
     /// # Example
     ///
     /// ```
     /// # use keepsake::{codec::Format, key::{Key, KeyRing}, middleware::SessionLayer};
-    /// // With none of the variables set, nothing changes.
-    /// let builder = SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate())).from_env()?;
-    /// # let _ = builder;
+    /// let builder = || SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate()));
+    ///
+    /// // Whatever this process's environment holds, an error names the variable.
+    /// if let Err(err) = builder().from_env() {
+    ///     assert!(err.to_string().contains("KEEPSAKE_"), "{err}");
+    /// }
+    ///
+    /// // The same settings from a lookup of one's own (see `from_env_with`):
+    /// let vars = |name: &str| match name {
+    ///     "KEEPSAKE_COOKIE_NAME" => Ok("sid".to_owned()),
+    ///     _ => Err(std::env::VarError::NotPresent),
+    /// };
+    /// assert_eq!(builder().from_env_with(vars)?.build()?.cookie_name(), "sid");
     /// # Ok::<(), keepsake::middleware::ConfigError>(())
     /// ```
     pub fn from_env(self) -> Result<Self, ConfigError> {
-        self.read_vars(|var| std::env::var(var))
+        self.from_env_with(|var| std::env::var(var))
     }
 
-    /// [`from_env`](Self::from_env) with the variables `lookup` reads.
-    fn read_vars(
+    /// [`from_env`](Self::from_env) with the variables that `lookup` gives
+    /// (it answers as [`std::env::var`] does): for tests, or for settings
+    /// kept somewhere else than the process environment.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`from_env`](Self::from_env).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::{env::VarError, error::Error as _};
+    /// use keepsake::{codec::Format, key::{Key, KeyRing}, middleware::{ConfigError, SessionLayer}};
+    ///
+    /// let builder = || SessionLayer::with_cookies(Format::Signed, KeyRing::new(Key::generate()));
+    /// let only = |var: &'static str, value: &'static str| {
+    ///     move |name: &str| if name == var { Ok(value.to_owned()) } else { Err(VarError::NotPresent) }
+    /// };
+    ///
+    /// // Nothing set: nothing changes.
+    /// let layer = builder().from_env_with(|_| Err(VarError::NotPresent))?.build()?;
+    /// assert_eq!(layer.cookie_name(), "session");
+    /// assert_eq!(builder().from_env_with(only("KEEPSAKE_HOST_PREFIX", "true"))?.build()?.cookie_name(), "__Host-session");
+    ///
+    /// // A value that cannot be read, and one that `build` refuses, name their variable.
+    /// let err = builder().from_env_with(only("KEEPSAKE_COOKIE_SECURE", "no")).unwrap_err();
+    /// assert!(matches!(err, ConfigError::Env { var: "KEEPSAKE_COOKIE_SECURE", .. }));
+    /// let err = builder().from_env_with(only("KEEPSAKE_COOKIE_NAME", "my session"))?.build().unwrap_err();
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "the session settings from the environment (KEEPSAKE_COOKIE_NAME) were refused"
+    /// );
+    /// assert!(matches!(&err, ConfigError::FromEnv { source, .. } if matches!(**source, ConfigError::Cookie(_))));
+    /// assert!(err.source().unwrap().source().unwrap().to_string().contains("my session"));
+    /// # Ok::<(), ConfigError>(())
+    /// ```
+    pub fn from_env_with(
         mut self,
         lookup: impl Fn(&str) -> Result<String, std::env::VarError>,
     ) -> Result<Self, ConfigError> {
         const TEXT: &str = "UTF-8 text";
         const BOOL: &str = "`true` or `false`";
         const SECS: &str = "a whole number of seconds";
-        let vars = Vars(lookup);
+        let vars = Vars {
+            lookup,
+            applied: std::cell::RefCell::default(),
+        };
         if let Some(value) = vars.text("KEEPSAKE_COOKIE_NAME", TEXT)? {
             self.name = value;
         }
@@ -746,7 +1103,27 @@ impl SessionLayerBuilder {
         )? {
             self.store_timeout = Duration::from_millis(ms);
         }
+        self.from_env.extend(vars.applied.into_inner());
         Ok(self)
+    }
+
+    /// `err`, from a check of the settings that the variables `involved`
+    /// set, as [`ConfigError::FromEnv`] if [`from_env`](Self::from_env)
+    /// applied any of them.
+    fn blame_env(&self, involved: &[&'static str], err: ConfigError) -> ConfigError {
+        let vars: Vec<&'static str> = involved
+            .iter()
+            .copied()
+            .filter(|var| self.from_env.contains(var))
+            .collect();
+        if vars.is_empty() {
+            err
+        } else {
+            ConfigError::FromEnv {
+                vars,
+                source: Box::new(err),
+            }
+        }
     }
 
     /// Checks the settings and makes the layer.
@@ -758,7 +1135,10 @@ impl SessionLayerBuilder {
     /// `Domain`); [`ConfigError::Lifetime`] for a zero lifetime, an idle
     /// timeout longer than the lifetime, or a zero store timeout;
     /// [`ConfigError::EmptySecret`] for a Flask, Starlette or Django codec
-    /// with an empty secret key.
+    /// with an empty secret key. When [`from_env`](Self::from_env) set any
+    /// of the settings a refused check involves, the `Cookie` or `Lifetime`
+    /// error comes as the source of a [`ConfigError::FromEnv`] that names
+    /// those variables.
     ///
     /// # Example
     ///
@@ -778,29 +1158,43 @@ impl SessionLayerBuilder {
                 return Err(ConfigError::EmptySecret(codec.framework()));
             }
             if self.lifetime_set {
-                return Err(ConfigError::Lifetime(
-                    "with_interop: the framework's rules decide how long a session lasts \
-                     and whether its cookie has a Max-Age; set the codec's max_age \
-                     instead of idle_timeout, absolute_lifetime or persistent",
+                return Err(self.blame_env(
+                    &[
+                        "KEEPSAKE_IDLE_TIMEOUT",
+                        "KEEPSAKE_ABSOLUTE_LIFETIME",
+                        "KEEPSAKE_PERSISTENT",
+                    ],
+                    ConfigError::Lifetime(
+                        "with_interop: the framework's rules decide how long a session lasts \
+                         and whether its cookie has a Max-Age; set the codec's max_age \
+                         instead of idle_timeout, absolute_lifetime or persistent",
+                    ),
                 ));
             }
         }
         let idle = self.idle_timeout.map(|idle| idle.as_secs());
         let absolute = self.absolute_lifetime.as_secs();
         if absolute == 0 || idle == Some(0) {
-            return Err(ConfigError::Lifetime(
-                "the idle timeout and the absolute lifetime must be at least one second",
+            return Err(self.blame_env(
+                &["KEEPSAKE_ABSOLUTE_LIFETIME"],
+                ConfigError::Lifetime(
+                    "the idle timeout and the absolute lifetime must be at least one second",
+                ),
             ));
         }
         if self.store_timeout.is_zero() {
-            return Err(ConfigError::Lifetime(
-                "the store timeout must be above zero",
+            return Err(self.blame_env(
+                &["KEEPSAKE_STORE_TIMEOUT_MS"],
+                ConfigError::Lifetime("the store timeout must be above zero"),
             ));
         }
         if idle.is_some_and(|idle| idle > absolute) {
-            return Err(ConfigError::Lifetime(
-                "the idle timeout (30 minutes unless set) cannot be longer than the \
-                 absolute lifetime (14 days unless set)",
+            return Err(self.blame_env(
+                &["KEEPSAKE_IDLE_TIMEOUT", "KEEPSAKE_ABSOLUTE_LIFETIME"],
+                ConfigError::Lifetime(
+                    "the idle timeout (30 minutes unless set) cannot be longer than the \
+                     absolute lifetime (14 days unless set)",
+                ),
             ));
         }
         // With a framework's cookie, new sessions last as the ones read from
@@ -823,9 +1217,13 @@ impl SessionLayerBuilder {
             cookie = cookie.domain(domain.clone());
         }
         // Check the attributes once, with a value as long as an id cookie.
-        let probe = cookie.clone().value("x".repeat(100)).build()?;
-        let cookie_name = probe.name().to_owned();
-        let set_cookie = SetCookieTemplate::new(&cookie)?;
+        let checked = cookie
+            .clone()
+            .value("x".repeat(100))
+            .build()
+            .and_then(|probe| Ok((probe.name().to_owned(), SetCookieTemplate::new(&cookie)?)));
+        let (cookie_name, set_cookie) =
+            checked.map_err(|err| self.blame_env(COOKIE_VARS, err.into()))?;
         Ok(SessionLayer {
             ctx: Arc::new(self.into_context_with(set_cookie, cookie_name, idle, absolute)),
         })
@@ -900,6 +1298,7 @@ mod tests {
     use std::env::VarError;
 
     use super::*;
+    use crate::key::Key;
 
     /// `from_env`'s settings from `pairs` (a value of `None`: not UTF-8).
     fn settings(pairs: &[(&str, Option<&str>)]) -> Result<SessionLayerBuilder, ConfigError> {
@@ -908,7 +1307,7 @@ mod tests {
             .map(|(var, value)| ((*var).to_owned(), value.map(str::to_owned)))
             .collect();
         SessionLayer::with_cookies(crate::codec::Format::Signed, KeyRing::new(Key::generate()))
-            .read_vars(
+            .from_env_with(
                 move |var| match pairs.iter().find(|(name, _)| name == var) {
                     Some((_, Some(value))) => Ok(value.clone()),
                     Some((_, None)) => {
@@ -958,6 +1357,89 @@ mod tests {
     }
 
     #[test]
+    fn settings_from_the_environment_that_build_refuses_are_named() {
+        use std::error::Error as _;
+        let refused =
+            |pairs: &[(&str, Option<&str>)]| settings(pairs).unwrap().build().unwrap_err();
+        let vars = |err: &ConfigError| match err {
+            ConfigError::FromEnv { vars, .. } => vars.clone(),
+            other => panic!("not FromEnv: {other}"),
+        };
+        /// The variables set, those the error names, the start of its source.
+        type Case<'a> = (&'a [(&'a str, Option<&'a str>)], &'a [&'a str], &'a str);
+        let cases: [Case<'_>; 5] = [
+            (
+                &[("KEEPSAKE_COOKIE_NAME", Some("my session"))],
+                &["KEEPSAKE_COOKIE_NAME"],
+                "the session cookie settings are not valid",
+            ),
+            (
+                &[
+                    ("KEEPSAKE_HOST_PREFIX", Some("true")),
+                    ("KEEPSAKE_COOKIE_DOMAIN", Some("example.com")),
+                    ("KEEPSAKE_IDLE_TIMEOUT", Some("60")),
+                ],
+                &["KEEPSAKE_COOKIE_DOMAIN", "KEEPSAKE_HOST_PREFIX"],
+                "the session cookie settings are not valid",
+            ),
+            (
+                &[("KEEPSAKE_ABSOLUTE_LIFETIME", Some("0"))],
+                &["KEEPSAKE_ABSOLUTE_LIFETIME"],
+                "session lifetimes: the idle timeout and the absolute lifetime",
+            ),
+            (
+                &[("KEEPSAKE_STORE_TIMEOUT_MS", Some("0"))],
+                &["KEEPSAKE_STORE_TIMEOUT_MS"],
+                "session lifetimes: the store timeout",
+            ),
+            (
+                &[
+                    ("KEEPSAKE_IDLE_TIMEOUT", Some("7200")),
+                    ("KEEPSAKE_ABSOLUTE_LIFETIME", Some("3600")),
+                    ("KEEPSAKE_COOKIE_NAME", Some("sid")),
+                ],
+                &["KEEPSAKE_IDLE_TIMEOUT", "KEEPSAKE_ABSOLUTE_LIFETIME"],
+                "session lifetimes: the idle timeout (30 minutes unless set)",
+            ),
+        ];
+        for (pairs, named, cause) in cases {
+            let err = refused(pairs);
+            assert_eq!(vars(&err), named, "{pairs:?}");
+            let message = err.to_string();
+            assert_eq!(
+                message,
+                format!(
+                    "the session settings from the environment ({}) were refused",
+                    named.join(", ")
+                )
+            );
+            let source = err.source().unwrap().to_string();
+            assert!(source.starts_with(cause), "{source}");
+            // Each part of the chain says its own thing once.
+            if let Some(inner) = err.source().unwrap().source() {
+                assert!(!source.contains(&inner.to_string()), "{source}");
+            }
+        }
+        // Settings made in code alone: the plain error.
+        let err =
+            SessionLayer::with_cookies(crate::codec::Format::Signed, KeyRing::new(Key::generate()))
+                .cookie_name("my session")
+                .build()
+                .unwrap_err();
+        assert!(matches!(err, ConfigError::Cookie(_)), "{err}");
+        let cause = err.source().unwrap().to_string();
+        assert!(cause.contains("my session"), "{cause}");
+        assert!(!err.to_string().contains(&cause), "{err}");
+        // Environment settings that have nothing to do with the refusal are not named.
+        let err = settings(&[("KEEPSAKE_COOKIE_NAME", Some("sid"))])
+            .unwrap()
+            .absolute_lifetime(Duration::ZERO)
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::Lifetime(_)), "{err}");
+    }
+
+    #[test]
     fn lifetime_errors_say_what_is_wrong() {
         let builder = || {
             SessionLayer::with_cookies(crate::codec::Format::Signed, KeyRing::new(Key::generate()))
@@ -994,55 +1476,5 @@ mod tests {
         // New sessions last as the framework's: `max_age` of idle time.
         let layer = SessionLayer::with_interop(codec).build().unwrap();
         assert_eq!(layer.ctx.idle_timeout, Some(14 * 86_400));
-    }
-
-    fn vars(
-        secret: Option<&str>,
-        fallbacks: Option<&str>,
-    ) -> impl Fn(&str) -> Result<String, VarError> {
-        let (secret, fallbacks) = (secret.map(str::to_owned), fallbacks.map(str::to_owned));
-        move |var| {
-            let value = match var {
-                "KEEPSAKE_SECRET" => secret.clone(),
-                "KEEPSAKE_SECRET_FALLBACKS" => fallbacks.clone(),
-                _ => None,
-            };
-            match value.as_deref() {
-                Some("\u{fffd}") => Err(VarError::NotUnicode("\u{fffd}".into())),
-                Some(text) => Ok(text.to_owned()),
-                None => Err(VarError::NotPresent),
-            }
-        }
-    }
-
-    #[test]
-    fn env_key_errors_name_the_variable_never_the_secret() {
-        let good = Key::generate().to_base64();
-        let ring = ring_from_vars(vars(Some(&good), Some(&format!(" {good} ,,{good}"))));
-        assert_eq!(ring.unwrap().fallbacks().len(), 2);
-        let message = |secret: Option<&str>, fallbacks: Option<&str>| {
-            ring_from_vars(vars(secret, fallbacks))
-                .unwrap_err()
-                .to_string()
-        };
-        assert!(message(None, None).contains("KEEPSAKE_SECRET"));
-        assert!(message(None, None).contains("keepsake keygen"));
-        let short = message(Some("aHVudGVyMg=="), None);
-        assert!(
-            short.starts_with("the environment variable KEEPSAKE_SECRET: the secret is 7 bytes"),
-            "{short}"
-        );
-        let second = message(Some(&good), Some(&format!("{good},hunter2")));
-        assert!(
-            second.starts_with("the environment variable KEEPSAKE_SECRET_FALLBACKS (key 2): "),
-            "{second}"
-        );
-        assert!(!second.contains("hunter2"), "{second}");
-        // A fallback list that is not UTF-8 is an error, not "no fallbacks".
-        let garbled = message(Some(&good), Some("\u{fffd}"));
-        assert!(
-            garbled.contains("KEEPSAKE_SECRET_FALLBACKS is not valid UTF-8"),
-            "{garbled}"
-        );
     }
 }

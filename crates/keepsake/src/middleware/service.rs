@@ -226,7 +226,7 @@ fn respond<B: From<String>>(
             response
         }
         Err(err) => {
-            tracing::error!(error = %err, "session store failed; answering 503");
+            tracing::error!(error = %err.with_causes(), "session store failed; answering 503");
             unavailable_response(session.context().unavailable.as_ref(), &err).map(B::from)
         }
     }
@@ -247,34 +247,30 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let (read, now) = self.ctx.read_cookie(request.headers());
-        // `bad`: the cookie did not verify, and whether a rejection may
-        // remove it.
         let (incoming, stale_key, bad) = match read {
-            CookieRead::Ok(incoming, stale_key) => (incoming, stale_key, None),
+            CookieRead::Ok(incoming, stale_key) => (incoming, stale_key, false),
             CookieRead::Bad(reason) => {
                 tracing::warn!(reason, "session cookie did not verify");
-                (Incoming::Nothing, false, Some(true))
+                (Incoming::Nothing, false, true)
             }
+            // Anonymous under either setting: a 400 could not remove the
+            // planted cookie, and would refuse the visitor until it expired.
             CookieRead::Several => {
                 tracing::warn!(
                     reason = "several session cookies verified",
-                    "session cookie did not verify"
+                    "session cookie not used"
                 );
-                (Incoming::Nothing, false, Some(false))
+                (Incoming::Nothing, false, false)
             }
         };
-        if let Some(remove) = bad
-            && self.ctx.bad_cookie == BadCookie::Reject
-        {
+        if bad && self.ctx.bad_cookie == BadCookie::Reject {
             let mut response = Response::new(ResBody::from("bad cookie".to_owned()));
             *response.status_mut() = StatusCode::BAD_REQUEST;
             // A cookie that does not verify is removed, or the browser would
             // be refused until it expired (after a change of secret, for
             // weeks).
-            if remove {
-                let removal = self.ctx.removal_cookie();
-                response.headers_mut().append(header::SET_COOKIE, removal);
-            }
+            let removal = self.ctx.removal_cookie();
+            response.headers_mut().append(header::SET_COOKIE, removal);
             return ResponseFuture {
                 state: State::Answered {
                     response: Some(response),

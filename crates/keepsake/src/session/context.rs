@@ -14,6 +14,17 @@ use crate::{
 
 /// What to do with a session cookie that does not verify.
 ///
+/// A cookie does not verify when it is malformed, was tampered with, or was
+/// signed (or sealed) with a key that is no longer in the layer's
+/// [`KeyRing`](crate::key::KeyRing), not even as a fallback (a retired
+/// key). Such a cookie is a bad cookie, not an expired session: under
+/// `Ignore` the handler gets a new session whose
+/// [`expired`](crate::session::Session::expired) is `false`, exactly as on
+/// a first visit, so an app cannot tell a visitor logged out by a key
+/// rotation from a first visit that way. A cookie that verifies but whose
+/// session ended is not bad: its request gets a new session whose
+/// `expired()` is `true`.
+///
 /// # Example
 ///
 /// ```
@@ -30,10 +41,12 @@ pub enum BadCookie {
     /// Answer 400 "bad cookie" without calling the handler, as JustPy does,
     /// with a `Set-Cookie` that removes the cookie, so that the browser's
     /// next request starts a new session instead of being refused until
-    /// the cookie expires (after a change of secret, say). When two session
-    /// cookies both verify (cookie tossing: another site of the domain
-    /// planted one), neither is removed: removing ours would leave the
-    /// planted one in use.
+    /// the cookie expires (after a change of secret, say). A bad cookie
+    /// beside a good one is not a reason to refuse: the good one is used.
+    /// Neither is a session cookie that verifies: when two name live
+    /// sessions (cookie tossing: another site of the domain planted one),
+    /// the request has no session under either setting, and neither cookie
+    /// is removed, since removing ours would leave the planted one in use.
     Reject,
 }
 
@@ -141,6 +154,12 @@ pub(crate) enum Incoming {
     Nothing,
     /// A verified session id (server-side sessions).
     Id(Id),
+    /// Several verified session ids, each with whether only a fallback key
+    /// verified it: cookies of one name set for different paths or domains
+    /// (after a change of the layer's `path` or `domain`, or tossed by a
+    /// sibling subdomain). The session is the one of them still in the
+    /// store; with more than one, none (see `Session::load_one_of`).
+    Candidates(Vec<(Id, bool)>),
     /// A verified record (client-side sessions).
     Record(Arc<Record>),
     /// A verified cookie whose session had expired.
@@ -161,11 +180,17 @@ pub(crate) enum CookieRead {
     Ok(Incoming, bool),
     /// A cookie was there but did not verify; the reason is for logs only.
     Bad(&'static str),
-    /// Several session cookies verified (cookie tossing: another site of
-    /// the domain planted one). Removing ours would leave the planted one
-    /// to be used, so it is left alone.
+    /// Several client-side session cookies verified, or more server-side
+    /// ids than are worth looking up (cookie tossing: another site of the
+    /// domain planted one). The request has no session; removing ours
+    /// would leave the planted one to be used, so it is left alone.
     Several,
 }
+
+/// At most this many different session ids that verified are looked up in
+/// the store for one request (see [`Incoming::Candidates`]); more make the
+/// request anonymous.
+const MAX_CANDIDATES: usize = 4;
 
 /// Aligned to 128 bytes so that its fields never share a cache line with
 /// the `Arc`'s reference counts: every request clones and drops the `Arc`
@@ -275,11 +300,22 @@ impl Context {
     /// headers, borrowing from them: other cookies are skipped, not copied,
     /// whatever bytes they hold (a browser sends another script's UTF-8 or
     /// Latin-1 cookie as it was set). Also the time it was checked at, if
-    /// there was a cookie to check. Several cookies with the session name:
-    /// exactly one may verify (cookie tossing otherwise).
+    /// there was a cookie to check.
+    ///
+    /// Several cookies with the session name (set for different paths or
+    /// domains, or tossed by a sibling subdomain): a value that does not
+    /// verify, or names an expired session, is passed over when another
+    /// names a live one. Several different server-side ids are all looked
+    /// up ([`Incoming::Candidates`]); several client-side sessions make the
+    /// request anonymous, as neither can be told to be the visitor's own.
     pub(crate) fn read_cookie(&self, headers: &http::HeaderMap) -> (CookieRead, Option<u64>) {
         let mut now = None;
+        // The first value that verified as live, what it said, and whether
+        // only a fallback key verified it.
         let mut found: Option<(&str, Incoming, bool)> = None;
+        // Further server-side ids that verified (rare: allocates only then).
+        let mut more: Vec<(Id, bool)> = Vec::new();
+        let mut expired = false;
         let mut bad = None;
         let values = headers
             .get_all(http::header::COOKIE)
@@ -296,18 +332,31 @@ impl Context {
             }
             // The clock is read only when there is a cookie to check.
             let now = *now.get_or_insert_with(|| self.now());
-            match self.verify(value, now) {
-                Ok((incoming, stale)) if found.is_none() => found = Some((value, incoming, stale)),
-                Ok(_) => {
-                    return (CookieRead::Several, Some(now));
+            match (self.verify(value, now), &found) {
+                (Err(reason), _) => bad = Some(reason),
+                (Ok((Incoming::Expired, _)), _) => expired = true,
+                (Ok((incoming, stale)), None) => found = Some((value, incoming, stale)),
+                (Ok((Incoming::Id(id), stale)), Some((_, Incoming::Id(first), _))) => {
+                    if id == *first || more.iter().any(|(other, _)| *other == id) {
+                        continue;
+                    }
+                    if more.len() + 1 == MAX_CANDIDATES {
+                        return (CookieRead::Several, Some(now));
+                    }
+                    more.push((id, stale));
                 }
-                Err(reason) => bad = Some(reason),
+                (Ok(_), Some(_)) => return (CookieRead::Several, Some(now)),
             }
         }
-        let read = match (found, bad) {
-            (Some((_, incoming, stale)), _) => CookieRead::Ok(incoming, stale),
-            (None, Some(reason)) => CookieRead::Bad(reason),
-            (None, None) => CookieRead::Ok(Incoming::Nothing, false),
+        let read = match (found, expired, bad) {
+            (Some((_, Incoming::Id(id), stale)), ..) if !more.is_empty() => {
+                more.insert(0, (id, stale));
+                CookieRead::Ok(Incoming::Candidates(more), false)
+            }
+            (Some((_, incoming, stale)), ..) => CookieRead::Ok(incoming, stale),
+            (None, true, _) => CookieRead::Ok(Incoming::Expired, false),
+            (None, false, Some(reason)) => CookieRead::Bad(reason),
+            (None, false, None) => CookieRead::Ok(Incoming::Nothing, false),
         };
         (read, now)
     }

@@ -24,22 +24,28 @@
 //! `pop` never deletes a value it did not return.
 //!
 //! The handle belongs to one request. The middleware saves the session
-//! when the handler answers; from then on every call on the handle (or any
-//! of its clones, such as one moved into a spawned task) fails with
-//! [`SessionError::Finished`], because a change made then could no longer be
-//! saved.
+//! when the handler answers (unless it answers 5xx or 408, a request that
+//! failed or was not finished: then nothing is saved); from then on every
+//! call on the handle (or any of its clones, such as one moved into a
+//! spawned task) fails with [`SessionError::Finished`], because a change
+//! made then could no longer be saved.
 //!
 //! # Example
 //!
 //! ```
-//! use keepsake::session::Session;
+//! use keepsake::session::{Session, SessionError};
 //!
-//! async fn handler(session: Session) -> Result<String, keepsake::session::SessionError> {
-//!     let visits: u64 = session.get("visits").await?.unwrap_or(0);
-//!     session.insert("visits", visits + 1).await?;
-//!     Ok(format!("visit number {}", visits + 1))
+//! async fn handler(session: Session) -> Result<String, SessionError> {
+//!     // `update`, not `get` then `insert`: concurrent requests each count.
+//!     let visits: u64 = session.update("visits", |n: Option<u64>| n.unwrap_or(0) + 1).await?;
+//!     Ok(format!("visit number {visits}"))
 //! }
-//! # let _ = handler;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+//! let session = Session::detached(); // as in a unit test
+//! assert_eq!(handler(session.clone()).await?, "visit number 1");
+//! assert_eq!(handler(session).await?, "visit number 2");
+//! # Ok::<(), SessionError>(()) }).unwrap();
 //! ```
 
 mod clock;
@@ -419,7 +425,8 @@ impl State {
 /// accepting a change that would never be saved. A [detached](Self::detached)
 /// session belongs to no request and works for as long as it is kept.
 /// Obtain it from the request (with the `axum` feature, as a handler
-/// argument); see the [module docs](self).
+/// argument: `Session`, or `Option<Session>`, which is `None` on a route
+/// without the layer); see the [module docs](self).
 ///
 /// # Example
 ///
@@ -548,16 +555,69 @@ impl Session {
         }
     }
 
-    /// A new session that belongs to no request and no store: for unit tests
-    /// of code that takes a `Session`.
+    /// A new, empty session that belongs to no request and no store: for
+    /// unit tests of code that takes a `Session`.
+    ///
+    /// It is a **client-side (cookie) session**, the kind
+    /// [`SessionLayer::with_cookies`](crate::middleware::SessionLayer::with_cookies)
+    /// makes, with that builder's defaults and a sealing key of its own,
+    /// generated at random; except that no cookie is ever read or written.
+    /// Exactly:
+    ///
+    /// - **Nothing is saved anywhere.** There is no store and no
+    ///   `Set-Cookie`: changes live in the handle and its clones, and are
+    ///   gone when the last one is dropped. Each call makes an unrelated
+    ///   session.
+    /// - **The cookie size limit applies.** A change that would make the
+    ///   session cookie (name plus sealed value) larger than 4096 bytes,
+    ///   about 3 KB of JSON data, fails with [`SessionError::TooLarge`] and
+    ///   is not made. A server-side session has no such limit, so code
+    ///   meant for a store that keeps more than that fails here and not in
+    ///   production: test it through a
+    ///   [`SessionLayer::with_store`](crate::middleware::SessionLayer::with_store)
+    ///   with a [`MemoryStore`](crate::store::MemoryStore) instead (as in the
+    ///   [crate example](crate#a-complete-axum-app)).
+    /// - **The other checks are those of every session**:
+    ///   [`SessionError::Json`], [`SessionError::InvalidUser`] and
+    ///   [`SessionError::InvalidExpiry`].
+    /// - **It never finishes**: no request ends, so no call fails with
+    ///   [`SessionError::Finished`], and none with
+    ///   [`SessionError::Unavailable`] (there is no store to fail).
+    /// - **Its state**: [`is_new`](Self::is_new) is always `true` (no
+    ///   session came in with a request) and [`expired`](Self::expired)
+    ///   always `false`. Its id is random;
+    ///   [`cycle_id`](Self::cycle_id) and [`flush`](Self::flush) work as on
+    ///   the working copy of a request, with nothing to delete. It has the
+    ///   default expiry (a 30-minute idle timeout and a 14-day lifetime,
+    ///   counted on the system clock from its first use), which
+    ///   [`set_expiry`](Self::set_expiry) changes; the deadlines are kept in
+    ///   the session but never enforced, so it never expires while it is
+    ///   held.
+    /// - **What needs a store is empty**, as for every client-side
+    ///   session: [`user_sessions`](Self::user_sessions) is always empty,
+    ///   and [`end_user_sessions`](Self::end_user_sessions) ends none
+    ///   (it returns 0, and flushes this session if it belongs to the user).
+    /// - **No replays**: [`update`](Self::update) runs its function once, at
+    ///   once; there is no other request to conflict with.
     ///
     /// # Example
     ///
     /// ```
+    /// use keepsake::session::{Session, SessionError};
+    ///
     /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
-    /// let session = keepsake::session::Session::detached();
-    /// assert!(session.is_new().await?);
-    /// # Ok::<(), keepsake::session::SessionError>(()) }).unwrap();
+    /// let session = Session::detached();
+    /// assert!(session.is_new().await? && !session.expired().await?);
+    /// session.insert("user", "ada").await?;
+    /// assert!(!session.is_empty().await?);
+    ///
+    /// // A client-side session: the cookie size limit applies.
+    /// let err = session.insert("big", "x".repeat(5_000)).await.unwrap_err();
+    /// assert!(matches!(err, SessionError::TooLarge { limit: 4096, .. }));
+    ///
+    /// // Saved nowhere: another detached session shares nothing with it.
+    /// assert!(Session::detached().is_empty().await?);
+    /// # Ok::<(), SessionError>(()) }).unwrap();
     /// ```
     pub fn detached() -> Self {
         let ring = crate::key::KeyRing::new(crate::key::Key::generate());
@@ -625,12 +685,13 @@ impl Session {
                         state.remove_cookie = state.remove_ended;
                         None
                     }
-                    Err(err) => {
-                        tracing::error!(session = %id.log_tag(), error = %err, "session store load failed");
-                        state.failure = Some(err.kind());
-                        return Err(SessionError::Unavailable(err));
-                    }
+                    Err(err) => return Err(self.load_failed(state, &id, err)),
                 }
+            }
+            (Incoming::Candidates(candidates), Backend::Store(store)) => {
+                let candidates = candidates.clone();
+                // Rare: boxed, so that its state does not grow every load.
+                Box::pin(self.load_one_of(store.as_ref(), state, candidates, now)).await?
             }
             (Incoming::Record(record), _) => Some(record.clone()),
             #[cfg(feature = "interop")]
@@ -657,6 +718,58 @@ impl Session {
         state.is_new = existing.is_none();
         state.record = Some(existing.unwrap_or_else(|| Arc::new(self.fresh_record(now))));
         Ok(())
+    }
+
+    /// The session of a request that came with several verified session
+    /// ids (cookies of one name for different paths or domains): the one
+    /// still in the store, as if it had come alone. None is an ended
+    /// session, as one id gone from the store. More than one make the
+    /// request anonymous: one may have been planted by a sibling subdomain
+    /// (cookie tossing), and neither can be told to be the visitor's own.
+    async fn load_one_of(
+        &self,
+        store: &dyn context::DynStore,
+        state: &mut State,
+        candidates: Vec<(Id, bool)>,
+        now: u64,
+    ) -> Result<Option<Arc<Record>>, SessionError> {
+        let mut live = None;
+        for (id, stale_key) in candidates {
+            match self.timed(store.load(&id, now)).await {
+                Ok(None) => {}
+                Ok(Some(record)) if live.is_none() => live = Some((record, stale_key)),
+                Ok(Some(_)) => {
+                    tracing::warn!(
+                        reason = "several session cookies name live sessions",
+                        "session cookie not used"
+                    );
+                    state.incoming = Incoming::Nothing;
+                    return Ok(None);
+                }
+                Err(err) => return Err(self.load_failed(state, &id, err)),
+            }
+        }
+        Ok(match live {
+            Some((record, stale_key)) => {
+                state.incoming = Incoming::Id(record.id);
+                state.stale_key = stale_key;
+                Some(record)
+            }
+            None => {
+                tracing::debug!("sessions of every session cookie gone or expired in the store");
+                state.incoming = Incoming::Expired;
+                state.expired = true;
+                state.remove_cookie = state.remove_ended;
+                None
+            }
+        })
+    }
+
+    /// Notes and logs a failed load of `id`, and the error for the caller.
+    fn load_failed(&self, state: &mut State, id: &Id, err: StoreError) -> SessionError {
+        tracing::error!(session = %id.log_tag(), error = %err.with_causes(), "session store load failed");
+        state.failure = Some(err.kind());
+        SessionError::Unavailable(err)
     }
 
     fn fresh_record(&self, now: u64) -> Record {
@@ -1093,6 +1206,22 @@ impl Session {
     /// expired", as opposed to a first visit. The handle itself is a fresh
     /// session.
     ///
+    /// Only a cookie that verifies can say its session expired. One that
+    /// does not verify is a [bad cookie](BadCookie), not an expired
+    /// session, and that includes a cookie signed with a retired key (one
+    /// no longer in the [`KeyRing`](crate::key::KeyRing), not even as a
+    /// fallback): under the default [`BadCookie::Ignore`] the request has
+    /// no session, so `expired()` is `false` and [`is_new`](Self::is_new)
+    /// `true`, exactly as on a first visit (under [`BadCookie::Reject`] the
+    /// handler is not called). An app cannot tell a visitor logged out by a
+    /// key rotation from a first visit this way. To avoid such logouts,
+    /// keep a retired key as a fallback
+    /// ([`KeyRing::with_fallback`](crate::key::KeyRing::with_fallback)) for
+    /// as long as its cookies can live (the longest session lifetime: the
+    /// layer's, or a longer one given to [`set_expiry`](Self::set_expiry)):
+    /// its cookies then keep working, and are issued again under the
+    /// current key when their sessions are used.
+    ///
     /// # Errors
     ///
     /// [`SessionError::Unavailable`]; [`SessionError::Finished`] once the response was made.
@@ -1201,8 +1330,8 @@ impl Session {
         Ok(())
     }
 
-    /// Starts over with a fresh, empty session, as Anvil's `reset_session`:
-    /// like [`flush`](Session::flush), and the handle no longer reports the
+    /// Starts over with a fresh, empty session: like
+    /// [`flush`](Session::flush), and the handle no longer reports the
     /// incoming session as [expired](Session::expired).
     ///
     /// # Errors
@@ -1386,6 +1515,7 @@ impl Session {
     /// Notes a store failure, so the response becomes a 503 whatever the
     /// handler does with the error.
     fn failed(&self, err: StoreError) -> SessionError {
+        tracing::error!(error = %err.with_causes(), "session store call failed");
         if let Some(mut state) = self.shared.state.try_lock() {
             state.failure.get_or_insert(err.kind());
         }
@@ -1453,8 +1583,11 @@ impl Session {
                 "a store call failed during the request",
             )));
         }
-        if status.is_server_error() {
-            tracing::debug!(%status, "handler failed; session changes not saved");
+        // A 5xx is a handler that failed; a 408 a request the server did not
+        // finish (a timeout layer inside this one answers it after dropping
+        // the handler, whose changes may stop halfway).
+        if status.is_server_error() || status == http::StatusCode::REQUEST_TIMEOUT {
+            tracing::debug!(%status, "handler failed or timed out; session changes not saved");
             return Some(Ok(None));
         }
         if state.record.is_none() {

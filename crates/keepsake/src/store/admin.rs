@@ -6,7 +6,8 @@
 //!   progress). Every store of this crate implements it.
 //! * [`StoreUrl`] and [`AnyStore`]: one string picks and opens a store
 //!   (`memory://`, `sqlite://PATH`, `redis://HOST:PORT/DB?prefix=P`,
-//!   `postgres://...?schema=S`), for command lines and configuration files.
+//!   `postgres://...?schema=S&table=T`), for command lines and configuration
+//!   files.
 //! * [`PurgeTask`]: a background task that purges expired records of any
 //!   store at an interval, stopped when its handle is dropped.
 //!
@@ -38,7 +39,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 
-use std::{fmt, future::Future, sync::Arc, time::Duration};
+use std::{fmt, future::Future, ops::Range, sync::Arc, time::Duration};
 
 use super::{Created, Deleted, Id, MemoryStore, Record, Saved, SessionStore, StoreError, Touched};
 
@@ -351,13 +352,30 @@ pub enum OpenError {
 /// |---|---|
 /// | `memory://` (or `memory`) | a new, empty [`MemoryStore`] |
 /// | `sqlite://PATH` | [`SqliteStore`](super::SqliteStore) on the file `PATH` (`sqlite://sessions.db` is relative, `sqlite:///var/lib/app/sessions.db` absolute; `sqlite://:memory:` a private in-memory database), created with mode 0600 on Unix if absent; feature `sqlite` |
-/// | `redis://[:PASSWORD@]HOST[:PORT][/DB][?prefix=P]`, `rediss://...` | [`RedisStore`](super::RedisStore) with key prefix `P` (default `keepsake:`); feature `redis` |
+/// | `redis://[:PASSWORD@]HOST[:PORT][/DB][?prefix=P]` | [`RedisStore`](super::RedisStore) on database number `DB` (default 0) with key prefix `P` (default `keepsake:`); feature `redis` |
 /// | `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?schema=S&table=T]`, `postgresql://...` | [`PostgresStore`](super::PostgresStore) in schema `S` (default `public`) and table `T` (default `keepsake_sessions`), created if absent; feature `postgres` |
 ///
 /// `prefix`, `schema` and `table` are taken out of the query string
-/// (percent-decoded); any other query parameters go to the client library
-/// as they are. [`Display`](fmt::Display) shows the URL with any password
-/// replaced by `***`, so it can go into logs and error messages.
+/// (percent-decoded), each at most once; `schema` and `table` must be names
+/// the PostgreSQL store takes (`[a-z_][a-z0-9_]*`). [`Display`](fmt::Display)
+/// shows the URL with any password replaced by `***`, so it can go into
+/// logs and error messages.
+///
+/// A `redis://` URL takes no other parameter than `prefix` (and
+/// `protocol=3`, as keepsake always speaks RESP3): a mistyped `prefix`
+/// would otherwise share another app's sessions, and the database number
+/// goes in the path (`redis://HOST:6379/11`), not in a `db` parameter. A
+/// `/`, `?`, `#` or `@` in its password must be percent-encoded. Other
+/// parameters of a `postgres://` URL go to tokio-postgres as they are,
+/// except `ssl*` ones: the PostgreSQL store connects without TLS, so only
+/// `sslmode=disable` is taken. An `@` in a PostgreSQL password must be
+/// percent-encoded (`%40`).
+///
+/// Neither store connects over TLS here: `rediss://` is refused, and so is
+/// `sslmode=require`; reach the server over a private network, a unix
+/// socket (PostgreSQL: `?host=/run/postgresql`) or a TLS-terminating proxy.
+/// A Redis unix socket (`redis+unix:///PATH`) is not a store URL: open it
+/// in code with [`RedisStore::connect`](super::RedisStore::connect).
 ///
 /// A `sqlite://` path is taken as it is, not percent-decoded (`#`, spaces
 /// and non-ASCII characters are part of it), and it is a file path, not an
@@ -394,7 +412,7 @@ pub enum StoreUrl {
         /// The database file, or `:memory:`.
         path: String,
     },
-    /// `redis://...` or `rediss://...`.
+    /// `redis://...`.
     Redis {
         /// The URL for the Redis client, without `prefix`.
         url: String,
@@ -427,8 +445,12 @@ impl fmt::Debug for StoreUrl {
 impl StoreUrl {
     /// Parses `text` (surrounding whitespace ignored). Fails for an unknown
     /// scheme, a store whose feature is turned off, or a malformed URL,
-    /// including a `sqlite://` path with a `?` or beginning with `file:`
-    /// (see [`StoreUrl`]).
+    /// including a `sqlite://` path with a `?` or beginning with `file:`, a
+    /// `redis://` parameter other than `prefix` (and `protocol=3`), a
+    /// `prefix`, `schema` or `table` given twice, a schema or table name the
+    /// PostgreSQL store refuses, and TLS (`rediss://`, an `sslmode` other
+    /// than `disable`), which these stores do not have (see [`StoreUrl`]).
+    /// Nothing is connected.
     ///
     /// # Example
     ///
@@ -440,6 +462,14 @@ impl StoreUrl {
     /// assert!(matches!(StoreUrl::parse("sqlite://s.db?mode=ro"), Err(OpenError::Invalid { .. })));
     /// assert!(matches!(StoreUrl::parse("sqlite://file::memory:"), Err(OpenError::Invalid { .. })));
     /// assert!(matches!(StoreUrl::parse("redis://h?prefix=%zz"), Err(OpenError::Invalid { .. })));
+    /// // A mistyped `prefix` would share another app's sessions.
+    /// let err = StoreUrl::parse("redis://h/0?prefx=shop").unwrap_err();
+    /// assert!(err.to_string().contains("unknown parameter `prefx`"), "{err}");
+    /// assert!(matches!(StoreUrl::parse("rediss://h/0"), Err(OpenError::Invalid { .. })));
+    /// assert!(matches!(
+    ///     StoreUrl::parse("postgres://app@db/app?sslmode=require"),
+    ///     Err(OpenError::Invalid { .. })
+    /// ));
     /// # Ok::<(), OpenError>(())
     /// ```
     pub fn parse(text: &str) -> Result<Self, OpenError> {
@@ -447,7 +477,8 @@ impl StoreUrl {
         if text == "memory" || text == "memory://" {
             return Ok(Self::Memory);
         }
-        let shown = redact(text);
+        let hidden = hidden_ranges(text);
+        let shown = show(text, &hidden);
         let Some((scheme, rest)) = text.split_once("://") else {
             return Err(OpenError::UnknownScheme { url: shown });
         };
@@ -489,19 +520,25 @@ impl StoreUrl {
                     path: rest.to_owned(),
                 })
             }
-            "redis" | "rediss" => {
+            "rediss" => Err(invalid(
+                "rediss:// (Redis over TLS) is not supported: keepsake builds its Redis client \
+                 without TLS; reach Redis over a private network, or through a \
+                 TLS-terminating proxy (such as stunnel) on a local address, with redis://",
+            )),
+            "redis+unix" | "unix" => Err(invalid(
+                "StoreUrl takes Redis over TCP only (redis://HOST[:PORT][/DB]); for a unix \
+                 socket, open the store in code: RedisStore::connect takes \
+                 redis+unix:///PATH/redis.sock URLs",
+            )),
+            "redis" => {
                 if !cfg!(feature = "redis") {
                     return Err(disabled("redis"));
                 }
                 if rest.is_empty() {
                     return Err(invalid("no host after redis://"));
                 }
-                let (url, mut taken) = take_params(text, &["prefix"]).map_err(|r| invalid(&r))?;
-                Ok(Self::Redis {
-                    url,
-                    prefix: taken.remove("prefix"),
-                    shown,
-                })
+                let (url, prefix) = redis_params(text, rest, &hidden).map_err(|r| invalid(&r))?;
+                Ok(Self::Redis { url, prefix, shown })
             }
             "postgres" | "postgresql" => {
                 if !cfg!(feature = "postgres") {
@@ -510,12 +547,12 @@ impl StoreUrl {
                 if rest.is_empty() {
                     return Err(invalid("no host after postgres://"));
                 }
-                let (url, mut taken) =
-                    take_params(text, &["schema", "table"]).map_err(|r| invalid(&r))?;
+                let (url, schema, table) =
+                    postgres_params(text, rest, &hidden).map_err(|r| invalid(&r))?;
                 Ok(Self::Postgres {
                     url,
-                    schema: taken.remove("schema"),
-                    table: taken.remove("table"),
+                    schema,
+                    table,
                     shown,
                 })
             }
@@ -679,71 +716,394 @@ impl std::str::FromStr for StoreUrl {
     }
 }
 
-/// `url` with its passwords replaced by `***`: the authority's
-/// (`user:PASSWORD@`; up to the last `@` before the query, since a client
-/// such as tokio-postgres takes a `/` in a password as it is) and the
-/// value of a `password` query parameter.
-fn redact(url: &str) -> String {
-    let Some((scheme, mut rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let mut shown = format!("{scheme}://");
-    // The user information runs to the first `@`, as the drivers read it,
-    // even past a `/`, `?` or `#` that a password may hold unencoded. If
-    // what precedes that `@` has a `:`, all after the `:` is hidden: it may
-    // be a password (or, in a URL with a port and an `@` only in its query,
-    // more than that: too much hidden, never too little).
-    if let Some((userinfo, after)) = rest.split_once('@')
-        && let Some((user, _password)) = userinfo.split_once(':')
+/// Where `text` may hold a password, to be replaced by `***` in messages
+/// and logs ([`show`]): sorted, merged ranges. They cover too much rather
+/// than too little, however a driver or a person would read the text:
+///
+/// * the user information's password: from its first `:` to the last `@`
+///   of the text (tokio-postgres ends the user information at the first
+///   `@`, redis-rs at the last `@` before the path, and a password may hold
+///   unencoded `@`, `:`, `/`, `?` and `#`);
+/// * the value of a query parameter whose name, percent-decoded and in any
+///   case, holds `pass` or `pwd` (tokio-postgres's `password`, redis-rs's
+///   `pass` for unix sockets, libpq's `sslpassword`): up to the next `&`,
+///   and on over any further `&`-separated pieces without a `=` (the rest
+///   of a password with an unencoded `&`);
+/// * in `key=value` text (a libpq connection string), the value of such a
+///   key, quoted or not.
+fn hidden_ranges(text: &str) -> Vec<Range<usize>> {
+    let mut hidden = Vec::new();
+    let start = scheme_end(text).unwrap_or(0);
+    if let Some(at) = text.rfind('@')
+        && at >= start
+        && let Some(colon) = text[start..at].find(':')
     {
-        shown.push_str(&format!("{user}:***@"));
-        rest = after;
+        hidden.push(start + colon + 1..at);
     }
-    let (before_query, query) = match rest.find(['?', '#']) {
-        Some(at) => rest.split_at(at),
-        None => (rest, ""),
-    };
-    shown.push_str(before_query);
-    let (query, fragment) = query.split_at(query.find('#').unwrap_or(query.len()));
-    if let Some(params) = query.strip_prefix('?') {
-        let params: Vec<&str> = params
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((name, _)) if name.eq_ignore_ascii_case("password") => "password=***",
-                _ => pair,
-            })
-            .collect();
-        shown.push('?');
-        shown.push_str(&params.join("&"));
+    for (separator, _) in text.match_indices(['?', '&']) {
+        let name_start = separator + 1;
+        let Some(name_len) = text[name_start..].find(['=', '?', '&']) else {
+            continue;
+        };
+        let equals = name_start + name_len;
+        if !text[equals..].starts_with('=') || !is_secret_name(&text[name_start..equals]) {
+            continue;
+        }
+        let piece_end = |from: usize| text[from..].find('&').map_or(text.len(), |at| from + at);
+        let mut end = piece_end(equals + 1);
+        while end < text.len() {
+            let next = piece_end(end + 1);
+            if text[end + 1..next].contains('=') {
+                break;
+            }
+            end = next;
+        }
+        hidden.push(equals + 1..end);
     }
-    shown.push_str(fragment);
+    hidden.extend(keyword_values(text));
+    hidden.sort_by_key(|range| range.start);
+    let mut merged: Vec<Range<usize>> = Vec::new();
+    for range in hidden {
+        match merged.last_mut() {
+            Some(last) if range.start <= last.end => last.end = last.end.max(range.end),
+            _ => merged.push(range),
+        }
+    }
+    merged
+}
+
+/// `text` with each of the `hidden` ranges (sorted, apart) replaced by
+/// `***`.
+fn show(text: &str, hidden: &[Range<usize>]) -> String {
+    let mut shown = String::with_capacity(text.len());
+    let mut done = 0;
+    for range in hidden {
+        shown.push_str(&text[done..range.start]);
+        shown.push_str("***");
+        done = range.end;
+    }
+    shown.push_str(&text[done..]);
     shown
 }
 
-/// Removes the query parameters named in `names` from `url`; the URL
-/// without them and their percent-decoded values.
-fn take_params(
-    url: &str,
-    names: &[&str],
-) -> Result<(String, std::collections::HashMap<String, String>), String> {
-    let mut taken = std::collections::HashMap::new();
-    let Some((base, query)) = url.split_once('?') else {
-        return Ok((url.to_owned(), taken));
-    };
-    let mut kept = Vec::new();
-    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match names.iter().find(|known| **known == name) {
-            Some(known) => {
-                let value = percent_decode(value).ok_or_else(|| {
-                    format!("the `{known}` parameter is not valid percent-encoding")
-                })?;
-                if value.is_empty() {
-                    return Err(format!("the `{known}` parameter is empty"));
-                }
-                taken.insert((*known).to_owned(), value);
+/// Whether the part of a text at `range` shows, given its
+/// [`hidden_ranges`]: whether it overlaps none of them. What an error quotes
+/// from a URL must show: an unknown parameter's name, for one, may be part
+/// of a password with an unencoded `?` or `&`.
+fn shows(hidden: &[Range<usize>], range: Range<usize>) -> bool {
+    !hidden
+        .iter()
+        .any(|hidden| hidden.start < range.end && range.start < hidden.end)
+}
+
+/// Where a URL's `scheme://` ends, if `text` begins with one.
+fn scheme_end(text: &str) -> Option<usize> {
+    let (scheme, _) = text.split_once("://")?;
+    let mut chars = scheme.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then_some(scheme.len() + 3)
+}
+
+/// Whether a parameter or key named `name` may hold a password: its
+/// percent-decoded name holds `pass` or `pwd`, in any case.
+fn is_secret_name(name: &str) -> bool {
+    let name = decode_lossy(name).to_ascii_lowercase();
+    name.contains("pass") || name.contains("pwd")
+}
+
+/// Where the values of the password keys are in `key=value` text, read as
+/// libpq and tokio-postgres read it: `key = value` pairs apart by
+/// whitespace, a value in single quotes or up to the next whitespace, a `\`
+/// escaping the next character. A key with a `/`, `:`, `@`, `?`, `&` or `#`
+/// is part of a URL, not a key.
+fn keyword_values(text: &str) -> Vec<Range<usize>> {
+    let mut ranges = Vec::new();
+    for (equals, _) in text.match_indices('=') {
+        let key_end = text[..equals].trim_end().len();
+        let key_start = text[..key_end]
+            .char_indices()
+            .rev()
+            .find(|(_, c)| c.is_whitespace())
+            .map_or(0, |(at, c)| at + c.len_utf8());
+        let key = &text[key_start..key_end];
+        if key.is_empty()
+            || key.contains(['/', ':', '@', '?', '&', '#', '='])
+            || !is_secret_name(key)
+        {
+            continue;
+        }
+        let after = &text[equals + 1..];
+        let value_start = equals + 1 + (after.len() - after.trim_start().len());
+        let value = &text[value_start..];
+        let quoted = value.starts_with('\'');
+        let mut end = value.len();
+        let mut escaped = false;
+        for (at, c) in value.char_indices().skip(usize::from(quoted)) {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if quoted && c == '\'' {
+                end = at + 1;
+                break;
+            } else if !quoted && c.is_whitespace() {
+                end = at;
+                break;
             }
-            None => kept.push(pair),
+        }
+        ranges.push(value_start..value_start + end);
+    }
+    ranges
+}
+
+/// A query parameter.
+struct Param<'a> {
+    /// `name=value`, as written.
+    pair: &'a str,
+    /// Where `pair` is in the URL.
+    at: Range<usize>,
+    /// The name, percent-decoded.
+    name: String,
+    /// The value, as written.
+    value: &'a str,
+}
+
+/// The query parameters of `text` after the `?` at `question`. Empty
+/// pairs (`&&`) are skipped.
+fn query_pairs(text: &str, question: usize) -> Vec<Param<'_>> {
+    let mut params = Vec::new();
+    let mut start = question + 1;
+    for pair in text[start..].split('&') {
+        let at = start..start + pair.len();
+        start = at.end + 1;
+        if pair.is_empty() {
+            continue;
+        }
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        params.push(Param {
+            pair,
+            at,
+            name: decode_lossy(name),
+            value,
+        });
+    }
+    params
+}
+
+/// Sets `slot` to the value of the parameter `name`: percent-decoded,
+/// neither empty nor given before.
+fn take_once(slot: &mut Option<String>, name: &str, value: &str) -> Result<(), String> {
+    if slot.is_some() {
+        return Err(format!("the `{name}` parameter is given twice"));
+    }
+    let value = percent_decode(value)
+        .ok_or_else(|| format!("the `{name}` parameter is not valid percent-encoding"))?;
+    if value.is_empty() {
+        return Err(format!("the `{name}` parameter is empty"));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+/// Checks a `redis://` URL (`text`; `rest` is what follows the scheme) as
+/// redis-rs reads it, and takes keepsake's parameters out: the URL for the
+/// client and the key prefix. Only `prefix` and `protocol` (RESP3, which
+/// keepsake uses anyway) are taken: redis-rs reads nothing else from a TCP
+/// URL's query, so any other parameter is a mistake (a mistyped `prefix`
+/// would share another app's sessions; `db` would be ignored).
+fn redis_params(
+    text: &str,
+    rest: &str,
+    hidden: &[Range<usize>],
+) -> Result<(String, Option<String>), String> {
+    // The `url` crate ends the authority at the first `/`, `?` or `#` and
+    // the user information at the authority's last `@`: an `@` past the
+    // authority means a password (or prefix) that needs percent-encoding.
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    if rest[authority_end..].contains('@') {
+        return Err(
+            "an `@` after the host: percent-encode a `/`, `?`, `#` or `@` in a user \
+             name or password (%2F, %3F, %23, %40), and an `@` in a prefix (%40)"
+                .to_owned(),
+        );
+    }
+    if rest.contains('#') {
+        return Err(
+            "redis:// URLs take no fragment (`#...`): percent-encode a `#` in a \
+             password or prefix as %23"
+                .to_owned(),
+        );
+    }
+    let host = rest[..authority_end].rsplit('@').next().unwrap_or_default();
+    if host.is_empty() || host.starts_with(':') {
+        return Err("no host after redis://".to_owned());
+    }
+    let question = text.find('?');
+    let base = &text[..question.unwrap_or(text.len())];
+    let path = rest[authority_end..].split('?').next().unwrap_or_default();
+    let db = path.trim_matches('/');
+    let number = db.bytes().all(|b| b.is_ascii_digit()) && db.parse::<u32>().is_ok();
+    if !db.is_empty() && !number {
+        return Err(
+            "the database after the host must be a number, as in redis://HOST:6379/11".to_owned(),
+        );
+    }
+    let mut prefix = None;
+    let mut protocol = None;
+    let params = question.map(|at| query_pairs(text, at)).unwrap_or_default();
+    for Param {
+        pair,
+        at,
+        name,
+        value,
+    } in params
+    {
+        match name.as_str() {
+            "prefix" => take_once(&mut prefix, "prefix", value)?,
+            "protocol" => {
+                take_once(&mut protocol, "protocol", value)?;
+                if !matches!(protocol.as_deref(), Some("3" | "resp3")) {
+                    return Err(
+                        "keepsake's Redis store always speaks RESP3: `protocol` can \
+                         only be 3 (or resp3), or left out"
+                            .to_owned(),
+                    );
+                }
+            }
+            _ => {
+                let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+                let hint = if is_secret_name(name) {
+                    "; a password goes in the user information, percent-encoded: \
+                     redis://:PASSWORD@HOST:6379/0"
+                } else {
+                    ""
+                };
+                let what = if shows(hidden, at.start..at.start + name.len()) {
+                    format!("unknown parameter `{}`", name.escape_debug())
+                } else {
+                    "an unknown parameter (its name is not shown: it may be part of a \
+                     password)"
+                        .to_owned()
+                };
+                return Err(format!(
+                    "{what}: redis:// URLs take only `prefix` (the key prefix) and \
+                     `protocol=3`; the database number goes in the path, as in \
+                     redis://HOST:6379/11{hint}"
+                ));
+            }
+        }
+    }
+    Ok((base.to_owned(), prefix))
+}
+
+/// Checks a `postgres://` URL (`text`; `rest` is what follows the scheme)
+/// as tokio-postgres reads it, and takes keepsake's parameters out: the URL
+/// for the client, the schema and the table. `ssl*` parameters are refused
+/// (the store connects without TLS: `sslmode=disable` only); any other
+/// parameters stay for tokio-postgres.
+fn postgres_params(
+    text: &str,
+    rest: &str,
+    hidden: &[Range<usize>],
+) -> Result<(String, Option<String>, Option<String>), String> {
+    // tokio-postgres ends the user information at the first `@`: a second
+    // `@` means a password (or parameter) that needs percent-encoding, and
+    // where the parameters start would be a guess.
+    let user_end = match (rest.find('@'), rest.rfind('@')) {
+        (Some(first), Some(last)) if first != last => {
+            return Err(
+                "more than one `@`: tokio-postgres ends the user name and password at \
+                 the first `@`, so percent-encode an `@` in a password, user name or \
+                 parameter as %40"
+                    .to_owned(),
+            );
+        }
+        (Some(at), _) => at + 1,
+        _ => 0,
+    };
+    // With no `:` there is no password, and a user name holds no `/` or
+    // `?`: that `@` belongs to the path or a parameter.
+    let user = &rest[..user_end.saturating_sub(1)];
+    if !user.contains(':') && user.contains(['/', '?']) {
+        return Err(
+            "an `@` in the database name or a parameter: tokio-postgres takes everything \
+             before the first `@` as the user name, so percent-encode it as %40"
+                .to_owned(),
+        );
+    }
+    let Some(query_at) = rest[user_end..].find('?') else {
+        return Ok((text.to_owned(), None, None));
+    };
+    let question = text.len() - rest.len() + user_end + query_at;
+    let base = &text[..question];
+    let (mut schema, mut table, mut kept) = (None, None, Vec::new());
+    // Where `schema` and `table` are, to quote them in errors only if they
+    // show.
+    let mut quotable = true;
+    for Param {
+        pair,
+        at,
+        name,
+        value,
+    } in query_pairs(text, question)
+    {
+        match name.as_str() {
+            "schema" | "table" => {
+                let slot = if name == "schema" {
+                    &mut schema
+                } else {
+                    &mut table
+                };
+                take_once(slot, &name, value)?;
+                quotable &= shows(hidden, at);
+            }
+            "sslmode" if percent_decode(value).as_deref() == Some("disable") => kept.push(pair),
+            _ if name.to_ascii_lowercase().starts_with("ssl") => {
+                let what = if name == "sslmode" {
+                    "sslmode can only be `disable`".to_owned()
+                } else if shows(
+                    hidden,
+                    at.start..at.start + pair.find('=').unwrap_or(pair.len()),
+                ) {
+                    format!("it takes no `{}` parameter", name.escape_debug())
+                } else {
+                    "it takes no ssl parameters".to_owned()
+                };
+                return Err(format!(
+                    "keepsake's PostgreSQL store connects without TLS, so {what}: reach \
+                     PostgreSQL over a unix socket (?host=/run/postgresql), a private network \
+                     or a TLS-terminating proxy, with sslmode=disable or no sslmode"
+                ));
+            }
+            _ => kept.push(pair),
+        }
+    }
+    #[cfg(not(feature = "postgres"))]
+    let _ = quotable;
+    #[cfg(feature = "postgres")]
+    {
+        use super::postgres::{MAX_SCHEMA_LEN, MAX_TABLE_LEN, VERSIONS_TABLE, check_name};
+        let refused = |err: StoreError| {
+            if quotable {
+                err.message
+            } else {
+                "a schema or table name the PostgreSQL store refuses: use lowercase ASCII \
+                 letters, digits and underscores, not starting with a digit"
+                    .to_owned()
+            }
+        };
+        if let Some(schema) = &schema {
+            check_name("schema", schema, MAX_SCHEMA_LEN).map_err(refused)?;
+        }
+        if let Some(table) = &table {
+            check_name("table", table, MAX_TABLE_LEN).map_err(refused)?;
+            if table == VERSIONS_TABLE {
+                return Err(format!(
+                    "the table name `{VERSIONS_TABLE}` is keepsake's own (it records the \
+                     session tables' layout versions): pick another"
+                ));
+            }
         }
     }
     let url = if kept.is_empty() {
@@ -751,7 +1111,34 @@ fn take_params(
     } else {
         format!("{base}?{}", kept.join("&"))
     };
-    Ok((url, taken))
+    Ok((url, schema, table))
+}
+
+/// Decodes the valid `%XX` escapes and `+` (a space) of `text`, keeping
+/// anything else as it is and replacing bytes that are not UTF-8: how a
+/// parameter name is compared.
+fn decode_lossy(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escape = (bytes[i] == b'%').then(|| hex_byte(text, i + 1)).flatten();
+        match (escape, bytes[i]) {
+            (Some(byte), _) => {
+                out.push(byte);
+                i += 3;
+            }
+            (None, b'+') => {
+                out.push(b' ');
+                i += 1;
+            }
+            (None, byte) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Decodes `%XX` escapes and `+` (a space); `None` for a bad escape or
@@ -763,8 +1150,7 @@ fn percent_decode(text: &str) -> Option<String> {
     while i < bytes.len() {
         match bytes[i] {
             b'%' => {
-                let hex = text.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
+                out.push(hex_byte(text, i + 1)?);
                 i += 3;
             }
             b'+' => {
@@ -778,6 +1164,16 @@ fn percent_decode(text: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// The byte that the two hex digits at `at` in `text` stand for, if they
+/// are two hex digits.
+fn hex_byte(text: &str, at: usize) -> Option<u8> {
+    let hex = text.get(at..at + 2)?;
+    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u8::from_str_radix(hex, 16).ok()
 }
 
 // ---------------------------------------------------------------------------
@@ -1129,6 +1525,11 @@ pub(super) fn spawn_purge_loop<S: SessionStore>(
 mod tests {
     use super::*;
 
+    /// `text` as messages show it.
+    fn redact(text: &str) -> String {
+        show(text, &hidden_ranges(text))
+    }
+
     #[test]
     fn urls_parse_and_hide_passwords() {
         assert_eq!(StoreUrl::parse("memory").unwrap(), StoreUrl::Memory);
@@ -1158,7 +1559,7 @@ mod tests {
         );
         assert_eq!(
             redact("postgres://u@h/db?sslmode=off&Password=hunter2&x=1"),
-            "postgres://u@h/db?sslmode=off&password=***&x=1"
+            "postgres://u@h/db?sslmode=off&Password=***&x=1"
         );
         assert_eq!(
             redact("postgres://h/db?password=p"),
@@ -1205,6 +1606,200 @@ mod tests {
                 matches!(StoreUrl::parse(bad), Err(OpenError::Invalid { .. })),
                 "{bad}"
             );
+        }
+    }
+
+    /// Passwords however they are written: `redact` shows none of them, nor
+    /// does parsing (its result or its error).
+    #[test]
+    fn passwords_never_show() {
+        for (text, shown) in [
+            // Unencoded `@` (redis-rs splits at the last `@`, tokio-postgres
+            // at the first), `:`, `/`, `?` and `#` in the user information.
+            (
+                "redis://alice:abc@secretpart@127.0.0.1:6391/99",
+                "redis://alice:***@127.0.0.1:6391/99",
+            ),
+            ("redis://:p@ss:w/rd#1@h/0", "redis://:***@h/0"),
+            (
+                "postgres://u:a?b#c/d@e@h/db?x=1",
+                "postgres://u:***@h/db?x=1",
+            ),
+            // No `://`: a typo, a libpq key=value connection string.
+            (
+                "postgres:/app:hunter2@127.0.0.1/test",
+                "postgres:***@127.0.0.1/test",
+            ),
+            (
+                "host=127.0.0.1 user=app password=hunter2 dbname=test",
+                "host=127.0.0.1 user=app password=*** dbname=test",
+            ),
+            (
+                "host=h password = 'hunter 2\\' x' sslpassword=k\\ ey dbname=d",
+                "host=h password = *** sslpassword=*** dbname=d",
+            ),
+            ("password=", "password=***"),
+            (
+                "user=u password='unterminated dbname=x",
+                "user=u password=***",
+            ),
+            // Parameter names as the drivers decode them, in any case;
+            // redis-rs's `pass`; a password with an unencoded `&`, `?`, `#`.
+            (
+                "postgres://h/db?user=u&pass%77ord=SECRET&x=1",
+                "postgres://h/db?user=u&pass%77ord=***&x=1",
+            ),
+            (
+                "postgres://h/db?PASSWORD=SECRET",
+                "postgres://h/db?PASSWORD=***",
+            ),
+            (
+                "redis+unix:///run/redis.sock?db=1&pass=SECRET",
+                "redis+unix:///run/redis.sock?db=1&pass=***",
+            ),
+            (
+                "postgres://h/db?password=Sx1&Sx2&Sx3&x=1",
+                "postgres://h/db?password=***&x=1",
+            ),
+            (
+                "postgres://h/db?password=Qz1?Qz2#Qz3&x=1",
+                "postgres://h/db?password=***&x=1",
+            ),
+            // Not passwords: left as they are.
+            (
+                "postgres://passport@db/app?schema=pass",
+                "postgres://passport@db/app?schema=pass",
+            ),
+            ("redis://h:6379/0?prefix=a:b", "redis://h:6379/0?prefix=a:b"),
+        ] {
+            assert_eq!(redact(text), shown, "{text}");
+            let parsed = match StoreUrl::parse(text) {
+                Ok(url) => format!("{url} {url:?}"),
+                Err(err) => err.to_string(),
+            };
+            for secret in [
+                "hunter", "secret", "SECRET", "Sx", "Qz", "rd#1", "ss:w", "k\\ ey",
+            ] {
+                assert!(!parsed.contains(secret), "{text}: {parsed}");
+            }
+        }
+        // The unknown-store error shows the text with its password hidden.
+        let err =
+            StoreUrl::parse("host=127.0.0.1 user=app password=hunter2 dbname=test").unwrap_err();
+        assert!(matches!(err, OpenError::UnknownScheme { .. }));
+        assert!(
+            err.to_string().starts_with(
+                "unknown session store `host=127.0.0.1 user=app password=*** dbname=test`"
+            ),
+            "{err}"
+        );
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn redis_urls_take_only_known_parameters() {
+        let url = StoreUrl::parse("redis://h:6379/3?pr%65fix=app%3A&protocol=resp3").unwrap();
+        assert_eq!(
+            url,
+            StoreUrl::Redis {
+                url: "redis://h:6379/3".into(),
+                prefix: Some("app:".into()),
+                shown: "redis://h:6379/3?pr%65fix=app%3A&protocol=resp3".into(),
+            }
+        );
+        for (bad, says) in [
+            // A typo would share the default prefix with another app.
+            ("redis://h/0?prefx=d5:", "unknown parameter `prefx`"),
+            // redis-rs reads the database from the path only.
+            ("redis://h?db=11", "redis://HOST:6379/11"),
+            (
+                "redis://h/0?prefix=a&prefix=b",
+                "`prefix` parameter is given twice",
+            ),
+            ("redis://h/0?protocol=2", "RESP3"),
+            ("redis://h/0?pass=x", "unknown parameter `pass`"),
+            ("redis://h/0?password=x", "user information"),
+            // The name is part of a password with an unencoded `&`.
+            ("redis://h/0?prefix=p?password=x&y", "not shown"),
+            ("redis://h/db1", "must be a number"),
+            ("redis://h/0#x?prefix=p", "no fragment"),
+            ("redis://h/0?prefix=me@app", "%40"),
+            ("redis://:a?b@h/0?prefix=p", "percent-encode"),
+            ("redis://:6379/0", "no host"),
+            ("rediss://h:6380/0", "without TLS"),
+            ("redis+unix:///run/redis.sock", "RedisStore::connect"),
+            ("unix:///run/redis.sock", "TCP only"),
+        ] {
+            let Err(err @ OpenError::Invalid { .. }) = StoreUrl::parse(bad) else {
+                panic!("{bad} parsed");
+            };
+            assert!(err.to_string().contains(says), "{bad}: {err}");
+        }
+        // An unencoded `@` in the password: redis-rs takes the last `@`.
+        assert!(StoreUrl::parse("redis://:p@ss@h:6379/0").is_ok());
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn postgres_urls_refuse_tls_duplicates_and_bad_names() {
+        let url = StoreUrl::parse("postgres://u@h/db?sslmode=disable&sch%65ma=app").unwrap();
+        assert!(matches!(url, StoreUrl::Postgres { ref url, ref schema, .. }
+                if url == "postgres://u@h/db?sslmode=disable" && schema.as_deref() == Some("app")));
+        // A `?` in the password: the parameters start after the `@`.
+        let url = StoreUrl::parse("postgres://u:p?schema=x@h/db?table=t").unwrap();
+        assert!(
+            matches!(url, StoreUrl::Postgres { ref schema, ref table, .. }
+                if schema.is_none() && table.as_deref() == Some("t"))
+        );
+        for (bad, says) in [
+            (
+                "postgres://u@h/db?schema=a&schema=b",
+                "`schema` parameter is given twice",
+            ),
+            (
+                "postgres://u@h/db?table=a&table=b",
+                "`table` parameter is given twice",
+            ),
+            ("postgres://u@h/db?sslmode=require", "without TLS"),
+            (
+                "postgres://u@h/db?sslmode=prefer",
+                "sslmode can only be `disable`",
+            ),
+            ("postgres://u@h/db?sslmode=verify-full", "sslmode=disable"),
+            (
+                "postgres://u@h/db?sslrootcert=/ca.pem",
+                "no `sslrootcert` parameter",
+            ),
+            (
+                "postgres://u@h/db?sslmode=disable&sslcert=c",
+                "no `sslcert` parameter",
+            ),
+            ("postgres://u@h/db?ssl%6Dode=require", "without TLS"),
+            (
+                "postgres://u@h/db?schema=Upper",
+                "invalid PostgreSQL schema name",
+            ),
+            (
+                "postgres://u@h/db?table=1t",
+                "invalid PostgreSQL table name",
+            ),
+            ("postgres://u@h/db?table=keepsake_schema", "keepsake's own"),
+            ("postgres://u:p@ss@h/db", "%40"),
+            // What may be part of a password is not quoted.
+            (
+                "postgres://u@h/db?password=x&sslfoo",
+                "takes no ssl parameters",
+            ),
+            (
+                "postgres://u@h/db?schema=a password=Upper",
+                "a schema or table name the PostgreSQL store refuses",
+            ),
+            ("postgres://h/db?application_name=a@b&schema=s", "%40"),
+        ] {
+            let Err(err @ OpenError::Invalid { .. }) = StoreUrl::parse(bad) else {
+                panic!("{bad} parsed");
+            };
+            assert!(err.to_string().contains(says), "{bad}: {err}");
         }
     }
 

@@ -559,6 +559,32 @@ impl StoreError {
         self
     }
 
+    /// The error with the causes behind it, for logs and operators: its
+    /// own text, then the first line of each cause (the server's or
+    /// driver's words: "permission denied for schema app", "NOPERM …"),
+    /// joined with `: `, leaving out a cause whose text is already there.
+    /// Only first lines, because a database error's further lines (its
+    /// `DETAIL`) can quote the row it was about: session ids and data,
+    /// which logs must never show. The middleware logs store failures this
+    /// way.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::store::{StoreError, StoreErrorKind};
+    ///
+    /// let cause = std::io::Error::other("permission denied\nDETAIL: Failing row contains (s3cr3t)");
+    /// let err = StoreError::with_source(StoreErrorKind::Unavailable, "a session query failed", cause);
+    /// assert_eq!(err.to_string(), "session store unavailable: a session query failed");
+    /// assert_eq!(
+    ///     err.with_causes().to_string(),
+    ///     "session store unavailable: a session query failed: permission denied"
+    /// );
+    /// ```
+    pub fn with_causes(&self) -> impl fmt::Display + '_ {
+        WithCauses(self)
+    }
+
     /// The id of the stored session this error is about, as the store
     /// holds it, if the error is about one (a record a store could not
     /// read, found while listing or paging): for an operator to find or
@@ -574,6 +600,26 @@ impl StoreError {
     /// ```
     pub fn session_id(&self) -> Option<&str> {
         self.session.as_ref().map(|id| id.0.as_str())
+    }
+}
+
+/// [`StoreError::with_causes`].
+struct WithCauses<'a>(&'a StoreError);
+
+impl fmt::Display for WithCauses<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut text = self.0.to_string();
+        let mut next = std::error::Error::source(self.0);
+        while let Some(cause) = next {
+            let cause_text = cause.to_string();
+            let line = cause_text.lines().next().unwrap_or_default().trim_end();
+            if !line.is_empty() && !text.contains(line) {
+                text.push_str(": ");
+                text.push_str(line);
+            }
+            next = cause.source();
+        }
+        f.write_str(&text)
     }
 }
 

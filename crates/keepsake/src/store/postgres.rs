@@ -65,14 +65,14 @@ const PURGE_BATCH: i64 = 1_000;
 
 /// The longest table name: index names add up to 13 characters
 /// (`_deadline_idx`) and PostgreSQL truncates identifiers past 63.
-const MAX_TABLE_LEN: usize = 63 - "_deadline_idx".len();
+pub(crate) const MAX_TABLE_LEN: usize = 63 - "_deadline_idx".len();
 
 /// The table that records each session table's layout version, in the
 /// same schema: no session table may take its name.
-const VERSIONS_TABLE: &str = "keepsake_schema";
+pub(crate) const VERSIONS_TABLE: &str = "keepsake_schema";
 
 /// The longest schema name.
-const MAX_SCHEMA_LEN: usize = 63;
+pub(crate) const MAX_SCHEMA_LEN: usize = 63;
 
 /// The columns of a record, in the order [`decode`] reads them.
 const COLUMNS: &str = "id, data::text, created_at, idle_timeout, idle_deadline, \
@@ -122,11 +122,42 @@ const COLUMNS: &str = "id, data::text, created_at, idle_timeout, idle_deadline, 
 /// `keepsake_schema (table_name, version)` table in the same schema records
 /// the layout version of each sessions table (currently 1). Migration runs in
 /// one transaction under an advisory lock, so app servers starting together
-/// do not race, and running it again changes nothing. A table recorded with
+/// do not race, and running it again changes nothing: a table recorded at
+/// the current version is only read, never altered (see
+/// [Database roles](#database-roles)). A table recorded with
 /// a *newer* version (written by a later keepsake) is refused with a clear
-/// error instead of being used with the wrong layout. Schema and table names
+/// error instead of being used with the wrong layout, whether migrating or
+/// not. A table that is there but has no version recorded (made by hand, or
+/// by something else) is adopted only if it has exactly the columns above
+/// (names, types, nullability) with `id` as its primary key; any other is
+/// refused with an error naming the differences, and no version is recorded
+/// for it. Schema and table names
 /// must match `[a-z_][a-z0-9_]*` (and are quoted besides), so they can never
 /// inject SQL.
+///
+/// # Database roles
+///
+/// Creating the table needs `CREATE` on the schema (and on the database if
+/// the schema does not exist yet); adopting a table made by hand (adding its
+/// indexes) needs its ownership. Once the table is recorded at the current
+/// version, migrating changes nothing and needs neither, so the app can run,
+/// with migration on (the default, and what
+/// [`StoreUrl::open`](crate::store::StoreUrl::open) does), as a role that
+/// may only read and write rows. Have the table's owner (or a role that may
+/// create it) open the store once with migration on, such as by starting
+/// the app once with that role's URL or calling
+/// [`migrate`](PostgresStore::migrate) as it; then give the app's role
+/// (here `app`, for schema `public` and table `keepsake_sessions`):
+///
+/// ```sql
+/// GRANT USAGE ON SCHEMA "public" TO app;
+/// GRANT SELECT ON "public"."keepsake_schema" TO app;
+/// GRANT SELECT, INSERT, UPDATE, DELETE ON "public"."keepsake_sessions" TO app;
+/// ```
+///
+/// Opening without migration ([`migrate(false)`](PostgresStoreBuilder::migrate))
+/// needs the same grants: it too reads the table's recorded version. A
+/// role missing a privilege gets an error that names the statements to run.
 ///
 /// Session data is stored as a JSONB object, so it can be inspected with
 /// SQL. The exceptions are data JSONB cannot hold as it is: the character
@@ -314,9 +345,14 @@ impl PostgresStoreBuilder {
     }
 
     /// Whether [`connect`](Self::connect) and [`with_pool`](Self::with_pool)
-    /// run [`PostgresStore::migrate`] (default `true`). Turn it off when the
-    /// app's database role may not create tables and the schema is set up
-    /// by other means.
+    /// run [`PostgresStore::migrate`] (default `true`). A role that may not
+    /// create tables can leave it on once the table has been migrated (see
+    /// [Database roles](PostgresStore#database-roles)). Turned off, opening
+    /// creates and changes nothing, but still checks the table if it is
+    /// there: one recorded with a newer layout version is refused, and one
+    /// with no version recorded (made by hand) must have keepsake's layout.
+    /// A table that is not there yet is no error then; it must exist by the
+    /// time the store is used.
     ///
     /// # Example
     ///
@@ -331,14 +367,16 @@ impl PostgresStoreBuilder {
 
     /// Builds a pool for `url` (a `postgres://` URL or a `key=value`
     /// connection string; no TLS), then migrates (unless turned off) or
-    /// else checks that the database answers.
+    /// else checks the table as [`migrate`](Self::migrate) describes.
     ///
     /// # Errors
     ///
     /// [`StoreErrorKind::Unavailable`] for an invalid name, URL, an
-    /// unreachable database or a failed migration (including a table
-    /// written by a newer keepsake); [`StoreErrorKind::Timeout`] if no
-    /// connection could be made in time.
+    /// unreachable database, a failed migration or check (including a table
+    /// written by a newer keepsake, a table of another layout, and a role
+    /// missing a privilege: the message names the grants);
+    /// [`StoreErrorKind::Timeout`] if no connection could be made, or the
+    /// migration or check did not finish, in time.
     ///
     /// # Example
     ///
@@ -410,8 +448,8 @@ impl PostgresStoreBuilder {
     }
 
     /// Uses an existing pool (its own size and timeouts apply), then
-    /// migrates (unless turned off) or else checks that the database
-    /// answers.
+    /// migrates (unless turned off) or else checks the table as
+    /// [`migrate`](Self::migrate) describes.
     ///
     /// # Errors
     ///
@@ -436,19 +474,14 @@ impl PostgresStoreBuilder {
         if self.migrate {
             store.migrate().await?;
         } else {
-            store
-                .client()
-                .await?
-                .simple_query("SELECT 1")
-                .await
-                .map_err(unavailable("the PostgreSQL server does not answer"))?;
+            store.check(false).await?;
         }
         Ok(store)
     }
 }
 
 /// Rejects a schema or table name that is not `[a-z_][a-z0-9_]*`.
-fn check_name(what: &str, name: &str, max_len: usize) -> Result<(), StoreError> {
+pub(crate) fn check_name(what: &str, name: &str, max_len: usize) -> Result<(), StoreError> {
     let mut chars = name.chars();
     let valid = chars
         .next()
@@ -565,9 +598,392 @@ impl Sql {
     }
 }
 
-/// Maps a driver error to [`StoreErrorKind::Unavailable`].
+/// Maps a driver error to [`StoreErrorKind::Unavailable`], saying what
+/// kind of failure it was: the server's refusal by its SQLSTATE (its own
+/// words stay in the source, as they may quote a row), or a lost
+/// connection.
 fn unavailable(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
-    move |err| StoreError::with_source(StoreErrorKind::Unavailable, context, err)
+    move |err| {
+        let message = match err.code() {
+            Some(code) => format!(
+                "{context}: {} (SQLSTATE {})",
+                sqlstate_text(code.code()),
+                code.code()
+            ),
+            None if err.is_closed() => {
+                format!("{context}: the connection to the PostgreSQL server was lost")
+            }
+            None => context.to_owned(),
+        };
+        StoreError::with_source(StoreErrorKind::Unavailable, message, err)
+    }
+}
+
+/// A few words on an SQLSTATE: the condition's name for the usual ones,
+/// else its class's.
+fn sqlstate_text(code: &str) -> &'static str {
+    match code {
+        "42501" => "insufficient privilege",
+        "42P01" => "undefined table",
+        "42703" => "undefined column",
+        "42804" => "datatype mismatch",
+        "3F000" => "invalid schema name",
+        "25006" => "read-only SQL transaction",
+        "40001" => "serialization failure",
+        "40P01" => "deadlock detected",
+        "53300" => "too many connections",
+        "57014" => "statement canceled",
+        "57P01" => "the server is shutting down",
+        _ => match code.get(..2) {
+            Some("08") => "connection exception",
+            Some("22") => "data exception",
+            Some("23") => "integrity constraint violation",
+            Some("25") => "invalid transaction state",
+            Some("28") => "invalid authorization",
+            Some("3D") => "invalid database name",
+            Some("40") => "transaction rollback",
+            Some("42") => "syntax error or access rule violation",
+            Some("53") => "insufficient resources",
+            Some("54") => "program limit exceeded",
+            Some("55") => "object not in prerequisite state",
+            Some("57") => "operator intervention",
+            Some("58") => "system error",
+            Some("XX") => "internal error",
+            _ => "the statement failed",
+        },
+    }
+}
+
+/// Whether `err` is the server's "insufficient privilege".
+fn is_privilege_error(err: &tokio_postgres::Error) -> bool {
+    err.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
+}
+
+/// `name` as a quoted SQL identifier.
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The columns keepsake creates, in order: name, type (as PostgreSQL's
+/// `format_type` names it) and whether it may be NULL. Kept in step with
+/// [`Sql::new`]'s `CREATE TABLE`.
+const LAYOUT: [(&str, &str, bool); 10] = [
+    ("id", "text", false),
+    ("data", "jsonb", false),
+    ("created_at", "bigint", false),
+    ("idle_timeout", "bigint", true),
+    ("idle_deadline", "bigint", true),
+    ("absolute_deadline", "bigint", false),
+    ("deadline", "bigint", false),
+    ("persistent", "boolean", false),
+    ("version", "bigint", false),
+    ("user_id", "text", true),
+];
+
+/// A column of an existing table, as the catalogs describe it.
+#[derive(Debug)]
+struct Column {
+    name: String,
+    /// `format_type` of its type and modifier: `bigint`, `integer`,
+    /// `character varying(40)`.
+    ty: String,
+    not_null: bool,
+    has_default: bool,
+    /// Whether the primary key is this column alone.
+    primary_key: bool,
+}
+
+/// How `columns` differ from [`LAYOUT`]: one phrase per difference, none
+/// if keepsake can use the table. A further column is fine if keepsake's
+/// inserts (which leave it out) can fill it: it allows NULL or has a
+/// default.
+fn layout_problems(columns: &[Column]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, ty, nullable) in LAYOUT {
+        let Some(column) = columns.iter().find(|c| c.name == name) else {
+            problems.push(format!("column {name} is missing"));
+            continue;
+        };
+        if column.ty != ty {
+            problems.push(format!("column {name} is {}, expected {ty}", column.ty));
+        }
+        if column.not_null == nullable {
+            problems.push(if nullable {
+                format!("column {name} is NOT NULL, expected it to allow NULL")
+            } else {
+                format!("column {name} allows NULL, expected NOT NULL")
+            });
+        }
+        if name == "id" && !column.primary_key {
+            problems.push("column id is not the primary key (alone)".to_owned());
+        }
+    }
+    for column in columns {
+        let ours = LAYOUT.iter().any(|(name, ..)| *name == column.name);
+        if !ours && column.not_null && !column.has_default {
+            problems.push(format!(
+                "column {:?} is NOT NULL without a default, and keepsake does not write it",
+                column.name
+            ));
+        }
+    }
+    problems
+}
+
+/// What the catalogs say about a session table and its schema (readable
+/// by any role, whatever its privileges).
+#[derive(Debug)]
+struct Found {
+    /// The role connected (`current_user`), for error messages.
+    role: String,
+    /// Whether the schema exists.
+    schema: bool,
+    /// `pg_class.relkind` of the relation with the table's name, if any.
+    kind: Option<String>,
+    /// Whether the `keepsake_schema` table exists.
+    versions: bool,
+    /// The version `keepsake_schema` records for the table, if it does.
+    recorded: Option<i32>,
+}
+
+impl Found {
+    /// Whether the session table exists.
+    fn table(&self) -> bool {
+        self.kind.is_some()
+    }
+
+    /// Whether the table exists and is recorded at this keepsake's version.
+    fn current(&self) -> bool {
+        self.table() && self.recorded == Some(SCHEMA_VERSION)
+    }
+}
+
+/// What a relation of `pg_class.relkind` `kind` is, for messages.
+fn relation_kind(kind: &str) -> &'static str {
+    match kind {
+        "v" => "a view",
+        "m" => "a materialized view",
+        "i" | "I" => "an index",
+        "S" => "a sequence",
+        "f" => "a foreign table",
+        "c" => "a composite type",
+        _ => "a relation of another kind",
+    }
+}
+
+/// A [`StoreErrorKind::Unavailable`] error for an answer of the catalogs
+/// that does not have the expected types.
+fn bad_catalog(err: tokio_postgres::Error) -> StoreError {
+    StoreError::with_source(
+        StoreErrorKind::Unavailable,
+        "unexpected answer from the PostgreSQL catalogs",
+        err,
+    )
+}
+
+impl Sql {
+    /// `"schema"."table"`.
+    fn name(&self) -> String {
+        format!("\"{}\".\"{}\"", self.schema, self.table)
+    }
+
+    /// The grants a role needs to use the table once it is migrated.
+    fn grants(&self, role: &str) -> String {
+        let role = ident(role);
+        format!(
+            "GRANT USAGE ON SCHEMA \"{schema}\" TO {role}; \
+             GRANT SELECT ON {versions} TO {role}; \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {role}",
+            schema = self.schema,
+            versions = self.versions,
+            table = self.name(),
+        )
+    }
+
+    /// Reads what the catalogs say about the table and its recorded
+    /// version, refusing a relation that is not a table and a version newer
+    /// than this keepsake's. Changes nothing, and needs no privilege but
+    /// reading `keepsake_schema` (when it exists).
+    async fn find(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        migrating: bool,
+        context: &'static str,
+    ) -> Result<Found, StoreError> {
+        let row = tx
+            .query_one(
+                "SELECT current_user::text, \
+                 EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1), \
+                 (SELECT c.relkind::text FROM pg_class c \
+                  JOIN pg_namespace n ON n.oid = c.relnamespace \
+                  WHERE n.nspname = $1 AND c.relname = $2), \
+                 EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                  WHERE n.nspname = $1 AND c.relname = $3 AND c.relkind IN ('r', 'p'))",
+                &[&self.schema, &self.table, &VERSIONS_TABLE],
+            )
+            .await
+            .map_err(unavailable(context))?;
+        let mut found = Found {
+            role: row.try_get(0).map_err(bad_catalog)?,
+            schema: row.try_get(1).map_err(bad_catalog)?,
+            kind: row.try_get(2).map_err(bad_catalog)?,
+            versions: row.try_get(3).map_err(bad_catalog)?,
+            recorded: None,
+        };
+        if let Some(kind) = found.kind.as_deref()
+            && !matches!(kind, "r" | "p")
+        {
+            return Err(StoreError::new(
+                StoreErrorKind::Unavailable,
+                format!(
+                    "{} is {}, not a table: keepsake keeps sessions in a table of its own; \
+                     give keepsake another table name",
+                    self.name(),
+                    relation_kind(kind)
+                ),
+            ));
+        }
+        if found.versions {
+            let row = tx
+                .query_opt(
+                    &format!(
+                        "SELECT version FROM {} WHERE table_name = $1",
+                        self.versions
+                    ),
+                    &[&self.table],
+                )
+                .await
+                .map_err(self.denied(&found, migrating, context))?;
+            found.recorded = row
+                .map(|row| row.try_get::<_, i32>(0))
+                .transpose()
+                .map_err(|err| {
+                    StoreError::with_source(
+                        StoreErrorKind::Unavailable,
+                        format!(
+                            "{} is not keepsake's: its version is not an integer",
+                            self.versions
+                        ),
+                        err,
+                    )
+                })?;
+        }
+        if let Some(version) = found.recorded.filter(|&v| v > SCHEMA_VERSION) {
+            return Err(StoreError::new(
+                StoreErrorKind::Unavailable,
+                format!(
+                    "session table {} has schema version {version}, newer than version \
+                     {SCHEMA_VERSION} that this keepsake understands; upgrade keepsake",
+                    self.name()
+                ),
+            ));
+        }
+        Ok(found)
+    }
+
+    /// Fails unless the existing table has keepsake's layout ([`LAYOUT`],
+    /// with `id` the primary key), naming every difference.
+    async fn check_layout(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        context: &'static str,
+    ) -> Result<(), StoreError> {
+        let rows = tx
+            .query(
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull, \
+                 a.atthasdef, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid \
+                  AND i.indisprimary AND i.indnatts = 1 AND i.indkey[0] = a.attnum) \
+                 FROM pg_attribute a \
+                 JOIN pg_class c ON c.oid = a.attrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 \
+                 AND NOT a.attisdropped ORDER BY a.attnum",
+                &[&self.schema, &self.table],
+            )
+            .await
+            .map_err(unavailable(context))?;
+        let columns = rows
+            .iter()
+            .map(|row| {
+                Ok(Column {
+                    name: row.try_get(0)?,
+                    ty: row.try_get(1)?,
+                    not_null: row.try_get(2)?,
+                    has_default: row.try_get(3)?,
+                    primary_key: row.try_get(4)?,
+                })
+            })
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+            .map_err(bad_catalog)?;
+        let problems = layout_problems(&columns);
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(StoreError::new(
+            StoreErrorKind::Unavailable,
+            format!(
+                "table {} exists but is not a keepsake sessions table: {}; keepsake neither \
+                 uses nor changes it: rename or drop it, or give keepsake another table name",
+                self.name(),
+                problems.join("; ")
+            ),
+        ))
+    }
+
+    /// Maps a driver error, explaining a missing privilege: what to grant,
+    /// and (when `migrating`) how else the table can be migrated.
+    fn denied<'a>(
+        &'a self,
+        found: &'a Found,
+        migrating: bool,
+        context: &'static str,
+    ) -> impl FnOnce(tokio_postgres::Error) -> StoreError + 'a {
+        move |err| {
+            if !is_privilege_error(&err) {
+                return unavailable(context)(err);
+            }
+            let role = ident(&found.role);
+            let grants = self.grants(&found.role);
+            let message = if migrating {
+                let let_it = if !found.schema {
+                    format!(
+                        "or let it create the schema: CREATE SCHEMA \"{}\" AUTHORIZATION {role}",
+                        self.schema
+                    )
+                } else if found.table() {
+                    format!(
+                        "or make it the table's owner and let it create in the schema: \
+                         ALTER TABLE {} OWNER TO {role}; GRANT USAGE, CREATE ON SCHEMA \"{}\" \
+                         TO {role}",
+                        self.name(),
+                        self.schema
+                    )
+                } else {
+                    format!(
+                        "or let it create the table: GRANT USAGE, CREATE ON SCHEMA \"{}\" TO \
+                         {role}",
+                        self.schema
+                    )
+                };
+                format!(
+                    "{context}: role {role} lacks a privilege for the session table {table} \
+                     (insufficient privilege, SQLSTATE 42501). Have the table's owner (or a \
+                     role that may create it) migrate it once, by opening the store as that \
+                     role with migration on (such as starting the app once with its URL), \
+                     then give this role: {grants}; {let_it}",
+                    table = self.name(),
+                )
+            } else {
+                format!(
+                    "{context}: role {role} may not read the session table {table} or its \
+                     recorded version (insufficient privilege, SQLSTATE 42501); give it: \
+                     {grants}",
+                    table = self.name(),
+                )
+            };
+            StoreError::with_source(StoreErrorKind::Unavailable, message, err)
+        }
+    }
 }
 
 /// A [`StoreErrorKind::Corrupt`] error.
@@ -748,28 +1164,38 @@ impl PostgresStore {
         PostgresStoreBuilder::default()
     }
 
-    /// Fails unless the session table exists (for opening an existing
-    /// store without migrating: [`StoreUrl::open_existing`]).
+    /// Fails unless the session table exists and may be used (for opening
+    /// an existing store without migrating: [`StoreUrl::open_existing`]);
+    /// see [`check`](Self::check).
     ///
     /// [`StoreUrl::open_existing`]: crate::store::StoreUrl::open_existing
     pub(crate) async fn check_table(&self) -> Result<(), StoreError> {
-        let table = format!("\"{}\".\"{}\"", self.sql.schema, self.sql.table);
-        let exists: bool = self
-            .on_connection(async |client| {
-                client
-                    .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
-                    .await
-                    .map_err(unavailable("the PostgreSQL server does not answer"))
-            })
-            .await?
-            .get(0);
-        if exists {
-            return Ok(());
-        }
-        Err(StoreError::new(
-            StoreErrorKind::Unavailable,
-            format!("there is no session table {table} in this database"),
-        ))
+        self.check(true).await
+    }
+
+    /// Checks the table without changing anything, as opening without
+    /// migration does: one recorded with a newer layout version is refused,
+    /// and one with no version recorded must have keepsake's layout. A
+    /// table that is not there is an error only if `required`.
+    async fn check(&self, required: bool) -> Result<(), StoreError> {
+        const CONTEXT: &str = "checking the session table failed";
+        let sql = &self.sql;
+        self.on_connection(async |client| {
+            let tx = client.transaction().await.map_err(unavailable(CONTEXT))?;
+            let found = sql.find(&tx, false, CONTEXT).await?;
+            if !found.table() {
+                if required {
+                    return Err(StoreError::new(
+                        StoreErrorKind::Unavailable,
+                        format!("there is no session table {} in this database", sql.name()),
+                    ));
+                }
+            } else if !found.current() {
+                sql.check_layout(&tx, CONTEXT).await?;
+            }
+            tx.commit().await.map_err(unavailable(CONTEXT))
+        })
+        .await
     }
 
     /// Creates the table, its indexes and the `keepsake_schema` version
@@ -777,10 +1203,19 @@ impl PostgresStore {
     /// and safe to run from several processes at once. Run by
     /// [`connect`](Self::connect) unless turned off.
     ///
+    /// A table recorded at the current version is only read: nothing is
+    /// created, altered or locked, so a role that may only read and write
+    /// rows can run it (see [Database roles](PostgresStore#database-roles)).
+    /// A table that exists with no version recorded is adopted (its indexes
+    /// added, its version recorded) only if its columns are keepsake's.
+    ///
     /// # Errors
     ///
-    /// [`StoreErrorKind::Unavailable`] if the database fails or the table
-    /// is recorded with a newer layout version than this keepsake knows;
+    /// [`StoreErrorKind::Unavailable`] if the database fails, the table
+    /// is recorded with a newer layout version than this keepsake knows,
+    /// an unrecorded table has another layout (the message names each
+    /// difference), or the role lacks a privilege it needs (the message
+    /// names the grants, and how else to migrate);
     /// [`StoreErrorKind::Timeout`] if the migration does not finish within
     /// the builder's [`timeout`](PostgresStoreBuilder::timeout) (a lock on
     /// the table held by another session, say), when it is rolled back.
@@ -797,58 +1232,50 @@ impl PostgresStore {
     /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
     /// ```
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        const CONTEXT: &str = "migrating the session table failed";
         let sql = &self.sql;
         self.on_connection(async |client| {
-            let failed = || unavailable("migrating the session table failed");
-            let tx = client.transaction().await.map_err(failed())?;
+            let tx = client.transaction().await.map_err(unavailable(CONTEXT))?;
+            // Usually the table is there at this version: then nothing is
+            // changed or locked, and a role that may only read and write
+            // rows migrates as well.
+            if sql.find(&tx, true, CONTEXT).await?.current() {
+                return tx.commit().await.map_err(unavailable(CONTEXT));
+            }
             // One migration per schema at a time (concurrent CREATE ... IF NOT
-            // EXISTS can fail on catalog unique indexes).
+            // EXISTS can fail on catalog unique indexes); then look again, as
+            // another may just have migrated.
             tx.execute(
                 "SELECT pg_advisory_xact_lock(hashtext($1))",
                 &[&format!("keepsake:{}", sql.schema)],
             )
             .await
-            .map_err(failed())?;
-            let schema_exists: bool = tx
-                .query_one(
-                    "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
-                    &[&sql.schema],
-                )
-                .await
-                .map_err(failed())?
-                .get(0);
-            if !schema_exists {
+            .map_err(unavailable(CONTEXT))?;
+            let found = sql.find(&tx, true, CONTEXT).await?;
+            if found.current() {
+                return tx.commit().await.map_err(unavailable(CONTEXT));
+            }
+            // A table keepsake has not recorded is adopted only if it has
+            // keepsake's layout; otherwise nothing is changed.
+            if found.table() {
+                sql.check_layout(&tx, CONTEXT).await?;
+            }
+            if !found.schema {
                 tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", sql.schema))
                     .await
-                    .map_err(failed())?;
+                    .map_err(sql.denied(&found, true, CONTEXT))?;
             }
-            tx.batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {} (table_name TEXT PRIMARY KEY, version INTEGER NOT NULL)",
-                sql.versions
-            ))
-            .await
-            .map_err(failed())?;
-            let recorded: Option<i32> = tx
-                .query_opt(
-                    &format!("SELECT version FROM {} WHERE table_name = $1", sql.versions),
-                    &[&sql.table],
-                )
+            if !found.versions {
+                tx.batch_execute(&format!(
+                    "CREATE TABLE IF NOT EXISTS {} (table_name TEXT PRIMARY KEY, version INTEGER NOT NULL)",
+                    sql.versions
+                ))
                 .await
-                .map_err(failed())?
-                .map(|row| row.get(0));
-            if let Some(version) = recorded.filter(|&v| v > SCHEMA_VERSION) {
-                return Err(StoreError::new(
-                    StoreErrorKind::Unavailable,
-                    format!(
-                        "session table \"{}\".\"{}\" has schema version {version}, newer than \
-                         version {SCHEMA_VERSION} that this keepsake understands; upgrade keepsake",
-                        sql.schema, sql.table
-                    ),
-                ));
+                .map_err(sql.denied(&found, true, CONTEXT))?;
             }
             tx.batch_execute(&sql.create_table)
                 .await
-                .map_err(failed())?;
+                .map_err(sql.denied(&found, true, CONTEXT))?;
             tx.execute(
                 &format!(
                     "INSERT INTO {0} (table_name, version) VALUES ($1, $2) \
@@ -859,8 +1286,8 @@ impl PostgresStore {
                 &[&sql.table, &SCHEMA_VERSION],
             )
             .await
-            .map_err(failed())?;
-            tx.commit().await.map_err(failed())
+            .map_err(sql.denied(&found, true, CONTEXT))?;
+            tx.commit().await.map_err(unavailable(CONTEXT))
         })
         .await
     }
@@ -1241,8 +1668,43 @@ use super::{Counts, Cursor, Page, PurgeStep, StoreAdmin};
 /// the page. A purge step is one `DELETE` of up to `limit` expired rows,
 /// oldest deadline first, skipping rows other transactions hold; it needs
 /// no cursor.
-impl StoreAdmin for PostgresStore {
-    async fn page(&self, cursor: Option<&Cursor>, limit: usize) -> Result<Page, StoreError> {
+// Administration of rows this store cannot read (a row another app or an
+// old version wrote, say): `keepsake sessions` lists around them and
+// revokes them by their stored id.
+impl PostgresStore {
+    /// One page, as [`StoreAdmin::page`] walks the table, except that a row
+    /// this store cannot read (its id is not a keepsake session id, its data
+    /// is not a JSON object...) does not fail the page: it is left out, and
+    /// its error ([`StoreErrorKind::Corrupt`]) is returned beside the page,
+    /// with the row's id as stored in [`StoreError::session_id`] (for
+    /// [`delete_stored`](Self::delete_stored)). [`StoreAdmin::page`] fails
+    /// with the first such error instead. The cursor goes on after the
+    /// rows left out, so a walk reaches every readable row.
+    ///
+    /// # Errors
+    ///
+    /// As [`StoreAdmin::page`], except for unreadable rows.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use keepsake::store::{Id, PostgresStore, Record, SessionStore};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let store = PostgresStore::connect("postgres://postgres@127.0.0.1:5432/app").await?;
+    /// store.create(&Record::new(Id::random(), 0, None, 60)).await?;
+    /// let (page, unreadable) = store.page_skipping_unreadable(None, 100).await?;
+    /// assert_eq!(page.records.len() + unreadable.len(), 1);
+    /// for err in &unreadable {
+    ///     assert!(store.delete_stored(err.session_id().unwrap_or_default()).await?);
+    /// }
+    /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+    /// ```
+    pub async fn page_skipping_unreadable(
+        &self,
+        cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<(Page, Vec<StoreError>), StoreError> {
         let limit = limit.max(1);
         // Every id sorts after the empty string.
         let after = cursor.map_or("", Cursor::as_str);
@@ -1251,20 +1713,61 @@ impl StoreAdmin for PostgresStore {
             self.sql.schema, self.sql.table
         );
         let sql_limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let records = self
-            .query(&sql, &[&after, &sql_limit])
-            .await?
-            .iter()
-            .map(decode)
-            .collect::<Result<Vec<_>, _>>()?;
-        let next = (records.len() == limit)
-            .then(|| {
-                records
-                    .last()
-                    .map(|record| Cursor::new(record.id.to_string()))
-            })
-            .flatten();
-        Ok(Page { records, next })
+        let rows = self.query(&sql, &[&after, &sql_limit]).await?;
+        // The next page starts after the last row, readable or not.
+        let next = match rows.last() {
+            Some(row) if rows.len() == limit => {
+                let id: &str = row.try_get(0).map_err(|err| {
+                    StoreError::with_source(StoreErrorKind::Corrupt, "unreadable session id", err)
+                })?;
+                Some(Cursor::new(id))
+            }
+            _ => None,
+        };
+        let mut records = Vec::with_capacity(rows.len());
+        let mut unreadable = Vec::new();
+        for row in &rows {
+            match decode(row) {
+                Ok(record) => records.push(record),
+                Err(err) => unreadable.push(err),
+            }
+        }
+        Ok((Page { records, next }, unreadable))
+    }
+
+    /// Deletes the row stored under `stored_id`, the id exactly as the
+    /// table holds it, whether or not it is a keepsake session id: how an
+    /// operator removes a row [`page_skipping_unreadable`](Self::page_skipping_unreadable)
+    /// reported (`keepsake sessions revoke --raw`). For a valid id it is
+    /// [`SessionStore::delete`]. Whether there was such a row.
+    ///
+    /// # Errors
+    ///
+    /// As [`SessionStore::delete`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use keepsake::store::PostgresStore;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let store = PostgresStore::connect("postgres://postgres@127.0.0.1:5432/app").await?;
+    /// // A row an older app wrote, under an id keepsake would never make.
+    /// assert!(!store.delete_stored("legacy-session-1").await?);
+    /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+    /// ```
+    pub async fn delete_stored(&self, stored_id: &str) -> Result<bool, StoreError> {
+        Ok(self.execute(&self.sql.delete, &[&stored_id]).await? > 0)
+    }
+}
+
+impl StoreAdmin for PostgresStore {
+    async fn page(&self, cursor: Option<&Cursor>, limit: usize) -> Result<Page, StoreError> {
+        let (page, unreadable) = self.page_skipping_unreadable(cursor, limit).await?;
+        match unreadable.into_iter().next() {
+            Some(err) => Err(err),
+            None => Ok(page),
+        }
     }
 
     async fn count(&self, now: u64) -> Result<Counts, StoreError> {
@@ -1525,15 +2028,431 @@ mod tests {
                 .unwrap_err();
             assert_eq!(err.kind(), StoreErrorKind::Unavailable);
             assert!(err.to_string().contains("schema version 2"), "{err}");
-            // Without migration the check is skipped.
-            PostgresStore::builder()
+            // Opening without migration, and as the CLI does, refuses it too.
+            let err = PostgresStore::builder()
+                .schema(&schema)
+                .migrate(false)
+                .connect(&url)
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), StoreErrorKind::Unavailable);
+            assert!(err.to_string().contains("schema version 2"), "{err}");
+            let existing = crate::store::StoreUrl::parse(&format!("{url}?schema={schema}"))
+                .unwrap()
+                .open_existing()
+                .await;
+            let Err(crate::store::OpenError::Store { source, .. }) = existing else {
+                panic!("opened a table of version 2: {existing:?}");
+            };
+            assert!(source.to_string().contains("schema version 2"), "{source}");
+            // So does a store opened before the table was upgraded, when
+            // it checks again.
+            let err = first.check_table().await.unwrap_err();
+            assert!(err.to_string().contains("schema version 2"), "{err}");
+            // The other table, still at version 1, opens either way.
+            other.check_table().await.unwrap();
+            other.migrate().await.unwrap();
+        })
+        .await;
+    }
+
+    /// `url` with its user and password replaced.
+    fn url_as(url: &str, user: &str, password: &str) -> String {
+        let (scheme, rest) = url.split_once("://").expect("a URL");
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let host = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host)| host);
+        format!("{scheme}://{user}:{password}@{host}/{path}")
+    }
+
+    /// `url` with `?schema=` (or `&schema=`) added.
+    fn with_schema_param(url: &str, schema: &str) -> String {
+        let separator = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{separator}schema={schema}")
+    }
+
+    /// Runs `test` with `count` login roles of its own, as (name, URL to
+    /// connect as it), which are dropped afterwards even if the test
+    /// panics. Each has a password too, for servers that ask for one.
+    async fn with_roles<F, Fut>(url: &str, count: usize, test: F)
+    where
+        F: FnOnce(Vec<(String, String)>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let admin = raw(url).await;
+        let password = fresh_schema();
+        let base = fresh_schema();
+        let roles: Vec<(String, String)> = (0..count)
+            .map(|i| {
+                let name = format!("{base}_r{i}");
+                let role_url = url_as(url, &name, &password);
+                (name, role_url)
+            })
+            .collect();
+        for (name, _) in &roles {
+            admin
+                .batch_execute(&format!(
+                    "CREATE ROLE \"{name}\" LOGIN PASSWORD '{password}'"
+                ))
+                .await
+                .unwrap();
+        }
+        let outcome = tokio::spawn(test(roles.clone())).await;
+        for (name, _) in &roles {
+            admin
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+                    &[name],
+                )
+                .await
+                .unwrap();
+            admin
+                .batch_execute(&format!("DROP OWNED BY \"{name}\"; DROP ROLE \"{name}\""))
+                .await
+                .unwrap();
+        }
+        if let Err(err) = outcome {
+            std::panic::resume_unwind(err.into_panic());
+        }
+    }
+
+    /// The error of opening `url` (with `schema`) as the demo does.
+    async fn open_error(url: &str, schema: &str) -> StoreError {
+        let opened = crate::store::StoreUrl::parse(&with_schema_param(url, schema))
+            .unwrap()
+            .open()
+            .await;
+        match opened {
+            Err(crate::store::OpenError::Store { source, .. }) => source,
+            other => panic!("expected a store error, got {other:?}"),
+        }
+    }
+
+    /// An app whose role may only read and write rows runs, with migration
+    /// on (as `StoreUrl::open` does), on a table its owner migrated; a role
+    /// missing a privilege is told what to grant, not that the server does
+    /// not answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_role_that_may_only_read_and_write_rows_runs_on_a_migrated_table() {
+        with_schema(|url, schema| async move {
+            // The owner (here the test's superuser) migrates once.
+            store(&url, &schema).await;
+            let admin_url = url.clone();
+            with_roles(&url, 2, |roles| async move {
+                let (app, app_url) = roles[0].clone();
+                let (bare, bare_url) = roles[1].clone();
+                let grants = format!(
+                    "GRANT USAGE ON SCHEMA \"{schema}\" TO \"{app}\"; \
+                     GRANT SELECT ON \"{schema}\".\"keepsake_schema\" TO \"{app}\"; \
+                     GRANT SELECT, INSERT, UPDATE, DELETE ON \
+                     \"{schema}\".\"keepsake_sessions\" TO \"{app}\""
+                );
+                raw(&admin_url).await.batch_execute(&grants).await.unwrap();
+
+                let store = crate::store::StoreUrl::parse(&with_schema_param(&app_url, &schema))
+                    .unwrap()
+                    .open()
+                    .await
+                    .unwrap();
+                let mut record = record(1_000, 3_600);
+                assert_eq!(store.create(&record).await.unwrap(), Created::Created);
+                record.data.insert("n".into(), json!(2));
+                assert_eq!(
+                    store.save(&record, 1_001).await.unwrap(),
+                    Saved::Saved { version: 1 }
+                );
+                assert_eq!(store.purge_expired(1_001).await.unwrap(), 0);
+                assert!(store.delete(&record.id).await.unwrap());
+                let migrating = PostgresStore::builder()
+                    .schema(&schema)
+                    .connect(&app_url)
+                    .await
+                    .unwrap();
+                migrating.migrate().await.unwrap();
+                PostgresStore::builder()
+                    .schema(&schema)
+                    .migrate(false)
+                    .connect(&app_url)
+                    .await
+                    .unwrap()
+                    .check_table()
+                    .await
+                    .unwrap();
+
+                // A table it would have to create: it may not, and is told
+                // the ways out.
+                let err = PostgresStore::builder()
+                    .schema(&schema)
+                    .table("other_sessions")
+                    .connect(&app_url)
+                    .await
+                    .unwrap_err();
+                let text = err.to_string();
+                assert_eq!(err.kind(), StoreErrorKind::Unavailable);
+                assert!(text.contains("SQLSTATE 42501"), "{text}");
+                assert!(
+                    text.contains(&format!("GRANT USAGE, CREATE ON SCHEMA \"{schema}\"")),
+                    "{text}"
+                );
+                assert!(text.contains("migrate it once"), "{text}");
+                assert!(!text.contains("does not answer"), "{text}");
+
+                // A role with no grants: the message names them all.
+                let bare_grants = grants.replace(&app, &bare);
+                let err = open_error(&bare_url, &schema).await;
+                let text = err.to_string();
+                assert_eq!(err.kind(), StoreErrorKind::Unavailable);
+                assert!(text.contains(&bare_grants), "{text}");
+                assert!(text.contains("SQLSTATE 42501"), "{text}");
+                assert!(!text.contains("does not answer"), "{text}");
+                let err = PostgresStore::builder()
+                    .schema(&schema)
+                    .migrate(false)
+                    .connect(&bare_url)
+                    .await
+                    .unwrap_err();
+                let text = err.to_string();
+                assert!(
+                    text.starts_with("session store unavailable: checking"),
+                    "{text}"
+                );
+                assert!(text.contains(&bare_grants), "{text}");
+                assert!(!text.contains("does not answer"), "{text}");
+            })
+            .await;
+        })
+        .await;
+    }
+
+    /// The documented table, without its indexes, as an admin may make it.
+    fn documented_table(schema: &str, table: &str) -> String {
+        format!(
+            "CREATE TABLE \"{schema}\".\"{table}\" (
+                id                TEXT PRIMARY KEY,
+                data              JSONB NOT NULL,
+                created_at        BIGINT NOT NULL,
+                idle_timeout      BIGINT NULL,
+                idle_deadline     BIGINT NULL,
+                absolute_deadline BIGINT NOT NULL,
+                deadline          BIGINT NOT NULL,
+                persistent        BOOLEAN NOT NULL,
+                version           BIGINT NOT NULL,
+                user_id           TEXT NULL
+            )"
+        )
+    }
+
+    /// A table keepsake did not make is refused unless it has keepsake's
+    /// layout, whether migrating or not, and is left as it was, with no
+    /// version recorded for it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_table_of_another_layout_is_refused_and_left_alone() {
+        with_schema(|url, schema| async move {
+            let client = raw(&url).await;
+            let documented = documented_table(&schema, "wrong_type");
+            let wrong_type = documented.replace("created_at        BIGINT", "created_at INTEGER");
+            assert_ne!(wrong_type, documented);
+            client.batch_execute(&wrong_type).await.unwrap();
+            client
+                .batch_execute(&format!(
+                    "CREATE TABLE \"{schema}\".missing (id TEXT PRIMARY KEY, data JSONB NOT NULL);
+                     {};
+                     {};
+                     CREATE VIEW \"{schema}\".a_view AS SELECT 1 AS id",
+                    documented_table(&schema, "no_key")
+                        .replace("TEXT PRIMARY KEY", "TEXT NOT NULL"),
+                    documented_table(&schema, "extra").replace(
+                        "user_id           TEXT NULL",
+                        "user_id TEXT NULL, tenant TEXT NOT NULL"
+                    ),
+                ))
+                .await
+                .unwrap();
+            let cases = [
+                (
+                    "wrong_type",
+                    "column created_at is integer, expected bigint",
+                ),
+                ("missing", "column created_at is missing"),
+                ("no_key", "column id is not the primary key"),
+                ("extra", "column \"tenant\" is NOT NULL without a default"),
+                ("a_view", "is a view, not a table"),
+            ];
+            for (table, expected) in cases {
+                for migrate in [true, false] {
+                    let err = PostgresStore::builder()
+                        .schema(&schema)
+                        .table(table)
+                        .migrate(migrate)
+                        .connect(&url)
+                        .await
+                        .unwrap_err();
+                    let text = err.to_string();
+                    assert_eq!(err.kind(), StoreErrorKind::Unavailable, "{text}");
+                    assert!(
+                        text.contains(expected),
+                        "{table}, migrate {migrate}: {text}"
+                    );
+                    assert!(
+                        text.contains(&format!("\"{schema}\".\"{table}\"")),
+                        "{table}: {text}"
+                    );
+                }
+            }
+            let err = open_error(&format!("{url}?table=missing"), &schema).await;
+            assert!(
+                err.to_string().contains("is not a keepsake sessions table"),
+                "{err}"
+            );
+            // Nothing was created, recorded or changed.
+            let untouched: (bool, i64, String) = client
+                .query_one(
+                    "SELECT to_regclass($1) IS NULL, \
+                     (SELECT count(*) FROM pg_indexes WHERE schemaname = $2), \
+                     format_type(atttypid, atttypmod) FROM pg_attribute \
+                     WHERE attrelid = to_regclass($3) AND attname = 'created_at'",
+                    &[
+                        &format!("\"{schema}\".keepsake_schema"),
+                        &schema,
+                        &format!("\"{schema}\".wrong_type"),
+                    ],
+                )
+                .await
+                .map(|row| (row.get(0), row.get(1), row.get(2)))
+                .unwrap();
+            // Only the primary keys' indexes of wrong_type, missing and extra.
+            assert_eq!(untouched, (true, 3, "integer".to_owned()));
+        })
+        .await;
+    }
+
+    /// A table made by hand with the documented layout is used without
+    /// migration (no version recorded), and adopted by a migration: its
+    /// indexes added and its version recorded.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_table_made_by_hand_with_the_documented_layout_is_adopted() {
+        with_schema(|url, schema| async move {
+            let client = raw(&url).await;
+            client
+                .batch_execute(&documented_table(&schema, DEFAULT_TABLE))
+                .await
+                .unwrap();
+            let unmigrated = PostgresStore::builder()
                 .schema(&schema)
                 .migrate(false)
                 .connect(&url)
                 .await
                 .unwrap();
+            unmigrated.check_table().await.unwrap();
+            let record = record(1_000, 3_600);
+            assert_eq!(unmigrated.create(&record).await.unwrap(), Created::Created);
+            let versions = format!("\"{schema}\".keepsake_schema");
+            let recorded = client
+                .query_one("SELECT to_regclass($1) IS NULL", &[&versions])
+                .await
+                .unwrap();
+            assert!(
+                recorded.get::<_, bool>(0),
+                "nothing is recorded without migration"
+            );
+
+            let migrated = store(&url, &schema).await;
+            assert_eq!(
+                migrated.load(&record.id, 1_000).await.unwrap(),
+                Some(record)
+            );
+            let version: i32 = client
+                .query_one(&format!("SELECT version FROM {versions}"), &[])
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(version, SCHEMA_VERSION);
+            let indexes: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM pg_indexes WHERE schemaname = $1",
+                    &[&schema],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            // The primary key, deadline and user_id indexes; keepsake_schema's key.
+            assert_eq!(indexes, 4);
         })
         .await;
+    }
+
+    /// A keepsake_schema of another shape is reported, not a panic.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_foreign_keepsake_schema_table_is_an_error() {
+        with_schema(|url, schema| async move {
+            raw(&url)
+                .await
+                .batch_execute(&format!(
+                    "CREATE TABLE \"{schema}\".keepsake_schema (table_name TEXT, version TEXT);
+                     INSERT INTO \"{schema}\".keepsake_schema VALUES ('keepsake_sessions', 'one')"
+                ))
+                .await
+                .unwrap();
+            let err = PostgresStore::builder()
+                .schema(&schema)
+                .connect(&url)
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), StoreErrorKind::Unavailable);
+            assert!(err.to_string().contains("keepsake_schema"), "{err}");
+        })
+        .await;
+    }
+
+    #[test]
+    fn layout_differences_are_named() {
+        let column = |name: &str, ty: &str, not_null: bool| Column {
+            name: name.to_owned(),
+            ty: ty.to_owned(),
+            not_null,
+            has_default: false,
+            primary_key: name == "id",
+        };
+        let keepsake: Vec<Column> = LAYOUT
+            .iter()
+            .map(|(name, ty, nullable)| column(name, ty, !nullable))
+            .collect();
+        assert_eq!(layout_problems(&keepsake), Vec::<String>::new());
+        let mut other = keepsake;
+        other[2].ty = "integer".to_owned();
+        other[3].not_null = true;
+        other[5].not_null = false;
+        other[0].primary_key = false;
+        other.remove(9);
+        other.push(column("note", "text", false));
+        other.push(column("tag", "text", true));
+        other.push(Column {
+            has_default: true,
+            ..column("tenant", "text", true)
+        });
+        assert_eq!(
+            layout_problems(&other),
+            [
+                "column id is not the primary key (alone)",
+                "column created_at is integer, expected bigint",
+                "column idle_timeout is NOT NULL, expected it to allow NULL",
+                "column absolute_deadline allows NULL, expected NOT NULL",
+                "column user_id is missing",
+                "column \"tag\" is NOT NULL without a default, and keepsake does not write it",
+            ]
+        );
+    }
+
+    #[test]
+    fn sqlstates_are_named() {
+        assert_eq!(sqlstate_text("42501"), "insufficient privilege");
+        assert_eq!(
+            sqlstate_text("42P99"),
+            "syntax error or access rule violation"
+        );
+        assert_eq!(sqlstate_text("ZZ000"), "the statement failed");
+        assert_eq!(sqlstate_text(""), "the statement failed");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1713,8 +2632,9 @@ mod tests {
     }
 
     /// A migration waiting on another's (its advisory lock) gives up at
-    /// the builder's timeout, and so does opening an existing table whose
-    /// check waits; the connection is closed, so nothing waits on.
+    /// the builder's timeout, and so do a migration and a check of an
+    /// existing table that wait to read its version (a lock on
+    /// `keepsake_schema`); the connection is closed, so nothing waits on.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn migrating_times_out_by_itself() {
         with_schema(|url, schema| async move {
@@ -1732,27 +2652,48 @@ mod tests {
                 )
                 .await
                 .unwrap();
+            // A table not migrated yet waits for the advisory lock.
+            let err = builder().table("other").connect(&url).await.unwrap_err();
+            assert_eq!(err.kind(), StoreErrorKind::Timeout, "{err}");
+            // A migrated one takes no lock, but waits to read its version.
+            holder
+                .batch_execute(&format!(
+                    "BEGIN; LOCK TABLE \"{schema}\".keepsake_schema IN ACCESS EXCLUSIVE MODE"
+                ))
+                .await
+                .unwrap();
             let err = builder().connect(&url).await.unwrap_err();
             assert_eq!(err.kind(), StoreErrorKind::Timeout, "{err}");
             let err = store.migrate().await.unwrap_err();
             assert_eq!(err.kind(), StoreErrorKind::Timeout, "{err}");
-            // The abandoned migrations were cancelled: none waits for the lock.
+            let err = builder().migrate(false).connect(&url).await.unwrap_err();
+            assert_eq!(err.kind(), StoreErrorKind::Timeout, "{err}");
+            let err = store.check_table().await.unwrap_err();
+            assert_eq!(err.kind(), StoreErrorKind::Timeout, "{err}");
+            // The abandoned migrations and checks were cancelled: none waits
+            // for a lock.
             tokio::time::sleep(Duration::from_millis(300)).await;
             let waiting: i64 = holder
                 .query_one(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
-                     AND objid::bigint = hashtext($1)::bigint & 4294967295",
-                    &[&format!("keepsake:{schema}")],
+                    "SELECT count(*) FROM pg_locks WHERE NOT granted AND \
+                     ((locktype = 'advisory' \
+                       AND objid::bigint = hashtext($1)::bigint & 4294967295) \
+                      OR relation = to_regclass($2))",
+                    &[
+                        &format!("keepsake:{schema}"),
+                        &format!("\"{schema}\".keepsake_schema"),
+                    ],
                 )
                 .await
                 .unwrap()
                 .get(0);
             assert_eq!(waiting, 0);
             holder
-                .batch_execute("SELECT pg_advisory_unlock_all()")
+                .batch_execute("COMMIT; SELECT pg_advisory_unlock_all()")
                 .await
                 .unwrap();
             store.migrate().await.unwrap();
+            builder().table("other").connect(&url).await.unwrap();
         })
         .await;
     }

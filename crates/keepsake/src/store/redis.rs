@@ -186,7 +186,15 @@ const MAX_EXPIRE_AT: u64 = 253_402_300_799;
 /// do the other saves sent in the same call. Deletes (a logout, "log out
 /// everywhere", a purge) still run, since they free memory. Under an
 /// evicting policy (`allkeys-lru` and the like) Redis makes room first, by
-/// dropping keys of its choosing, which may be sessions.
+/// dropping keys of its choosing, which may be sessions. With the local
+/// cache on (the default), a load the cache answers never reaches Redis, so
+/// Redis does not see it: under an LRU or LFU policy (`allkeys-lru`,
+/// `volatile-lru`, `allkeys-lfu`, `volatile-lfu`), a session that is only
+/// read (not saved or touched) looks idle to Redis however often it is used,
+/// and is among the first evicted. Where sessions may be evicted, give
+/// Redis the room not to, or turn the cache off
+/// ([`with_local_cache(0)`](Self::with_local_cache)) so that every use
+/// counts.
 ///
 /// # Example
 ///
@@ -232,9 +240,13 @@ impl fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
-    /// Connects to the Redis at `url` (`redis://[:password@]host[:port][/db]`,
-    /// or `rediss://` with TLS if redis-rs was built with it), with the key
-    /// prefix `keepsake:` and a command timeout of 1 s.
+    /// Connects to the Redis at `url` (`redis://[[user]:password@]host[:port][/db]`),
+    /// with the key prefix `keepsake:` and a command timeout of 1 s.
+    ///
+    /// TLS (`rediss://`) is not available in this build: keepsake builds
+    /// redis-rs without TLS support and has no feature to turn it on, so a
+    /// `rediss://` URL fails here. Reach a Redis that needs TLS through a
+    /// local TLS tunnel (stunnel, a sidecar) with a `redis://` URL.
     ///
     /// # Errors
     ///
@@ -345,8 +357,19 @@ impl RedisStore {
     /// the cache, in BENCHMARKS.md's million-session measurement). The
     /// table is bounded by Redis's `tracking-table-max-keys` (a million by
     /// default): past it, Redis invalidates keys early, which costs a read,
-    /// never a stale copy. A server that refuses `CLIENT TRACKING` (a proxy,
-    /// an old server) simply gets no cache.
+    /// never a stale copy. A server that refuses `CLIENT TRACKING` or `CLIENT
+    /// CACHING` (a proxy, an old server, an ACL user without `client|tracking`
+    /// or `client|caching`) simply gets no cache: the store logs a warning
+    /// once per connection and reads sessions from Redis every time.
+    ///
+    /// Do not use `SWAPDB` on a Redis whose sessions an app reads with the
+    /// cache on (or turn the cache off there): Redis (7.0 at least) sends no
+    /// invalidation when it swaps databases, so the cache goes on serving the
+    /// sessions that were swapped out, for as long as the connection stays
+    /// up and answers. (`FLUSHDB` and `FLUSHALL` are fine: Redis invalidates
+    /// everything then, and the cache is emptied.) Reads from the cache also
+    /// hide a session's use from Redis's eviction: see "Errors" under
+    /// [`RedisStore`].
     ///
     /// # Example
     ///
@@ -1621,16 +1644,42 @@ fn scan_cursor(cursor: Option<&Cursor>) -> Result<u64, StoreError> {
     })
 }
 
-/// Walks use `SCAN` on the prefix (never `KEYS`), asking for `limit` keys
-/// per step; the cursor is Redis's `SCAN` cursor (and, for a page, the keys
-/// of that step that earlier pages did not take). A page is one `SCAN` (or
-/// none, while keys are left over) and one `MGET`; it may hold fewer than
-/// `limit` records, or none, before the walk ends, and `SCAN` may return a
-/// key twice if Redis resizes its keyspace during the walk. Sessions whose TTL has fired are gone and are
-/// not seen; "expired" records are those whose deadline `now` has reached
-/// while their TTL has not fired yet.
-impl StoreAdmin for RedisStore {
-    async fn page(&self, cursor: Option<&Cursor>, limit: usize) -> Result<Page, StoreError> {
+// Administration of keys this store cannot read (a value another app or an
+// old version wrote, say): `keepsake sessions` lists around them and
+// revokes them by their stored id.
+impl RedisStore {
+    /// One page, as [`StoreAdmin::page`] walks the sessions, except that a
+    /// session key whose value this store cannot read (not a session's JSON,
+    /// or of another format) does not fail the page: it is left out, and
+    /// its error ([`StoreErrorKind::Corrupt`]) is returned beside the page,
+    /// with the key's id as stored (the key after `<prefix>session:`) in
+    /// [`StoreError::session_id`] (for [`delete_stored`](Self::delete_stored)).
+    /// [`StoreAdmin::page`] fails with the first such error instead. A key
+    /// of another type than a string is not a session and is not seen.
+    ///
+    /// # Errors
+    ///
+    /// As [`StoreAdmin::page`], except for unreadable values.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = keepsake::store::RedisStore::connect("redis://127.0.0.1:6379")
+    ///     .await?
+    ///     .with_prefix("app:");
+    /// // After `SET app:session:garbage hello`:
+    /// let (page, unreadable) = store.page_skipping_unreadable(None, 100).await?;
+    /// assert!(page.records.is_empty());
+    /// assert_eq!(unreadable[0].session_id(), Some("garbage"));
+    /// assert!(store.delete_stored("garbage").await?);
+    /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+    /// ```
+    pub async fn page_skipping_unreadable(
+        &self,
+        cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<(Page, Vec<StoreError>), StoreError> {
         let limit = limit.max(1);
         // `SCAN` may answer with more keys than asked for. Those not taken
         // travel in the cursor, in hex after the `SCAN` cursor to go on
@@ -1667,27 +1716,80 @@ impl StoreAdmin for RedisStore {
             Some(format!("{after}/{}", left.join(",")))
         };
         let mut records = Vec::with_capacity(keys.len());
+        let mut unreadable = Vec::new();
         if !keys.is_empty() {
             let values: Vec<Option<Vec<u8>>> = self
                 .query("page (MGET)", redis::cmd("MGET").arg(&keys))
                 .await?;
+            let session_prefix = format!("{}session:", self.prefix);
             for (key, bytes) in keys.iter().zip(values) {
+                // A key that is gone, or holds another type than a string.
                 let Some(bytes) = bytes else { continue };
-                let record = decode(&bytes, None).map_err(|err| {
-                    // The key ends with the id.
-                    let key = String::from_utf8_lossy(key);
-                    err.about(
-                        key.get(key.len().saturating_sub(ID_TEXT_LEN)..)
-                            .unwrap_or(&key),
-                    )
-                })?;
-                records.push(record);
+                match decode(&bytes, None) {
+                    Ok(record) => records.push(record),
+                    Err(err) => {
+                        // The key ends with the id, as stored.
+                        let id = key.strip_prefix(session_prefix.as_bytes()).unwrap_or(key);
+                        unreadable.push(err.about(String::from_utf8_lossy(id)));
+                    }
+                }
             }
         }
-        Ok(Page {
+        let page = Page {
             records,
             next: next.map(Cursor::new),
-        })
+        };
+        Ok((page, unreadable))
+    }
+
+    /// Deletes the session stored under `stored_id`, the id exactly as it
+    /// is in the key (`<prefix>session:<stored_id>`), whether or not it is a
+    /// keepsake session id: how an operator removes a key
+    /// [`page_skipping_unreadable`](Self::page_skipping_unreadable) reported
+    /// (`keepsake sessions revoke --raw`). For a valid id it is
+    /// [`SessionStore::delete`]; any other key is deleted with `DEL`, as it
+    /// is (whatever its type). Whether there was such a key.
+    ///
+    /// # Errors
+    ///
+    /// As [`SessionStore::delete`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = keepsake::store::RedisStore::connect("redis://127.0.0.1:6379").await?;
+    /// // `keepsake:session:garbage`, written by hand or by another app.
+    /// assert!(!store.delete_stored("garbage").await?);
+    /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+    /// ```
+    pub async fn delete_stored(&self, stored_id: &str) -> Result<bool, StoreError> {
+        if let Ok(id) = stored_id.parse::<Id>()
+            && id.to_string() == stored_id
+        {
+            return self.delete(&id).await;
+        }
+        let key = format!("{}session:{stored_id}", self.prefix);
+        let deleted: i64 = self.query("delete", redis::cmd("DEL").arg(&key)).await?;
+        Ok(deleted > 0)
+    }
+}
+
+/// Walks use `SCAN` on the prefix (never `KEYS`), asking for `limit` keys
+/// per step; the cursor is Redis's `SCAN` cursor (and, for a page, the keys
+/// of that step that earlier pages did not take). A page is one `SCAN` (or
+/// none, while keys are left over) and one `MGET`; it may hold fewer than
+/// `limit` records, or none, before the walk ends, and `SCAN` may return a
+/// key twice if Redis resizes its keyspace during the walk. Sessions whose TTL has fired are gone and are
+/// not seen; "expired" records are those whose deadline `now` has reached
+/// while their TTL has not fired yet.
+impl StoreAdmin for RedisStore {
+    async fn page(&self, cursor: Option<&Cursor>, limit: usize) -> Result<Page, StoreError> {
+        let (page, unreadable) = self.page_skipping_unreadable(cursor, limit).await?;
+        match unreadable.into_iter().next() {
+            Some(err) => Err(err),
+            None => Ok(page),
+        }
     }
 
     async fn count(&self, now: u64) -> Result<Counts, StoreError> {
@@ -2242,6 +2344,109 @@ mod tests {
         cleanup(&store).await;
     }
 
+    /// `url` with the credentials of Redis user `user` instead of its own.
+    fn as_user(url: &str, user: &str, password: &str) -> String {
+        let (scheme, rest) = url.split_once("://").unwrap_or(("redis", url));
+        let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+        format!("{scheme}://{user}:{password}@{host}")
+    }
+
+    /// A Redis user that may not run `CLIENT TRACKING`, or only `CLIENT
+    /// CACHING` (which every tracked command is sent after), gets a store
+    /// that works without the local cache: its connection does not track
+    /// (tracking is turned off again after `CLIENT CACHING` is refused),
+    /// every load reads Redis, and another server's change is seen at once.
+    /// Each case makes its own ACL user on the test server, deleted at the
+    /// end even if the case fails.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_user_refused_client_tracking_or_caching_gets_no_cache() {
+        let Some(url) = url() else { return };
+        let _serial = SERIAL.lock().await;
+        let mut admin = other_connection(&url).await;
+        for refused in ["-client|tracking", "-client|caching"] {
+            let user = format!("keepsake-test-{}", hex(&Id::random().as_bytes()[..8]));
+            let password = hex(Id::random().as_bytes());
+            let _: () = redis::cmd("ACL")
+                .arg("SETUSER")
+                .arg(&user)
+                .arg("on")
+                .arg(format!(">{password}"))
+                .arg("~*")
+                .arg("&*")
+                .arg("+@all")
+                .arg(refused)
+                .query_async(&mut admin)
+                .await
+                .unwrap();
+            let user_url = as_user(&url, &user, &password);
+            let main_url = url.clone();
+            let case = tokio::spawn(async move {
+                let store = store(&user_url).await;
+                let other = other_server(&store, &main_url).await;
+                let mut admin = other_connection(&main_url).await;
+                let now = now();
+                let mut record = Record::new(Id::random(), now, Some(60), 3_600);
+                assert_eq!(store.create(&record).await.unwrap(), Created::Created);
+                assert_eq!(
+                    store.load(&record.id, now).await.unwrap(),
+                    Some(record.clone())
+                );
+                assert_eq!(
+                    store.save(&record, now).await.unwrap(),
+                    Saved::Saved { version: 1 }
+                );
+                record.version = 1;
+                let link = store.link("test").await.unwrap();
+                assert!(!store.tracked(&link).await && !store.conn.trusted(&link));
+                let mut conn = link.conn();
+                let info: redis::Value = redis::cmd("CLIENT")
+                    .arg("TRACKINGINFO")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                let flags = match info {
+                    redis::Value::Map(fields) => fields
+                        .into_iter()
+                        .find(|(name, _)| {
+                            matches!(name, redis::Value::BulkString(n) if n == b"flags")
+                                || matches!(name, redis::Value::SimpleString(n) if n == "flags")
+                        })
+                        .map(|(_, flags)| flags),
+                    _ => None,
+                };
+                let flags: Vec<String> = redis::from_redis_value(flags.unwrap()).unwrap();
+                assert_eq!(flags, ["off"], "{refused}");
+                for _ in 0..3 {
+                    let load = commands_of(&mut admin, || async {
+                        assert!(store.load(&record.id, now).await.unwrap().is_some());
+                    })
+                    .await;
+                    assert!(load.get("get").is_some_and(|&n| n >= 1), "{load:?}");
+                }
+                record.data.insert("by".into(), json!("other"));
+                assert_eq!(
+                    other.save(&record, now).await.unwrap(),
+                    Saved::Saved { version: 2 }
+                );
+                let loaded = store.load(&record.id, now).await.unwrap().unwrap();
+                assert_eq!((loaded.version, &loaded.data["by"]), (2, &json!("other")));
+                assert!(store.delete(&record.id).await.unwrap());
+                cleanup(&store).await;
+            })
+            .await;
+            let deleted: i64 = redis::cmd("ACL")
+                .arg("DELUSER")
+                .arg(&user)
+                .query_async(&mut admin)
+                .await
+                .unwrap();
+            assert_eq!(deleted, 1);
+            if let Err(err) = case {
+                std::panic::resume_unwind(err.into_panic());
+            }
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn reconnects_after_the_connection_is_killed() {
         let Some(url) = url() else { return };
@@ -2586,6 +2791,42 @@ mod tests {
         result.map(|_| ()).unwrap_err().kind()
     }
 
+    /// A key under the prefix whose value is no session (or whose id is not
+    /// a keepsake id) fails `page`, naming it, and is left out by
+    /// `page_skipping_unreadable`, named by its id as stored, which
+    /// `delete_stored` takes; `delete_stored` of a valid id is a `delete`
+    /// (the cached copy goes too).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unreadable_keys_are_left_out_of_pages_and_deleted_raw() {
+        let Some(url) = url() else { return };
+        let _serial = SERIAL.lock().await;
+        let store = store(&url).await;
+        let now = now();
+        let record = Record::new(Id::random(), now, None, 3_600);
+        store.create(&record).await.unwrap();
+        let mut conn = store.admin().await;
+        let _: () = redis::cmd("SET")
+            .arg(format!("{}session:garbage", store.prefix))
+            .arg("hello")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let err = store.page(None, 10).await.unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{err}");
+        assert_eq!(err.session_id(), Some("garbage"));
+        let (page, unreadable) = store.page_skipping_unreadable(None, 10).await.unwrap();
+        assert_eq!((page.records, page.next), (vec![record.clone()], None));
+        assert_eq!(unreadable.len(), 1);
+        assert_eq!(unreadable[0].session_id(), Some("garbage"));
+        assert!(store.delete_stored("garbage").await.unwrap());
+        assert!(!store.delete_stored("garbage").await.unwrap());
+        assert_eq!(store.page(None, 10).await.unwrap().records.len(), 1);
+        assert!(store.load(&record.id, now).await.unwrap().is_some());
+        assert!(store.delete_stored(&record.id.to_string()).await.unwrap());
+        assert!(store.load(&record.id, now).await.unwrap().is_none());
+        assert_eq!(cleanup(&store).await, 0);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn corrupt_values_are_reported() {
         let Some(url) = url() else { return };
@@ -2905,6 +3146,13 @@ mod tests {
         assert_eq!(err.kind(), StoreErrorKind::Unavailable, "{err}");
         let err = RedisStore::connect("not a url").await.unwrap_err();
         assert_eq!(err.kind(), StoreErrorKind::Unavailable, "{err}");
+        // No TLS in this build (as `connect` says): refused as a URL, before
+        // any connection is tried.
+        let err = RedisStore::connect("rediss://127.0.0.1:1")
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Unavailable, "{err}");
+        assert!(err.to_string().contains("invalid Redis URL"), "{err}");
         let Some(url) = url() else { return };
         let _serial = SERIAL.lock().await;
         let store = store(&url)

@@ -1228,34 +1228,145 @@ impl SessionStore for SqliteStore {
 
 use super::{Counts, Cursor, Page, PurgeStep, StoreAdmin};
 
-/// Pages are in id order (the primary key's); the cursor is the last id of
-/// the page. A purge step is one `DELETE` of up to `limit` expired rows in
-/// its own transaction; it needs no cursor.
-impl StoreAdmin for SqliteStore {
-    async fn page(&self, cursor: Option<&Cursor>, limit: usize) -> Result<Page, StoreError> {
+// Administration of rows this store cannot read (a row another app or an
+// old version wrote, say): `keepsake sessions` lists around them and
+// revokes them by their stored id.
+impl SqliteStore {
+    /// One page, as [`StoreAdmin::page`] walks the table, except that a row
+    /// this store cannot read (its id is not a keepsake session id, its data
+    /// is not a JSON object...) does not fail the page: it is left out, and
+    /// its error ([`StoreErrorKind::Corrupt`]) is returned beside the page,
+    /// with the row's id as stored in [`StoreError::session_id`] (for
+    /// [`delete_stored`](Self::delete_stored)). [`StoreAdmin::page`] fails
+    /// with the first such error instead. The cursor goes on after the
+    /// rows left out, so a walk reaches every readable row.
+    ///
+    /// # Errors
+    ///
+    /// As [`StoreAdmin::page`], except for unreadable rows (a row whose id
+    /// is not text still fails the page).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::store::{Id, Record, SessionStore, SqliteStore, StoreErrorKind};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let dir = std::env::temp_dir().join(format!("keepsake-doc-unreadable-{}", Id::random()));
+    /// std::fs::create_dir(&dir)?;
+    /// let path = dir.join("sessions.db");
+    /// let store = SqliteStore::open(&path).await?;
+    /// let record = Record::new(Id::random(), 0, None, 60);
+    /// store.create(&record).await?;
+    /// // A row an older app wrote, under an id keepsake would never make.
+    /// rusqlite::Connection::open(&path)?.execute(
+    ///     "INSERT INTO sessions SELECT 'legacy-session-1', data, created_at, idle_timeout, \
+    ///      idle_deadline, absolute_deadline, deadline, persistent, version, user_id \
+    ///      FROM sessions",
+    ///     [],
+    /// )?;
+    ///
+    /// let (page, unreadable) = store.page_skipping_unreadable(None, 100).await?;
+    /// assert_eq!(page.records, [record]);
+    /// assert_eq!(unreadable.len(), 1);
+    /// assert_eq!(unreadable[0].kind(), StoreErrorKind::Corrupt);
+    /// assert_eq!(unreadable[0].session_id(), Some("legacy-session-1"));
+    ///
+    /// assert!(store.delete_stored("legacy-session-1").await?);
+    /// assert!(store.page_skipping_unreadable(None, 100).await?.1.is_empty());
+    /// # drop(store);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+    /// ```
+    pub async fn page_skipping_unreadable(
+        &self,
+        cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<(Page, Vec<StoreError>), StoreError> {
         let limit = limit.max(1);
         // Every id sorts after the empty string.
         let after = cursor
             .map(|cursor| cursor.as_str().to_owned())
             .unwrap_or_default();
         let sql_limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let records = self
+        let (records, unreadable, last, rows) = self
             .run(Access::Read, move |conn| {
-                query_records(
-                    conn,
-                    &format!("SELECT {COLUMNS} FROM sessions WHERE id > ?1 ORDER BY id LIMIT ?2"),
-                    params![after, sql_limit],
-                )
+                let fail = |err| sql_error("query", err);
+                let mut statement = conn
+                    .prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM sessions WHERE id > ?1 ORDER BY id LIMIT ?2"
+                    ))
+                    .map_err(fail)?;
+                let mut found = statement.query(params![after, sql_limit]).map_err(fail)?;
+                let (mut records, mut unreadable) = (Vec::new(), Vec::new());
+                let (mut last, mut rows) = (None, 0usize);
+                while let Some(row) = found.next().map_err(fail)? {
+                    // The id first: the next page starts after it, whatever
+                    // the rest of the row holds.
+                    let id: String = row.get(0).map_err(fail)?;
+                    let record = read_row(row)
+                        .map_err(|err| fail(err).about(id.clone()))
+                        .and_then(decode);
+                    match record {
+                        Ok(record) => records.push(record),
+                        Err(err) => unreadable.push(err),
+                    }
+                    last = Some(id);
+                    rows += 1;
+                }
+                Ok((records, unreadable, last, rows))
             })
             .await?;
-        let next = (records.len() == limit)
-            .then(|| {
-                records
-                    .last()
-                    .map(|record| Cursor::new(record.id.to_string()))
-            })
-            .flatten();
-        Ok(Page { records, next })
+        let next = last.filter(|_| rows == limit).map(Cursor::new);
+        Ok((Page { records, next }, unreadable))
+    }
+
+    /// Deletes the row stored under `stored_id`, the id exactly as the
+    /// table holds it, whether or not it is a keepsake session id: how an
+    /// operator removes a row [`page_skipping_unreadable`](Self::page_skipping_unreadable)
+    /// reported (`keepsake sessions revoke --raw`). For a valid id it is
+    /// [`SessionStore::delete`]. Whether there was such a row.
+    ///
+    /// # Errors
+    ///
+    /// As [`SessionStore::delete`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::store::{Id, Record, SessionStore, SqliteStore};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = SqliteStore::open_in_memory()?;
+    /// let record = Record::new(Id::random(), 0, None, 60);
+    /// store.create(&record).await?;
+    /// assert!(!store.delete_stored("legacy-session-1").await?);
+    /// assert!(store.delete_stored(&record.id.to_string()).await?);
+    /// assert!(store.load(&record.id, 1).await?.is_none());
+    /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+    /// ```
+    pub async fn delete_stored(&self, stored_id: &str) -> Result<bool, StoreError> {
+        let id = stored_id.to_owned();
+        self.run(Access::Write, move |conn| {
+            conn.prepare_cached("DELETE FROM sessions WHERE id = ?1")
+                .and_then(|mut s| s.execute(params![id]))
+                .map(|deleted| deleted > 0)
+                .map_err(|err| sql_error("delete", err))
+        })
+        .await
+    }
+}
+
+/// Pages are in id order (the primary key's); the cursor is the last id of
+/// the page. A purge step is one `DELETE` of up to `limit` expired rows in
+/// its own transaction; it needs no cursor.
+impl StoreAdmin for SqliteStore {
+    async fn page(&self, cursor: Option<&Cursor>, limit: usize) -> Result<Page, StoreError> {
+        let (page, unreadable) = self.page_skipping_unreadable(cursor, limit).await?;
+        match unreadable.into_iter().next() {
+            Some(err) => Err(err),
+            None => Ok(page),
+        }
     }
 
     async fn count(&self, now: u64) -> Result<Counts, StoreError> {

@@ -297,6 +297,19 @@ async fn fail(session: Session) -> Result<(StatusCode, &'static str), SessionErr
     Ok((StatusCode::INTERNAL_SERVER_ERROR, "boom"))
 }
 
+/// Changes the session, then answers `status` (400 if it is not one).
+async fn fail_with(
+    session: Session,
+    Path(status): Path<u16>,
+) -> Result<(StatusCode, &'static str), SessionError> {
+    session.insert("n", 999).await?;
+    session.insert("poison", true).await?;
+    Ok((
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+        "failed",
+    ))
+}
+
 /// Stores a value too large for a cookie: 413 when refused.
 async fn big(session: Session) -> Response {
     match session.insert("big", "x".repeat(5_000)).await {
@@ -413,6 +426,7 @@ pub(crate) fn app() -> Router {
         .route("/logout-flash", get(logout_flash))
         .route("/flash", get(flash))
         .route("/fail", get(fail))
+        .route("/fail/{status}", get(fail_with))
         .route("/fill", get(fill))
         .route("/set-user", get(set_user))
         .route("/user", get(user))

@@ -205,24 +205,61 @@ impl Connection {
     /// cache keeps are tracked, not the store's other reads (a purge, a
     /// listing), so Redis remembers no more keys than it must. Whether Redis
     /// does.
+    ///
+    /// `CLIENT CACHING YES`, which every tracked command is sent after, is
+    /// tried too (followed by a `PING`, which uses it up, so that no other
+    /// command of the connection is tracked): a server may allow the one
+    /// and refuse the other (an ACL user with `-client|caching`), and every
+    /// tracked command would then fail. When Redis refuses either, tracking
+    /// is turned off again and the link has no cache, as when it refuses
+    /// `CLIENT TRACKING` itself.
     pub(super) async fn track(&self, link: &Link, timeout: Duration) -> bool {
         // Only a definite answer is kept: after a timeout or a broken
         // connection the next command asks again.
         let ask = || async {
             let mut conn = link.conn();
-            let mut command = redis::cmd("CLIENT");
-            command.arg("TRACKING").arg("ON").arg("OPTIN").arg("NOLOOP");
-            match tokio::time::timeout(timeout, command.query_async::<()>(&mut conn)).await {
-                Ok(Ok(())) => {
+            let mut on = redis::cmd("CLIENT");
+            on.arg("TRACKING").arg("ON").arg("OPTIN").arg("NOLOOP");
+            let mut probe = redis::pipe();
+            probe
+                .cmd("CLIENT")
+                .arg("CACHING")
+                .arg("YES")
+                .ignore()
+                .cmd("PING")
+                .ignore();
+            let asked = async {
+                // Whether tracking is on when a command is refused.
+                let mut on_now = false;
+                let result = async {
+                    on.query_async::<()>(&mut conn).await?;
+                    on_now = true;
+                    probe.query_async::<()>(&mut conn).await
+                }
+                .await;
+                (result, on_now)
+            };
+            match tokio::time::timeout(timeout, asked).await {
+                Ok((Ok(()), _)) => {
                     self.heard(link);
                     Ok(true)
                 }
-                Ok(Err(err)) if breaks_link(&err) => {
+                Ok((Err(err), _)) if breaks_link(&err) => {
                     link.failed(&err);
                     Err(())
                 }
-                Ok(Err(err)) => {
+                Ok((Err(err), on_now)) => {
                     tracing::warn!(error = %err, "Redis refused client tracking; sessions are read from Redis every time");
+                    if on_now {
+                        // Only `CLIENT CACHING` was refused. With `OPTIN`,
+                        // Redis tracks nothing for this connection without
+                        // it anyway, so the answer changes nothing: turning
+                        // tracking off only spares Redis the bookkeeping.
+                        let mut off = redis::cmd("CLIENT");
+                        off.arg("TRACKING").arg("OFF");
+                        let _ =
+                            tokio::time::timeout(timeout, off.query_async::<()>(&mut conn)).await;
+                    }
                     Ok(false)
                 }
                 Err(_) => {
