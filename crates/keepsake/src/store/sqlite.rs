@@ -1147,14 +1147,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn delete(&self, id: &Id) -> Result<bool, StoreError> {
-        let id = id.to_string();
-        self.run(Access::Write, move |conn| {
-            conn.prepare_cached("DELETE FROM sessions WHERE id = ?1")
-                .and_then(|mut s| s.execute(params![id]))
-                .map(|deleted| deleted > 0)
-                .map_err(|err| sql_error("delete", err))
-        })
-        .await
+        self.delete_stored(&id.to_string()).await
     }
 
     async fn delete_if_version(&self, id: &Id, version: u64) -> Result<Deleted, StoreError> {
