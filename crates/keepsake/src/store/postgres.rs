@@ -366,7 +366,8 @@ impl PostgresStoreBuilder {
     }
 
     /// Builds a pool for `url` (a `postgres://` URL or a `key=value`
-    /// connection string; no TLS), then migrates (unless turned off) or
+    /// connection string; no TLS: `sslmode=require` is refused, and the
+    /// default `sslmode=prefer` connects without it), then migrates (unless turned off) or
     /// else checks the table as [`migrate`](Self::migrate) describes.
     ///
     /// # Errors
@@ -401,6 +402,17 @@ impl PostgresStoreBuilder {
                 err,
             )
         })?;
+        // Refused here rather than on every connection attempt, where
+        // tokio-postgres's "no TLS implementation configured" would be all
+        // an operator sees.
+        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            return Err(StoreError::new(
+                StoreErrorKind::Unavailable,
+                "sslmode=require: keepsake's PostgreSQL store connects without TLS; reach the \
+                 server over a unix socket, a private network or a TLS-terminating proxy, \
+                 with sslmode=disable",
+            ));
+        }
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -2442,6 +2454,30 @@ mod tests {
                 "column \"tag\" is NOT NULL without a default, and keepsake does not write it",
             ]
         );
+    }
+
+    /// Refused before any connection is tried, in either form of
+    /// connection text; `disable` and the default are taken.
+    #[tokio::test]
+    async fn sslmode_require_is_refused_at_once() {
+        for url in [
+            "postgres://app@127.0.0.1:1/app?sslmode=require",
+            "host=127.0.0.1 port=1 user=app sslmode=require",
+        ] {
+            let err = PostgresStore::builder().connect(url).await.unwrap_err();
+            assert!(err.to_string().contains("without TLS"), "{err}");
+        }
+        for url in [
+            "postgres://app@127.0.0.1:1/app?sslmode=disable",
+            "postgres://app@127.0.0.1:1/app",
+        ] {
+            let err = PostgresStore::builder()
+                .timeout(std::time::Duration::from_millis(200))
+                .connect(url)
+                .await
+                .unwrap_err();
+            assert!(!err.to_string().contains("TLS"), "{err}");
+        }
     }
 
     #[test]
