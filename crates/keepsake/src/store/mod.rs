@@ -531,17 +531,13 @@ impl StoreError {
     }
 
     /// The same error for another caller (a failed batch answers each of
-    /// its operations with it): its kind and message, and its source's text
-    /// added to the message unless the message says it already, since a
-    /// source cannot be cloned.
+    /// its operations with it): its kind and message, with its causes'
+    /// first lines added as [`with_causes`](Self::with_causes) adds them,
+    /// since a source cannot be cloned.
     #[cfg(any(feature = "sqlite", feature = "redis"))]
     pub(crate) fn copied(&self) -> Self {
-        let message = match &self.source {
-            Some(source) if !self.message.contains(&source.to_string()) => {
-                format!("{}: {source}", self.message)
-            }
-            _ => self.message.clone(),
-        };
+        let mut message = self.message.clone();
+        self.add_causes(&mut message);
         let mut copy = Self::new(self.kind, message);
         copy.session = self.session.as_ref().map(|id| StoredId(id.0.clone()));
         copy
@@ -609,7 +605,17 @@ struct WithCauses<'a>(&'a StoreError);
 impl fmt::Display for WithCauses<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut text = self.0.to_string();
-        let mut next = std::error::Error::source(self.0);
+        self.0.add_causes(&mut text);
+        f.write_str(&text)
+    }
+}
+
+impl StoreError {
+    /// Appends to `text` the first line of each of this error's causes,
+    /// after `: `, leaving out one whose line `text` already holds (see
+    /// [`with_causes`](Self::with_causes)).
+    fn add_causes(&self, text: &mut String) {
+        let mut next = std::error::Error::source(self);
         while let Some(cause) = next {
             let cause_text = cause.to_string();
             let line = cause_text.lines().next().unwrap_or_default().trim_end();
@@ -619,7 +625,6 @@ impl fmt::Display for WithCauses<'_> {
             }
             next = cause.source();
         }
-        f.write_str(&text)
     }
 }
 
