@@ -1,4 +1,6 @@
-//! The JSON API, `/healthz`, the 404 fallback and the JSON error responses.
+//! The JSON API, `/healthz`, the 404 fallback and the error responses.
+
+use std::time::Duration;
 
 use axum::{
     Json,
@@ -11,15 +13,15 @@ use axum::{
 use keepsake::{
     cookies::{Cookie, CookieError, CookieJar},
     session::{Session, SessionError},
-    store::{Record, StoreError},
+    store::{Id, Record, SessionStore as _, StoreError},
 };
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::AppState;
+use crate::{AppState, page};
 
 /// The longest user name `/api/login` takes, in characters.
-const MAX_NAME_CHARS: usize = 64;
+pub(crate) const MAX_NAME_CHARS: usize = 64;
 
 /// An error answer: `{"error": message}` with `status`.
 #[derive(Debug)]
@@ -151,30 +153,73 @@ pub(crate) fn unavailable_response(_: &StoreError) -> axum::http::Response<Strin
     response
 }
 
-/// The outermost layer: every error becomes JSON (axum's own answers, such
-/// as 405, and the session layer's 400 for a rejected cookie), and every
-/// answer gets `X-Content-Type-Options` and, unless it has one,
-/// `Cache-Control: no-store` (everything here is per visitor).
-pub(crate) async fn finish_response(response: Response) -> Response {
+/// The outermost layer: reads whether the client prefers HTML (see
+/// [`prefers_html`]) and finishes the answer with [`finish_response`].
+pub(crate) async fn finish(request: Request, next: Next) -> Response {
+    let html = prefers_html(request.headers());
+    finish_response(next.run(request).await, html).await
+}
+
+/// Whether the client is a browser navigating to a page: its `Accept`
+/// header starts with `text/html`, as every browser's navigation does
+/// (`text/html,application/xhtml+xml,...,*/*;q=0.8`). Scripts, `fetch`'s
+/// default (`*/*`), `application/json` or no `Accept` keep the JSON
+/// answer; no q-values are weighed, as no client of the demo needs them.
+pub(crate) fn prefers_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split([',', ';']).next())
+        .is_some_and(|first| first.trim().eq_ignore_ascii_case("text/html"))
+}
+
+/// Finishes every answer. Each gets:
+///
+/// - `Cache-Control: no-store`, replacing whatever was there (the session
+///   layer's `private` on answers that set the cookie): every page and API
+///   answer here is per visitor, and a logged-in page must not come back
+///   from the back/forward cache after a logout;
+/// - `X-Content-Type-Options: nosniff`, `Referrer-Policy: same-origin`,
+///   `X-Frame-Options: DENY` and the page's `Content-Security-Policy`
+///   (see [`page::content_security_policy`]), which among other things
+///   forbids framing (clickjacking).
+///
+/// Every error (axum's own, such as 405, the session layer's 400 for a
+/// rejected cookie and 503 when the store fails, and the handlers' JSON
+/// ones) becomes `{"error": message}`, or with `html` (the client prefers
+/// HTML, see [`prefers_html`]) a small page that says the same.
+pub(crate) async fn finish_response(response: Response, html: bool) -> Response {
     let (mut parts, body) = response.into_parts();
     let headers = &mut parts.headers;
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    if !headers.contains_key(header::CACHE_CONTROL) {
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        page::content_security_policy().clone(),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    if !(parts.status.is_client_error() || parts.status.is_server_error()) {
+        return Response::from_parts(parts, body);
     }
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.starts_with("application/json"));
-    if !(parts.status.is_client_error() || parts.status.is_server_error()) || is_json {
-        return Response::from_parts(parts, body);
-    }
-    let text = match axum::body::to_bytes(body, 4096).await {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),
-        Err(_) => String::new(),
+    let bytes = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = if is_json {
+        serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|value| value.get("error")?.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    } else {
+        String::from_utf8_lossy(&bytes).trim().to_owned()
     };
     let message = if text.is_empty() {
         parts
@@ -186,11 +231,22 @@ pub(crate) async fn finish_response(response: Response) -> Response {
         text
     };
     parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Response::from_parts(parts, Body::from(json!({ "error": message }).to_string()))
+    // The error's form follows `Accept`.
+    parts
+        .headers
+        .append(header::VARY, HeaderValue::from_static("Accept"));
+    let (content_type, body) = if html {
+        (
+            "text/html; charset=utf-8",
+            page::error_page(parts.status, &message),
+        )
+    } else {
+        ("application/json", json!({ "error": message }).to_string())
+    };
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    Response::from_parts(parts, Body::from(body))
 }
 
 /// Unix seconds now.
@@ -390,9 +446,49 @@ pub(crate) async fn theme(
     Ok((jar, Json(json!({ "theme": theme }))).into_response())
 }
 
-/// `GET /healthz`: 200 when the session store answers.
-pub(crate) async fn healthz(session: Session) -> ApiResult<Json<Value>> {
-    session.user_sessions("__healthz__").await?;
+/// How long `/healthz` waits for the store: the time the session layer
+/// gives a request's store calls (its default `store_timeout`), so a store
+/// too slow for the pages is too slow for the probe.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// `GET /healthz`: 200 `{"status": "ok"}` when the session store takes a
+/// write, else the JSON 503 the pages would answer.
+///
+/// With a server-side store the probe does what every new session does:
+/// it stores a throwaway record (a fresh random id, no data, no user,
+/// expiring in a minute) and deletes it again, within [`HEALTH_TIMEOUT`].
+/// A read alone would pass while the store refuses writes (a SQLite file
+/// write-locked by another process, a read-only replica), when every page
+/// fails. The record cannot collide with a session (ids are 128 random
+/// bits), and if the probe gives up before its delete, the delete still
+/// runs, and failing that the record expires. Client-side stores keep
+/// nothing on the server: there is nothing to probe.
+pub(crate) async fn healthz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    if let Some(store) = state.server_store.clone() {
+        // A task of its own, so that the delete still happens when the
+        // probe stops waiting.
+        let probe = tokio::spawn(async move {
+            let record = Record::new(Id::random(), now(), None, 60);
+            store.create(&record).await?;
+            store.delete(&record.id).await?;
+            Ok::<(), StoreError>(())
+        });
+        let failure = match tokio::time::timeout(HEALTH_TIMEOUT, probe).await {
+            Ok(Ok(Ok(()))) => None,
+            Ok(Ok(Err(err))) => Some(err.with_causes().to_string()),
+            Ok(Err(join)) => Some(format!("the probe task failed: {join}")),
+            Err(_) => Some(format!(
+                "the store took more than {HEALTH_TIMEOUT:?} to store and delete a record"
+            )),
+        };
+        if let Some(reason) = failure {
+            eprintln!("health check failed: {reason}");
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the session store is unavailable; try again in a moment",
+            ));
+        }
+    }
     Ok(Json(json!({ "status": "ok" })))
 }
 
@@ -405,7 +501,7 @@ pub(crate) async fn not_found() -> ApiError {
 mod tests {
     use axum::{
         body::to_bytes,
-        http::{StatusCode, header},
+        http::{HeaderMap, HeaderValue, StatusCode, header},
         response::IntoResponse as _,
     };
     use keepsake::{
@@ -414,7 +510,7 @@ mod tests {
     };
     use serde_json::Value;
 
-    use super::{ApiError, finish_response, unavailable_response};
+    use super::{ApiError, finish_response, prefers_html, unavailable_response};
 
     async fn json_of(response: axum::response::Response) -> Value {
         let bytes = to_bytes(response.into_body(), 4096).await.expect("body");
@@ -454,21 +550,69 @@ mod tests {
     #[tokio::test]
     async fn plain_errors_become_json() {
         let plain = (StatusCode::BAD_REQUEST, "bad cookie").into_response();
-        let response = finish_response(plain).await;
+        let response = finish_response(plain, false).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
         assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
         assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
         assert_eq!(json_of(response).await["error"], "bad cookie");
 
         let empty = StatusCode::SERVICE_UNAVAILABLE.into_response();
-        let response = finish_response(empty).await;
+        let response = finish_response(empty, false).await;
         assert_eq!(json_of(response).await["error"], "service unavailable");
 
         let ok = (StatusCode::OK, "fine").into_response();
-        let response = finish_response(ok).await;
+        let response = finish_response(ok, false).await;
         assert_eq!(
             response.headers()[header::CONTENT_TYPE],
             "text/plain; charset=utf-8"
         );
+    }
+
+    #[tokio::test]
+    async fn errors_for_browsers_are_html_pages() {
+        let error = ApiError::new(StatusCode::NOT_FOUND, "not <found>").into_response();
+        let response = finish_response(error, true).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "text/html; charset=utf-8"
+        );
+        let bytes = to_bytes(response.into_body(), 65_536).await.expect("body");
+        let html = String::from_utf8(bytes.to_vec()).expect("UTF-8");
+        assert!(html.contains("not &lt;found&gt;"), "{html}");
+        assert!(html.contains("404 Not Found"), "{html}");
+
+        // The store's 503 keeps its Retry-After.
+        let unavailable = ApiError::from(SessionError::Unavailable(StoreError::new(
+            StoreErrorKind::Timeout,
+            "slow",
+        )))
+        .into_response();
+        let response = finish_response(unavailable, true).await;
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn html_only_when_preferred() {
+        let accept = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::ACCEPT, HeaderValue::from_str(value).expect("ASCII"));
+            prefers_html(&headers)
+        };
+        // Chromium's and Firefox's navigations.
+        assert!(accept(
+            "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,\
+             image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7"
+        ));
+        assert!(accept(
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+        ));
+        assert!(accept("text/html"));
+        // Scripts, curl and fetch's default.
+        assert!(!prefers_html(&HeaderMap::new()));
+        assert!(!accept("*/*"));
+        assert!(!accept("application/json"));
+        assert!(!accept("application/json, text/html"));
+        assert!(!accept("text/plain"));
     }
 }

@@ -292,6 +292,9 @@ pub(crate) struct Shared {
     pub(crate) idle_timeout: u64,
     pub(crate) lifetime: u64,
     pub(crate) persistent: bool,
+    /// The server-side store, which `/healthz` probes; `None` for
+    /// client-side sessions.
+    pub(crate) server_store: Option<AnyStore>,
     /// Purges expired sessions of a server-side store while the app lives.
     #[allow(dead_code)]
     pub(crate) purge: Option<PurgeTask>,
@@ -328,13 +331,17 @@ pub(crate) type AppState = Arc<Shared>;
 pub async fn app(config: Config) -> Result<Router, AppError> {
     let ring = config.ring.clone();
     let failed = |err| AppError::Store(config.store.clone(), err);
-    let (builder, purge) = match &config.store {
-        StoreKind::Memory => server_side(AnyStore::from(MemoryStore::new()), ring),
+    let server_store = match &config.store {
+        StoreKind::Memory => Some(AnyStore::from(MemoryStore::new())),
         StoreKind::Sqlite(url) | StoreKind::Redis(url) | StoreKind::Postgres(url) => {
-            server_side(AnyStore::open(url).await.map_err(failed)?, ring)
+            Some(AnyStore::open(url).await.map_err(failed)?)
         }
-        StoreKind::Cookie => (SessionLayer::with_cookies(Format::Signed, ring), None),
-        StoreKind::Sealed => (SessionLayer::with_cookies(Format::Sealed, ring), None),
+        StoreKind::Cookie | StoreKind::Sealed => None,
+    };
+    let (builder, purge) = match (&server_store, &config.store) {
+        (Some(store), _) => server_side(store.clone(), ring),
+        (None, StoreKind::Sealed) => (SessionLayer::with_cookies(Format::Sealed, ring), None),
+        (None, _) => (SessionLayer::with_cookies(Format::Signed, ring), None),
     };
     let layer = configure(builder, &config)
         .build()
@@ -348,6 +355,7 @@ pub async fn app(config: Config) -> Result<Router, AppError> {
         idle_timeout: config.idle_timeout,
         lifetime,
         persistent: config.max_age.is_some(),
+        server_store,
         purge,
     });
     Ok(Router::new()
@@ -364,8 +372,8 @@ pub async fn app(config: Config) -> Result<Router, AppError> {
         .with_state(state)
         .layer(layer)
         // Outside the session layer, so that its own answers (a rejected
-        // cookie) become JSON errors too.
-        .layer(axum::middleware::map_response(api::finish_response)))
+        // cookie, a failed store) get the same headers and error form.
+        .layer(axum::middleware::from_fn(api::finish)))
 }
 
 /// `POST` to `handler`, for requests that cannot come from another site:

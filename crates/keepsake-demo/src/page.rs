@@ -1,12 +1,16 @@
-//! The page at `/`: server-rendered HTML with a little CSS and script.
+//! The page at `/`: server-rendered HTML with a little CSS and script;
+//! the error page for browsers; and the Content-Security-Policy that
+//! allows exactly their inline style and script.
 
-use std::fmt::Write as _;
+use std::{fmt::Write as _, sync::LazyLock};
 
 use axum::{
     extract::State,
+    http::{HeaderValue, StatusCode},
     response::{Html, IntoResponse, Response},
 };
 use keepsake::{cookies::CookieJar, session::Session};
+use sha2::{Digest as _, Sha256};
 
 use crate::{
     AppState,
@@ -27,6 +31,68 @@ pub(crate) fn escape(text: &str) -> String {
         }
     }
     out
+}
+
+/// `'sha256-...'`: a CSP source that allows the inline `<script>` or
+/// `<style>` whose content is exactly `text`.
+fn csp_hash(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    format!(
+        "'sha256-{}'",
+        base64_simd::STANDARD.encode_to_string(digest)
+    )
+}
+
+/// The `Content-Security-Policy` of every answer: nothing but the page's
+/// own inline script and styles (by their hashes, computed here from the
+/// very constants the pages embed, so they cannot drift apart), `fetch`es
+/// to this origin, forms posting to it, and no framing by anyone.
+static CSP: LazyLock<HeaderValue> = LazyLock::new(|| {
+    let policy = format!(
+        "default-src 'none'; script-src {script}; style-src {style} {error_style}; \
+         connect-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; \
+         frame-ancestors 'none'",
+        script = csp_hash(SCRIPT),
+        style = csp_hash(STYLE),
+        error_style = csp_hash(ERROR_STYLE),
+    );
+    HeaderValue::from_str(&policy).expect("a policy of ASCII text")
+});
+
+/// The `Content-Security-Policy` header value (see [`CSP`]).
+pub(crate) fn content_security_policy() -> &'static HeaderValue {
+    &CSP
+}
+
+/// A small page that says what went wrong, for browsers: "404 Not Found"
+/// and the message, which says nothing about the server's insides.
+pub(crate) fn error_page(status: StatusCode, message: &str) -> String {
+    let title = escape(&format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error")
+    ));
+    let message = escape(message);
+    format!(
+        r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
+<title>{title} · keepsake demo</title>
+<style>{ERROR_STYLE}</style>
+</head>
+<body>
+<main>
+<h1>{title}</h1>
+<p id="error-message">{message}</p>
+<p><a href="/">Back to the demo</a></p>
+</main>
+</body>
+</html>
+"#
+    )
 }
 
 /// "12 s ago", "5 min ago", ... for Unix time `then`, seen at `now`.
@@ -138,6 +204,7 @@ impl View<'_> {
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <title>keepsake demo</title>
 <style>{STYLE}</style>
 </head>
@@ -147,6 +214,7 @@ impl View<'_> {
 <h1>keepsake demo</h1>
 <button id="theme-toggle" type="button" data-next="{next_theme}" aria-label="Switch to the {next_theme} theme">{toggle_label}</button>
 </header>
+<noscript><p id="noscript-notice" class="notice">This demo needs JavaScript: its buttons and the login form call the JSON API.</p></noscript>
 {notice}
 <p id="error" class="error" role="alert" hidden></p>
 <section class="visits">
@@ -176,18 +244,23 @@ impl View<'_> {
 </section>"#
                 )
             }
-            None => r#"<section class="account">
+            // `method="post"`: without JavaScript the browser posts the form
+            // itself, and the name stays out of the URL; the API refuses the
+            // form's type with a page that says so.
+            None => format!(
+                r#"<section class="account">
 <h2>Account</h2>
 <p class="muted">Not logged in<strong id="user"></strong></p>
-<form id="login-form" autocomplete="off">
+<form id="login-form" method="post" action="/api/login">
 <label for="login-name">Name</label>
 <div class="row">
-<input id="login-name" name="user" type="text" placeholder="alice" autocomplete="username">
+<input id="login-name" name="user" type="text" placeholder="alice" autocomplete="username" maxlength="{max}">
 <button id="login-button" type="submit">Log in</button>
 </div>
 </form>
-</section>"#
-                .to_owned(),
+</section>"#,
+                max = api::MAX_NAME_CHARS,
+            ),
         }
     }
 
@@ -287,8 +360,8 @@ body {
   line-height: 1.5; background: var(--bg); color: var(--fg);
   transition: background .2s, color .2s;
 }
-body.theme-light { --bg: #f2f4f7; --card: #fff; --fg: #1d2433; --muted: #667085; --line: #e4e7ec; --accent: #3559e0; --accent-fg: #fff; --soft: #eef2ff; --danger: #c4320a; color-scheme: light; }
-body.theme-dark { --bg: #0f131a; --card: #1a202b; --fg: #e6e9ef; --muted: #98a2b3; --line: #2c3442; --accent: #7c98ff; --accent-fg: #0f131a; --soft: #232c3d; --danger: #ff8a65; color-scheme: dark; }
+body.theme-light { --bg: #f2f4f7; --card: #fff; --fg: #1d2433; --muted: #636d80; --line: #e4e7ec; --field: #7d8696; --accent: #3559e0; --accent-fg: #fff; --soft: #eef2ff; --danger: #c4320a; color-scheme: light; }
+body.theme-dark { --bg: #0f131a; --card: #1a202b; --fg: #e6e9ef; --muted: #98a2b3; --line: #2c3442; --field: #6b7689; --accent: #7c98ff; --accent-fg: #0f131a; --soft: #232c3d; --danger: #ff8a65; color-scheme: dark; }
 .card {
   width: 100%; max-width: 34rem; background: var(--card); border: 1px solid var(--line);
   border-radius: 14px; padding: 1.75rem 2rem; box-shadow: 0 10px 30px rgba(0,0,0,.08);
@@ -311,7 +384,7 @@ label { display: block; font-size: .9rem; margin-bottom: .3rem; }
 .row { display: flex; gap: .5rem; }
 input[type=text] {
   flex: 1; font: inherit; padding: .45rem .7rem; border-radius: 8px;
-  border: 1px solid var(--line); background: var(--bg); color: var(--fg);
+  border: 1px solid var(--field); background: var(--bg); color: var(--fg);
 }
 ul { list-style: none; padding: 0; margin: 0 0 .8rem; }
 li { display: flex; flex-wrap: wrap; align-items: center; gap: .5rem; padding: .45rem .6rem; border-radius: 8px; }
@@ -345,7 +418,9 @@ async function call(path, body) {
   let data = null;
   try { data = await response.json(); } catch (_) { /* no JSON body */ }
   if (!response.ok) {
-    throw new Error((data && data.error) || ("HTTP " + response.status));
+    const err = new Error((data && data.error) || ("HTTP " + response.status));
+    err.status = response.status;
+    throw err;
   }
   return data;
 }
@@ -357,6 +432,12 @@ function act(id, path, body) {
       await call(path, typeof body === "function" ? body() : body);
       location.reload();
     } catch (err) {
+      // 401: this tab's view is stale (logged out elsewhere); show the
+      // page as it is now.
+      if (err.status === 401) {
+        location.reload();
+        return;
+      }
       showError(err.message);
     }
   });
@@ -388,6 +469,14 @@ if (expiresIn) {
   setInterval(tick, 1000);
 }
 "#;
+
+/// The error page's style: readable, light or dark as the system is.
+const ERROR_STYLE: &str = "
+:root { color-scheme: light dark; }
+body { font-family: system-ui, sans-serif; line-height: 1.5; margin: 0; padding: 3rem 1rem; }
+main { max-width: 34rem; margin: 0 auto; }
+h1 { font-size: 1.4rem; margin: 0 0 .6rem; }
+";
 
 #[cfg(test)]
 mod tests {

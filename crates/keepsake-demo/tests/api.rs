@@ -394,6 +394,18 @@ async fn page_has_the_expected_elements(store: StoreKind) {
     }
     assert_eq!(element_text(html, "visits"), Some("1"));
     assert_eq!(element_text(html, "user"), Some(""));
+    // No favicon request (it would 404), a word for visitors without
+    // JavaScript, and a login form that posts (without JavaScript the name
+    // stays out of the URL), with the server's length limit and the
+    // browser's user-name autofill.
+    assert!(html.contains(r#"<link rel="icon" href="data:,">"#));
+    assert!(html.contains("<noscript>") && html.contains("needs JavaScript"));
+    assert!(
+        html.contains(r#"<form id="login-form" method="post" action="/api/login">"#),
+        "the login form"
+    );
+    assert!(!html.contains(r#"autocomplete="off""#));
+    assert!(html.contains(r#"autocomplete="username" maxlength="64""#));
     // The countdown: seconds left, with the deadline and the server's now.
     assert_eq!(element_text(html, "expires-in"), Some("1800"));
     assert!(html.contains("data-deadline=\"") && html.contains("data-now=\""));
@@ -423,6 +435,100 @@ async fn page_has_the_expected_elements(store: StoreKind) {
             "the current session is marked"
         );
     }
+}
+
+/// Every answer, page, API or error, whether it sets the session cookie or
+/// not: `Cache-Control: no-store` (never the session layer's bare
+/// `private`, which lets a browser's back/forward cache show a logged-in
+/// page after a logout), and the headers that keep the demo out of other
+/// pages' frames (clickjacking) and its URLs out of other sites' logs.
+async fn every_answer_is_no_store_and_unframeable(store: StoreKind) {
+    let server = Server::start(store).await;
+    let check = |what: &str, reply: &Reply| {
+        let header = |name: &str| {
+            let values: Vec<&str> = reply
+                .headers
+                .get_all(name)
+                .iter()
+                .map(|value| value.to_str().expect("ASCII"))
+                .collect();
+            values.join(" | ")
+        };
+        assert_eq!(header("cache-control"), "no-store", "{what}");
+        assert_eq!(header("x-frame-options"), "DENY", "{what}");
+        assert_eq!(header("referrer-policy"), "same-origin", "{what}");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{what}");
+        let policy = header("content-security-policy");
+        for directive in [
+            "default-src 'none'",
+            "frame-ancestors 'none'",
+            "connect-src 'self'",
+            "form-action 'self'",
+            "base-uri 'none'",
+        ] {
+            assert!(policy.contains(directive), "{what}: {policy}");
+        }
+    };
+
+    // A first visit to the page makes the session and sets its cookie.
+    let page = server.raw(Method::GET, "/", None, None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    check("GET / that sets the cookie", &page);
+    let mut cookie = page.cookie_pair("session").expect("a session cookie");
+    let visit = server
+        .raw(Method::POST, "/api/visits", Some(&cookie), None)
+        .await;
+    check("POST /api/visits", &visit);
+    cookie = visit.cookie_pair("session").unwrap_or(cookie);
+    let login = server
+        .raw(
+            Method::POST,
+            "/api/login",
+            Some(&cookie),
+            Some(r#"{"user": "alice"}"#),
+        )
+        .await;
+    assert!(
+        login.set_cookie("session").is_some(),
+        "login sets the cookie"
+    );
+    check("POST /api/login", &login);
+    cookie = login.cookie_pair("session").expect("the new cookie");
+    for path in ["/", "/api/session", "/api/devices", "/healthz"] {
+        let reply = server.raw(Method::GET, path, Some(&cookie), None).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text);
+        check(&format!("GET {path} logged in"), &reply);
+    }
+    let theme = server
+        .raw(
+            Method::POST,
+            "/api/theme",
+            None,
+            Some(r#"{"theme": "dark"}"#),
+        )
+        .await;
+    check("POST /api/theme", &theme);
+    for (method, path, what) in [
+        (Method::GET, "/nope", "404"),
+        (Method::GET, "/api/login", "405"),
+        (Method::GET, "/api/devices", "401"),
+    ] {
+        let reply = server.raw(method, path, None, None).await;
+        assert!(reply.status.is_client_error(), "{what}");
+        check(what, &reply);
+    }
+    let refused = server
+        .raw_with(Method::POST, "/api/login", None, &[], Some("user=x"))
+        .await;
+    check("415", &refused);
+    let logout = server
+        .raw(Method::POST, "/api/logout", Some(&cookie), None)
+        .await;
+    assert!(
+        logout.set_cookie("session").is_some(),
+        "logout removes the cookie"
+    );
+    check("POST /api/logout", &logout);
 }
 
 async fn login_cycles_the_cookie(store: StoreKind) {
@@ -1168,6 +1274,7 @@ for_each_store!(
     visits_increment_across_requests,
     concurrent_visits_lose_no_increment,
     page_has_the_expected_elements,
+    every_answer_is_no_store_and_unframeable,
     login_cycles_the_cookie,
     login_rejects_bad_input,
     logout_removes_the_cookie,
@@ -1183,6 +1290,199 @@ for_each_store!(
     bad_cookie_policy,
     expired_session_is_reported,
 );
+
+// ---------------------------------------------------------------------------
+// One store is enough
+// ---------------------------------------------------------------------------
+
+/// `'sha256-...'` for an inline script or style whose content is `text`.
+fn csp_source(text: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    format!(
+        "'sha256-{}'",
+        base64_simd::STANDARD.encode_to_string(digest)
+    )
+}
+
+/// The content of the one `<tag>` element in `html`.
+fn inline<'a>(html: &'a str, tag: &str) -> &'a str {
+    let open = format!("<{tag}>");
+    let start = html.find(&open).expect("the opening tag") + open.len();
+    let len = html[start..]
+        .find(&format!("</{tag}>"))
+        .expect("the closing tag");
+    assert_eq!(html.matches(&open).count(), 1, "one <{tag}>");
+    &html[start..start + len]
+}
+
+/// The policy allows exactly the inline script and style the pages carry
+/// (logged out, logged in, and the error page), by their hashes, and no
+/// other script at all.
+#[tokio::test]
+async fn the_policy_allows_exactly_the_pages_inline_code() {
+    let server = Server::start(StoreKind::Memory).await;
+    let alice = browser();
+    let page = server.get(&alice, "/").await;
+    let policy = page.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .expect("ASCII")
+        .to_owned();
+    let directive = |name: &str| {
+        policy
+            .split(';')
+            .map(str::trim)
+            .find_map(|directive| directive.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {policy}"))
+            .to_owned()
+    };
+    let script_src = directive("script-src");
+    let style_src: Vec<String> = directive("style-src")
+        .split(' ')
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(script_src, csp_source(inline(&page.text, "script")));
+    assert!(style_src.contains(&csp_source(inline(&page.text, "style"))));
+
+    server.login(&alice, "alice").await;
+    let logged_in = server.get(&alice, "/").await.text;
+    assert_eq!(script_src, csp_source(inline(&logged_in, "script")));
+    assert!(style_src.contains(&csp_source(inline(&logged_in, "style"))));
+
+    let error = server
+        .raw_with(Method::GET, "/nope", None, &[("accept", "text/html")], None)
+        .await;
+    assert!(error.content_type().starts_with("text/html"));
+    assert!(style_src.contains(&csp_source(inline(&error.text, "style"))));
+    assert!(!error.text.contains("<script"), "{}", error.text);
+    assert_eq!(style_src.len(), 2, "{policy}");
+}
+
+/// What a browser navigating to an error (or posting the login form
+/// without JavaScript) sees: a small HTML page with the message; scripts
+/// and API clients (JSON, `*/*` or no `Accept`) keep the JSON.
+#[tokio::test]
+async fn errors_are_pages_for_browsers_and_json_for_scripts() {
+    const NAVIGATION: &str =
+        "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8";
+    let server = Server::start_with(StoreKind::Memory, |config| {
+        config.bad_cookie = BadCookie::Reject;
+    })
+    .await;
+    let html = [("accept", NAVIGATION)];
+    let form = [
+        ("accept", NAVIGATION),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ];
+    let bad_cookie = [
+        ("accept", NAVIGATION),
+        ("cookie", "session=s1.garbage.value"),
+    ];
+    // The requests, and the status and message each gets.
+    let cases: [(Method, &str, Headers<'_>, Option<&str>); 5] = [
+        (Method::GET, "/nope", &html, None),
+        (Method::GET, "/api/devices", &html, None),
+        (Method::GET, "/api/login", &html, None),
+        (Method::GET, "/", &bad_cookie, None),
+        // The login form, posted by a browser without JavaScript.
+        (Method::POST, "/api/login", &form, Some("user=nojs")),
+    ];
+    let expected = [
+        (StatusCode::NOT_FOUND, "not found"),
+        (StatusCode::UNAUTHORIZED, "not logged in"),
+        (StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        (StatusCode::BAD_REQUEST, "bad cookie"),
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "application/json"),
+    ];
+    for ((method, path, headers, body), (status, message)) in cases.into_iter().zip(expected) {
+        let what = format!("{method} {path}");
+        let reply = server
+            .raw_with(method.clone(), path, None, headers, body)
+            .await;
+        assert_eq!(reply.status, status, "{what}: {}", reply.text);
+        assert_eq!(reply.content_type(), "text/html; charset=utf-8", "{what}");
+        let title = format!(
+            "<h1>{} {}</h1>",
+            status.as_u16(),
+            status.canonical_reason().expect("a reason")
+        );
+        assert!(reply.text.contains(&title), "{what}: {}", reply.text);
+        let shown = element_text(&reply.text, "error-message").expect("the message");
+        assert!(shown.contains(message), "{what}: {shown:?}");
+        assert!(
+            reply.headers.get_all(header::VARY).iter().any(|value| value
+                .to_str()
+                .is_ok_and(|v| v.eq_ignore_ascii_case("accept"))),
+            "{what}: Vary: Accept"
+        );
+        if method == Method::POST {
+            assert!(reply.set_cookies().is_empty(), "{what}: no session");
+        }
+        // The same request from a script is answered with JSON.
+        for accept in [None, Some("*/*"), Some("application/json")] {
+            let mut headers: Vec<(&str, &str)> = headers
+                .iter()
+                .copied()
+                .filter(|(name, _)| *name != "accept")
+                .collect();
+            headers.extend(accept.map(|accept| ("accept", accept)));
+            let reply = server
+                .raw_with(method.clone(), path, None, &headers, body)
+                .await;
+            reply.assert_error(status, &format!("{what} with Accept {accept:?}"));
+        }
+    }
+}
+
+/// `/healthz` writes, as every new session does: while another process
+/// holds the SQLite file's write lock it answers 503, as the pages do
+/// (reading alone would still work), and 200 again once the lock is gone.
+#[tokio::test]
+async fn healthz_fails_while_the_sqlite_file_is_write_locked() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("sessions.db");
+    let server = Server::start(StoreKind::Sqlite(format!("sqlite://{}", path.display()))).await;
+    let health = server.raw(Method::GET, "/healthz", None, None).await;
+    assert_eq!(health.status, StatusCode::OK, "{}", health.text);
+    // The probe leaves nothing behind.
+    let lock = rusqlite::Connection::open(&path).expect("open the database");
+    let left: i64 = lock
+        .query_row("SELECT count(*) FROM sessions", [], |row| row.get(0))
+        .expect("count the sessions");
+    assert_eq!(left, 0, "probe records left in the store");
+
+    let visit = server.raw(Method::POST, "/api/visits", None, None).await;
+    let cookie = visit.cookie_pair("session").expect("a session cookie");
+
+    lock.execute_batch("BEGIN EXCLUSIVE")
+        .expect("take the write lock");
+    // Reading a session still works: a probe that only read would say ok.
+    let read = server
+        .raw(Method::GET, "/api/session", Some(&cookie), None)
+        .await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.text);
+    assert_eq!(read.json()["visits"], 1, "{}", read.text);
+    let health = server.raw(Method::GET, "/healthz", None, None).await;
+    health.assert_error(StatusCode::SERVICE_UNAVAILABLE, "healthz while locked");
+    assert_eq!(health.headers[header::RETRY_AFTER], "1");
+    let message = health.json()["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        !message.contains("sqlite")
+            && !message.contains("lock")
+            && !message.contains("sessions.db"),
+        "no internals in {message:?}"
+    );
+    let page = server.raw(Method::GET, "/", None, None).await;
+    page.assert_error(StatusCode::SERVICE_UNAVAILABLE, "the page while locked");
+
+    lock.execute_batch("COMMIT").expect("release the lock");
+    drop(lock);
+    let health = server.raw(Method::GET, "/healthz", None, None).await;
+    assert_eq!(health.status, StatusCode::OK, "{}", health.text);
+}
 
 // ---------------------------------------------------------------------------
 // Stores that do not exist yet

@@ -1,9 +1,10 @@
 //! End-to-end tests of the demo page in headless Chromium, driven over
 //! WebDriver (chromedriver + fantoccini).
 //!
-//! Each test runs the real `keepsake-demo` binary (`--store memory`, Secure
-//! cookies as in production: Chromium takes them over http://127.0.0.1) and
-//! its own chromedriver, with a fresh Chromium profile per browser.
+//! Each test runs the real `keepsake-demo` binary (`--store memory`; the
+//! screenshot uses the default SQLite store) with Secure cookies as in
+//! production (Chromium takes them over http://127.0.0.1), and its own
+//! chromedriver, with a fresh Chromium profile per browser.
 //!
 //! They need the Debian packages `chromium` and `chromium-driver`. Without
 //! them the tests print a note and pass, unless `KEEPSAKE_TEST_BROWSER=1` is
@@ -194,17 +195,9 @@ async fn another_sites_form_cannot_log_the_visitor_in() {
     let attack = format!(
         r#"<form method="post" enctype="text/plain" action="{login}"><input name='{{"user":"mallory","x":"' value='"}}'></form><script>document.forms[0].submit()</script>"#
     );
-    let encoded: String = attack
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    browser.goto(&format!("data:text/html,{encoded}")).await;
+    browser
+        .goto(&format!("data:text/html,{}", percent_encode(&attack)))
+        .await;
     wait_for("the form to land on /api/login", async || {
         match browser.client.current_url().await {
             Ok(url) if url.as_str() == login => Ok(()),
@@ -319,10 +312,195 @@ async fn logout_everywhere_ends_the_session_in_another_browser() {
     tokio::join!(a.close(), b.close());
 }
 
-/// Makes `docs/screenshot.png`: the logged-in page at 1280x900 after a few
-/// visits, user "ada", with a second session of hers in another browser so
-/// that the session list has two entries. Run by hand when the page
-/// changes:
+/// The page works under its Content-Security-Policy, which allows only
+/// its own inline script and style (by hash): the script runs (the login,
+/// the theme button), the style applies, and the console stays clean: no
+/// CSP refusal, no failed load (the favicon is `data:`), no error.
+#[tokio::test]
+async fn the_page_runs_under_its_content_security_policy() {
+    require_browser!();
+    let demo = Demo::start(&[]).await;
+    let driver = Driver::start().await;
+    let dir = profile();
+    let browser = driver.browser(dir.path()).await;
+
+    browser.goto(&demo.url("/")).await;
+    wait_visits(&browser, 1).await;
+    let problems = browser.console_problems().await;
+    assert!(problems.is_empty(), "the console: {problems:#?}");
+    let display = browser
+        .client
+        .execute("return getComputedStyle(document.body).display", Vec::new())
+        .await
+        .expect("run a script");
+    assert_eq!(display, "flex", "the page's style did not apply");
+    browser.log_in("ada").await;
+    browser.click("theme-toggle").await;
+    wait_theme(&browser, "dark").await;
+    // The countdown's script ticks.
+    wait_for("#expires-in to count down", async || {
+        match browser.text("expires-in").await {
+            Some(left) if left.parse::<u64>().is_ok_and(|left| left < 1800) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    // The console is read for real: a warning of ours shows up, alone.
+    browser
+        .client
+        .execute("console.warn('the end of the test')", Vec::new())
+        .await
+        .expect("run a script");
+    let problems = browser.console_problems().await;
+    assert!(
+        problems.len() == 1 && problems[0].contains("the end of the test"),
+        "the console: {problems:#?}"
+    );
+
+    browser.close().await;
+}
+
+/// Clickjacking: a page of the same site (another port of 127.0.0.1, so
+/// the `SameSite=Lax` cookie goes along) cannot frame the demo
+/// (`frame-ancestors 'none'`, and `X-Frame-Options: DENY` for older
+/// browsers), so it cannot dress the logged-in visitor's "Log out
+/// everywhere" button up as something else.
+#[tokio::test]
+async fn no_page_can_frame_the_demo() {
+    require_browser!();
+    let demo = Demo::start(&[]).await;
+    let driver = Driver::start().await;
+    let dir = profile();
+    let browser = driver.browser(dir.path()).await;
+
+    browser.goto(&demo.url("/")).await;
+    browser.log_in("ada").await;
+    browser.console().await;
+    let framer = harness::Framer::start(&demo.url("/")).await;
+    browser.goto(&framer.url()).await;
+    let refusal = wait_for("the browser to refuse the frame", async || {
+        let console = browser.console().await;
+        console
+            .iter()
+            .find(|line| line.contains("frame-ancestors 'none'"))
+            .cloned()
+            .ok_or_else(|| format!("{console:?}"))
+    })
+    .await;
+    assert!(refusal.contains(&demo.url("/")), "{refusal}");
+    browser
+        .client
+        .enter_frame(0)
+        .await
+        .expect("enter the frame");
+    assert!(
+        !browser.has("logout-everywhere").await,
+        "the framed page shows the demo"
+    );
+
+    browser.close().await;
+}
+
+/// A tab left open while the session ended elsewhere: its "Log out
+/// everywhere" gets a 401, and the page reloads to show the visitor logged
+/// out instead of an error beside a logged-in view.
+#[tokio::test]
+async fn a_stale_tab_shows_the_logged_out_page() {
+    require_browser!();
+    let demo = Demo::start(&[]).await;
+    let driver = Driver::start().await;
+    let dir = profile();
+    let browser = driver.browser(dir.path()).await;
+
+    browser.goto(&demo.url("/")).await;
+    browser.log_in("ada").await;
+    // Another tab logs out; this one still shows the logged-in page.
+    let status = browser
+        .client
+        .execute_async(
+            r#"const done = arguments[arguments.length - 1];
+               fetch("/api/logout", { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" })
+                 .then(r => done(r.status), err => done(String(err)));"#,
+            Vec::new(),
+        )
+        .await
+        .expect("the script runs");
+    assert_eq!(status, 200, "the logout in the other tab");
+    assert_eq!(browser.text("user").await.as_deref(), Some("ada"));
+
+    browser.click("logout-everywhere").await;
+    browser.wait_present("login-form").await;
+    browser.wait_text("user", "").await;
+    assert!(
+        !browser.has("logout-everywhere").await,
+        "the logged-in view is still there"
+    );
+
+    browser.close().await;
+}
+
+/// Without JavaScript the page says it needs it, and its login form posts
+/// (the name stays out of the URL) to an API that refuses the form with a
+/// readable page and logs no one in.
+#[tokio::test]
+async fn without_javascript_the_login_form_posts_and_fails_cleanly() {
+    require_browser!();
+    let demo = Demo::start(&[]).await;
+    let driver = Driver::start().await;
+    let dir = profile();
+    let browser = driver.browser_with(dir.path(), false).await;
+
+    browser.goto(&demo.url("/")).await;
+    let notice = browser.text("noscript-notice").await.unwrap_or_default();
+    assert!(notice.contains("needs JavaScript"), "{notice:?}");
+    browser.type_into("login-name", "nojs").await;
+    browser.click("login-button").await;
+    let login = demo.url("/api/login");
+    wait_for("the form to land on /api/login", async || {
+        match browser.client.current_url().await {
+            Ok(url) if url.as_str() == login => Ok(()),
+            Ok(url) => Err(url.to_string()),
+            Err(err) => Err(err.to_string()),
+        }
+    })
+    .await;
+    let message = browser.text("error-message").await.unwrap_or_default();
+    assert!(message.contains("application/json"), "{message:?}");
+    assert!(
+        browser
+            .client
+            .title()
+            .await
+            .expect("the title")
+            .starts_with("415 "),
+        "an error page"
+    );
+
+    browser.goto(&demo.url("/")).await;
+    browser.wait_text("user", "").await;
+
+    browser.close().await;
+}
+
+/// `%XX` for every byte but ASCII letters and digits, for a `data:` URL.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Makes `docs/screenshot.png`: the logged-in page, 1280 pixels wide and
+/// as tall as the whole page (the cookie panel and its countdown
+/// included), after a few visits, user "ada", with a second session of hers
+/// in another browser so that the session list has two entries, on the
+/// demo's default store (SQLite, in a temporary directory). Run by hand
+/// when the page changes:
 ///
 /// ```text
 /// cargo test -p keepsake-demo --test browser -- --ignored screenshot
@@ -331,7 +509,7 @@ async fn logout_everywhere_ends_the_session_in_another_browser() {
 #[ignore = "writes docs/screenshot.png; run by hand when the page changes"]
 async fn screenshot() {
     require_browser!();
-    let demo = Demo::start(&[]).await;
+    let demo = Demo::start_with_default_store(&[]).await;
     let driver = Driver::start().await;
     let (dir, other_dir) = (profile(), profile());
     let (browser, other) =
@@ -349,6 +527,9 @@ async fn screenshot() {
     }
 
     browser.set_viewport(1280, 900).await;
+    let height = browser.page_height().await;
+    browser.set_viewport(1280, height).await;
+    assert_eq!(browser.page_height().await, height, "the page fits");
     let png = browser
         .client
         .screenshot()
@@ -356,7 +537,7 @@ async fn screenshot() {
         .expect("take a screenshot");
     assert_eq!(
         harness::png_size(&png),
-        Some((1280, 900)),
+        Some((1280, height)),
         "screenshot size"
     );
     let path = harness::screenshot_path();

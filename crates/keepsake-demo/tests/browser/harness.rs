@@ -47,7 +47,7 @@ const CHROMIUM_ARGS: &[&str] = &[
     "--disable-sync",
     // Containers often have a small /dev/shm.
     "--disable-dev-shm-usage",
-    // Only for a tidy screenshot: the logged-in page is taller than 900 px.
+    // Only for a tidy screenshot.
     "--hide-scrollbars",
 ];
 
@@ -155,6 +155,17 @@ impl Demo {
     /// Starts `keepsake-demo --addr 127.0.0.1:PORT --store memory` plus
     /// `extra` flags and waits for `/healthz`.
     pub(crate) async fn start(extra: &[&str]) -> Self {
+        Self::spawn(&["--store", "memory"], extra).await
+    }
+
+    /// Starts `keepsake-demo --addr 127.0.0.1:PORT` with its default store
+    /// (`sqlite://keepsake-demo.db`, in the temporary working directory)
+    /// plus `extra` flags, and waits for `/healthz`.
+    pub(crate) async fn start_with_default_store(extra: &[&str]) -> Self {
+        Self::spawn(&[], extra).await
+    }
+
+    async fn spawn(store: &[&str], extra: &[&str]) -> Self {
         let dir = TempDir::new().expect("temp dir for the demo");
         let log = dir.path().join("demo.log");
         let output = File::create(&log).expect("demo log file");
@@ -162,7 +173,7 @@ impl Demo {
         let mut child = Command::new(env!("CARGO_BIN_EXE_keepsake-demo"))
             .arg("--addr")
             .arg(format!("127.0.0.1:{port}"))
-            .args(["--store", "memory"])
+            .args(store)
             .args(extra)
             .current_dir(dir.path())
             .stdin(Stdio::null())
@@ -187,6 +198,53 @@ impl Demo {
 impl Drop for Demo {
     fn drop(&mut self) {
         kill(&mut self.child);
+    }
+}
+
+/// Another site's page, on 127.0.0.1 (another port: the same site as the
+/// demo), that frames `target`. Stops serving on drop.
+pub(crate) struct Framer {
+    port: u16,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Framer {
+    pub(crate) async fn start(target: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("local address").port();
+        let page = format!(
+            r#"<!doctype html><title>framer</title><iframe src="{target}" width="800" height="600"></iframe>"#
+        );
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{page}",
+            page.len()
+        );
+        let server = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let response = response.clone();
+                tokio::spawn(async move {
+                    // The request head, read (in part) and ignored.
+                    let mut head = [0_u8; 4096];
+                    let _ = stream.read(&mut head).await;
+                    let _ = stream.write_all(response.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        Self { port, server }
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for Framer {
+    fn drop(&mut self) {
+        self.server.abort();
     }
 }
 
@@ -223,12 +281,26 @@ impl Driver {
     /// sessions one after the other on the same profile are a browser
     /// restart; sessions on different profiles share nothing.
     pub(crate) async fn browser(&self, profile: &Path) -> Browser {
+        self.browser_with(profile, true).await
+    }
+
+    /// [`Driver::browser`], with JavaScript switched off for pages (as a
+    /// visitor may have it) when `javascript` is false.
+    pub(crate) async fn browser_with(&self, profile: &Path, javascript: bool) -> Browser {
         let mut args: Vec<String> = CHROMIUM_ARGS.iter().map(|arg| (*arg).to_owned()).collect();
         args.push(format!("--user-data-dir={}", profile.display()));
         args.push("--window-size=1280,900".to_owned());
+        // 2: blocked, as the browser's own setting would have it.
+        let prefs = if javascript {
+            json!({})
+        } else {
+            json!({ "profile.managed_default_content_settings.javascript": 2 })
+        };
         let capabilities = json!({
             "browserName": "chrome",
-            "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
+            "goog:chromeOptions": { "binary": CHROMIUM, "args": args, "prefs": prefs },
+            // Keeps the console for `Browser::console`.
+            "goog:loggingPrefs": { "browser": "ALL" },
         });
         let Value::Object(capabilities) = capabilities else {
             unreachable!("a JSON object literal")
@@ -243,7 +315,10 @@ impl Driver {
         .await
         .unwrap_or_else(|_| panic!("Chromium did not start within {STARTUP:?}"))
         .expect("start a Chromium session");
-        Browser { client }
+        Browser {
+            client,
+            driver: format!("http://127.0.0.1:{}", self.port),
+        }
     }
 }
 
@@ -285,6 +360,8 @@ pub(crate) fn profile() -> TempDir {
 /// lookups that fail while the page reloads count as "not there yet".
 pub(crate) struct Browser {
     pub(crate) client: Client,
+    /// The chromedriver's base URL, for what fantoccini does not ask.
+    driver: String,
 }
 
 impl Browser {
@@ -405,6 +482,69 @@ impl Browser {
             .set_window_size(width + extra(0), height + extra(1))
             .await
             .expect("resize the window");
+    }
+
+    /// The console messages (and failed loads, and CSP refusals) logged
+    /// since the last call, as `LEVEL message`; chromedriver hands each out
+    /// once.
+    pub(crate) async fn console(&self) -> Vec<String> {
+        let session = self
+            .client
+            .session_id()
+            .await
+            .expect("the WebDriver session id")
+            .expect("a WebDriver session");
+        // chromedriver's log endpoint, which WebDriver itself lacks.
+        let url = format!("{}/session/{session}/se/log", self.driver);
+        let answer: Value = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(WAIT)
+            .build()
+            .expect("an HTTP client")
+            .post(&url)
+            .json(&json!({ "type": "browser" }))
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("POST {url}: {err}"))
+            .json()
+            .await
+            .unwrap_or_else(|err| panic!("POST {url}: not JSON: {err}"));
+        let entries = answer["value"]
+            .as_array()
+            .unwrap_or_else(|| panic!("POST {url}: no log in {answer}"));
+        entries
+            .iter()
+            .map(|entry| {
+                format!(
+                    "{} {}",
+                    entry["level"].as_str().unwrap_or("?"),
+                    entry["message"].as_str().unwrap_or("?")
+                )
+            })
+            .collect()
+    }
+
+    /// The console's warnings and errors since the last look (see
+    /// [`Browser::console`]).
+    pub(crate) async fn console_problems(&self) -> Vec<String> {
+        self.console()
+            .await
+            .into_iter()
+            .filter(|line| line.starts_with("SEVERE") || line.starts_with("WARNING"))
+            .collect()
+    }
+
+    /// The height of the whole page at the current width, in CSS pixels.
+    pub(crate) async fn page_height(&self) -> u32 {
+        let height = self
+            .client
+            .execute("return document.documentElement.scrollHeight", Vec::new())
+            .await
+            .expect("measure the page");
+        height
+            .as_u64()
+            .and_then(|height| u32::try_from(height).ok())
+            .unwrap_or_else(|| panic!("a page height, not {height}"))
     }
 
     /// Ends the Chromium session, which writes the profile to disk.
