@@ -745,7 +745,9 @@ impl Codec {
 
     /// The exact length of the value [`encode`](Codec::encode) makes for a
     /// payload of `payload_len` bytes, without making it: for checking a
-    /// cookie's size before paying for the MAC or cipher.
+    /// cookie's size before paying for the MAC or cipher. A length whose
+    /// value could not exist in memory gives `usize::MAX` (never an
+    /// overflow).
     ///
     /// # Example
     ///
@@ -757,6 +759,7 @@ impl Codec {
     ///         let value = codec.encode("n", &vec![7; len], Claims::new(0))?;
     ///         assert_eq!(codec.encoded_len(len), value.len());
     ///     }
+    ///     assert_eq!(codec.encoded_len(usize::MAX), usize::MAX);
     /// }
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -1124,9 +1127,15 @@ fn b64_decode_exact<const N: usize>(text: &[u8]) -> Result<[u8; N], DecodeError>
     Ok(out)
 }
 
-/// Base64 length of `n` bytes, unpadded.
+/// Base64 length of `n` bytes, unpadded; `usize::MAX` for a length whose
+/// base64 could not exist in memory (no overflow).
 const fn b64_len(n: usize) -> usize {
-    (n * 4).div_ceil(3)
+    let tail = match n % 3 {
+        0 => 0,
+        1 => 2,
+        _ => 3,
+    };
+    (n / 3).saturating_mul(4).saturating_add(tail)
 }
 
 #[cfg(test)]

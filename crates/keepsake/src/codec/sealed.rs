@@ -65,7 +65,7 @@ impl AssociatedData {
 
 /// Length of the value for a payload of `payload_len` bytes.
 pub(super) const fn encoded_len(payload_len: usize) -> usize {
-    3 + b64_len(MIN_LEN + payload_len)
+    b64_len(MIN_LEN.saturating_add(payload_len)).saturating_add(3)
 }
 
 pub(super) fn encode(

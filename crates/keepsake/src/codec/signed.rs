@@ -90,7 +90,7 @@ fn mac(
 
 /// Length of the value for a payload of `payload_len` bytes.
 pub(super) const fn encoded_len(payload_len: usize) -> usize {
-    3 + HEADER_B64_LEN + b64_len(payload_len) + 1 + TAG_B64_LEN
+    b64_len(payload_len).saturating_add(3 + HEADER_B64_LEN + 1 + TAG_B64_LEN)
 }
 
 pub(super) fn encode(

@@ -140,6 +140,25 @@ fn both_formats_round_trip_empty_and_large_payloads() {
 }
 
 #[test]
+fn encoded_len_saturates_instead_of_overflowing() {
+    for codec in codecs(&ring()) {
+        let mut previous = codec.encoded_len(0);
+        for len in [
+            1 << 20,
+            usize::MAX / 4,
+            usize::MAX / 3,
+            usize::MAX - 40,
+            usize::MAX,
+        ] {
+            let n = codec.encoded_len(len);
+            assert!(n >= previous, "{len}: {n} < {previous}");
+            previous = n;
+        }
+        assert_eq!(codec.encoded_len(usize::MAX), usize::MAX);
+    }
+}
+
+#[test]
 fn too_large_is_refused_both_ways() {
     for codec in codecs(&ring()) {
         let err = codec.encode("c", &[0; 3100], Claims::new(NOW)).unwrap_err();
