@@ -265,8 +265,26 @@ fn read_u48(rest: &mut &[u8]) -> Result<u64, RecordPayloadError> {
 
 fn malformed(err: &serde_json::Error) -> RecordPayloadError {
     RecordPayloadError::Malformed {
-        reason: err.to_string(),
+        reason: json_error_summary(err),
     }
+}
+
+/// What is wrong with stored JSON that did not decode, without quoting it:
+/// the kind of error and where it is ("JSON syntax error at line 1 column
+/// 5", "JSON data error (a wrong type or value) at line 1 column 34").
+/// serde_json's own message quotes what it stumbled on (`invalid type:
+/// string "card=4111…"`), and stored JSON is session data, which must never
+/// reach an error message and, through it, a log. Every store and the
+/// cookie payload word JSON errors about stored data with this.
+pub(crate) fn json_error_summary(err: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match err.classify() {
+        Category::Syntax => "JSON syntax error",
+        Category::Data => "JSON data error (a wrong type or value)",
+        Category::Eof => "JSON cut short",
+        Category::Io => "JSON read error",
+    };
+    format!("{what} at line {} column {}", err.line(), err.column())
 }
 
 /// The length of `value`'s JSON, counted without building it.
@@ -366,6 +384,33 @@ mod tests {
             Record::from_cookie_payload(b"{\"id\":1}"),
             Err(RecordPayloadError::Malformed { .. })
         ));
+    }
+
+    /// Stored JSON that does not decode is described, never quoted.
+    #[test]
+    fn json_errors_never_quote_the_json() {
+        let secret = "4111111111111111 hunter2";
+        for (json, what) in [
+            (format!("\"{secret}\""), "JSON data error"),
+            ("4111111111111111".to_owned(), "JSON data error"),
+            (format!("{{\"pw\": {secret}}}"), "JSON syntax error"),
+            (format!("{{\"pw\": \"{secret}"), "JSON cut short"),
+        ] {
+            let err = serde_json::from_str::<Data>(&json).unwrap_err();
+            let summary = json_error_summary(&err);
+            assert!(summary.starts_with(what), "{summary}");
+            assert!(summary.contains(" at line 1 column "), "{summary}");
+            assert!(!summary.contains("4111") && !summary.contains("hunter2"));
+        }
+        // A cookie payload whose data is a JSON string, not an object.
+        let mut payload = record().to_cookie_payload();
+        payload.truncate(FIXED_LEN + 12);
+        payload.extend_from_slice(format!("\"{secret}\"").as_bytes());
+        let err = Record::from_cookie_payload(&payload).unwrap_err();
+        for shown in [err.to_string(), format!("{err:?}")] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("JSON data error"), "{shown}");
+        }
     }
 
     proptest! {

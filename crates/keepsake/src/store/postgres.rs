@@ -1059,7 +1059,14 @@ fn jsonb_alters(value: &Value) -> bool {
 /// The session data from the `data` column's text: an object, or a string
 /// holding an object's JSON text.
 fn decode_data(text: &str) -> Result<Data, StoreError> {
-    let bad = |err| StoreError::with_source(StoreErrorKind::Corrupt, "bad session data", err);
+    // Described, not quoted: serde_json's message quotes session data.
+    let bad = |err: serde_json::Error| {
+        let summary = super::payload::json_error_summary(&err);
+        StoreError::new(
+            StoreErrorKind::Corrupt,
+            format!("bad session data: {summary}"),
+        )
+    };
     match serde_json::from_str::<Value>(text).map_err(bad)? {
         Value::Object(data) => Ok(data),
         Value::String(inner) => serde_json::from_str::<Data>(&inner).map_err(bad),

@@ -137,8 +137,9 @@ const COLUMNS: &str = "id, data, created_at, idle_timeout, idle_deadline, absolu
 /// `PRAGMA synchronous=NORMAL`, a commit costs no `fsync` (the WAL is synced
 /// at checkpoints), and a power loss can lose at most the last few commits,
 /// never corrupt the database. Next to `sessions.db` you will see
-/// `sessions.db-wal` and `sessions.db-shm` while the store is open; back up
-/// all three, or use SQLite's backup API.
+/// `sessions.db-wal` and `sessions.db-shm` while the store is open: the
+/// latest sessions are in the `-wal` file until a checkpoint copies them
+/// into the database (see "Backups" for copying them safely).
 ///
 /// SQLite still allows only one writer at a time. Every connection has a
 /// busy timeout (5 s by default, see `busy_timeout` on [`SqliteStore::builder`]):
@@ -197,14 +198,26 @@ const COLUMNS: &str = "id, data, created_at, idle_timeout, idle_deadline, absolu
 /// CREATE INDEX sessions_user_id ON sessions (user_id);
 /// ```
 ///
-/// Opening a database of an older version migrates it, in one transaction.
-/// Opening one of a *newer* version (written by a later keepsake) fails with
-/// a [`StoreError`] saying so, rather than risk misreading it; so does one
-/// that has this version but no `sessions` table with the columns above
-/// (another app's database with the same `user_version`), which is left
-/// untouched. Times are Unix
-/// seconds; SQLite integers are signed 64-bit, so times (and versions) beyond
-/// `i64::MAX`, about 292 billion years from now, are stored as `i64::MAX`.
+/// Opening the database first reads its version and schema, in a read
+/// transaction, and writes nothing (not even the switch to WAL mode) unless
+/// it is keepsake's:
+///
+/// - an empty database (version 0, nothing in it) gets the schema above;
+/// - version 0 (SQLite's default, which most apps never change) with
+///   anything else in it is refused, unless it holds exactly the schema
+///   above (made by hand, say), which is then taken over;
+/// - an older version is migrated, in one transaction;
+/// - this version must have a `sessions` table with the columns above;
+/// - a *newer* version (written by a later keepsake) is refused rather
+///   than misread.
+///
+/// A refused database (another app's, most likely) is left exactly as it
+/// was, and the [`StoreError`] names the file and what is in it. The write
+/// lock is taken only to create or migrate the schema, so a database that
+/// needs neither opens even while another process holds the write lock.
+/// Times are Unix seconds; SQLite integers are signed 64-bit, so times (and
+/// versions) beyond `i64::MAX`, about 292 billion years from now, are
+/// stored as `i64::MAX`.
 ///
 /// # Expiry and purging
 ///
@@ -216,14 +229,52 @@ const COLUMNS: &str = "id, data, created_at, idle_timeout, idle_deadline, absolu
 /// batches of 1 000 (so it never holds the write lock for long) using the
 /// index on `deadline`; run it from a background task every few minutes.
 ///
+/// SQLite does not give back the space of deleted rows: after a large purge
+/// (say, 100 000 expired sessions at once) the database file keeps its size,
+/// its pages free for new sessions. The `-wal` file is cut back to 64 MiB
+/// (`PRAGMA journal_size_limit`, set on every connection) after each
+/// checkpoint, and is removed when the last connection closes. To shrink
+/// the files at once, run at a quiet time, with the app running or not:
+///
+/// ```text
+/// sqlite3 sessions.db "VACUUM; PRAGMA wal_checkpoint(TRUNCATE);"
+/// ```
+///
+/// `VACUUM` rewrites the database (it needs free disk space of about its
+/// size, and holds the write lock while it runs: the app's writes wait up to
+/// the busy timeout); the checkpoint then copies the rewritten pages from
+/// the `-wal` file and empties it.
+///
+/// # Backups
+///
+/// Never copy the database with `cp` while the app runs: a copy of the
+/// `.db` file alone misses the sessions still in the `-wal` file, and
+/// copying the three files one after another can catch them mid-write. Use
+/// SQLite's backup instead, which reads one consistent snapshot, under a
+/// umask that keeps the copy private (`sqlite3` otherwise creates it
+/// readable by every user, like any file under the usual umask 022):
+///
+/// ```text
+/// (umask 077 && sqlite3 sessions.db ".backup sessions-backup.db")
+/// (umask 077 && sqlite3 sessions.db "VACUUM INTO 'sessions-backup.db'")  # compacted
+/// ```
+///
+/// To restore, stop the app first, remove any `sessions.db-wal` and
+/// `sessions.db-shm` left beside the database (they belong to the old
+/// file), copy the backup over `sessions.db`, and give it mode 0600 and the
+/// app's user as owner (`chmod 600`, `chown`); then start the app.
+///
 /// # Errors
 ///
-/// A database that cannot be opened, read or written fails with
-/// [`StoreErrorKind::Unavailable`]; the busy timeout running out with
-/// [`StoreErrorKind::Timeout`]; a full disk with [`StoreErrorKind::Full`];
-/// and a row that cannot be decoded (bad JSON, a bad id, a value of the
-/// wrong type), or a file that is not a database, with
-/// [`StoreErrorKind::Corrupt`].
+/// A database that cannot be opened, read or written, is not an SQLite
+/// database, or is not a keepsake session database, fails with
+/// [`StoreErrorKind::Unavailable`] (an error of opening names the file and
+/// says why: "is a directory", "permission denied", "no such directory");
+/// the busy timeout running out with [`StoreErrorKind::Timeout`]; a full
+/// disk with [`StoreErrorKind::Full`]; and a row that cannot be decoded
+/// (bad JSON, a bad id, a value of the wrong type) with
+/// [`StoreErrorKind::Corrupt`]. No error quotes a row's contents: one about
+/// bad JSON says only what kind of error it is and where (line and column).
 ///
 /// [write-ahead logging]: https://sqlite.org/wal.html
 #[derive(Clone)]
@@ -310,7 +361,9 @@ impl SqliteStoreBuilder {
     }
 
     /// How long an operation waits for another connection's write to finish
-    /// (default 5 s) before failing with [`StoreErrorKind::Timeout`].
+    /// (default 5 s) before failing with [`StoreErrorKind::Timeout`]. SQLite
+    /// counts it in milliseconds in an `i32`: anything longer than
+    /// `i32::MAX` ms (about 24.8 days) is taken as that.
     ///
     /// # Example
     ///
@@ -320,26 +373,34 @@ impl SqliteStoreBuilder {
     /// let builder = keepsake::store::SqliteStore::builder("sessions.db")
     ///     .busy_timeout(Duration::from_millis(500));
     /// assert!(format!("{builder:?}").contains("500ms"));
+    /// let longest = keepsake::store::SqliteStore::builder("sessions.db")
+    ///     .busy_timeout(Duration::MAX);
+    /// assert!(format!("{longest:?}").contains("2147483.647s"));
     /// ```
     #[must_use]
     pub fn busy_timeout(mut self, busy_timeout: Duration) -> Self {
-        self.busy_timeout = busy_timeout;
+        // rusqlite panics on a longer one.
+        const LONGEST: Duration = Duration::from_millis(i32::MAX as u64);
+        self.busy_timeout = busy_timeout.min(LONGEST);
         self
     }
 
-    /// Opens (or creates, with mode 0600 on Unix) the database, switches it
-    /// to WAL mode, creates or migrates the schema, and opens the
-    /// connections, each on its thread. The path is a plain file path,
+    /// Opens (or creates, with mode 0600 on Unix) the database, checks its
+    /// schema, switches it to WAL mode, creates or migrates the schema if
+    /// needed, and opens the connections, each on its thread. A database
+    /// that is refused is left as it was. The path is a plain file path,
     /// never an SQLite URI (see [`SqliteStore`], "The file").
     ///
     /// # Errors
     ///
     /// [`StoreErrorKind::Unavailable`] if the file cannot be opened or
-    /// created, its schema version is newer than this build knows, or it
-    /// has this build's version but not its `sessions` table;
-    /// [`StoreErrorKind::Corrupt`] if it is not an SQLite database;
-    /// [`StoreErrorKind::Timeout`] if another process holds the write lock
-    /// past the busy timeout.
+    /// created, is not an SQLite database, or is not a keepsake session
+    /// database (its schema version is newer than this build knows, or
+    /// its schema is not keepsake's: see [`SqliteStore`], "Schema and
+    /// schema version"), each error naming the file;
+    /// [`StoreErrorKind::Timeout`] if the schema must be created or
+    /// migrated and another process holds the write lock past the busy
+    /// timeout.
     ///
     /// # Example
     ///
@@ -388,17 +449,20 @@ impl SqliteStore {
 
     /// Opens (or creates) the database at `path` with the default settings:
     /// one writer and one reader per two CPUs, a 5 s busy timeout: opens (or
-    /// creates) the file, switches it to WAL mode, creates or migrates the
-    /// schema, and opens the connections, each on its thread.
+    /// creates) the file, checks its schema, switches it to WAL mode,
+    /// creates or migrates the schema if needed, and opens the connections,
+    /// each on its thread.
     ///
     /// # Errors
     ///
     /// [`StoreErrorKind::Unavailable`] if the file cannot be opened or
-    /// created, its schema version is newer than this build knows, or it
-    /// has this build's version but not its `sessions` table;
-    /// [`StoreErrorKind::Corrupt`] if it is not an SQLite database;
-    /// [`StoreErrorKind::Timeout`] if another process holds the write lock
-    /// past the busy timeout.
+    /// created, is not an SQLite database, or is not a keepsake session
+    /// database (its schema version is newer than this build knows, or
+    /// its schema is not keepsake's: see [`SqliteStore`], "Schema and
+    /// schema version"), each error naming the file;
+    /// [`StoreErrorKind::Timeout`] if the schema must be created or
+    /// migrated and another process holds the write lock past the busy
+    /// timeout.
     ///
     /// # Example
     ///
@@ -472,9 +536,13 @@ impl SqliteStore {
     /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
     /// ```
     pub fn open_in_memory() -> Result<Self, StoreError> {
-        let mut conn = Connection::open_in_memory().map_err(|err| sql_error("open", err))?;
-        configure(&conn, DEFAULT_BUSY_TIMEOUT).map_err(|err| sql_error("configure", err))?;
-        migrate(&mut conn, Path::new(":memory:"))?;
+        let opening = Opening {
+            path: Path::new(":memory:"),
+            created: None,
+        };
+        let mut conn = Connection::open_in_memory().map_err(|err| opening.error("open", err))?;
+        configure(&conn, DEFAULT_BUSY_TIMEOUT).map_err(|err| opening.error("configure", err))?;
+        prepare_schema(&mut conn, &opening, true, false)?;
         Self::from_pool(vec![conn], None, DEFAULT_BUSY_TIMEOUT)
     }
 
@@ -620,8 +688,26 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Maps an SQLite error to a store error.
 fn sql_error(action: &str, err: rusqlite::Error) -> StoreError {
+    let kind = sql_kind(&err);
+    sql_error_as(kind, &format!("SQLite {action} failed"), err)
+}
+
+/// A store error of `kind`: `message`, then SQLite's.
+fn sql_error_as(kind: StoreErrorKind, message: &str, err: rusqlite::Error) -> StoreError {
+    match err {
+        // Its text is the whole statement, over many lines: the message
+        // alone says what is wrong.
+        rusqlite::Error::SqlInputError { msg, .. } => {
+            StoreError::new(kind, format!("{message}: {msg}"))
+        }
+        err => StoreError::with_source(kind, format!("{message}: {err}"), err),
+    }
+}
+
+/// The kind of store error an SQLite error is, once the store is open.
+fn sql_kind(err: &rusqlite::Error) -> StoreErrorKind {
     use rusqlite::Error as E;
-    let kind = match &err {
+    match err {
         E::InvalidColumnType(..)
         | E::FromSqlConversionFailure(..)
         | E::IntegralValueOutOfRange(..)
@@ -629,26 +715,147 @@ fn sql_error(action: &str, err: rusqlite::Error) -> StoreError {
         _ => match err.sqlite_error_code() {
             Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreErrorKind::Timeout,
             Some(ErrorCode::DiskFull) => StoreErrorKind::Full,
-            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StoreErrorKind::Corrupt,
+            // Damaged pages: what they hold cannot be read. (A file that is
+            // not a database at all is the store's fault, not a record's:
+            // Unavailable.)
+            Some(ErrorCode::DatabaseCorrupt) => StoreErrorKind::Corrupt,
             _ => StoreErrorKind::Unavailable,
         },
-    };
-    StoreError::with_source(kind, format!("SQLite {action} failed: {err}"), err)
+    }
 }
+
+/// The most the write-ahead log file keeps on disk after a checkpoint:
+/// 64 MiB. Without a limit, a `-wal` file that a large purge grew to
+/// hundreds of megabytes keeps that size until the last connection closes.
+const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
 /// Per-connection settings.
 fn configure(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> {
     conn.busy_timeout(busy_timeout)?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
     // Every statement the store runs, and the worker's transaction control,
     // stay prepared.
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
 
-/// Opens the first connection, sets WAL mode and migrates (or, without
-/// `migrating`, checks that an existing file holds this build's schema),
-/// then opens the rest of the pool.
+/// The database being opened, for the errors of opening it: they name its
+/// path, and say why SQLite could not open it.
+struct Opening<'a> {
+    path: &'a Path,
+    /// Why creating the file failed, if the store tried and it did (not
+    /// because the file exists).
+    created: Option<std::io::Error>,
+}
+
+impl Opening<'_> {
+    /// The error of `action` failing with `err` while opening the database.
+    fn error(&self, action: &str, err: rusqlite::Error) -> StoreError {
+        let path = self.path.display();
+        match err.sqlite_error_code() {
+            Some(ErrorCode::NotADatabase) => StoreError::new(
+                StoreErrorKind::Unavailable,
+                format!(
+                    "{path} is not an SQLite database, so keepsake leaves it alone; give the \
+                     path of a keepsake session database, or of a file to create"
+                ),
+            ),
+            Some(ErrorCode::CannotOpen) => match self.cannot_open_reason() {
+                Some(reason) => StoreError::new(
+                    StoreErrorKind::Unavailable,
+                    format!("cannot open the SQLite session database {path}: {reason}"),
+                ),
+                None => StoreError::with_source(
+                    StoreErrorKind::Unavailable,
+                    format!("cannot open the SQLite session database {path}"),
+                    err,
+                ),
+            },
+            Some(ErrorCode::ReadOnly) => {
+                let directory = matches!(
+                    &err,
+                    rusqlite::Error::SqliteFailure(failure, _)
+                        if failure.extended_code == rusqlite::ffi::SQLITE_READONLY_DIRECTORY
+                );
+                let reason = if directory {
+                    "its directory is read-only, and SQLite makes its -wal and -shm files there"
+                } else {
+                    "the file (or its file system) is read-only"
+                };
+                StoreError::with_source(
+                    StoreErrorKind::Unavailable,
+                    format!(
+                        "cannot write to the SQLite session database {path}: {reason}; the \
+                         app's user must be able to write the file and its directory"
+                    ),
+                    err,
+                )
+            }
+            Some(ErrorCode::DatabaseCorrupt) => StoreError::with_source(
+                StoreErrorKind::Unavailable,
+                format!("the SQLite session database {path} is damaged ({action} failed)"),
+                err,
+            ),
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::with_source(
+                StoreErrorKind::Timeout,
+                format!(
+                    "the SQLite session database {path} stayed locked by another connection \
+                     for the whole busy timeout ({action})"
+                ),
+                err,
+            ),
+            _ => sql_error_as(
+                sql_kind(&err),
+                &format!("opening the SQLite session database {path} failed ({action})"),
+                err,
+            ),
+        }
+    }
+
+    /// Why SQLite could not open the file ("unable to open database file"
+    /// says nothing more): the error of creating it, or what the file
+    /// system says of the path.
+    fn cannot_open_reason(&self) -> Option<String> {
+        let file = sqlite_path(self.path);
+        if let Some(err) = &self.created {
+            return Some(io_reason(&file, err));
+        }
+        match std::fs::metadata(&file) {
+            Err(err) => Some(io_reason(&file, &err)),
+            Ok(meta) if meta.is_dir() => Some("it is a directory".to_owned()),
+            Ok(_) => std::fs::File::open(&file)
+                .err()
+                .map(|err| io_reason(&file, &err)),
+        }
+    }
+}
+
+/// `err`, from creating or reading `path`, in words.
+fn io_reason(path: &Path, err: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match err.kind() {
+        K::NotFound => match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() && !dir.exists() => {
+                format!("no such directory {}", dir.display())
+            }
+            _ => "no such file".to_owned(),
+        },
+        K::PermissionDenied => "permission denied (the app's user must be able to read and \
+                                write the file, and create files in its directory)"
+            .to_owned(),
+        K::IsADirectory => "it is a directory".to_owned(),
+        K::NotADirectory => "a part of its path is not a directory".to_owned(),
+        K::ReadOnlyFilesystem => "the file system is read-only".to_owned(),
+        _ => err.to_string(),
+    }
+}
+
+/// Opens the first connection, checks the schema, and only then (if it is
+/// this build's, or there is none yet) sets WAL mode and creates or
+/// migrates it (or, without `migrating`, refuses anything but an existing
+/// database of this build's schema, changing nothing); then opens the rest
+/// of the pool.
 fn open_pool(
     path: &Path,
     connections: usize,
@@ -659,32 +866,24 @@ fn open_pool(
     // Not `OpenFlags::default()`: that has `SQLITE_OPEN_URI`, and the path
     // is a file path, never an SQLite URI.
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut opening = Opening {
+        path,
+        created: None,
+    };
     if migrating {
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
-        create_private(&file);
+        opening.created = create_private(&file)
+            .err()
+            .filter(|err| err.kind() != std::io::ErrorKind::AlreadyExists);
     }
     let open = || -> Result<Connection, StoreError> {
         let conn =
-            Connection::open_with_flags(&file, flags).map_err(|err| sql_error("open", err))?;
-        configure(&conn, busy_timeout).map_err(|err| sql_error("configure", err))?;
+            Connection::open_with_flags(&file, flags).map_err(|err| opening.error("open", err))?;
+        configure(&conn, busy_timeout).map_err(|err| opening.error("configure", err))?;
         Ok(conn)
     };
     let mut first = open()?;
-    if migrating {
-        let mode: String = first
-            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-            .map_err(|err| sql_error("switch to WAL mode", err))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            tracing::warn!(
-                path = %path.display(),
-                journal_mode = %mode,
-                "SQLite session database could not switch to WAL mode; writes will block reads"
-            );
-        }
-        migrate(&mut first, path)?;
-    } else {
-        check_schema(&first, path)?;
-    }
+    prepare_schema(&mut first, &opening, migrating, true)?;
     let mut pool = Vec::with_capacity(connections.max(1));
     pool.push(first);
     for _ in 1..connections {
@@ -710,21 +909,24 @@ fn sqlite_path(path: &Path) -> PathBuf {
 /// owner only) if it does not exist yet; SQLite gives the `-wal`, `-shm`
 /// and `-journal` files it creates next to it the same permissions. An
 /// existing file is never touched (`create_new`), so its permissions stay
-/// the operator's. A failure (the file exists, the directory does not) is
-/// ignored here: SQLite's open, which comes next, reports it if it matters.
+/// the operator's. The error (the file exists, the directory does not) is
+/// only kept, to say why if SQLite's open, which comes next, fails.
 #[cfg(unix)]
-fn create_private(path: &Path) {
+fn create_private(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
-    let _ = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(path);
+        .open(path)
+        .map(drop)
 }
 
 /// Off Unix, the file is created by SQLite with the platform's defaults.
 #[cfg(not(unix))]
-fn create_private(_path: &Path) {}
+fn create_private(_path: &Path) -> std::io::Result<()> {
+    Ok(())
+}
 
 /// The columns of this build's `sessions` table.
 const SCHEMA_COLUMNS: &[&str] = &[
@@ -740,111 +942,315 @@ const SCHEMA_COLUMNS: &[&str] = &[
     "user_id",
 ];
 
-/// What keeps the database from holding this build's sessions table, if
-/// anything: no `sessions` table, or one without keepsake's columns.
-fn schema_problem(conn: &Connection) -> Result<Option<String>, StoreError> {
-    let table: bool = conn
-        .query_row(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'sessions')",
-            [],
-            |row| row.get(0),
-        )
-        .map_err(|err| sql_error("reading the schema", err))?;
-    if !table {
-        return Ok(Some("no sessions table".to_owned()));
-    }
-    let columns: Vec<String> = conn
-        .prepare("SELECT name FROM pragma_table_info('sessions')")
-        .and_then(|mut s| s.query_map([], |row| row.get(0))?.collect())
-        .map_err(|err| sql_error("reading the schema", err))?;
-    let missing: Vec<&str> = SCHEMA_COLUMNS
-        .iter()
-        .copied()
-        .filter(|name| !columns.iter().any(|c| c.eq_ignore_ascii_case(name)))
-        .collect();
-    Ok((!missing.is_empty()).then(|| {
-        format!(
-            "a sessions table that lacks the columns {}",
-            missing.join(", ")
-        )
-    }))
+/// The objects of this build's schema: (type, name), all on `sessions`.
+const SCHEMA_OBJECTS: &[(&str, &str)] = &[
+    ("table", "sessions"),
+    ("index", "sessions_deadline"),
+    ("index", "sessions_user_id"),
+];
+
+/// What a database holds, as far as telling a keepsake session database
+/// from another goes.
+struct FoundSchema {
+    /// `PRAGMA user_version`.
+    version: i64,
+    /// Its tables, indexes, views and triggers, but SQLite's own
+    /// (`sqlite_%`): (type, name, table).
+    objects: Vec<(String, String, String)>,
+    /// The columns of its `sessions` table, if it has one.
+    columns: Option<Vec<String>>,
 }
 
-/// The error for a database that has this build's schema version but not
-/// its sessions table: another app's, most likely, so it is left alone.
-fn foreign_schema(path: &Path, problem: &str) -> StoreError {
+impl FoundSchema {
+    /// Reads it, in the caller's transaction.
+    fn read(conn: &Connection) -> rusqlite::Result<Self> {
+        let version = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        let objects: Vec<(String, String, String)> = conn
+            .prepare(
+                "SELECT type, name, tbl_name FROM sqlite_schema \
+                 WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
+                 ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'view' THEN 1 \
+                 WHEN 'index' THEN 2 ELSE 3 END, name",
+            )?
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let table = objects
+            .iter()
+            .any(|(kind, name, _)| kind == "table" && name.eq_ignore_ascii_case("sessions"));
+        let columns = if table {
+            Some(
+                conn.prepare("SELECT name FROM pragma_table_info('sessions')")?
+                    .query_map([], |row| row.get(0))?
+                    .collect::<rusqlite::Result<_>>()?,
+            )
+        } else {
+            None
+        };
+        Ok(Self {
+            version,
+            objects,
+            columns,
+        })
+    }
+
+    /// What keeps it from holding this build's sessions table, if anything:
+    /// no `sessions` table, or one without keepsake's columns (columns
+    /// added to it are the operator's business).
+    fn table_problem(&self) -> Option<String> {
+        let Some(columns) = &self.columns else {
+            return Some("no sessions table".to_owned());
+        };
+        let missing: Vec<&str> = SCHEMA_COLUMNS
+            .iter()
+            .copied()
+            .filter(|name| !columns.iter().any(|c| c.eq_ignore_ascii_case(name)))
+            .collect();
+        (!missing.is_empty()).then(|| {
+            format!(
+                "a sessions table that lacks the columns {}",
+                missing.join(", ")
+            )
+        })
+    }
+
+    /// How it differs from exactly this build's schema, if it does: every
+    /// object that is not keepsake's, every one of keepsake's that is
+    /// missing, and the `sessions` table's missing and extra columns.
+    fn layout_problem(&self) -> Option<String> {
+        let ours = |kind: &str, name: &str, table: &str| {
+            table.eq_ignore_ascii_case("sessions")
+                && SCHEMA_OBJECTS
+                    .iter()
+                    .any(|&(k, n)| k == kind && n.eq_ignore_ascii_case(name))
+        };
+        let mut problems = Vec::new();
+        let foreign: Vec<String> = self
+            .objects
+            .iter()
+            .filter(|(kind, name, table)| !ours(kind, name, table))
+            .map(|(kind, name, _)| format!("{kind} {}", shown(name)))
+            .collect();
+        if !foreign.is_empty() {
+            problems.push(format!(
+                "holds {}, which keepsake does not make",
+                listed(&foreign)
+            ));
+        }
+        if let Some(columns) = &self.columns {
+            let extra: Vec<String> = columns
+                .iter()
+                .filter(|c| {
+                    !SCHEMA_COLUMNS
+                        .iter()
+                        .any(|name| c.eq_ignore_ascii_case(name))
+                })
+                .map(|c| shown(c))
+                .collect();
+            let extra = (!extra.is_empty())
+                .then(|| format!("columns keepsake does not make: {}", listed(&extra)));
+            match (self.table_problem(), extra) {
+                (Some(missing), Some(extra)) => {
+                    problems.push(format!("{missing}, and has {extra}"))
+                }
+                (Some(missing), None) => problems.push(missing),
+                (None, Some(extra)) => problems.push(format!("a sessions table with {extra}")),
+                (None, None) => {}
+            }
+        }
+        let missing: Vec<&str> = SCHEMA_OBJECTS
+            .iter()
+            .filter(|(kind, name)| {
+                !self
+                    .objects
+                    .iter()
+                    .any(|(k, n, t)| k == kind && n.eq_ignore_ascii_case(name) && ours(k, n, t))
+            })
+            .map(|(_, name)| *name)
+            .collect();
+        // Only worth saying of a schema that is otherwise keepsake's.
+        if problems.is_empty() && !missing.is_empty() {
+            problems.push(format!("lacks keepsake's {}", missing.join(", ")));
+        }
+        (!problems.is_empty()).then(|| problems.join("; "))
+    }
+}
+
+/// `name` from the database, on one line.
+fn shown(name: &str) -> String {
+    name.escape_debug().to_string()
+}
+
+/// Up to six of `items`, then how many more.
+fn listed(items: &[String]) -> String {
+    const SHOWN: usize = 6;
+    let mut text = items
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if items.len() > SHOWN {
+        text.push_str(&format!(" and {} more", items.len() - SHOWN));
+    }
+    text
+}
+
+/// What opening a database needs to do to its schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// Nothing: it is this build's.
+    Ready,
+    /// Create it: the database is empty.
+    Create,
+    /// Set the schema version only: the database holds exactly this
+    /// build's schema, but version 0 (made by hand, say).
+    Adopt,
+    /// Migrate from this older version.
+    Upgrade(usize),
+}
+
+impl Plan {
+    /// What to do with `found` at `path`, or why it must be left alone.
+    fn of(found: &FoundSchema, path: &Path) -> Result<Self, StoreError> {
+        let known = i64::from(SqliteStore::SCHEMA_VERSION);
+        match found.version {
+            version if version > known => Err(newer_schema(path, version)),
+            version if version < 0 => {
+                Err(foreign_schema(path, version, "so was not made by keepsake"))
+            }
+            0 if found.objects.is_empty() => Ok(Self::Create),
+            // Version 0 is SQLite's default, which most apps never change:
+            // only exactly keepsake's schema is taken.
+            0 => match found.layout_problem() {
+                None => Ok(Self::Adopt),
+                Some(problem) => Err(foreign_schema(path, 0, &problem)),
+            },
+            // The version alone does not make it ours: another app's
+            // database may have the same `user_version`.
+            version if version == known => match found.table_problem() {
+                None => Ok(Self::Ready),
+                Some(problem) => Err(foreign_schema(path, version, &problem)),
+            },
+            // In 1..known here.
+            version => Ok(Self::Upgrade(usize::try_from(version).unwrap_or(0))),
+        }
+    }
+}
+
+/// The error for a database that is not a keepsake session database and
+/// may be another app's: it is left alone.
+fn foreign_schema(path: &Path, version: i64, problem: &str) -> StoreError {
     StoreError::new(
         StoreErrorKind::Unavailable,
         format!(
-            "{} is not a keepsake session database: it has schema version {} but {problem}; \
-             it may belong to another app, so keepsake leaves it alone; use another file",
+            "{} is not a keepsake session database: it has schema version {version} and \
+             {problem}; it may belong to another app, so keepsake leaves it alone: use a \
+             separate file for sessions",
+            path.display(),
+        ),
+    )
+}
+
+/// The error for a database of a newer schema version than this build's.
+fn newer_schema(path: &Path, found: i64) -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Unavailable,
+        format!(
+            "the SQLite session database {} has schema version {found}, newer than version {} \
+             that this build of keepsake knows: it was made by a newer keepsake; upgrade \
+             keepsake or use another file",
             path.display(),
             SqliteStore::SCHEMA_VERSION,
         ),
     )
 }
 
-/// Refuses a database that is not a keepsake session database of this
-/// build's [`SqliteStore::SCHEMA_VERSION`], changing nothing.
-fn check_schema(conn: &Connection, path: &Path) -> Result<(), StoreError> {
-    let found: i64 = conn
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .map_err(|err| sql_error("reading the schema version", err))?;
-    let problem = schema_problem(conn)?;
-    let known = i64::from(SqliteStore::SCHEMA_VERSION);
-    match problem {
-        None if found == known => Ok(()),
-        Some(problem) if found == known => Err(foreign_schema(path, &problem)),
-        _ => Err(StoreError::new(
-            StoreErrorKind::Unavailable,
-            format!(
-                "{} is not a keepsake session database of schema version {known} (it has \
-                 version {found}{}); the app creates or upgrades it when it opens it",
-                path.display(),
-                problem.map(|p| format!(" and {p}")).unwrap_or_default(),
-            ),
-        )),
-    }
-}
-
-/// Creates or migrates the schema to [`SqliteStore::SCHEMA_VERSION`], or
-/// refuses a newer one.
-fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(|err| sql_error("migration", err))?;
-    let found: i64 = tx
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .map_err(|err| sql_error("reading the schema version", err))?;
-    let known = i64::from(SqliteStore::SCHEMA_VERSION);
-    if found > known {
-        return Err(StoreError::new(
-            StoreErrorKind::Unavailable,
-            format!(
-                "the SQLite session database {} has schema version {found}, newer than \
-                 version {known} that this build of keepsake knows; upgrade keepsake or \
-                 use another file",
-                path.display()
-            ),
-        ));
-    }
-    if found == known {
-        // The version alone does not make it ours: another app's database
-        // may have the same `user_version`.
-        return match schema_problem(&tx)? {
-            None => Ok(()),
-            Some(problem) => Err(foreign_schema(path, &problem)),
+/// Checks the schema, then, `migrating`, creates or migrates it to
+/// [`SqliteStore::SCHEMA_VERSION`] (switching a file database, `wal`, to
+/// WAL mode first), or, not, refuses anything but this build's schema.
+///
+/// Nothing is written before the checks pass, and they only read, in a
+/// deferred transaction: a database that is refused is left exactly as it
+/// was, and a database that needs nothing opens while another process
+/// holds the write lock. The write lock is taken only to create or migrate,
+/// and the checks are made again under it (another process may have done
+/// it meanwhile).
+fn prepare_schema(
+    conn: &mut Connection,
+    opening: &Opening<'_>,
+    migrating: bool,
+    wal: bool,
+) -> Result<(), StoreError> {
+    let path = opening.path;
+    let read = |conn: &mut Connection, behavior| -> Result<FoundSchema, rusqlite::Error> {
+        let tx = conn.transaction_with_behavior(behavior)?;
+        FoundSchema::read(&tx)
+    };
+    let found = read(conn, TransactionBehavior::Deferred)
+        .map_err(|err| opening.error("reading the schema", err))?;
+    let plan = Plan::of(&found, path)?;
+    if !migrating {
+        return match plan {
+            Plan::Ready => Ok(()),
+            plan => Err(not_ready(path, &found, plan)),
         };
     }
-    // `found` is in 0..known here, so it indexes MIGRATIONS.
-    let from = usize::try_from(found.max(0)).unwrap_or(0);
-    for migration in &MIGRATIONS[from..] {
-        tx.execute_batch(migration)
-            .map_err(|err| sql_error("migration", err))?;
+    if wal {
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(|err| opening.error("switching to WAL mode", err))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(
+                path = %path.display(),
+                journal_mode = %mode,
+                "SQLite session database could not switch to WAL mode; writes will block reads"
+            );
+        }
     }
-    tx.pragma_update(None, "user_version", known)
-        .map_err(|err| sql_error("migration", err))?;
-    tx.commit().map_err(|err| sql_error("migration", err))
+    if plan == Plan::Ready {
+        return Ok(());
+    }
+    let fail = |err| opening.error("creating or upgrading the schema", err);
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(fail)?;
+    let found = FoundSchema::read(&tx).map_err(fail)?;
+    let from = match Plan::of(&found, path)? {
+        // Another process got there first.
+        Plan::Ready => return Ok(()),
+        Plan::Create => 0,
+        Plan::Adopt => MIGRATIONS.len(),
+        Plan::Upgrade(from) => from,
+    };
+    for migration in MIGRATIONS.get(from..).unwrap_or_default() {
+        tx.execute_batch(migration).map_err(fail)?;
+    }
+    tx.pragma_update(None, "user_version", SqliteStore::SCHEMA_VERSION)
+        .map_err(fail)?;
+    tx.commit().map_err(fail)
+}
+
+/// The error for a database an open that does not migrate cannot use, but
+/// the app's open would create or migrate.
+fn not_ready(path: &Path, found: &FoundSchema, plan: Plan) -> StoreError {
+    let path = path.display();
+    let known = SqliteStore::SCHEMA_VERSION;
+    let message = match plan {
+        Plan::Create => format!(
+            "{path} is not a keepsake session database yet: it is an empty database; the app \
+             creates the schema when it opens it"
+        ),
+        Plan::Adopt => format!(
+            "{path} is not a keepsake session database of schema version {known}: it has \
+             keepsake's tables but schema version 0; the app takes it over when it opens it"
+        ),
+        Plan::Upgrade(_) | Plan::Ready => format!(
+            "{path} is not a keepsake session database of schema version {known} (it has \
+             version {}); the app upgrades it when it opens it",
+            found.version
+        ),
+    };
+    StoreError::new(StoreErrorKind::Unavailable, message)
 }
 
 /// A time or version as SQLite stores it: capped at `i64::MAX`.
@@ -953,11 +1359,14 @@ fn decode_row(raw: RawRow) -> Result<Record, StoreError> {
             err,
         )
     })?;
+    // Described, not quoted: serde_json's message quotes session data.
     let data: Data = serde_json::from_str(&data).map_err(|err| {
-        StoreError::with_source(
+        StoreError::new(
             StoreErrorKind::Corrupt,
-            "a stored session's data is not a JSON object",
-            err,
+            format!(
+                "a stored session's data is not a JSON object: {}",
+                super::payload::json_error_summary(&err)
+            ),
         )
     })?;
     Ok(Record {
@@ -1433,6 +1842,21 @@ mod tests {
         conformance::run_all(&store).await;
     }
 
+    /// A busy timeout past SQLite's `i32` of milliseconds is taken as the
+    /// longest it has (rusqlite panicked on it, and the open failed).
+    #[tokio::test]
+    async fn the_longest_busy_timeout_opens() {
+        let db = TempDb::new("busy-max");
+        let store = SqliteStore::builder(&db.0)
+            .busy_timeout(Duration::MAX)
+            .open()
+            .await
+            .unwrap();
+        let record = Record::new(Id::random(), 1_000, Some(600), 3_600);
+        store.create(&record).await.unwrap();
+        assert!(store.load(&record.id, 1_000).await.unwrap().is_some());
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_write_its_caller_gave_up_on_is_not_made_once_the_lock_comes() {
         let db = TempDb::new("abandoned");
@@ -1630,7 +2054,155 @@ mod tests {
         let db = TempDb::new("foreign");
         std::fs::write(&db.0, vec![b'x'; 4096]).unwrap();
         let err = SqliteStore::open(&db.0).await.unwrap_err();
-        assert_eq!(err.kind(), StoreErrorKind::Corrupt);
+        // The file's fault, not a session record's.
+        assert_eq!(err.kind(), StoreErrorKind::Unavailable);
+        assert!(
+            err.to_string().contains("is not an SQLite database"),
+            "{err}"
+        );
+    }
+
+    /// Finding 4: why SQLite could not open or write the file, with the
+    /// path, for the causes a test run as root cannot make happen.
+    #[test]
+    fn open_errors_say_why() {
+        use std::io::{Error, ErrorKind};
+        let dir = std::env::temp_dir();
+        let missing_dir = dir.join(format!("keepsake-missing-{}", Id::random()));
+        for (path, kind, reason) in [
+            (
+                dir.join("s.db"),
+                ErrorKind::PermissionDenied,
+                "permission denied",
+            ),
+            (
+                missing_dir.join("s.db"),
+                ErrorKind::NotFound,
+                "no such directory",
+            ),
+            (dir.join("s.db"), ErrorKind::NotFound, "no such file"),
+            (
+                dir.join("s.db"),
+                ErrorKind::IsADirectory,
+                "it is a directory",
+            ),
+            (dir.join("s.db"), ErrorKind::ReadOnlyFilesystem, "read-only"),
+        ] {
+            let opening = Opening {
+                path: &path,
+                created: Some(Error::from(kind)),
+            };
+            let cannot_open = rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some("unable to open database file".into()),
+            );
+            let err = opening.error("open", cannot_open);
+            assert_eq!(err.kind(), StoreErrorKind::Unavailable);
+            let text = err.with_causes().to_string();
+            assert!(text.contains(&path.display().to_string()), "{text}");
+            assert!(text.contains(reason), "{reason}: {text}");
+        }
+        let path = dir.join("s.db");
+        let opening = Opening {
+            path: &path,
+            created: None,
+        };
+        for (code, reason) in [
+            (
+                rusqlite::ffi::SQLITE_READONLY_DIRECTORY,
+                "its directory is read-only",
+            ),
+            (
+                rusqlite::ffi::SQLITE_READONLY,
+                "the file (or its file system) is read-only",
+            ),
+        ] {
+            let read_only = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);
+            let err = opening.error("switching to WAL mode", read_only);
+            let text = err.to_string();
+            assert!(text.contains(&path.display().to_string()), "{text}");
+            assert!(text.contains(reason), "{text}");
+        }
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        );
+        let err = opening.error("reading the schema", busy);
+        assert_eq!(err.kind(), StoreErrorKind::Timeout);
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+        // SQL is never quoted.
+        let input = rusqlite::Error::SqlInputError {
+            error: rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+            msg: "table sessions already exists".into(),
+            sql: "CREATE TABLE sessions (\n id TEXT\n)".into(),
+            offset: 13,
+        };
+        let err = opening.error("creating or upgrading the schema", input);
+        let text = format!("{err:?} {}", err.with_causes());
+        assert!(!text.contains("CREATE"), "{text}");
+        assert!(text.contains(&path.display().to_string()), "{text}");
+    }
+
+    /// Finding 1: which version-0 databases are keepsake's to take.
+    #[test]
+    fn only_an_empty_database_or_exactly_keepsakes_layout_is_taken() {
+        let path = Path::new("app.db");
+        let object = |kind: &str, name: &str, table: &str| {
+            (kind.to_owned(), name.to_owned(), table.to_owned())
+        };
+        let ours = || {
+            vec![
+                object("table", "sessions", "sessions"),
+                object("index", "sessions_deadline", "sessions"),
+                object("index", "sessions_user_id", "sessions"),
+            ]
+        };
+        let columns = || Some(SCHEMA_COLUMNS.iter().map(|c| (*c).to_owned()).collect());
+        let found = |version, objects, columns| FoundSchema {
+            version,
+            objects,
+            columns,
+        };
+        let plan = |found: FoundSchema| Plan::of(&found, path).map_err(|err| err.to_string());
+        assert_eq!(plan(found(0, Vec::new(), None)), Ok(Plan::Create));
+        assert_eq!(plan(found(0, ours(), columns())), Ok(Plan::Adopt));
+        assert_eq!(plan(found(1, ours(), columns())), Ok(Plan::Ready));
+        // An extra table, a missing index, an extra column: refused.
+        let mut extra = ours();
+        extra.push(object("table", "users", "users"));
+        let err = plan(found(0, extra, columns())).unwrap_err();
+        assert!(
+            err.contains("holds table users, which keepsake does not make"),
+            "{err}"
+        );
+        let mut no_index = ours();
+        no_index.pop();
+        let err = plan(found(0, no_index, columns())).unwrap_err();
+        assert!(err.contains("lacks keepsake's sessions_user_id"), "{err}");
+        let mut more = columns();
+        if let Some(columns) = &mut more {
+            columns.push("note\n".to_owned());
+        }
+        let err = plan(found(0, ours(), more)).unwrap_err();
+        assert!(
+            err.contains("columns keepsake does not make: note\\n"),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+        // Versions keepsake never sets.
+        let err = plan(found(-1, Vec::new(), None)).unwrap_err();
+        assert!(err.contains("not a keepsake session database"), "{err}");
+        let err = plan(found(2, ours(), columns())).unwrap_err();
+        assert!(err.contains("newer"), "{err}");
+        // Many foreign objects: the first few, then how many more.
+        let many = (0..10)
+            .map(|n| object("table", &format!("t{n}"), &format!("t{n}")))
+            .collect();
+        let err = plan(found(0, many, None)).unwrap_err();
+        assert!(err.contains("t5 and 4 more"), "{err}");
     }
 
     #[tokio::test]
@@ -1813,6 +2385,33 @@ mod tests {
         assert_eq!(sqlite_path(Path::new(":memory:")), Path::new("./:memory:"));
         assert_eq!(sqlite_path(Path::new("a/s.db")), Path::new("./a/s.db"));
         assert_eq!(sqlite_path(Path::new("/a/s.db")), Path::new("/a/s.db"));
+    }
+
+    /// Finding 7: after a large purge the write-ahead log is cut back to
+    /// 64 MiB at the next checkpoint, on every connection.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_write_ahead_log_is_kept_small() {
+        let db = TempDb::new("journal-limit");
+        let store = SqliteStore::builder(&db.0)
+            .connections(2)
+            .open()
+            .await
+            .unwrap();
+        let memory = SqliteStore::open_in_memory().unwrap();
+        for (store, access) in [
+            (&store, Access::Read),
+            (&store, Access::Write),
+            (&memory, Access::Read),
+        ] {
+            let limit: i64 = store
+                .run(access, |conn| {
+                    conn.pragma_query_value(None, "journal_size_limit", |row| row.get(0))
+                        .map_err(|err| sql_error("pragma", err))
+                })
+                .await
+                .unwrap();
+            assert_eq!(limit, 64 * 1024 * 1024, "{access:?}");
+        }
     }
 
     #[tokio::test]
