@@ -9,9 +9,10 @@ from flask import Flask, jsonify, request, session
 
 app = Flask(__name__)
 app.secret_key = os.environ["SHARED_SECRET_KEY"]
-fallbacks = os.environ.get("SHARED_SECRET_KEY_FALLBACKS")
-if fallbacks:
-    app.config["SECRET_KEY_FALLBACKS"] = fallbacks.split(",")
+# Old keys separated by commas. Empty entries (a trailing comma) are dropped:
+# Flask would verify cookies signed with an empty key, which anyone can make.
+fallbacks = os.environ.get("SHARED_SECRET_KEY_FALLBACKS", "")
+app.config["SECRET_KEY_FALLBACKS"] = [key for key in fallbacks.split(",") if key]
 
 
 @app.get("/whoami")

@@ -2,8 +2,8 @@
 //! session cookies, and recognise them in `decode`.
 //!
 //! ```text
-//! keepsake sign   --format flask --secret-env VAR [--now UNIX] [--name NAME] --json JSON
-//! keepsake verify --format flask --secret-env VAR [--fallback-env VAR]... [--max-age SECS] [--now UNIX] VALUE
+//! keepsake sign   --format flask --secret-env VAR [--salt SALT] [--now UNIX] [--name NAME] --json JSON
+//! keepsake verify --format flask --secret-env VAR [--fallback-env VAR]... [--salt SALT] [--max-age SECS] [--now UNIX] VALUE
 //! keepsake decode VALUE
 //! ```
 //!
@@ -12,7 +12,19 @@
 //! the variable's value is used as it is; a `--secret-file` or
 //! `--fallback-file` is used without one trailing newline. Fallbacks are the
 //! app's `SECRET_KEY_FALLBACKS`, given in the same order (every
-//! `--fallback-env`, then every `--fallback-file`).
+//! `--fallback-env`, then every `--fallback-file`). A `--fallback-env`
+//! variable holds keys separated by commas (each used as it is, spaces
+//! included); empty entries are no keys, so an empty variable or a trailing
+//! comma adds none (keepsake never verifies with an empty key: anyone can
+//! sign with one). A key that holds a comma goes in a `--fallback-file`.
+//! An empty `--secret-env`, `--secret-file` or `--fallback-file` is refused.
+//!
+//! `--salt` is the app's signing salt when it is not the framework's
+//! default: Flask's `SecureCookieSessionInterface.salt` (default
+//! `cookie-session`), Django's `salt` (default
+//! `django.contrib.sessions.backends.signed_cookies`; the database
+//! backend's `session_data` uses `django.contrib.sessions.SessionStore`).
+//! `decode` verifies nothing, so it needs no salt.
 //!
 //! The JSON is the session as the framework serializes it: for Flask its
 //! tagged JSON (`{" t": [...]}` is a tuple, `{" b": "..."}` bytes, and so
@@ -94,6 +106,9 @@ pub(crate) fn sign(args: &SignArgs, framework: Framework) -> Result<InteropTask>
     if let Some(name) = &args.codec.name {
         codec = codec.with_cookie_name(name.as_str());
     }
+    if let Some(salt) = &args.codec.salt {
+        codec = codec.with_salt(salt.as_str());
+    }
     let session = codec
         .deserialize(&args.json.text)
         .map_err(|err| match err {
@@ -113,7 +128,7 @@ pub(crate) fn sign(args: &SignArgs, framework: Framework) -> Result<InteropTask>
 pub(crate) fn verify(args: &VerifyArgs, framework: Framework) -> Result<InteropTask> {
     let mut fallbacks = Vec::new();
     for var in &args.fallback_env {
-        fallbacks.push(secret_from_env(var, "--fallback-env")?);
+        fallbacks.extend(secret_list_from_env(var, "--fallback-env")?);
     }
     for path in &args.fallback_file {
         fallbacks.push(secret_from_file(path, "--fallback-file")?);
@@ -122,6 +137,13 @@ pub(crate) fn verify(args: &VerifyArgs, framework: Framework) -> Result<InteropT
         InteropCodec::new(framework, current_secret(&args.secret)?).with_fallbacks(fallbacks);
     if let Some(max_age) = args.max_age {
         codec = codec.with_max_age(Some(max_age));
+    }
+    if let Some(salt) = &args.codec.salt {
+        codec = codec.with_salt(salt.as_str());
+    }
+    if codec.has_empty_key() {
+        // Every key read above is non-empty; checked all the same.
+        bail!("a secret key is empty; the frameworks refuse an empty secret key");
     }
     Ok(InteropTask::Verify {
         codec,
@@ -172,6 +194,19 @@ fn secret_from_env(var: &str, flag: &str) -> Result<Vec<u8>> {
         format!("{flag} {var}: the variable is not set (or not UTF-8); it should hold the app's secret key")
     })?;
     non_empty(value.into_bytes(), &format!("{flag} {var}"))
+}
+
+/// Framework secrets separated by commas in an environment variable, each
+/// as it is; empty entries are no keys (an empty variable holds none).
+fn secret_list_from_env(var: &str, flag: &str) -> Result<Vec<Vec<u8>>> {
+    let value = std::env::var(var).with_context(|| {
+        format!("{flag} {var}: the variable is not set (or not UTF-8); it should hold the app's old secret keys, separated by commas")
+    })?;
+    Ok(value
+        .split(',')
+        .filter(|key| !key.is_empty())
+        .map(|key| key.as_bytes().to_vec())
+        .collect())
 }
 
 /// A framework secret from a file, without one trailing newline.

@@ -12,7 +12,8 @@
 //!
 //! `sign` and `verify` also take `--format signed|sealed` (default `signed`),
 //! or `--format flask|starlette|django` for those frameworks' session cookies
-//! (see `interop.rs`; `verify` then takes `--max-age SECS`),
+//! (see `interop.rs`; both then take `--salt SALT`, and `verify` takes
+//! `--max-age SECS`),
 //! `--namespace local|shared` (default `local`), `--app LABEL` (default empty)
 //! and `--now UNIX` (default: the system clock); `sign` takes `--ttl SECS`
 //! (at least 1; without it the value never expires).
@@ -46,7 +47,9 @@
 //! reads `KEEPSAKE_SECRET_FALLBACKS` (`Key::list_from_env`), so
 //! `--secret-env KEEPSAKE_SECRET --fallback-env KEEPSAKE_SECRET_FALLBACKS`
 //! verifies with the same keys as an app configured from the environment
-//! (an empty variable holds no keys).
+//! (an empty variable holds no keys). With `--format flask|starlette|django`
+//! it holds the app's old secret keys as text, separated by commas (empty
+//! entries are no keys).
 //!
 //! # Exit status
 //!
@@ -221,6 +224,12 @@ struct CodecArgs {
     /// The application label that local values depend on.
     #[arg(long, value_name = "LABEL", default_value = "")]
     app: String,
+    /// The app's signing salt, if not the framework's default (flask,
+    /// starlette and django formats only): Flask's
+    /// SecureCookieSessionInterface.salt (default cookie-session), Django's
+    /// salt (default django.contrib.sessions.backends.signed_cookies).
+    #[arg(long, value_name = "SALT")]
+    salt: Option<String>,
 }
 
 /// Where the current secret comes from: exactly one of the two.
@@ -263,8 +272,10 @@ struct VerifyArgs {
     codec: CodecArgs,
     #[command(flatten)]
     secret: SecretArgs,
-    /// Also accept values made with the secrets in this environment variable:
-    /// base64 secrets separated by commas, as in KEEPSAKE_SECRET_FALLBACKS
+    /// Also accept values made with the secrets in this environment variable,
+    /// separated by commas: base64 secrets as in KEEPSAKE_SECRET_FALLBACKS,
+    /// or for flask, starlette and django the app's old secret keys as text,
+    /// as in its SECRET_KEY_FALLBACKS; empty entries are no keys
     /// (repeatable; tried in order, before any --fallback-file).
     #[arg(long, value_name = "VAR")]
     fallback_env: Vec<String>,
@@ -420,6 +431,7 @@ impl Task {
                 if let Some(framework) = interop::framework(args.codec.format) {
                     return interop::sign(&args, framework).map(Self::Interop);
                 }
+                no_salt(&args.codec)?;
                 let ring = KeyRing::new(load_current(&args.secret)?);
                 let issued_at = args.now.unwrap_or_else(unix_now);
                 let claims = match args.ttl {
@@ -441,6 +453,7 @@ impl Task {
                 if args.max_age.is_some() {
                     bail!("--max-age applies only to --format flask, starlette and django");
                 }
+                no_salt(&args.codec)?;
                 let mut fallbacks = Vec::new();
                 for var in &args.fallback_env {
                     fallbacks.extend(
@@ -507,6 +520,17 @@ impl Task {
         out.flush()?;
         Ok(())
     }
+}
+
+/// Refuses `--salt` for keepsake's own formats, which have none.
+fn no_salt(args: &CodecArgs) -> Result<()> {
+    if args.salt.is_some() {
+        bail!(
+            "--salt applies only to --format flask, starlette and django (keepsake's formats \
+             bind values to --name, --namespace and --app instead)"
+        );
+    }
+    Ok(())
 }
 
 /// A codec for the format and namespace in `args`, with the ring labelled

@@ -360,3 +360,108 @@ fn decode_writes_non_finite_floats_as_valid_json() {
         );
     }
 }
+
+/// `--fallback-env VAR` holds the app's old keys separated by commas, as
+/// `--help` says: each is tried. It was read as one key, commas included.
+#[test]
+fn fallback_env_is_a_comma_separated_list() {
+    let old_flask = "eyJ1c2VyX2lkIjo3fQ.ZVPxAA.M5uknbKwnV1_gsgn9S29c_pZiAI";
+    let old_django = "eyJ1c2VyX2lkIjo3fQ:1r31eq:Al5uanmhknsZyNrOMhJMhy0ze4yN0jLgAzg2xCmCWTg";
+    for (format, value) in [("flask", old_flask), ("django", old_django)] {
+        for list in [
+            format!("some-other-key,{OLD_KEY}"),
+            format!("{OLD_KEY},some-other-key"),
+        ] {
+            let out = Command::new(env!("CARGO_BIN_EXE_keepsake"))
+                .args(["verify", "--format", format, "--secret-env", "FW_KEY"])
+                .args(["--fallback-env", "FW_LIST", "--now", NOW, value])
+                .env("FW_KEY", KEY)
+                .env("FW_LIST", &list)
+                .output()
+                .unwrap();
+            assert_eq!(ok(&out), r#"{"user_id":7}"#, "{format} {list}");
+            assert_eq!(text(&out.stderr), "stale-key\n");
+        }
+    }
+}
+
+/// Empty entries of a `--fallback-env` list (a trailing comma, an empty
+/// variable) are no keys: a cookie signed with the empty key (made by
+/// itsdangerous' own signer) never verifies.
+#[test]
+fn empty_fallback_entries_are_no_keys() {
+    let old_flask = "eyJ1c2VyX2lkIjo3fQ.ZVPxAA.M5uknbKwnV1_gsgn9S29c_pZiAI";
+    let empty_signed = "eyJ1c2VyIjoiYWRtaW4ifQ.ZVPxAA.iwrEqxa_Zgt43vl1t5AeGnUXqcA";
+    for list in [
+        format!("{OLD_KEY},"),
+        format!(",{OLD_KEY}"),
+        format!("{OLD_KEY},,"),
+    ] {
+        let run = |value: &str| {
+            Command::new(env!("CARGO_BIN_EXE_keepsake"))
+                .args(["verify", "--format", "flask", "--secret-env", "FW_KEY"])
+                .args(["--fallback-env", "FW_LIST", "--now", NOW, value])
+                .env("FW_KEY", KEY)
+                .env("FW_LIST", &list)
+                .output()
+                .unwrap()
+        };
+        assert_eq!(ok(&run(old_flask)), r#"{"user_id":7}"#, "{list}");
+        let err = failed(&run(empty_signed), 1);
+        assert!(err.contains("does not verify"), "{list}: {err}");
+    }
+    // An empty variable holds no keys, as KEEPSAKE_SECRET_FALLBACKS.
+    let out = verify("flask", NOW, empty_signed, &["--fallback-env", "FW_EMPTY"]);
+    assert!(failed(&out, 1).contains("does not verify"));
+    let out = verify("flask", NOW, FLASK, &["--fallback-env", "FW_EMPTY"]);
+    assert_eq!(ok(&out), r#"{"user_id":42}"#);
+}
+
+/// `--salt` signs and verifies with another salt: a Flask app with
+/// `session_interface.salt = "my-app-salt"` made this cookie (Flask 3.1.3,
+/// `{"user_id": 42}` at NOW under KEY), and Django's database backend
+/// signs with the salt `django.contrib.sessions.SessionStore`.
+#[test]
+fn salt_signs_and_verifies_with_the_apps_salt() {
+    let flask_salted = "eyJ1c2VyX2lkIjo0Mn0.ZVPxAA.mdA86yqZKIu7RHhabaCrk6VyNuA";
+    let django_salted = "eyJ1c2VyX2lkIjo0Mn0:1r31eq:JStUbMvXVS1l2qOmwphebxDWypna63Qlwd_qO8b-xFI";
+    for (format, salt, value) in [
+        ("flask", "my-app-salt", flask_salted),
+        (
+            "django",
+            "django.contrib.sessions.SessionStore",
+            django_salted,
+        ),
+    ] {
+        let signed = keepsake(&[
+            "sign",
+            "--format",
+            format,
+            "--secret-env",
+            "FW_KEY",
+            "--now",
+            NOW,
+            "--salt",
+            salt,
+            "--json",
+            r#"{"user_id": 42}"#,
+        ]);
+        assert_eq!(ok(&signed), value, "{format}");
+        let out = verify(format, NOW, value, &["--salt", salt]);
+        assert_eq!(ok(&out), r#"{"user_id":42}"#, "{format}");
+        // Without it, the default salt does not verify it.
+        failed(&verify(format, NOW, value, &[]), 1);
+    }
+    // keepsake's own formats have no salt.
+    let out = keepsake(&[
+        "verify",
+        "--name",
+        "n",
+        "--secret-env",
+        "FW_KEY",
+        "--salt",
+        "x",
+        "s1.x.y",
+    ]);
+    assert!(failed(&out, 2).contains("--salt"));
+}

@@ -25,6 +25,11 @@ use keepsake::codec::interop::{Framework, InteropCodec, InteropDecodeError, PyDi
 use rand::{RngExt as _, SeedableRng as _, rngs::StdRng};
 use serde_json::{Value, json};
 
+/// The example app of `examples/flask-shared-login`, tested here.
+#[path = "../examples/flask_shared_login.rs"]
+#[allow(dead_code)] // its `main`
+mod flask_shared_login;
+
 /// Random round trips per framework per run.
 const ROUND_TRIPS: usize = 200;
 /// The time the fixed-case tests sign at.
@@ -1252,6 +1257,13 @@ async fn cookie_max_age_is_the_frameworks() {
         assert_eq!(answer.max_age(), expected, "new {framework} session");
     }
 
+    // Browser-session cookies (Django's SESSION_EXPIRE_AT_BROWSER_CLOSE).
+    for framework in [Framework::Starlette, Framework::Django] {
+        let codec = InteropCodec::new(framework, key_a().bytes()).with_browser_session(true);
+        let answer = ask(&mut app(codec), "/touch", None).await;
+        assert_eq!(answer.max_age(), None, "new {framework} browser session");
+    }
+
     // Starlette with max_age=None: a browser-session cookie.
     let codec = InteropCodec::new(Framework::Starlette, key_a().bytes()).with_max_age(None);
     let mut starlette = app(codec);
@@ -1284,5 +1296,577 @@ async fn cookie_max_age_is_the_frameworks() {
         let expiry = serde_json::from_str::<Value>(text).unwrap()["_session_expiry"].clone();
         let kept = session.get("_session_expiry").and_then(PyValue::as_i64);
         assert_eq!(kept, expiry.as_i64(), "Django {text}");
+    }
+}
+
+// ----- what a request does to an interop session's lifetime ---------------------------
+
+/// The rotated-out key of the lifetime tests.
+const OLD_KEY: &str = "old-secret-key-before-rotation";
+
+/// An app behind `SessionLayer::with_interop(codec)` on `clock`: `/user`
+/// reads the session, `/skip` does not touch it, `/write` changes it,
+/// `/permanent` (which also sets `user`) and `/impermanent` set and
+/// remove Flask's `_permanent`,
+/// `/expiry` and `/set_user` try what a framework's cookie cannot carry.
+fn lifetime_app(codec: InteropCodec, clock: &keepsake::session::ManualClock) -> axum::Router {
+    use axum::routing::get;
+    use keepsake::{
+        middleware::SessionLayer,
+        session::{Expiry, Session, SessionError},
+    };
+    async fn user(session: Session) -> Result<String, SessionError> {
+        Ok(session.get::<String>("user").await?.unwrap_or_default())
+    }
+    async fn write(session: Session) -> Result<&'static str, SessionError> {
+        session.insert("user", "grace").await?;
+        Ok("written")
+    }
+    async fn permanent(session: Session) -> Result<&'static str, SessionError> {
+        session.insert("user", "ada").await?;
+        session.insert("_permanent", true).await?;
+        Ok("permanent")
+    }
+    async fn impermanent(session: Session) -> Result<&'static str, SessionError> {
+        session.remove("_permanent").await?;
+        Ok("impermanent")
+    }
+    fn outcome(result: Result<(), SessionError>) -> String {
+        match result {
+            Ok(()) => "accepted".to_owned(),
+            Err(SessionError::Unwritable(reason)) => format!("refused: {reason}"),
+            Err(other) => format!("other error: {other}"),
+        }
+    }
+    async fn expiry(session: Session) -> String {
+        let remember = Expiry::persistent(std::time::Duration::from_secs(30 * 86_400));
+        outcome(session.set_expiry(remember).await)
+    }
+    async fn set_user(session: Session) -> String {
+        outcome(session.set_user(Some("ada")).await)
+    }
+    axum::Router::new()
+        .route("/user", get(user))
+        .route("/skip", get(|| async { "skipped" }))
+        .route("/write", get(write))
+        .route("/permanent", get(permanent))
+        .route("/impermanent", get(impermanent))
+        .route("/expiry", get(expiry))
+        .route("/set_user", get(set_user))
+        .layer(
+            SessionLayer::with_interop(codec)
+                .secure(false)
+                .clock(clock.clone())
+                .build()
+                .unwrap(),
+        )
+}
+
+/// The issue time of a cookie `codec` verifies.
+fn issued_at(codec: &InteropCodec, cookie: &str) -> u64 {
+    let at = keepsake::codec::interop::inspect(cookie)
+        .unwrap_or_else(|e| panic!("{cookie}: {e}"))
+        .issued_at();
+    codec
+        .decode(cookie, at)
+        .unwrap_or_else(|e| panic!("{cookie}: {e}"))
+        .issued_at()
+}
+
+/// Behind `with_interop` a request that only reads the session, or does
+/// not touch it, sends no cookie: none of the frameworks re-signs a session
+/// it did not change (Flask's permanent sessions aside, below), so a read
+/// must not move the end of the session (it ends `max_age` after its last
+/// write). It once sent the cookie again, issued now, once a tenth of
+/// `max_age` had passed (keepsake's idle refresh).
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_do_not_extend_an_interop_session() {
+    for framework in Framework::ALL {
+        let clock = keepsake::session::ManualClock::new(T0);
+        let codec = InteropCodec::new(framework, key_a().bytes());
+        let max_age = codec.max_age().unwrap();
+        let mut app = lifetime_app(codec.clone(), &clock);
+        let cookie = framework_cookie(framework, r#"{"user": "ada"}"#, T0).await;
+        let header = format!("{}={cookie}", framework.cookie_name());
+        for elapsed in [1, max_age / 10 + 1, max_age / 2, max_age] {
+            clock.set(T0 + elapsed);
+            let answer = ask(&mut app, "/user", Some(header.clone())).await;
+            assert_eq!(answer.body, "ada", "{framework} +{elapsed}");
+            assert_eq!(answer.set_cookie, None, "{framework} read at +{elapsed}");
+            let answer = ask(&mut app, "/skip", Some(header.clone())).await;
+            assert_eq!(answer.set_cookie, None, "{framework} skip at +{elapsed}");
+        }
+        // Still max_age after the write, not after the last read.
+        clock.set(T0 + max_age + 1);
+        let answer = ask(&mut app, "/user", Some(header.clone())).await;
+        assert_eq!(answer.body, "", "{framework}: expired");
+        // A write issues the cookie now.
+        clock.set(T0 + 100);
+        let answer = ask(&mut app, "/write", Some(header.clone())).await;
+        let written = answer.value(framework.cookie_name());
+        assert_eq!(issued_at(&codec, &written), T0 + 100, "{framework}");
+    }
+}
+
+/// Flask re-issues a *permanent* session on every request
+/// (`SESSION_REFRESH_EACH_REQUEST`, on by default), read or not, with a
+/// cookie lasting `PERMANENT_SESSION_LIFETIME`; keepsake does the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn flask_permanent_sessions_are_refreshed_on_every_request() {
+    let clock = keepsake::session::ManualClock::new(T0);
+    let codec = InteropCodec::new(Framework::Flask, key_a().bytes());
+    let mut app = lifetime_app(codec.clone(), &clock);
+    let cookie = framework_cookie(
+        Framework::Flask,
+        r#"{"_permanent": true, "user": "ada"}"#,
+        T0,
+    )
+    .await;
+    for (elapsed, route) in [(5, "/user"), (86_400, "/skip"), (20 * 86_400, "/user")] {
+        clock.set(T0 + elapsed);
+        let answer = ask(&mut app, route, Some(format!("session={cookie}"))).await;
+        let refreshed = answer.value("session");
+        assert_eq!(issued_at(&codec, &refreshed), T0 + elapsed, "{route}");
+        assert_eq!(answer.max_age().as_deref(), Some("2678400"), "{route}");
+        let session = codec
+            .decode(&refreshed, T0 + elapsed)
+            .unwrap()
+            .into_session();
+        assert_eq!(session.get("_permanent"), Some(&PyValue::Bool(true)));
+    }
+}
+
+/// A cookie that only a fallback key verifies is issued again under the
+/// current key with its *original* issue time (and the `Max-Age` it has
+/// left): rotating the key must not extend a session. It was issued again
+/// at the time of the request.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stale_key_reissue_keeps_the_issue_time() {
+    for framework in Framework::ALL {
+        let clock = keepsake::session::ManualClock::new(T0 + 1_000);
+        let current = InteropCodec::new(framework, key_a().bytes());
+        let max_age = current.max_age().unwrap();
+        let mut app = lifetime_app(current.clone().with_fallbacks([OLD_KEY]), &clock);
+        let session: PyDict = [("user", "ada")].into_iter().collect();
+        let old = InteropCodec::new(framework, OLD_KEY)
+            .encode(&session, T0)
+            .unwrap();
+        let header = format!("{}={old}", framework.cookie_name());
+        for route in ["/skip", "/user"] {
+            let answer = ask(&mut app, route, Some(header.clone())).await;
+            let reissued = answer.value(framework.cookie_name());
+            let opened = current.decode(&reissued, T0 + 1_000).unwrap();
+            assert_eq!(opened.key_used(), keepsake::codec::KeyUsed::Current);
+            assert_eq!(opened.issued_at(), T0, "{framework} {route}");
+            assert_eq!(opened.session(), &session);
+            let expected = (framework != Framework::Flask).then(|| (max_age - 1_000).to_string());
+            assert_eq!(answer.max_age(), expected, "{framework} {route}");
+        }
+    }
+}
+
+/// `set_expiry` and `set_user` cannot be carried by a framework's cookie:
+/// behind `with_interop` they fail with `SessionError::Unwritable` and
+/// change nothing, where they once succeeded and were lost (for Flask,
+/// `set_expiry` even sent `Max-Age=1800`, keepsake's default idle timeout,
+/// for a session Flask keeps 31 days).
+#[tokio::test(flavor = "multi_thread")]
+async fn set_expiry_and_set_user_are_refused_behind_interop() {
+    for framework in Framework::ALL {
+        let clock = keepsake::session::ManualClock::new(T0);
+        let codec = InteropCodec::new(framework, key_a().bytes());
+        let mut app = lifetime_app(codec, &clock);
+        let cookie = framework_cookie(framework, r#"{"user": "ada"}"#, T0).await;
+        let header = format!("{}={cookie}", framework.cookie_name());
+        for route in ["/expiry", "/set_user"] {
+            for cookie in [None, Some(header.clone())] {
+                let answer = ask(&mut app, route, cookie.clone()).await;
+                assert!(
+                    answer.body.starts_with("refused: "),
+                    "{framework} {route} {cookie:?}: {}",
+                    answer.body
+                );
+                assert_eq!(answer.set_cookie, None, "{framework} {route}");
+            }
+        }
+    }
+}
+
+/// Flask's `session.permanent = True` is `session["_permanent"] = True`:
+/// inserting `_permanent` makes the session permanent (a cookie lasting the
+/// codec's `max_age`, Flask's `PERMANENT_SESSION_LIFETIME`), removing it
+/// makes it a browser-session cookie again, and the handler sees the key
+/// as a Flask view sees it. It was accepted and dropped.
+#[tokio::test(flavor = "multi_thread")]
+async fn inserting_permanent_makes_a_flask_session_permanent() {
+    let clock = keepsake::session::ManualClock::new(T0);
+    for (lifetime, codec) in [
+        (
+            31 * 86_400,
+            InteropCodec::new(Framework::Flask, key_a().bytes()),
+        ),
+        (
+            3_600,
+            InteropCodec::new(Framework::Flask, key_a().bytes()).with_max_age(Some(3_600)),
+        ),
+    ] {
+        let mut app = lifetime_app(codec.clone(), &clock);
+        let answer = ask(&mut app, "/permanent", None).await;
+        assert_eq!(answer.max_age(), Some(lifetime.to_string()));
+        let cookie = answer.value("session");
+        let session = codec.decode(&cookie, T0).unwrap().into_session();
+        assert_eq!(session.get("_permanent"), Some(&PyValue::Bool(true)));
+        // Not permanent again: no Max-Age, no `_permanent`.
+        let answer = ask(&mut app, "/impermanent", Some(format!("session={cookie}"))).await;
+        assert_eq!(answer.max_age(), None);
+        let session = codec
+            .decode(&answer.value("session"), T0)
+            .unwrap()
+            .into_session();
+        assert_eq!(session.get("_permanent"), None);
+    }
+}
+
+// ----- empty keys ------------------------------------------------------------------
+
+/// A cookie signed with an EMPTY key by the real itsdangerous (Flask's
+/// serializer) or the real Starlette, holding `{"user": "admin"}`, is
+/// refused everywhere in keepsake: by a codec whose current or fallback
+/// key is empty, by the layer, which refuses to build with one, and by the
+/// example app, which drops the empty entries of
+/// `SHARED_SECRET_KEY_FALLBACKS` (`old1,` once added the empty key, and
+/// the cookie logged in as admin). Flask itself accepts it with an empty
+/// fallback key, and Starlette with an empty `secret_key`.
+#[tokio::test(flavor = "multi_thread")]
+async fn empty_key_cookies_are_refused() {
+    use keepsake::middleware::{ConfigError, SessionLayer};
+    if !enabled("empty_key_cookies_are_refused") {
+        return;
+    }
+    let make = r#"
+import hashlib
+from itsdangerous import URLSafeTimedSerializer
+from flask.sessions import session_json_serializer
+signer = URLSafeTimedSerializer(b"", salt="cookie-session", serializer=session_json_serializer,
+                                signer_kwargs={"key_derivation": "hmac", "digest_method": hashlib.sha1})
+print(signer.dumps({"user": "admin"}))
+"#;
+    let flask_cookie = tokio::task::spawn_blocking(move || python(make, &[]).trim().to_owned())
+        .await
+        .unwrap();
+    let now = keepsake::codec::unix_now();
+    let admin: PyDict = [("user", "admin")].into_iter().collect();
+    let empty = Secret::Text(String::new());
+    let (cookie, admin_) = (flask_cookie.clone(), admin.clone());
+    let (starlette_cookie, flask_read) = tokio::task::spawn_blocking(move || {
+        let flask_read =
+            framework_reads(Framework::Flask, &key_a(), &[String::new()], &cookie, now);
+        let starlette_cookie = framework_makes(Framework::Starlette, &empty, &admin_, now);
+        (starlette_cookie, flask_read)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        flask_read,
+        Some(admin.clone()),
+        "Flask takes an empty fallback key"
+    );
+
+    for (framework, cookie) in [
+        (Framework::Flask, &flask_cookie),
+        (Framework::Starlette, &starlette_cookie),
+    ] {
+        // The cookie really is signed with the empty key...
+        let unchecked = keepsake::codec::interop::inspect(cookie).unwrap();
+        assert_eq!(unchecked.session(), &admin);
+        // ...and no codec with an empty key verifies it (or signs anything).
+        for codec in [
+            InteropCodec::new(framework, ""),
+            InteropCodec::new(framework, key_a().bytes()).with_fallbacks([""]),
+            InteropCodec::new(framework, key_a().bytes()).with_fallbacks(["old1", ""]),
+        ] {
+            assert_eq!(
+                codec.decode(cookie, now),
+                Err(InteropDecodeError::EmptySecret),
+                "{framework}"
+            );
+            assert!(codec.encode(&admin, now).is_err(), "{framework}");
+            let err = SessionLayer::with_interop(codec).build().unwrap_err();
+            assert!(matches!(err, ConfigError::EmptySecret(f) if f == framework));
+        }
+    }
+
+    // The example app: empty entries of SHARED_SECRET_KEY_FALLBACKS are no keys.
+    let key = "example-secret-key-0123";
+    for fallbacks in [
+        None,
+        Some(""),
+        Some("old1,"),
+        Some(",old1"),
+        Some("old1,,old2"),
+    ] {
+        let codec = flask_shared_login::codec(key, fallbacks).unwrap();
+        assert!(!codec.has_empty_key(), "{fallbacks:?}");
+        let mut app = flask_shared_login::app(codec);
+        let answer = ask(&mut app, "/whoami", Some(format!("session={flask_cookie}"))).await;
+        let body: Value = serde_json::from_str(&answer.body).unwrap();
+        assert_eq!(body["user"], Value::Null, "{fallbacks:?}: {body}");
+    }
+    assert!(flask_shared_login::codec("", None).is_err());
+    // Its old keys still work, and a cookie of one is issued again under the
+    // current key with its issue time.
+    let codec = flask_shared_login::codec(key, Some("old1,old2,")).unwrap();
+    let mut app = flask_shared_login::app(codec);
+    let session: PyDict = [("user", "ada")].into_iter().collect();
+    let old = InteropCodec::new(Framework::Flask, "old1")
+        .encode(&session, now - 100)
+        .unwrap();
+    let answer = ask(&mut app, "/whoami", Some(format!("session={old}"))).await;
+    let body: Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(body["user"], "ada");
+    let current = InteropCodec::new(Framework::Flask, key);
+    let reissued = current.decode(&answer.value("session"), now).unwrap();
+    assert_eq!(reissued.issued_at(), now - 100);
+}
+
+// ----- the frameworks' own rules for when and how long a cookie is set ------------
+
+/// One request through the framework's own session middleware (see
+/// `helper.py`'s `visit`): the session cookie it set, if any, and that
+/// cookie's lifetime.
+async fn framework_visit(
+    framework: Framework,
+    cookie: Option<String>,
+    now: u64,
+    set: Value,
+    settings: Value,
+    max_age: Option<u64>,
+) -> (Option<String>, Option<u64>) {
+    let (key, key_hex) = key_a().fields();
+    let mut request = json!({"fw": framework.as_str(), "op": "visit", "key": key,
+        "key_hex": key_hex, "fallbacks": [], "cookie": cookie, "now": now, "set": set,
+        "settings": settings});
+    if let Some(max_age) = max_age {
+        request["max_age"] = max_age.into();
+    }
+    let answer = tokio::task::spawn_blocking(move || helper().call(&request))
+        .await
+        .unwrap();
+    assert_eq!(answer["status"], 200, "{framework}: {answer}");
+    (
+        answer["cookie"].as_str().map(str::to_owned),
+        answer["max_age"].as_u64(),
+    )
+}
+
+/// A case of [`requests_set_cookies_as_the_framework_does`]: a session (as
+/// the framework serializes it), the framework's settings, and the codec
+/// that mirrors them.
+struct Case {
+    framework: Framework,
+    session: &'static str,
+    settings: Value,
+    max_age: Option<u64>,
+    codec: fn(InteropCodec) -> InteropCodec,
+}
+
+/// For a session the real framework made, a request that only reads it
+/// and one that changes it, three days later, answered by the real
+/// framework and by keepsake's layer at the same time: either both set no
+/// cookie, or both set a cookie with the same session, issue time and
+/// lifetime. Covers reads that must not extend a session, Flask's refresh
+/// of permanent sessions (`SESSION_REFRESH_EACH_REQUEST`), Flask's
+/// `PERMANENT_SESSION_LIFETIME`, Django's `SESSION_SAVE_EVERY_REQUEST`,
+/// `SESSION_EXPIRE_AT_BROWSER_CLOSE` and `_session_expiry`.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_set_cookies_as_the_framework_does() {
+    if !enabled("requests_set_cookies_as_the_framework_does") {
+        return;
+    }
+    let same = |codec| codec;
+    let cases = [
+        Case {
+            framework: Framework::Flask,
+            session: r#"{"user": "ada"}"#,
+            settings: json!({}),
+            max_age: None,
+            codec: same,
+        },
+        Case {
+            framework: Framework::Flask,
+            session: r#"{"_permanent": true, "user": "ada"}"#,
+            settings: json!({}),
+            max_age: None,
+            codec: same,
+        },
+        Case {
+            framework: Framework::Flask,
+            session: r#"{"_permanent": true, "user": "ada"}"#,
+            settings: json!({}),
+            max_age: Some(5 * 86_400),
+            codec: |c| c.with_max_age(Some(5 * 86_400)),
+        },
+        Case {
+            framework: Framework::Flask,
+            session: r#"{"_permanent": true, "user": "ada"}"#,
+            settings: json!({"SESSION_REFRESH_EACH_REQUEST": false}),
+            max_age: None,
+            codec: |c| c.with_refresh_each_request(false),
+        },
+        Case {
+            framework: Framework::Starlette,
+            session: r#"{"user": "ada"}"#,
+            settings: json!({}),
+            max_age: None,
+            codec: same,
+        },
+        Case {
+            framework: Framework::Django,
+            session: r#"{"user": "ada"}"#,
+            settings: json!({}),
+            max_age: None,
+            codec: same,
+        },
+        Case {
+            framework: Framework::Django,
+            session: r#"{"user": "ada", "_session_expiry": 300}"#,
+            settings: json!({}),
+            max_age: None,
+            codec: same,
+        },
+        Case {
+            framework: Framework::Django,
+            session: r#"{"user": "ada"}"#,
+            settings: json!({"SESSION_SAVE_EVERY_REQUEST": true}),
+            max_age: None,
+            codec: |c| c.with_refresh_each_request(true),
+        },
+        Case {
+            framework: Framework::Django,
+            session: r#"{"user": "ada"}"#,
+            settings: json!({"SESSION_EXPIRE_AT_BROWSER_CLOSE": true}),
+            max_age: None,
+            codec: |c| c.with_browser_session(true),
+        },
+        Case {
+            framework: Framework::Django,
+            session: r#"{"user": "ada", "_session_expiry": 300}"#,
+            settings: json!({"SESSION_EXPIRE_AT_BROWSER_CLOSE": true}),
+            max_age: None,
+            codec: |c| c.with_browser_session(true),
+        },
+        Case {
+            framework: Framework::Django,
+            session: r#"{"user": "ada", "_session_expiry": 0}"#,
+            settings: json!({}),
+            max_age: None,
+            codec: same,
+        },
+    ];
+    let mut refreshed_on_read = 0;
+    for case in cases {
+        let framework = case.framework;
+        let what = format!("{framework} {} {}", case.session, case.settings);
+        let theirs = framework_cookie(framework, case.session, T0).await;
+        let now = T0 + 3 * 86_400;
+        let clock = keepsake::session::ManualClock::new(now);
+        let mut codec = InteropCodec::new(framework, key_a().bytes());
+        if case.max_age.is_some() {
+            codec = codec.with_max_age(case.max_age);
+        }
+        let codec_for_case = (case.codec)(codec);
+        let mut app = lifetime_app(codec_for_case.clone(), &clock);
+        let header = format!("{}={theirs}", framework.cookie_name());
+        for (route, set) in [("/user", Value::Null), ("/write", json!({"user": "grace"}))] {
+            let (cookie, max_age) = framework_visit(
+                framework,
+                Some(theirs.clone()),
+                now,
+                set,
+                case.settings.clone(),
+                case.max_age,
+            )
+            .await;
+            let answer = ask(&mut app, route, Some(header.clone())).await;
+            let ours = answer
+                .set_cookie
+                .as_ref()
+                .map(|_| answer.value(framework.cookie_name()));
+            // The same session issued at the same time (keepsake's records
+            // keep keys sorted, so Starlette's and Django's key order may
+            // differ: compare what they hold).
+            let opened = |cookie: &Option<String>| {
+                cookie.as_ref().map(|cookie| {
+                    let opened = codec_for_case.decode(cookie, now).unwrap();
+                    (opened.issued_at(), opened.into_session())
+                })
+            };
+            assert_eq!(opened(&ours), opened(&cookie), "{what} {route}");
+            let ours_max_age = answer
+                .set_cookie
+                .as_ref()
+                .and_then(|_| answer.max_age())
+                .map(|max_age| max_age.parse::<u64>().unwrap());
+            // Flask sends Expires, which the helper turns into seconds
+            // with the real clock: a second either way.
+            match (ours_max_age, max_age) {
+                (Some(ours), Some(theirs)) => {
+                    assert!(
+                        ours.abs_diff(theirs) <= 2,
+                        "{what} {route}: {ours} {theirs}"
+                    );
+                }
+                (ours, theirs) => assert_eq!(ours, theirs, "{what} {route}"),
+            }
+            match route {
+                "/write" => assert!(cookie.is_some(), "{what}: a write sets the cookie"),
+                _ => refreshed_on_read += usize::from(cookie.is_some()),
+            }
+        }
+    }
+    // Flask's two permanent sessions and Django's SESSION_SAVE_EVERY_REQUEST.
+    assert_eq!(refreshed_on_read, 3);
+}
+
+/// A new session made permanent (`session.permanent = True` in Flask,
+/// `insert("_permanent", true)` in keepsake) gets a cookie lasting
+/// `PERMANENT_SESSION_LIFETIME`, from the real Flask and from keepsake;
+/// Flask reads keepsake's as permanent.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_permanent_flask_session_lasts_as_flask_sets_it() {
+    if !enabled("a_permanent_flask_session_lasts_as_flask_sets_it") {
+        return;
+    }
+    for lifetime in [31 * 86_400, 3_600] {
+        let (cookie, max_age) = framework_visit(
+            Framework::Flask,
+            None,
+            T0,
+            json!({"user": "ada", "_permanent": true}),
+            json!({}),
+            Some(lifetime),
+        )
+        .await;
+        let clock = keepsake::session::ManualClock::new(T0);
+        let codec =
+            InteropCodec::new(Framework::Flask, key_a().bytes()).with_max_age(Some(lifetime));
+        let mut app = lifetime_app(codec, &clock);
+        let answer = ask(&mut app, "/permanent", None).await;
+        let ours = answer.value("session");
+        assert_eq!(Some(ours.clone()), cookie, "{lifetime}");
+        let theirs = max_age.unwrap();
+        assert!(theirs.abs_diff(lifetime) <= 2, "{theirs}");
+        assert_eq!(answer.max_age(), Some(lifetime.to_string()));
+        // Flask reads it as permanent: it refreshes it on a read.
+        let (refreshed, _) = framework_visit(
+            Framework::Flask,
+            Some(ours),
+            T0 + 60,
+            Value::Null,
+            json!({}),
+            Some(lifetime),
+        )
+        .await;
+        assert!(refreshed.is_some(), "{lifetime}");
     }
 }

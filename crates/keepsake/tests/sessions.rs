@@ -938,7 +938,7 @@ async fn memory_stale_save_starts_from_this_process_last_save() {
 #[tokio::test]
 async fn memory_concurrent_save_keeps_other_requests_expiry() {
     let (server, cookie, pause, slow) = paused_cart_request().await;
-    // Ten years, idle ten years.
+    // 400 days, idle 400 days.
     let reply = server.get_raw("/remember", Some(&cookie)).await;
     assert_eq!((reply.status, reply.body.as_str()), (200, "ok"));
     let remembered = reply
@@ -1432,23 +1432,24 @@ async fn host_prefix_cookie(backend: Backend) {
 }
 
 // ---------------------------------------------------------------------------
-// 16. Lifetimes without a limit
+// 16. The longest lifetimes
 // ---------------------------------------------------------------------------
 
-/// "No limit" is `Duration::MAX`, on the layer or with `set_expiry`: the
-/// deadline is capped at the latest time a cookie can carry, and the
-/// session works (before, no cookie could be written, so none was sent and
-/// every request started a session of its own).
-async fn unlimited_lifetimes_still_send_the_cookie(backend: Backend) {
+/// The longest lifetime, `Expiry::MAX_LIFETIME` (400 days, as long as
+/// browsers keep a cookie; `Duration::MAX` is refused), on the layer or
+/// with `set_expiry`: the session works and its cookie is sent (once, a
+/// "no limit" of `Duration::MAX` gave a deadline no cookie could carry, so
+/// none was sent and every request started a session of its own).
+async fn longest_lifetimes_still_send_the_cookie(backend: Backend) {
     async fn forever(session: Session) -> Result<&'static str, SessionError> {
         session
-            .set_expiry(Expiry::persistent(Duration::MAX).with_idle(None))
+            .set_expiry(Expiry::persistent(Expiry::MAX_LIFETIME).with_idle(None))
             .await?;
         Ok("forever")
     }
     let server = Server::start_with_routes(
         backend,
-        |b| b.absolute_lifetime(Duration::MAX).idle_timeout(None),
+        |b| b.absolute_lifetime(Expiry::MAX_LIFETIME).idle_timeout(None),
         Router::new().route("/forever", get(forever)),
     )
     .await;
@@ -1459,7 +1460,7 @@ async fn unlimited_lifetimes_still_send_the_cookie(backend: Backend) {
     let reply = server.get("/forever").await;
     assert_eq!(reply.body, "forever");
     let header = reply.session_set_cookie().expect("the new expiry's cookie");
-    assert!(header.contains("Max-Age="), "persistent: {header}");
+    assert!(header.contains("; Max-Age=34560000"), "400 days: {header}");
     assert_eq!(server.get("/count").await.body, "3");
     if backend.is_store() {
         assert_eq!(server.store.len(), 1, "one session, not one per request");
@@ -1511,7 +1512,7 @@ for_each_backend!(
         oversized_session_is_refused,
         cookie_attributes,
         host_prefix_cookie,
-        unlimited_lifetimes_still_send_the_cookie,
+        longest_lifetimes_still_send_the_cookie,
         a_task_that_outlives_the_response_gets_finished,
     ],
     client_side: [full_session_other_changes_not_lost],

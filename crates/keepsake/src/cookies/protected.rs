@@ -452,8 +452,12 @@ impl<J: BorrowMut<CookieJar>> ProtectedJar<J> {
     /// # Errors
     ///
     /// [`CookieError::TooLarge`] if the cookie would exceed 4096 bytes (name
-    /// plus value), [`CookieError::Json`] if `value` cannot be serialized, and
-    /// the errors of [`CookieBuilder::build`] for a bad name or attributes.
+    /// plus value), [`CookieError::Json`] if `value` cannot be serialized or
+    /// nests arrays and objects deeper than [`get`](ProtectedJar::get) reads
+    /// back (serde_json's limit, 127 levels), and the errors of
+    /// [`CookieBuilder::build`] for a bad name or attributes. Like
+    /// `serde_json`, a float that is not finite (NaN, ±infinity) is written
+    /// as `null`.
     ///
     /// # Example
     ///
@@ -475,10 +479,12 @@ impl<J: BorrowMut<CookieJar>> ProtectedJar<J> {
         value: &T,
     ) -> Result<(), CookieError> {
         let full = self.full_name(name);
-        let payload = serde_json::to_vec(value).map_err(|source| CookieError::Json {
-            name: full.clone(),
-            source,
-        })?;
+        let payload = serde_json::to_vec(value)
+            .and_then(|payload| readable(&payload).map(|()| payload))
+            .map_err(|source| CookieError::Json {
+                name: full.clone(),
+                source,
+            })?;
         let now = self.now();
         // Rounded up as `Max-Age` is: a TTL under a second must not make a
         // value that is expired as soon as it is written.
@@ -584,4 +590,22 @@ impl<J: BorrowMut<CookieJar>> ProtectedJar<J> {
         self.jar.borrow_mut().add(cookie);
         Ok(())
     }
+}
+
+/// Checks that `payload`, JSON just written, reads back: serde_json reads
+/// no more than 127 levels of arrays and objects, and writes any depth.
+/// Parsed only when it could be that deep (a level needs a `[` or `{`),
+/// which a value of a few fields never is.
+fn readable(payload: &[u8]) -> Result<(), serde_json::Error> {
+    let opening = payload.iter().filter(|&&b| b == b'[' || b == b'{').count();
+    if opening >= 127 {
+        // Into a `Value`: serde_json skips `IgnoredAny` without its depth
+        // limit. Rare, so the allocation does not matter.
+        serde_json::from_slice::<serde_json::Value>(payload).map_err(|_| {
+            serde::ser::Error::custom(
+                "it nests arrays and objects more than 127 deep, deeper than it can be read back",
+            )
+        })?;
+    }
+    Ok(())
 }

@@ -728,3 +728,32 @@ fn a_jar_in_a_response_appends_its_set_cookies() {
     let response = (CookieJar::parse("a=1"), "ok").into_response();
     assert!(response.headers().get(header::SET_COOKIE).is_none());
 }
+
+/// A value nested deeper than `get` reads back (serde_json's 127 levels) is
+/// refused by `insert` rather than written and then unreadable; the jar is
+/// left as it was. At the limit it round-trips.
+#[test]
+fn values_nested_deeper_than_get_reads_are_refused() {
+    let ring = ring();
+    let nested = |levels: usize| {
+        (1..levels).fold(serde_json::json!([0]), |inner, _| {
+            serde_json::json!([inner])
+        })
+    };
+    let mut jar = CookieJar::new();
+    jar.signed_mut(&ring).insert("deep", &nested(127)).unwrap();
+    let read: Option<serde_json::Value> = jar.signed(&ring).get("deep");
+    assert_eq!(read, Some(nested(127)));
+    for levels in [128, 200] {
+        for result in [
+            jar.signed_mut(&ring).insert("deep", &nested(levels)),
+            jar.private_mut(&ring).insert("deep", &nested(levels)),
+        ] {
+            let err = result.unwrap_err();
+            assert!(matches!(err, CookieError::Json { .. }), "{levels}: {err:?}");
+            assert!(err.to_string().contains("127"), "{err}");
+        }
+    }
+    let read: Option<serde_json::Value> = jar.signed(&ring).get("deep");
+    assert_eq!(read, Some(nested(127)), "unchanged");
+}

@@ -110,18 +110,49 @@ impl SessionLayer {
     /// Client-side sessions in a Flask, Starlette or Django session cookie
     /// (feature `interop`), so the app shares sessions with a Python app
     /// that has the same secret key. The cookie name is the framework's
-    /// (`session`, or `sessionid` for Django); a session ends
-    /// [`max_age`](crate::codec::interop::InteropCodec::max_age) after its
-    /// last write, as in the framework. The cookie's `Max-Age` is the
-    /// framework's: Starlette's `max_age` and Django's `SESSION_COOKIE_AGE`
-    /// (or the session's `set_expiry`) on every cookie, new sessions
-    /// included; for Flask none unless the session is permanent. These are
-    /// the framework's rules, so [`build`](SessionLayerBuilder::build)
-    /// refuses [`idle_timeout`](SessionLayerBuilder::idle_timeout),
-    /// [`absolute_lifetime`](SessionLayerBuilder::absolute_lifetime) and
-    /// [`persistent`](SessionLayerBuilder::persistent) with a framework's
-    /// cookie (they would hold for a new session's first answer only); set
-    /// the codec's `max_age`. The size check counts the cookie name actually sent
+    /// (`session`, or `sessionid` for Django).
+    ///
+    /// How long a session lasts follows the framework's rules, not the
+    /// layer's:
+    ///
+    /// - A session ends
+    ///   [`max_age`](crate::codec::interop::InteropCodec::max_age) after its
+    ///   cookie was last written, as in the framework. Only a request that
+    ///   changes the session writes it: reading a session does not extend
+    ///   it. The exception is the framework's own refresh on every request
+    ///   ([`with_refresh_each_request`](crate::codec::interop::InteropCodec::with_refresh_each_request)):
+    ///   Flask re-issues a permanent session on every request
+    ///   (`SESSION_REFRESH_EACH_REQUEST`, on by default), and keepsake does
+    ///   too. A cookie that only a fallback key verified is issued again
+    ///   under the current key with its original issue time, so rotating the
+    ///   key extends nothing.
+    /// - The cookie's `Max-Age` is the framework's: Starlette's `max_age`
+    ///   and Django's `SESSION_COOKIE_AGE` (or the session's
+    ///   `_session_expiry`, Django's `set_expiry`) on every cookie, new
+    ///   sessions included, unless
+    ///   [`with_browser_session`](crate::codec::interop::InteropCodec::with_browser_session)
+    ///   (Django's `SESSION_EXPIRE_AT_BROWSER_CLOSE`); for Flask none unless
+    ///   the session is permanent, and then the codec's `max_age`
+    ///   (`PERMANENT_SESSION_LIFETIME`). Flask's `session.permanent = True`
+    ///   is `session.insert("_permanent", true)`: the framework's own keys
+    ///   are session data, seen and changed as in the framework.
+    /// - So [`build`](SessionLayerBuilder::build) refuses
+    ///   [`idle_timeout`](SessionLayerBuilder::idle_timeout),
+    ///   [`absolute_lifetime`](SessionLayerBuilder::absolute_lifetime) and
+    ///   [`persistent`](SessionLayerBuilder::persistent) with a framework's
+    ///   cookie (they would hold for a new session's first answer only); set
+    ///   the codec's `max_age`. For the same reason
+    ///   [`Session::set_expiry`](crate::session::Session::set_expiry) fails
+    ///   with [`SessionError::Unwritable`](crate::session::SessionError::Unwritable)
+    ///   (the cookie carries no lifetime of keepsake's), and so does
+    ///   [`Session::set_user`](crate::session::Session::set_user) (the cookie
+    ///   has no place for keepsake's session user: store the user in the
+    ///   session's data).
+    ///
+    /// [`build`](SessionLayerBuilder::build) refuses a codec with an empty
+    /// secret key or fallback key
+    /// ([`ConfigError::EmptySecret`](crate::middleware::ConfigError::EmptySecret)).
+    /// The size check counts the cookie name actually sent
     /// (with a `__Host-` prefix, or one set with
     /// [`cookie_name`](SessionLayerBuilder::cookie_name)). A validly signed
     /// cookie whose session keepsake cannot hold exactly (an integer beyond
@@ -147,6 +178,11 @@ impl SessionLayer {
     ///     .build()
     ///     .unwrap_err();
     /// assert!(matches!(err, keepsake::middleware::ConfigError::Lifetime(_)));
+    ///
+    /// // An empty key, current or fallback, is refused (anyone can sign with it).
+    /// let rotated = InteropCodec::new(Framework::Django, "key").with_fallbacks(["old", ""]);
+    /// let err = SessionLayer::with_interop(rotated).build().unwrap_err();
+    /// assert!(matches!(err, keepsake::middleware::ConfigError::EmptySecret(Framework::Django)));
     /// # Ok::<(), keepsake::middleware::ConfigError>(())
     /// ```
     #[cfg(feature = "interop")]
@@ -159,9 +195,11 @@ impl SessionLayer {
         );
         builder.name = codec.cookie_name().to_owned();
         // Starlette and Django give every session cookie a `Max-Age`; Flask
-        // only a permanent session.
+        // only a permanent session. (For information: the codec decides
+        // each cookie's `Max-Age` from the session's data.)
         builder.persistent = codec.framework() != crate::codec::interop::Framework::Flask
-            && codec.max_age().is_some();
+            && codec.max_age().is_some()
+            && !codec.browser_session();
         builder.interop = Some(codec);
         builder
     }
@@ -645,6 +683,12 @@ impl SessionLayerBuilder {
     /// Inactivity after which a session ends (default 30 minutes);
     /// `None` for no idle limit.
     ///
+    /// Counted in whole seconds: a sub-second part is dropped (1500 ms is
+    /// one second). [`build`](Self::build) refuses an idle timeout under one
+    /// second, over 400 days
+    /// ([`Expiry::MAX_LIFETIME`](crate::session::Expiry::MAX_LIFETIME)), or
+    /// longer than the [absolute lifetime](Self::absolute_lifetime).
+    ///
     /// # Example
     ///
     /// ```
@@ -684,6 +728,14 @@ impl SessionLayerBuilder {
     /// Lifetime after which a session ends however active it is (default 14
     /// days).
     ///
+    /// Counted in whole seconds: a sub-second part is dropped (1999 ms is
+    /// one second). [`build`](Self::build) refuses a lifetime under one
+    /// second or over 400 days
+    /// ([`Expiry::MAX_LIFETIME`](crate::session::Expiry::MAX_LIFETIME)):
+    /// browsers keep no cookie longer than 400 days (RFC 6265bis), so a
+    /// longer session would outlive its cookie, and there is no "no limit"
+    /// (`Duration::MAX` is refused too).
+    ///
     /// # Example
     ///
     /// ```
@@ -712,6 +764,13 @@ impl SessionLayerBuilder {
     ///     .persistent(true)
     ///     .build()?;
     /// assert!(set_cookie(&layer).contains("; Max-Age=86400"));
+    ///
+    /// // Longer than a browser keeps a cookie: refused.
+    /// let err = SessionLayer::with_store(MemoryStore::new(), KeyRing::new(Key::generate()))
+    ///     .absolute_lifetime(Duration::from_secs(401 * 86_400))
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(err.to_string().contains("at most 400 days"), "{err}");
     /// # Ok::<(), keepsake::middleware::ConfigError>(())
     /// ```
     pub fn absolute_lifetime(mut self, lifetime: Duration) -> Self {
@@ -1132,8 +1191,10 @@ impl SessionLayerBuilder {
     ///
     /// [`ConfigError::Cookie`] for a cookie name, path or domain that is not
     /// valid, or attributes browsers would reject (such as `__Host-` with a
-    /// `Domain`); [`ConfigError::Lifetime`] for a zero lifetime, an idle
-    /// timeout longer than the lifetime, or a zero store timeout;
+    /// `Domain`); [`ConfigError::Lifetime`] for a lifetime or idle timeout
+    /// of zero (whole) seconds or over 400 days
+    /// ([`Expiry::MAX_LIFETIME`](crate::session::Expiry::MAX_LIFETIME)), an
+    /// idle timeout longer than the lifetime, or a zero store timeout;
     /// [`ConfigError::EmptySecret`] for a Flask, Starlette or Django codec
     /// with an empty secret key. When [`from_env`](Self::from_env) set any
     /// of the settings a refused check involves, the `Cookie` or `Lifetime`
@@ -1179,6 +1240,17 @@ impl SessionLayerBuilder {
                 &["KEEPSAKE_ABSOLUTE_LIFETIME"],
                 ConfigError::Lifetime(
                     "the idle timeout and the absolute lifetime must be at least one second",
+                ),
+            ));
+        }
+        let longest = crate::session::Expiry::MAX_LIFETIME.as_secs();
+        if absolute > longest || idle.is_some_and(|idle| idle > longest) {
+            return Err(self.blame_env(
+                &["KEEPSAKE_IDLE_TIMEOUT", "KEEPSAKE_ABSOLUTE_LIFETIME"],
+                ConfigError::Lifetime(
+                    "the idle timeout and the absolute lifetime can be at most 400 days: \
+                     browsers keep no cookie longer (RFC 6265bis caps Max-Age and Expires at \
+                     400 days), so a longer session would outlive its cookie",
                 ),
             ));
         }

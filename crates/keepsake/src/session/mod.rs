@@ -106,9 +106,11 @@ pub enum SessionError {
         source: serde_json::Error,
     },
     /// With a Flask, Starlette or Django session cookie: the framework
-    /// could not read the session back after this change (for example a
-    /// JSON object that looks like one of Flask's type tags). The change was
-    /// not made.
+    /// could not read the session back after this change (a value its
+    /// serializer has no form for), or the change is one its cookie cannot
+    /// carry ([`Session::set_expiry`], [`Session::set_user`]; see
+    /// [`SessionLayer::with_interop`](crate::middleware::SessionLayer::with_interop)).
+    /// The change was not made.
     #[error("the session cannot be written in the framework's cookie format: {0}")]
     Unwritable(String),
     /// With client-side sessions: the change would make the session cookie
@@ -140,15 +142,42 @@ pub enum SessionError {
          only before the handler returns; await any task that uses it)"
     )]
     Finished,
-    /// [`Session::set_expiry`] was given a lifetime or an idle timeout under
-    /// one second (such a session would end as it is answered, and its
-    /// cookie be deleted at once). The session is left unchanged.
-    #[error("a session's lifetime and idle timeout must be at least one second")]
-    InvalidExpiry,
+    /// [`Session::set_expiry`] was given an expiry that cannot work; the
+    /// text says which rule it breaks. The session is left unchanged. The
+    /// rules, on whole seconds (a sub-second part is dropped), are those the
+    /// layer's builder applies to its settings:
+    ///
+    /// - the lifetime and the idle timeout are at least one second (such a
+    ///   session would end as it is answered, and its cookie be deleted at
+    ///   once);
+    /// - they are at most [`Expiry::MAX_LIFETIME`], 400 days: browsers keep
+    ///   no cookie longer, so the session would outlive its cookie;
+    /// - the idle timeout is no longer than the lifetime.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use keepsake::session::{Expiry, Session, SessionError};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let forever = Expiry::persistent(Duration::MAX);
+    /// let err = Session::detached().set_expiry(forever).await.unwrap_err();
+    /// assert!(matches!(err, SessionError::InvalidExpiry(_)));
+    /// assert!(err.to_string().contains("at most 400 days"), "{err}");
+    /// # });
+    /// ```
+    #[error("invalid session expiry: {0}")]
+    InvalidExpiry(&'static str),
 }
 
 /// How long a session lasts; set for all sessions on the layer, or for one
 /// session with [`Session::set_expiry`] ("remember me").
+///
+/// Sessions count time in whole seconds: the lifetime and the idle timeout
+/// lose any sub-second part (1999 ms is one second). [`Session::set_expiry`]
+/// refuses a lifetime or idle timeout under one second or over
+/// [`MAX_LIFETIME`](Self::MAX_LIFETIME) (400 days), and an idle timeout
+/// longer than the lifetime (mind the default 30 minutes with a shorter
+/// lifetime: set [`with_idle`](Self::with_idle) too).
 ///
 /// # Example
 ///
@@ -208,7 +237,8 @@ impl Expiry {
         }
     }
 
-    /// Sets the idle timeout (`None`: none).
+    /// Sets the idle timeout (`None`: none), in whole seconds (a sub-second
+    /// part is dropped); at most the lifetime.
     ///
     /// # Example
     ///
@@ -258,6 +288,47 @@ impl Expiry {
     /// ```
     pub const fn is_persistent(&self) -> bool {
         self.persistent
+    }
+
+    /// The longest lifetime and idle timeout a session can have: 400 days.
+    /// Browsers keep no cookie longer (RFC 6265bis caps a cookie's
+    /// `Max-Age` and `Expires` at 400 days from when it is set), so a
+    /// session that lasted longer would outlive its cookie: the browser
+    /// drops the cookie while the store keeps the record. The layer's
+    /// builder and [`Session::set_expiry`] refuse anything longer.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use keepsake::session::Expiry;
+    ///
+    /// assert_eq!(Expiry::MAX_LIFETIME, Duration::from_secs(400 * 86_400));
+    /// ```
+    pub const MAX_LIFETIME: Duration = Duration::from_secs(400 * 86_400);
+
+    /// Why this expiry cannot be used, if it cannot (see
+    /// [`SessionError::InvalidExpiry`]); on whole seconds.
+    fn check(&self) -> Result<(), &'static str> {
+        let absolute = self.absolute.as_secs();
+        let idle = self.idle.map(|idle| idle.as_secs());
+        if absolute == 0 || idle == Some(0) {
+            return Err("the lifetime and the idle timeout must be at least one second");
+        }
+        let longest = Self::MAX_LIFETIME.as_secs();
+        if absolute > longest || idle.is_some_and(|idle| idle > longest) {
+            return Err(
+                "the lifetime and the idle timeout can be at most 400 days: browsers keep no \
+                 cookie longer (RFC 6265bis), so the session would outlive its cookie",
+            );
+        }
+        if idle.is_some_and(|idle| idle > absolute) {
+            return Err(
+                "the idle timeout (30 minutes unless set with `with_idle`) cannot be longer \
+                 than the lifetime",
+            );
+        }
+        Ok(())
     }
 }
 
@@ -643,7 +714,8 @@ impl Session {
 
     /// The request's time: the clock is read once per request (when the
     /// cookie is checked, or at first need) and every deadline the request
-    /// computes counts from it.
+    /// computes counts from it, until a store-backed session writes: the
+    /// write reads the clock again (see `finish_with_store`).
     fn now(&self, state: &mut State) -> u64 {
         *state.now.get_or_insert_with(|| self.ctx().now())
     }
@@ -884,23 +956,33 @@ impl Session {
     /// # Errors
     ///
     /// [`SessionError::Unavailable`], [`SessionError::Json`] if `value` cannot
-    /// be serialized, with client-side sessions [`SessionError::TooLarge`]
-    /// (the session is left unchanged), and
+    /// be serialized or nests arrays and objects more than 100 deep (every
+    /// store reads records back with serde_json's limit of 128 levels, some
+    /// of which the record itself takes), with client-side sessions
+    /// [`SessionError::TooLarge`] (the session is left unchanged), and
     /// [`SessionError::Finished`] once the response was made (the
-    /// change is not made).
+    /// change is not made). The session is unchanged on every error.
+    ///
+    /// A float that is not finite (NaN, ±infinity) has no JSON form: like
+    /// `serde_json`, the session stores it as `null`.
     ///
     /// # Example
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// use keepsake::session::SessionError;
+    ///
     /// let session = keepsake::session::Session::detached();
     /// session.insert("cart", vec!["apple"]).await?;
     /// assert!(session.insert("big", "x".repeat(5000)).await.is_err()); // client-side: too large
+    /// let deep = (0..101).fold(serde_json::json!(1), |inner, _| serde_json::json!([inner]));
+    /// let err = session.insert("deep", deep).await.unwrap_err();
+    /// assert!(matches!(err, SessionError::Json { .. }));
     /// assert_eq!(session.len().await?, 1);
     /// # Ok::<(), keepsake::session::SessionError>(()) }).unwrap();
     /// ```
     pub async fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionError> {
-        let value = serde_json::to_value(value).map_err(|source| SessionError::Json {
+        let value = session_value(value).map_err(|source| SessionError::Json {
             key: key.to_owned(),
             source,
         })?;
@@ -943,7 +1025,7 @@ impl Session {
     ///
     /// [`SessionError::Unavailable`]; [`SessionError::Json`] if the current
     /// value is not a `T` (nothing is changed) or `f`'s result cannot be
-    /// serialized; with client-side sessions [`SessionError::TooLarge`];
+    /// serialized or nests too deep (as for [`insert`](Session::insert)); with client-side sessions [`SessionError::TooLarge`];
     /// [`SessionError::Finished`] once the response was made.
     /// If, on a replay, the stored value is no longer a `T`, the request's
     /// changes are not saved and the response is a 503.
@@ -967,7 +1049,7 @@ impl Session {
     {
         let update: Box<Updater> = Box::new(move |current: Option<&Value>| {
             let current = current.map(T::deserialize).transpose()?;
-            serde_json::to_value(f(current))
+            session_value(f(current))
         });
         let mut state = self.loaded().await?;
         self.change(&mut state, Change::Update(key.to_owned(), update))?;
@@ -1363,8 +1445,14 @@ impl Session {
     /// [`SessionError::Unavailable`], with client-side sessions
     /// [`SessionError::TooLarge`] (the session is left unchanged),
     /// [`SessionError::InvalidExpiry`] for a lifetime or idle timeout under
-    /// one second, and [`SessionError::Finished`] once the response was
-    /// made.
+    /// one second or over [`Expiry::MAX_LIFETIME`] (400 days), or an idle
+    /// timeout longer than the lifetime (both count whole seconds: a
+    /// sub-second part is dropped), and [`SessionError::Finished`] once the
+    /// response was made. Behind
+    /// [`SessionLayer::with_interop`](crate::middleware::SessionLayer::with_interop),
+    /// always [`SessionError::Unwritable`]: a Flask, Starlette or Django
+    /// cookie carries no lifetime of keepsake's (for Flask insert
+    /// `_permanent`, for Django `_session_expiry`, as those frameworks do).
     ///
     /// # Example
     ///
@@ -1374,15 +1462,37 @@ impl Session {
     /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
     /// let session = keepsake::session::Session::detached();
     /// let err = session.set_expiry(Expiry::persistent(Duration::from_millis(500))).await.unwrap_err();
-    /// assert!(matches!(err, SessionError::InvalidExpiry));
+    /// assert!(matches!(err, SessionError::InvalidExpiry(_)));
+    /// let two_years = Duration::from_secs(2 * 365 * 86_400);
+    /// let err = session.set_expiry(Expiry::persistent(two_years)).await.unwrap_err();
+    /// assert!(matches!(err, SessionError::InvalidExpiry(_)));
+    /// let idle_too_long = Expiry::persistent(Duration::from_secs(60)).with_idle(Some(Duration::from_secs(90)));
+    /// assert!(session.set_expiry(idle_too_long).await.is_err());
     /// session.set_expiry(Expiry::persistent(Duration::from_secs(30 * 86_400))).await?;
     /// # Ok::<(), keepsake::session::SessionError>(()) }).unwrap();
     /// ```
     pub async fn set_expiry(&self, expiry: Expiry) -> Result<(), SessionError> {
-        let too_short = |d: Duration| d < Duration::from_secs(1);
-        if too_short(expiry.absolute) || expiry.idle.is_some_and(too_short) {
-            return Err(SessionError::InvalidExpiry);
+        #[cfg(feature = "interop")]
+        if let Some(interop) = &self.ctx().interop {
+            use crate::codec::interop::Framework;
+            return Err(SessionError::Unwritable(format!(
+                "set_expiry: a {} session cookie carries no lifetime of its own, so the \
+                 expiry would be lost; {}",
+                interop.framework(),
+                match interop.framework() {
+                    Framework::Flask => {
+                        "insert `_permanent` = true (Flask's `session.permanent`) for a cookie \
+                         lasting the codec's max_age (PERMANENT_SESSION_LIFETIME)"
+                    }
+                    Framework::Starlette => "set the codec's max_age instead",
+                    Framework::Django => {
+                        "insert `_session_expiry` (seconds, 0 for a browser-session cookie), \
+                         as Django's set_expiry does"
+                    }
+                }
+            )));
         }
+        expiry.check().map_err(SessionError::InvalidExpiry)?;
         let mut state = self.loaded().await?;
         let now = self.now(&mut state);
         let absolute_deadline = crate::codec::deadline_after(now, expiry.absolute.as_secs());
@@ -1406,7 +1516,10 @@ impl Session {
     /// [`SessionError::Unavailable`]; [`SessionError::InvalidUser`] for a
     /// user holding U+0000; with client-side sessions
     /// [`SessionError::TooLarge`]; [`SessionError::Finished`] once the response was made. The session is
-    /// left unchanged on error.
+    /// left unchanged on error. Behind
+    /// [`SessionLayer::with_interop`](crate::middleware::SessionLayer::with_interop),
+    /// always [`SessionError::Unwritable`]: a Flask, Starlette or Django
+    /// cookie has no place for the user (store it in the session's data).
     ///
     /// # Example
     ///
@@ -1423,6 +1536,14 @@ impl Session {
     /// # Ok::<(), SessionError>(()) }).unwrap();
     /// ```
     pub async fn set_user(&self, user: Option<&str>) -> Result<(), SessionError> {
+        #[cfg(feature = "interop")]
+        if let Some(interop) = &self.ctx().interop {
+            return Err(SessionError::Unwritable(format!(
+                "set_user: a {} session cookie has no place for keepsake's session user, so it \
+                 would be lost; store the user in the session's data instead (insert)",
+                interop.framework()
+            )));
+        }
         if user.is_some_and(|user| user.contains('\0')) {
             return Err(SessionError::InvalidUser);
         }
@@ -1564,7 +1685,13 @@ impl Session {
             .record
             .take()
             .unwrap_or_else(|| unreachable!("settled otherwise"));
-        let now = self.now(&mut state);
+        // The write goes by the clock again (only a request that writes
+        // reads it twice): a request that outlived its session's deadline
+        // (a slow handler) then finds the session ended in the store, and
+        // the store reports it gone, instead of taking a deadline counted
+        // from when the request started, already past, and losing the
+        // write silently. Never earlier than the request's own time.
+        let now = self.ctx().now().max(self.now(&mut state));
         let reissue = (state.stale_key && !state.is_new).then(|| record.clone());
         let cookie = self.write(store.as_ref(), &mut state, record, now).await?;
         Ok(self.with_reissue(cookie, reissue.as_deref(), now))
@@ -1592,11 +1719,19 @@ impl Session {
         }
         if state.record.is_none() {
             // Never touched: no store call at all. A client-side session that
-            // only a fallback key verified is issued again from what came in.
+            // only a fallback key verified is issued again from what came in
+            // (and a framework's cookie that its framework refreshes on
+            // every request, issued now).
             return Some(Ok(match (&state.incoming, state.stale_key) {
-                (Incoming::Record(record), true) => {
+                (Incoming::Record(record), stale) => {
                     let now = state.now.unwrap_or_else(|| self.ctx().now());
-                    self.ctx().cookie_for(record, now)
+                    if self.interop_refreshes(record) == Some(true) {
+                        self.ctx().cookie_for(record, now)
+                    } else if stale {
+                        self.reissue_cookie(record, now)
+                    } else {
+                        None
+                    }
                 }
                 _ => None,
             }));
@@ -1629,6 +1764,16 @@ impl Session {
             // moves the deadline).
             refresh_idle_deadline(Arc::make_mut(&mut record), now);
             self.ctx().cookie_for(&record, now)
+        } else if let Some(refresh) = self.interop_refreshes(&record) {
+            // A framework's cookie follows the framework: a visit that does
+            // not write extends the session only where the framework
+            // re-issues the cookie on every request.
+            if refresh {
+                refresh_idle_deadline(Arc::make_mut(&mut record), now);
+                self.ctx().cookie_for(&record, now)
+            } else {
+                None
+            }
         } else if let Some(deadline) = touch_due(&record, now) {
             Arc::make_mut(&mut record).idle_deadline = Some(deadline);
             self.ctx().cookie_for(&record, now)
@@ -1650,10 +1795,46 @@ impl Session {
         match (cookie, reissue) {
             (None, Some(record)) => {
                 tracing::debug!(session = %record.id.log_tag(), "session cookie re-issued under the current key");
-                self.ctx().cookie_for(record, now)
+                self.reissue_cookie(record, now)
             }
             (cookie, _) => cookie,
         }
+    }
+
+    /// `record`'s cookie issued again under the current key, at `now`. A
+    /// framework's cookie keeps its issue time (and gets the `Max-Age` it has
+    /// left), so that rotating the key does not extend the session.
+    fn reissue_cookie(&self, record: &Record, now: u64) -> Option<HeaderValue> {
+        #[cfg(feature = "interop")]
+        if let Some(interop) = &self.ctx().interop {
+            return match interop.reissue(record, now) {
+                Ok((value, max_age)) => self
+                    .ctx()
+                    .set_cookie
+                    .header(&value, max_age.map(Duration::from_secs)),
+                Err(err) => {
+                    tracing::error!(error = %err, "session cookie not re-issued");
+                    None
+                }
+            };
+        }
+        self.ctx().cookie_for(record, now)
+    }
+
+    /// With a framework's cookie ([`SessionLayer::with_interop`]), whether
+    /// a request that does not change `record` issues its cookie again (the
+    /// framework's rule, see `InteropCodec::with_refresh_each_request`);
+    /// `None` with keepsake's own cookies, whose idle deadline
+    /// [`touch_due`] moves.
+    ///
+    /// [`SessionLayer::with_interop`]: crate::middleware::SessionLayer::with_interop
+    fn interop_refreshes(&self, record: &Record) -> Option<bool> {
+        #[cfg(feature = "interop")]
+        if let Some(interop) = &self.ctx().interop {
+            return Some(interop.refreshes_every_request(record));
+        }
+        let _ = record;
+        None
     }
 
     /// Writes to the store what the request changed; the Set-Cookie it
@@ -1903,6 +2084,52 @@ async fn backoff(attempt: usize) {
 }
 
 /// Sets `key` to `value`, copying the key only when it is new.
+/// How many arrays and objects a session value may nest. Stores and cookie
+/// formats read records back with serde_json's limit of 128 levels, and the
+/// record takes a few of them (its own object, its data's, a store's
+/// envelope): a value nested deeper would be saved and then be unreadable.
+pub(crate) const MAX_VALUE_DEPTH: usize = 100;
+
+/// `value` as the JSON a session stores, refused if it nests arrays and
+/// objects deeper than [`MAX_VALUE_DEPTH`].
+fn session_value<T: Serialize>(value: T) -> Result<Value, serde_json::Error> {
+    let value = serde_json::to_value(value)?;
+    if nests_too_deep(&value) {
+        return Err(serde::ser::Error::custom(format_args!(
+            "it nests arrays and objects more than {MAX_VALUE_DEPTH} deep, deeper than a \
+             stored session can be read back"
+        )));
+    }
+    Ok(value)
+}
+
+/// Whether `value` nests arrays and objects more than [`MAX_VALUE_DEPTH`]
+/// deep; walked without recursion (and without allocating for a plain
+/// value, the common case).
+fn nests_too_deep(value: &Value) -> bool {
+    let container = |value: &Value| value.is_array() || value.is_object();
+    if !container(value) {
+        return false;
+    }
+    let mut stack = vec![(value, 1)];
+    while let Some((value, depth)) = stack.pop() {
+        if depth > MAX_VALUE_DEPTH {
+            return true;
+        }
+        let next = depth + 1;
+        match value {
+            Value::Array(items) => {
+                stack.extend(items.iter().filter(|v| container(v)).map(|v| (v, next)));
+            }
+            Value::Object(map) => {
+                stack.extend(map.values().filter(|v| container(v)).map(|v| (v, next)));
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
 fn set(data: &mut crate::store::Data, key: &str, value: Value) {
     match data.get_mut(key) {
         Some(slot) => *slot = value,
@@ -1978,6 +2205,51 @@ mod tests {
             .apply(&mut record)
             .unwrap();
         assert!(record.data.is_empty());
+    }
+
+    /// `insert` and `update` refuse a value nested deeper than every store
+    /// reads back, before changing anything; at the limit they take it. A
+    /// value nested past the stack's depth is walked without recursion.
+    #[tokio::test]
+    async fn values_nested_too_deep_are_refused_before_any_change() {
+        let nested = |levels: usize| {
+            (1..levels).fold(serde_json::json!([1]), |inner, _| Value::Array(vec![inner]))
+        };
+        let session = Session::detached();
+        session
+            .insert("deep", nested(MAX_VALUE_DEPTH))
+            .await
+            .unwrap();
+        let err = session
+            .insert("deep", nested(MAX_VALUE_DEPTH + 1))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, SessionError::Json { key, .. } if key == "deep"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("100 deep"), "{err}");
+        let err = session
+            .update("other", move |_: Option<Value>| nested(MAX_VALUE_DEPTH + 1))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SessionError::Json { .. }), "{err:?}");
+        assert_eq!(
+            session.get::<Value>("deep").await.unwrap(),
+            Some(nested(MAX_VALUE_DEPTH))
+        );
+        assert!(!session.contains_key("other").await.unwrap());
+
+        // Objects count as arrays do, and only the deepest path matters.
+        let mut wide = serde_json::json!({"flat": [1, 2, 3]});
+        let mut inner = serde_json::json!({});
+        for _ in 0..MAX_VALUE_DEPTH {
+            inner = serde_json::json!({ "k": inner });
+        }
+        wide["deep"] = inner;
+        assert!(nests_too_deep(&wide));
+        assert!(!nests_too_deep(&Value::from(1)));
+        assert!(!nests_too_deep(&nested(MAX_VALUE_DEPTH)));
     }
 
     /// A write after the clock stepped back keeps the later idle deadline;

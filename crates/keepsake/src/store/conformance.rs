@@ -69,6 +69,7 @@ pub async fn run_all<S: SessionStore>(store: &S) {
     purge_removes_only_expired(store).await;
     large_records_and_unicode(store).await;
     numbers_round_trip_exactly(store).await;
+    deeply_nested_values_round_trip(store).await;
     many_sessions(store, 1_000).await;
     concurrent_saves_one_winner_per_version(store).await;
 }
@@ -651,6 +652,42 @@ pub async fn large_records_and_unicode<S: SessionStore>(store: &S) {
         store.load(&record.id, now).await.unwrap().as_ref(),
         Some(&record)
     );
+    store.delete(&record.id).await.unwrap();
+}
+
+/// Values nested as deep as [`Session::insert`](crate::session::Session::insert)
+/// takes (100 levels of arrays or objects) load back after a create and
+/// after a save: the record's own levels around them must still fit the
+/// store's JSON reader.
+///
+/// # Panics
+///
+/// If the store breaks the rule.
+///
+/// # Example
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// keepsake::store::conformance::deeply_nested_values_round_trip(&keepsake::store::MemoryStore::new()).await;
+/// # });
+/// ```
+pub async fn deeply_nested_values_round_trip<S: SessionStore>(store: &S) {
+    let depth = crate::session::MAX_VALUE_DEPTH;
+    let arrays = (1..depth).fold(json!([1]), |inner, _| json!([inner]));
+    let objects = (1..depth).fold(json!({"k": "v"}), |inner, _| json!({ "k": inner }));
+    let now = base();
+    let mut record = record(now);
+    record.data.insert("arrays".into(), arrays);
+    store.create(&record).await.unwrap();
+    let loaded = store.load(&record.id, now).await.unwrap();
+    assert_eq!(loaded.as_ref(), Some(&record), "{depth} levels of arrays");
+    record.data.insert("objects".into(), objects);
+    assert_eq!(
+        store.save(&record, now).await.unwrap(),
+        Saved::Saved { version: 1 }
+    );
+    let loaded = store.load(&record.id, now).await.unwrap().expect("saved");
+    assert_eq!(loaded.data, record.data, "{depth} levels of objects");
     store.delete(&record.id).await.unwrap();
 }
 

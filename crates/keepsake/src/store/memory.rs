@@ -5,7 +5,8 @@
 //! single-process app that accepts logging everyone out on deploy. The store
 //! is sharded for concurrency, bounded in size (it refuses new sessions when
 //! full rather than evicting live ones), and purges expired records a few at
-//! a time as it is used.
+//! a time as it is used. A record found expired is removed, so it cannot
+//! come back if the clock goes back.
 //!
 //! # Example
 //!
@@ -20,6 +21,13 @@
 //! // The idle deadline (1_060) ends the session.
 //! assert!(store.load(&record.id, 1_059).await?.is_some());
 //! assert!(store.load(&record.id, 1_060).await?.is_none());
+//! // Found expired, so removed: an earlier time does not bring it back.
+//! assert!(store.is_empty());
+//! assert!(store.load(&record.id, 1_059).await?.is_none());
+//!
+//! // Records nobody loads again are removed by a purge.
+//! let other = Record::new(Id::random(), 1_000, Some(60), 3_600);
+//! store.create(&other).await?;
 //! assert_eq!(store.purge_expired(1_060).await?, 1);
 //! assert!(store.is_empty());
 //! # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
@@ -31,7 +39,7 @@ use std::{
     hash::{BuildHasher as _, RandomState},
     sync::{
         Arc, Mutex, MutexGuard, PoisonError,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicUsize, Ordering},
     },
 };
 
@@ -53,8 +61,9 @@ const PURGE_ON_WRITE: usize = 8;
 /// up.
 const PURGE_WHEN_FULL: usize = 256;
 
-/// Expired records [`SessionStore::purge_expired`] removes per lock hold, so
-/// a large purge never blocks requests on a shard for long.
+/// Expired records [`SessionStore::purge_expired`] removes per lock hold;
+/// it yields to the runtime after each batch, so a large purge never holds
+/// a shard's lock, nor its worker thread, for long.
 const PURGE_BATCH: usize = 256;
 
 /// An in-memory [`SessionStore`]: sharded, bounded, self-purging.
@@ -78,11 +87,12 @@ const PURGE_BATCH: usize = 256;
 /// The store holds at most [`max_records`](MemoryStoreBuilder::max_records)
 /// records (100 000 by default), so a flood of cookie-less requests cannot
 /// exhaust the server's memory. When a [`create`](SessionStore::create)
-/// would exceed the bound, the store first purges expired records (a
-/// bounded number: up to 256, from the shard the new id falls in, or if
-/// none have expired there, from the first other shard that has some,
-/// locking one shard at a time); if it is still full, `create` fails with
-/// [`StoreErrorKind::Full`] and the middleware answers 503.
+/// would exceed the bound, the store first purges records that have
+/// expired by the time of that `create` (see below; a bounded number: up to
+/// 256, from the shard the new id falls in, or if none have expired there,
+/// from the first other shard that has some, locking one shard at a time);
+/// if it is still full, `create` fails with [`StoreErrorKind::Full`] and the
+/// middleware answers 503. Nothing that is live at that time is removed.
 ///
 /// **The store refuses new sessions; it never evicts existing ones.**
 /// Evicting (say, the least recently used session) would silently log out
@@ -97,17 +107,33 @@ const PURGE_BATCH: usize = 256;
 /// A record is treated as absent from the moment `now` reaches its
 /// [`Record::deadline`]: [`load`](SessionStore::load) returns `None`,
 /// [`save`](SessionStore::save) and [`touch`](SessionStore::touch) return
-/// `Gone` (and drop it), and [`create`](SessionStore::create) replaces it.
-/// `create` has no `now` argument; it takes the new record's
-/// [`created_at`](Record::created_at) as the current time.
+/// `Gone`, and [`create`](SessionStore::create) replaces it. Each of them
+/// also removes the record it found expired, so once the store has said a
+/// session ended, it stays ended even if a later call is given an earlier
+/// time (a clock set back).
+///
+/// `create` has no `now` argument. It takes as the current time the latest
+/// time the new record itself vouches for: its
+/// [`created_at`](Record::created_at), or, if later, the time its idle
+/// deadline was last set at (`idle_deadline - idle_timeout`), which is the
+/// time of the request for a session that moves to a new id (a login keeps
+/// the session's `created_at`, and the middleware refreshes its idle
+/// deadline before storing it). Every call goes by its own time only, never
+/// by a time another call was given: a call given a wrong time (a clock
+/// glitch a year ahead) acts on that time alone, and never makes later
+/// calls treat live sessions as expired.
 ///
 /// Memory is reclaimed without ever scanning all records on the request
 /// path: each shard keeps its records ordered by deadline, and every
 /// `create`, `save` and `touch` removes up to 8 expired records from the
 /// front of its shard's order. [`purge_expired`](SessionStore::purge_expired)
-/// walks each shard's order only as far as the records that have expired, a
-/// few hundred at a time, so it is cheap enough to run every minute from a
-/// background task. [`delete`](SessionStore::delete) and
+/// walks each shard's order only as far as the records that have expired,
+/// 256 at a time, holding the shard's lock for one batch only and yielding
+/// to the runtime after each batch: a purge of hundreds of thousands of
+/// records never holds up the requests of the worker thread it runs on for
+/// longer than one batch takes, and it is cheap enough to run every minute
+/// from a background task ([`PurgeTask`](super::PurgeTask)).
+/// [`delete`](SessionStore::delete) and
 /// [`delete_user`](SessionStore::delete_user) have no clock, so they remove
 /// what they are asked to whether or not it has expired (and count it).
 ///
@@ -224,7 +250,6 @@ impl MemoryStoreBuilder {
                 users: (0..shards).map(|_| Mutex::default()).collect(),
                 user_hasher: RandomState::new(),
                 len: AtomicUsize::new(0),
-                latest_now: AtomicU64::new(0),
                 max_records: self.max_records,
             }),
         }
@@ -335,10 +360,6 @@ struct Inner {
     user_hasher: RandomState,
     /// Records held across all shards, expired or not.
     len: AtomicUsize,
-    /// The latest `now` a load was given: the store's idea of the time
-    /// when `create` must make room, as a record's `created_at` may be
-    /// long past (a session that moves to a new id keeps it).
-    latest_now: AtomicU64,
     max_records: usize,
 }
 
@@ -461,7 +482,7 @@ impl Inner {
     }
 
     fn create(&self, record: &Record) -> Result<Created, StoreError> {
-        let now = record.created_at;
+        let now = create_time(record);
         for attempt in 0..2 {
             {
                 let mut shard = self.shard(&record.id);
@@ -478,10 +499,10 @@ impl Inner {
                 }
             }
             // Full. With no shard lock held (so shards are only ever locked
-            // one at a time), make room from expired records, then retry.
+            // one at a time), make room from records expired by this
+            // create's own time, then retry.
             if attempt == 0 {
-                let latest = self.latest_now.load(Ordering::Relaxed);
-                self.purge_when_full(&record.id, now.max(latest));
+                self.purge_when_full(&record.id, now);
             }
         }
         Err(StoreError::new(
@@ -510,16 +531,18 @@ impl Inner {
     }
 
     fn load(&self, id: &Id, now: u64) -> Option<Arc<Record>> {
-        // Written about once a second, so the cache line is mostly read.
-        if now > self.latest_now.load(Ordering::Relaxed) {
-            self.latest_now.fetch_max(now, Ordering::Relaxed);
+        let mut shard = self.shard(id);
+        let record = shard.records.get(id)?;
+        if !record.is_expired_at(now) {
+            return Some(Arc::clone(record));
         }
-        let shard = self.shard(id);
-        shard
-            .records
-            .get(id)
-            .filter(|record| !record.is_expired_at(now))
-            .cloned()
+        // Found expired: removed (the lock is held already), so that a
+        // later load given an earlier time (a clock set back) cannot bring
+        // back a session this one reported ended. Freed after the lock.
+        let expired = self.remove(&mut shard, id);
+        drop(shard);
+        drop(expired);
+        None
     }
 
     /// Stores `record` itself, with its new version, if the stored version
@@ -650,20 +673,23 @@ impl Inner {
             })
             .collect()
     }
+}
 
-    fn purge_expired(&self, now: u64) -> usize {
-        let mut purged = 0;
-        for shard in &self.shards {
-            loop {
-                let batch = self.purge_front(&mut lock(shard), now, PURGE_BATCH);
-                purged += batch;
-                if batch < PURGE_BATCH {
-                    break;
-                }
-            }
-        }
-        purged
-    }
+/// The current time of a [`create`](SessionStore::create), which has no
+/// `now`: the latest time `record` itself vouches for. That is its
+/// `created_at`, or, when later, the time its idle deadline was last set
+/// at: the middleware refreshes the idle deadline at the request's time
+/// before it stores a session under a new id, which keeps the session's
+/// old `created_at`. (`idle_deadline - idle_timeout` is never after that
+/// time: the idle deadline is `now + idle_timeout`, or less when capped by
+/// the absolute deadline.) Never a time given to another call, so that one
+/// call's wrong clock cannot make this one purge live sessions.
+fn create_time(record: &Record) -> u64 {
+    let refreshed = record
+        .idle_deadline
+        .zip(record.idle_timeout)
+        .map_or(0, |(deadline, idle)| deadline.saturating_sub(idle));
+    record.created_at.max(refreshed)
 }
 
 impl SessionStore for MemoryStore {
@@ -713,8 +739,27 @@ impl SessionStore for MemoryStore {
         Ok(self.inner.list_user(user, now))
     }
 
+    // Shard by shard, `PURGE_BATCH` records per lock hold, yielding to the
+    // runtime after each batch that removed any, so that the other tasks of
+    // its worker thread (requests) run in between.
     async fn purge_expired(&self, now: u64) -> Result<usize, StoreError> {
-        Ok(self.inner.purge_expired(now))
+        let mut purged = 0;
+        for shard in &self.inner.shards {
+            loop {
+                // The guard is dropped at the end of this statement: no
+                // lock is held across the yield.
+                let batch = self.inner.purge_front(&mut lock(shard), now, PURGE_BATCH);
+                purged += batch;
+                if batch == 0 {
+                    break;
+                }
+                tokio::task::yield_now().await;
+                if batch < PURGE_BATCH {
+                    break;
+                }
+            }
+        }
+        Ok(purged)
     }
 }
 
@@ -959,8 +1004,32 @@ mod tests {
                     .is_none()
             );
         }
-        // Loading does not remove anything.
-        assert_eq!(store.len(), 3);
+        // A load that found a record expired removed it.
+        assert!(store.is_empty());
+        assert_consistent(&store);
+    }
+
+    #[tokio::test]
+    async fn a_record_found_expired_stays_gone_when_the_clock_goes_back() {
+        let store = MemoryStore::new();
+        let record = user_record("ada", 0, 100);
+        let live = user_record("ada", 0, 1_000);
+        store.create(&record).await.unwrap();
+        store.create(&live).await.unwrap();
+        assert!(store.load(&record.id, 100).await.unwrap().is_none());
+        assert_eq!(store.len(), 1);
+        assert_consistent(&store);
+        // Earlier times find nothing: not a load, a save or a touch.
+        assert!(store.load(&record.id, 50).await.unwrap().is_none());
+        assert_eq!(store.save(&record, 50).await.unwrap(), Saved::Gone);
+        assert_eq!(
+            store.touch(&record.id, 0, 60, 50).await.unwrap(),
+            Touched::Gone
+        );
+        assert_eq!(store.list_user("ada", 50).await.unwrap(), vec![live]);
+        // A live record is left alone by loads.
+        assert!(store.load(&Id::random(), 100).await.unwrap().is_none());
+        assert_eq!(store.len(), 1);
     }
 
     #[tokio::test]
@@ -1008,11 +1077,11 @@ mod tests {
         let loaded = store.load(&record.id, 1_089).await.unwrap().unwrap();
         assert_eq!(loaded.idle_deadline, Some(1_090));
         assert!(loaded.persistent);
-        assert!(store.load(&record.id, 1_090).await.unwrap().is_none());
         assert_consistent(&store);
         // The expiry index followed the new deadline.
         assert_eq!(store.purge_expired(1_060).await.unwrap(), 0);
         assert_eq!(store.purge_expired(1_090).await.unwrap(), 1);
+        assert!(store.load(&record.id, 1_089).await.unwrap().is_none());
     }
 
     #[tokio::test]
@@ -1052,15 +1121,17 @@ mod tests {
         let loaded = store.load(&record.id, 89).await.unwrap().unwrap();
         assert_eq!(loaded.idle_deadline, Some(90));
         assert_eq!((loaded.version, &loaded.data), (0, &record.data));
-        assert!(store.load(&record.id, 90).await.unwrap().is_none());
         // The expiry index followed.
         assert_eq!(store.purge_expired(60).await.unwrap(), 0);
         assert_consistent(&store);
         // The version is unchanged, so a save with it still goes through.
+        record.idle_deadline = Some(90);
         assert_eq!(
             store.save(&record, 70).await.unwrap(),
             Saved::Saved { version: 1 }
         );
+        assert!(store.load(&record.id, 90).await.unwrap().is_none());
+        assert!(store.is_empty());
     }
 
     #[tokio::test]
@@ -1183,17 +1254,55 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_full_store_makes_room_by_the_time_of_the_latest_load() {
+    async fn a_full_store_makes_room_by_the_time_a_cycled_record_was_refreshed() {
         // A session moving to a new id (a login) keeps its `created_at`,
-        // long past: the store makes room by the time its loads were given.
+        // long past; its idle deadline was refreshed at the request's time
+        // (1_000), by which the four old records have expired.
         let store = MemoryStore::builder().max_records(4).build();
         let old: Vec<Record> = (0..4).map(|_| record(0, None, 10)).collect();
         for record in &old {
             store.create(record).await.unwrap();
         }
-        assert!(store.load(&old[0].id, 1_000).await.unwrap().is_none());
-        let cycled = record(5, Some(60), 10_000);
+        let mut cycled = record(5, Some(60), 10_000);
+        cycled.idle_deadline = cycled.refreshed_idle_deadline(1_000);
+        assert_eq!(create_time(&cycled), 1_000);
         assert_eq!(store.create(&cycled).await.unwrap(), Created::Created);
+        assert_consistent(&store);
+        // Without an idle limit only `created_at` vouches for the time.
+        assert_eq!(create_time(&record(5, None, 10_000)), 5);
+        // An idle deadline capped by the absolute one gives an earlier time.
+        let mut capped = record(5, Some(60), 100);
+        capped.idle_deadline = capped.refreshed_idle_deadline(80);
+        assert_eq!(capped.idle_deadline, Some(105));
+        assert_eq!(create_time(&capped), 105 - 60);
+    }
+
+    #[tokio::test]
+    async fn a_load_given_a_time_far_ahead_does_not_make_creates_purge_live_records() {
+        // One load a year ahead (a clock glitch) used to be remembered, and
+        // a create into the full store then purged by it: 256 live
+        // sessions per create.
+        let store = MemoryStore::builder().shards(1).max_records(1_000).build();
+        let live: Vec<Record> = (0..1_000).map(|_| record(0, Some(1_800), 86_400)).collect();
+        for record in &live {
+            store.create(record).await.unwrap();
+        }
+        assert!(
+            store
+                .load(&Id::random(), 365 * 86_400)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let err = store
+            .create(&record(1, Some(1_800), 86_400))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Full);
+        assert_eq!(store.len(), 1_000);
+        for record in &live {
+            assert!(store.load(&record.id, 1).await.unwrap().is_some());
+        }
         assert_consistent(&store);
     }
 
@@ -1392,6 +1501,38 @@ mod tests {
         assert_eq!(store.purge_expired(1_000).await.unwrap(), 3);
         assert!(store.is_empty());
         assert_consistent(&store);
+    }
+
+    /// The purge yields after each batch: polled by hand, it returns
+    /// `Pending` between batches, with the batches before removed and the
+    /// shard unlocked (a load goes through meanwhile).
+    #[test]
+    fn purge_expired_yields_between_batches() {
+        let store = MemoryStore::builder().shards(1).build();
+        for _ in 0..(PURGE_BATCH * 3 + 5) {
+            store.inner.create(&record(0, None, 10)).unwrap();
+        }
+        let live = record(0, None, 100);
+        store.inner.create(&live).unwrap();
+        let total = store.len();
+        let mut purge = std::pin::pin!(store.purge_expired(10));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut pending = 0;
+        let purged = loop {
+            match purge.as_mut().poll(&mut cx) {
+                std::task::Poll::Ready(purged) => break purged.unwrap(),
+                std::task::Poll::Pending => {
+                    pending += 1;
+                    let left = store.len();
+                    assert!(left < total && left >= 1, "{left} of {total} left");
+                    assert!(store.inner.load(&live.id, 10).is_some(), "shard unlocked");
+                }
+            }
+        };
+        assert_eq!(purged, PURGE_BATCH * 3 + 5);
+        // One yield after each of the four batches.
+        assert_eq!(pending, 4);
+        assert_eq!(store.len(), 1);
     }
 
     #[tokio::test]

@@ -672,6 +672,18 @@ impl std::hash::Hasher for IdHasher {
 /// a store must treat a record as absent once `now` reaches
 /// [`Record::deadline`].
 ///
+/// Expiry assumes that the clocks of the app servers sharing a store agree
+/// and never go backwards. A store need not delete a record when a call
+/// finds it expired: the in-memory store does (so, within one process, a
+/// session reported ended stays ended), but the SQLite, PostgreSQL and
+/// Redis stores' loads only leave it out, and the record is deleted by
+/// [`purge_expired`](SessionStore::purge_expired) (and in Redis by its own
+/// expiry, on Redis's clock: see `RedisStore`). Until then, a call given an
+/// earlier time (a clock set back, or another server whose clock lags) can
+/// find live a session that an earlier call found expired, and the session
+/// comes back. Keep the clocks in step with NTP, and run the purge
+/// regularly ([`PurgeTask`]).
+///
 /// # Example
 ///
 /// A store is used through the middleware, but can be driven directly:

@@ -129,14 +129,43 @@ const MAX_EXPIRE_AT: u64 = 253_402_300_799;
 ///
 /// # Expiry: Redis's clock *and* the app's
 ///
-/// Every session key carries a native expiry at its deadline, so Redis
-/// reclaims expired sessions by itself. The store *also* compares the
-/// deadline stored in the value with the `now` it is given, inside the same
-/// script that reads and writes, so a session is treated as absent from the
-/// second `now` reaches its deadline, whatever Redis's clock says.
-/// [`purge_expired`](SessionStore::purge_expired) is therefore only a
-/// cleanup: it removes the sessions expired by `now` that Redis has not yet
-/// expired, and stale members of user sets.
+/// Every session key carries a native expiry (`EXAT`, `EXPIREAT`) at the
+/// session's deadline, so Redis reclaims expired sessions by itself, going
+/// by *Redis's* clock. The store *also* compares the deadline stored in the
+/// value with the `now` it is given (the app's clock), inside the same
+/// script that reads and writes. So a session ends at whichever comes
+/// first: its deadline by the app's clock, or its deadline by Redis's
+/// clock. With the clocks in step the two agree; when they are not:
+///
+/// * **Redis's clock behind the app's**: sessions end on time, by the
+///   app's clock, and their keys stay in Redis, taking memory, for as long
+///   as Redis's clock lags behind, unless
+///   [`purge_expired`](SessionStore::purge_expired), which goes by the
+///   `now` it is given, removes them first.
+/// * **Redis's clock ahead of the app's** by some time *d*: every session
+///   ends *d* early, however the app's clock and settings say it should
+///   last. A session whose deadline is less than *d* away when it is
+///   written (a 30-minute idle timeout with Redis an hour ahead) is gone
+///   from Redis the moment it is written: other app servers never see it,
+///   and a save of it finds it gone
+///   ([`Saved::Gone`]: the request's changes are dropped and the visitor
+///   starts a new session). The process that wrote it may meanwhile go on
+///   reading its own copy from the [local cache](Self::with_local_cache),
+///   since Redis sends no invalidation for a key that the same connection's
+///   write expired, until the cache drops it (when Redis has not been heard
+///   from on the connection for a second, when the connection closes, or
+///   when the copy is pushed out), so the session can look live there and
+///   ended everywhere else.
+///
+/// **Keep the clocks of the Redis host and of every app server in step
+/// with NTP** (chrony, ntpd, systemd-timesyncd): a skew of seconds only
+/// shifts when sessions end by that much, but a clock that is minutes or
+/// hours off ends sessions early, or at once. The same holds for an app
+/// clock far from the real time (a [`ManualClock`](crate::session::ManualClock)
+/// in a test against a real Redis).
+/// [`purge_expired`](SessionStore::purge_expired) is a cleanup: it removes
+/// the sessions expired by `now` that Redis has not yet expired (all of
+/// them while Redis's clock lags), and stale members of user sets.
 ///
 /// # Commands per operation
 ///
@@ -932,8 +961,12 @@ fn corrupt(message: impl Into<String>) -> StoreError {
 
 /// The record in stored JSON, checked to be the one with `id` if given.
 fn decode(bytes: &[u8], id: Option<&Id>) -> Result<Record, StoreError> {
+    // Described, not quoted: serde_json's message quotes session data.
     let stored: Stored = serde_json::from_slice(bytes).map_err(|err| {
-        StoreError::with_source(StoreErrorKind::Corrupt, "undecodable session in Redis", err)
+        corrupt(format!(
+            "undecodable session in Redis: {}",
+            super::payload::json_error_summary(&err)
+        ))
     })?;
     if stored.format != FORMAT {
         return Err(corrupt(format!(
@@ -3185,6 +3218,21 @@ mod tests {
             decode(&bytes, Some(&Id::random())).unwrap_err().kind(),
             StoreErrorKind::Corrupt
         );
+        // An undecodable record is described, never quoted.
+        let secret = br#"{"data":"card=4111111111111111 pw=hunter2"}"#;
+        let err = decode(secret, None).unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Corrupt);
+        for shown in [
+            err.to_string(),
+            format!("{err:?}"),
+            err.with_causes().to_string(),
+        ] {
+            assert!(
+                !shown.contains("4111") && !shown.contains("hunter2"),
+                "{shown}"
+            );
+            assert!(shown.contains("at line 1 column"), "{shown}");
+        }
         assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
         assert_eq!(unhex(&hex("ключ".as_bytes())).as_deref(), Some("ключ"));
         assert_eq!(expire_at(0), "1");

@@ -353,10 +353,10 @@ async fn user(session: Session) -> Result<String, SessionError> {
     Ok(show(session.user().await?))
 }
 
-/// "Remember me": a persistent cookie with a long lifetime; 413 if refused.
+/// "Remember me": a persistent cookie with the longest lifetime (400 days,
+/// idle 400 days); 413 if refused.
 async fn remember(session: Session) -> Response {
-    let expiry = Expiry::persistent(Duration::from_secs(10 * 365 * 86_400))
-        .with_idle(Some(Duration::from_secs(10 * 365 * 86_400)));
+    let expiry = Expiry::persistent(Expiry::MAX_LIFETIME).with_idle(Some(Expiry::MAX_LIFETIME));
     match session.set_expiry(expiry).await {
         Ok(()) => "ok".into_response(),
         Err(SessionError::TooLarge { .. }) => {

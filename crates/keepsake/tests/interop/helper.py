@@ -19,6 +19,18 @@ Requests:
   {"fw": ..., "op": "decode", "key": ..., "key_hex": ..., "fallbacks": [...],
    "cookie": str, "now": int, "max_age": int | null}
       -> {"status": int, "session": text | null, "reset": bool}
+  {"fw": ..., "op": "visit", "key": ..., "key_hex": ..., "fallbacks": [...],
+   "cookie": str | null, "now": int, "set": {key: JSON value} | null,
+   "settings": {NAME: value}}
+      -> {"status": int, "user": JSON, "cookie": str | null, "max_age": int | null}
+      One request through the framework's own session middleware (Django's
+      SessionMiddleware included) that reads session["user"] and, with
+      "set", sets those keys (plain JSON values). "cookie" is the session
+      cookie the answer sets, if any; "max_age" its lifetime in seconds
+      (Max-Age, else Expires minus the real clock, rounded), null for a
+      browser-session cookie. "settings": Flask config (e.g.
+      SESSION_REFRESH_EACH_REQUEST) or Django settings (e.g.
+      SESSION_EXPIRE_AT_BROWSER_CLOSE).
 "session" text is the framework's own serialization: Flask's tagged JSON,
 plain JSON for the others (key order kept).
 """
@@ -70,6 +82,29 @@ def cookie_from(headers, name):
     return None
 
 
+def set_cookie_answer(headers, name):
+    """The value and lifetime of the cookie `name` in Set-Cookie `headers`."""
+    import email.utils
+    import time as real_time
+    for header in headers:
+        parts = [part.strip() for part in header.split(";")]
+        if not parts[0].startswith(name + "="):
+            continue
+        attrs = {}
+        for part in parts[1:]:
+            attr, _, value = part.partition("=")
+            attrs[attr.lower()] = value
+        if "max-age" in attrs:
+            max_age = int(attrs["max-age"])
+        elif "expires" in attrs:
+            at = email.utils.parsedate_to_datetime(attrs["expires"]).timestamp()
+            max_age = round(at - real_time.time())
+        else:
+            max_age = None
+        return {"cookie": parts[0][len(name) + 1:], "max_age": max_age}
+    return {"cookie": None, "max_age": None}
+
+
 # ----- Flask -------------------------------------------------------------------
 def flask_app(req):
     app = flask.Flask("interop")
@@ -99,6 +134,25 @@ def flask_encode(req):
     return {"cookie": cookie_from(resp.headers.getlist("Set-Cookie"), "session")}
 
 
+def flask_visit(req):
+    app = flask_app(req)
+    app.config.update(req.get("settings") or {})
+
+    @app.get("/visit")
+    def visit():
+        user = flask.session.get("user")
+        if req.get("set"):
+            flask.session.update(req["set"])
+        return json.dumps(user)
+
+    headers = {"Cookie": "session=" + req["cookie"]} if req.get("cookie") else {}
+    with mock.patch.object(TimestampSigner, "get_timestamp", return_value=req["now"]):
+        resp = app.test_client(use_cookies=False).get("/visit", headers=headers)
+    answer = set_cookie_answer(resp.headers.getlist("Set-Cookie"), "session")
+    answer.update(status=resp.status_code, user=json.loads(resp.get_data(as_text=True) or "null"))
+    return answer
+
+
 def flask_decode(req):
     app = flask_app(req)
     with mock.patch.object(TimestampSigner, "get_timestamp", return_value=req["now"]):
@@ -117,13 +171,28 @@ async def st_read(request: Request):
     return PlainTextResponse(json.dumps(dict(request.session)))
 
 
-def starlette_client(req):
+def starlette_client(req, *more_routes):
     kwargs = {"secret_key": req["key"]}
     if "max_age" in req:
         kwargs["max_age"] = req["max_age"]
-    app = Starlette(routes=[Route("/set", st_set, methods=["POST"]), Route("/read", st_read)],
+    app = Starlette(routes=[Route("/set", st_set, methods=["POST"]), Route("/read", st_read), *more_routes],
                     middleware=[Middleware(SessionMiddleware, **kwargs)])
     return TestClient(app, raise_server_exceptions=False)
+
+
+def starlette_visit(req):
+    async def visit(request: Request):
+        user = request.session.get("user")
+        if req.get("set"):
+            request.session.update(req["set"])
+        return PlainTextResponse(json.dumps(user))
+
+    headers = {"Cookie": "session=" + req["cookie"]} if req.get("cookie") else {}
+    with mock.patch.object(TimestampSigner, "get_timestamp", return_value=req["now"]):
+        resp = starlette_client(req, Route("/visit", visit)).get("/visit", headers=headers)
+    answer = set_cookie_answer(resp.headers.get_list("set-cookie"), "session")
+    answer.update(status=resp.status_code, user=json.loads(resp.text or "null"))
+    return answer
 
 
 def starlette_encode(req):
@@ -164,10 +233,34 @@ def django_decode(req):
         return {"status": 200, "session": json.dumps(items), "reset": store.modified}
 
 
+def django_visit(req):
+    from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessions
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+
+    def view(request):
+        user = request.session.get("user")
+        for key, value in (req.get("set") or {}).items():
+            request.session[key] = value
+        return HttpResponse(json.dumps(user))
+
+    headers = {"HTTP_COOKIE": "sessionid=" + req["cookie"]} if req.get("cookie") else {}
+    over = dict(req.get("settings") or {})
+    with django_settings(req), override_settings(**over), \
+            mock.patch("time.time", return_value=float(req["now"])):
+        resp = DjangoSessions(view)(RequestFactory().get("/visit", **headers))
+    headers = [morsel.OutputString() for morsel in resp.cookies.values()]
+    answer = set_cookie_answer(headers, "sessionid")
+    answer.update(status=resp.status_code, user=json.loads(resp.content or b"null"))
+    return answer
+
+
 HANDLERS = {
     ("flask", "encode"): flask_encode, ("flask", "decode"): flask_decode,
     ("starlette", "encode"): starlette_encode, ("starlette", "decode"): starlette_decode,
     ("django", "encode"): django_encode, ("django", "decode"): django_decode,
+    ("flask", "visit"): flask_visit, ("starlette", "visit"): starlette_visit,
+    ("django", "visit"): django_visit,
 }
 
 

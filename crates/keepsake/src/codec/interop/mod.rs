@@ -30,8 +30,12 @@
 //! | issued in the future | refused | refused (unless no max age) | accepted |
 //! | signed payload that does not decode | the app answers 500 | the app answers 500 | empty session |
 //!
+//! An empty secret key, current or fallback, is never used: anyone can sign
+//! with one (Flask would verify with an empty fallback key). A codec with
+//! one signs and verifies nothing ([`InteropCodec::has_empty_key`]).
+//!
 //! Every failure is an [`InteropDecodeError`]; nothing panics, whatever the
-//! input. A frameworks answers each failure with an empty session, except
+//! input. A framework answers each failure with an empty session, except
 //! [`InteropDecodeError::BadPayload`] as the table says. keepsake never
 //! writes a value its framework cannot read back: what it cannot represent
 //! is an [`InteropEncodeError`].
@@ -285,6 +289,14 @@ pub enum InteropEncodeError {
         /// The limit, [`MAX_DECOMPRESSED_LEN`].
         limit: usize,
     },
+    /// The codec's secret key, or one of its fallbacks, is empty (see
+    /// [`InteropCodec::has_empty_key`]): anyone can sign with an empty key,
+    /// so such a codec signs nothing.
+    #[error(
+        "the secret key or one of its fallbacks is empty: anyone could sign session cookies \
+         with it, so keepsake signs and verifies nothing with this codec"
+    )]
+    EmptySecret,
 }
 
 /// Why a framework's cookie was refused.
@@ -360,6 +372,15 @@ pub enum InteropDecodeError {
         /// The limit, [`MAX_COOKIE_SIZE`].
         limit: usize,
     },
+    /// The codec's secret key, or one of its fallbacks, is empty (see
+    /// [`InteropCodec::has_empty_key`]): anyone can sign with an empty key,
+    /// so such a codec verifies nothing. A misconfiguration, not a bad
+    /// cookie.
+    #[error(
+        "the secret key or one of its fallbacks is empty: anyone could sign session cookies \
+         with it, so keepsake signs and verifies nothing with this codec"
+    )]
+    EmptySecret,
 }
 
 /// A session cookie that verified: the session, its issue time and the key
@@ -456,6 +477,16 @@ impl Decoded {
 /// bytes of a `bytes` key. Cheap to clone; `Send + Sync`. `Debug` does not
 /// show the keys.
 ///
+/// An empty key, current or fallback, is never used: anyone can sign with
+/// one. A codec made with one ([`has_empty_key`](Self::has_empty_key))
+/// answers every [`encode`](Self::encode) and [`decode`](Self::decode) with
+/// [`InteropEncodeError::EmptySecret`] or
+/// [`InteropDecodeError::EmptySecret`], and
+/// [`SessionLayer::with_interop`](crate::middleware::SessionLayer::with_interop)
+/// refuses it when built. (Flask would verify with an empty fallback key;
+/// Django never verifies with one.) [`serialize`](Self::serialize) and
+/// [`deserialize`](Self::deserialize) use no key and work with any codec.
+///
 /// # Example
 ///
 /// ```
@@ -477,10 +508,17 @@ pub struct InteropCodec {
     salt: String,
     max_age: Option<u64>,
     cookie_name: String,
-    /// Derived keys in the order they are tried, with what each one is.
+    /// Derived keys in the order they are tried, with what each one is
+    /// (never an empty fallback).
     keys: Vec<(Vec<u8>, KeyUsed)>,
     /// Marks Flask's typed values in records (see [`record`]).
     mark_key: record::MarkKey,
+    /// Cookies without `Max-Age` unless the session asks for one
+    /// ([`with_browser_session`](Self::with_browser_session)).
+    browser_session: bool,
+    /// Re-issue the cookie on every request
+    /// ([`with_refresh_each_request`](Self::with_refresh_each_request)).
+    refresh_each_request: bool,
 }
 
 impl fmt::Debug for InteropCodec {
@@ -491,13 +529,19 @@ impl fmt::Debug for InteropCodec {
             .field("salt", &self.salt)
             .field("max_age", &self.max_age)
             .field("cookie_name", &self.cookie_name)
+            .field("browser_session", &self.browser_session)
+            .field("refresh_each_request", &self.refresh_each_request)
             .finish_non_exhaustive()
     }
 }
 
 impl InteropCodec {
     /// A codec for `framework`'s session cookie with its default salt,
-    /// maximum age and cookie name, and no fallback keys.
+    /// maximum age, cookie name and cookie lifetime rules
+    /// ([`browser_session`](Self::browser_session),
+    /// [`refresh_each_request`](Self::refresh_each_request)), and no
+    /// fallback keys. An empty `secret_key` makes a codec that signs and
+    /// verifies nothing (see [`has_empty_key`](Self::has_empty_key)).
     ///
     /// # Example
     ///
@@ -519,14 +563,39 @@ impl InteropCodec {
             cookie_name: framework.cookie_name().to_owned(),
             keys: Vec::new(),
             mark_key: [0; 32],
+            browser_session: false,
+            // Flask's `SESSION_REFRESH_EACH_REQUEST` is on by default;
+            // Django's `SESSION_SAVE_EVERY_REQUEST` is off; Starlette has none.
+            refresh_each_request: framework == Framework::Flask,
         };
         codec.derive_keys();
         codec
     }
 
-    /// Whether the secret key or a fallback key is empty (the layer refuses
-    /// such a codec).
-    pub(crate) fn has_empty_key(&self) -> bool {
+    /// Whether the secret key or one of the fallback keys is empty. Such a
+    /// codec signs and verifies nothing: [`encode`](Self::encode) and
+    /// [`decode`](Self::decode) answer [`InteropEncodeError::EmptySecret`]
+    /// and [`InteropDecodeError::EmptySecret`], and
+    /// [`SessionLayer::with_interop`](crate::middleware::SessionLayer::with_interop)
+    /// refuses it when built. Check it where the configuration is read, to
+    /// refuse it there. (A list of keys read from text, such as
+    /// `SECRET_KEY_FALLBACKS=old1,old2`, should drop its empty entries first:
+    /// a trailing comma is not a key.)
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::codec::interop::{Framework, InteropCodec, InteropDecodeError, PyDict};
+    ///
+    /// assert!(!InteropCodec::new(Framework::Flask, "k").has_empty_key());
+    /// let empty = InteropCodec::new(Framework::Flask, "");
+    /// assert!(empty.has_empty_key());
+    /// let rotated = InteropCodec::new(Framework::Django, "k").with_fallbacks(["old", ""]);
+    /// assert!(rotated.has_empty_key());
+    /// assert_eq!(rotated.decode("e30:1r31eq:x", 0), Err(InteropDecodeError::EmptySecret));
+    /// assert!(empty.encode(&PyDict::new(), 0).is_err());
+    /// ```
+    pub fn has_empty_key(&self) -> bool {
         self.secret.is_empty() || self.fallbacks.iter().any(Vec::is_empty)
     }
 
@@ -534,7 +603,9 @@ impl InteropCodec {
     /// of the framework's `SECRET_KEY_FALLBACKS` setting. They are tried as
     /// the framework tries them (Flask last to first, Django in order;
     /// Starlette has no rotation, keepsake tries them in order). New cookies
-    /// are always signed with the current key.
+    /// are always signed with the current key. An empty key among them
+    /// makes a codec that signs and verifies nothing (see
+    /// [`has_empty_key`](Self::has_empty_key)); it is never tried.
     ///
     /// # Example
     ///
@@ -617,6 +688,94 @@ impl InteropCodec {
         self
     }
 
+    /// Whether cookies are browser-session cookies (no `Max-Age`: the
+    /// browser forgets them when it closes) unless the session asks for a
+    /// lifetime. Off by default. The signature's age is checked against
+    /// [`max_age`](Self::max_age) either way.
+    ///
+    /// - Django: `SESSION_EXPIRE_AT_BROWSER_CLOSE = True`. A session's own
+    ///   `_session_expiry` (Django's `set_expiry`) still decides for it:
+    ///   `0` is a browser-session cookie, seconds or a date a `Max-Age`.
+    /// - Starlette: a cookie without `Max-Age`, as `max_age=None` sends, but
+    ///   with the age still checked (Starlette has no such setting; with
+    ///   `max_age=None`, use `with_max_age(None)`, which sends none either).
+    /// - Flask: changes nothing. Flask's cookie is a browser-session cookie
+    ///   unless the session is permanent (its `_permanent` key), and then
+    ///   lasts `PERMANENT_SESSION_LIFETIME`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::codec::interop::{Framework, InteropCodec};
+    ///
+    /// let django = InteropCodec::new(Framework::Django, "k");
+    /// assert!(!django.browser_session());
+    /// assert!(django.with_browser_session(true).browser_session());
+    /// ```
+    #[must_use]
+    pub fn with_browser_session(mut self, browser_session: bool) -> Self {
+        self.browser_session = browser_session;
+        self
+    }
+
+    /// Whether the cookie is issued again, at the time of the request, on
+    /// every request whose session has data, even one that does not change
+    /// it: the session then ends [`max_age`](Self::max_age) after the
+    /// visitor's last request instead of after its last change.
+    ///
+    /// - Flask: `SESSION_REFRESH_EACH_REQUEST`, on by default, and as in
+    ///   Flask only for a permanent session (a truthy `_permanent` key).
+    /// - Django: `SESSION_SAVE_EVERY_REQUEST`, off by default.
+    /// - Starlette: off by default (Starlette writes only a changed session;
+    ///   it has no such setting).
+    ///
+    /// Otherwise only a request that changes the session writes its cookie:
+    /// reading a session never extends it. (A cookie that only a fallback key
+    /// verified is issued again under the current key with its original
+    /// issue time, which extends nothing.)
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::codec::interop::{Framework, InteropCodec};
+    ///
+    /// assert!(InteropCodec::new(Framework::Flask, "k").refresh_each_request());
+    /// assert!(!InteropCodec::new(Framework::Django, "k").refresh_each_request());
+    /// let flask = InteropCodec::new(Framework::Flask, "k").with_refresh_each_request(false);
+    /// assert!(!flask.refresh_each_request());
+    /// ```
+    #[must_use]
+    pub fn with_refresh_each_request(mut self, refresh: bool) -> Self {
+        self.refresh_each_request = refresh;
+        self
+    }
+
+    /// Whether cookies are browser-session cookies unless the session asks
+    /// for a lifetime (see [`with_browser_session`](Self::with_browser_session)).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use keepsake::codec::interop::{Framework, InteropCodec};
+    /// assert!(!InteropCodec::new(Framework::Starlette, "k").browser_session());
+    /// ```
+    pub fn browser_session(&self) -> bool {
+        self.browser_session
+    }
+
+    /// Whether the cookie is issued again on every request (see
+    /// [`with_refresh_each_request`](Self::with_refresh_each_request)).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use keepsake::codec::interop::{Framework, InteropCodec};
+    /// assert!(!InteropCodec::new(Framework::Starlette, "k").refresh_each_request());
+    /// ```
+    pub fn refresh_each_request(&self) -> bool {
+        self.refresh_each_request
+    }
+
     /// The framework.
     ///
     /// # Example
@@ -669,7 +828,12 @@ impl InteropCodec {
         let derive =
             |secret: &[u8]| signing::derive(self.framework.derivation(), &self.salt, secret);
         let mut keys = vec![(derive(&self.secret), KeyUsed::Current)];
-        let fallbacks = self.fallbacks.iter().enumerate();
+        // An empty key is never tried (and `has_empty_key` stops its use).
+        let fallbacks = self
+            .fallbacks
+            .iter()
+            .enumerate()
+            .filter(|(_, secret)| !secret.is_empty());
         let ordered: Vec<_> = match self.framework {
             Framework::Flask => fallbacks.rev().collect(),
             Framework::Starlette | Framework::Django => fallbacks.collect(),
@@ -705,6 +869,16 @@ impl InteropCodec {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn serialize(&self, session: &PyDict) -> Result<String, InteropEncodeError> {
+        // Checked before anything recurses into the values (the copy below,
+        // the tagging, the writer), so that a value an app nested deeper
+        // than the stack would hold is refused, not a stack overflow. The
+        // session's values sit one level below the session itself.
+        if session
+            .values()
+            .any(|value| value.nests_deeper_than(json::MAX_DEPTH - 1))
+        {
+            return Err(InteropEncodeError::TooDeep);
+        }
         let value = PyValue::Dict(session.clone());
         let (value, style) = match self.framework {
             Framework::Flask => {
@@ -839,27 +1013,39 @@ impl InteropCodec {
     /// Verifies a cookie as [`decode`](Self::decode) does and returns it as a
     /// keepsake session [`Record`] (a client-side session), with the key
     /// that opened it: created at the cookie's issue time, ending
-    /// [`max_age`](Self::max_age) after it (an idle limit: each write moves
-    /// it, and there is no absolute limit, as in the frameworks). The
-    /// frameworks' cookies carry no session id, so the record gets a random
-    /// one.
+    /// [`max_age`](Self::max_age) after it (an idle limit that a write
+    /// moves, as does every request where the framework refreshes the
+    /// cookie, see [`with_refresh_each_request`](Self::with_refresh_each_request);
+    /// there is no absolute limit, as in the frameworks). The frameworks'
+    /// cookies carry no session id, so the record gets a random one.
     ///
-    /// The record's data is the session as plain JSON: every JSON object in
-    /// it is a plain dict, and [`encode_record`](Self::encode_record) writes
-    /// it as one, whatever its keys (for Flask escaped as Flask's `TagDict`
-    /// escapes a dict such as `{" m": ...}`, so Flask reads back the same
-    /// dict and never a `Markup` or a tuple). Flask's typed values (tuple,
-    /// bytes, `Markup`, UUID, datetime) are kept across a read and a write as
-    /// their Flask tag plus a mark, `{" t": [1, 2], " mark": "..."}`: the
-    /// mark is a MAC under a key derived from the secret key, so only values
-    /// that came from a cookie are written back as typed values; an object a
-    /// handler makes up is a dict.
+    /// The record's data is the session, every key included: Flask's
+    /// `_permanent` (`session.permanent`) and Django's `_session_expiry`
+    /// (its `set_expiry`) stay in the data, where the framework keeps them,
+    /// and decide the cookie's lifetime whenever it is written, as in the
+    /// framework. `persistent` says whether that cookie gets a `Max-Age`
+    /// (for information; [`encode_record`](Self::encode_record) does not read
+    /// it): for Flask, with a truthy `_permanent`; for Starlette, with a
+    /// `max_age` and without [`browser_session`](Self::browser_session); for
+    /// Django, unless `_session_expiry` is `0`, or there is none and
+    /// `browser_session` is on.
     ///
-    /// `persistent` (whether the cookie gets a `Max-Age`) is Flask's
-    /// `_permanent` key (taken out of the data); for Starlette, whether
-    /// there is a `max_age`; for Django, unless the session's
-    /// `_session_expiry` is `0` (Django's `set_expiry(0)`, which stays in the
-    /// data).
+    /// Every JSON object in the data is a plain dict, and
+    /// [`encode_record`](Self::encode_record) writes it as one, whatever its
+    /// keys (for Flask escaped as Flask's `TagDict` escapes a dict such as
+    /// `{" m": ...}`), unless it carries a mark that verifies. Flask's typed
+    /// values (tuple, bytes, `Markup`, UUID, datetime) are kept across a
+    /// read and a write as their Flask tag plus a mark,
+    /// `{" t": [1, 2], " mark": "..."}`: the mark is a MAC of the value under
+    /// a key derived from this codec's secret key, framework and salt. So an
+    /// object is written as a Flask type only if it is exactly a value that
+    /// Flask itself put in a session cookie signed with this secret key: an
+    /// object a handler makes up, or one whose content it changed, is a
+    /// dict. The mark does not say which session, key or request the value
+    /// came from: a marked object copied from elsewhere (another key,
+    /// another visitor's session, client input that echoes session JSON
+    /// back) is written as that same Flask value. Never store JSON objects
+    /// taken from client input unchecked.
     ///
     /// # Errors
     ///
@@ -884,7 +1070,7 @@ impl InteropCodec {
     /// let (record, _) = flask.decode_record(&cookie, 1_010)?;
     /// assert_eq!(record.data["user"], "ada");
     /// assert_eq!(record.data["pair"][" t"], serde_json::json!([1, 2]));
-    /// assert!(record.persistent && !record.data.contains_key("_permanent"));
+    /// assert!(record.persistent && record.data["_permanent"] == true);
     /// assert_eq!((record.created_at, record.deadline()), (1_000, 1_000 + 31 * 86_400));
     /// // Written back, it is the same cookie: the tuple is still a tuple.
     /// assert_eq!(flask.encode_record(&record, 1_000)?, cookie);
@@ -901,28 +1087,21 @@ impl InteropCodec {
         now: u64,
     ) -> Result<(Record, KeyUsed), InteropDecodeError> {
         let opened = self.decode(value, now)?;
-        let mut session = opened.session;
-        let persistent = match self.framework {
-            Framework::Flask => session
-                .remove("_permanent")
-                .is_some_and(|p| p == PyValue::Bool(true)),
-            Framework::Starlette => self.max_age.is_some(),
-            Framework::Django => !django_browser_session(&session),
-        };
-        let data = record::to_record(&session, &self.mark_key)
+        let data = record::to_record(&opened.session, &self.mark_key)
             .map_err(|reason| InteropDecodeError::Unrepresentable { reason })?;
         let mut record = Record::new(Id::random(), opened.issued_at, self.max_age, u64::MAX);
         record.data = data;
-        record.persistent = persistent;
+        record.persistent = self.cookie_max_age(&record, opened.issued_at).is_some();
         Ok((record, opened.key_used))
     }
 
     /// Writes a keepsake session [`Record`] as the framework's cookie, issued
-    /// at `now` (see [`decode_record`](Self::decode_record)). Every JSON
-    /// object in the data is written as a plain dict, except Flask's typed
-    /// values with a mark that verifies. For Flask, a persistent record gets
-    /// the `_permanent` key. The id, the deadlines, the version and the user
-    /// are not written: the frameworks' cookies have no place for them.
+    /// at `now` (see [`decode_record`](Self::decode_record)). Every key of
+    /// the data is written, Flask's `_permanent` and Django's
+    /// `_session_expiry` included; every JSON object as a plain dict, except
+    /// Flask's typed values with a mark that verifies. The id, the
+    /// deadlines, `persistent`, the version and the user are not written:
+    /// the frameworks' cookies have no place for them.
     ///
     /// # Errors
     ///
@@ -947,47 +1126,93 @@ impl InteropCodec {
     /// let cookie = flask.encode_record(&record, 1_700_000_000)?;
     /// let prefs = flask.decode(&cookie, 1_700_000_000)?.session().get("prefs").cloned();
     /// assert_eq!(prefs, Some(PyValue::Dict([(" m", "<script>")].into_iter().collect())));
+    ///
+    /// // Flask's `session.permanent = True` is the `_permanent` key.
+    /// record.data.insert("_permanent".to_owned(), true.into());
+    /// let cookie = flask.encode_record(&record, 1_700_000_000)?;
+    /// let session = flask.decode(&cookie, 1_700_000_000)?.into_session();
+    /// assert_eq!(session.get("_permanent"), Some(&PyValue::Bool(true)));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn encode_record(&self, record: &Record, now: u64) -> Result<String, InteropEncodeError> {
         let flask = self.framework == Framework::Flask;
-        let mut session = record::from_record(&record.data, &self.mark_key, flask);
-        if flask {
-            session.remove("_permanent");
-            if record.persistent {
-                session.insert("_permanent", true);
-            }
-        }
+        let session = record::from_record(&record.data, &self.mark_key, flask);
         self.encode(&session, now)
     }
 
+    /// Whether Flask reads `data` as a permanent session: a truthy
+    /// `_permanent` key (`session.permanent`).
+    fn flask_permanent(&self, data: &serde_json::Map<String, serde_json::Value>) -> bool {
+        data.get("_permanent")
+            .is_some_and(|value| py_truthy(&record::from_json(value, &self.mark_key, true)))
+    }
+
     /// The `Max-Age` of the cookie that carries `record`, written at `now`,
-    /// as the framework sets it: none for a record that is not persistent;
-    /// Flask: until the record's deadline; Starlette: `max_age`; Django:
-    /// the session's `_session_expiry` (seconds, or an ISO date), else
-    /// `SESSION_COOKIE_AGE` (the codec's maximum age).
+    /// as the framework sets it, from the session's data and the codec
+    /// (never from the record's deadlines or `persistent`): Flask: the
+    /// codec's `max_age` (`PERMANENT_SESSION_LIFETIME`) for a permanent
+    /// session, else none; Starlette: `max_age`, unless `browser_session`;
+    /// Django: the session's `_session_expiry` (seconds, or an ISO date; `0`
+    /// none), else none with `browser_session`, else `SESSION_COOKIE_AGE`
+    /// (the codec's maximum age).
     pub(crate) fn cookie_max_age(&self, record: &Record, now: u64) -> Option<u64> {
-        if !record.persistent {
-            return None;
-        }
         match self.framework {
-            Framework::Flask => Some(record.deadline().saturating_sub(now)),
-            Framework::Starlette => self.max_age,
-            Framework::Django => match record.data.get("_session_expiry") {
-                // Django writes `int(max_age)`; a negative one ends the cookie.
-                // (`as` truncates toward zero and saturates, as wanted.)
-                Some(serde_json::Value::Number(n)) if n.as_f64() != Some(0.0) => {
-                    Some(n.as_f64().map_or(0, |secs| secs.max(0.0) as u64))
+            Framework::Flask => self.max_age.filter(|_| self.flask_permanent(&record.data)),
+            Framework::Starlette => self.max_age.filter(|_| !self.browser_session),
+            Framework::Django => {
+                let expiry = record.data.get("_session_expiry");
+                if django_expires_at_browser_close(expiry, self.browser_session) {
+                    return None;
                 }
-                Some(serde_json::Value::String(date)) if !date.is_empty() => {
-                    match parse_iso_datetime(date) {
-                        Some(at) => Some(u64::try_from(at - i128::from(now)).unwrap_or(0)),
-                        None => self.max_age,
+                match expiry {
+                    // Django writes `int(max_age)`; a negative one ends the
+                    // cookie. (`as` truncates toward zero and saturates.)
+                    Some(serde_json::Value::Number(n)) if n.as_f64() != Some(0.0) => {
+                        Some(n.as_f64().map_or(0, |secs| secs.max(0.0) as u64))
                     }
+                    Some(serde_json::Value::String(date)) if !date.is_empty() => {
+                        match parse_iso_datetime(date) {
+                            Some(at) => Some(u64::try_from(at - i128::from(now)).unwrap_or(0)),
+                            None => self.max_age,
+                        }
+                    }
+                    _ => self.max_age,
                 }
-                _ => self.max_age,
-            },
+            }
         }
+    }
+
+    /// Whether a request that does not change `record`'s session still
+    /// issues its cookie again, at the time of the request: with
+    /// [`refresh_each_request`](Self::refresh_each_request), for a session
+    /// with data (for Flask, only a permanent one).
+    pub(crate) fn refreshes_every_request(&self, record: &Record) -> bool {
+        self.refresh_each_request
+            && !record.data.is_empty()
+            && (self.framework != Framework::Flask || self.flask_permanent(&record.data))
+    }
+
+    /// The value and `Max-Age` of `record`'s cookie issued again under the
+    /// current key without extending the session: signed at its original
+    /// issue time (`created_at`, which [`decode_record`](Self::decode_record)
+    /// sets to the cookie's), with what is left at `now` of the `Max-Age`
+    /// the framework gave it then (at least a second; none stays none and
+    /// `0` stays `0`).
+    pub(crate) fn reissue(
+        &self,
+        record: &Record,
+        now: u64,
+    ) -> Result<(String, Option<u64>), InteropEncodeError> {
+        let issued_at = record.created_at;
+        let value = self.encode_record(record, issued_at)?;
+        let elapsed = now.saturating_sub(issued_at);
+        let max_age = self
+            .cookie_max_age(record, issued_at)
+            .map(|full| match full {
+                0 => 0,
+                full => full.saturating_sub(elapsed).max(1),
+            });
+        Ok((value, max_age))
     }
 
     /// Writes `session` as the framework's cookie value, issued at `now`
@@ -997,7 +1222,8 @@ impl InteropCodec {
     /// # Errors
     ///
     /// See [`serialize`](Self::serialize); also
-    /// [`InteropEncodeError::TooLarge`] over [`MAX_COOKIE_SIZE`].
+    /// [`InteropEncodeError::TooLarge`] over [`MAX_COOKIE_SIZE`], and
+    /// [`InteropEncodeError::EmptySecret`] for a codec with an empty key.
     ///
     /// # Example
     ///
@@ -1013,6 +1239,9 @@ impl InteropCodec {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn encode(&self, session: &PyDict, now: u64) -> Result<String, InteropEncodeError> {
+        if self.has_empty_key() {
+            return Err(InteropEncodeError::EmptySecret);
+        }
         let text = self.serialize(session)?;
         let key = &self.keys[0].0;
         let value = match self.framework {
@@ -1041,7 +1270,9 @@ impl InteropCodec {
     ///
     /// # Errors
     ///
-    /// An [`InteropDecodeError`] saying why. Never panics, whatever the input.
+    /// An [`InteropDecodeError`] saying why ([`InteropDecodeError::EmptySecret`]
+    /// for a codec with an empty key, whatever the value). Never panics,
+    /// whatever the input.
     ///
     /// # Example
     ///
@@ -1058,6 +1289,9 @@ impl InteropCodec {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn decode(&self, value: &str, now: u64) -> Result<Decoded, InteropDecodeError> {
+        if self.has_empty_key() {
+            return Err(InteropDecodeError::EmptySecret);
+        }
         if value.len() > MAX_COOKIE_SIZE {
             return Err(InteropDecodeError::TooLarge {
                 size: value.len(),
@@ -1114,14 +1348,31 @@ fn beyond_serde_json(value: &PyValue) -> Option<&'static str> {
     }
 }
 
-/// Django's `get_expire_at_browser_close()` (with the default
-/// `SESSION_EXPIRE_AT_BROWSER_CLOSE = False`): `_session_expiry == 0`.
-fn django_browser_session(session: &PyDict) -> bool {
-    match session.get("_session_expiry") {
-        Some(PyValue::Int(n)) => *n == 0,
-        Some(PyValue::Float(x)) => *x == 0.0,
-        Some(PyValue::Bool(b)) => !b,
-        _ => false,
+/// Django's `get_expire_at_browser_close()` for a session whose
+/// `_session_expiry` is `expiry`: the setting
+/// `SESSION_EXPIRE_AT_BROWSER_CLOSE` (`setting`) without one (or `null`),
+/// else `_session_expiry == 0` (Python's `==`, for which `False == 0`).
+fn django_expires_at_browser_close(expiry: Option<&serde_json::Value>, setting: bool) -> bool {
+    match expiry {
+        None | Some(serde_json::Value::Null) => setting,
+        Some(serde_json::Value::Number(n)) => n.as_f64() == Some(0.0),
+        Some(serde_json::Value::Bool(b)) => !b,
+        Some(_) => false,
+    }
+}
+
+/// Python's truth value of `value` (`bool(value)`).
+fn py_truthy(value: &PyValue) -> bool {
+    match value {
+        PyValue::None => false,
+        PyValue::Bool(b) => *b,
+        PyValue::Int(n) => *n != 0,
+        PyValue::Float(x) => *x != 0.0,
+        PyValue::Str(text) | PyValue::Markup(text) => !text.is_empty(),
+        PyValue::Bytes(bytes) => !bytes.is_empty(),
+        PyValue::List(items) | PyValue::Tuple(items) => !items.is_empty(),
+        PyValue::Dict(dict) => !dict.is_empty(),
+        PyValue::Uuid(_) | PyValue::DateTime(_) => true,
     }
 }
 

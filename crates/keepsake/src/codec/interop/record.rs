@@ -11,11 +11,15 @@
 //! {" m": "<b>hi</b>", " mark": "<22 characters>"}
 //! ```
 //!
-//! The mark is an HMAC-SHA256 (truncated to 128 bits) of the value under a
-//! key derived from the codec's secret, so a handler cannot make one from
-//! data it was sent: only values read from a framework cookie (or copied
-//! from one) are written back as typed values. An object whose mark does not
-//! verify is a plain dict, written as such.
+//! The mark is an HMAC-SHA256 (truncated to 128 bits) of the value's Flask
+//! tagged JSON under a key derived from the codec's secret key, framework
+//! and salt, so nobody without the secret key can make one: an object with
+//! a mark that verifies is exactly a value that Flask put in a session
+//! cookie signed with this secret key. Nothing more is bound: a marked
+//! object copied to another key, into another session, or out to a client
+//! and back in (a handler that echoes session JSON and stores what it is
+//! sent) is still written as that same Flask value. An object whose mark
+//! does not verify (made up, or changed) is a plain dict, written as such.
 //!
 //! What a record cannot hold exactly is refused rather than changed: `NaN`
 //! and infinite floats, and integers beyond the 64 bits of `serde_json`.
@@ -164,6 +168,11 @@ fn int(n: i128) -> Result<Number, &'static str> {
     } else {
         u64::try_from(n).map(Number::from).map_err(|_| BEYOND)
     }
+}
+
+/// The Python value one record JSON value stands for (see [`from_record`]).
+pub(crate) fn from_json(value: &Value, key: &MarkKey, flask: bool) -> PyValue {
+    from_value(value, key, flask)
 }
 
 /// The session a record's JSON stands for. Every object is a plain dict,

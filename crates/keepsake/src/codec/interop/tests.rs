@@ -101,6 +101,8 @@ proptest! {
                 prop_assert_eq!(InteropCodec::new(framework, &other).decode(&cookie, now), Err(InteropDecodeError::BadSignature));
             }
             Err(InteropEncodeError::TooLarge { size, .. }) => prop_assert!(size > MAX_COOKIE_SIZE),
+            // An empty key signs nothing.
+            Err(InteropEncodeError::EmptySecret) => prop_assert!(key.is_empty()),
             Err(err) => prop_assert!(false, "{err}"),
         }
     }
@@ -285,6 +287,54 @@ fn deep_nesting_is_refused() {
     }
 }
 
+/// An app can build a value nested deeper than the stack would hold:
+/// it is refused with `TooDeep`, not a stack overflow (before, the copy
+/// that `serialize` makes recursed into it), and `is_plain_json` walks it
+/// without recursion too. Right at the limit it is still written.
+#[test]
+fn values_nested_past_the_stack_are_refused_without_overflow() {
+    let nested = |levels: usize, tuple: bool| {
+        let mut value = PyValue::None;
+        for _ in 0..levels {
+            value = if tuple {
+                PyValue::Tuple(vec![value])
+            } else {
+                PyValue::List(vec![value])
+            };
+        }
+        value
+    };
+    // Taken apart in a loop: dropping it whole would recurse too.
+    let dismantle = |mut value: PyValue| {
+        while let PyValue::List(mut items) | PyValue::Tuple(mut items) = value {
+            value = items.pop().unwrap_or(PyValue::None);
+        }
+    };
+    let mut session: PyDict = [("deep", nested(200_000, false))].into_iter().collect();
+    for framework in Framework::ALL {
+        assert_eq!(
+            codec(framework).serialize(&session),
+            Err(InteropEncodeError::TooDeep)
+        );
+    }
+    assert!(session.get("deep").is_some_and(PyValue::is_plain_json));
+    dismantle(session.remove("deep").expect("inserted"));
+
+    let tuple = nested(200_000, true);
+    assert!(!tuple.is_plain_json());
+    dismantle(tuple);
+
+    // 127 lists inside the session's dict: 128 levels, the most the
+    // frameworks' readers (and keepsake's) take.
+    session.insert("deep", nested(127, false));
+    assert!(codec(Framework::Django).serialize(&session).is_ok());
+    session.insert("deep", nested(128, false));
+    assert_eq!(
+        codec(Framework::Django).serialize(&session),
+        Err(InteropEncodeError::TooDeep)
+    );
+}
+
 #[test]
 fn records_round_trip() {
     for framework in Framework::ALL {
@@ -294,7 +344,10 @@ fn records_round_trip() {
         record
             .data
             .insert("n".to_owned(), serde_json::json!([1, 2.5, null]));
-        record.persistent = true;
+        if framework == Framework::Flask {
+            // Flask's `session.permanent`, kept in the data as Flask keeps it.
+            record.data.insert("_permanent".to_owned(), true.into());
+        }
         let cookie = codec.encode_record(&record, 1_000).unwrap();
         let (back, key_used) = codec.decode_record(&cookie, 1_001).unwrap();
         assert_eq!(key_used, KeyUsed::Current);
@@ -317,11 +370,13 @@ fn records_round_trip() {
         let cookie = codec.encode_record(&record, 0).unwrap();
         assert_eq!(codec.decode_record(&cookie, 0).unwrap().0.data, record.data);
     }
-    // A non-persistent Flask record has no `_permanent`.
+    // A Flask record without `_permanent` is not permanent, whatever its
+    // `persistent` says (encode_record does not read it).
     let flask = codec(Framework::Flask);
-    let cookie = flask
-        .encode_record(&Record::new(Id::random(), 0, None, 100), 7)
-        .unwrap();
+    let mut record = Record::new(Id::random(), 0, None, 100);
+    record.persistent = true;
+    let cookie = flask.encode_record(&record, 7).unwrap();
+    assert!(flask.decode(&cookie, 7).unwrap().session().is_empty());
     assert!(!flask.decode_record(&cookie, 7).unwrap().0.persistent);
 }
 
@@ -517,11 +572,167 @@ fn cookie_max_age_follows_the_framework() {
         record(Framework::Starlette, &starlette, serde_json::json!({})),
         Some(14 * 86_400)
     );
-    let unlimited = starlette.with_max_age(None);
+    let unlimited = starlette.clone().with_max_age(None);
     assert_eq!(
         record(Framework::Starlette, &unlimited, serde_json::json!({})),
         None
     );
+
+    // Browser-session cookies: Django's SESSION_EXPIRE_AT_BROWSER_CLOSE,
+    // which the session's own `_session_expiry` overrides (`False == 0` in
+    // Python); for Starlette a cookie without Max-Age.
+    let django = codec(Framework::Django).with_browser_session(true);
+    let d = |data| record(Framework::Django, &django, data);
+    assert_eq!(d(serde_json::json!({"a": 1})), None);
+    assert_eq!(d(serde_json::json!({"_session_expiry": null})), None);
+    assert_eq!(d(serde_json::json!({"_session_expiry": 0})), None);
+    assert_eq!(d(serde_json::json!({"_session_expiry": false})), None);
+    assert_eq!(d(serde_json::json!({"_session_expiry": 300})), Some(300));
+    let starlette = starlette.with_browser_session(true);
+    assert_eq!(
+        record(Framework::Starlette, &starlette, serde_json::json!({})),
+        None
+    );
+    // The age is still checked.
+    let cookie = starlette.encode(&PyDict::new(), 1_000).unwrap();
+    assert!(starlette.decode(&cookie, 1_000 + 14 * 86_400).is_ok());
+    assert!(matches!(
+        starlette.decode(&cookie, 1_001 + 14 * 86_400),
+        Err(InteropDecodeError::Expired { .. })
+    ));
+
+    // Flask: only a permanent session (Python's truth of `_permanent`) has
+    // a Max-Age, the codec's max_age (PERMANENT_SESSION_LIFETIME), never
+    // from the record's deadlines; browser_session changes nothing.
+    for flask in [
+        codec(Framework::Flask),
+        codec(Framework::Flask).with_browser_session(true),
+    ] {
+        let f = |data| record(Framework::Flask, &flask, data);
+        assert_eq!(f(serde_json::json!({"a": 1})), None);
+        assert_eq!(
+            f(serde_json::json!({"_permanent": true})),
+            Some(31 * 86_400)
+        );
+        assert_eq!(f(serde_json::json!({"_permanent": 1})), Some(31 * 86_400));
+        assert_eq!(
+            f(serde_json::json!({"_permanent": "yes"})),
+            Some(31 * 86_400)
+        );
+        for falsy in [
+            serde_json::json!(false),
+            serde_json::json!(0),
+            serde_json::json!(""),
+            serde_json::json!([]),
+            serde_json::json!(null),
+        ] {
+            assert_eq!(
+                f(serde_json::json!({ "_permanent": falsy })),
+                None,
+                "{falsy}"
+            );
+        }
+    }
+    let hour = codec(Framework::Flask).with_max_age(Some(3_600));
+    assert_eq!(
+        record(
+            Framework::Flask,
+            &hour,
+            serde_json::json!({"_permanent": true})
+        ),
+        Some(3_600)
+    );
+}
+
+/// Which records a request re-issues although it does not change them:
+/// Flask's permanent sessions (SESSION_REFRESH_EACH_REQUEST, on by
+/// default), Django's with SESSION_SAVE_EVERY_REQUEST; never an empty one.
+#[test]
+fn refresh_each_request_follows_the_framework() {
+    let record = |data: serde_json::Value| {
+        let mut record = Record::new(Id::random(), 1_000, Some(60), u64::MAX);
+        record.data = serde_json::from_value(data).unwrap();
+        record
+    };
+    let permanent = record(serde_json::json!({"_permanent": true, "user": "ada"}));
+    let plain = record(serde_json::json!({"user": "ada"}));
+    let empty = record(serde_json::json!({}));
+    let flask = codec(Framework::Flask);
+    assert!(flask.refreshes_every_request(&permanent));
+    assert!(!flask.refreshes_every_request(&plain));
+    let flask = flask.with_refresh_each_request(false);
+    assert!(!flask.refreshes_every_request(&permanent));
+    for framework in [Framework::Starlette, Framework::Django] {
+        let codec = codec(framework);
+        assert!(!codec.refreshes_every_request(&plain), "{framework}");
+        let codec = codec.with_refresh_each_request(true);
+        assert!(codec.refreshes_every_request(&plain), "{framework}");
+        assert!(!codec.refreshes_every_request(&empty), "{framework}");
+    }
+}
+
+/// A cookie issued again under the current key keeps its issue time and
+/// gets the Max-Age it has left, so that rotating the key extends nothing.
+#[test]
+fn a_reissue_keeps_the_issue_time() {
+    for framework in Framework::ALL {
+        let old = InteropCodec::new(framework, "old");
+        let codec = codec(framework).with_fallbacks(["old"]);
+        let session: PyDict = [("user", "ada")].into_iter().collect();
+        let cookie = old.encode(&session, 1_000).unwrap();
+        let (record, key_used) = codec.decode_record(&cookie, 1_600).unwrap();
+        assert!(key_used.is_fallback());
+        let (value, max_age) = codec.reissue(&record, 1_600).unwrap();
+        let opened = codec.decode(&value, 1_600).unwrap();
+        assert_eq!(
+            (opened.key_used(), opened.issued_at(), opened.session()),
+            (KeyUsed::Current, 1_000, &session),
+            "{framework}"
+        );
+        let expected = framework
+            .default_max_age()
+            .filter(|_| framework != Framework::Flask)
+            .map(|max_age| max_age - 600);
+        assert_eq!(max_age, expected, "{framework}");
+    }
+}
+
+/// What the mark binds, precisely: a marked object is written as a Flask
+/// type exactly when it is a value Flask put in a cookie signed with this
+/// secret key. Copied to another key, into another session, or out to a
+/// client and back, it is still that value; changed, or from a codec with
+/// another key, it is a dict.
+#[test]
+fn a_mark_binds_the_value_to_the_secret_key_only() {
+    let flask = codec(Framework::Flask);
+    let theirs: PyDict = [("banner", PyValue::Markup("<b>hi</b>".into()))]
+        .into_iter()
+        .collect();
+    let cookie = flask.encode(&theirs, 1_000).unwrap();
+    let (record, _) = flask.decode_record(&cookie, 1_000).unwrap();
+    // What a handler that echoes the session sends, and a client sends back.
+    let echoed = serde_json::to_string(&record.data["banner"]).unwrap();
+    let sent_back: serde_json::Value = serde_json::from_str(&echoed).unwrap();
+    let written_as = |codec: &InteropCodec, value: serde_json::Value| {
+        let mut other = Record::new(Id::random(), 5_000, None, 100);
+        other.data.insert("bio".to_owned(), value);
+        let cookie = codec.encode_record(&other, 5_000).unwrap();
+        codec
+            .decode(&cookie, 5_000)
+            .unwrap()
+            .into_session()
+            .get("bio")
+            .cloned()
+    };
+    assert_eq!(
+        written_as(&flask, sent_back.clone()),
+        Some(PyValue::Markup("<b>hi</b>".into()))
+    );
+    let mut changed = sent_back.clone();
+    changed[" m"] = "<script>alert(1)</script>".into();
+    assert!(written_as(&flask, changed).is_some_and(|v| v.is_plain_json()));
+    let other_key = InteropCodec::new(Framework::Flask, "another secret");
+    assert!(written_as(&other_key, sent_back).is_some_and(|v| v.is_plain_json()));
 }
 
 #[test]
@@ -549,5 +760,78 @@ fn iso_datetimes_as_django_writes_them() {
         "2024-02-29T13:45:30.",
     ] {
         assert_eq!(parse_iso_datetime(bad), None, "{bad}");
+    }
+}
+
+/// `{"user": "admin"}` at 1700000000 signed with an EMPTY secret key by
+/// the frameworks' own signers (itsdangerous' `URLSafeTimedSerializer(b"")`
+/// with Flask's salt and serializer, Starlette's `TimestampSigner("")`,
+/// Django's `TimestampSigner` with `key = ""`).
+const EMPTY_KEY_COOKIES: [(Framework, &str); 3] = [
+    (
+        Framework::Flask,
+        "eyJ1c2VyIjoiYWRtaW4ifQ.ZVPxAA.iwrEqxa_Zgt43vl1t5AeGnUXqcA",
+    ),
+    (
+        Framework::Starlette,
+        "eyJ1c2VyIjogImFkbWluIn0=.ZVPxAA.DQ6XRTDUE8dK4D_u9BoMU1GH2Fo",
+    ),
+    (
+        Framework::Django,
+        "eyJ1c2VyIjoiYWRtaW4ifQ:1r31eq:Ga0quTiv77HYJ75a67tPn-IOnSYZOBNFOMB9Lhs3tgU",
+    ),
+];
+
+/// A codec never signs or verifies with an empty key, current or
+/// fallback: anyone can make a cookie signed with one. They once verified
+/// the cookies above (the current key `""`, or `""` among the fallbacks,
+/// as a trailing comma in a comma-separated list gives).
+#[test]
+fn empty_keys_never_sign_or_verify() {
+    let now = 1_700_000_000;
+    for (framework, cookie) in EMPTY_KEY_COOKIES {
+        // The vector really is signed with the empty key.
+        let empty = signing::derive(framework.derivation(), framework.default_salt(), b"");
+        let verified = match framework {
+            Framework::Django => signing::django_verify(&[&empty], cookie).map(|_| ()),
+            _ => signing::its_verify(&[&empty], cookie).map(|_| ()),
+        };
+        assert_eq!(verified, Ok(()), "{framework}");
+
+        for codec in [
+            InteropCodec::new(framework, ""),
+            InteropCodec::new(framework, "k").with_fallbacks([""]),
+            InteropCodec::new(framework, "k").with_fallbacks(["old", ""]),
+            InteropCodec::new(framework, "").with_fallbacks(["old"]),
+        ] {
+            assert!(codec.has_empty_key(), "{framework} {codec:?}");
+            let refused = Err(InteropDecodeError::EmptySecret);
+            assert_eq!(codec.decode(cookie, now), refused, "{framework} {codec:?}");
+            assert_eq!(
+                codec.decode_record(cookie, now).map(|_| ()),
+                refused.map(|_| ())
+            );
+            let session: PyDict = [("user", "admin")].into_iter().collect();
+            assert_eq!(
+                codec.encode(&session, now),
+                Err(InteropEncodeError::EmptySecret)
+            );
+            let record = Record::new(Id::random(), now, None, 100);
+            assert_eq!(
+                codec.encode_record(&record, now),
+                Err(InteropEncodeError::EmptySecret)
+            );
+            // Serializing needs no key.
+            assert!(codec.serialize(&session).is_ok());
+        }
+        // An empty fallback is not even among the keys tried.
+        let codec = InteropCodec::new(framework, "k").with_fallbacks(["", "old"]);
+        assert_eq!(codec.keys.len(), 2, "{framework}");
+        assert!(
+            codec
+                .keys
+                .iter()
+                .all(|(_, used)| *used != KeyUsed::Fallback { index: 0 })
+        );
     }
 }

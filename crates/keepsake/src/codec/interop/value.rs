@@ -175,16 +175,47 @@ impl PyValue {
     /// assert!(!PyValue::Bytes(vec![]).is_plain_json());
     /// ```
     pub fn is_plain_json(&self) -> bool {
-        match self {
-            Self::None | Self::Bool(_) | Self::Int(_) | Self::Float(_) | Self::Str(_) => true,
-            Self::List(items) => items.iter().all(Self::is_plain_json),
-            Self::Dict(dict) => dict.values().all(Self::is_plain_json),
-            Self::Tuple(_)
-            | Self::Bytes(_)
-            | Self::Markup(_)
-            | Self::Uuid(_)
-            | Self::DateTime(_) => false,
+        // Without recursion: an app can build a value nested deeper than
+        // the stack would hold.
+        let mut stack = vec![self];
+        while let Some(value) = stack.pop() {
+            match value {
+                Self::Tuple(_)
+                | Self::Bytes(_)
+                | Self::Markup(_)
+                | Self::Uuid(_)
+                | Self::DateTime(_) => return false,
+                _ => stack.extend(value.children()),
+            }
         }
+        true
+    }
+
+    /// Whether some value inside this one sits more than `max` levels of
+    /// lists, tuples and dicts down (this value is at level 0). Found
+    /// without recursion, so that a value nested deeper than the stack
+    /// would hold is refused rather than overflowing it.
+    pub(crate) fn nests_deeper_than(&self, max: usize) -> bool {
+        let mut stack = vec![(self, 0)];
+        while let Some((value, depth)) = stack.pop() {
+            if depth > max {
+                return true;
+            }
+            stack.extend(value.children().map(|child| (child, depth + 1)));
+        }
+        false
+    }
+
+    /// The values directly inside a list, tuple or dict; none for the rest.
+    fn children(&self) -> impl Iterator<Item = &PyValue> {
+        let (items, dict): (&[PyValue], Option<&PyDict>) = match self {
+            Self::List(items) | Self::Tuple(items) => (items, None),
+            Self::Dict(dict) => (&[], Some(dict)),
+            _ => (&[], None),
+        };
+        items
+            .iter()
+            .chain(dict.into_iter().flat_map(PyDict::values))
     }
 }
 
