@@ -143,7 +143,10 @@ pub(crate) fn verify(args: &VerifyArgs, framework: Framework) -> Result<InteropT
     }
     if codec.has_empty_key() {
         // Every key read above is non-empty; checked all the same.
-        bail!("a secret key is empty; the frameworks refuse an empty secret key");
+        bail!(
+            "a secret key is empty; keepsake never signs or verifies with one: anyone can sign \
+             with an empty key"
+        );
     }
     Ok(InteropTask::Verify {
         codec,
@@ -225,7 +228,10 @@ fn secret_from_file(path: &Path, flag: &str) -> Result<Vec<u8>> {
 
 fn non_empty(secret: Vec<u8>, origin: &str) -> Result<Vec<u8>> {
     if secret.is_empty() {
-        bail!("{origin}: the secret is empty; the frameworks refuse an empty secret key");
+        bail!(
+            "{origin}: the secret is empty; keepsake never signs or verifies with one: anyone \
+             can sign with an empty key"
+        );
     }
     Ok(secret)
 }

@@ -39,7 +39,8 @@
 //! the current key comes from an environment variable (`--secret-env VAR`) or a
 //! file (`--secret-file PATH`), exactly one of the two, holding the secret in
 //! base64 (standard or URL-safe, padded or not; surrounding whitespace is
-//! ignored). `verify` also takes verify-only fallback keys from
+//! ignored), or with `--format flask|starlette|django` the app's secret key
+//! as text. `verify` also takes verify-only fallback keys from
 //! `--fallback-env VAR` and `--fallback-file PATH`, both repeatable; they are
 //! tried after the current key, first every `--fallback-env` in the order
 //! given, then every `--fallback-file` in the order given. A `--fallback-env`

@@ -23,7 +23,8 @@ use crate::{AppState, page};
 /// The longest user name `/api/login` takes, in characters.
 pub(crate) const MAX_NAME_CHARS: usize = 64;
 
-/// An error answer: `{"error": message}` with `status`.
+/// An error answer: `{"error": message}` with `status` ([`finish_response`]
+/// makes it a page for a browser's navigation).
 #[derive(Debug)]
 pub(crate) struct ApiError {
     status: StatusCode,
@@ -140,7 +141,8 @@ fn is_json(value: &HeaderValue) -> bool {
 }
 
 /// The session layer's answer when the store fails: a JSON 503 (the layer
-/// adds `Retry-After`, and logs the failure with its causes).
+/// adds `Retry-After`, and logs the failure with its causes;
+/// [`finish_response`] makes it a page for a browser's navigation).
 pub(crate) fn unavailable_response(_: &StoreError) -> axum::http::Response<String> {
     let mut response = axum::http::Response::new(
         json!({ "error": "the session store is unavailable; try again in a moment" }).to_string(),
@@ -452,7 +454,8 @@ pub(crate) async fn theme(
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// `GET /healthz`: 200 `{"status": "ok"}` when the session store takes a
-/// write, else the JSON 503 the pages would answer.
+/// write, else the 503 the pages would answer (JSON, or a page for a
+/// browser: see [`finish_response`]).
 ///
 /// With a server-side store the probe does what every new session does:
 /// it stores a throwaway record (a fresh random id, no data, no user,

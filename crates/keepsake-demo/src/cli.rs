@@ -80,12 +80,14 @@ pub struct Args {
     /// The session cookie's name.
     #[arg(long, value_name = "NAME", default_value = "session")]
     pub cookie_name: String,
-    /// Seconds of inactivity after which a session ends (0: no idle limit).
+    /// Seconds of inactivity after which a session ends (0: no idle limit;
+    /// at most 34560000, 400 days).
     #[arg(long, value_name = "SECS", default_value_t = 1800)]
     pub idle_timeout: u64,
     /// Absolute session lifetime in seconds (default 14 days); when given,
     /// session cookies are persistent (Max-Age) instead of ending with the
-    /// browser session.
+    /// browser session. At most 34560000 (400 days: browsers keep no cookie
+    /// longer).
     #[arg(long, value_name = "SECS")]
     pub max_age: Option<u64>,
     /// What to do with a session cookie that does not verify.

@@ -378,7 +378,8 @@ pub async fn app(config: Config) -> Result<Router, AppError> {
 
 /// `POST` to `handler`, for requests that cannot come from another site:
 /// `Content-Type: application/json` and no `Sec-Fetch-Site: cross-site`
-/// (else a JSON 415 or 403, see [`api::same_site_json`]). Other methods
+/// (else a 415 or 403, see [`api::same_site_json`]: JSON, or a page for a
+/// browser's navigation, see [`api::finish_response`]). Other methods
 /// still get axum's 405.
 fn api_post<H, T>(handler: H) -> MethodRouter<AppState>
 where

@@ -338,8 +338,8 @@ fn random_secret(rng: &mut StdRng, framework: Framework) -> Secret {
     }
     loop {
         let text = random_text(rng, 40);
-        // The frameworks refuse an empty key; Django also strips nothing, so keep
-        // it non-empty.
+        // keepsake never signs or verifies with an empty key (see
+        // `empty_key_cookies_are_refused`), so keep it non-empty.
         if !text.is_empty() {
             return Secret::Text(text);
         }

@@ -93,9 +93,10 @@ const HEADER_LEN: usize = 12;
 /// Largest time the 48-bit header fields hold (year 8.9 million).
 pub(crate) const MAX_TIME: u64 = (1 << 48) - 1;
 
-/// The time `secs` seconds after `now`, capped at [`MAX_TIME`]: a lifetime
-/// of `Duration::MAX` ("no limit") becomes the latest time a cookie can
-/// carry, instead of a deadline no cookie can be written with.
+/// The time `secs` seconds after `now`, capped at [`MAX_TIME`]: a TTL or
+/// lifetime too long for a cookie (`u64::MAX` from `Claims::with_ttl` or
+/// `Record::new`) becomes the latest time a cookie can carry, instead of a
+/// deadline no cookie can be written with.
 pub(crate) const fn deadline_after(now: u64, secs: u64) -> u64 {
     let deadline = now.saturating_add(secs);
     if deadline > MAX_TIME {

@@ -7,7 +7,7 @@
 //! with [`CookieJar::add`]; protected values go through a view:
 //! [`CookieJar::signed`] / [`CookieJar::signed_mut`] (readable, tamper-proof)
 //! and [`CookieJar::private`] / [`CookieJar::private_mut`] (encrypted). Views
-//! store any serde value, bind it to its cookie name and
+//! store any serde value (nested at most 127 levels), bind it to its cookie name and
 //! [`Namespace`](crate::key::Namespace), and give it an expiry inside the
 //! protected payload (30 days unless said otherwise).
 //!
@@ -155,7 +155,8 @@ pub enum CookieError {
         #[source]
         source: crate::codec::EncodeError,
     },
-    /// The value could not be turned into JSON, or the JSON in a verified
+    /// The value could not be turned into JSON or nests deeper than a read
+    /// accepts (127 levels of arrays and objects), or the JSON in a verified
     /// cookie is not of the type asked for.
     #[error("cookie `{name}`: {source}")]
     Json {

@@ -1196,7 +1196,7 @@ impl SessionLayerBuilder {
     /// ([`Expiry::MAX_LIFETIME`](crate::session::Expiry::MAX_LIFETIME)), an
     /// idle timeout longer than the lifetime, or a zero store timeout;
     /// [`ConfigError::EmptySecret`] for a Flask, Starlette or Django codec
-    /// with an empty secret key. When [`from_env`](Self::from_env) set any
+    /// with an empty secret key or fallback key. When [`from_env`](Self::from_env) set any
     /// of the settings a refused check involves, the `Cookie` or `Lifetime`
     /// error comes as the source of a [`ConfigError::FromEnv`] that names
     /// those variables.

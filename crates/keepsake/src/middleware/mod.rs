@@ -189,7 +189,9 @@ pub enum ConfigError {
     /// ```
     #[error("the session cookie settings are not valid")]
     Cookie(#[from] crate::cookies::CookieError),
-    /// The lifetimes or the timeout do not make sense together.
+    /// The lifetimes or the timeout do not make sense together, or a
+    /// lifetime exceeds [`Expiry::MAX_LIFETIME`](crate::session::Expiry::MAX_LIFETIME)
+    /// (400 days).
     #[error("session lifetimes: {0}")]
     Lifetime(&'static str),
     /// A [`Cookie`](Self::Cookie) or [`Lifetime`](Self::Lifetime) error
@@ -222,8 +224,9 @@ pub enum ConfigError {
         source: Box<ConfigError>,
     },
     /// The Flask, Starlette or Django secret key, or one of its fallbacks,
-    /// is empty: anyone could sign session cookies with it (the frameworks
-    /// refuse it too).
+    /// is empty: anyone could sign session cookies with it (Flask would
+    /// still verify with an empty fallback key, and Starlette with an empty
+    /// `secret_key`; keepsake refuses both).
     ///
     /// ```
     /// # #[cfg(feature = "interop")] {

@@ -93,8 +93,9 @@ pub enum SessionError {
     /// The session store failed or timed out; the middleware answers 503.
     #[error("the session store is unavailable: {0}")]
     Unavailable(#[source] StoreError),
-    /// A value could not be turned into JSON, or a stored value is not of
-    /// the type asked for. Its message is serde's, which may quote the
+    /// A value could not be turned into JSON or nests arrays and objects
+    /// more than 100 deep ([`Session::insert`], [`Session::update`]), or a
+    /// stored value is not of the type asked for. Its message is serde's, which may quote the
     /// stored value: mind that before logging it where session data must
     /// not go.
     #[error("session value `{key}`: {source}")]
@@ -957,8 +958,8 @@ impl Session {
     ///
     /// [`SessionError::Unavailable`], [`SessionError::Json`] if `value` cannot
     /// be serialized or nests arrays and objects more than 100 deep (every
-    /// store reads records back with serde_json's limit of 128 levels, some
-    /// of which the record itself takes), with client-side sessions
+    /// store reads records back with serde_json, which reads 127 levels,
+    /// some of which the record itself takes), with client-side sessions
     /// [`SessionError::TooLarge`] (the session is left unchanged), and
     /// [`SessionError::Finished`] once the response was made (the
     /// change is not made). The session is unchanged on every error.
@@ -2083,9 +2084,8 @@ async fn backoff(attempt: usize) {
     Box::pin(tokio::time::sleep(Duration::from_micros(wait))).await;
 }
 
-/// Sets `key` to `value`, copying the key only when it is new.
 /// How many arrays and objects a session value may nest. Stores and cookie
-/// formats read records back with serde_json's limit of 128 levels, and the
+/// formats read records back with serde_json, which reads 127 levels, and the
 /// record takes a few of them (its own object, its data's, a store's
 /// envelope): a value nested deeper would be saved and then be unreadable.
 pub(crate) const MAX_VALUE_DEPTH: usize = 100;
@@ -2130,6 +2130,7 @@ fn nests_too_deep(value: &Value) -> bool {
     false
 }
 
+/// Sets `key` to `value`, copying the key only when it is new.
 fn set(data: &mut crate::store::Data, key: &str, value: Value) {
     match data.get_mut(key) {
         Some(slot) => *slot = value,
