@@ -1243,15 +1243,10 @@ impl SessionLayerBuilder {
                 ),
             ));
         }
-        let longest = crate::session::Expiry::MAX_LIFETIME.as_secs();
-        if absolute > longest || idle.is_some_and(|idle| idle > longest) {
+        if crate::session::Expiry::over_max_lifetime(absolute, idle) {
             return Err(self.blame_env(
                 &["KEEPSAKE_IDLE_TIMEOUT", "KEEPSAKE_ABSOLUTE_LIFETIME"],
-                ConfigError::Lifetime(
-                    "the idle timeout and the absolute lifetime can be at most 400 days: \
-                     browsers keep no cookie longer (RFC 6265bis caps Max-Age and Expires at \
-                     400 days), so a longer session would outlive its cookie",
-                ),
+                ConfigError::Lifetime(crate::session::Expiry::TOO_LONG),
             ));
         }
         if self.store_timeout.is_zero() {

@@ -308,6 +308,19 @@ impl Expiry {
     /// ```
     pub const MAX_LIFETIME: Duration = Duration::from_secs(400 * 86_400);
 
+    /// Why a lifetime or idle timeout over [`MAX_LIFETIME`](Self::MAX_LIFETIME)
+    /// is refused, here and by the layer's builder.
+    pub(crate) const TOO_LONG: &'static str = "the lifetime and the idle timeout can be at most \
+         400 days: browsers keep no cookie longer (RFC 6265bis caps Max-Age and Expires at 400 \
+         days), so the session would outlive its cookie";
+
+    /// Whether a lifetime or idle timeout (whole seconds) exceeds
+    /// [`MAX_LIFETIME`](Self::MAX_LIFETIME).
+    pub(crate) fn over_max_lifetime(absolute: u64, idle: Option<u64>) -> bool {
+        let longest = Self::MAX_LIFETIME.as_secs();
+        absolute > longest || idle.is_some_and(|idle| idle > longest)
+    }
+
     /// Why this expiry cannot be used, if it cannot (see
     /// [`SessionError::InvalidExpiry`]); on whole seconds.
     fn check(&self) -> Result<(), &'static str> {
@@ -316,12 +329,8 @@ impl Expiry {
         if absolute == 0 || idle == Some(0) {
             return Err("the lifetime and the idle timeout must be at least one second");
         }
-        let longest = Self::MAX_LIFETIME.as_secs();
-        if absolute > longest || idle.is_some_and(|idle| idle > longest) {
-            return Err(
-                "the lifetime and the idle timeout can be at most 400 days: browsers keep no \
-                 cookie longer (RFC 6265bis), so the session would outlive its cookie",
-            );
+        if Self::over_max_lifetime(absolute, idle) {
+            return Err(Self::TOO_LONG);
         }
         if idle.is_some_and(|idle| idle > absolute) {
             return Err(
