@@ -198,13 +198,13 @@ async fn execute(
             writeln!(out, "ID\tUSER\tCREATED\tEXPIRES\tSTATE")?;
             match user {
                 Some(user) => {
-                    let records = store
-                        .list_user(&user, now)
+                    let (records, skipped) = user_sessions(store, &user, now)
                         .await
                         .context("listing the user's sessions failed")?;
                     for record in &records {
                         write_line(out, record, now)?;
                     }
+                    sum_up_unreadable(warn_unreadable(skipped));
                 }
                 None => {
                     let mut cursor = None;
@@ -293,6 +293,21 @@ async fn page_of(
         AnyStore::Postgres(store) => store.page_skipping_unreadable(cursor, PAGE).await,
         // A memory store holds only records it can read.
         other => Ok((other.page(cursor, PAGE).await?, Vec::new())),
+    }
+}
+
+/// The live sessions of `user`, and the errors of the user's records the
+/// store cannot read (as [`page_of`]).
+async fn user_sessions(
+    store: &AnyStore,
+    user: &str,
+    now: u64,
+) -> Result<(Vec<Record>, Vec<StoreError>), StoreError> {
+    match store {
+        AnyStore::Sqlite(store) => store.list_user_skipping_unreadable(user, now).await,
+        AnyStore::Redis(store) => store.list_user_skipping_unreadable(user, now).await,
+        AnyStore::Postgres(store) => store.list_user_skipping_unreadable(user, now).await,
+        other => Ok((other.list_user(user, now).await?, Vec::new())),
     }
 }
 

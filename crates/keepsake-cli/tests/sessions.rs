@@ -411,6 +411,12 @@ fn plant_unreadable(url: &str, good: &Id) -> Id {
                 .arg("hello")
                 .query::<()>(&mut conn)
                 .expect("plant the unreadable keys");
+            // Listed among alice's sessions, as the SQL stores' rows are.
+            redis::cmd("SADD")
+                .arg(format!("{prefix}user:alice"))
+                .arg(&id)
+                .query::<()>(&mut conn)
+                .expect("plant the unreadable keys");
         }
     } else {
         let (base, query) = url.split_once('?').expect("a schema");
@@ -473,6 +479,16 @@ fn unreadable_scenario(url: &str) {
             && line.contains("revoke --raw ID")),
         "{err}"
     );
+    assert_eq!(err.lines().count(), 3, "{err}");
+
+    // So does `list --user` (the legacy row and the bad one are alice's).
+    let output = sessions(url, &["list", "--user", "alice"]);
+    let out = ok(&output);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(out.contains(&alice.to_string()), "{out}");
+    let err = stderr(&output);
+    assert_eq!(warned(&err, "legacy-session-1"), 1, "{err}");
+    assert_eq!(warned(&err, &bad.to_string()), 1, "{err}");
     assert_eq!(err.lines().count(), 3, "{err}");
 
     let output = sessions(url, &["stats"]);

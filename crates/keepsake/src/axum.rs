@@ -313,8 +313,7 @@ impl IntoResponse for SessionError {
 ///
 /// - **A cookie the client sent that does not verify, or is ambiguous**
 ///   ([`CookieError::Decode`], [`CookieError::Ambiguous`]), which only
-///   [`try_get`](crate::cookies::ProtectedJar::try_get) and
-///   [`renew`](crate::cookies::ProtectedJar::renew) report: `400 Bad
+///   [`try_get`](crate::cookies::ProtectedJar::try_get) reports: `400 Bad
 ///   Request` with the body `bad cookie`, the same for every reason (which
 ///   one is no business of the client's, and could help an attacker), and
 ///   a `tracing` event at WARN level with the cookie's name and the

@@ -51,7 +51,9 @@
 //! }
 //!
 //! async fn login(session: Session) -> Result<&'static str, SessionError> {
-//!     session.cycle_id().await?; // a new id at login: no session fixation
+//!     // A new id at login: no session fixation. (If another user was logged
+//!     // in on this session, `reset()` instead: see `Session::cycle_id`.)
+//!     session.cycle_id().await?;
 //!     session.insert("user", "ada").await?;
 //!     Ok("welcome")
 //! }
@@ -142,7 +144,7 @@
 //! | two requests set the *same* key with [`insert`](session::Session::insert) | the later save wins | the later save wins (a set is a set) |
 //! | N requests [`update`](session::Session::update) one key (a counter) | increments lost | exactly N applied |
 //! | a request saves after a logout, "log out everywhere" or `cycle_id` | session resurrected | nothing saved; the cookie is removed if the request was a page load |
-//! | two requests `cycle_id` one session at once | two live sessions | exactly one new id; the other request's changes are dropped |
+//! | two requests `cycle_id` one session at once (both in flight: a double-clicked login) | two live sessions | exactly one new id; the other request's changes are dropped |
 //! | one request [`pop`](session::Session::pop)s a flash message while another stores a new one | the new one lost | the new one kept |
 //!
 //! How: every stored session has a version. A request keeps its changes as

@@ -522,10 +522,17 @@ impl<J: BorrowMut<CookieJar>> ProtectedJar<J> {
     /// verified it, keeping its payload, issue time and expiry. Returns
     /// whether it did.
     ///
+    /// A value that does not verify (forged, expired, or signed with a key
+    /// the ring no longer holds) or is ambiguous has nothing to renew: it
+    /// is left as it is and `renew` returns `Ok(false)`, as
+    /// [`get`](ProtectedJar::get) reads it as absent. So `renew(name)?` in
+    /// a handler never refuses a visitor for a stale cookie; use
+    /// [`try_get`](ProtectedJar::try_get) to tell why a value is not read.
+    ///
     /// # Errors
     ///
-    /// Those of [`try_get`](ProtectedJar::try_get) (without the JSON check)
-    /// and [`insert`](ProtectedJar::insert).
+    /// Those of [`insert`](ProtectedJar::insert), when the re-issued cookie
+    /// cannot be written.
     ///
     /// # Example
     ///
@@ -541,11 +548,18 @@ impl<J: BorrowMut<CookieJar>> ProtectedJar<J> {
     /// let mut jar = CookieJar::parse(&format!("a={value}"));
     /// assert!(jar.signed_mut(&ring).renew("a")?);
     /// assert!(!jar.signed_mut(&ring).renew("a")?); // already under the current key
+    ///
+    /// // Once the old key is retired, the old value is a bad cookie: not
+    /// // renewed, and not an error.
+    /// let mut jar = CookieJar::parse(&format!("a={value}"));
+    /// let retired = KeyRing::new(Key::generate());
+    /// assert!(!jar.signed_mut(&retired).renew("a")?);
+    /// assert_eq!(jar.delta().count(), 0);
     /// # Ok::<(), keepsake::cookies::CookieError>(())
     /// ```
     pub fn renew(&mut self, name: &str) -> Result<bool, CookieError> {
         let full = self.full_name(name);
-        let Some(opened) = self.open(&full)? else {
+        let Ok(Some(opened)) = self.open(&full) else {
             return Ok(false);
         };
         if !opened.key_used().is_fallback() {

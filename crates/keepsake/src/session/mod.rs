@@ -1333,6 +1333,27 @@ impl Session {
     /// logs in, so an id planted before login (session fixation) is worth
     /// nothing. The old id stops working when the response is sent.
     ///
+    /// Keeping the data suits a visitor who logs in (a cart made before
+    /// login survives it), not a session on which *another* user was logged
+    /// in, whose data would pass to the new one: there, start afresh with
+    /// [`reset`](Session::reset), which gives a new id too (as Django's
+    /// `login` flushes a session that belonged to someone else):
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// # let session = keepsake::session::Session::detached();
+    /// # session.insert("user", "ada").await?;
+    /// # session.insert("cart", [1, 2]).await?;
+    /// let new_user = "bob";
+    /// match session.get::<String>("user").await? {
+    ///     Some(user) if user != new_user => session.reset().await?,
+    ///     _ => session.cycle_id().await?,
+    /// }
+    /// session.insert("user", new_user).await?;
+    /// assert!(!session.contains_key("cart").await?); // nothing of ada's
+    /// # Ok::<(), keepsake::session::SessionError>(()) }).unwrap();
+    /// ```
+    ///
     /// A request the browser sent with the old cookie before the new one
     /// arrived, and that reaches a store-backed session after the cycle,
     /// finds its session gone. Had its answer removed the cookie, as an
@@ -1612,6 +1633,10 @@ impl Session {
     /// Returns how many stored sessions were ended. Client-side sessions
     /// cannot be ended from the server: there only this one is flushed, and
     /// the count is 0.
+    ///
+    /// The other sessions are deleted in the store at once, not when the
+    /// response is sent: unlike this request's own changes, their end
+    /// stands even if the handler then fails (a 5xx saves nothing else).
     ///
     /// # Errors
     ///

@@ -464,6 +464,22 @@ impl fmt::Debug for StoredId {
     }
 }
 
+/// Decoded records, split into those that were read and the errors of
+/// those that were not.
+#[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
+fn split_readable(
+    decoded: impl IntoIterator<Item = Result<Record, StoreError>>,
+) -> (Vec<Record>, Vec<StoreError>) {
+    let (mut records, mut unreadable) = (Vec::new(), Vec::new());
+    for result in decoded {
+        match result {
+            Ok(record) => records.push(record),
+            Err(err) => unreadable.push(err),
+        }
+    }
+    (records, unreadable)
+}
+
 fn kind_text(kind: StoreErrorKind) -> &'static str {
     match kind {
         StoreErrorKind::Unavailable => "session store unavailable",
@@ -541,6 +557,21 @@ impl StoreError {
         let mut copy = Self::new(self.kind, message);
         copy.session = self.session.as_ref().map(|id| StoredId(id.0.clone()));
         copy
+    }
+
+    /// A user's records as [`SessionStore::list_user`] gives them: those
+    /// the store could read. Each it could not is logged and left out.
+    #[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
+    pub(crate) fn log_unreadable(
+        (records, unreadable): (Vec<Record>, Vec<StoreError>),
+    ) -> Vec<Record> {
+        for err in &unreadable {
+            tracing::warn!(
+                error = %err.with_causes(),
+                "left out of a user's sessions: a record the store cannot read"
+            );
+        }
+        records
     }
 
     /// The same error, about the stored session with id `session` (the
@@ -852,6 +883,12 @@ pub trait SessionStore: Send + Sync + 'static {
     fn delete_user(&self, user: &str) -> impl Future<Output = Result<usize, StoreError>> + Send;
 
     /// The unexpired records of `user`.
+    ///
+    /// A record the store holds but cannot read (written by another app or
+    /// version) should not fail the list, or one bad record would take the
+    /// user's "your sessions" page down: the built-in stores leave it out
+    /// and log it at `warn` (by its [log tag](Id::log_tag)); their
+    /// `list_user_skipping_unreadable` returns such records' errors instead.
     fn list_user(
         &self,
         user: &str,

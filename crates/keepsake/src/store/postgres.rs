@@ -1656,14 +1656,9 @@ impl SessionStore for PostgresStore {
     }
 
     async fn list_user(&self, user: &str, now: u64) -> Result<Vec<Record>, StoreError> {
-        if user.contains('\0') {
-            return Ok(Vec::new());
-        }
-        self.query(&self.sql.list_user, &[&user, &to_db(now)])
-            .await?
-            .iter()
-            .map(decode)
-            .collect()
+        Ok(StoreError::log_unreadable(
+            self.list_user_skipping_unreadable(user, now).await?,
+        ))
     }
 
     async fn purge_expired(&self, now: u64) -> Result<usize, StoreError> {
@@ -1743,15 +1738,46 @@ impl PostgresStore {
             }
             _ => None,
         };
-        let mut records = Vec::with_capacity(rows.len());
-        let mut unreadable = Vec::new();
-        for row in &rows {
-            match decode(row) {
-                Ok(record) => records.push(record),
-                Err(err) => unreadable.push(err),
-            }
-        }
+        let (records, unreadable) = super::split_readable(rows.iter().map(decode));
         Ok((Page { records, next }, unreadable))
+    }
+
+    /// [`SessionStore::list_user`], with the errors of the user's rows this
+    /// store cannot read beside the records (as
+    /// [`page_skipping_unreadable`](Self::page_skipping_unreadable) gives
+    /// them), where `list_user` logs them.
+    ///
+    /// # Errors
+    ///
+    /// As [`SessionStore::list_user`], except for unreadable rows.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use keepsake::store::{Id, PostgresStore, Record, SessionStore};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let store = PostgresStore::connect("postgres://postgres@127.0.0.1:5432/app").await?;
+    /// let mut record = Record::new(Id::random(), 0, None, 60);
+    /// record.user = Some("alice".to_owned());
+    /// store.create(&record).await?;
+    /// let (records, unreadable) = store.list_user_skipping_unreadable("alice", 1).await?;
+    /// assert_eq!(records.len() + unreadable.len(), 1);
+    /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+    /// ```
+    pub async fn list_user_skipping_unreadable(
+        &self,
+        user: &str,
+        now: u64,
+    ) -> Result<(Vec<Record>, Vec<StoreError>), StoreError> {
+        // PostgreSQL text cannot hold U+0000, so no stored user does.
+        if user.contains('\0') {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let rows = self
+            .query(&self.sql.list_user, &[&user, &to_db(now)])
+            .await?;
+        Ok(super::split_readable(rows.iter().map(decode)))
     }
 
     /// Deletes the row stored under `stored_id`, the id exactly as the

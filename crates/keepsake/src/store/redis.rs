@@ -1351,9 +1351,10 @@ return n
     ))
 });
 
-/// KEYS: user set. ARGV: prefix, user hex, now. The values of the user's
-/// sessions unexpired at `now` (and any unparsable one, to be reported);
-/// removes members whose session is gone or belongs to someone else.
+/// KEYS: user set. ARGV: prefix, user hex, now. The ids and values, in
+/// turn, of the user's sessions unexpired at `now` (and of any unparsable
+/// one, to be reported); removes members whose session is gone or belongs
+/// to someone else.
 static LIST_USER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         lua_parse!(),
@@ -1365,11 +1366,10 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     redis.call('SREM', KEYS[1], id)
   else
     local version, deadline, user = parse(val)
-    if not version then
-      table.insert(out, val)
-    elseif user ~= ARGV[2] then
+    if user ~= ARGV[2] and version then
       redis.call('SREM', KEYS[1], id)
-    elseif lt(ARGV[3], deadline) then
+    elseif not version or lt(ARGV[3], deadline) then
+      table.insert(out, id)
       table.insert(out, val)
     end
   end
@@ -1539,25 +1539,9 @@ impl SessionStore for RedisStore {
     }
 
     async fn list_user(&self, user: &str, now: u64) -> Result<Vec<Record>, StoreError> {
-        let mut invocation = LIST_USER.key(self.user_key(user));
-        invocation
-            .arg(&*self.prefix)
-            .arg(hex(user.as_bytes()))
-            .arg(now);
-        let link = self.link("list_user").await?;
-        let mut conn = link.conn();
-        let values: Vec<Vec<u8>> = self
-            .run("list_user", &link, invocation.invoke_async(&mut conn))
-            .await?;
-        values
-            .iter()
-            .map(|bytes| decode(bytes, None))
-            .filter(|record| {
-                record
-                    .as_ref()
-                    .map_or(true, |record| !record.is_expired_at(now))
-            })
-            .collect()
+        Ok(StoreError::log_unreadable(
+            self.list_user_skipping_unreadable(user, now).await?,
+        ))
     }
 
     async fn purge_expired(&self, now: u64) -> Result<usize, StoreError> {
@@ -1773,6 +1757,52 @@ impl RedisStore {
             next: next.map(Cursor::new),
         };
         Ok((page, unreadable))
+    }
+
+    /// [`SessionStore::list_user`], with the errors of the user's sessions
+    /// this store cannot read beside the records (as
+    /// [`page_skipping_unreadable`](Self::page_skipping_unreadable) gives
+    /// them), where `list_user` logs them.
+    ///
+    /// # Errors
+    ///
+    /// As [`SessionStore::list_user`], except for unreadable values.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use keepsake::store::{Id, Record, RedisStore, SessionStore};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379").await?.with_prefix("app:");
+    /// let mut record = Record::new(Id::random(), 0, None, 60);
+    /// record.user = Some("alice".to_owned());
+    /// store.create(&record).await?;
+    /// let (records, unreadable) = store.list_user_skipping_unreadable("alice", 1).await?;
+    /// assert_eq!(records.len() + unreadable.len(), 1);
+    /// # Ok::<(), keepsake::store::StoreError>(()) }).unwrap();
+    /// ```
+    pub async fn list_user_skipping_unreadable(
+        &self,
+        user: &str,
+        now: u64,
+    ) -> Result<(Vec<Record>, Vec<StoreError>), StoreError> {
+        let mut invocation = LIST_USER.key(self.user_key(user));
+        invocation
+            .arg(&*self.prefix)
+            .arg(hex(user.as_bytes()))
+            .arg(now);
+        let link = self.link("list_user").await?;
+        let mut conn = link.conn();
+        let found: Vec<(Vec<u8>, Vec<u8>)> = self
+            .run("list_user", &link, invocation.invoke_async(&mut conn))
+            .await?;
+        let decoded = found.iter().map(|(id, bytes)| {
+            decode(bytes, None).map_err(|err| err.about(String::from_utf8_lossy(id)))
+        });
+        let (mut records, unreadable) = super::split_readable(decoded);
+        records.retain(|record| !record.is_expired_at(now));
+        Ok((records, unreadable))
     }
 
     /// Deletes the session stored under `stored_id`, the id exactly as it

@@ -1386,22 +1386,6 @@ fn decode_row(raw: RawRow) -> Result<Record, StoreError> {
     })
 }
 
-/// Runs `query` (selecting [`COLUMNS`]) and decodes every row.
-fn query_records(
-    conn: &Connection,
-    query: &str,
-    params: impl rusqlite::Params,
-) -> Result<Vec<Record>, StoreError> {
-    let mut statement = conn
-        .prepare_cached(query)
-        .map_err(|err| sql_error("query", err))?;
-    let rows = statement
-        .query_map(params, read_row)
-        .map_err(|err| sql_error("query", err))?;
-    rows.map(|raw| decode(raw.map_err(|err| sql_error("query", err))?))
-        .collect()
-}
-
 impl SessionStore for SqliteStore {
     async fn create(&self, record: &Record) -> Result<Created, StoreError> {
         let row = Columns::of(record)?;
@@ -1598,18 +1582,9 @@ impl SessionStore for SqliteStore {
     }
 
     async fn list_user(&self, user: &str, now: u64) -> Result<Vec<Record>, StoreError> {
-        let (user, now) = (user.to_owned(), sql_int(now));
-        self.run(Access::Read, move |conn| {
-            query_records(
-                conn,
-                &format!(
-                    "SELECT {COLUMNS} FROM sessions WHERE user_id = ?1 AND deadline > ?2 \
-                     ORDER BY created_at, id"
-                ),
-                params![user, now],
-            )
-        })
-        .await
+        Ok(StoreError::log_unreadable(
+            self.list_user_skipping_unreadable(user, now).await?,
+        ))
     }
 
     async fn purge_expired(&self, now: u64) -> Result<usize, StoreError> {
@@ -1721,6 +1696,75 @@ impl SqliteStore {
             .await?;
         let next = last.filter(|_| rows == limit).map(Cursor::new);
         Ok((Page { records, next }, unreadable))
+    }
+
+    /// [`SessionStore::list_user`], with the errors of the user's rows this
+    /// store cannot read beside the records (as
+    /// [`page_skipping_unreadable`](Self::page_skipping_unreadable) gives
+    /// them), where `list_user` logs them.
+    ///
+    /// # Errors
+    ///
+    /// As [`SessionStore::list_user`], except for unreadable rows.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keepsake::store::{Id, Record, SessionStore, SqliteStore};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let dir = std::env::temp_dir().join(format!("keepsake-doc-user-{}", Id::random()));
+    /// std::fs::create_dir(&dir)?;
+    /// let path = dir.join("sessions.db");
+    /// let store = SqliteStore::open(&path).await?;
+    /// let mut record = Record::new(Id::random(), 0, None, 60);
+    /// record.user = Some("alice".to_owned());
+    /// store.create(&record).await?;
+    /// // A row of alice's that an older app wrote, under an id keepsake
+    /// // would never make.
+    /// rusqlite::Connection::open(&path)?.execute(
+    ///     "INSERT INTO sessions SELECT 'legacy-session-1', data, created_at, idle_timeout, \
+    ///      idle_deadline, absolute_deadline, deadline, persistent, version, user_id \
+    ///      FROM sessions",
+    ///     [],
+    /// )?;
+    ///
+    /// let (records, unreadable) = store.list_user_skipping_unreadable("alice", 1).await?;
+    /// assert_eq!(records, [record.clone()]);
+    /// assert_eq!(unreadable[0].session_id(), Some("legacy-session-1"));
+    /// // `list_user` logs it and leaves it out.
+    /// assert_eq!(store.list_user("alice", 1).await?, [record]);
+    /// # drop(store);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+    /// ```
+    pub async fn list_user_skipping_unreadable(
+        &self,
+        user: &str,
+        now: u64,
+    ) -> Result<(Vec<Record>, Vec<StoreError>), StoreError> {
+        let (user, now) = (user.to_owned(), sql_int(now));
+        self.run(Access::Read, move |conn| {
+            let fail = |err| sql_error("list_user", err);
+            let mut statement = conn
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM sessions WHERE user_id = ?1 AND deadline > ?2 \
+                     ORDER BY created_at, id"
+                ))
+                .map_err(fail)?;
+            let mut found = statement.query(params![user, now]).map_err(fail)?;
+            let mut decoded = Vec::new();
+            while let Some(row) = found.next().map_err(fail)? {
+                let id: String = row.get(0).map_err(fail)?;
+                decoded.push(
+                    read_row(row)
+                        .map_err(|err| fail(err).about(id))
+                        .and_then(decode),
+                );
+            }
+            Ok(super::split_readable(decoded))
+        })
+        .await
     }
 
     /// Deletes the row stored under `stored_id`, the id exactly as the
