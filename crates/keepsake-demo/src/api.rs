@@ -71,7 +71,7 @@ impl From<SessionError> for ApiError {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, err.to_string())
             }
             other => {
-                eprintln!("session error: {other}");
+                tracing::error!(error = %other, "session error; answering 500");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
             }
         }
@@ -80,7 +80,7 @@ impl From<SessionError> for ApiError {
 
 impl From<CookieError> for ApiError {
     fn from(err: CookieError) -> Self {
-        eprintln!("cookie error: {err}");
+        tracing::error!(error = %err, "cookie error; answering 500");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
     }
 }
@@ -485,7 +485,7 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> ApiResult<Json<Val
             )),
         };
         if let Some(reason) = failure {
-            eprintln!("health check failed: {reason}");
+            tracing::error!(reason, "health check failed; answering 503");
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the session store is unavailable; try again in a moment",

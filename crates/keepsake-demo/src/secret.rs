@@ -62,7 +62,8 @@ fn shown(path: &Path) -> String {
 
 /// The key ring from `KEEPSAKE_SECRET` (base64) and the fallback keys in
 /// `KEEPSAKE_SECRET_FALLBACKS` (comma-separated, for a key rotation: see
-/// `docs/ROTATION.md`) when `KEEPSAKE_SECRET` is set, as
+/// `docs/ROTATION.md`) when `KEEPSAKE_SECRET` is set (even if empty: an
+/// error then), as
 /// [`KeyRing::from_env`] reads them; otherwise the secret in `file`, which
 /// is made (mode 0600) with a new secret if it does not exist yet, so
 /// sessions survive a restart.
@@ -81,7 +82,9 @@ fn shown(path: &Path) -> String {
 /// # Ok::<(), String>(())
 /// ```
 pub fn load_secret(file: &Path) -> Result<(KeyRing, SecretSource), String> {
-    if std::env::var_os("KEEPSAKE_SECRET").is_some_and(|value| !value.is_empty()) {
+    // Set but empty counts as set: a deployment whose template left it
+    // empty must not get a secret of its own (and drop its fallbacks).
+    if std::env::var_os("KEEPSAKE_SECRET").is_some() {
         let ring = KeyRing::from_env().map_err(|err| match &err {
             // The reason is the error's source.
             KeyError::InvalidEnv { source, .. } => format!("{err}: {source}"),

@@ -407,3 +407,39 @@ async fn no_secret_in_any_log_line() {
         secrets.0.len()
     );
 }
+
+/// A store failure is logged once per request, at ERROR with its cause (and
+/// the session's log tag), when the call fails; the 503 that follows adds
+/// only a DEBUG line, not a second ERROR without the cause.
+#[tokio::test(flavor = "current_thread")]
+async fn a_store_failure_is_one_error_line_with_its_cause() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let store = CountingStore::default();
+    let app = App::start(Backend::Memory, KeyRing::new(Key::generate()), store).await;
+    let secrets = &mut Secrets::default();
+    let (_, _, cookie) = app.get("/count", None, secrets).await;
+    let cookie = cookie.expect("cookie");
+    let before = captured.text().len();
+    for (mode, path) in [(Mode::FailAll, "/count"), (Mode::FailWrites, "/count")] {
+        app.store.set_mode(mode);
+        let start = captured.text().len();
+        let (status, _, _) = app.get(path, Some(&cookie), secrets).await;
+        assert_eq!(status, 503, "{mode:?}");
+        let text = captured.text()[start..].to_owned();
+        let errors: Vec<&str> = text.lines().filter(|l| l.contains("ERROR")).collect();
+        assert_eq!(errors.len(), 1, "{mode:?}: one ERROR line:\n{text}");
+        assert!(
+            errors[0].contains("injected"),
+            "{mode:?}: the cause: {text}"
+        );
+    }
+    assert!(captured.text()[before..].contains("answering 503"));
+}

@@ -226,7 +226,13 @@ fn respond<B: From<String>>(
             response
         }
         Err(err) => {
-            tracing::error!(error = %err.with_causes(), "session store failed; answering 503");
+            // A call that failed while the handler ran was logged, with its
+            // cause, when it failed: once is enough.
+            if session.failed_during_request() {
+                tracing::debug!(error = %err, "session store failed; answering 503");
+            } else {
+                tracing::error!(error = %err.with_causes(), "session store failed; answering 503");
+            }
             unavailable_response(session.context().unavailable.as_ref(), &err).map(B::from)
         }
     }

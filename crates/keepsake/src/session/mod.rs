@@ -1662,6 +1662,8 @@ impl Session {
                 .map_err(|err| self.failed(err))?,
             Backend::Cookie => 0,
         };
+        // An audit line; the user's name is the app's to log, not ours.
+        tracing::info!(ended, "every session of a user ended (log out everywhere)");
         if self.user().await?.as_deref() == Some(user) {
             self.flush().await?;
         }
@@ -1671,11 +1673,25 @@ impl Session {
     /// Notes a store failure, so the response becomes a 503 whatever the
     /// handler does with the error.
     fn failed(&self, err: StoreError) -> SessionError {
-        tracing::error!(error = %err.with_causes(), "session store call failed");
+        let mut session = None;
         if let Some(mut state) = self.shared.state.try_lock() {
             state.failure.get_or_insert(err.kind());
+            session = state.stored_id().map(|id| id.log_tag());
         }
+        tracing::error!(
+            session = session.as_deref(),
+            error = %err.with_causes(),
+            "session store call failed"
+        );
         SessionError::Unavailable(err)
+    }
+
+    /// Whether a store call failed (and was logged) while the handler ran.
+    pub(crate) fn failed_during_request(&self) -> bool {
+        self.shared
+            .state
+            .try_lock()
+            .is_some_and(|state| state.failure.is_some())
     }
 
     /// Persists this request's changes after the handler answered with
@@ -1928,6 +1944,7 @@ impl Session {
         // between leaves the visitor logged in.
         for id in &state.delete {
             self.timed(store.delete(id)).await?;
+            tracing::debug!(session = %id.log_tag(), "session deleted (ended or moved to a new id)");
         }
         Ok(cookie)
     }

@@ -1515,7 +1515,9 @@ pub(super) fn spawn_purge_loop<S: SessionStore>(
             match store.purge_expired(crate::codec::unix_now()).await {
                 Ok(0) => {}
                 Ok(purged) => tracing::debug!(purged, "purged expired sessions"),
-                Err(err) => tracing::warn!(error = %err, "purging expired sessions failed"),
+                Err(err) => {
+                    tracing::warn!(error = %err.with_causes(), "purging expired sessions failed");
+                }
             }
         }
     })
