@@ -45,7 +45,20 @@ case $STORE in
     redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
       --dir "$WORK" --logfile "$WORK/redis.log" >/dev/null 2>&1 &
     REDIS_PID=$!
-    for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    for _ in $(seq 50); do
+      kill -0 "$REDIS_PID" 2>/dev/null || break
+      redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
+      sleep 0.1
+    done
+    # The server answering must be the one started here (alive, and INFO
+    # server gives its PID): if another took the port first, ours did not
+    # bind, and the app must not write its sessions into that one.
+    answer=$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" INFO server 2>/dev/null | tr -d '\r' | sed -n 's/^process_id://p')
+    if ! kill -0 "$REDIS_PID" 2>/dev/null || [[ "$answer" != "$REDIS_PID" ]]; then
+      echo "redis-server (pid $REDIS_PID) did not start on 127.0.0.1:$REDIS_PORT, or another server answers there:" >&2
+      cat "$WORK/redis.log" >&2 2>/dev/null || true
+      exit 1
+    fi
     cmd+=("redis://127.0.0.1:$REDIS_PORT") ;;
 esac
 case $STORE in none) mode=none ;; signed | sealed | cookie) mode=jar ;; *) mode=fixed ;; esac

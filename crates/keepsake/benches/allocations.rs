@@ -8,7 +8,8 @@
 //! BENCHMARKS.md. `cargo bench -p keepsake --bench allocations -- memory/incr`
 //! also writes `target/tmp/dhat-memory-incr.json` for that one row, with the
 //! call stack of every allocation (open it in DHAT's viewer,
-//! `dh_view.html` from valgrind).
+//! `dh_view.html` from valgrind). `-- --list` prints the rows (`name:
+//! benchmark`, as libtest and Criterion do) and measures nothing.
 
 mod app;
 
@@ -34,8 +35,37 @@ struct Row {
     cookie: String,
 }
 
+/// The command line's filter (its first argument that is neither an option
+/// nor an option's value) and whether it asks for `--list`.
+fn parse_args(args: &[String]) -> (Option<&str>, bool) {
+    // libtest options whose value may follow as the next argument
+    const WITH_VALUE: [&str; 7] = [
+        "--format",
+        "--color",
+        "--logfile",
+        "--skip",
+        "--test-threads",
+        "--report-time",
+        "-Z",
+    ];
+    let mut filter = None;
+    let mut list = false;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if arg == "--list" {
+            list = true;
+        } else if WITH_VALUE.contains(&arg.as_str()) {
+            args.next();
+        } else if !arg.starts_with('-') && filter.is_none() {
+            filter = Some(arg.as_str());
+        }
+    }
+    (filter, list)
+}
+
 fn main() {
-    let filter = std::env::args().skip(1).find(|arg| !arg.starts_with('-'));
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (filter, list) = parse_args(&args);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -76,10 +106,36 @@ fn main() {
         }
     }
 
+    if list {
+        // libtest's format: `name: benchmark` lines, then (unless `--format
+        // terse`) a blank line and the count; `--ignored` lists none.
+        let ignored = args.iter().any(|a| a == "--ignored");
+        let terse = args
+            .windows(2)
+            .any(|w| w[0] == "--format" && w[1] == "terse")
+            || args.iter().any(|a| a == "--format=terse");
+        let mut count = 0;
+        for row in &rows {
+            if ignored || filter.is_some_and(|f| !row.name.contains(f)) {
+                continue;
+            }
+            println!("{}: benchmark", row.name);
+            count += 1;
+        }
+        if !terse {
+            if count > 0 {
+                println!();
+            }
+            let plural = if count == 1 { "" } else { "s" };
+            println!("0 tests, {count} benchmark{plural}");
+        }
+        return;
+    }
+
     println!("| request | allocations per request | bytes allocated per request |");
     println!("|---|---|---|");
     for mut row in rows {
-        if filter.as_deref().is_some_and(|f| !row.name.contains(f)) {
+        if filter.is_some_and(|f| !row.name.contains(f)) {
             continue;
         }
         for _ in 0..REQUESTS {

@@ -2,7 +2,8 @@
 //!
 //! Usage: `keepsake-server PORT WORKERS STORE [ARG]` with STORE one of
 //! `memory`, `sqlite PATH`, `redis URL`, `postgres URL` (ARG may carry
-//! `?schema=S`; the schema is created), `signed`, `sealed`.
+//! `schema=S` among its query parameters, `?schema=S` or `...&schema=S`;
+//! the schema is created; default `public`), `signed`, `sealed`.
 //!
 //! `KEEPSAKE_BENCH_SQLITE_CONNECTIONS=N` sets the SQLite store's number of
 //! connections (default: the store's own default);
@@ -33,6 +34,32 @@ async fn read(session: Session) -> Result<String, SessionError> {
     Ok(n.to_string())
 }
 
+/// `url` without its `schema=` query parameter, and that schema (`public`
+/// without one). The other parameters stay, so `?sslmode=...&schema=S`
+/// works as well as `?schema=S`.
+fn split_schema(url: &str) -> (String, String) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), "public".to_owned());
+    };
+    let mut schema = None;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|param| match param.strip_prefix("schema=") {
+            Some(name) => {
+                schema = Some(name.to_owned());
+                false
+            }
+            None => true,
+        })
+        .collect();
+    let url = if rest.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    (url, schema.unwrap_or_else(|| "public".to_owned()))
+}
+
 async fn layer(store: &str, arg: Option<String>) -> SessionLayerBuilder {
     let ring = KeyRing::new(Key::generate());
     let arg = || arg.clone().expect("this store needs an argument");
@@ -55,11 +82,7 @@ async fn layer(store: &str, arg: Option<String>) -> SessionLayerBuilder {
             SessionLayer::with_store(store, ring)
         }
         "postgres" => {
-            let url = arg();
-            let (url, schema) = match url.split_once("?schema=") {
-                Some((url, schema)) => (url.to_owned(), schema.to_owned()),
-                None => (url, "public".to_owned()),
-            };
+            let (url, schema) = split_schema(&arg());
             let store = PostgresStore::builder()
                 .schema(schema)
                 .connect(&url)
@@ -101,4 +124,32 @@ fn main() {
             eprintln!("keepsake[{store}] on 127.0.0.1:{port}, {workers} workers");
             axum::serve(listener, app).await.expect("serve");
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_schema;
+
+    #[test]
+    fn the_schema_parameter_is_found_after_other_parameters() {
+        let pg = "postgres://u@127.0.0.1:5432/test";
+        let split = |url: String| split_schema(&url);
+        assert_eq!(split(pg.to_owned()), (pg.to_owned(), "public".to_owned()));
+        assert_eq!(
+            split(format!("{pg}?schema=s1")),
+            (pg.to_owned(), "s1".to_owned())
+        );
+        assert_eq!(
+            split(format!("{pg}?connect_timeout=5&schema=s1")),
+            (format!("{pg}?connect_timeout=5"), "s1".to_owned())
+        );
+        assert_eq!(
+            split(format!("{pg}?schema=s1&sslmode=disable")),
+            (format!("{pg}?sslmode=disable"), "s1".to_owned())
+        );
+        assert_eq!(
+            split(format!("{pg}?sslmode=disable")),
+            (format!("{pg}?sslmode=disable"), "public".to_owned())
+        );
+    }
 }

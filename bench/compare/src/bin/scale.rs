@@ -2,7 +2,8 @@
 //! load latency, and the time to purge expired records.
 //!
 //! Usage: `scale memory|sqlite|redis [SESSIONS] [EXPIRED] [LOADS]`
-//! (defaults 1 000 000, 100 000 and 100 000).
+//! (defaults 1 000 000, 100 000 and 100 000; plain digits, `_` allowed:
+//! `1_000_000`). Anything else is refused with the usage and exit code 2.
 //!
 //! 1. Fills the store with SESSIONS records through `SessionStore::create`
 //!    (16 tasks at once), each holding `{"count": <n>}` and, for one in ten,
@@ -21,12 +22,16 @@
 //! SQLite lives in `target/bench/scale/` (removed at the end). For Redis the
 //! binary starts its own `redis-server` on a free 127.0.0.1 port (no
 //! persistence) and stops it by PID at the end, so nothing lands in a
-//! shared Redis. `KEEPSAKE_BENCH_REDIS_CACHE=N` sets the Redis store's local
+//! shared Redis (it checks that the server answering on that port is its
+//! child). On SIGINT, SIGTERM or SIGHUP it stops that redis-server and
+//! removes the SQLite files before it exits (130, 143, 129); only SIGKILL
+//! leaves them. `KEEPSAKE_BENCH_REDIS_CACHE=N` sets the Redis store's local
 //! cache capacity (0: none). Prints one `SCALE {...}` JSON line.
 
 use std::{
-    process::{Child, Command, Stdio},
-    sync::Arc,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitCode, Stdio},
+    sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
@@ -35,9 +40,136 @@ use keepsake::{
     store::{Id, MemoryStore, Record, RedisStore, SessionStore, SqliteStore},
 };
 
+const USAGE: &str = "usage: scale memory|sqlite|redis [SESSIONS] [EXPIRED] [LOADS]
+  SESSIONS  sessions stored (default 1000000), more than 0
+  EXPIRED   of them short-lived, purged at the end (default 100000), at most SESSIONS
+  LOADS     timed loads of random sessions (default 100000), more than 0
+  numbers are plain digits (1000000 or 1_000_000)";
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq)]
+struct Args {
+    store: String,
+    sessions: usize,
+    expired: usize,
+    loads: usize,
+}
+
+/// Reads the arguments (after the program name); `Err` says what is wrong.
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
+    fn number(name: &str, arg: Option<String>, default: usize) -> Result<usize, String> {
+        let Some(arg) = arg else { return Ok(default) };
+        let digits = arg.replace('_', "");
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("{name} must be a whole number, not {arg:?}"));
+        }
+        digits
+            .parse()
+            .map_err(|_| format!("{name} {arg:?} is too large"))
+    }
+    let mut args = args.into_iter();
+    let store = args.next().unwrap_or_else(|| "memory".to_owned());
+    if !["memory", "sqlite", "redis"].contains(&store.as_str()) {
+        return Err(format!("unknown store {store:?} (memory, sqlite or redis)"));
+    }
+    let sessions = number("SESSIONS", args.next(), 1_000_000)?;
+    let expired = number("EXPIRED", args.next(), 100_000)?;
+    let loads = number("LOADS", args.next(), 100_000)?;
+    if let Some(extra) = args.next() {
+        return Err(format!("unexpected argument {extra:?}"));
+    }
+    if sessions == 0 || loads == 0 {
+        return Err("SESSIONS and LOADS must be more than 0".to_owned());
+    }
+    if expired > sessions {
+        return Err(format!(
+            "EXPIRED ({expired}) must be at most SESSIONS ({sessions})"
+        ));
+    }
+    Ok(Args {
+        store,
+        sessions,
+        expired,
+        loads,
+    })
+}
+
+/// What this process must not leave behind when a signal ends it early:
+/// the redis-server it started, the SQLite files. The normal end (and a
+/// panic's unwinding, through `Drop`) cleans up the same way.
+static LEFTOVERS: Mutex<Leftovers> = Mutex::new(Leftovers {
+    redis: None,
+    sqlite: None,
+});
+
+struct Leftovers {
+    redis: Option<Child>,
+    sqlite: Option<PathBuf>,
+}
+
+/// Stops (by PID) and reaps the redis-server this process started, if any.
+fn stop_redis() {
+    let child = LEFTOVERS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .redis
+        .take();
+    if let Some(mut child) = child {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// Removes the SQLite database (and its WAL files), if one was made.
+fn remove_sqlite() {
+    let path = LEFTOVERS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .sqlite
+        .take();
+    if let Some(path) = path {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.as_os_str().to_owned();
+            file.push(suffix);
+            let _ = std::fs::remove_file(file);
+        }
+    }
+}
+
+/// On SIGINT, SIGTERM or SIGHUP: clean up, then exit with 128 + the
+/// signal's number. A thread of its own with its own runtime, so that it
+/// answers even while the measurement keeps both workers busy; returns once
+/// the handlers are installed.
+fn clean_up_on_signal() {
+    let (ready, installed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use tokio::signal::unix::{SignalKind, signal};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("signal runtime");
+        rt.block_on(async {
+            let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+            let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+            let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+            let _ = ready.send(());
+            let code = tokio::select! {
+                _ = int.recv() => 130,
+                _ = term.recv() => 143,
+                _ = hup.recv() => 129,
+            };
+            stop_redis();
+            remove_sqlite();
+            eprintln!("scale: stopped by a signal (redis-server stopped, SQLite files removed)");
+            std::process::exit(code);
+        });
+    });
+    installed.recv().expect("signal handlers installed");
+}
+
 /// A redis-server this process started; stopped (by PID) when dropped.
 struct RedisServer {
-    child: Child,
+    pid: u32,
     port: u16,
 }
 
@@ -53,10 +185,30 @@ impl RedisServer {
             .stdout(Stdio::null())
             .spawn()
             .expect("start redis-server");
-        let server = Self { child, port };
+        let server = Self {
+            pid: child.id(),
+            port,
+        };
+        LEFTOVERS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .redis = Some(child);
         for _ in 0..100 {
+            // The answer must come from the child: if another server took
+            // the port first, the child could not bind (and has exited), and
+            // the measurement must not fill and purge that other server.
             if server.cli(&["PING"]).trim() == "PONG" {
-                eprintln!("redis-server pid {} on 127.0.0.1:{port}", server.child.id());
+                let answering = server.cli(&["INFO", "server"]);
+                let answering = answering
+                    .lines()
+                    .find_map(|l| l.strip_prefix("process_id:"))
+                    .map(str::trim);
+                assert_eq!(
+                    answering,
+                    Some(server.pid.to_string().as_str()),
+                    "another server answers on 127.0.0.1:{port}, not the redis-server started here"
+                );
+                eprintln!("redis-server pid {} on 127.0.0.1:{port}", server.pid);
                 return server;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -84,8 +236,7 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_redis();
     }
 }
 
@@ -98,7 +249,7 @@ fn rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-fn file_size(path: &std::path::Path) -> u64 {
+fn file_size(path: &Path) -> u64 {
     ["", "-wal", "-shm"]
         .iter()
         .map(|suffix| {
@@ -194,19 +345,25 @@ async fn measure<S: SessionStore + Clone>(
     )
 }
 
-fn main() {
-    let mut args = std::env::args().skip(1);
-    let store = args.next().unwrap_or_else(|| "memory".to_owned());
-    let n: usize = args
-        .next()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1_000_000);
-    let expired: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(100_000);
-    let loads: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(100_000);
-    assert!(
-        expired <= n && n > 0,
-        "need 0 < SESSIONS and EXPIRED <= SESSIONS"
-    );
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let Args {
+        store,
+        sessions: n,
+        expired,
+        loads,
+    } = match parse_args(args) {
+        Ok(args) => args,
+        Err(error) => {
+            eprintln!("scale: {error}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    clean_up_on_signal();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -223,15 +380,15 @@ fn main() {
                     .join("../../target/bench/scale");
                 std::fs::create_dir_all(&dir).expect("scale dir");
                 let path = dir.join(format!("scale-{}.db", std::process::id()));
+                LEFTOVERS
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .sqlite = Some(path.clone());
                 let store = SqliteStore::open(&path).await.expect("open SQLite");
                 let before = rss_bytes();
                 let line = measure("sqlite", store, n, expired, loads, || file_size(&path)).await;
                 let rss = rss_bytes().saturating_sub(before);
-                for suffix in ["", "-wal", "-shm"] {
-                    let mut file = path.as_os_str().to_owned();
-                    file.push(suffix);
-                    let _ = std::fs::remove_file(file);
-                }
+                remove_sqlite();
                 format!(
                     "{},\"rss_bytes_per_session\":{:.0}}}",
                     line.trim_end_matches('}'),
@@ -245,8 +402,52 @@ fn main() {
                 let store = keepsake_compare::with_bench_cache(store);
                 measure("redis", store, n, expired, loads, || server.used_memory()).await
             }
-            other => panic!("unknown store {other:?} (memory|sqlite|redis)"),
+            other => unreachable!("parse_args accepts no store {other:?}"),
         }
     });
     println!("SCALE {line}");
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Args, parse_args};
+
+    fn parse(args: &[&str]) -> Result<Args, String> {
+        parse_args(args.iter().map(|a| (*a).to_owned()))
+    }
+
+    #[test]
+    fn defaults_and_numbers() {
+        let all = parse(&[]).expect("defaults");
+        assert_eq!(
+            (all.store.as_str(), all.sessions, all.expired, all.loads),
+            ("memory", 1_000_000, 100_000, 100_000)
+        );
+        let some = parse(&["redis", "20_000", "2000", "500"]).expect("numbers");
+        assert_eq!(
+            (some.store.as_str(), some.sessions, some.expired, some.loads),
+            ("redis", 20_000, 2000, 500)
+        );
+    }
+
+    #[test]
+    fn a_bad_argument_is_refused_not_replaced_by_the_default() {
+        for bad in [
+            &["memory", "20k"][..],
+            &["memory", "1000", "-5"],
+            &["memory", "1000", "10", "many"],
+            &["memory", ""],
+            &["memory", "_"],
+            &["memory", "99999999999999999999999"],
+            &["mem"],
+            &["memory", "10", "20"],
+            &["memory", "0"],
+            &["memory", "10", "0", "0"],
+            &["memory", "10", "1", "1", "extra"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} was accepted");
+        }
+        assert!(parse(&["memory", "20k"]).unwrap_err().contains("\"20k\""));
+    }
 }
