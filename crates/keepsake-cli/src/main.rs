@@ -4,7 +4,7 @@
 //!
 //! | command | what it does |
 //! |---|---|
-//! | `keepsake keygen` | prints a new random 32-byte secret, in standard padded base64 |
+//! | `keepsake keygen` | prints a new random 32-byte secret, in standard padded base64; `--out PATH` writes it to a new file of mode 0600 instead (never overwriting one) |
 //! | `keepsake sign --name NAME --secret-env VAR --json JSON` | prints a cookie value holding the JSON |
 //! | `keepsake verify --name NAME --secret-env VAR VALUE` | checks a value and prints its payload as JSON (see below) |
 //! | `keepsake decode VALUE` | shows what a value holds without any key (nothing is verified); also reads Flask, Starlette and Django session cookies |
@@ -38,9 +38,14 @@
 //! Secrets never come from the command line, where other users can see them:
 //! the current key comes from an environment variable (`--secret-env VAR`) or a
 //! file (`--secret-file PATH`), exactly one of the two, holding the secret in
-//! base64 (standard or URL-safe, padded or not; surrounding whitespace is
-//! ignored), or with `--format flask|starlette|django` the app's secret key
-//! as text. `verify` also takes verify-only fallback keys from
+//! base64 (standard or URL-safe, padded or not; whitespace, around it or
+//! wrapping it over lines, is ignored), or with `--format
+//! flask|starlette|django` the app's secret key as text. A base64 secret
+//! that is plainly not random bytes (`AAAA...`, `changemechangeme...`, a
+//! passphrase) is refused, as the library refuses it (`Key::from_base64`).
+//! A keepsake secret file that other users can read or change gets a
+//! warning on stderr (`chmod 600` it); `keepsake keygen --out PATH` makes
+//! one that they cannot. `verify` also takes verify-only fallback keys from
 //! `--fallback-env VAR` and `--fallback-file PATH`, both repeatable; they are
 //! tried after the current key, first every `--fallback-env` in the order
 //! given, then every `--fallback-file` in the order given. A `--fallback-env`
@@ -50,7 +55,11 @@
 //! verifies with the same keys as an app configured from the environment
 //! (an empty variable holds no keys). With `--format flask|starlette|django`
 //! it holds the app's old secret keys as text, separated by commas (empty
-//! entries are no keys).
+//! entries are no keys). A fallback key that is the same secret as the
+//! current key or as another fallback is refused, as `KeyRing::from_env`
+//! refuses it: in a rotation it means the old key was lost (the same
+//! variable or file given as `--secret-*` and `--fallback-*` is refused in
+//! every format).
 //!
 //! # Exit status
 //!
@@ -177,8 +186,10 @@ enum Command {
     /// Print a new random 32-byte secret in standard base64.
     ///
     /// Store it in an environment variable or a file and pass it to `sign`
-    /// and `verify` with --secret-env or --secret-file.
-    Keygen,
+    /// and `verify` with --secret-env or --secret-file. With --out, the
+    /// secret goes to a new file that only its owner can read, not to
+    /// stdout.
+    Keygen(KeygenArgs),
     /// Protect a JSON payload and print the cookie value.
     Sign(SignArgs),
     /// Verify a cookie value and print its payload as JSON.
@@ -206,6 +217,15 @@ enum Command {
     /// or memory://. Exits 1 when show, revoke or revoke-user finds nothing, 2
     /// when the store cannot be opened or reached.
     Sessions(sessions::SessionsArgs),
+}
+
+/// Arguments of `keepsake keygen`.
+#[derive(Debug, Args)]
+struct KeygenArgs {
+    /// Write the secret to this new file (mode 0600: readable by its owner
+    /// only) instead of stdout; an existing file is never overwritten.
+    #[arg(long, value_name = "PATH")]
+    out: Option<PathBuf>,
 }
 
 /// How values are protected: shared by `sign` and `verify`.
@@ -387,8 +407,11 @@ fn parse_ttl(text: &str) -> Result<u64, String> {
 
 /// A command with its configuration loaded, ready to run.
 enum Task {
-    /// Print a new secret.
-    Keygen,
+    /// Print a new secret, or write it to a new file.
+    Keygen {
+        /// The file to create, if any.
+        out: Option<PathBuf>,
+    },
     /// Protect `payload` for cookie `name`.
     Sign {
         /// Current key, format and namespace.
@@ -427,7 +450,7 @@ impl Task {
     /// clock, and builds the key ring.
     fn configure(command: Command) -> Result<Self> {
         Ok(match command {
-            Command::Keygen => Self::Keygen,
+            Command::Keygen(args) => Self::Keygen { out: args.out },
             Command::Sign(args) => {
                 if let Some(framework) = interop::framework(args.codec.format) {
                     return interop::sign(&args, framework).map(Self::Interop);
@@ -448,6 +471,7 @@ impl Task {
                 }
             }
             Command::Verify(args) => {
+                same_source_twice(&args)?;
                 if let Some(framework) = interop::framework(args.codec.format) {
                     return interop::verify(&args, framework).map(Self::Interop);
                 }
@@ -455,16 +479,26 @@ impl Task {
                     bail!("--max-age applies only to --format flask, starlette and django");
                 }
                 no_salt(&args.codec)?;
+                let current = load_current(&args.secret)?;
+                // Each fallback with where it came from, for the error of a
+                // repeated key.
                 let mut fallbacks = Vec::new();
                 for var in &args.fallback_env {
+                    let keys =
+                        Key::list_from_env(var).map_err(|err| key_error(&err, "--fallback-env"))?;
                     fallbacks.extend(
-                        Key::list_from_env(var).map_err(|err| key_error(&err, "--fallback-env"))?,
+                        (1..)
+                            .zip(keys)
+                            .map(|(n, key)| (key, format!("key {n} in --fallback-env {var}"))),
                     );
                 }
                 for path in &args.fallback_file {
-                    fallbacks.push(key_from_file(path, "--fallback-file")?);
+                    let key = key_from_file(path, "--fallback-file")?;
+                    fallbacks.push((key, format!("--fallback-file {}", path.display())));
                 }
-                let ring = KeyRing::new(load_current(&args.secret)?).with_fallbacks(fallbacks);
+                no_repeated_key(&current, &secret_origin(&args.secret), &fallbacks)?;
+                let ring =
+                    KeyRing::new(current).with_fallbacks(fallbacks.into_iter().map(|(key, _)| key));
                 Self::Verify {
                     codec: make_codec(&args.codec, ring)?,
                     name: cookie_name(&args.codec)?,
@@ -480,10 +514,11 @@ impl Task {
     /// Runs the command, writing its result to `out`.
     fn execute(self, out: &mut impl Write) -> Result<()> {
         match self {
-            Self::Keygen => {
+            Self::Keygen { out: None } => {
                 let key = Key::try_generate()?;
                 writeln!(out, "{}", key.to_base64())?;
             }
+            Self::Keygen { out: Some(path) } => write_new_secret(&path, &Key::try_generate()?)?,
             Self::Sign {
                 codec,
                 name,
@@ -521,6 +556,90 @@ impl Task {
         out.flush()?;
         Ok(())
     }
+}
+
+/// Writes `key` to a new file at `path` that only its owner can read
+/// (mode 0600 on Unix), refusing to replace an existing file: it may hold
+/// a secret in use.
+fn write_new_secret(path: &Path, key: &Key) -> Result<()> {
+    let origin = format!("--out {}", path.display());
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = match options.open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => bail!(
+            "{origin}: the file already exists; keepsake keygen never overwrites a file (it \
+             may hold a secret in use): delete it first, or give another path"
+        ),
+        Err(err) => {
+            return Err(err).with_context(|| format!("{origin}: cannot create the secret file"));
+        }
+    };
+    let written = file
+        .write_all(format!("{}\n", key.to_base64()).as_bytes())
+        .and_then(|()| file.sync_all());
+    if let Err(err) = written {
+        // Leave no half-written secret behind.
+        drop(file);
+        let _ = std::fs::remove_file(path);
+        return Err(err).with_context(|| format!("{origin}: cannot write the secret file"));
+    }
+    Ok(())
+}
+
+/// Where the current secret of `secret` comes from, as the user wrote it.
+fn secret_origin(secret: &SecretArgs) -> String {
+    match (&secret.secret_env, &secret.secret_file) {
+        (Some(var), _) => format!("--secret-env {var}"),
+        (None, Some(path)) => format!("--secret-file {}", path.display()),
+        (None, None) => "the current key".to_owned(),
+    }
+}
+
+/// Refuses a fallback variable or file that is also the current key's,
+/// in every format (the keys themselves are compared by
+/// [`no_repeated_key`] for keepsake's formats).
+fn same_source_twice(args: &VerifyArgs) -> Result<()> {
+    if let Some(var) = &args.secret.secret_env
+        && args.fallback_env.contains(var)
+    {
+        bail!(
+            "--fallback-env {var} is also --secret-env: a fallback key must be an older key, not \
+             the current one (during a rotation, the key that was current before)"
+        );
+    }
+    if let Some(path) = &args.secret.secret_file
+        && args.fallback_file.contains(path)
+    {
+        bail!(
+            "--fallback-file {} is also --secret-file: a fallback key must be an older key, not \
+             the current one (during a rotation, the key that was current before)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Refuses a fallback key that is the same secret as the current key or
+/// as an earlier fallback, as `KeyRing::from_env` does: in a rotation it is
+/// the sign that the old key was lost. `fallbacks` pairs each key with
+/// where it came from.
+fn no_repeated_key(current: &Key, current_origin: &str, fallbacks: &[(Key, String)]) -> Result<()> {
+    for (i, (key, origin)) in fallbacks.iter().enumerate() {
+        if key == current {
+            bail!(
+                "{origin} is the same secret as {current_origin}: a fallback key must be an \
+                 older key, not the current one (during a rotation, the key that was current \
+                 before)"
+            );
+        }
+        if let Some((_, earlier)) = fallbacks[..i].iter().find(|(other, _)| other == key) {
+            bail!("{origin} is the same secret as {earlier}: give each older key once");
+        }
+    }
+    Ok(())
 }
 
 /// Refuses `--salt` for keepsake's own formats, which have none.
@@ -566,12 +685,18 @@ fn key_from_env(var: &str, flag: &str) -> Result<Key> {
     Key::from_env(var).map_err(|err| key_error(&err, flag))
 }
 
-/// Reads a base64 secret from the file at `path`.
+/// Reads a base64 secret from the file at `path`; warns on stderr when
+/// other users can read or change the file.
 fn key_from_file(path: &Path, flag: &str) -> Result<Key> {
     let origin = format!("{flag} {}", path.display());
     let mut text = String::new();
-    File::open(path)
-        .and_then(|file| file.take(MAX_SECRET_FILE_LEN + 1).read_to_string(&mut text))
+    let file = File::open(path)
+        .and_then(|file| {
+            (&file)
+                .take(MAX_SECRET_FILE_LEN + 1)
+                .read_to_string(&mut text)?;
+            Ok(file)
+        })
         .with_context(|| format!("{origin}: cannot read the secret file"))?;
     if text.len() as u64 > MAX_SECRET_FILE_LEN {
         bail!(
@@ -579,7 +704,34 @@ fn key_from_file(path: &Path, flag: &str) -> Result<Key> {
              make one with `keepsake keygen` and store it alone in the file"
         );
     }
-    Key::from_base64(&text).map_err(|err| key_error(&err, &origin))
+    let key = Key::from_base64(&text).map_err(|err| key_error(&err, &origin))?;
+    if let Some(warning) = open_to_others(&file, &origin) {
+        let _ = writeln!(io::stderr(), "keepsake: warning: {warning}");
+    }
+    Ok(key)
+}
+
+/// What to warn about a secret file that other users can read or change
+/// (its group or other permission bits), or `None`.
+#[cfg(unix)]
+fn open_to_others(file: &File, origin: &str) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = file.metadata().ok()?.permissions().mode() & 0o777;
+    let access = match (mode & 0o044 != 0, mode & 0o022 != 0) {
+        (false, false) => return None,
+        (true, false) => "readable",
+        (false, true) => "writable",
+        (true, true) => "readable and writable",
+    };
+    Some(format!(
+        "{origin} is {access} by other users (mode {mode:04o}); `chmod 600` it"
+    ))
+}
+
+/// Other systems have no Unix permission bits to check.
+#[cfg(not(unix))]
+fn open_to_others(_file: &File, _origin: &str) -> Option<String> {
+    None
 }
 
 /// A one-line error for a refused secret that says where it came from and,
@@ -592,7 +744,8 @@ fn key_error(err: &KeyError, origin: &str) -> anyhow::Error {
         message = format!("{message}: {reason}");
         cause = reason.source();
     }
-    if message.contains("keepsake keygen") {
+    // A repeated key needs no new secret: it says what to do instead.
+    if message.contains("keepsake keygen") || matches!(err, KeyError::DuplicateEnv { .. }) {
         anyhow!("{origin}: {message}")
     } else {
         anyhow!("{origin}: {message}; make a new secret with `keepsake keygen`")

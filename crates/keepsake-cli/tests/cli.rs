@@ -16,8 +16,10 @@ use keepsake::{
 const SECRET: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 /// The same bytes in unpadded URL-safe base64.
 const SECRET_URL_SAFE: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
-/// Another valid secret (32 bytes of 0xff).
-const OTHER_SECRET: &str = "//////////////////////////////////////////8=";
+/// Another valid secret (the bytes 255, 254, …, 224).
+const OTHER_SECRET: &str = "//79/Pv6+fj39vX08/Lx8O/u7ezr6uno5+bl5OPi4eA=";
+/// A third valid secret (the bytes 37 i + 11 mod 256, i = 0, …, 31).
+const THIRD_SECRET: &str = "CzBVep/E6Q4zWH2ix+wRNluApcrvFDleg6jN8hc8YYY=";
 /// Variable that holds [`SECRET`] in these tests.
 const VAR: &str = "KEEPSAKE_TEST_SECRET";
 /// Variable that holds [`OTHER_SECRET`] in these tests.
@@ -47,6 +49,25 @@ fn keepsake_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
         command.env(name, value);
     }
     command.output().expect("the binary runs")
+}
+
+/// Writes `text` to a new file at `path` that only its owner can read (as
+/// a secret file should be: others get a warning).
+fn write_secret_file(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+}
+
+/// The permission bits of `path`.
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
 fn stdout(output: &Output) -> String {
@@ -367,9 +388,9 @@ fn fallbacks_from_env_and_files_in_any_number() {
     let value = sign("n", "7", &[]);
     let dir = tempfile::tempdir().unwrap();
     let other_file = dir.path().join("other");
-    std::fs::write(&other_file, format!("{OTHER_SECRET}\n")).unwrap();
+    write_secret_file(&other_file, &format!("{THIRD_SECRET}\n"));
     let old_file = dir.path().join("old");
-    std::fs::write(&old_file, format!("{SECRET}\n")).unwrap();
+    write_secret_file(&old_file, &format!("{SECRET}\n"));
 
     let fresh = ok_line(&keepsake(&["keygen"]));
     let env = [("KEEPSAKE_TEST_FRESH", fresh.as_str())];
@@ -554,9 +575,7 @@ fn secret_file_with_newline_and_url_safe_alphabet() {
     .enumerate()
     {
         let path = dir.path().join(format!("secret{i}"));
-        let mut file = std::fs::File::create(&path).unwrap();
-        file.write_all(text.as_bytes()).unwrap();
-        drop(file);
+        write_secret_file(&path, text);
         let path = path.to_str().unwrap();
 
         // The same key as SECRET: the known answer comes out.
@@ -714,7 +733,7 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn bad_secrets_are_configuration_errors() {
-    let cases: [(&str, Option<&str>, &str); 5] = [
+    let cases: [(&str, Option<&str>, &str); 8] = [
         ("KEEPSAKE_TEST_UNSET", None, "is not set"),
         (
             "KEEPSAKE_TEST_SHORT",
@@ -727,6 +746,22 @@ fn bad_secrets_are_configuration_errors() {
             "KEEPSAKE_TEST_MIXED",
             Some("+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+_8"),
             "not valid base64",
+        ),
+        // Long enough, but not random bytes.
+        (
+            "KEEPSAKE_TEST_ZEROS",
+            Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+            "looks like a placeholder or a passphrase, not random bytes",
+        ),
+        (
+            "KEEPSAKE_TEST_CHANGEME",
+            Some("changemechangemechangemechangemechangemechangeme"),
+            "looks like a placeholder or a passphrase, not random bytes",
+        ),
+        (
+            "KEEPSAKE_TEST_PASSPHRASE",
+            Some("correcthorsebatterystaplecorrecthorsebattery"),
+            "looks like a placeholder or a passphrase, not random bytes",
         ),
     ];
     for (var, value, reason) in cases {
@@ -756,6 +791,272 @@ fn bad_secrets_are_configuration_errors() {
             assert!(err.contains("keepsake keygen"), "says how to fix it: {err}");
         }
     }
+}
+
+#[test]
+fn line_wrapped_secrets_are_read() {
+    // 64 bytes as `openssl rand -base64 64` prints them: wrapped at 64
+    // columns.
+    let bytes: Vec<u8> = (0u8..64).map(|i| i.wrapping_mul(101) ^ 0x3c).collect();
+    let key = Key::from_bytes(&bytes).unwrap();
+    let text = key.to_base64();
+    let wrapped = format!("{}\n{}\n", &text[..64], &text[64..]);
+    let value = Codec::signed(KeyRing::new(key))
+        .encode("n", b"1", Claims::new(1_700_000_000))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wrapped");
+    write_secret_file(&path, &wrapped);
+    let env = [("KEEPSAKE_TEST_WRAPPED", wrapped.as_str())];
+    for source in [
+        ["--secret-env", "KEEPSAKE_TEST_WRAPPED"],
+        ["--secret-file", path.to_str().unwrap()],
+    ] {
+        let mut args = vec!["verify", "--name", "n", "--now", NOW];
+        args.extend(source);
+        args.push(&value);
+        assert_eq!(ok_line(&keepsake_with_env(&args, &env)), "1", "{source:?}");
+    }
+}
+
+#[test]
+fn keygen_out_writes_a_private_file_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.secret");
+    let out = keepsake(&["keygen", "--out", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // The secret goes to the file only.
+    assert_eq!(stdout(&out), "");
+    assert_eq!(stderr(&out), "");
+    assert_eq!(mode(&path), 0o600);
+    let written = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        written.ends_with('\n') && written.lines().count() == 1,
+        "{written:?}"
+    );
+    assert_eq!(Key::from_base64(&written).unwrap().len(), 32);
+
+    // The file is a secret file as --secret-file reads it, with no warning.
+    let value = ok_line(&keepsake(&[
+        "sign",
+        "--name",
+        "n",
+        "--secret-file",
+        path.to_str().unwrap(),
+        "--json",
+        "1",
+    ]));
+    let key = Key::from_base64(&written).unwrap();
+    assert!(
+        Codec::signed(KeyRing::new(key))
+            .decode("n", &value, u64::MAX / 2)
+            .is_ok()
+    );
+
+    // An existing file is never overwritten, whatever it holds.
+    for existing in [path, dir.path().join("empty")] {
+        std::fs::write(dir.path().join("empty"), "").unwrap();
+        let before = std::fs::read(&existing).unwrap();
+        let err = failure(
+            &keepsake(&["keygen", "--out", existing.to_str().unwrap()]),
+            2,
+        );
+        assert!(err.contains(existing.to_str().unwrap()), "{err}");
+        assert!(err.contains("already exists"), "{err}");
+        assert!(err.contains("never overwrites"), "{err}");
+        assert_eq!(std::fs::read(&existing).unwrap(), before);
+    }
+    // A file that cannot be made: one line naming it.
+    let nowhere = dir.path().join("no/such/dir/s");
+    let err = failure(
+        &keepsake(&["keygen", "--out", nowhere.to_str().unwrap()]),
+        2,
+    );
+    assert!(err.contains("cannot create the secret file"), "{err}");
+}
+
+#[test]
+fn secret_files_others_can_read_get_a_warning() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secret");
+    write_secret_file(&path, &format!("{SECRET}\n"));
+    let shown = path.to_str().unwrap();
+    for (bits, warning) in [
+        (0o600, None),
+        (0o400, None),
+        (0o644, Some("readable by other users (mode 0644)")),
+        (0o640, Some("readable by other users (mode 0640)")),
+        (0o604, Some("readable by other users (mode 0604)")),
+        (0o620, Some("writable by other users (mode 0620)")),
+        (
+            0o666,
+            Some("readable and writable by other users (mode 0666)"),
+        ),
+    ] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(bits)).unwrap();
+        for flag in ["--secret-file", "--fallback-file"] {
+            let mut args = vec!["verify", "--name", "theme", "--now", NOW];
+            args.extend(match flag {
+                "--secret-file" => ["--secret-file", shown],
+                _ => ["--secret-env", OTHER_VAR],
+            });
+            if flag == "--fallback-file" {
+                args.extend(["--fallback-file", shown]);
+            }
+            args.push(KNOWN_VALUE);
+            let out = keepsake(&args);
+            // The warning never stops the command.
+            assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+            assert_eq!(stdout(&out), "\"dark\"\n");
+            let err = stderr(&out);
+            let err = err.strip_suffix("stale-key\n").unwrap_or(&err);
+            match warning {
+                None => assert_eq!(err, "", "{bits:o}"),
+                Some(warning) => assert_eq!(
+                    err,
+                    format!("keepsake: warning: {flag} {shown} is {warning}; `chmod 600` it\n"),
+                    "{bits:o}"
+                ),
+            }
+        }
+    }
+    // A refused secret gets its error alone, not the warning too.
+    std::fs::write(&path, "AAECAwQFBgcICQoLDA0ODw==\n").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = failure(
+        &keepsake(&["verify", "--name", "n", "--secret-file", shown, KNOWN_VALUE]),
+        2,
+    );
+    assert!(err.contains("16 bytes"), "{err}");
+}
+
+#[test]
+fn a_fallback_key_equal_to_the_current_one_or_another_is_refused() {
+    let value = sign("n", "7", &[]); // made with SECRET, in VAR
+    let dir = tempfile::tempdir().unwrap();
+    let same_file = dir.path().join("same");
+    write_secret_file(&same_file, &format!("{SECRET}\n"));
+    let other_file = dir.path().join("other");
+    write_secret_file(&other_file, &format!("{OTHER_SECRET}\n"));
+    let same = same_file.to_str().unwrap();
+    let other = other_file.to_str().unwrap();
+    let env = [
+        ("KEEPSAKE_TEST_SAME", SECRET),
+        (
+            "KEEPSAKE_TEST_TWICE",
+            &format!("{OTHER_SECRET}, {OTHER_SECRET}"),
+        ),
+    ];
+    let refused = |extra: &[&str], expected: &str| {
+        let mut args = vec!["verify", "--name", "n"];
+        args.extend_from_slice(extra);
+        args.push(&value);
+        let err = failure(&keepsake_with_env(&args, &env), 2);
+        assert!(err.starts_with(expected), "{extra:?}: {err}");
+        assert!(
+            !err.contains(SECRET) && !err.contains(OTHER_SECRET),
+            "{err}"
+        );
+    };
+    // The reported case: the same variable twice.
+    refused(
+        &["--secret-env", VAR, "--fallback-env", VAR],
+        &format!(
+            "keepsake: --fallback-env {VAR} is also --secret-env: a fallback key must be an older key"
+        ),
+    );
+    // The same file twice.
+    refused(
+        &["--secret-file", same, "--fallback-file", same],
+        &format!("keepsake: --fallback-file {same} is also --secret-file"),
+    );
+    // The same secret in another variable or file.
+    refused(
+        &[
+            "--secret-env",
+            VAR,
+            "--fallback-env",
+            OTHER_VAR,
+            "--fallback-env",
+            "KEEPSAKE_TEST_SAME",
+        ],
+        &format!(
+            "keepsake: key 1 in --fallback-env KEEPSAKE_TEST_SAME is the same secret as --secret-env {VAR}: a fallback key must be an older key, not the current one"
+        ),
+    );
+    refused(
+        &["--secret-env", VAR, "--fallback-file", same],
+        &format!("keepsake: --fallback-file {same} is the same secret as --secret-env {VAR}"),
+    );
+    refused(
+        &[
+            "--secret-file",
+            same,
+            "--fallback-env",
+            "KEEPSAKE_TEST_SAME",
+        ],
+        &format!(
+            "keepsake: key 1 in --fallback-env KEEPSAKE_TEST_SAME is the same secret as --secret-file {same}"
+        ),
+    );
+    // One fallback twice, across sources or within a list.
+    refused(
+        &[
+            "--secret-env",
+            VAR,
+            "--fallback-env",
+            OTHER_VAR,
+            "--fallback-file",
+            other,
+        ],
+        &format!(
+            "keepsake: --fallback-file {other} is the same secret as key 1 in --fallback-env {OTHER_VAR}: give each older key once"
+        ),
+    );
+    refused(
+        &["--secret-env", VAR, "--fallback-env", "KEEPSAKE_TEST_TWICE"],
+        "keepsake: --fallback-env: key 2 in the environment variable KEEPSAKE_TEST_TWICE is the same secret as key 1 of that list",
+    );
+    // Framework formats: the same variable or file twice is refused too.
+    refused(
+        &[
+            "--format",
+            "flask",
+            "--secret-env",
+            VAR,
+            "--fallback-env",
+            VAR,
+        ],
+        &format!("keepsake: --fallback-env {VAR} is also --secret-env"),
+    );
+    refused(
+        &[
+            "--format",
+            "django",
+            "--secret-file",
+            same,
+            "--fallback-file",
+            same,
+        ],
+        &format!("keepsake: --fallback-file {same} is also --secret-file"),
+    );
+    // Distinct keys: fine.
+    let out = keepsake_with_env(
+        &[
+            "verify",
+            "--name",
+            "n",
+            "--secret-env",
+            OTHER_VAR,
+            "--fallback-file",
+            same,
+            &value,
+        ],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "stale-key\n");
 }
 
 #[test]

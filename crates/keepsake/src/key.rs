@@ -50,6 +50,7 @@ use hmac::Hmac;
 use rand::TryRng as _;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
 
 /// The smallest master secret keepsake accepts, in bytes (256 bits).
 ///
@@ -94,8 +95,16 @@ const HKDF_SALT: &[u8] = b"keepsake key derivation v1";
 /// let err = KeyRing::from_env_with(|_| Ok("c2hvcnQ=".to_owned())).unwrap_err();
 /// assert_eq!(err.to_string(), "the environment variable KEEPSAKE_SECRET does not hold a valid secret");
 /// assert!(err.source().unwrap().to_string().starts_with("the secret is 5 bytes"));
+///
+/// // `Debug` (what `main` prints for an error it returns) names the
+/// // variant, then says what `Display` and the causes say.
+/// assert_eq!(
+///     format!("{err:?}"),
+///     "InvalidEnv: the environment variable KEEPSAKE_SECRET does not hold a valid secret: \
+///      the secret is 5 bytes; keepsake needs at least 32 (make one with `keepsake keygen`)"
+/// );
 /// ```
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[derive(thiserror::Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum KeyError {
     /// The secret is shorter than [`MIN_SECRET_LEN`].
@@ -122,6 +131,15 @@ pub enum KeyError {
          one with `keepsake keygen`"
     )]
     NotBase64,
+    /// The secret has the right length but does not look like random
+    /// bytes: its bytes take fewer than 8 distinct values, or its text uses
+    /// letters of one case only, or digits only (`AAAA...=`,
+    /// `changemechangeme...`, a passphrase). See [`Key::from_base64`].
+    #[error(
+        "the secret looks like a placeholder or a passphrase, not random bytes; make \
+         one with `keepsake keygen`"
+    )]
+    NotRandom,
     /// The environment variable that should hold the secret is not set.
     #[error(
         "the environment variable {var} is not set; make a secret with \
@@ -152,9 +170,90 @@ pub enum KeyError {
         /// [`source`](std::error::Error::source), as a `Box<KeyError>`).
         source: Box<KeyError>,
     },
+    /// A key in a comma-separated list of fallback keys (such as
+    /// `KEEPSAKE_SECRET_FALLBACKS`) is the same secret as the current key
+    /// or as an earlier key of the list. In a rotation this is the sign of
+    /// a mistake, such as the old key lost when the new one was made
+    /// current, so it is refused rather than ignored.
+    #[error("{}", duplicate_env_text(.var, *.position, *.same_as))]
+    DuplicateEnv {
+        /// Name of the variable that holds the list.
+        var: String,
+        /// Which key of the list, counting from 1 (blank entries are not
+        /// counted).
+        position: usize,
+        /// `None`: the same secret as the current key (`KEEPSAKE_SECRET`);
+        /// `Some(n)`: the same secret as key `n` of the same list.
+        same_as: Option<usize>,
+    },
     /// The operating system's random number generator failed.
     #[error("the operating system's random number generator failed: {0}")]
     Rng(String),
+}
+
+impl KeyError {
+    /// The variant's name, first in the `Debug` form.
+    fn variant_name(&self) -> &'static str {
+        match self {
+            Self::TooShort { .. } => "TooShort",
+            Self::TooLong { .. } => "TooLong",
+            Self::NotBase64 => "NotBase64",
+            Self::NotRandom => "NotRandom",
+            Self::MissingEnv { .. } => "MissingEnv",
+            Self::EnvNotUnicode { .. } => "EnvNotUnicode",
+            Self::InvalidEnv { .. } => "InvalidEnv",
+            Self::DuplicateEnv { .. } => "DuplicateEnv",
+            Self::Rng(_) => "Rng",
+        }
+    }
+}
+
+/// `Variant: message: cause: ...`: the message with its hint rather than
+/// the fields, for `main` returning the error (Rust prints its `Debug`)
+/// and for `assert_eq!` failures. No variant holds a secret.
+impl fmt::Debug for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        debug_error(f, self.variant_name(), self)
+    }
+}
+
+/// Writes the `Debug` form of keepsake's configuration errors
+/// ([`KeyError`], [`ConfigError`](crate::middleware::ConfigError),
+/// [`OpenError`](crate::store::OpenError)): `variant: ` then the `Display`
+/// text and each cause's, joined with `: `, leaving out a cause whose text
+/// is already there (some messages quote their cause).
+pub(crate) fn debug_error(
+    f: &mut fmt::Formatter<'_>,
+    variant: &str,
+    err: &dyn std::error::Error,
+) -> fmt::Result {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(reason) = cause {
+        let part = reason.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = reason.source();
+    }
+    write!(f, "{variant}: {text}")
+}
+
+/// The message of [`KeyError::DuplicateEnv`].
+fn duplicate_env_text(var: &str, position: usize, same_as: Option<usize>) -> String {
+    match same_as {
+        None => format!(
+            "key {position} in the environment variable {var} is the same secret as \
+             {SECRET_VAR}: list only older keys there (during a rotation, the key that was \
+             current before; docs/ROTATION.md in keepsake's repository has the steps)"
+        ),
+        Some(n) => format!(
+            "key {position} in the environment variable {var} is the same secret as key {n} of \
+             that list: list each older key once (a repeated key may mean another one was lost \
+             in a rotation)"
+        ),
+    }
 }
 
 /// The message of [`KeyError::InvalidEnv`].
@@ -207,13 +306,33 @@ fn key_from_env_text(var: &str, position: Option<usize>, text: &str) -> Result<K
 }
 
 /// The comma-separated secrets `text` read from variable `var`; blank
-/// entries are skipped.
-fn keys_from_env_list(var: &str, text: &str) -> Result<Vec<Key>, KeyError> {
-    text.split(',')
+/// entries are skipped. A secret equal to `current` or to an earlier one of
+/// the list is refused ([`KeyError::DuplicateEnv`]).
+fn keys_from_env_list(var: &str, text: &str, current: Option<&Key>) -> Result<Vec<Key>, KeyError> {
+    let mut keys: Vec<Key> = Vec::new();
+    for (entry, position) in text
+        .split(',')
         .filter(|entry| !entry.trim().is_empty())
         .zip(1..)
-        .map(|(entry, position)| key_from_env_text(var, Some(position), entry))
-        .collect()
+    {
+        let key = key_from_env_text(var, Some(position), entry)?;
+        let same_as = if current == Some(&key) {
+            Some(None)
+        } else {
+            keys.iter()
+                .position(|earlier| *earlier == key)
+                .map(|i| Some(i + 1))
+        };
+        if let Some(same_as) = same_as {
+            return Err(KeyError::DuplicateEnv {
+                var: var.to_owned(),
+                position,
+                same_as,
+            });
+        }
+        keys.push(key);
+    }
+    Ok(keys)
 }
 
 /// Which family of values a subkey protects.
@@ -307,6 +426,8 @@ impl FromStr for Namespace {
 ///
 /// Cheap to clone (the bytes are shared). Equality is constant-time, and
 /// `Debug` shows only a [fingerprint](Key::fingerprint), never the bytes.
+/// The bytes are overwritten with zeros when the last clone is dropped (and
+/// so are the subkeys of a [`KeyRing`] when the ring is).
 ///
 /// # Example
 ///
@@ -320,7 +441,8 @@ impl FromStr for Namespace {
 /// ```
 #[derive(Clone)]
 pub struct Key {
-    secret: Arc<[u8]>,
+    /// Zeroed on drop.
+    secret: Arc<Zeroizing<Box<[u8]>>>,
 }
 
 impl Key {
@@ -360,11 +482,11 @@ impl Key {
     /// # Ok::<(), keepsake::key::KeyError>(())
     /// ```
     pub fn try_generate() -> Result<Self, KeyError> {
-        let mut bytes = [0u8; GENERATED_LEN];
+        let mut bytes = Zeroizing::new([0u8; GENERATED_LEN]);
         rand::rngs::SysRng
-            .try_fill_bytes(&mut bytes)
+            .try_fill_bytes(&mut *bytes)
             .map_err(|err| KeyError::Rng(err.to_string()))?;
-        Self::from_bytes(&bytes)
+        Self::from_bytes(&*bytes)
     }
 
     /// Takes a master secret from raw bytes.
@@ -387,38 +509,76 @@ impl Key {
             len if len < MIN_SECRET_LEN => Err(KeyError::TooShort { len }),
             len if len > MAX_SECRET_LEN => Err(KeyError::TooLong { len }),
             _ => Ok(Self {
-                secret: Arc::from(bytes),
+                secret: Arc::new(Zeroizing::new(Box::from(bytes))),
             }),
         }
     }
 
     /// Takes a master secret written in base64: the standard or the URL-safe
-    /// alphabet, with or without padding. Surrounding whitespace (such as the
-    /// newline at the end of a file) is ignored.
+    /// alphabet, with or without padding. Whitespace is ignored, around the
+    /// text (such as the newline at the end of a file) and inside it (base64
+    /// wrapped over several lines, as `openssl rand -base64 64` and Python's
+    /// `base64.encodebytes` write it).
     ///
-    /// Only the length of the decoded bytes is checked, not how random they
-    /// are: any run of 43 or more letters and digits is valid base64, so a
-    /// long password typed by hand passes as well. Make secrets with
-    /// `keepsake keygen` or [`Key::generate`].
+    /// Every secret given as text (`KEEPSAKE_SECRET`, the fallback keys,
+    /// the command line tool's `--secret-env` and `--secret-file`) is read
+    /// here, so besides the length of the decoded bytes, this refuses text
+    /// that is plainly not random bytes ([`KeyError::NotRandom`]): decoded
+    /// bytes that take fewer than 8 distinct values (`AAAA...=` is 32 zero
+    /// bytes), or text that uses only one kind of character among lowercase
+    /// letters, capitals and digits (`+`, `/`, `-`, `_` and `=` aside), as a
+    /// placeholder such as `changemechangemechangeme...` or a passphrase
+    /// does. A random base64 secret of 43 characters or more fails this with
+    /// a probability near 10<sup>-17</sup>, and a hex secret (`openssl rand
+    /// -hex 32`: digits and lowercase letters) passes. This is no measure of
+    /// randomness: a long password of mixed letters and digits still passes.
+    /// Make secrets with `keepsake keygen` or [`Key::generate`].
+    /// [`Key::from_bytes`] checks only the length.
     ///
     /// # Errors
     ///
-    /// [`KeyError::NotBase64`], or the length errors of [`Key::from_bytes`].
+    /// [`KeyError::NotBase64`], the length errors of [`Key::from_bytes`],
+    /// and [`KeyError::NotRandom`].
     ///
     /// # Example
     ///
     /// ```
     /// use keepsake::key::{Key, KeyError};
     ///
-    /// let standard = "+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/8=";
-    /// let url_safe = "-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_8";
+    /// let standard = "tKNt/h7Nt+FQMeBj/YSmoUeI96S3g2QZ/GCrb++SaD8=";
+    /// let url_safe = "tKNt_h7Nt-FQMeBj_YSmoUeI96S3g2QZ_GCrb--SaD8";
     /// assert_eq!(Key::from_base64(standard)?, Key::from_base64(url_safe)?);
+    /// // Wrapped over lines, as `openssl rand -base64 64` prints it.
+    /// let wrapped = "tKNt/h7Nt+FQMeBj/YSmoUeI96S3\r\n  g2QZ/GCrb++SaD8=\n";
+    /// assert_eq!(Key::from_base64(wrapped)?, Key::from_base64(standard)?);
     /// assert_eq!(Key::from_base64("not base64!"), Err(KeyError::NotBase64));
+    ///
+    /// // 32 zero bytes, a placeholder and a passphrase: not random bytes.
+    /// for text in [
+    ///     "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+    ///     "changemechangemechangemechangemechangemechangeme",
+    ///     "correcthorsebatterystaplecorrecthorsebattery",
+    /// ] {
+    ///     assert_eq!(Key::from_base64(text), Err(KeyError::NotRandom), "{text}");
+    /// }
+    /// let err = Key::from_base64("correcthorsebatterystaplecorrecthorsebattery").unwrap_err();
+    /// assert!(err.to_string().contains("keepsake keygen"));
     /// # Ok::<(), KeyError>(())
     /// ```
     pub fn from_base64(text: &str) -> Result<Self, KeyError> {
-        let bytes = decode_any_base64(text.trim()).ok_or(KeyError::NotBase64)?;
-        Self::from_bytes(&bytes)
+        let compact: Zeroizing<String> = Zeroizing::new(
+            text.trim()
+                .chars()
+                .filter(|c| !c.is_ascii_whitespace())
+                .collect(),
+        );
+        let bytes = Zeroizing::new(decode_any_base64(&compact).ok_or(KeyError::NotBase64)?);
+        let key = Self::from_bytes(&bytes)?;
+        if looks_random(&compact, &bytes) {
+            Ok(key)
+        } else {
+            Err(KeyError::NotRandom)
+        }
     }
 
     /// Reads a base64 master secret from the environment variable `var`.
@@ -446,7 +606,7 @@ impl Key {
     /// assert!(err.to_string().contains("keepsake keygen"));
     /// ```
     pub fn from_env(var: &str) -> Result<Self, KeyError> {
-        let text = required_env_text(|name| std::env::var(name), var)?;
+        let text = Zeroizing::new(required_env_text(|name| std::env::var(name), var)?);
         key_from_env_text(var, None, &text)
     }
 
@@ -458,9 +618,9 @@ impl Key {
     /// # Errors
     ///
     /// [`KeyError::MissingEnv`] when the variable is unset,
-    /// [`KeyError::EnvNotUnicode`], and [`KeyError::InvalidEnv`] naming the
+    /// [`KeyError::EnvNotUnicode`], [`KeyError::InvalidEnv`] naming the
     /// variable and the position in the list of the first secret that is
-    /// not valid.
+    /// not valid, and [`KeyError::DuplicateEnv`] for a secret listed twice.
     ///
     /// # Example
     ///
@@ -471,8 +631,8 @@ impl Key {
     /// assert_eq!(err, KeyError::MissingEnv { var: "KEEPSAKE_DOC_EXAMPLE_UNSET".to_owned() });
     /// ```
     pub fn list_from_env(var: &str) -> Result<Vec<Self>, KeyError> {
-        let text = required_env_text(|name| std::env::var(name), var)?;
-        keys_from_env_list(var, &text)
+        let text = Zeroizing::new(required_env_text(|name| std::env::var(name), var)?);
+        keys_from_env_list(var, &text, None)
     }
 
     /// The secret in standard, padded base64, the form `keepsake keygen`
@@ -487,7 +647,7 @@ impl Key {
     /// assert_eq!(key.to_base64(), "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
     /// ```
     pub fn to_base64(&self) -> String {
-        base64_simd::STANDARD.encode_to_string(&self.secret)
+        base64_simd::STANDARD.encode_to_string(self.bytes())
     }
 
     /// Length of the secret in bytes.
@@ -499,7 +659,12 @@ impl Key {
     /// ```
     #[allow(clippy::len_without_is_empty)] // a key is never empty
     pub fn len(&self) -> usize {
-        self.secret.len()
+        self.bytes().len()
+    }
+
+    /// The secret bytes.
+    fn bytes(&self) -> &[u8] {
+        &self.secret
     }
 
     /// A short, non-secret name for the key: 8 hex digits derived with HKDF
@@ -524,7 +689,7 @@ impl Key {
 
     /// HKDF-SHA256 expansion of this secret under `info`.
     fn expand(&self, info: &[u8], out: &mut [u8]) {
-        let hkdf = Hkdf::<Sha256>::new(Some(HKDF_SALT), &self.secret);
+        let hkdf = Hkdf::<Sha256>::new(Some(HKDF_SALT), self.bytes());
         // Only fails for outputs over 255 * 32 bytes; ours are 32 or fewer.
         if hkdf.expand(info, out).is_err() {
             unreachable!("HKDF output length is a small constant");
@@ -536,7 +701,7 @@ impl PartialEq for Key {
     /// Constant-time in the contents of the secrets (their lengths are not
     /// secret).
     fn eq(&self, other: &Self) -> bool {
-        self.secret.ct_eq(&other.secret).into()
+        self.bytes().ct_eq(other.bytes()).into()
     }
 }
 
@@ -573,6 +738,31 @@ fn decode_any_base64(text: &str) -> Option<Vec<u8>> {
     engine.decode_to_vec(text).ok()
 }
 
+/// Fewer distinct byte values than this in a secret's decoded bytes: not
+/// random bytes (32 random bytes take about 30).
+const MIN_DISTINCT_BYTES: u32 = 8;
+
+/// Whether base64 `text` (whitespace removed) and its decoded `bytes`
+/// could be random bytes: see [`Key::from_base64`].
+fn looks_random(text: &str, bytes: &[u8]) -> bool {
+    // Which byte values occur, one bit each; zeroed after use like the
+    // bytes themselves.
+    let mut seen = Zeroizing::new([0u64; 4]);
+    for &byte in bytes {
+        seen[usize::from(byte >> 6)] |= 1 << (byte & 63);
+    }
+    let distinct: u32 = seen.iter().map(|word| word.count_ones()).sum();
+    let classes = [
+        u8::is_ascii_lowercase as fn(&u8) -> bool,
+        u8::is_ascii_uppercase,
+        u8::is_ascii_digit,
+    ]
+    .into_iter()
+    .filter(|class| text.bytes().any(|byte| class(&byte)))
+    .count();
+    distinct >= MIN_DISTINCT_BYTES && classes >= 2
+}
+
 /// The subkeys of one master secret, ready for use: the HMAC state already
 /// holds its key, the AEAD already has its key schedule.
 #[derive(Clone)]
@@ -585,7 +775,7 @@ pub(crate) struct Subkeys {
 
 impl Subkeys {
     fn derive(key: &Key, app: &str) -> Self {
-        let derive = |purpose: &str, namespace: Namespace| -> [u8; 32] {
+        let derive = |purpose: &str, namespace: Namespace| -> Zeroizing<[u8; 32]> {
             // Only local subkeys depend on the application label.
             let app = match namespace {
                 Namespace::Local => app,
@@ -595,16 +785,16 @@ impl Subkeys {
                 "keepsake v1 {purpose} namespace={namespace} app={}:{app}",
                 app.len()
             );
-            let mut out = [0u8; 32];
-            key.expand(info.as_bytes(), &mut out);
+            let mut out = Zeroizing::new([0u8; 32]);
+            key.expand(info.as_bytes(), &mut *out);
             out
         };
         let hmac = |namespace| {
-            <Hmac<Sha256> as KeyInit>::new_from_slice(&derive("HMAC-SHA256 sign", namespace))
+            <Hmac<Sha256> as KeyInit>::new_from_slice(&*derive("HMAC-SHA256 sign", namespace))
                 .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
         };
         let aead = |namespace| {
-            Aes256GcmSiv::new_from_slice(&derive("AES-256-GCM-SIV seal", namespace))
+            Aes256GcmSiv::new_from_slice(&*derive("AES-256-GCM-SIV seal", namespace))
                 .unwrap_or_else(|_| unreachable!("the derived key is 32 bytes"))
         };
         Self {
@@ -682,8 +872,13 @@ impl KeyRing {
     /// `KEEPSAKE_SECRET` (base64, required) and verify-only fallback keys
     /// from `KEEPSAKE_SECRET_FALLBACKS` (base64 secrets separated by commas;
     /// unset or empty for none), read as [`Key::from_env`] and
-    /// [`Key::list_from_env`] read them. The ring has an empty
-    /// [application label](KeyRing::with_app).
+    /// [`Key::list_from_env`] read them.
+    ///
+    /// **The ring has an empty [application label](KeyRing::with_app):
+    /// two apps given the same `KEEPSAKE_SECRET` accept each other's
+    /// cookies** (a session cookie of one is a valid session cookie of the
+    /// other). Give each app its own secret, or its own label with
+    /// `KeyRing::from_env()?.with_app("billing")`.
     ///
     /// This is the ring [`SessionLayer::from_env`](crate::middleware::SessionLayer::from_env)
     /// uses. Build it once and give it to the session layer and to the
@@ -696,9 +891,12 @@ impl KeyRing {
     ///
     /// [`KeyError::MissingEnv`] when `KEEPSAKE_SECRET` is unset (the message
     /// says how to make a secret), [`KeyError::EnvNotUnicode`] when either
-    /// variable is not UTF-8, and [`KeyError::InvalidEnv`] naming the
+    /// variable is not UTF-8, [`KeyError::InvalidEnv`] naming the
     /// variable (and, for a fallback, its position in the list) when a
-    /// secret is not valid. No message ever shows a secret.
+    /// secret is not valid, and [`KeyError::DuplicateEnv`] when a fallback
+    /// is the same secret as `KEEPSAKE_SECRET` or as an earlier fallback
+    /// (in a rotation, the sign that the old key was lost). No message ever
+    /// shows a secret.
     ///
     /// # Example
     ///
@@ -751,37 +949,65 @@ impl KeyRing {
     /// assert!(matches!(err, KeyError::InvalidEnv { position: Some(2), .. }));
     /// assert!(err.source().unwrap().to_string().contains("keepsake keygen"));
     ///
+    /// // A fallback that repeats the current key or another fallback is a
+    /// // mistake (the old key lost in the rotation?), not a no-op.
+    /// let err = KeyRing::from_env_with(vars(new.to_base64(), new.to_base64())).unwrap_err();
+    /// assert!(matches!(err, KeyError::DuplicateEnv { position: 1, same_as: None, .. }));
+    /// assert!(err.to_string().starts_with(
+    ///     "key 1 in the environment variable KEEPSAKE_SECRET_FALLBACKS is the same secret as KEEPSAKE_SECRET"
+    /// ));
+    /// let twice = format!("{0},{0}", old.to_base64());
+    /// let err = KeyRing::from_env_with(vars(new.to_base64(), twice)).unwrap_err();
+    /// assert!(matches!(err, KeyError::DuplicateEnv { position: 2, same_as: Some(1), .. }));
+    ///
     /// let err = KeyRing::from_env_with(|_| Err(VarError::NotPresent)).unwrap_err();
     /// assert_eq!(err, KeyError::MissingEnv { var: "KEEPSAKE_SECRET".to_owned() });
+    /// // What `main` prints when it returns this error: the message and its hint.
+    /// assert!(format!("{err:?}").starts_with(
+    ///     "MissingEnv: the environment variable KEEPSAKE_SECRET is not set; make a secret with `keepsake keygen`"
+    /// ));
     /// # Ok::<(), KeyError>(())
     /// ```
     pub fn from_env_with(
         lookup: impl Fn(&str) -> Result<String, std::env::VarError>,
     ) -> Result<Self, KeyError> {
-        let secret = required_env_text(&lookup, SECRET_VAR)?;
-        let ring = Self::new(key_from_env_text(SECRET_VAR, None, &secret)?);
-        let fallbacks = match env_text(&lookup, FALLBACKS_VAR)? {
-            Some(text) => keys_from_env_list(FALLBACKS_VAR, &text)?,
+        let secret = Zeroizing::new(required_env_text(&lookup, SECRET_VAR)?);
+        let current = key_from_env_text(SECRET_VAR, None, &secret)?;
+        let fallbacks = match env_text(&lookup, FALLBACKS_VAR)?.map(Zeroizing::new) {
+            Some(text) => keys_from_env_list(FALLBACKS_VAR, &text, Some(&current))?,
             None => Vec::new(),
         };
-        Ok(ring.with_fallbacks(fallbacks))
+        Ok(Self::new(current).with_fallbacks(fallbacks))
     }
 
     /// Adds a verify-only fallback key, tried after the current key and the
     /// fallbacks added before it.
+    ///
+    /// A key already in the ring (the current key or a fallback) is not
+    /// added again: it would verify nothing more. (Reading the ring from the
+    /// environment, [`KeyRing::from_env`] refuses such a repeat instead, as
+    /// a likely mistake in a rotation.)
     ///
     /// # Example
     ///
     /// ```
     /// use keepsake::key::{Key, KeyRing};
     ///
-    /// let ring = KeyRing::new(Key::generate())
-    ///     .with_fallback(Key::generate())
+    /// let (current, old) = (Key::generate(), Key::generate());
+    /// let ring = KeyRing::new(current.clone())
+    ///     .with_fallback(old.clone())
     ///     .with_fallback(Key::generate());
+    /// assert_eq!(ring.fallbacks().count(), 2);
+    ///
+    /// // The current key and a key already listed are left out.
+    /// let ring = ring.with_fallback(current).with_fallback(old);
     /// assert_eq!(ring.fallbacks().count(), 2);
     /// ```
     #[must_use]
     pub fn with_fallback(self, fallback: Key) -> Self {
+        if self.inner.keys.iter().any(|(key, _)| *key == fallback) {
+            return self;
+        }
         let mut inner = self.into_inner();
         let subkeys = Subkeys::derive(&fallback, &inner.app);
         inner.keys.push((fallback, subkeys));
@@ -808,6 +1034,11 @@ impl KeyRing {
     /// Sets the application label that [local](Namespace::Local) subkeys
     /// depend on (default: empty).
     ///
+    /// **Two applications that share a master secret and keep the default
+    /// (empty) label accept each other's cookies**, session cookies
+    /// included: a cookie of the same name made by one verifies in the
+    /// other. Give each application its own secret, or its own label.
+    ///
     /// Two applications that share a master secret but have different labels
     /// can read each other's [shared](Namespace::Shared) values, and not each
     /// other's local ones.
@@ -818,6 +1049,18 @@ impl KeyRing {
     /// use keepsake::{codec::{Claims, Codec}, key::{Key, KeyRing, Namespace}};
     ///
     /// let key = Key::generate();
+    ///
+    /// // One secret, no labels: each app accepts the other's values.
+    /// let value = Codec::signed(KeyRing::new(key.clone())).encode("session", b"x", Claims::new(0))?;
+    /// assert!(Codec::signed(KeyRing::new(key.clone())).decode("session", &value, 1).is_ok());
+    ///
+    /// // One secret, two labels: a value made under "a" does not verify under "b".
+    /// let a = Codec::signed(KeyRing::new(key.clone()).with_app("a"));
+    /// let b = Codec::signed(KeyRing::new(key.clone()).with_app("b"));
+    /// let value = a.encode("session", b"x", Claims::new(0))?;
+    /// assert!(a.decode("session", &value, 1).is_ok());
+    /// assert!(b.decode("session", &value, 1).is_err());
+    ///
     /// let billing = KeyRing::new(key.clone()).with_app("billing");
     /// let shop = KeyRing::new(key).with_app("shop");
     ///
@@ -918,15 +1161,20 @@ mod tests {
     #[test]
     fn debug_never_shows_secret_bytes() {
         let key = Key::from_bytes(&[0xAB; 32]).unwrap();
-        let ring = KeyRing::new(key.clone()).with_fallback(key.clone());
+        let old = Key::from_bytes(&[0xCD; 32]).unwrap();
+        let ring = KeyRing::new(key.clone()).with_fallback(old.clone());
+        assert_eq!(ring.fallbacks().len(), 1);
         for text in [
             format!("{key:?}"),
             format!("{ring:?}"),
             format!("{ring:#?}"),
         ] {
             assert!(!text.contains(&key.to_base64()), "{text}");
+            assert!(!text.contains(&old.to_base64()), "{text}");
             assert!(!text.to_lowercase().contains("abab"), "{text}");
+            assert!(!text.to_lowercase().contains("cdcd"), "{text}");
             assert!(!text.contains("171"), "{text}"); // 0xAB as decimal
+            assert!(!text.contains("205"), "{text}"); // 0xCD as decimal
         }
     }
 
@@ -957,7 +1205,8 @@ mod tests {
     fn env_key_errors_name_the_variable_never_the_secret() {
         use std::error::Error as _;
         let good = Key::generate().to_base64();
-        let ring = KeyRing::from_env_with(vars(Some(&good), Some(&format!(" {good} ,,{good}"))));
+        let (old, older) = (Key::generate().to_base64(), Key::generate().to_base64());
+        let ring = KeyRing::from_env_with(vars(Some(&good), Some(&format!(" {old} ,,{older}"))));
         assert_eq!(ring.unwrap().fallbacks().len(), 2);
         for empty in [None, Some(""), Some(" , ")] {
             let ring = KeyRing::from_env_with(vars(Some(&good), empty)).unwrap();
@@ -993,7 +1242,7 @@ mod tests {
         assert!(reason.contains("keepsake keygen"), "{reason}");
         assert!(short.source().unwrap().source().is_none());
 
-        let second = err(Some(&good), Some(&format!("{good}, ,hunter2")));
+        let second = err(Some(&good), Some(&format!("{old}, ,hunter2")));
         assert_eq!(
             second.to_string(),
             "key 2 in the environment variable KEEPSAKE_SECRET_FALLBACKS is not a valid secret"
@@ -1016,6 +1265,260 @@ mod tests {
             err(Some(""), None),
             KeyError::InvalidEnv { source, .. } if *source == KeyError::TooShort { len: 0 }
         ));
+    }
+
+    #[test]
+    fn repeated_keys_in_the_environment_are_refused_by_position() {
+        let (current, old) = (Key::generate().to_base64(), Key::generate().to_base64());
+        let err = |fallbacks: &str| KeyRing::from_env_with(vars(Some(&current), Some(fallbacks)));
+        // The current key again, anywhere in the list, even spelled otherwise.
+        let url_safe = current.replace('+', "-").replace('/', "_");
+        for (list, position) in [
+            (current.clone(), 1),
+            (format!("{old}, {current}"), 2),
+            (format!(" ,{old},,{}", url_safe.trim_end_matches('=')), 2),
+        ] {
+            let err = err(&list).unwrap_err();
+            assert_eq!(
+                err,
+                KeyError::DuplicateEnv {
+                    var: FALLBACKS_VAR.to_owned(),
+                    position,
+                    same_as: None,
+                },
+                "{list}"
+            );
+            let text = err.to_string();
+            assert!(
+                text.starts_with(&format!(
+                    "key {position} in the environment variable KEEPSAKE_SECRET_FALLBACKS is the \
+                     same secret as KEEPSAKE_SECRET"
+                )),
+                "{text}"
+            );
+            assert!(!format!("{err} {err:?}").contains(&current[..20]));
+        }
+        // A fallback twice.
+        let err = err(&format!("{old},{},{old}", Key::generate().to_base64())).unwrap_err();
+        assert_eq!(
+            err,
+            KeyError::DuplicateEnv {
+                var: FALLBACKS_VAR.to_owned(),
+                position: 3,
+                same_as: Some(1),
+            }
+        );
+        assert!(
+            err.to_string()
+                .contains("key 3 in the environment variable KEEPSAKE_SECRET_FALLBACKS is the same secret as key 1 of that list"),
+            "{err}"
+        );
+        // The list alone (`Key::list_from_env` reads it so) refuses a repeat too.
+        assert!(matches!(
+            keys_from_env_list("V", &format!("{old},{old}"), None),
+            Err(KeyError::DuplicateEnv {
+                position: 2,
+                same_as: Some(1),
+                ..
+            })
+        ));
+        // Distinct keys are fine.
+        assert_eq!(fallback_count(&current, &old), 1);
+    }
+
+    fn fallback_count(current: &str, fallbacks: &str) -> usize {
+        KeyRing::from_env_with(vars(Some(current), Some(fallbacks)))
+            .unwrap()
+            .fallbacks()
+            .len()
+    }
+
+    #[test]
+    fn with_fallback_leaves_out_keys_already_in_the_ring() {
+        let (current, old, older) = (Key::generate(), Key::generate(), Key::generate());
+        let ring = KeyRing::new(current.clone())
+            .with_fallback(current.clone())
+            .with_fallback(old.clone())
+            .with_fallbacks([older.clone(), old.clone(), current.clone(), older.clone()]);
+        assert_eq!(ring.current(), &current);
+        assert_eq!(ring.fallbacks().collect::<Vec<_>>(), vec![&old, &older]);
+        assert_eq!(ring.all_subkeys().count(), 3);
+        // Also when the ring is shared (cloned before adding).
+        let shared = ring.clone();
+        assert_eq!(shared.with_fallback(old).fallbacks().len(), 2);
+        assert_eq!(ring.fallbacks().len(), 2);
+    }
+
+    #[test]
+    fn degenerate_secrets_are_refused_random_and_hex_ones_are_not() {
+        for text in [
+            // 32 zero bytes.
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            // 32 bytes of 0xff.
+            "//////////////////////////////////////////8=",
+            "changemechangemechangemechangemechangemechangeme",
+            "correcthorsebatterystaplecorrecthorsebattery",
+            "CORRECTHORSEBATTERYSTAPLECORRECTHORSEBATTERY",
+            "12345678901234567890123456789012345678901234",
+            // Mixed text, but only 4 distinct bytes (0, 1, 2, 3).
+            &base64_simd::STANDARD.encode_to_string([0u8, 1, 2, 3].repeat(10)),
+            // 7 distinct bytes.
+            &base64_simd::STANDARD.encode_to_string((0u8..7).cycle().take(40).collect::<Vec<_>>()),
+        ] {
+            assert_eq!(Key::from_base64(text), Err(KeyError::NotRandom), "{text}");
+        }
+        let message = KeyError::NotRandom.to_string();
+        assert!(message.contains("placeholder or a passphrase"), "{message}");
+        assert!(message.contains("keepsake keygen"), "{message}");
+        // The environment names the variable, the source says why.
+        let err = KeyRing::from_env_with(vars(
+            Some("changemechangemechangemechangemechangemechangeme"),
+            None,
+        ))
+        .unwrap_err();
+        assert!(
+            matches!(&err, KeyError::InvalidEnv { source, .. } if **source == KeyError::NotRandom)
+        );
+        assert!(format!("{err:?}").contains("placeholder"), "{err:?}");
+
+        // 8 distinct bytes in mixed text pass.
+        let eight =
+            base64_simd::STANDARD.encode_to_string((0u8..8).cycle().take(40).collect::<Vec<_>>());
+        assert!(Key::from_base64(&eight).is_ok(), "{eight}");
+        // Short and degenerate: the length is what is said.
+        assert_eq!(Key::from_base64("AAAA"), Err(KeyError::TooShort { len: 3 }));
+        // Raw bytes are not checked (tests use repeated bytes).
+        assert!(Key::from_bytes(&[7; 32]).is_ok());
+        // Generated secrets, in base64 and in hex (`openssl rand -hex 32`,
+        // read as base64 of its 64 characters), pass.
+        for _ in 0..200 {
+            let key = Key::generate();
+            assert!(Key::from_base64(&key.to_base64()).is_ok());
+            let hex: String = key.bytes().iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(Key::from_base64(&hex).map(|key| key.len()), Ok(48), "{hex}");
+            assert!(Key::from_base64(&hex.to_uppercase()).is_ok(), "{hex}");
+        }
+    }
+
+    #[test]
+    fn line_wrapped_base64_is_read() {
+        let bytes: Vec<u8> = (0u8..64).map(|i| i.wrapping_mul(97) ^ 0x5a).collect();
+        let key = Key::from_bytes(&bytes).unwrap();
+        let text = base64_simd::STANDARD.encode_to_string(&bytes);
+        // `openssl rand -base64 64` wraps at 64 columns, Python's
+        // `base64.encodebytes` at 76; CRLF, tabs and indentation too.
+        let wrap = |width: usize, sep: &str| -> String {
+            text.as_bytes()
+                .chunks(width)
+                .map(|line| format!("{}{sep}", std::str::from_utf8(line).unwrap()))
+                .collect()
+        };
+        for wrapped in [
+            wrap(64, "\n"),
+            wrap(76, "\n"),
+            wrap(20, "\r\n"),
+            wrap(10, "\n\t  "),
+            format!("  {}\n\n", wrap(64, "\n")),
+        ] {
+            assert_eq!(Key::from_base64(&wrapped).as_ref(), Ok(&key), "{wrapped:?}");
+        }
+        // Other characters inside are still not base64.
+        assert_eq!(Key::from_base64(&wrap(64, "\n,")), Err(KeyError::NotBase64));
+    }
+
+    #[test]
+    fn debug_of_errors_is_the_message_with_its_hint() {
+        let missing = KeyError::MissingEnv {
+            var: SECRET_VAR.to_owned(),
+        };
+        assert_eq!(
+            format!("{missing:?}"),
+            "MissingEnv: the environment variable KEEPSAKE_SECRET is not set; make a secret with \
+             `keepsake keygen` and export it as KEEPSAKE_SECRET"
+        );
+        // What `fn main() -> Result<(), Box<dyn Error>>` prints.
+        let boxed: Box<dyn std::error::Error> = Box::new(missing.clone());
+        assert!(format!("{boxed:?}").contains("keepsake keygen"));
+        assert_eq!(format!("{missing:#?}"), format!("{missing:?}"));
+
+        let invalid = KeyRing::from_env_with(vars(Some("aHVudGVyMg=="), None)).unwrap_err();
+        let debug = format!("{invalid:?}");
+        assert_eq!(
+            debug,
+            "InvalidEnv: the environment variable KEEPSAKE_SECRET does not hold a valid secret: \
+             the secret is 7 bytes; keepsake needs at least 32 (make one with `keepsake keygen`)"
+        );
+        assert!(!debug.contains("aHVudGVyMg"), "{debug}");
+        for (err, name) in [
+            (KeyError::TooShort { len: 1 }, "TooShort: "),
+            (KeyError::TooLong { len: 2000 }, "TooLong: "),
+            (KeyError::NotBase64, "NotBase64: "),
+            (KeyError::NotRandom, "NotRandom: "),
+            (
+                KeyError::EnvNotUnicode {
+                    var: "V".to_owned(),
+                },
+                "EnvNotUnicode: ",
+            ),
+            (
+                KeyError::DuplicateEnv {
+                    var: "V".to_owned(),
+                    position: 2,
+                    same_as: Some(1),
+                },
+                "DuplicateEnv: ",
+            ),
+            (KeyError::Rng("no entropy".to_owned()), "Rng: "),
+        ] {
+            assert_eq!(format!("{err:?}"), format!("{name}{err}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn debug_of_config_and_open_errors_shows_the_causes() {
+        use crate::store::{OpenError, StoreUrl};
+        let err = StoreUrl::parse("sqlite:///no/such/dir/s.db")
+            .unwrap()
+            .open()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, OpenError::Store { .. }));
+        let debug = format!("{err:?}");
+        assert!(
+            debug.starts_with(
+                "Store: cannot open the sqlite session store at sqlite:///no/such/dir/s.db: "
+            ),
+            "{debug}"
+        );
+        // The cause is there, once.
+        let cause = std::error::Error::source(&err).unwrap().to_string();
+        assert!(debug.ends_with(&cause), "{debug}");
+        assert_eq!(debug.matches(&cause).count(), 1, "{debug}");
+        // A password in the URL is hidden in `Debug` as in `Display`.
+        let err = StoreUrl::parse("mongodb://admin:hunter2@db").unwrap_err();
+        assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
+
+        let err = crate::middleware::ConfigError::from(KeyError::MissingEnv {
+            var: SECRET_VAR.to_owned(),
+        });
+        assert_eq!(
+            format!("{err:?}"),
+            "Key: the environment variable KEEPSAKE_SECRET is not set; make a secret with \
+             `keepsake keygen` and export it as KEEPSAKE_SECRET"
+        );
+        let err = crate::middleware::ConfigError::from(KeyError::InvalidEnv {
+            var: SECRET_VAR.to_owned(),
+            position: None,
+            source: Box::new(KeyError::NotRandom),
+        });
+        assert_eq!(
+            format!("{err:?}"),
+            format!(
+                "Key: the environment variable KEEPSAKE_SECRET does not hold a valid secret: {}",
+                KeyError::NotRandom
+            )
+        );
     }
 
     #[test]

@@ -160,8 +160,14 @@ pub use self::{
 ///     .build()
 ///     .unwrap_err();
 /// assert!(matches!(err, ConfigError::Cookie(_)));
+///
+/// // `Debug` (what `main` prints for an error it returns) names the
+/// // variant, then says what `Display` and the causes say.
+/// assert!(format!("{err:?}").starts_with(
+///     "Cookie: the session cookie settings are not valid: the cookie name \"\" is not a valid token"
+/// ));
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// The secret is missing or invalid: the [`KeyError`](crate::key::KeyError)
@@ -251,4 +257,23 @@ pub enum ConfigError {
         /// What the variable takes, such as "`true` or `false`".
         expected: &'static str,
     },
+}
+
+/// `Variant: message: cause: ...`, as for [`KeyError`](crate::key::KeyError):
+/// the message and its hint rather than the fields. No variant holds a
+/// secret (a [`Key`](Self::Key) error never shows the secret, and
+/// [`Env`](Self::Env) is never about a secret's variable).
+impl std::fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let variant = match self {
+            Self::Key(_) => "Key",
+            Self::Cookie(_) => "Cookie",
+            Self::Lifetime(_) => "Lifetime",
+            Self::FromEnv { .. } => "FromEnv",
+            #[cfg(feature = "interop")]
+            Self::EmptySecret(_) => "EmptySecret",
+            Self::Env { .. } => "Env",
+        };
+        crate::key::debug_error(f, variant, self)
+    }
 }

@@ -300,8 +300,11 @@ pub trait StoreAdmin: SessionStore {
 /// let err = StoreUrl::parse("mongodb://db").unwrap_err();
 /// assert!(matches!(err, OpenError::UnknownScheme { .. }));
 /// assert!(err.to_string().starts_with("unknown session store `mongodb://db`"));
+/// // `Debug` (what `main` prints for an error it returns) names the
+/// // variant, then says what `Display` and the causes say.
+/// assert!(format!("{err:?}").starts_with("UnknownScheme: unknown session store `mongodb://db`: expected"));
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {
     /// The URL names no store this crate knows.
@@ -344,6 +347,21 @@ pub enum OpenError {
         #[source]
         source: StoreError,
     },
+}
+
+/// `Variant: message: cause: ...`, as for
+/// [`KeyError`](crate::key::KeyError): the message and its hint rather than
+/// the fields. URLs are shown with any password hidden, as in `Display`.
+impl fmt::Debug for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let variant = match self {
+            Self::UnknownScheme { .. } => "UnknownScheme",
+            Self::FeatureDisabled { .. } => "FeatureDisabled",
+            Self::Invalid { .. } => "Invalid",
+            Self::Store { .. } => "Store",
+        };
+        crate::key::debug_error(f, variant, self)
+    }
 }
 
 /// A parsed store URL: which store, and its settings. Parsing opens nothing.
