@@ -86,6 +86,18 @@ impl Write for Captured {
 }
 
 impl Captured {
+    /// A subscriber that writes every event up to `level`, with its
+    /// target, into this buffer.
+    fn subscriber(&self, level: tracing::Level) -> impl tracing::Subscriber + Send + Sync {
+        let writer = self.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_ansi(false)
+            .with_target(true)
+            .with_writer(move || writer.clone())
+            .finish()
+    }
+
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
     }
@@ -322,13 +334,7 @@ async fn flows(backend: Backend, secrets: &mut Secrets) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_in_any_log_line() {
     let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_target(true)
-        .with_writer(move || writer.clone())
-        .finish();
+    let subscriber = captured.subscriber(tracing::Level::TRACE);
     tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
 
     let mut secrets = Secrets::default();
@@ -414,12 +420,7 @@ async fn no_secret_in_any_log_line() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_store_failure_is_one_error_line_with_its_cause() {
     let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
+    let subscriber = captured.subscriber(tracing::Level::DEBUG);
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let store = CountingStore::default();
